@@ -1,0 +1,348 @@
+"""The adapter base class: final template methods around small vendor hooks.
+
+A vendor adapter subclasses :class:`Adapter`, declares its ``name``, its pydantic ``Config`` model and its
+limits, and fills in the protected hooks (``_list_page``, ``_write_batch``, ...). The base class does the
+cross-cutting work once for every vendor: batching to the vendor maximum, bounded concurrency and request
+rate, the shared retry policy (with one token refresh on :class:`TokenExpiredError`), translation of
+transport exceptions, and call statistics.
+
+Nothing above ``crmbridge.adapters`` sees ``requests``, ``zeep`` or a vendor's error codes: hooks raise the
+errors of :mod:`crmbridge.core.errors`.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, final
+
+import requests
+from pydantic import BaseModel, ConfigDict
+
+from crmbridge.core.errors import (
+    BadResponseError,
+    RecordError,
+    RetryableError,
+    ThrottledError,
+    TokenExpiredError,
+    TransientServerError,
+)
+from crmbridge.core.ratelimit import CallGate
+from crmbridge.core.retry import RetryPolicy, call_with_retry
+
+__all__ = [
+    "Adapter",
+    "AdapterConfig",
+    "AdapterStats",
+    "FieldInfo",
+    "Page",
+    "RawRecord",
+    "WriteItem",
+    "WriteResult",
+    "WriteStatus",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One vendor record as the vendor returned it.
+
+    Attributes:
+        object: the vendor object (``Contacts``, ``AccountObj``, ``Customer``).
+        external_id: the vendor's own id, as a string.
+        data: the raw vendor fields.
+        modified_at: last modification, timezone-aware UTC (``None`` if the vendor does not say).
+        version: the vendor's record version (FLEXCUBE MODNO, T24 CURR.NO), for optimistic concurrency.
+        deleted: a tombstone (deleted, invalidated or closed record).
+    """
+
+    object: str
+    external_id: str
+    data: Mapping[str, Any]
+    modified_at: datetime | None = None
+    version: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of records and the opaque state that fetches the next page (``None`` at the end)."""
+
+    records: list[RawRecord]
+    next_state: Any = None
+
+
+class WriteStatus(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    CONFLICT = "conflict"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteItem:
+    """One record to write.
+
+    Attributes:
+        key: crmbridge's stable external key for the record (the canonical party id), the idempotency key.
+        payload: the vendor payload built by the mapping.
+        external_id: the target's id when the cross-reference knows it (then this is an update).
+        key_field: the target field that holds ``key`` (Zoho's ``duplicate_check_fields``, Fxiaoke's lookup field).
+        expected_version: the version the write is based on (stale → CONFLICT, never an overwrite).
+    """
+
+    key: str
+    payload: Mapping[str, Any]
+    external_id: str | None = None
+    key_field: str | None = None
+    expected_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of one :class:`WriteItem`, in request order."""
+
+    key: str
+    status: WriteStatus
+    external_id: str | None = None
+    version: str | None = None
+    modified_at: datetime | None = None
+    error: RecordError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """A vendor field's metadata, for ``crmbridge mapping validate --against SYSTEM``."""
+
+    name: str
+    type: str
+    length: int | None = None
+    required: bool = False
+    read_only: bool = False
+    picklist: tuple[str, ...] | None = None
+
+
+@dataclass
+class AdapterStats:
+    """Counters one adapter keeps for the run's statistics."""
+
+    api_calls: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    throttled: int = 0
+    token_refreshes: int = 0
+    credits_remaining: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_call(self, status: int | str) -> None:
+        with self._lock:
+            self.api_calls += 1
+            self.by_status[str(status)] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_calls": self.api_calls, "by_status": dict(self.by_status), "retries": self.retries,
+                "throttled": self.throttled, "token_refreshes": self.token_refreshes,
+                "credits_remaining": self.credits_remaining}
+
+
+class AdapterConfig(BaseModel):
+    """Fields every adapter's configuration has. Vendors subclass it (``extra="forbid"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retry: RetryPolicy = RetryPolicy()
+    max_concurrency: int | None = None
+    rate_per_second: float | None = None
+
+
+class Adapter(ABC):
+    """Base class of every vendor adapter.
+
+    Subclasses set ``name``, ``Config`` and ``max_batch_size`` and implement the hooks. They never retry,
+    batch or throttle themselves: the final methods here do.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AdapterConfig]] = AdapterConfig
+    #: the vendor's maximum records per write call
+    max_batch_size: ClassVar[int] = 100
+    #: default concurrent calls when the config does not say
+    default_concurrency: ClassVar[int] = 1
+
+    def __init__(self, config: AdapterConfig, *, system: str | None = None,
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.system = system or self.name
+        self.session = session or requests.Session()
+        self.stats = AdapterStats()
+        self._sleep = sleep
+        self._gate = CallGate(config.max_concurrency or self.default_concurrency, config.rate_per_second)
+
+    # ------------------------------------------------------------------ final template methods
+    @final
+    def extract(self, obj: str, *, since: datetime | None = None,
+                fields: Sequence[str] | None = None) -> Iterator[Page]:
+        """Yield pages of records of ``obj`` modified at or after ``since`` (all if ``None``), oldest first
+        where the vendor can sort, streaming: one page in memory at a time."""
+        state: Any = None
+        while True:
+            page = self._retrying(lambda s=state: self._list_page(obj, since=since, fields=fields, state=s))
+            yield page
+            if page.next_state is None:
+                return
+            state = page.next_state
+
+    @final
+    def extract_deleted(self, obj: str, *, since: datetime | None = None) -> Iterator[Page]:
+        """Yield pages of tombstones (records deleted or invalidated since ``since``)."""
+        state: Any = None
+        while True:
+            page = self._retrying(lambda s=state: self._list_deleted_page(obj, since=since, state=s))
+            yield page
+            if page.next_state is None:
+                return
+            state = page.next_state
+
+    @final
+    def write(self, obj: str, items: Sequence[WriteItem]) -> list[WriteResult]:
+        """Write ``items`` in batches of the vendor's maximum, up to the concurrency limit, each batch
+        retried under the policy. Results come back in the order of ``items``; per-record failures are
+        results, not exceptions."""
+        if not items:
+            return []
+        batches = [list(items[i:i + self.max_batch_size]) for i in range(0, len(items), self.max_batch_size)]
+
+        def run(batch: list[WriteItem]) -> list[WriteResult]:
+            results = self._retrying(lambda: self._write_batch(obj, batch))
+            if len(results) != len(batch):
+                raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
+            return results
+
+        workers = min(len(batches), self._gate.concurrency)
+        if workers <= 1:
+            out = [run(b) for b in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.name}-write") as pool:
+                out = list(pool.map(run, batches))
+        return [r for chunk in out for r in chunk]
+
+    @final
+    def get(self, obj: str, external_id: str) -> RawRecord | None:
+        """One record by the vendor's id, or ``None`` if it does not exist."""
+        return self._retrying(lambda: self._get(obj, external_id))
+
+    @final
+    def find(self, obj: str, key_field: str, key: str) -> RawRecord | None:
+        """The record whose ``key_field`` equals ``key`` (the write-intent check after a timeout)."""
+        return self._retrying(lambda: self._find(obj, key_field, key))
+
+    @final
+    def delete(self, obj: str, external_ids: Sequence[str]) -> list[WriteResult]:
+        """Delete (or deactivate, as the vendor does) records by id, in batches."""
+        out: list[WriteResult] = []
+        for i in range(0, len(external_ids), self.max_batch_size):
+            chunk = list(external_ids[i:i + self.max_batch_size])
+            out.extend(self._retrying(lambda c=chunk: self._delete_batch(obj, c)))
+        return out
+
+    @final
+    def describe(self, obj: str) -> list[FieldInfo]:
+        """The vendor's field metadata for ``obj``."""
+        return self._retrying(lambda: self._describe(obj))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Adapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ hooks a vendor fills in
+    @abstractmethod
+    def _list_page(self, obj: str, *, since: datetime | None, fields: Sequence[str] | None,
+                   state: Any) -> Page:
+        """Fetch one page. ``state`` is ``None`` for the first page, else the previous ``Page.next_state``."""
+
+    def _list_deleted_page(self, obj: str, *, since: datetime | None, state: Any) -> Page:
+        return Page([], None)
+
+    @abstractmethod
+    def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
+        """Write at most ``max_batch_size`` items in one call (or as few as the vendor allows)."""
+
+    @abstractmethod
+    def _get(self, obj: str, external_id: str) -> RawRecord | None: ...
+
+    @abstractmethod
+    def _find(self, obj: str, key_field: str, key: str) -> RawRecord | None: ...
+
+    def _delete_batch(self, obj: str, external_ids: list[str]) -> list[WriteResult]:
+        raise NotImplementedError(f"{self.name} does not delete records")
+
+    def _describe(self, obj: str) -> list[FieldInfo]:
+        return []
+
+    def _invalidate_token(self) -> None:
+        """Drop the cached access token; the next call fetches a fresh one."""
+
+    # ------------------------------------------------------------------ shared plumbing
+    @final
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        refreshed = False
+
+        def before_retry(exc: RetryableError, attempt: int) -> None:
+            nonlocal refreshed
+            with self.stats._lock:
+                self.stats.retries += 1
+                if isinstance(exc, ThrottledError):
+                    self.stats.throttled += 1
+            if isinstance(exc, TokenExpiredError):
+                if refreshed:
+                    raise exc  # refreshed once already: a second rejection is not transient
+                refreshed = True
+                self.stats.token_refreshes += 1
+                self._invalidate_token()
+
+        return call_with_retry(self.config.retry, fn, before_retry=before_retry, sleep=self._sleep)
+
+    @final
+    def _http(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One HTTP call through the gate (concurrency, rate), with timeouts, counted, and with transport
+        failures translated. Status and body are for the vendor's classifier to judge."""
+        kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.timeout))
+        with self._gate.slot():
+            try:
+                resp = self.session.request(method, url, **kwargs)
+            except requests.Timeout as exc:
+                self.stats.count_call("timeout")
+                raise TransientServerError(f"{method} timed out", vendor=self.name, where=_path(url)) from exc
+            except requests.ConnectionError as exc:
+                self.stats.count_call("connection")
+                raise TransientServerError(f"{method} connection failed: {type(exc).__name__}",
+                                           vendor=self.name, where=_path(url)) from exc
+            except requests.RequestException as exc:
+                self.stats.count_call("error")
+                raise TransientServerError(f"{method} failed: {type(exc).__name__}", vendor=self.name,
+                                           where=_path(url)) from exc
+        self.stats.count_call(resp.status_code)
+        return resp
+
+
+def _path(url: str) -> str:
+    return requests.utils.urlparse(url).path or url

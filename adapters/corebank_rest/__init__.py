@@ -1,0 +1,1 @@
+"""crmbridge.adapters.corebank_rest."""

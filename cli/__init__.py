@@ -1,0 +1,1 @@
+"""The ``crmbridge`` command line."""

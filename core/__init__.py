@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every layer uses: the exception tree, secret references, configuration."""
