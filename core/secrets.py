@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import SecretStr
+from pydantic import AfterValidator, SecretStr
 
 from crmbridge.core.errors import SecretError
 
-__all__ = ["is_secret_reference", "resolve_secret"]
+__all__ = ["SecretRef", "is_secret_reference", "resolve_secret"]
 
 _PREFIXES = ("env:", "file:")
 
@@ -50,3 +51,13 @@ def resolve_secret(reference: str, *, where: str | None = None, base_dir: Path |
         return SecretStr(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror}", where=where) from exc
+
+
+def _check_reference(value: str) -> str:
+    if not is_secret_reference(value):
+        raise ValueError("must be a secret reference such as 'env:NAME' or 'file:PATH'; literal secrets are refused")
+    return value
+
+
+#: a configuration field holding a secret reference (``env:NAME`` / ``file:PATH``), never the secret itself
+SecretRef = Annotated[str, AfterValidator(_check_reference)]
