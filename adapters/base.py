@@ -298,7 +298,7 @@ class Adapter(ABC):
     def _describe(self, obj: str) -> list[FieldInfo]:
         return []
 
-    def _invalidate_token(self) -> None:
+    def _invalidate_token(self) -> None:  # noqa: B027 - optional hook
         """Drop the cached access token; the next call fetches a fresh one."""
 
     # ------------------------------------------------------------------ shared plumbing

@@ -30,9 +30,10 @@ __all__ = ["MASK_KINDS", "mask", "mask_address", "mask_email", "mask_name"]
 _STAR = "*"
 
 # compound Chinese family names (复姓) that take two characters
-_COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 司空 夏侯 令狐 端木 轩辕 独孤 南宫 西门 呼延 赫连 澹台 公冶 宗政 濮阳 太史 申屠 钟离 闻人".split()
-)
+_COMPOUND_SURNAMES = frozenset((
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 司空 夏侯 令狐 "
+    "端木 轩辕 独孤 南宫 西门 呼延 赫连 澹台 公冶 宗政 濮阳 太史 申屠 钟离 闻人"
+).split())
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _ADMIN_SUFFIX = re.compile(r"^(.*?(?:省|自治区|特别行政区))?(.*?(?:市|自治州|地区|盟))?(.*?(?:区|县|旗|市))?")
 
