@@ -6,7 +6,7 @@ operator or auditor sees follows one rule per kind (CANONICAL.md §8):
 =========== ============================================ ========================
 kind        rule                                          example
 =========== ============================================ ========================
-ric         first 1 + last 4; birth date always hidden    ``1*************002X``
+ric         first 1 + last 4 (3 if legacy 15 digits)      ``1*************002X``
 passport    first 1 + last 3                              ``E*****678``
 uscc        first 2 + last 4                              ``91************341L``
 mobile      first 3 + last 4 (E.164 prefix kept)          ``+86138****5678``
@@ -72,6 +72,12 @@ def mask_address(value: str) -> str:
     return head + "****"
 
 
+def _mask_ric(value: str) -> str:
+    # an 18-character number ends with 3 sequence digits + check; a legacy 15-digit one with 3 sequence digits
+    # only, so its last 4 would show a birth-date digit: keep 3 there
+    return _keep(value, 1, 3 if len(value) == 15 else 4)
+
+
 def _mask_mobile(value: str) -> str:
     v = value.strip().replace(" ", "").replace("-", "")
     prefix = ""
@@ -86,7 +92,7 @@ def _mask_account(value: str) -> str:
 
 
 MASK_KINDS: dict[str, Callable[[str], str]] = {
-    "ric": lambda v: _keep(v.strip().upper(), 1, 4),
+    "ric": lambda v: _mask_ric(v.strip().upper()),
     "passport": lambda v: _keep(v.strip().upper(), 1, 3),
     "permit": lambda v: _keep(v.strip().upper(), 1, 3),
     "uscc": lambda v: _keep(v.strip().upper(), 2, 4),

@@ -1,0 +1,149 @@
+"""Refusal of C3 authentication data (JR/T 0171-2020; CANONICAL.md §3, §8).
+
+crmbridge never carries C3 data: passwords, PINs, card security codes, track or chip data, card expiry, one-time
+codes that alone authenticate, and biometric templates. :func:`refuse_c3` scans a raw record (nested mappings and
+lists) **by key name** and raises :class:`~crmbridge.core.errors.ForbiddenDataError` (``code="c3_data"``,
+``field`` = the key path such as ``contacts[2].loginPassword``) at the first C3 key that carries a value. The
+message names the key path and the rule, never the value.
+
+A key is normalised before matching: NFKC, lower-case, then split into *tokens* at ``_ - . space``, at camelCase
+boundaries and at letter/digit changes (``loginPwd`` → ``login pwd``; ``CVV2`` → ``cvv 2``; ``field_pwd__c`` →
+``field pwd c``); the *squashed* form is the key with all separators removed (``pin_block`` → ``pinblock``).
+
+======================== =========================================================== ===========================
+rule                     matches                                                     examples
+======================== =========================================================== ===========================
+token (exact)            pin, pwd, passwd, password, passcode, passphrase, pinblock, ``pin``, ``loginPwd``,
+                         pincode, cvv, cvv2, cvc, cvc2, cvn, cvn2, icvv, pvv, otp,   ``card_cvv2``, ``otp``,
+                         totp, hotp, smscode, smsotp, track1, track2, track3,        ``Track2``
+                         trackdata, magstripe, arqc, faceprint, voiceprint,
+                         iristemplate
+squashed substring       password, passwd, passcode, pinblock, pincode, cardpin,     ``newPassword``,
+                         cvv, cvc2, cvn2, cardsecuritycode, securitycode,            ``pin_block``,
+                         track1data, track2data, track3data, trackdata, magstripe,   ``track2_data``,
+                         emvdata, iccdata, chipdata, field55, cardexpiry,            ``card_exp_date``,
+                         cardexpdate, cardexpirationdate, cardexpiration,            ``sms_code``,
+                         cardvalidthru, expirydatecard, smscode, smsverifycode,      ``verification_code``,
+                         verifycode, verificationcode, otpcode, dynamiccode,         ``fingerprint_template``
+                         fingerprinttemplate, facetemplate, facefeature,
+                         biometrictemplate, voiceprint
+Chinese substring        密码 (交易/查询/登录/支付密码), 口令, 验证码, 动态码,        ``交易密码``, ``短信验证码``
+                         安全码, 磁道, 磁条, 芯片数据, 卡有效期, 指纹模板,
+                         指纹特征, 声纹, 虹膜模板, 虹膜特征, 人脸特征,
+                         生物特征模板
+======================== =========================================================== ===========================
+
+Not refused (no data is carried): a value that is ``None``, ``""`` or a boolean (``otp_verified: true``,
+``has_pin: false``). Keys that merely look alike are not matched: ``pinyin``, ``shipping``, ``opinion``,
+``expires_on`` / ``证件有效期至`` (identifier expiry), ``postcode``, ``spin``, ``cid``, ``device_fingerprint``,
+``biometric_consent`` (a consent flag, not a template). Deliberately broad in one place: a key such as
+``email_verification_code`` is refused even if the code has expired; such keys have no business in a customer record.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from crmbridge.core.errors import ForbiddenDataError
+
+__all__ = ["C3_SUBSTRINGS", "C3_TOKENS", "c3_rule", "find_c3", "refuse_c3"]
+
+C3_TOKENS: frozenset[str] = frozenset("""
+pin pwd passwd password passcode passphrase pinblock pincode
+cvv cvv2 cvc cvc2 cvn cvn2 icvv pvv
+otp totp hotp smscode smsotp
+track1 track2 track3 trackdata magstripe arqc
+faceprint voiceprint iristemplate
+""".split())
+"""Tokens that mark a key as C3 when they appear as a whole token (after splitting the key)."""
+
+C3_SUBSTRINGS: tuple[str, ...] = (
+    # passwords, PINs
+    "password", "passwd", "passcode", "pinblock", "pincode", "cardpin",
+    # card security codes
+    "cvv", "cvc2", "cvn2", "cardsecuritycode", "securitycode",
+    # track / chip data
+    "track1data", "track2data", "track3data", "trackdata", "magstripe", "emvdata", "iccdata", "chipdata", "field55",
+    # card expiry
+    "cardexpiry", "cardexpdate", "cardexpirationdate", "cardexpiration", "cardvalidthru", "expirydatecard",
+    # one-time codes
+    "smscode", "smsverifycode", "verifycode", "verificationcode", "otpcode", "dynamiccode",
+    # biometric templates
+    "fingerprinttemplate", "facetemplate", "facefeature", "biometrictemplate", "voiceprint",
+    # Chinese
+    "密码", "口令", "验证码", "动态码", "安全码", "磁道", "磁条", "芯片数据", "卡有效期",
+    "指纹模板", "指纹特征", "声纹", "虹膜模板", "虹膜特征", "人脸特征", "生物特征模板",
+)
+"""Substrings that mark a key as C3 when found in its squashed (separator-free, lower-case) form."""
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+_SEP = re.compile(r"[\s_.\-:/]+")
+
+
+def _tokens(key: str) -> list[str]:
+    parts = _SEP.split(_CAMEL.sub(" ", key))
+    return [p.lower() for p in parts if p]
+
+
+def c3_rule(key: str) -> str | None:
+    """The rule that marks ``key`` as C3 (``token:pwd``, ``substring:password``), or ``None``."""
+    k = unicodedata.normalize("NFKC", str(key))
+    tokens = _tokens(k)
+    # join digit tokens to the word before them so "cvv 2" / "track 2" match "cvv2" / "track2"
+    joined = [a + b for a, b in zip(tokens, tokens[1:], strict=False) if b.isdigit()]
+    for tok in (*tokens, *joined):
+        if tok in C3_TOKENS:
+            return f"token:{tok}"
+    squashed = _SEP.sub("", k).lower()
+    for sub in C3_SUBSTRINGS:
+        if sub in squashed:
+            return f"substring:{sub}"
+    return None
+
+
+def _carries_data(value: Any) -> bool:
+    return not (value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()))
+
+
+def find_c3(record: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every ``(key path, rule)`` in ``record`` (mappings and lists, recursively) holding C3 data."""
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                sub = f"{path}.{key}" if path else str(key)
+                rule = c3_rule(str(key))
+                if rule is not None and _carries_data(value):
+                    found.append((sub, rule))
+                else:
+                    walk(value, sub)
+        elif isinstance(node, Sequence) and not isinstance(node, str | bytes | bytearray):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(record, where)
+    return found
+
+
+def refuse_c3(record: Mapping[str, Any], where: str) -> None:
+    """Raise if ``record`` carries C3 authentication data anywhere.
+
+    Args:
+        record: a raw vendor record or any nested mapping.
+        where: where the record comes from (``zoho:Contacts/4150868000000224005``); becomes the error's ``where``.
+
+    Raises:
+        ForbiddenDataError: ``code="c3_data"``, ``field`` = the first offending key path; the message lists every
+            offending key path (never a value).
+    """
+    found = find_c3(record)
+    if found:
+        paths = ", ".join(f"{p} ({r})" for p, r in found[:10])
+        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+        raise ForbiddenDataError(
+            f"record carries C3 authentication data, which crmbridge never accepts: {paths}{more}",
+            where=where, field=found[0][0], code="c3_data")

@@ -1,0 +1,177 @@
+"""The synthetic-customer generator: determinism, validity, and each defect kind's fate in the validators."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+
+import phonenumbers
+import pytest
+from stdnum.cn import ric as stdnum_ric
+
+from crmbridge.canonical.identifiers import org_code_check_digit, ric_check_digit, uscc_check_digit
+from crmbridge.canonical.model import Individual, Organisation, parse_party
+from crmbridge.canonical.synthetic import (
+    COUNTIES,
+    DEFECT_KINDS,
+    customer_at,
+    defect_for,
+    generate_customers,
+    mutate,
+)
+from crmbridge.core.errors import ValidationError
+
+N = 600
+
+
+@pytest.fixture(scope="module")
+def clean() -> list:
+    return list(generate_customers(N, seed=11))
+
+
+@pytest.fixture(scope="module")
+def dirty() -> list:
+    return list(generate_customers(N, seed=11, bad_fraction=0.1))
+
+
+def test_county_table_is_real_and_validates() -> None:
+    assert len(COUNTIES) >= 60
+    assert len({c[0] for c in COUNTIES}) == len(COUNTIES)
+    assert len({c[0][:2] for c in COUNTIES}) >= 28  # spread across provinces
+    for adcode, province, _city, district, postcode, since in COUNTIES:
+        for year in (max(since, 1950), 2005):
+            body = f"{adcode}{year}0101001"
+            place = stdnum_ric.get_birth_place(body + ric_check_digit(body))
+            assert place["province"] == province, adcode
+            assert district in place["county"] or place["county"] in district or since > 1950, adcode
+        assert len(postcode) == 6 and postcode.isdigit()
+
+
+def test_deterministic_and_index_independent() -> None:
+    a = list(generate_customers(30, seed=5, bad_fraction=0.2))
+    b = list(generate_customers(60, seed=5, bad_fraction=0.2))[:30]
+    assert a == b
+    assert customer_at(17, 5, 0.2) == a[17]
+    assert customer_at(17, 6, 0.2) != a[17]
+
+
+def test_mix_of_individuals_and_organisations(clean: list) -> None:
+    kinds = Counter(c.party_type for c in clean)
+    assert 0.72 < kinds["INDIVIDUAL"] / N < 0.88
+    assert len({c.cif for c in clean}) == N
+    assert customer_at(0, 1).cif == customer_at(0, 2).cif == "800000001"
+
+
+def test_every_clean_record_validates_without_flags(clean: list) -> None:
+    for c in clean:
+        assert c.defect is None and c.should_validate
+        party = parse_party(c.to_party_dict())
+        assert isinstance(party, Individual if c.is_individual else Organisation)
+        assert party.identifiers[0].flags == (), (c.index, party.identifiers[0].flags)
+        assert party.identifiers[0].value == c.id_number
+        if c.is_individual:
+            # gender consistent with the sequence digit, birth date with digits 7-14 (checked by the model too)
+            assert party.gender == c.gender and party.date_of_birth == c.birth_date
+            assert party.name.legal_zh == c.name  # type: ignore[union-attr]
+        assert party.contact("MOBILE").kind == "MOBILE"  # type: ignore[union-attr]
+        assert party.aum is not None and party.aum.band == c.aum_band
+
+
+def test_identifiers_and_mobiles_are_independently_valid(clean: list) -> None:
+    for c in clean:
+        if c.is_individual:
+            assert stdnum_ric.is_valid(c.id_number)
+            assert c.pinyin.split()[0].isupper()
+        else:
+            assert c.id_number[17] == uscc_check_digit(c.id_number[:17])
+            assert c.id_number[16] == org_code_check_digit(c.id_number[8:16])
+            assert stdnum_ric.is_valid(c.legal_rep_id)
+        number = phonenumbers.parse(c.mobile, "CN")
+        assert phonenumbers.is_valid_number(number)
+        assert phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
+        assert c.email.endswith((".com", ".net", ".org")) and "@example." in c.email
+
+
+def test_variety(clean: list) -> None:
+    orgs = [c for c in clean if not c.is_individual]
+    assert any(c.id_number[0].isalpha() for c in orgs), "some letter-prefixed USCCs"
+    assert any(len(c.family_name) == 2 for c in clean if c.is_individual), "some compound surnames"
+    assert {c.segment for c in clean} >= {"MASS", "AFFLUENT", "WEALTH", "PRIVATE"}
+    statuses = Counter(cs.status for c in clean for cs in c.consents if cs.purpose.startswith("MARKETING"))
+    assert statuses["GRANTED"] and statuses["DENIED"] and statuses["WITHDRAWN"]
+    assert len({c.address.adcode for c in clean}) > 40
+    assert all(c.created_at.tzinfo is not None and c.updated_at >= c.created_at for c in clean)
+
+
+def test_defect_schedule_is_exact_and_cycles() -> None:
+    kinds = [defect_for(i, 0.1, seed=0) for i in range(600)]
+    bad = [k for k in kinds if k]
+    assert len(bad) == 60
+    assert bad[:6] == list(DEFECT_KINDS)
+    assert Counter(bad) == {k: 10 for k in DEFECT_KINDS}
+    assert defect_for(5, 0.0) is None
+    assert all(defect_for(i, 1.0) for i in range(12))
+    with pytest.raises(ValueError):
+        defect_for(0, 1.5)
+
+
+def test_every_defect_kind_is_rejected_or_flagged(dirty: list) -> None:
+    seen: Counter[str] = Counter()
+    for c in dirty:
+        if c.defect is None:
+            parse_party(c.to_party_dict())
+            continue
+        seen[c.defect] += 1
+        if c.expected_code is not None:
+            with pytest.raises(ValidationError) as err:
+                parse_party(c.to_party_dict())
+            assert err.value.code == c.expected_code, (c.defect, err.value)
+            if c.id_number and c.defect != "missing_name":
+                assert c.id_number not in str(err.value)
+        else:
+            party = parse_party(c.to_party_dict())
+            flags = party.identifiers[0].flags
+            assert (c.expected_flag in flags) if c.expected_flag else flags == (), c.defect
+            assert party.identifiers[0].value != c.id_number  # normalised (converted / half-width)
+    assert set(seen) == set(DEFECT_KINDS)
+    expected = {
+        "bad_ric_checksum": "invalid_checksum", "missing_name": "missing_name", "bad_uscc_check": "invalid_checksum",
+        "legacy15_ric": None, "fullwidth_ric": None,
+    }
+    for c in dirty:
+        if c.defect in expected:
+            assert c.expected_code == expected[c.defect]
+        if c.defect == "malformed_mobile":
+            assert c.expected_code in ("invalid_phone", "unparsable_phone")
+        if c.defect == "legacy15_ric":
+            assert len(c.id_number) == 15 and c.expected_flag == "legacy15"
+
+
+def test_mutate_changes_a_few_fields_deterministically() -> None:
+    c = customer_at(3, seed=9)
+    m1, m2 = mutate(c, seed=1), mutate(c, seed=1)
+    assert m1 == m2
+    assert m1.version == c.version + 1 and m1.updated_at > c.updated_at
+    changed = [f.name for f in dataclasses.fields(c)
+               if getattr(c, f.name) != getattr(m1, f.name) and f.name not in ("version", "updated_at")]
+    assert 2 <= len(changed) <= 5, changed
+    assert m1.cif == c.cif and m1.id_number == c.id_number
+    p0, p1 = parse_party(c.to_party_dict()), parse_party(m1.to_party_dict())
+    assert p0.content_hash() != p1.content_hash()
+    assert mutate(m1, seed=1) != m1
+    assert mutate(c, seed=2) != m1 or mutate(c, seed=3) != m1
+
+
+def test_mutated_records_still_validate() -> None:
+    for i in range(40):
+        c = customer_at(i, seed=4)
+        m = mutate(mutate(c, seed=i), seed=i)
+        parse_party(m.to_party_dict())
+
+
+def test_paging_lazily_is_cheap() -> None:
+    start = dt.datetime.now()
+    c = customer_at(9_999_999, seed=1)
+    assert c.cif == "810000000"
+    assert (dt.datetime.now() - start).total_seconds() < 1
