@@ -1,0 +1,408 @@
+"""The zeep side of the core-banking SOAP adapter: one configured client, one ``call``.
+
+:class:`SoapClient` owns everything zeep- and requests-specific: the injected ``requests.Session`` inside a
+:class:`zeep.Transport` (load and operation timeouts), WS-Security UsernameToken, safe XML settings (strict,
+no huge trees, no DTD, no entities, no external references), service/port selection and the endpoint override.
+:meth:`SoapClient.call` sends one operation and returns the reply as plain dicts, lists and strings, having
+checked the business status configured for the system. Every failure leaves as a crmbridge error through the
+one table in :mod:`crmbridge.adapters.corebank_soap.errors`.
+
+Paths (``FCUBS_BODY/Customer-IO/CUSTNO``) are ``/``-separated element names; a numeric segment indexes a list, and
+a name applied to a list of structures reads its first entry (T24 single-valued multi-value groups).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import requests
+import zeep
+import zeep.exceptions as zx
+from pydantic import SecretStr
+from zeep.helpers import serialize_object
+from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
+
+from crmbridge.adapters.corebank_soap.errors import (
+    Classified,
+    ErrorKind,
+    Rule,
+    classify_business,
+    classify_exception,
+    classify_fault,
+    to_error,
+)
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError
+
+__all__ = [
+    "BusinessStatus",
+    "SoapClient",
+    "get_path",
+    "header_values",
+    "new_message_id",
+    "normalise",
+    "resolve_wsdl",
+    "set_path",
+]
+
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def _segments(path: str) -> list[str]:
+    return [s for s in path.strip("/").split("/") if s]
+
+
+def get_path(data: Any, path: str | None, default: Any = None) -> Any:
+    """The value at ``path`` in nested dicts/lists (``default`` if any step is missing)."""
+    if not path:
+        return default
+    cur = data
+    for seg in _segments(path):
+        if isinstance(cur, Mapping):
+            cur = cur.get(seg, _MISSING)
+        elif isinstance(cur, list) and seg.isdigit():
+            cur = cur[int(seg)] if int(seg) < len(cur) else _MISSING
+        elif isinstance(cur, list) and cur and isinstance(cur[0], Mapping):
+            cur = cur[0].get(seg, _MISSING)  # a name through a list: its first entry (single-valued groups)
+        else:
+            return default
+        if cur is _MISSING or cur is None:
+            return default
+    return cur
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set ``value`` at ``path``, creating the dicts on the way; returns ``data``."""
+    segs = _segments(path)
+    cur = data
+    for seg in segs[:-1]:
+        nxt = cur.get(seg)
+        if not isinstance(nxt, dict):
+            nxt = cur[seg] = {}
+        cur = nxt
+    cur[segs[-1]] = value
+    return data
+
+
+def normalise(value: Any) -> Any:
+    """zeep objects → plain ``dict``/``list``/``str``: empty elements dropped from structures (kept as ``None`` in
+    lists, where the position is the meaning), numbers and dates as text."""
+    value = serialize_object(value) if not isinstance(value, str | int | float | Decimal | date) else value
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            nv = normalise(v)
+            if nv is not None:
+                out[str(k)] = nv
+        return out
+    if isinstance(value, list | tuple):  # positions matter (T24 language multi-values): empty entries stay None
+        return [normalise(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if value is None:
+        return None
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- config pieces
+@dataclass(frozen=True, slots=True)
+class BusinessStatus:
+    """Where a system reports business success or failure inside an HTTP-200 reply.
+
+    Attributes:
+        path: the status element (``FCUBS_HEADER/MSGSTAT``, ``Status/successIndicator``).
+        success: the values that mean success (anything else, or a missing status, is a failure).
+        errors: the error entries (``FCUBS_BODY/FCUBS_ERROR_RESP/ERROR``, ``Status/messages``): a list, one entry,
+            or plain strings.
+        code: the code inside an entry (``ECODE``); without it the code comes from ``code_pattern`` or the status.
+        text: the text inside an entry (``EDESC``); plain-string entries are their own text.
+        code_pattern: a regular expression with one group that finds the code in the text (T24 messages).
+        rules: configured business rows, tried before the default table.
+    """
+
+    path: str
+    success: tuple[str, ...]
+    errors: str | None = None
+    code: str | None = None
+    text: str | None = None
+    code_pattern: str | None = None
+    rules: tuple[Rule, ...] = ()
+
+    def check(self, reply: Mapping[str, Any]) -> Classified | None:
+        """``None`` on success, else the classified failure (the first error entry decides)."""
+        status = get_path(reply, self.path)
+        if status is not None and str(status) in self.success:
+            return None
+        entries = get_path(reply, self.errors, [])
+        if not isinstance(entries, list):
+            entries = [entries]
+        code: str | None = None
+        texts: list[str] = []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                if code is None and self.code:
+                    code = get_path(entry, self.code)
+                t = get_path(entry, self.text) if self.text else None
+                if t:
+                    texts.append(str(t))
+            elif entry is not None:
+                texts.append(str(entry))
+        if code is None and self.code_pattern:
+            import re
+
+            for t in texts:
+                m = re.search(self.code_pattern, t)
+                if m:
+                    code = m.group(1)
+                    break
+        if code is None:
+            code = "" if status is None else str(status)
+        return classify_business(code, "; ".join(texts), self.rules)
+
+
+def resolve_wsdl(wsdl: str) -> str:
+    """A WSDL location zeep can load: ``package:NAME`` (a WSDL shipped in this package), a URL or a file path."""
+    if wsdl.startswith("package:"):
+        ref = resources.files("crmbridge.adapters.corebank_soap").joinpath(wsdl.split(":", 1)[1])
+        if not ref.is_file():
+            raise ConfigurationError(f"no packaged WSDL named {wsdl.split(':', 1)[1]!r}", where="wsdl")
+        return str(ref)
+    if wsdl.startswith(("http://", "https://")):
+        return wsdl
+    path = Path(wsdl.removeprefix("file://"))
+    if not path.is_file():
+        raise ConfigurationError(f"WSDL file {path} does not exist", where="wsdl")
+    return str(path)
+
+
+class _RecordingTransport(Transport):
+    """zeep's transport with two changes: each POST takes its timeout from a callable (so a changed configuration
+    applies at once), and the HTTP status and headers of the last POST are remembered per thread for the error
+    table. zeep's own ``post`` is bypassed because it logs whole envelopes (personal data) at DEBUG."""
+
+    def __init__(self, *args: Any, operation_timeout_fn: Callable[[], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local = threading.local()
+        self._timeout_fn = operation_timeout_fn
+
+    def post(self, address: str, message: Any, headers: Any) -> requests.Response:
+        self.local.last = None
+        response = self.session.post(address, data=message, headers=headers, timeout=self._timeout_fn())
+        self.local.last = response
+        return response
+
+    def last(self) -> requests.Response | None:
+        return getattr(self.local, "last", None)
+
+
+class SoapClient:
+    """One configured zeep client.
+
+    Args:
+        wsdl: ``package:NAME``, an ``http(s)://`` URL or a file path.
+        session: the injected ``requests.Session`` (TLS, client certificates, proxies are set on it).
+        username / password: the service user; with ``wsse`` they go in a WS-Security UsernameToken, and they
+            can also be spliced into header values as ``{username}`` / ``{password}`` (T24 WebRequestCommon).
+        wsse: send a UsernameToken; ``use_digest`` sends PasswordDigest (nonce + created) instead of PasswordText.
+        service / port: which WSDL service and port to bind (the first of each if ``None``).
+        endpoint: overrides the port's ``soap:address``.
+        load_timeout / operation_timeout: seconds for WSDL/XSD loading and for each operation (the latter may be a
+            callable returning a requests timeout, read at every call).
+        huge_tree: lift libxml2's size limits (only for known-large replies).
+        status: the business status check.
+        on_call: counts each operation call with its HTTP status (or ``timeout``/``connection``/``error``).
+        slot: a context manager factory that bounds concurrency and rate (the adapter's gate).
+    """
+
+    def __init__(self, *, wsdl: str, session: requests.Session, username: str | None,
+                 password: SecretStr | None, wsse: bool = True, use_digest: bool = True,
+                 service: str | None = None, port: str | None = None, endpoint: str | None = None,
+                 load_timeout: float = 30.0,
+                 operation_timeout: float | tuple[float, float] | Callable[[], Any] = 30.0,
+                 huge_tree: bool = False, status: BusinessStatus | None = None,
+                 on_call: Callable[[int | str], None] = lambda s: None,
+                 slot: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+                 vendor: str = "corebank_soap") -> None:
+        self._wsdl = wsdl
+        self._username = username
+        self._password = password
+        self._wsse = wsse
+        self._use_digest = use_digest
+        self._service_name = service
+        self._port_name = port
+        self._endpoint = endpoint
+        self._status = status
+        self._on_call = on_call
+        self._slot = slot
+        self.vendor = vendor
+        timeout_fn = operation_timeout if callable(operation_timeout) else (lambda: operation_timeout)
+        self.transport = _RecordingTransport(session=session, timeout=load_timeout,
+                                             operation_timeout_fn=timeout_fn)
+        self.settings = zeep.Settings(strict=True, xml_huge_tree=huge_tree, forbid_dtd=True,
+                                      forbid_entities=True, forbid_external=True)
+        self._client: zeep.Client | None = None
+        self._proxy: Any = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ binding
+    def _bind(self) -> Any:
+        with self._lock:
+            if self._proxy is not None:
+                return self._proxy
+            location = resolve_wsdl(self._wsdl)
+            wsse = None
+            if self._wsse:
+                if not self._username or self._password is None:
+                    raise ConfigurationError("WS-Security needs username and password", where="username")
+                wsse = UsernameToken(self._username, self._password.get_secret_value(),
+                                     use_digest=self._use_digest)
+            with self._translated("loading the WSDL"):
+                client = zeep.Client(location, transport=self.transport, wsse=wsse, settings=self.settings)
+            services = client.wsdl.services
+            if not services:
+                raise ConfigurationError("the WSDL declares no service", where="wsdl")
+            sname = self._service_name or next(iter(services))
+            if sname not in services:
+                raise ConfigurationError(f"the WSDL has no service {sname!r}; it has {', '.join(services)}",
+                                         where="service")
+            ports = services[sname].ports
+            pname = self._port_name or next(iter(ports))
+            if pname not in ports:
+                raise ConfigurationError(f"service {sname!r} has no port {pname!r}; it has {', '.join(ports)}",
+                                         where="port")
+            if self._endpoint:
+                proxy = client.create_service(ports[pname].binding.name, self._endpoint)
+            else:
+                proxy = client.bind(sname, pname)
+            self._client, self._proxy = client, proxy
+            return proxy
+
+    def operations(self) -> list[str]:
+        """The operation names of the bound port."""
+        proxy = self._bind()
+        return sorted(proxy._binding._operations)
+
+    def element_type(self, operation: str, output: bool = False) -> Any:
+        """The zeep type of an operation's input (or output) body element (for ``describe``)."""
+        proxy = self._bind()
+        op = proxy._binding._operations[operation]
+        msg = op.output if output else op.input
+        return msg.body.type
+
+    # ------------------------------------------------------------------ the call
+    def call(self, operation: str, body: Mapping[str, Any], *, where: str | None = None,
+             check_status: bool = True) -> dict[str, Any]:
+        """Call ``operation`` with ``body`` (the children of its input element) and return the reply as plain
+        data, after the business-status check.
+
+        Raises:
+            crmbridge errors only (see :mod:`crmbridge.adapters.corebank_soap.errors`).
+        """
+        proxy = self._bind()
+        try:
+            method = getattr(proxy, operation)
+        except AttributeError as exc:
+            raise ConfigurationError(f"the WSDL port has no operation {operation!r}",
+                                     where="operations") from exc
+        with self._slot(), self._translated(operation, where=where, count=True):
+            result = method(**dict(body))
+        reply = normalise(result)
+        if not isinstance(reply, dict):
+            reply = {"_value": reply}
+        if check_status and self._status is not None:
+            failure = self._status.check(reply)
+            if failure is not None:
+                raise to_error(failure, where=where or operation)
+        return reply
+
+    @contextlib.contextmanager
+    def _translated(self, what: str, *, where: str | None = None, count: bool = False) -> Iterator[None]:
+        """Translate everything zeep, lxml and requests raise into crmbridge errors, via the one table."""
+        try:
+            yield
+        except CrmBridgeError:
+            raise
+        except zx.Fault as exc:
+            last = self.transport.last()
+            status = last.status_code if last is not None else None
+            if count:
+                self._on_call(status or "fault")
+            c = classify_fault(exc.code, exc.subcodes, exc.message, status=status,
+                               retry_after=_retry_after(last))
+            raise to_error(c, where=where or what) from exc
+        except Exception as exc:
+            last = self.transport.last()
+            if count:
+                self._on_call(last.status_code if last is not None else _call_label(exc))
+            c = classify_exception(exc)
+            if c is None:
+                c = Classified(ErrorKind.BAD_RESPONSE, f"unexpected {type(exc).__name__} while {what}")
+            elif c.status is not None:
+                c = Classified(c.kind, c.message, c.vendor_code, c.status, _retry_after(last))
+            raise to_error(c, where=where or what) from exc
+        else:
+            if count:
+                last = self.transport.last()
+                self._on_call(last.status_code if last is not None else "ok")
+
+    def close(self) -> None:
+        self._client = None
+        self._proxy = None
+
+
+def _retry_after(resp: requests.Response | None) -> float | None:
+    if resp is None:
+        return None
+    value = resp.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _call_label(exc: BaseException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection"
+    return "error"
+
+
+def header_values(values: Mapping[str, str], *, username: str | None, password: SecretStr | None,
+                  extra: Iterable[tuple[str | None, str]] = ()) -> dict[str, Any]:
+    """Header values with ``{username}``/``{password}`` spliced in, plus per-call ``extra`` (path, value) pairs."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        text = str(v)
+        if "{username}" in text:
+            text = text.replace("{username}", username or "")
+        if "{password}" in text:
+            text = text.replace("{password}", password.get_secret_value() if password else "")
+        set_path(out, k, text)
+    for path, value in extra:
+        if path:
+            set_path(out, path, value)
+    return out
+
+
+def new_message_id() -> str:
+    """A fresh message id (FLEXCUBE MSGID, T24 messageId)."""
+    return uuid.uuid4().hex[:20].upper()
