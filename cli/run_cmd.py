@@ -1,0 +1,91 @@
+"""``crmbridge run JOB [--dry-run]`` and ``crmbridge reconcile JOB``: operations' commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crmbridge.cli._common import ConfigOption, console, runtime
+
+__all__ = ["register"]
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("records"), TimeElapsedColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)
+
+
+def run(
+    job: Annotated[str, typer.Argument(help="A job name from the configuration.")],
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing anywhere.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "user",
+) -> None:
+    """Run one job now (a progress bar on a terminal, a summary at the end; exit 1 if the run failed)."""
+    from crmbridge.sync.engine import run_job
+    from crmbridge.sync.report import render_plan, render_summary
+
+    rt = runtime(config)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"{'planning' if dry_run else 'syncing'} {job}", total=None)
+            report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
+    finally:
+        rt.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    elif dry_run:
+        render_plan(report, console)
+    else:
+        render_summary(report, console)
+    if report.status == "failed":
+        raise typer.Exit(1)
+    if report.status == "suspicious":
+        raise typer.Exit(5)
+
+
+def reconcile(
+    job: Annotated[str, typer.Argument(help="A job name from the configuration.")],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    show: Annotated[int, typer.Option(help="How many ids to list per category.")] = 20,
+) -> None:
+    """Compare both sides of a job record by record: missing, extra and different records (exit 1 if any)."""
+    from crmbridge.sync.reconcile import reconcile as do_reconcile
+
+    rt = runtime(config)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"reconciling {job}", total=None)
+            rep = do_reconcile(rt, job, progress=lambda n: bar.advance(task, n))
+    finally:
+        rt.close()
+    if as_json:
+        typer.echo(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        t = Table(title=f"reconciliation of {job}")
+        for col in ("source records", "target records", "matched", "different", "missing", "extra"):
+            t.add_column(col, justify="right")
+        t.add_row(str(rep.source_records), str(rep.target_records), str(rep.matched), str(len(rep.different)),
+                  str(len(rep.missing)), str(len(rep.extra)))
+        console.print(t)
+        for reason, n in sorted(rep.not_pushed.items()):
+            console.print(f"not pushed by design — {reason}: {n}")
+        for label, ids in (("different (party ids)", rep.different), ("missing (source ids)", rep.missing),
+                           ("extra (target ids)", rep.extra)):
+            if ids:
+                console.print(f"[yellow]{label}:[/] {', '.join(ids[:show])}" + (" …" if len(ids) > show else ""))
+        console.print("[green]complete: both sides agree[/]" if rep.complete else "[red]not complete[/]")
+    if not rep.complete:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("reconcile")(reconcile)

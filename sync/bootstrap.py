@@ -1,0 +1,111 @@
+"""The composition root: builds every part of a run from the validated configuration.
+
+Adapters, mappings, the state store, the cipher, the blind indexer and the ledger signer are built here and
+nowhere else; tests build the same graph from their own configuration (simulators on loopback, a temporary
+database) and may inject an HTTP session factory or a clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from crmbridge.adapters.base import Adapter
+from crmbridge.adapters.registry import adapter_class
+from crmbridge.canonical.mapping import Mapping, load_mapping
+from crmbridge.core.config import CrmBridgeConfig, load_config
+from crmbridge.core.errors import ConfigurationError
+from crmbridge.sync.blindindex import BlindIndexer
+from crmbridge.sync.crypto import FieldCipher, load_key_provider
+from crmbridge.sync.ledger import LedgerSigner
+from crmbridge.sync.store import StateStore
+
+__all__ = ["Runtime", "bootstrap"]
+
+_ALGORITHMS = {"aes-256-gcm": "AES-256-GCM", "sm4-gcm": "SM4-GCM"}
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs, built once from one configuration."""
+
+    config: CrmBridgeConfig
+    store: StateStore
+    cipher: FieldCipher
+    signer: LedgerSigner | None
+    session_factory: Callable[[], requests.Session] = requests.Session
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
+    _mappings: dict[str, Mapping] = field(default_factory=dict)
+    _indexer: BlindIndexer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def adapter(self, system: str) -> Adapter:
+        """The adapter of a configured system (one instance per runtime, so its token cache is shared)."""
+        with self._lock:
+            if system not in self._adapters:
+                try:
+                    cfg = self.config.systems[system]
+                except KeyError:
+                    raise ConfigurationError(f"no system {system!r} in the configuration; known: "
+                                             f"{', '.join(sorted(self.config.systems)) or '(none)'}") from None
+                cls = adapter_class(cfg.adapter)
+                self._adapters[system] = cls(cfg, system=system, session=self.session_factory(),
+                                             **_adapter_kwargs(cls, self.config))
+            return self._adapters[system]
+
+    def mapping(self, ref: str) -> Mapping:
+        with self._lock:
+            if ref not in self._mappings:
+                self._mappings[ref] = load_mapping(self.config.mapping_path(ref))
+            return self._mappings[ref]
+
+    def indexer(self) -> BlindIndexer:
+        if self._indexer is None:
+            with self.store.transaction() as tx:
+                self._indexer = BlindIndexer.from_cipher(tx.connection, self.cipher)
+        return self._indexer
+
+    def close(self) -> None:
+        for a in self._adapters.values():
+            a.close()
+        self._adapters.clear()
+        self.store.dispose()
+
+
+def _adapter_kwargs(cls: type[Adapter], config: CrmBridgeConfig) -> dict[str, Any]:
+    # adapters take an optional base_dir for relative file references (WSDL files, secret files)
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    return {"base_dir": config.base_dir} if "base_dir" in params else {}
+
+
+def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
+              session_factory: Callable[[], requests.Session] | None = None,
+              migrate: bool = True) -> Runtime:
+    """Build the runtime from a configuration (object, path, or the default file).
+
+    Args:
+        config: the configuration or its file; default ``CRMBRIDGE_CONFIG`` or ``config/crmbridge.yaml``.
+        session_factory: makes the ``requests.Session`` each adapter uses (tests inject their own).
+        migrate: bring the state database schema up to date first (``crmbridge db upgrade``).
+    """
+    cfg = config if isinstance(config, CrmBridgeConfig) else load_config(config)
+    if migrate:
+        from crmbridge.sync.migrate import upgrade
+
+        upgrade(cfg.state.url)
+    store = StateStore.from_url(cfg.state.url)
+    algorithm = _ALGORITHMS[cfg.keys.algorithm]
+    provider = load_key_provider(cfg.keys.master_key, algorithm=algorithm, base_dir=cfg.base_dir)
+    cipher = FieldCipher(provider, algorithm=algorithm)
+    with store.transaction() as tx:
+        cipher.init(tx.connection)
+    signer = (LedgerSigner.load(cfg.keys.signing_key, base_dir=cfg.base_dir, where="keys.signing_key")
+              if cfg.keys.signing_key else None)
+    return Runtime(cfg, store, cipher, signer, session_factory or requests.Session)

@@ -1,0 +1,872 @@
+"""The sync engine: one run of one job, with no loss and no duplicates.
+
+A run streams the source in pages and handles them in batches (DESIGN.md, "One sync run, as data flows")::
+
+    extract ─► map in ─► identify ─► consent ─► diff ─► map out ─► (intents) ─► write ─► record
+                 │           │                    │                                      │
+            dead letter   review             unchanged: no call          ledger + xref + snapshots + cursor
+                                                                          in ONE transaction per batch
+
+Guarantees, and where they come from:
+
+* **No loss.** The cursor (per job and source object) moves only in the transaction that records the batch's
+  outcomes, after the target acknowledged the writes; a record that fails is recorded as a dead letter in that
+  same transaction (and retried by later runs), so moving past it loses nothing. Extraction re-reads an overlap
+  window before the watermark; re-read records whose source content is unchanged are recognised by their keyed
+  content hash and skipped without a ledger entry (they were recorded when first handled).
+* **No duplicates.** A new party's id is committed (source cross-reference) *before* anything is written to a
+  target, and every write is keyed by that id: an upsert on the target's key field (Zoho), or, where the vendor
+  has no upsert (Fxiaoke), a write-intent journal plus a lookup by the key field before repeating a create that
+  a crash or timeout cut off.
+* **No needless calls.** A record whose target payload hashes as what was last written costs no write call.
+* **Echo suppression** (two-way). What crmbridge wrote to a side is remembered as the keyed hash of the fields the
+  job reads back from that side; when the side reports the record as changed and those fields hash the same, it
+  is crmbridge's own write coming back (even if the vendor's automation touched other fields): no ping-pong.
+
+Dry runs take the same decisions, call no write API and roll back every state change, cursor included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from crmbridge.adapters.base import Adapter, RawRecord, WriteItem, WriteResult, WriteStatus
+from crmbridge.canonical.c3 import refuse_c3
+from crmbridge.canonical.mapping import Mapping, mask_kind_for
+from crmbridge.canonical.masking import mask
+from crmbridge.canonical.model import Party, parse_party
+from crmbridge.core.config import JobConfig
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
+from crmbridge.sync.bootstrap import Runtime
+from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
+from crmbridge.sync.protect import seal, unseal
+from crmbridge.sync.report import PlannedChange, RunReport
+from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters
+
+__all__ = ["JobRunner", "keyed_hash", "run_job"]
+
+log = logging.getLogger("crmbridge.sync")
+
+LEASE_TTL_SECONDS = 300.0
+#: a full-scan run reading nothing after a run that read at least this many is flagged, not a success
+SUSPICIOUS_DROP_FROM = 100
+#: when a failed record is tried again
+DEAD_LETTER_BACKOFF = timedelta(minutes=5)
+CLOSED_STAGES = frozenset({"CLOSED", "DECEASED", "DISSOLVED", "MERGED"})
+TOMBSTONE = "tombstone"
+
+
+def keyed_hash(value: Any, key: bytes) -> str:
+    """HMAC-SHA256 of a JSON value in canonical form (a plain hash of personal data is brute-forceable)."""
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield list(items[i:i + n])
+
+
+def _snap_row(party_id: str, system: str, obj: str) -> dict[str, str]:
+    return {"party_id": party_id, "system": system, "object": obj}
+
+
+class _DryRunRollback(Exception):
+    """Raised inside a dry run's transaction to roll it back."""
+
+
+@dataclass
+class _Decision:
+    """What the engine decided for one record, before and after the write."""
+
+    raw: RawRecord
+    action: Action | None = None             # None while a write is pending
+    party_id: str | None = None
+    party: Party | None = None
+    canonical: dict[str, Any] | None = None  # what the target should hold now
+    payload_hash: str | None = None
+    raw_hash: str | None = None
+    item: WriteItem | None = None
+    target_id: str | None = None
+    previous: dict[str, Any] | None = None   # flat canonical last synced to the target
+    reason: str | None = None
+    error: RecordError | None = None
+    stage: str | None = None
+    silent: bool = False                     # an overlap re-read already handled: nothing to record
+    intent_id: int | None = None
+    echo_hash: str | None = None             # two-way: hash of the fields read back from the target
+
+
+@dataclass
+class _CursorState:
+    key: str
+    watermark: datetime | None
+    boundary: dict[str, str]
+    overlap: int
+    ordered: bool
+    max_seen: datetime | None = None
+
+    @property
+    def since(self) -> datetime | None:
+        return self.watermark - timedelta(seconds=self.overlap) if self.watermark else None
+
+
+@dataclass
+class _Side:
+    """One end of a job: its system, object, adapter and mapping."""
+
+    system: str
+    object: str
+    adapter: Adapter
+    mapping: Mapping
+
+    @property
+    def cursor_key(self) -> str:
+        return f"{self.system}.{self.object}"
+
+
+@dataclass
+class _Ctx:
+    run_id: int
+    name: str
+    job: JobConfig
+    source: _Side
+    target: _Side
+    hash_key: bytes
+    report: RunReport
+    dry_run: bool
+    actor: str
+    pending_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class JobRunner:
+    """Runs one configured job once (see the module docstring).
+
+    Args:
+        rt: the runtime built by :func:`crmbridge.sync.bootstrap.bootstrap`.
+        job_name: a job of the configuration.
+        actor: who runs it, recorded in the ledger (``scheduler``, ``user:alice``, ``worker:3``).
+        progress: called with the number of records handled after each batch (a progress bar).
+    """
+
+    def __init__(self, rt: Runtime, job_name: str, *, actor: str = "user",
+                 progress: Callable[[int], None] | None = None) -> None:
+        try:
+            self.job = rt.config.jobs[job_name]
+        except KeyError:
+            raise ConfigurationError(f"no job {job_name!r}; configured jobs: "
+                                     f"{', '.join(sorted(rt.config.jobs)) or '(none)'}") from None
+        self.rt = rt
+        self.name = job_name
+        self.actor = actor
+        self.progress = progress
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # ================================================================================== the run
+    def run(self, *, dry_run: bool = False) -> RunReport:
+        """Run the job. Record-level problems are dead letters, not exceptions; a fatal problem ends the run with
+        status ``failed`` and the cursor where the last committed batch left it."""
+        rt, job = self.rt, self.job
+        started = time.monotonic()
+        src = _Side(job.source_system, job.source_object, rt.adapter(job.source_system),
+                    rt.mapping(job.source_mapping))
+        tgt = _Side(job.target_system, job.target_object, rt.adapter(job.target_system),
+                    rt.mapping(job.target_mapping))
+        if not dry_run and not rt.store.acquire_lease(self.name, self.holder, LEASE_TTL_SECONDS):
+            holder = rt.store.lease_holder(self.name) or {}
+            raise FatalSyncError(f"job {self.name} is already running (lease held by {holder.get('holder')})")
+        try:
+            with rt.store.transaction() as tx:
+                previous = tx.list_runs(self.name, limit=5)
+                run_id = 0 if dry_run else tx.start_run(self.name, actor=self.actor)
+            report = RunReport(run_id=str(run_id) if run_id else "dry-run", job=self.name, dry_run=dry_run)
+            ctx = _Ctx(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report,
+                       dry_run, self.actor)
+            calls_before = {s.system: s.adapter.stats.api_calls for s in (src, tgt)}
+            stats_before = [(s.adapter.stats.retries, s.adapter.stats.throttled) for s in (src, tgt)]
+            full_scan = False
+            try:
+                full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
+                report.status = "succeeded"
+                self._flag_suspicious(report, previous, full_scan)
+            except (CrmBridgeError, OSError) as exc:
+                report.status = "failed"
+                report.error = f"{type(exc).__name__}: {exc}"
+                log.error("run %s of job %s failed: %s", run_id, self.name, report.error)
+            report.duration_seconds = time.monotonic() - started
+            for s in (src, tgt):
+                report.api_calls[s.system] = report.api_calls.get(s.system, 0) + (
+                    s.adapter.stats.api_calls - calls_before.get(s.system, 0))
+            report.retries = sum(s.adapter.stats.retries - b[0] for s, b in zip((src, tgt), stats_before, strict=True))
+            report.throttled = sum(s.adapter.stats.throttled - b[1]
+                                   for s, b in zip((src, tgt), stats_before, strict=True))
+            report.credits_remaining = tgt.adapter.stats.credits_remaining or src.adapter.stats.credits_remaining
+            if not dry_run:
+                self._finish(ctx)
+            return report
+        finally:
+            if not dry_run:
+                rt.store.release_lease(self.name, self.holder)
+
+    def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
+        last_ok = next((r for r in previous if r["status"] == RunStatus.SUCCEEDED.value and not r["dry_run"]), None)
+        last_read = int(((last_ok or {}).get("counts") or {}).get("read", 0))
+        if report.read == 0 and last_read >= SUSPICIOUS_DROP_FROM:
+            message = (f"read 0 records where the previous run read {last_read}: check the source connection "
+                       "and its filters before trusting this run")
+            if full_scan:
+                report.status = "suspicious"
+            report.warnings.append(message)
+
+    def _finish(self, ctx: _Ctx) -> None:
+        r = ctx.report
+        status = RunStatus.FAILED if r.status == "failed" else RunStatus.SUCCEEDED
+        counts = {"read": r.read, **{str(k): v for k, v in r.actions.items()},
+                  "api_calls": sum(r.api_calls.values()), "retries": r.retries}
+        with self.rt.store.transaction() as tx:
+            tx.finish_run(ctx.run_id, status, counts=counts, error_summary=r.error or ("; ".join(r.warnings) or None))
+            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
+
+    @contextmanager
+    def _tx(self, ctx: _Ctx) -> Iterator[StoreTx]:
+        """A state transaction; in a dry run it is always rolled back."""
+        try:
+            with self.rt.store.transaction() as tx:
+                yield tx
+                if ctx.dry_run:
+                    raise _DryRunRollback
+        except _DryRunRollback:
+            pass
+
+    def _heartbeat(self, ctx: _Ctx) -> None:
+        if not ctx.dry_run and not self.rt.store.heartbeat_lease(self.name, self.holder, LEASE_TTL_SECONDS):
+            raise FatalSyncError(f"lost the lease on job {self.name}; another process took it over")
+
+    # ================================================================================== one way
+    def _run_one_way(self, ctx: _Ctx) -> bool:
+        job, src = ctx.job, ctx.source
+        with self.rt.store.transaction() as tx:
+            cur = self._cursor(tx, ctx, src)
+            ctx.pending_intents = {i["key"]: i for i in tx.pending_write_intents(
+                ctx.name, target_system=ctx.target.system) if i["target_object"] == ctx.target.object}
+            due = self._due_dead_letters(tx, ctx)
+        # 1. records that failed before, fetched again from the source
+        for chunk in _chunks(due, job.batch_size):
+            raws = []
+            for letter in chunk:
+                raw = src.adapter.get(src.object, letter["external_id"])
+                if raw is None:
+                    with self._tx(ctx) as tx:
+                        tx.mark_dead_letter(letter["id"], DeadLetterStatus.ABANDONED)
+                else:
+                    raws.append(raw)
+            if raws:
+                self._one_way_batch(ctx, raws, None)
+        # 2. what changed since the cursor, oldest first
+        since = cur.since
+        fields = src.mapping.vendor_fields("in") or None
+        for page in src.adapter.extract(src.object, since=since, fields=fields):
+            for chunk in _chunks(page.records, job.batch_size):
+                self._one_way_batch(ctx, chunk, cur)
+        # 3. deletions and closures
+        for page in src.adapter.extract_deleted(src.object, since=since):
+            for chunk in _chunks(page.records, job.batch_size):
+                self._one_way_batch(ctx, chunk, None)
+        if not cur.ordered and cur.max_seen is not None:
+            with self._tx(ctx) as tx:
+                self._store_cursor(tx, ctx, cur, cur.max_seen, {})
+        return since is None
+
+    def _cursor(self, tx: StoreTx, ctx: _Ctx, side: _Side) -> _CursorState:
+        c = tx.get_cursor(ctx.name, side.cursor_key)
+        ordered = bool(getattr(side.adapter, "ordered_extract", True))
+        if c is None or c.value is None:
+            return _CursorState(side.cursor_key, None, {}, ctx.job.overlap_seconds, ordered)
+        return _CursorState(side.cursor_key, _parse_iso(c.value), dict(c.boundary), ctx.job.overlap_seconds, ordered)
+
+    def _due_dead_letters(self, tx: StoreTx, ctx: _Ctx) -> list[dict[str, Any]]:
+        letters = tx.list_dead_letters(ctx.name, status=[DeadLetterStatus.OPEN.value],
+                                       due_before=datetime.now(UTC), limit=10_000)
+        return [d for d in letters if d["external_id"] and d["source_system"] == ctx.source.system
+                and d["source_object"] == ctx.source.object and d["attempts"] < ctx.job.dead_letter_max_attempts]
+
+    def _one_way_batch(self, ctx: _Ctx, raws: list[RawRecord], cursor: _CursorState | None) -> None:
+        ctx.report.read += len(raws)
+        # decide, and commit new parties' ids before any write so a crash cannot mint a second id
+        with self._tx(ctx) as tx:
+            decisions = [self._decide(tx, ctx, raw, cursor) for raw in raws]
+            self._guard_intents(tx, ctx, decisions)
+        if ctx.dry_run:
+            self._plan(ctx, decisions)
+            return
+        self._write(ctx, decisions)
+        with self.rt.store.transaction() as tx:
+            entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
+            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+            if cursor is not None:
+                self._advance(tx, ctx, cursor, decisions)
+        self._heartbeat(ctx)
+        if self.progress is not None:
+            self.progress(len(decisions))
+
+    def _decide(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, cursor: _CursorState | None) -> _Decision:
+        src = ctx.source
+        d = _Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key))
+        if cursor is not None and cursor.boundary.get(raw.external_id) == d.raw_hash:
+            d.silent = True
+            return d
+        d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
+        if d.party_id is not None and not raw.deleted:
+            snap = tx.get_snapshot(d.party_id, src.system, src.object)
+            if snap is not None and snap.content_hash == d.raw_hash:
+                d.silent = True   # re-read in the overlap window, unchanged since it was handled
+                return d
+        if raw.deleted or src.mapping.is_deleted(raw.data):
+            return self._decide_tombstone(tx, ctx, d)
+        party = self._map_in(tx, ctx, d)
+        if party is None:
+            return d
+        if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
+            return self._decide_tombstone(tx, ctx, d)
+        if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose):
+            d.action, d.reason = Action.SKIPPED_NO_CONSENT, f"no granted consent for {ctx.job.consent_purpose}"
+            return d
+        self._plan_write(tx, ctx, d, party)
+        return d
+
+    def _map_in(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> Party | None:
+        """Map a source record to a party and identify it (cross-reference, then match rules)."""
+        src, raw = ctx.source, d.raw
+        try:
+            refuse_c3(raw.data, where=f"{src.system}:{src.object}/{raw.external_id}")
+            party = src.mapping.to_party(raw.data, party_id=uuid.UUID(d.party_id) if d.party_id else uuid.uuid4())
+        except RecordError as exc:
+            d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
+            return None
+        if d.party_id is None:
+            try:
+                matched = self._match(tx, ctx, party)
+            except RecordError as exc:
+                d.action, d.error, d.stage = Action.FAILED, exc, "identify"
+                return None
+            if matched is not None:
+                party = parse_party({**party.canonical_dict(include_volatile=True), "party_id": matched})
+            tx.put_xref(src.system, src.object, raw.external_id, str(party.party_id))
+            self._index_identities(tx, ctx, party)
+        d.party_id, d.party = str(party.party_id), party
+        return party
+
+    def _plan_write(self, tx: StoreTx, ctx: _Ctx, d: _Decision, party: Party) -> None:
+        """Map the party out for the target and decide whether a write is needed."""
+        tgt = ctx.target
+        assert d.party_id is not None
+        try:
+            payload = tgt.mapping.map_out(party)
+        except RecordError as exc:
+            d.action, d.error, d.stage = Action.FAILED, exc, "map_out"
+            return
+        d.party = party
+        d.canonical = party.canonical_dict()
+        d.payload_hash = keyed_hash(payload, ctx.hash_key)
+        snap = tx.get_snapshot(d.party_id, tgt.system, tgt.object)
+        linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
+        d.target_id = linked[0][2] if linked else None
+        if snap is not None and snap.written_hash == d.payload_hash and d.target_id is not None:
+            d.action = Action.SKIPPED_UNCHANGED
+            return
+        if snap is not None and snap.written_hash != TOMBSTONE:
+            try:
+                d.previous = flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                            row=_snap_row(d.party_id, tgt.system, tgt.object), token=snap.blob))
+            except CrmBridgeError:
+                d.previous = None  # erased or unreadable: the diff shows every field as new
+        d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
+                           key_field=tgt.mapping.spec.key_field)
+
+    def _decide_tombstone(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> _Decision:
+        job, tgt = ctx.job, ctx.target
+        if d.party_id is None:
+            d.silent = True  # never synced: nothing to delete anywhere
+            return d
+        linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
+        d.target_id = linked[0][2] if linked else None
+        if job.delete_policy == "ignore" or d.target_id is None:
+            d.action, d.reason = Action.SKIPPED_UNCHANGED, f"closed at the source; delete policy {job.delete_policy}"
+            return d
+        d.action, d.reason = Action.DELETED, f"closed at the source; delete policy {job.delete_policy}"
+        if job.delete_policy == "deactivate":
+            snap = tx.get_snapshot(d.party_id, tgt.system, tgt.object)
+            if snap is not None and snap.written_hash != TOMBSTONE:
+                try:
+                    data = unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                  row=_snap_row(d.party_id, tgt.system, tgt.object), token=snap.blob)
+                    closed = parse_party({**data, "party_id": d.party_id, "lifecycle_stage": "CLOSED"})
+                    payload = tgt.mapping.map_out(closed)
+                except CrmBridgeError as exc:
+                    d.action, d.stage = Action.FAILED, "deactivate"
+                    d.error = exc if isinstance(exc, RecordError) else RecordError(str(exc), code="deactivate")
+                    return d
+                d.party, d.canonical = closed, closed.canonical_dict()
+                d.payload_hash = keyed_hash(payload, ctx.hash_key)
+                d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
+                                   key_field=tgt.mapping.spec.key_field)
+        return d
+
+    # -- identity ------------------------------------------------------------------------------
+    def _identity_keys(self, ctx: _Ctx, party: Party) -> list[tuple[str, str]]:
+        """(rule, blind index) for each configured match rule the party has every value of."""
+        indexer = self.rt.indexer()
+        out: list[tuple[str, str]] = []
+        for rule in ctx.job.match_rules:
+            values = [_match_value(party, key) for key in rule]
+            if any(v is None for v in values):
+                continue
+            if len(rule) == 1:
+                out.append((rule[0], indexer.identifier(rule[0], values[0] or "")))
+            else:
+                name = "+".join(rule)
+                out.append((name, indexer.index(f"match.{name}", "|".join(v or "" for v in values), kind="raw")))
+        return out
+
+    def _match(self, tx: StoreTx, ctx: _Ctx, party: Party) -> str | None:
+        """The existing party this new record is, by the first match rule that finds one; ambiguity is an error
+        for review, never a guess."""
+        for name, bidx in self._identity_keys(ctx, party):
+            hits = tx.lookup_identity(name, bidx)
+            if len(hits) > 1:
+                raise RecordError(f"match rule {name} finds {len(hits)} parties; sent to review instead of guessing",
+                                  code="ambiguous_match")
+            if hits:
+                return hits[0]
+        return None
+
+    def _index_identities(self, tx: StoreTx, ctx: _Ctx, party: Party) -> None:
+        for name, bidx in self._identity_keys(ctx, party):
+            tx.add_identity(name, bidx, str(party.party_id))
+
+    # -- intents, writes, records --------------------------------------------------------------
+    def _guard_intents(self, tx: StoreTx, ctx: _Ctx, decisions: list[_Decision]) -> None:
+        """Where the target has no upsert: journal each write before the call, and look up by key any create that a
+        run which did not finish journaled, so that it becomes an update instead of a duplicate."""
+        tgt = ctx.target
+        if getattr(tgt.adapter, "supports_upsert", True):
+            return
+        for d in decisions:
+            if d.item is None:
+                continue
+            earlier = ctx.pending_intents.pop(d.item.key, None)
+            if earlier is not None:
+                if d.item.external_id is None and d.item.key_field:
+                    found = tgt.adapter.find(tgt.object, d.item.key_field, d.item.key)
+                    if found is not None:
+                        d.item = WriteItem(key=d.item.key, payload=d.item.payload, external_id=found.external_id,
+                                           key_field=d.item.key_field)
+                tx.complete_write_intent(earlier["id"], external_id=d.item.external_id, failed=True)
+            d.intent_id = tx.add_write_intent(
+                ctx.name, target_system=tgt.system, target_object=tgt.object, key=d.item.key,
+                operation="update" if d.item.external_id else "create", payload_hash=d.payload_hash or "",
+                run_id=ctx.run_id or None)
+
+    def _write(self, ctx: _Ctx, decisions: list[_Decision]) -> None:
+        tgt = ctx.target
+        pending = [d for d in decisions if d.item is not None]
+        results: list[WriteResult] = tgt.adapter.write(tgt.object, [d.item for d in pending]) if pending else []
+        for d, r in zip(pending, results, strict=True):
+            d.target_id = r.external_id or d.target_id
+            if d.action is Action.DELETED:        # a deactivation
+                if r.status in (WriteStatus.FAILED, WriteStatus.CONFLICT):
+                    d.action, d.stage = Action.FAILED, "deactivate"
+                    d.error = r.error or RecordError("the target refused the deactivation", code="rejected")
+            elif r.status is WriteStatus.CREATED:
+                d.action = Action.CREATED
+            elif r.status in (WriteStatus.UPDATED, WriteStatus.UNCHANGED):
+                d.action = Action.UPDATED
+            elif r.status is WriteStatus.CONFLICT:
+                d.action, d.reason = Action.CONFLICT, "the target changed since it was read"
+            else:
+                d.action, d.stage = Action.FAILED, "target"
+                d.error = r.error or RecordError("the target refused the record", code="rejected")
+        deletes = [d for d in decisions if d.action is Action.DELETED and d.item is None and d.target_id]
+        if deletes and ctx.job.delete_policy == "propagate":
+            outcome = tgt.adapter.delete(tgt.object, [d.target_id or "" for d in deletes])
+            for d, r in zip(deletes, outcome, strict=True):
+                if r.status is WriteStatus.FAILED:
+                    d.action, d.stage = Action.FAILED, "delete"
+                    d.error = r.error or RecordError("the target refused the delete", code="rejected")
+
+    def _record(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> list[LedgerEntryIn]:
+        """Store one decision's outcome; returns its ledger entries."""
+        src, tgt, rt = ctx.source, ctx.target, self.rt
+        assert d.action is not None
+        ctx.report.actions[d.action] += 1
+        if d.action is Action.FAILED:
+            self._dead_letter(tx, ctx, d)
+            if d.intent_id is not None:
+                tx.complete_write_intent(d.intent_id, failed=True)
+            err = d.error
+            return [self._entry(ctx, d, reason=f"{d.stage}: {err.code if err else 'error'}: {err}")]
+        self._resolve_letters(tx, ctx, d.raw)
+        if d.party_id is not None and not d.raw.deleted:
+            # the source side: the keyed hash of what was read, for the overlap dedupe
+            tx.put_snapshot(d.party_id, src.system, src.object, content_hash=d.raw_hash or "", blob=b"",
+                            version=d.raw.version)
+        if d.action in (Action.CREATED, Action.UPDATED) or (d.action is Action.DELETED and d.item is not None):
+            assert d.party_id and d.canonical is not None and d.party is not None
+            if d.target_id:
+                tx.put_xref(tgt.system, tgt.object, d.target_id, d.party_id)
+            blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
+                        row=_snap_row(d.party_id, tgt.system, tgt.object), value=d.canonical)
+            tx.put_snapshot(d.party_id, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
+                            blob=blob, written_hash=d.echo_hash or d.payload_hash)
+        elif d.action is Action.DELETED and d.party_id and d.target_id:
+            tx.delete_xref(tgt.system, tgt.object, d.target_id)
+            tx.put_snapshot(d.party_id, tgt.system, tgt.object, content_hash=TOMBSTONE, blob=b"",
+                            written_hash=TOMBSTONE)
+        elif d.action is Action.CONFLICT and d.party_id:
+            tx.add_conflict(ctx.name, d.party_id, ["*"], run_id=ctx.run_id or None)
+        if d.intent_id is not None:
+            tx.complete_write_intent(d.intent_id, external_id=d.target_id)
+        return [self._entry(ctx, d, reason=d.reason)]
+
+    def _dead_letter(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> None:
+        src, err = ctx.source, d.error or RecordError("failed", code="failed")
+        row = {"job": ctx.name, "source_system": src.system, "source_object": src.object,
+               "external_id": d.raw.external_id}
+        tx.add_dead_letter(
+            ctx.name, stage=d.stage or "unknown", reason_code=err.code or type(err).__name__, message=str(err),
+            run_id=ctx.run_id or None, source_system=src.system, source_object=src.object,
+            external_id=d.raw.external_id,
+            payload=seal(tx.connection, self.rt.cipher, "dead_letters", "payload", row=row, value=dict(d.raw.data)),
+            next_attempt_at=datetime.now(UTC) + DEAD_LETTER_BACKOFF)
+
+    def _resolve_letters(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord) -> None:
+        t = dead_letters
+        ids = tx.connection.execute(select(t.c.id).where(
+            t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
+            t.c.external_id == raw.external_id,
+            t.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]))).scalars().all()
+        for dl_id in ids:
+            tx.mark_dead_letter(dl_id, DeadLetterStatus.RESOLVED)
+
+    def _entry(self, ctx: _Ctx, d: _Decision, *, reason: str | None = None,
+               changed: dict[str, tuple[Any, Any]] | None = None,
+               direction: Literal["to_target", "to_source"] = "to_target") -> LedgerEntryIn:
+        src, tgt = ctx.source, ctx.target
+        if changed is None:
+            changed = {}
+            if d.canonical is not None and d.action in (Action.CREATED, Action.UPDATED, Action.DELETED):
+                changed = diff(d.previous or {}, flatten(d.canonical))
+        ptype = str(d.party.party_type) if d.party is not None else None
+        return LedgerEntryIn(
+            action=d.action or Action.FAILED, run_id=str(ctx.run_id), job=ctx.name,
+            source_system=src.system if direction == "to_target" else tgt.system,
+            source_object=src.object if direction == "to_target" else tgt.object,
+            source_id=d.raw.external_id,
+            target_system=tgt.system if direction == "to_target" else src.system,
+            target_object=tgt.object if direction == "to_target" else src.object,
+            target_id=d.target_id, party_id=d.party_id, changed_fields=sorted(changed),
+            before={p: _masked(p, b, ptype) for p, (b, _a) in changed.items()},
+            after={p: _masked(p, a, ptype) for p, (_b, a) in changed.items()},
+            diff={p: [b, a] for p, (b, a) in changed.items()} if changed and d.party_id else None,
+            mapping_version=(tgt if direction == "to_target" else src).mapping.version_hash,
+            actor=ctx.actor, reason=reason)
+
+    def _plan(self, ctx: _Ctx, decisions: list[_Decision]) -> None:
+        """Dry run: count what would happen, keep masked field diffs, count the write calls."""
+        r = ctx.report
+        writes = [d for d in decisions if d.item is not None]
+        max_batch = ctx.target.adapter.max_batch_size
+        r.planned_write_calls += -(-len(writes) // max_batch) if writes else 0
+        for d in decisions:
+            if d.silent:
+                continue
+            action = d.action or (Action.UPDATED if d.item is not None and d.item.external_id else Action.CREATED)
+            r.actions[action] += 1
+            changed = diff(d.previous or {}, flatten(d.canonical)) if d.canonical is not None else {}
+            ptype = str(d.party.party_type) if d.party is not None else None
+            r.plan.append(PlannedChange(
+                action=action, source_id=d.raw.external_id, party_id=d.party_id,
+                fields={p: (_masked(p, b, ptype) or "", _masked(p, a, ptype) or "") for p, (b, a) in changed.items()},
+                reason=d.reason or (f"{d.stage}: {d.error}" if d.error else None)))
+
+    def _advance(self, tx: StoreTx, ctx: _Ctx, cur: _CursorState, decisions: list[_Decision]) -> None:
+        """Move the watermark to the newest record of the batch (extraction is oldest first), remembering the
+        records at exactly that time so the next overlap does not handle them again."""
+        stamps = [d.raw.modified_at for d in decisions if d.raw.modified_at is not None]
+        if not stamps:
+            return
+        top = max(stamps)
+        cur.max_seen = max(cur.max_seen, top) if cur.max_seen else top
+        if not cur.ordered:
+            return
+        at_top = {d.raw.external_id: d.raw_hash or "" for d in decisions if d.raw.modified_at == top}
+        if cur.watermark is not None and top < cur.watermark:
+            return
+        if cur.watermark is not None and top == cur.watermark:
+            cur.boundary.update(at_top)
+        else:
+            cur.watermark, cur.boundary = top, at_top
+        self._store_cursor(tx, ctx, cur, top, cur.boundary)
+
+    def _store_cursor(self, tx: StoreTx, ctx: _Ctx, cur: _CursorState, at: datetime, boundary: dict[str, str]) -> None:
+        tx.put_cursor(ctx.name, cur.key, field="modified_at", value=_iso(at), overlap_seconds=cur.overlap,
+                      boundary=boundary)
+
+    # ================================================================================== two way
+    def _policy(self, ctx: _Ctx) -> ConflictPolicy:
+        cp = ctx.job.conflict_policy
+        owners: dict[str, Literal["source", "target"]] = {
+            glob: ("source" if system == ctx.source.system else "target") for glob, system in cp.owners.items()}
+        return ConflictPolicy(type=cp.type, owners=owners, default_owner="source",
+                              clock_tolerance_seconds=cp.clock_tolerance_seconds)
+
+    def _run_two_way(self, ctx: _Ctx) -> bool:
+        """Both sides' changes since their cursors, merged per party against the last synced state.
+
+        The target's changes are read first and held until merged (a CRM's changes between runs are few); the
+        source is then streamed: parties new to the target are created as in a one-way job, known ones merged
+        with the target's change if it has one; the target's remaining changes are merged last. Each cursor moves
+        only after what it covers is committed.
+        """
+        src, tgt, job = ctx.source, ctx.target, ctx.job
+        with self.rt.store.transaction() as tx:
+            cur_s, cur_t = self._cursor(tx, ctx, src), self._cursor(tx, ctx, tgt)
+        changed_t: dict[str, RawRecord] = {}
+        seen_t: list[_Decision] = []
+        for page in tgt.adapter.extract(tgt.object, since=cur_t.since, fields=tgt.mapping.vendor_fields("in") or None):
+            with self.rt.store.transaction() as tx:
+                for raw in page.records:
+                    ctx.report.read += 1
+                    seen_t.append(_Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key)))
+                    pid = tx.get_xref(tgt.system, tgt.object, raw.external_id)
+                    if pid is not None:  # a record created in the CRM is not pushed into core banking
+                        changed_t[pid] = raw
+        for page in src.adapter.extract(src.object, since=cur_s.since, fields=src.mapping.vendor_fields("in") or None):
+            for chunk in _chunks(page.records, job.batch_size):
+                known, fresh = self._split_known(ctx, src, chunk)
+                if fresh:
+                    self._one_way_batch(ctx, fresh, None)
+                if known:
+                    ctx.report.read += len(known)
+                    self._merge_batch(ctx, [(pid, raw, changed_t.pop(pid, None)) for pid, raw in known])
+                if not ctx.dry_run:
+                    with self.rt.store.transaction() as tx:
+                        self._advance(tx, ctx, cur_s, [_Decision(r, raw_hash=keyed_hash(dict(r.data), ctx.hash_key))
+                                                       for r in chunk])
+        for chunk in _chunks(sorted(changed_t.items()), job.batch_size):
+            self._merge_batch(ctx, [(pid, None, raw) for pid, raw in chunk])
+        if seen_t and not ctx.dry_run:
+            with self.rt.store.transaction() as tx:
+                self._advance(tx, ctx, cur_t, seen_t)
+        return cur_s.since is None and cur_t.since is None
+
+    def _split_known(self, ctx: _Ctx, side: _Side, raws: list[RawRecord]) -> tuple[list[tuple[str, RawRecord]],
+                                                                                   list[RawRecord]]:
+        known: list[tuple[str, RawRecord]] = []
+        fresh: list[RawRecord] = []
+        with self.rt.store.transaction() as tx:
+            for raw in raws:
+                pid = tx.get_xref(side.system, side.object, raw.external_id)
+                has_target = pid is not None and tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object)
+                (known.append((pid, raw)) if has_target and pid else fresh.append(raw))
+        return known, fresh
+
+    def _read_side(self, ctx: _Ctx, side: _Side, raw: RawRecord, pid: str) -> dict[str, Any]:
+        party = side.mapping.to_party(raw.data, party_id=uuid.UUID(pid))
+        return flatten(party.canonical_dict())
+
+    def _merge_batch(self, ctx: _Ctx, changes: list[tuple[str, RawRecord | None, RawRecord | None]]) -> None:
+        src, tgt = ctx.source, ctx.target
+        policy = self._policy(ctx)
+        s_paths = _path_filter(src.mapping.owned_canonical_paths("in"))
+        t_paths = _path_filter(tgt.mapping.owned_canonical_paths("in"))
+        to_target: list[tuple[_Decision, dict[str, Any]]] = []
+        to_source: list[tuple[_Decision, dict[str, Any]]] = []
+        records: list[tuple[_Decision, list[Any], dict[str, Any]]] = []
+        with self._tx(ctx) as tx:
+            for pid, raw_s, raw_t in changes:
+                d = _Decision(raw_s or raw_t, party_id=pid)  # type: ignore[arg-type]
+                snap = tx.get_snapshot(pid, tgt.system, tgt.object)
+                if snap is None or snap.written_hash == TOMBSTONE:
+                    d.silent = True  # never synced, or deleted: a two-way job never resurrects a party
+                    continue
+                base = flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                      row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob))
+                try:
+                    s_flat = self._read_side(ctx, src, raw_s, pid) if raw_s else dict(base)
+                    t_flat = self._read_side(ctx, tgt, raw_t, pid) if raw_t else dict(base)
+                except RecordError as exc:
+                    d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
+                    records.append((d, [], {}))
+                    continue
+                echo = raw_t is not None and keyed_hash(_project(t_flat, t_paths), ctx.hash_key) == snap.written_hash
+                if echo:
+                    t_flat = dict(base)  # our own write coming back, whatever else the CRM's automation touched
+                    d.reason = "echo of crmbridge's own write"
+                s_view = {p: v for p, v in base.items() if not s_paths(p)} | {p: v for p, v in s_flat.items()
+                                                                             if s_paths(p)}
+                t_view = {p: v for p, v in base.items() if not t_paths(p)} | {p: v for p, v in t_flat.items()
+                                                                             if t_paths(p)}
+                result = three_way_merge(base, s_view, t_view, policy,
+                                         source_modified=raw_s.modified_at if raw_s else None,
+                                         target_modified=raw_t.modified_at if raw_t else None)
+                merged_party = parse_party({**unflatten(result.merged), "party_id": pid})
+                d.party, d.canonical, d.previous = merged_party, merged_party.canonical_dict(), base
+                linked = tx.xrefs_for_party(pid, tgt.system, tgt.object)
+                d.target_id = linked[0][2] if linked else None
+                if result.to_target:
+                    payload = tgt.mapping.map_out(merged_party)
+                    d.payload_hash = keyed_hash(payload, ctx.hash_key)
+                    d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id,
+                                       key_field=tgt.mapping.spec.key_field)
+                    to_target.append((d, result.to_target))
+                if result.to_source:
+                    linked_s = tx.xrefs_for_party(pid, src.system, src.object)
+                    s_snap = tx.get_snapshot(pid, src.system, src.object)
+                    payload_s = src.mapping.map_out(merged_party)
+                    item_s = WriteItem(key=pid, payload=payload_s, external_id=linked_s[0][2] if linked_s else None,
+                                       expected_version=(raw_s.version if raw_s else None)
+                                       or (s_snap.version if s_snap else None))
+                    to_source.append((_Decision(d.raw, party_id=pid, party=merged_party, item=item_s,
+                                                target_id=item_s.external_id), result.to_source))
+                d.echo_hash = keyed_hash(_project(flatten(d.canonical), t_paths), ctx.hash_key)
+                records.append((d, result.conflicts, {"to_target": result.to_target, "to_source": result.to_source}))
+        if ctx.dry_run:
+            for d, conflicts, moves in records:
+                ctx.report.actions[Action.CONFLICT] += len(conflicts)
+                for side, fields_ in moves.items():
+                    if fields_:
+                        ctx.report.actions[Action.UPDATED] += 1
+                        ctx.report.plan.append(PlannedChange(Action.UPDATED, d.raw.external_id, d.party_id,
+                                                             {p: ("", _masked(p, v, None) or "")
+                                                              for p, v in fields_.items()}, reason=side))
+            ctx.report.planned_write_calls += len([1 for x in (to_target, to_source) if x])
+            return
+        t_results = tgt.adapter.write(tgt.object, [d.item for d, _ in to_target if d.item]) if to_target else []
+        s_results = src.adapter.write(src.object, [d.item for d, _ in to_source if d.item]) if to_source else []
+        with self.rt.store.transaction() as tx:
+            entries: list[LedgerEntryIn] = []
+            outcome_t = {d.party_id: r for (d, _), r in zip(to_target, t_results, strict=True)}
+            outcome_s = {d.party_id: (d, r, f) for (d, f), r in zip(to_source, s_results, strict=True)}
+            for d, conflicts, moves in records:
+                if d.action is Action.FAILED:
+                    entries.extend(self._record(tx, ctx, d))
+                    continue
+                pid = d.party_id or ""
+                ok = True
+                if moves["to_target"]:
+                    r = outcome_t[pid]
+                    entries.append(self._outcome_entry(ctx, d, r, moves["to_target"], "to_target"))
+                    ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
+                if moves["to_source"]:
+                    ds, r, f = outcome_s[pid]
+                    entries.append(self._outcome_entry(ctx, ds, r, f, "to_source"))
+                    ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
+                for c in conflicts:
+                    ctx.report.actions[Action.CONFLICT] += 1
+                    cid = tx.add_conflict(
+                        ctx.name, pid, [c.path], run_id=ctx.run_id or None,
+                        **{f"{k}_value": seal(tx.connection, self.rt.cipher, "conflicts", f"{k}_value",
+                                              row={"job": ctx.name, "party_id": pid}, value={c.path: v})
+                           for k, v in (("base", c.base), ("source", c.source), ("target", c.target))})
+                    entries.append(LedgerEntryIn(
+                        action=Action.CONFLICT, run_id=str(ctx.run_id), job=ctx.name, source_system=src.system,
+                        source_object=src.object, target_system=tgt.system, target_object=tgt.object,
+                        target_id=d.target_id, party_id=pid, changed_fields=[c.path],
+                        before={c.path: _masked(c.path, c.source, None)},
+                        after={c.path: _masked(c.path, c.target, None)},
+                        actor=ctx.actor, reason=f"conflict {cid}: {c.reason}, waiting for review"))
+                if not moves["to_target"] and not moves["to_source"] and not conflicts:
+                    quiet = Action.SKIPPED_ECHO if d.reason else Action.SKIPPED_UNCHANGED
+                    ctx.report.actions[quiet] += 1
+                    entries.append(self._entry(ctx, _Decision(d.raw, action=quiet, party_id=pid, target_id=d.target_id),
+                                               reason=d.reason or "no change to carry"))
+                if ok and d.canonical is not None and d.party is not None:
+                    blob = seal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                row=_snap_row(pid, tgt.system, tgt.object), value=d.canonical)
+                    tx.put_snapshot(pid, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
+                                    blob=blob, written_hash=d.echo_hash)
+            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+        self._heartbeat(ctx)
+
+    def _outcome_entry(self, ctx: _Ctx, d: _Decision, r: WriteResult, moved: dict[str, Any],
+                       direction: Literal["to_target", "to_source"]) -> LedgerEntryIn:
+        base = d.previous or {}
+        changed = {p: (base.get(p), v) for p, v in moved.items()}
+        if r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED):
+            d.action, reason = Action.UPDATED, None
+        elif r.status is WriteStatus.CONFLICT:
+            d.action, reason = Action.CONFLICT, "stale version: the record changed since it was read"
+        else:
+            d.action, reason = Action.FAILED, f"{r.error.code if r.error else 'rejected'}: {r.error}"
+        ctx.report.actions[d.action] += 1
+        return self._entry(ctx, d, reason=reason, changed=changed, direction=direction)
+
+
+def _path_filter(paths: list[str]) -> Callable[[str], bool]:
+    """Whether a flat canonical path is one of (or under) the mapping's canonical paths."""
+    plain = tuple(sorted(set(paths)))
+
+    def covered(path: str) -> bool:
+        return any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in plain)
+
+    return covered
+
+
+def _project(flat: dict[str, Any], covered: Callable[[str], bool]) -> dict[str, Any]:
+    return {p: v for p, v in flat.items() if covered(p) and v is not None}
+
+
+def _masked(path: str, value: Any, party_type: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        kind = mask_kind_for(path, party_type)
+    except Exception:  # an unknown path is masked generically rather than shown
+        kind = "generic"
+    return mask(kind, value) if kind else str(value)
+
+
+def _match_value(party: Party, key: str) -> str | None:
+    if key.isupper():
+        ident = party.primary_identifier(key)
+        return ident.value if ident is not None else None
+    if key in ("mobile", "landline", "email", "wechat_openid"):
+        cp = party.contact(key.upper())
+        return cp.value if cp is not None else None
+    if key == "name":
+        name = getattr(party, "name", None)
+        return getattr(name, "legal_zh", None) or getattr(name, "en", None)
+    if key == "date_of_birth":
+        dob = getattr(party, "date_of_birth", None)
+        return dob.isoformat() if dob else None
+    return None
+
+
+def run_job(rt: Runtime, job_name: str, *, dry_run: bool = False, actor: str = "user",
+            progress: Callable[[int], None] | None = None) -> RunReport:
+    """Run one job once; see :class:`JobRunner`."""
+    return JobRunner(rt, job_name, actor=actor, progress=progress).run(dry_run=dry_run)

@@ -1,0 +1,112 @@
+"""Settling a conflict from the review queue (``crmbridge conflicts resolve ID --take source|target|value``).
+
+The chosen value is written to whichever side does not hold it yet (through the job's mappings, with the record
+version for optimistic concurrency), the last synced state is updated so the next run sees no change, and the
+decision is a ledger entry naming its actor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from crmbridge.adapters.base import WriteItem, WriteStatus
+from crmbridge.canonical.model import parse_party
+from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeError
+from crmbridge.sync.bootstrap import Runtime
+from crmbridge.sync.engine import _masked, _path_filter, _project, _snap_row, keyed_hash
+from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.merge import flatten, unflatten
+from crmbridge.sync.protect import seal, unseal
+
+__all__ = ["Resolution", "conflict_values", "resolve_conflict"]
+
+
+@dataclass
+class Resolution:
+    conflict_id: int
+    path: str
+    wrote_to: list[str]
+
+
+def conflict_values(rt: Runtime, conflict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The decrypted base / source / target values of a conflict row: ``{"source": {path: value}, ...}``."""
+    out: dict[str, dict[str, Any]] = {}
+    with rt.store.transaction() as tx:
+        for side in ("base", "source", "target"):
+            token = conflict.get(f"{side}_value")
+            out[side] = {} if not token else unseal(
+                tx.connection, rt.cipher, "conflicts", f"{side}_value",
+                row={"job": conflict["job"], "party_id": conflict["party_id"]}, token=token)
+    return out
+
+
+def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "target", "value"],
+                     value: str | None = None, actor: str) -> Resolution:
+    """Apply a reviewer's decision on one conflict."""
+    with rt.store.transaction() as tx:
+        row = tx.get_conflict(conflict_id)
+    if row is None:
+        raise ConfigurationError(f"no conflict {conflict_id}")
+    if row["status"] != "open":
+        raise ConfigurationError(f"conflict {conflict_id} is already {row['status']}")
+    if take == "value" and value is None:
+        raise ConfigurationError("--take value needs --value")
+    job = rt.config.jobs.get(row["job"])
+    if job is None:
+        raise ConfigurationError(f"conflict {conflict_id} belongs to job {row['job']!r}, which is not configured")
+    values = conflict_values(rt, row)
+    path = row["field_paths"][0]
+    chosen = value if take == "value" else values[take].get(path)
+    pid = row["party_id"]
+    src, tgt = rt.adapter(job.source_system), rt.adapter(job.target_system)
+    smap, tmap = rt.mapping(job.source_mapping), rt.mapping(job.target_mapping)
+    with rt.store.transaction() as tx:
+        snap = tx.get_snapshot(pid, job.target_system, job.target_object)
+        if snap is None:
+            raise ConfigurationError(f"party of conflict {conflict_id} has no synced state; run the job first")
+        flat = flatten(unseal(tx.connection, rt.cipher, "snapshots", "blob",
+                              row=_snap_row(pid, job.target_system, job.target_object), token=snap.blob))
+        t_ext = tx.xrefs_for_party(pid, job.target_system, job.target_object)
+        s_ext = tx.xrefs_for_party(pid, job.source_system, job.source_object)
+        s_snap = tx.get_snapshot(pid, job.source_system, job.source_object)
+    flat[path] = chosen
+    party = parse_party({**unflatten(flat), "party_id": str(uuid.UUID(pid))})
+    wrote: list[str] = []
+    if values["target"].get(path) != chosen and t_ext:
+        r = tgt.write(job.target_object, [WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2],
+                                                    key_field=tmap.spec.key_field)])[0]
+        _check(r.status, r.error, job.target_system)
+        wrote.append(job.target_system)
+    if values["source"].get(path) != chosen and s_ext and _path_filter(smap.owned_canonical_paths("out"))(path):
+        r = src.write(job.source_object, [WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
+                                                    expected_version=s_snap.version if s_snap else None)])[0]
+        _check(r.status, r.error, job.source_system)
+        wrote.append(job.source_system)
+    key = rt.indexer().field_key("content-hash")
+    t_paths = _path_filter(tmap.owned_canonical_paths("in"))
+    canonical = party.canonical_dict()
+    with rt.store.transaction() as tx:
+        blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
+                    row=_snap_row(pid, job.target_system, job.target_object), value=canonical)
+        tx.put_snapshot(pid, job.target_system, job.target_object, content_hash=party.content_hash(key), blob=blob,
+                        written_hash=keyed_hash(_project(flatten(canonical), t_paths), key))
+        if not tx.resolve_conflict(conflict_id, take, actor=actor):
+            raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
+        ptype = str(party.party_type)
+        Ledger(tx.connection, rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
+            action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid, source_system=job.source_system,
+            source_object=job.source_object, target_system=job.target_system, target_object=job.target_object,
+            changed_fields=[path], before={path: _masked(path, values["target"].get(path), ptype)},
+            after={path: _masked(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
+            actor=actor,
+            reason=f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}")])
+    return Resolution(conflict_id, path, wrote)
+
+
+def _check(status: WriteStatus, error: CrmBridgeError | None, system: str) -> None:
+    if status is WriteStatus.CONFLICT:
+        raise ConflictError(f"{system} changed the record again since the conflict was raised; run the job and retry")
+    if status is WriteStatus.FAILED:
+        raise ConfigurationError(f"{system} refused the resolution: {error}")
