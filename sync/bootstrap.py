@@ -102,7 +102,8 @@ def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
         upgrade(cfg.state.url)
     store = StateStore.from_url(cfg.state.url)
     algorithm = _ALGORITHMS[cfg.keys.algorithm]
-    provider = load_key_provider(cfg.keys.master_key, algorithm=algorithm, base_dir=cfg.base_dir)
+    provider = load_key_provider(cfg.keys.master_key, provider=cfg.keys.provider, algorithm=algorithm,
+                                 base_dir=cfg.base_dir)
     cipher = FieldCipher(provider, algorithm=algorithm)
     with store.transaction() as tx:
         cipher.init(tx.connection)

@@ -349,6 +349,11 @@ class JobRunner:
         party = self._map_in(tx, ctx, d)
         if party is None:
             return d
+        scope = ctx.target.mapping.fixed_party_type
+        if scope is not None and str(party.party_type) != scope:
+            d.silent = True   # not this job's kind of party (e.g. organisations for a Contacts job)
+            ctx.report.out_of_scope += 1
+            return d
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
         if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose):
@@ -405,6 +410,10 @@ class JobRunner:
                 d.previous = None  # erased or unreadable: the diff shows every field as new
         d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
                            key_field=tgt.mapping.spec.key_field)
+        if ctx.job.direction == "two_way":
+            d.canonical = {k: v for k, v in d.canonical.items() if k != "source_refs"}  # bookkeeping, not merged
+            d.echo_hash = keyed_hash(_project(flatten(d.canonical), _path_filter(tgt.mapping.owned_canonical_paths(
+                "in"))), ctx.hash_key)
 
     def _decide_tombstone(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> _Decision:
         job, tgt = ctx.job, ctx.target
@@ -662,8 +671,11 @@ class JobRunner:
                     ctx.report.read += 1
                     seen_t.append(_Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key)))
                     pid = tx.get_xref(tgt.system, tgt.object, raw.external_id)
-                    if pid is not None:  # a record created in the CRM is not pushed into core banking
-                        changed_t[pid] = raw
+                    if pid is None:
+                        continue  # created in the CRM: core banking creates customers, not crmbridge
+                    seen = tx.get_snapshot(pid, tgt.system, _read_key(tgt.object))
+                    if seen is None or seen.content_hash != seen_t[-1].raw_hash:
+                        changed_t[pid] = raw  # else an overlap re-read of a record already merged
         for page in src.adapter.extract(src.object, since=cur_s.since, fields=src.mapping.vendor_fields("in") or None):
             for chunk in _chunks(page.records, job.batch_size):
                 known, fresh = self._split_known(ctx, src, chunk)
@@ -685,18 +697,37 @@ class JobRunner:
 
     def _split_known(self, ctx: _Ctx, side: _Side, raws: list[RawRecord]) -> tuple[list[tuple[str, RawRecord]],
                                                                                    list[RawRecord]]:
+        """Source records of parties already at the target (to merge) and the others (to create); overlap
+        re-reads of records merged before are dropped."""
         known: list[tuple[str, RawRecord]] = []
         fresh: list[RawRecord] = []
         with self.rt.store.transaction() as tx:
             for raw in raws:
                 pid = tx.get_xref(side.system, side.object, raw.external_id)
-                has_target = pid is not None and tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object)
-                (known.append((pid, raw)) if has_target and pid else fresh.append(raw))
+                if pid is None or not tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object):
+                    fresh.append(raw)
+                    continue
+                seen = tx.get_snapshot(pid, side.system, side.object)
+                if seen is None or seen.content_hash != keyed_hash(dict(raw.data), ctx.hash_key):
+                    known.append((pid, raw))
         return known, fresh
 
-    def _read_side(self, ctx: _Ctx, side: _Side, raw: RawRecord, pid: str) -> dict[str, Any]:
-        party = side.mapping.to_party(raw.data, party_id=uuid.UUID(pid))
-        return flatten(party.canonical_dict())
+    def _read_side(self, side: _Side, raw: RawRecord, pid: str, base: dict[str, Any]) -> dict[str, Any]:
+        """One side's current state of a party, as a flat canonical record.
+
+        A side's mapping reads only some fields (a CRM sees a masked name, no ID number): what it reads is laid
+        over the last synced state, and the result validated as a whole party, so values compare in the same
+        normalised form. Source references are bookkeeping, not content, and are left out of the merge.
+        """
+        partial = side.mapping.map_in_partial(raw.data, party_id=uuid.UUID(pid))
+        overlay = {k: v for k, v in flatten(partial).items() if not k.startswith("source_refs")}
+        view = {**base, **overlay}
+        try:
+            return _content(flatten(parse_party({**unflatten(view), "party_id": pid}).canonical_dict()))
+        except RecordError:
+            # not a valid party as it stands (e.g. a CRM edit of a name the core owns, which leaves the name parts
+            # inconsistent): compare it as read; the merge decides, and the merged party is validated afterwards
+            return view
 
     def _merge_batch(self, ctx: _Ctx, changes: list[tuple[str, RawRecord | None, RawRecord | None]]) -> None:
         src, tgt = ctx.source, ctx.target
@@ -706,6 +737,7 @@ class JobRunner:
         to_target: list[tuple[_Decision, dict[str, Any]]] = []
         to_source: list[tuple[_Decision, dict[str, Any]]] = []
         records: list[tuple[_Decision, list[Any], dict[str, Any]]] = []
+        reads = {pid: (raw_s, raw_t) for pid, raw_s, raw_t in changes}
         with self._tx(ctx) as tx:
             for pid, raw_s, raw_t in changes:
                 d = _Decision(raw_s or raw_t, party_id=pid)  # type: ignore[arg-type]
@@ -713,11 +745,11 @@ class JobRunner:
                 if snap is None or snap.written_hash == TOMBSTONE:
                     d.silent = True  # never synced, or deleted: a two-way job never resurrects a party
                     continue
-                base = flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
-                                      row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob))
+                base = _content(flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                               row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
                 try:
-                    s_flat = self._read_side(ctx, src, raw_s, pid) if raw_s else dict(base)
-                    t_flat = self._read_side(ctx, tgt, raw_t, pid) if raw_t else dict(base)
+                    s_flat = self._read_side(src, raw_s, pid, base) if raw_s else dict(base)
+                    t_flat = self._read_side(tgt, raw_t, pid, base) if raw_t else dict(base)
                 except RecordError as exc:
                     d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
                     records.append((d, [], {}))
@@ -804,6 +836,8 @@ class JobRunner:
                     ctx.report.actions[quiet] += 1
                     entries.append(self._entry(ctx, _Decision(d.raw, action=quiet, party_id=pid, target_id=d.target_id),
                                                reason=d.reason or "no change to carry"))
+                if ok:
+                    self._remember_reads(tx, ctx, pid, *reads[pid])
                 if ok and d.canonical is not None and d.party is not None:
                     blob = seal(tx.connection, self.rt.cipher, "snapshots", "blob",
                                 row=_snap_row(pid, tgt.system, tgt.object), value=d.canonical)
@@ -811,6 +845,16 @@ class JobRunner:
                                     blob=blob, written_hash=d.echo_hash)
             Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
         self._heartbeat(ctx)
+
+    def _remember_reads(self, tx: StoreTx, ctx: _Ctx, pid: str, raw_s: RawRecord | None,
+                        raw_t: RawRecord | None) -> None:
+        """Keyed hashes of the records just merged, so overlap re-reads of them are recognised."""
+        if raw_s is not None:
+            tx.put_snapshot(pid, ctx.source.system, ctx.source.object, blob=b"", version=raw_s.version,
+                            content_hash=keyed_hash(dict(raw_s.data), ctx.hash_key))
+        if raw_t is not None:
+            tx.put_snapshot(pid, ctx.target.system, _read_key(ctx.target.object), blob=b"", version=raw_t.version,
+                            content_hash=keyed_hash(dict(raw_t.data), ctx.hash_key))
 
     def _outcome_entry(self, ctx: _Ctx, d: _Decision, r: WriteResult, moved: dict[str, Any],
                        direction: Literal["to_target", "to_source"]) -> LedgerEntryIn:
@@ -834,6 +878,17 @@ def _path_filter(paths: list[str]) -> Callable[[str], bool]:
         return any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in plain)
 
     return covered
+
+
+def _read_key(obj: str) -> str:
+    """Snapshot key of the last-read hash of a two-way target's records (the object's own key holds the synced
+    canonical state)."""
+    return f"{obj}@read"
+
+
+def _content(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat record without its bookkeeping (source references)."""
+    return {k: v for k, v in flat.items() if not k.startswith("source_refs")}
 
 
 def _project(flat: dict[str, Any], covered: Callable[[str], bool]) -> dict[str, Any]:

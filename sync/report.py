@@ -35,6 +35,7 @@ class RunReport:
     status: str = "running"          # running | succeeded | failed | suspicious
     actions: Counter[str] = field(default_factory=Counter)
     read: int = 0
+    out_of_scope: int = 0            # records of a kind the target mapping does not take (silently not synced)
     api_calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     throttled: int = 0
@@ -51,7 +52,8 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "job": self.job, "dry_run": self.dry_run, "status": self.status,
-                "read": self.read, "actions": dict(self.actions), "api_calls": self.api_calls,
+                "read": self.read, "out_of_scope": self.out_of_scope, "actions": dict(self.actions),
+                "api_calls": self.api_calls,
                 "retries": self.retries, "throttled": self.throttled, "credits_remaining": self.credits_remaining,
                 "duration_seconds": round(self.duration_seconds, 3), "error": self.error, "warnings": self.warnings}
 
