@@ -1,0 +1,157 @@
+"""``crmbridge mapping validate|preview|schema``: the integration team's tools for mapping files.
+
+- ``validate [FILES...]`` checks mapping files (default ``mappings/*.yaml``) and prints every problem as
+  ``file:line: key.path: message``; exit 2 when any file has an error.
+- ``preview FILE --record JSON`` maps one record and shows a side-by-side table (vendor field | canonical path |
+  value), personal data masked unless ``--reveal``; a bad record prints its located error and exits 3.
+- ``schema`` prints the JSON Schema of the language (``mappings/mapping.schema.json`` is this output).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from crmbridge.canonical.mapping import TraceRow, check_mapping_file, load_mapping, mapping_json_schema
+from crmbridge.canonical.masking import mask
+from crmbridge.core.errors import ValidationError
+
+__all__ = ["register"]
+
+mapping_app = typer.Typer(help="Validate, preview and describe mapping files.", no_args_is_help=True)
+
+#: exit codes, as in crmbridge.cli.main (sys.exit: ``main`` runs click with standalone_mode=False, which would turn
+#: a typer.Exit into a return value and lose the code)
+EXIT_CONFIG = 2
+EXIT_RECORD = 3
+
+
+class DirectionOpt(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+def _default_files() -> list[Path]:
+    here = sorted(Path("mappings").glob("*.yaml"))
+    if here:
+        return here
+    import crmbridge.mappings as pkg
+
+    return sorted(Path(pkg.__file__).parent.glob("*.yaml"))
+
+
+@mapping_app.command("validate")
+def validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="Mapping files (default: mappings/*.yaml).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print problems only.")] = False,
+) -> None:
+    """Check mapping files: structure, canonical paths, transforms, code tables, mandatory vendor fields."""
+    targets = files or _default_files()
+    out = Console(highlight=False, soft_wrap=True)
+    if not targets:
+        out.print("no mapping files found")
+        sys.exit(EXIT_CONFIG)
+    failed = 0
+    for f in targets:
+        _, problems = check_mapping_file(f)
+        errors = [p for p in problems if p.severity == "error"]
+        for p in problems:
+            out.print(str(p), markup=False)
+        if errors:
+            failed += 1
+        elif not quiet:
+            warn = f" ({len(problems)} warning(s))" if problems else ""
+            out.print(f"ok: {f}{warn}", markup=False)
+    if failed:
+        out.print(f"{failed} of {len(targets)} mapping file(s) have errors", markup=False)
+        sys.exit(EXIT_CONFIG)
+
+
+def _show(value: Any, kind: str | None, reveal: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v, kind, reveal) for v in value) + "]"
+    text = value if isinstance(value, str) else str(getattr(value, "value", value))
+    if reveal or kind is None:
+        return text
+    return mask(kind, text)
+
+
+def _table(title: str, rows: list[TraceRow], reveal: bool, direction: str) -> Table:
+    t = Table(title=title, show_lines=False)
+    t.add_column("#", justify="right", style="dim")
+    if direction == "in":
+        t.add_column("vendor field")
+        t.add_column("vendor value")
+        t.add_column("canonical path")
+        t.add_column("canonical value")
+    else:
+        t.add_column("canonical path")
+        t.add_column("canonical value")
+        t.add_column("vendor field")
+        t.add_column("vendor value")
+    t.add_column("note", style="dim")
+    for r in rows:
+        step = "" if r.step < 0 else str(r.step)
+        vendor_v = _show(r.vendor_value, r.mask_kind, reveal)
+        canon_v = _show(r.canonical_value, r.mask_kind, reveal)
+        note = r.note or ("" if r.mask_kind is None else "" if reveal else f"masked ({r.mask_kind})")
+        cells = ((step, r.vendor, vendor_v, r.canonical, canon_v, note) if direction == "in"
+                 else (step, r.canonical, canon_v, r.vendor, vendor_v, note))
+        t.add_row(*(Text(c) for c in cells))  # Text: no rich markup, [type=MOBILE] stays as written
+    return t
+
+
+@mapping_app.command("preview")
+def preview(
+    file: Annotated[Path, typer.Argument(help="The mapping file.")],
+    record: Annotated[Path, typer.Option("--record", "-r", help="JSON file: a vendor record (in) or a canonical "
+                                                              "party (out).")],
+    direction: Annotated[DirectionOpt, typer.Option(
+        "--direction", "-d", help="in: vendor → canonical; out: canonical → vendor.")] = DirectionOpt.IN,
+    reveal: Annotated[bool, typer.Option("--reveal", help="Show personal data in clear (C2 values).")] = False,
+) -> None:
+    """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
+    mapping = load_mapping(file)
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: cannot read {record}: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    console = Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    title = f"{mapping.system}/{mapping.object} v{mapping.spec.version} ({direction.value})"
+    try:
+        if direction is DirectionOpt.IN:
+            _, rows = mapping.trace_in(data)
+            party = mapping.to_party(data)
+            console.print(_table(title, rows, reveal, "in"))
+            console.print(f"valid {party.party_type.value} (external id {mapping.external_id(data)})", markup=False)
+        else:
+            from crmbridge.canonical.model import parse_party
+
+            party = parse_party(data, where=str(record))
+            _, rows = mapping.trace_out(party)
+            console.print(_table(title, rows, reveal, "out"))
+    except ValidationError as exc:
+        err.print(f"{record}: record error: {exc}", markup=False)
+        sys.exit(EXIT_RECORD)
+
+
+@mapping_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the mapping language."""
+    typer.echo(json.dumps(mapping_json_schema(), indent=2, ensure_ascii=False))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(mapping_app, name="mapping")
