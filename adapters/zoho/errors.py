@@ -1,0 +1,314 @@
+"""The ONE place a Zoho CRM response is read and classified.
+
+Zoho reports errors three ways (ZOHO.md §2.2, §2.3, §4.4, §11):
+
+* request-level: a top-level ``{"code","details","message","status":"error"}`` with an HTTP error status;
+* per record: items inside ``{"data":[...]}`` with HTTP 200/201/207/400/412;
+* the accounts server (token endpoint): HTTP 200 with an ``error`` key and no ``access_token``.
+
+:data:`ERROR_TABLE` maps every vendor code to what crmbridge does next; :data:`STATUS_FALLBACK` covers codes
+the table does not know; :data:`TOKEN_ERROR_TABLE` covers the accounts server. Messages are crmbridge's own
+(never the vendor's text, which may echo values) so no personal data reaches logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
+    BadResponseError,
+    PermissionDeniedError,
+    RecordRejectedError,
+    RequestError,
+    ThrottledError,
+    TokenExpiredError,
+    TransientServerError,
+)
+
+__all__ = [
+    "ERROR_TABLE",
+    "STATUS_FALLBACK",
+    "TOKEN_ERROR_TABLE",
+    "VENDOR",
+    "Rule",
+    "classify_item",
+    "credits_remaining",
+    "raise_for_request_items",
+    "raise_for_token_body",
+    "read_response",
+    "request_error",
+]
+
+VENDOR = "zoho"
+
+#: the per-record outcome of a rule (a row's ``item`` column)
+RECORD = "record"      # the record is rejected: WriteResult FAILED, the batch goes on
+CONFLICT = "conflict"  # the record changed since the expected version: WriteResult CONFLICT
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What one Zoho code means.
+
+    Attributes:
+        error: the exception raised when the code answers a whole request.
+        item: inside ``data[]``: ``"record"`` (rejected record), ``"conflict"``, or ``None`` when the item code
+            really concerns the whole request (then ``error`` is raised for the batch).
+        message: crmbridge's message (no vendor text, no values).
+    """
+
+    error: type[AdapterError]
+    item: str | None
+    message: str
+
+
+ERROR_TABLE: Mapping[str, Rule] = {
+    # authentication and authorisation
+    "INVALID_TOKEN": Rule(TokenExpiredError, None, "access token expired, revoked or from another data centre"),
+    "AUTHENTICATION_FAILURE": Rule(AuthenticationError, None,
+                                   "authentication failed: Authorization header missing or not 'Zoho-oauthtoken'"),
+    "OAUTH_SCOPE_MISMATCH": Rule(PermissionDeniedError, None,
+                                 "the OAuth token lacks the scope for this call (regenerate it with those scopes)"),
+    "INVALID_HOST": Rule(RequestError, None, "api_domain is not https://www.zohoapis.{tld} (check api_domain)"),
+    "NO_PERMISSION": Rule(PermissionDeniedError, None, "the integration user lacks the module permission"),
+    "AUTHORIZATION_FAILED": Rule(PermissionDeniedError, None,
+                                 "the integration user lacks the privilege for this action"),
+    # the request itself
+    "INVALID_URL_PATTERN": Rule(RequestError, None, "URL not recognised (check api_domain and api_version)"),
+    "INVALID_MODULE": Rule(RequestError, None, "module name unknown or not supported by the API"),
+    "INVALID_REQUEST_METHOD": Rule(RequestError, None, "HTTP method not valid for this URL"),
+    "REQUIRED_PARAM_MISSING": Rule(RequestError, None, "a required parameter is missing"),
+    "EXPECTED_PARAM_MISSING": Rule(RequestError, None, "an expected parameter is missing"),
+    "DISCRETE_PAGINATION_LIMIT_EXCEEDED": Rule(RequestError, None,
+                                               "paged past record 2000 without page_token"),
+    "PAGINATION_LIMIT_EXCEEDED": Rule(RequestError, None, "paged past record 100,000"),
+    "TOKEN_BOUND_DATA_MISMATCH": Rule(RequestError, None, "page_token used with different parameters"),
+    "EXPIRED_VALUE": Rule(RequestError, None, "page_token expired (older than 24 h)"),
+    "AMBIGUITY_DURING_PROCESSING": Rule(RequestError, None, "conflicting parameters (page with page_token, ...)"),
+    "PATTERN_NOT_MATCHED": Rule(RequestError, None, "a parameter value is not one of the allowed values"),
+    "INVALID_QUERY": Rule(RequestError, None, "search criteria or COQL query refused"),
+    "SYNTAX_ERROR": Rule(RequestError, None, "COQL syntax error"),
+    "LIMIT_REACHED": Rule(RequestError, None, "search result limit (2000) reached"),
+    "NOT_SUPPORTED": Rule(RequestError, None, "operation not supported for this module"),
+    "FEATURE_NOT_SUPPORTED": Rule(RequestError, None, "feature not available in this edition"),
+    "REQUEST_ENTITY_TOO_LARGE": Rule(RequestError, None, "request too large"),
+    "UNSUPPORTED_MEDIA_TYPE": Rule(RequestError, None, "unsupported media type"),
+    "LIMIT_EXCEEDED": Rule(RequestError, None, "a Zoho limit was exceeded (100 records, 100 ids, 50 fields)"),
+    # records: the record is refused, the batch goes on
+    "INVALID_DATA": Rule(RequestError, RECORD, "invalid data"),
+    "MANDATORY_NOT_FOUND": Rule(RequestError, RECORD, "required field missing"),
+    "DUPLICATE_DATA": Rule(RequestError, RECORD, "value duplicates a unique field of another record"),
+    "MULTIPLE_OR_MULTI_ERRORS": Rule(RequestError, RECORD, "several errors on one record"),
+    "DEPENDENT_FIELD_MISSING": Rule(RequestError, RECORD, "a dependent field is missing"),
+    "DEPENDENT_MISMATCH": Rule(RequestError, RECORD, "a dependent field does not match its controlling field"),
+    "DEPENDENT_SERVICE_ERROR": Rule(RequestError, RECORD, "a dependent service refused the record"),
+    "EXPECTED_FIELD_MISSING": Rule(RequestError, RECORD, "an expected field is missing"),
+    "RECORD_LOCKED": Rule(RequestError, RECORD, "record is locked"),
+    "NOT_APPROVED": Rule(RequestError, RECORD, "record is not approved yet"),
+    "CANNOT_DELETE": Rule(RequestError, RECORD, "record cannot be deleted"),
+    "ID_ALREADY_CONVERTED": Rule(RequestError, RECORD, "record already converted"),
+    "RECORD_IN_BLUEPRINT": Rule(RequestError, RECORD, "record is in a blueprint"),
+    "ALREADY_MODIFIED": Rule(RequestError, CONFLICT, "record changed after the expected version"),
+    # transient
+    "TOO_MANY_REQUESTS": Rule(ThrottledError, None, "API credits or concurrency limit exhausted"),
+    "INTERNAL_ERROR": Rule(TransientServerError, None, "Zoho internal error"),
+    "INTERNAL_SERVER_ERROR": Rule(TransientServerError, None, "Zoho internal error"),
+}
+
+#: codes the table does not know: by HTTP status (5xx handled as transient below)
+STATUS_FALLBACK: Mapping[int, type[AdapterError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    408: TransientServerError,
+    412: RequestError,
+    429: ThrottledError,
+}
+
+#: the accounts server's HTTP-200 ``error`` values (§2.2)
+TOKEN_ERROR_TABLE: Mapping[str, tuple[type[AdapterError], str]] = {
+    "invalid_code": (AuthenticationError,
+                     "refresh token refused (wrong, revoked or overwritten): generate a new one"),
+    "invalid_client": (AuthenticationError,
+                       "client id/secret refused, or accounts_url is the wrong data centre's accounts server"),
+    "invalid_client_secret": (AuthenticationError, "client secret refused"),
+    "invalid_redirect_uri": (AuthenticationError, "redirect URI refused"),
+    "unsupported_grant_type": (AuthenticationError, "grant type refused"),
+    "access denied": (ThrottledError,
+                      "token endpoint throttled (10 token requests per 10 minutes per refresh token)"),
+}
+
+
+def _request_id(resp: requests.Response) -> str | None:
+    for name in ("X-Request-Id", "X-Zoho-Request-Id", "X-Correlation-Id"):
+        if name in resp.headers:
+            return resp.headers[name]
+    return None
+
+
+def credits_remaining(resp: requests.Response) -> int | None:
+    """``X-API-CREDITS-REMAINING`` (sent once half the day's credits are used), else ``None``."""
+    value = resp.headers.get("X-API-CREDITS-REMAINING")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def request_error(code: str | None, *, status: int | None, where: str, request_id: str | None = None,
+                  details: Mapping[str, Any] | None = None) -> AdapterError:
+    """The exception for a request-level error ``code`` (table first, then HTTP status)."""
+    rule = ERROR_TABLE.get(code or "")
+    if rule is not None:
+        cls, message = rule.error, rule.message
+    elif status is not None and status >= 500:
+        cls, message = TransientServerError, "Zoho server error"
+    else:
+        cls = STATUS_FALLBACK.get(status or 0, RequestError)
+        message = f"unexpected Zoho error {code or '(no code)'}"
+    safe = {k: v for k, v in (details or {}).items() if k in _SAFE_DETAIL_KEYS}
+    if safe:
+        message += " (" + ", ".join(f"{k}={v}" for k, v in sorted(safe.items())) + ")"
+    return cls(message, vendor=VENDOR, status=status, vendor_code=code, request_id=request_id, where=where,
+               details=safe)
+
+
+# detail keys that carry names and limits, never record values
+_SAFE_DETAIL_KEYS = frozenset({"api_name", "param_name", "limit", "expected_data_type", "maximum_length",
+                               "resource_path_index", "permissions", "json_path", "supported_values"})
+
+
+def read_response(resp: requests.Response, *, where: str, items: bool = False) -> dict[str, Any] | None:
+    """Read one Zoho API response: the JSON body, ``None`` for 204/304, or raise the classified error.
+
+    Args:
+        resp: the HTTP response.
+        where: the call (method and path) for messages.
+        items: a write call, whose HTTP 400/412 bodies carry per-record results in ``data[]``.
+
+    Raises:
+        AdapterError: a subclass chosen from :data:`ERROR_TABLE`; BadResponseError for garbage or a wrong shape.
+    """
+    status = resp.status_code
+    rid = _request_id(resp)
+    if status in (204, 304):
+        return None
+    try:
+        body = resp.json() if resp.content else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        if status >= 500 or status in STATUS_FALLBACK and STATUS_FALLBACK[status] is not RequestError:
+            raise request_error(None, status=status, where=where, request_id=rid) from exc
+        raise BadResponseError(f"body is not JSON (HTTP {status}, {len(resp.content)} bytes)", vendor=VENDOR,
+                               status=status, request_id=rid, where=where) from exc
+    if not isinstance(body, dict):
+        if status >= 400:
+            raise request_error(None, status=status, where=where, request_id=rid)
+        raise BadResponseError(f"expected a JSON object, got {type(body).__name__}", vendor=VENDOR,
+                               status=status, request_id=rid, where=where)
+    top_code = body.get("code")
+    if body.get("status") == "error" and isinstance(top_code, str):
+        raise request_error(top_code, status=status, where=where, request_id=rid,
+                            details=body.get("details") if isinstance(body.get("details"), dict) else None)
+    if status < 300:
+        return body
+    data = body.get("data")
+    if items and status in (400, 412) and isinstance(data, list):
+        return body
+    if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("status") == "error":
+        first = data[0]  # a request-level error wrapped in data[] (INVALID_MODULE, PATTERN_NOT_MATCHED on reads)
+        raise request_error(str(first.get("code") or "") or None, status=status, where=where, request_id=rid,
+                            details=first.get("details") if isinstance(first.get("details"), dict) else None)
+    raise request_error(top_code if isinstance(top_code, str) else None, status=status, where=where,
+                        request_id=rid)
+
+
+def raise_for_token_body(resp: requests.Response, *, where: str) -> dict[str, Any]:
+    """Read the accounts server's answer: the token JSON, or raise (HTTP 200 ``error`` bodies included)."""
+    status = resp.status_code
+    try:
+        body = resp.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        if status >= 500 or status == 429:
+            raise request_error(None, status=status, where=where) from exc
+        raise BadResponseError(f"token endpoint answered HTTP {status} with a non-JSON body", vendor=VENDOR,
+                               status=status, where=where) from exc
+    if not isinstance(body, dict):
+        raise BadResponseError("token endpoint answered with a non-object", vendor=VENDOR, status=status,
+                               where=where)
+    error = body.get("error")
+    if error is not None or "access_token" not in body:
+        key = str(error or "").strip().lower()
+        cls, message = TOKEN_ERROR_TABLE.get(key, (None, ""))
+        if cls is None:
+            if status >= 500:
+                cls, message = TransientServerError, "accounts server error"
+            else:
+                cls, message = AuthenticationError, f"token refresh refused ({key or 'no access_token'})"
+        raise cls(message, vendor=VENDOR, status=status, vendor_code=str(error) if error else None, where=where)
+    if status >= 300:
+        raise request_error(None, status=status, where=where)
+    return body
+
+
+def raise_for_request_items(items: list[Any], *, where: str) -> None:
+    """Raise when ``data[]`` carries a code about the whole call (INVALID_MODULE, AUTHORIZATION_FAILED... come
+    wrapped in ``data[]`` on write endpoints, as a single item whatever the batch size)."""
+    for item in items:
+        if isinstance(item, dict) and item.get("status") == "error":
+            rule = ERROR_TABLE.get(str(item.get("code") or ""))
+            if rule is not None and rule.item is None:
+                details = item.get("details") if isinstance(item.get("details"), dict) else None
+                raise request_error(str(item["code"]), status=None, where=where, details=details)
+
+
+def classify_item(item: Any, *, index: int, where: str) -> tuple[str, RecordRejectedError | None]:
+    """Classify one per-record result of a write or delete call.
+
+    Returns:
+        ``("success", None)``, ``("record", error)`` for a rejected record or ``("conflict", error)``.
+
+    Raises:
+        AdapterError: the item's code concerns the whole request (scope, permission, limit, module).
+        BadResponseError: the item is not a Zoho result object.
+    """
+    if not isinstance(item, dict) or not isinstance(item.get("status"), str):
+        raise BadResponseError(f"result {index} is not a Zoho result object", vendor=VENDOR, where=where)
+    if item["status"] == "success":
+        return "success", None
+    code = str(item.get("code") or "")
+    details = item.get("details") if isinstance(item.get("details"), dict) else {}
+    rule = ERROR_TABLE.get(code)
+    if rule is None or rule.item is None:
+        if rule is None and not code:
+            raise BadResponseError(f"result {index} has status error and no code", vendor=VENDOR, where=where)
+        if rule is None:  # an unknown per-record code: reject the record, keep the code
+            return RECORD, _rejected(code, f"rejected by Zoho ({code})", details)
+        raise request_error(code, status=None, where=where, details=details)
+    return rule.item, _rejected(code, rule.message, details)
+
+
+def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordRejectedError:
+    field = details.get("api_name")
+    json_path = details.get("json_path")
+    extra = []
+    if code == "MULTIPLE_OR_MULTI_ERRORS" and isinstance(details.get("errors"), list):
+        parts = [e for e in details["errors"] if isinstance(e, dict)]
+        names = [str((p.get("details") or {}).get("api_name")) for p in parts]
+        codes = [str(p.get("code")) for p in parts]
+        extra.append("; ".join(f"{c} on {n}" for c, n in zip(codes, names, strict=False)))
+        if field is None and parts:
+            first = parts[0].get("details") or {}
+            field, json_path = first.get("api_name"), first.get("json_path")
+    if field:
+        extra.insert(0, f"field {field}")
+    for key in ("expected_data_type", "maximum_length"):
+        if key in details:
+            extra.append(f"{key}={details[key]}")
+    text = message + (f" ({', '.join(extra)})" if extra else "")
+    return RecordRejectedError(text, field=str(field) if field else None, code=code,
+                               where=str(json_path) if json_path else None)

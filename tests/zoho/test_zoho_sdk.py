@@ -1,0 +1,144 @@
+"""The official Zoho SDK for API v8 (``zohocrmsdk8_0``) against the simulator: refresh a token, walk the SDK's
+start-up calls (users, org, settings/fields), page past record 2000 with page_token, upsert, and parse a 207,
+a single GET, a delete and the deleted-records list.
+
+The SDK runs in a subprocess with its working directory, token store and resource path in ``tmp_path``, so it
+leaves nothing in the repository and its process-wide singletons do not leak into other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crmbridge.adapters.simulator import Knobs
+from crmbridge.adapters.zoho.simulator import ZohoSimulator
+
+pytestmark = pytest.mark.thirdparty
+
+SCRIPT = r'''
+import json, os, sys
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.api.logger import Logger
+from zohocrmsdk.src.com.zoho.crm.api import HeaderMap, ParameterMap
+from zohocrmsdk.src.com.zoho.crm.api.record import (APIException, ActionWrapper, BodyWrapper, DeleteRecordsParam,
+                                                    DeletedRecordsWrapper, GetDeletedRecordsParam, GetRecordsParam,
+                                                    Record, RecordOperations, ResponseWrapper, SuccessResponse)
+
+base, client_id, client_secret, refresh_token = sys.argv[1:5]
+here = os.getcwd()
+Initializer.initialize(environment=DataCenter.Environment(base, base + "/oauth/v2/token", base),
+                       token=OAuthToken(client_id=client_id, client_secret=client_secret, refresh_token=refresh_token),
+                       store=FileStore(os.path.join(here, "tokens.csv")), sdk_config=SDKConfig(),
+                       resource_path=here,
+                       logger=Logger.get_instance(level=Logger.Levels.INFO, file_path=os.path.join(here, "sdk.log")))
+ops = RecordOperations("Contacts")
+out = {"ids": [], "token_pages": 0, "errors": [], "upserts": []}
+page, token = 1, None
+while True:
+    params = ParameterMap()
+    params.add(GetRecordsParam.fields, "Last_Name,Email,Party_ID,Modified_Time")
+    params.add(GetRecordsParam.per_page, 200)
+    if token:
+        params.add(GetRecordsParam.page_token, token)
+        out["token_pages"] += 1
+    else:
+        params.add(GetRecordsParam.page, page)
+    resp = ops.get_records(params, HeaderMap())
+    if resp.get_status_code() in (204, 304):
+        break
+    obj = resp.get_object()
+    if isinstance(obj, APIException):
+        out["errors"].append(obj.get_code().get_value())
+        break
+    out["ids"].extend(r.get_id() for r in obj.get_data())
+    info = obj.get_info()
+    if not info.get_more_records():
+        break
+    page += 1
+    if page * 200 > 2000:
+        token = info.get_next_page_token()
+record = Record()
+record.add_key_value("Last_Name", "李")
+record.add_key_value("Party_ID", "sdk-party-0001")
+record.add_key_value("Email", "sdk0001@mail.example.cn")
+body = BodyWrapper()
+body.set_data([record])
+body.set_duplicate_check_fields(["Party_ID"])
+body.set_trigger([])
+for _ in range(2):
+    resp = ops.upsert_records(body, HeaderMap())
+    obj = resp.get_object()
+    if not isinstance(obj, ActionWrapper):
+        out["errors"].append(type(obj).__name__)
+        continue
+    for item in obj.get_data():
+        if isinstance(item, SuccessResponse):
+            out["upserts"].append([resp.get_status_code(), item.get_code().get_value(), str(item.get_details()["id"])])
+        else:
+            out["errors"].append(item.get_code().get_value())
+# a 207: one good record, one the simulator must refuse for its e-mail format
+good, bad = Record(), Record()
+good.add_key_value("Last_Name", "王")
+bad.add_key_value("Last_Name", "赵")
+bad.add_key_value("Email", "not-an-email@")
+body = BodyWrapper()
+body.set_data([good, bad])
+body.set_trigger([])
+resp = ops.create_records(body, HeaderMap())
+out["mixed"] = [resp.get_status_code()] + [
+    [type(i).__name__, i.get_code().get_value(), (i.get_details() or {}).get("api_name")]
+    for i in resp.get_object().get_data()]
+rid = int(out["upserts"][0][2]) if out["upserts"] else 0
+one = ops.get_record(rid, ParameterMap(), HeaderMap()).get_object()
+out["get"] = isinstance(one, ResponseWrapper) and one.get_data()[0].get_key_value("Party_ID")
+params = ParameterMap()
+params.add(DeleteRecordsParam.ids, str(rid))
+out["delete"] = [i.get_code().get_value() for i in ops.delete_records(params, HeaderMap()).get_object().get_data()]
+params = ParameterMap()
+params.add(GetDeletedRecordsParam.type, "all")
+gone = ops.get_deleted_records(params, HeaderMap()).get_object()
+out["deleted"] = [str(d.get_id()) for d in gone.get_data()] if isinstance(gone, DeletedRecordsWrapper) else None
+out["after_delete"] = ops.get_record(rid, ParameterMap(), HeaderMap()).get_status_code()
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_official_sdk_pages_past_2000_and_upserts(tmp_path: Path) -> None:
+    script = tmp_path / "sdk_client.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    with ZohoSimulator(Knobs(records=2300, seed=11)) as sim:
+        seeded = set(sim.stores["Contacts"].records)
+        proc = subprocess.run([sys.executable, str(script), sim.url, sim.client_id, sim.client_secret,
+                               sim.refresh_token], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        seen = dict(sim.requests_seen)
+        after = sim.count("Contacts")
+        written = sim.find("Contacts", "Party_ID", "sdk-party-0001")
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert proc.returncode == 0 and line is not None, proc.stderr[-3000:]
+    out = json.loads(line[len("RESULT "):])
+    assert out["errors"] == []
+    got = [str(i) for i in out["ids"]]  # the SDK turns ids into ints
+    assert len(got) == 2300 and set(got) == seeded, "the SDK did not read every record exactly once"
+    assert out["token_pages"] == 2, "records 2001-2300 must come through page_token"
+    # start-up sequence of ZOHO.md §12: one token grant, current user, org, field metadata (plus the lookup's module)
+    assert seen["POST /oauth/v2/token"] == 1
+    assert seen["GET /crm/v8/users"] == 1 and seen["GET /crm/v8/org"] == 1
+    assert seen["GET /crm/v8/settings/fields"] >= 1
+    # upsert by the unique Party_ID: inserted once, then matched
+    assert len(out["upserts"]) == 2 and all(u[1] == "SUCCESS" for u in out["upserts"])
+    assert out["upserts"][0][2] == out["upserts"][1][2]
+    assert after == 2300 + 1 + 1 - 1 and written == []  # + upsert + the 207's good record - delete
+    # 207 with per-record results the SDK parses into SuccessResponse / APIException
+    assert out["mixed"] == [207, ["SuccessResponse", "SUCCESS", None], ["APIException", "INVALID_DATA", "Email"]]
+    assert out["get"] == "sdk-party-0001" and out["delete"] == ["SUCCESS"]
+    assert out["deleted"] == [out["upserts"][0][2]] and out["after_delete"] == 204
+    assert (tmp_path / "tokens.csv").exists(), "the SDK's token store belongs in tmp_path"
