@@ -1,1 +1,345 @@
-"""crmbridge.adapters.fxiaoke."""
+"""The Fxiaoke (纷享销客 / ShareCRM) adapter: v2 object-data API with corpAccessToken credentials.
+
+Spec: ``shared/vendor-notes/FXIAOKE.md``. What the sync engine should know:
+
+* **Reads** (``extract``) filter ``last_modified_time GTE since − overlap_seconds`` (epoch ms), order by
+  ``last_modified_time`` then ``_id`` ascending, page with ``offset`` (a multiple of ``limit`` ≤ 100) and,
+  before ``offset + limit`` would pass the documented 10,000 ceiling, restart the filter at the last
+  record's ``last_modified_time`` (keyset), skipping the ids already emitted at that boundary. More than
+  10,000 records in one millisecond switch to an ``_id GT`` keyset within that millisecond. The page state
+  is a JSON-serialisable dict. Records may repeat across runs (overlap); none are skipped.
+* **Tombstones**: a row with ``life_status == "invalid"`` or ``is_deleted == true`` comes out with
+  ``RawRecord.deleted=True``. Whether ``data/query`` shows invalidated rows unasked is unverified, so
+  ``extract_deleted`` asks explicitly (``life_status EQ invalid``). Hard-deleted rows vanish without trace.
+* **Writes**: Fxiaoke has no upsert. ``external_id`` set → update; otherwise a lookup by ``key_field``
+  (``data/query`` with ``EQ``) decides update or create — the lookup is the write-intent check that stops a
+  duplicate create after a timed-out create was in fact stored. An unchanged record is not written
+  (``UNCHANGED``: it would bump ``last_modified_time`` and echo back). ``owner`` goes through changeOwner.
+  ``max_batch_size`` is 1: Fxiaoke writes one record per call, and a retry then repeats exactly one
+  record's lookup-and-write. Parallelism comes from ``max_concurrency``.
+* ``triggerWorkFlow`` / ``triggerApprovalFlow`` are sent ``false`` unless configured (§9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from crmbridge.adapters.base import (
+    Adapter,
+    AdapterConfig,
+    FieldInfo,
+    Page,
+    RawRecord,
+    WriteItem,
+    WriteResult,
+    WriteStatus,
+)
+from crmbridge.adapters.fxiaoke.client import FxiaokeClient
+from crmbridge.adapters.fxiaoke.errors import is_not_found
+from crmbridge.core.errors import AdapterError, RecordRejectedError
+from crmbridge.core.secrets import SecretRef, resolve_secret
+
+__all__ = ["FxiaokeAdapter", "FxiaokeConfig"]
+
+#: documented maximum ``limit`` of data/query (current docs; older pages say 200/1000)
+MAX_LIMIT = 100
+#: documented ceiling of ``offset`` (FXIAOKE.md §4)
+OFFSET_CEILING = 10_000
+LMT = "last_modified_time"
+_READ_ONLY_TYPES = frozenset({"formula", "count", "quote", "auto_number"})
+#: system fields a write may set (owner on create / through changeOwner; record_type on create)
+_WRITABLE_SYSTEM_FIELDS = frozenset({"owner", "record_type"})
+
+
+class FxiaokeConfig(AdapterConfig):
+    """``adapter: fxiaoke`` configuration.
+
+    Example (YAML)::
+
+        adapter: fxiaoke
+        base_url: https://open.fxiaoke.com
+        app_id: FSAID_131a2f1
+        app_secret: env:FXIAOKE_APP_SECRET
+        permanent_code: env:FXIAOKE_PERMANENT_CODE
+        open_user_id: FSUID_0123456789abcdef0123456789abcdef
+        key_field: party_id__c
+    """
+
+    adapter: Literal["fxiaoke"] = "fxiaoke"
+    base_url: str = Field("https://open.fxiaoke.com", pattern=r"^https?://[^/\s]+/?$",
+                          description="the tenant cloud's open-* gateway host")
+    app_id: str = Field(min_length=1)
+    app_secret: SecretRef
+    permanent_code: SecretRef
+    open_user_id: str | None = Field(None, pattern=r"^FSUID_[0-9A-Za-z]+$",
+                                     description="operator (CRM administrator) open user id")
+    admin_mobile: str | None = Field(None, pattern=r"^1[3-9]\d{9}$",
+                                     description="administrator mobile, resolved once with getByMobile")
+    trigger_workflow: bool = False
+    trigger_approval_flow: bool = False
+    key_field: str = "party_id__c"
+    default_owner: str | None = Field(None, pattern=r"^FSUID_[0-9A-Za-z]+$",
+                                      description="owner of created records when the payload has none "
+                                                  "(default: the operator)")
+    page_size: int = Field(MAX_LIMIT, ge=1, le=MAX_LIMIT)
+    overlap_seconds: float = Field(300.0, ge=0)
+    token_calls_per_minute: int = Field(10, ge=1, le=10)
+    hard_delete: bool = Field(False, description="after invalidating (作废), also delete from the recycle bin")
+    #: per-interface window: 60 calls / 20 s by the juejin summary (100 / 20 s by the rate guide)
+    rate_per_second: float | None = 3.0
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> FxiaokeConfig:
+        if (self.open_user_id is None) == (self.admin_mobile is None):
+            raise ValueError("set exactly one of open_user_id or admin_mobile")
+        if "www.fxiaoke.com" in self.base_url:
+            raise ValueError("www.fxiaoke.com is not the API gateway; use https://open.fxiaoke.com "
+                             "or the tenant cloud's open-* host")
+        return self
+
+
+def _ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _from_ms(value: Any) -> datetime | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(value) / 1000.0, tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _lmt(row: Mapping[str, Any]) -> int:
+    try:
+        return int(row.get(LMT) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a is not None and b is not None and str(a) == str(b)
+
+
+def _owner_list(value: Any) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+class FxiaokeAdapter(Adapter):
+    """Fxiaoke CRM (preset ``…Obj`` and custom ``…__c`` objects)."""
+
+    name: ClassVar[str] = "fxiaoke"
+    Config: ClassVar[type[AdapterConfig]] = FxiaokeConfig
+    max_batch_size: ClassVar[int] = 1
+    default_concurrency: ClassVar[int] = 1
+
+    def __init__(self, config: AdapterConfig, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        cfg = self.cfg
+        self.client = FxiaokeClient(
+            self._http, base_url=cfg.base_url, app_id=cfg.app_id,
+            app_secret=lambda: resolve_secret(cfg.app_secret, where="fxiaoke.app_secret"),
+            permanent_code=lambda: resolve_secret(cfg.permanent_code, where="fxiaoke.permanent_code"),
+            open_user_id=cfg.open_user_id, admin_mobile=cfg.admin_mobile,
+            token_calls_per_minute=cfg.token_calls_per_minute, sleep=self._sleep)
+
+    @property
+    def cfg(self) -> FxiaokeConfig:
+        assert isinstance(self.config, FxiaokeConfig)
+        return self.config
+
+    # ------------------------------------------------------------------ reads
+    def _to_raw(self, obj: str, row: Mapping[str, Any]) -> RawRecord:
+        version = row.get("version")
+        deleted = row.get("life_status") == "invalid" or row.get("is_deleted") is True
+        return RawRecord(object=obj, external_id=str(row["_id"]), data=dict(row),
+                         modified_at=_from_ms(row.get(LMT)), version=None if version is None else str(version),
+                         deleted=deleted)
+
+    def _first_state(self, since: datetime | None) -> dict[str, Any]:
+        ts = None if since is None else max(0, _ms(since) - int(self.cfg.overlap_seconds * 1000))
+        return {"mode": "ts", "ts": ts, "strict": False, "offset": 0, "seen": [], "tail_ts": None, "tail": []}
+
+    def _page(self, obj: str, state: dict[str, Any] | None, since: datetime | None,
+              fields: Sequence[str] | None, extra_filters: list[dict[str, Any]]) -> Page:
+        st = dict(state) if state is not None else self._first_state(since)
+        limit = self.cfg.page_size
+        filters = list(extra_filters)
+        if st["mode"] == "ts":
+            if st["ts"] is not None:
+                # time values as strings, the documented form (§4; the Python clients send ints; both work)
+                filters.append({"field_name": LMT, "operator": "GT" if st["strict"] else "GTE",
+                                "field_values": [str(st["ts"])]})
+            orders = [{"fieldName": LMT, "isAsc": True}, {"fieldName": "_id", "isAsc": True}]
+        else:  # more than OFFSET_CEILING rows share one millisecond: _id keyset inside it
+            filters += [{"field_name": LMT, "operator": "EQ", "field_values": [str(st["ts"])]},
+                        {"field_name": "_id", "operator": "GT", "field_values": [st["last_id"]]}]
+            orders = [{"fieldName": "_id", "isAsc": True}]
+        projection = sorted({*fields, "_id", LMT, "life_status", "is_deleted"}) if fields else []
+        rows = self.client.query(obj, {"limit": limit, "offset": st["offset"], "filters": filters,
+                                       "orders": orders, "fieldProjection": projection})
+        seen = set(st["seen"])
+        records = [self._to_raw(obj, r) for r in rows if str(r["_id"]) not in seen]
+        # ids emitted at the highest last_modified_time so far: the boundary a keyset restart re-reads
+        tail_ts, tail = st["tail_ts"], list(st["tail"])
+        for r in rows:
+            t = _lmt(r)
+            if tail_ts is None or t > tail_ts:
+                tail_ts, tail = t, [str(r["_id"])]
+            elif t == tail_ts:
+                tail.append(str(r["_id"]))
+        st.update(tail_ts=tail_ts, tail=tail)
+        if len(rows) < limit:
+            if st["mode"] == "id":  # the crowded millisecond is done; go on strictly after it
+                return Page(records, {"mode": "ts", "ts": st["ts"], "strict": True, "offset": 0, "seen": [],
+                                      "tail_ts": None, "tail": []})
+            return Page(records, None)
+        nxt = st["offset"] + limit
+        if nxt + limit <= OFFSET_CEILING:
+            return Page(records, {**st, "offset": nxt})
+        last = rows[-1]
+        if st["mode"] == "ts" and tail_ts is not None and tail_ts != st["ts"]:
+            return Page(records, {"mode": "ts", "ts": tail_ts, "strict": False, "offset": 0, "seen": tail,
+                                  "tail_ts": None, "tail": []})
+        return Page(records, {"mode": "id", "ts": _lmt(last), "last_id": str(last["_id"]), "offset": 0,
+                              "seen": [], "tail_ts": None, "tail": []})
+
+    def _list_page(self, obj: str, *, since: datetime | None, fields: Sequence[str] | None,
+                   state: Any) -> Page:
+        return self._page(obj, state, since, fields, [])
+
+    def _list_deleted_page(self, obj: str, *, since: datetime | None, state: Any) -> Page:
+        inv = [{"field_name": "life_status", "operator": "EQ", "field_values": ["invalid"]}]
+        return self._page(obj, state, since, None, inv)
+
+    def _get(self, obj: str, external_id: str) -> RawRecord | None:
+        try:
+            return self._to_raw(obj, self.client.get(obj, external_id))
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _find_all(self, obj: str, key_field: str, key: str) -> list[dict[str, Any]]:
+        return self.client.query(obj, {"limit": 2, "offset": 0, "fieldProjection": [],
+                                       "filters": [{"field_name": key_field, "operator": "EQ",
+                                                    "field_values": [key]}],
+                                       "orders": [{"fieldName": "_id", "isAsc": True}]})
+
+    def _find(self, obj: str, key_field: str, key: str) -> RawRecord | None:
+        rows = self._find_all(obj, key_field, key)
+        return self._to_raw(obj, rows[0]) if rows else None
+
+    # ------------------------------------------------------------------ writes
+    def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
+        out = []
+        for item in batch:
+            try:
+                out.append(self._write_one(obj, item))
+            except RecordRejectedError as exc:
+                out.append(WriteResult(item.key, WriteStatus.FAILED, item.external_id, error=exc))
+            except AdapterError as exc:
+                if not is_not_found(exc):
+                    raise
+                out.append(WriteResult(item.key, WriteStatus.FAILED, item.external_id, error=RecordRejectedError(
+                    f"{obj} record to update does not exist (errorCode {exc.vendor_code})",
+                    where=f"{obj}._id", code=exc.vendor_code)))
+        return out
+
+    def _write_one(self, obj: str, item: WriteItem) -> WriteResult:
+        cfg = self.cfg
+        key_field = item.key_field or cfg.key_field
+        payload = dict(item.payload)
+        owner = payload.pop("owner", None)
+        flags = {"trigger_workflow": cfg.trigger_workflow, "trigger_approval_flow": cfg.trigger_approval_flow}
+        current: dict[str, Any] | None = None
+        target = item.external_id
+        if target is None:
+            found = self._find_all(obj, key_field, item.key)
+            if len(found) > 1:
+                return WriteResult(item.key, WriteStatus.FAILED, error=RecordRejectedError(
+                    f"{len(found)} {obj} records share this {key_field}; resolve the duplicate in Fxiaoke",
+                    where=f"{obj}.{key_field}", field=key_field, code="ambiguous_key"))
+            if not found:
+                if payload.get(key_field, item.key) != item.key:  # created under another key: never found again
+                    return WriteResult(item.key, WriteStatus.FAILED, error=RecordRejectedError(
+                        f"payload {key_field} differs from the write key", where=f"{obj}.{key_field}",
+                        field=key_field, code="key_mismatch"))
+                fields = {**payload, key_field: item.key}
+                fields["owner"] = _owner_list(owner) if owner is not None else [
+                    cfg.default_owner or self.client.open_user_id()]
+                new_id = self.client.create(obj, fields, **flags)
+                return WriteResult(item.key, WriteStatus.CREATED, new_id)
+            current = found[0]
+            target = str(current["_id"])
+        elif item.expected_version is not None or owner is not None:
+            current = self.client.get(obj, target)
+        if current is not None and item.expected_version is not None \
+                and str(current.get("version")) != str(item.expected_version):
+            return WriteResult(item.key, WriteStatus.CONFLICT, target, version=str(current.get("version")))
+        changes = payload if current is None else {k: v for k, v in payload.items()
+                                                   if not _same(current.get(k), v)}
+        owner_change = owner is not None and (current is None or not _same(current.get("owner"),
+                                                                            _owner_list(owner)))
+        if not changes and not owner_change:
+            return WriteResult(item.key, WriteStatus.UNCHANGED, target,
+                               version=None if current is None else str(current.get("version")),
+                               modified_at=None if current is None else _from_ms(current.get(LMT)))
+        if changes:
+            self.client.update(obj, target, changes, **flags)
+        if owner_change:
+            self.client.change_owner(obj, target, _owner_list(owner))
+        return WriteResult(item.key, WriteStatus.UPDATED, target)
+
+    def _delete_batch(self, obj: str, external_ids: list[str]) -> list[WriteResult]:
+        out = []
+        for oid in external_ids:
+            try:
+                self.client.invalidate(obj, oid)
+                if self.cfg.hard_delete:
+                    self.client.delete(obj, [oid])
+                out.append(WriteResult(oid, WriteStatus.DELETED, oid))
+            except RecordRejectedError as exc:
+                if is_not_found(exc):  # already gone: deleting is idempotent
+                    out.append(WriteResult(oid, WriteStatus.DELETED, oid))
+                else:
+                    out.append(WriteResult(oid, WriteStatus.FAILED, oid, error=exc))
+        return out
+
+    # ------------------------------------------------------------------ metadata, tokens
+    def _describe(self, obj: str) -> list[FieldInfo]:
+        desc = self.client.describe(obj)
+        out = []
+        for api, f in sorted(desc["fields"].items()):
+            if not isinstance(f, Mapping):
+                continue
+            opts = f.get("options")
+            picklist = tuple(str(o.get("value")) for o in opts if isinstance(o, Mapping)) \
+                if isinstance(opts, list) and opts else None
+            ftype = str(f.get("type") or "unknown")
+            length = f.get("max_length")
+            out.append(FieldInfo(
+                name=str(f.get("api_name") or api), type=ftype,
+                length=length if isinstance(length, int) and not isinstance(length, bool) else None,
+                required=bool(f.get("is_required")),
+                read_only=api not in _WRITABLE_SYSTEM_FIELDS and (
+                    bool(f.get("is_readonly")) or f.get("define_type") == "system"
+                    or ftype in _READ_ONLY_TYPES or api.endswith(("__r", "__l", "__o", "__v", "__p"))),
+                picklist=picklist))
+        return out
+
+    def _invalidate_token(self) -> None:
+        self.client.invalidate_token()
