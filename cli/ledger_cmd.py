@@ -1,0 +1,267 @@
+"""``crmbridge ledger runs|show|history|export|verify|public-key``: the auditors' view of the sync ledger.
+
+Everything shown is masked (the ledger holds masked values only; full diffs stay encrypted). ``verify`` works
+offline from a JSONL export and a public key, without the database or any secret.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
+from crmbridge.core.errors import ConfigurationError
+from crmbridge.sync.blindindex import BlindIndexer
+from crmbridge.sync.ledger import Ledger, VerifyResult, export_ledger, load_public_key, read_export, verify_records
+
+__all__ = ["register"]
+
+ledger_app = typer.Typer(help="Inspect, export and verify the tamper-evident sync ledger.", no_args_is_help=True)
+console = Console()
+
+
+def _when(value: str | None, opt: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"not an ISO date or time: {value!r}", where=opt) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _entries_table(entries: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("seq", "time (UTC)", "run", "job", "action", "party", "source → target", "fields", "actor"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        src = "/".join(x for x in (e.get("source_system"), e.get("source_object"), e.get("source_id")) if x)
+        tgt = "/".join(x for x in (e.get("target_system"), e.get("target_object"), e.get("target_id")) if x)
+        route = f"{src} → {tgt}" if src or tgt else ""
+        fields = ", ".join(e.get("changed_fields") or [])
+        if e.get("reason"):
+            fields = f"{fields} ({e['reason']})" if fields else e["reason"]
+        table.add_row(str(e["seq"]), e["recorded_at"][:19].replace("T", " "), e.get("run_id") or "",
+                      e.get("job") or "", e["action"], e.get("party_id") or "", route, fields, e.get("actor") or "")
+    return table
+
+
+@ledger_app.command("runs")
+def runs(config: ConfigOption = None, url: UrlOption = None,
+         limit: Annotated[int, typer.Option(min=1, help="Most recent N runs.")] = 50) -> None:
+    """Runs recorded in the ledger with their entry counts per action."""
+    ctx = SecurityContext.load(config, url)
+    engine = ctx.engine()
+    try:
+        with engine.connect() as conn:
+            rows = Ledger(conn).runs(limit=limit)
+    finally:
+        engine.dispose()
+    table = Table(title="ledger runs")
+    for col in ("run", "job", "first entry (UTC)", "last entry (UTC)", "entries", "actions"):
+        table.add_column(col)
+    for r in rows:
+        acts = ", ".join(f"{k} {v}" for k, v in sorted(r["actions"].items()))
+        table.add_row(r["run_id"], r["job"] or "", r["first"][:19].replace("T", " "),
+                      r["last"][:19].replace("T", " "), str(r["entries"]), acts)
+    console.print(table)
+
+
+@ledger_app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigOption = None,
+         url: UrlOption = None,
+         values: Annotated[bool, typer.Option("--values", help="Also print masked before/after values.")] = False,
+         ) -> None:
+    """Every entry of one run."""
+    ctx = SecurityContext.load(config, url)
+    engine = ctx.engine()
+    try:
+        with engine.connect() as conn:
+            entries = list(Ledger(conn).iter_entries(run_id=run_id))
+    finally:
+        engine.dispose()
+    if not entries:
+        console.print(f"no ledger entries for run {run_id}")
+        raise SystemExit(1)
+    console.print(_entries_table(entries, f"run {run_id}"))
+    if values:
+        _print_values(entries)
+
+
+def _print_values(entries: list[dict[str, Any]]) -> None:
+    for e in entries:
+        for path in e.get("changed_fields") or []:
+            before = (e.get("masked_before") or {}).get(path)
+            after = (e.get("masked_after") or {}).get(path)
+            console.print(f"  {e['seq']}: {path}: {before!r} → {after!r}", highlight=False, markup=False)
+
+
+@ledger_app.command("history")
+def history(
+    party_id: Annotated[str | None, typer.Argument(help="Canonical party id.")] = None,
+    identifier: Annotated[str | None, typer.Option(
+        "--identifier", help="SCHEME:VALUE, e.g. CN_RIC:11010519491231002X (looked up by blind index).")] = None,
+    config: ConfigOption = None, url: UrlOption = None,
+    values: Annotated[bool, typer.Option("--values", help="Also print masked before/after values.")] = False,
+) -> None:
+    """One party's history across runs, by party id or by identifier."""
+    if (party_id is None) == (identifier is None):
+        raise ConfigurationError("give a PARTY_ID or --identifier SCHEME:VALUE (one of them)")
+    ctx = SecurityContext.load(config, url)
+    engine = ctx.engine()
+    try:
+        with engine.connect() as conn:
+            if identifier is not None:
+                scheme, sep, value = identifier.partition(":")
+                if not sep or not value:
+                    raise ConfigurationError("must be SCHEME:VALUE", where="--identifier")
+                from crmbridge.sync.db import import_models
+
+                ident = import_models().tables["identity_index"]
+                indexer = BlindIndexer.from_cipher(conn, ctx.cipher())
+                bidx = indexer.identifier(scheme, value)
+                ids = list(conn.execute(select(ident.c.party_id).where(
+                    ident.c.scheme == scheme.upper(), ident.c.bidx == bidx)).scalars())
+            else:
+                ids = [party_id]  # type: ignore[list-item]
+            entries = list(Ledger(conn).iter_entries(party_ids=ids)) if ids else []
+    finally:
+        engine.dispose()
+    if not entries:
+        console.print("no ledger entries for this party")
+        raise SystemExit(1)
+    title = f"history of {', '.join(ids)}"
+    console.print(_entries_table(entries, title))
+    if values:
+        _print_values(entries)
+
+
+@ledger_app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl (jsonl includes checkpoints: verifiable).")]
+    = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this UTC time (ISO 8601), inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this UTC time (ISO 8601), exclusive.")] = None,
+    job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
+    config: ConfigOption = None, url: UrlOption = None,
+) -> None:
+    """Export entries with masked values only (the full diffs stay ciphertext).
+
+    A full JSONL export verifies offline (`ledger verify --file`); a filtered one (--since/--until/--job) is for
+    reading: its gaps are reported as missing entries.
+    """
+    if fmt not in ("csv", "jsonl"):
+        raise ConfigurationError(f"unknown format {fmt!r}; use csv or jsonl", where="--format")
+    ctx = SecurityContext.load(config, url)
+    engine = ctx.engine()
+    try:
+        with engine.connect() as conn:
+            ledger = Ledger(conn)
+            if output is None:
+                n = export_ledger(ledger, sys.stdout, fmt=fmt, since=_when(since, "--since"),
+                                  until=_when(until, "--until"), job=job)
+            else:
+                with output.open("w", encoding="utf-8", newline="") as fh:
+                    n = export_ledger(ledger, fh, fmt=fmt, since=_when(since, "--since"),
+                                      until=_when(until, "--until"), job=job)
+    finally:
+        engine.dispose()
+    if output is not None:
+        console.print(f"exported {n} entries to {output}")
+
+
+def _report(result: VerifyResult, source: str) -> None:
+    if result.ok:
+        console.print(f"[green]OK[/]: {result.entries} entries, {result.checkpoints} checkpoints "
+                      f"({result.signed_size} entries under a verified signature), head {result.head_hash[:16]}… "
+                      f"({source})")
+    else:
+        console.print(f"[bold red]TAMPERED[/]: first bad entry: seq {result.first_bad_seq} ({source})")
+        for p in result.problems[:50]:
+            console.print(f"  {p.kind}: {p}", highlight=False, markup=False)
+        if len(result.problems) > 50:
+            console.print(f"  … and {len(result.problems) - 50} more")
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/]: {w}", highlight=False)
+
+
+@ledger_app.command("verify")
+def verify(
+    public_key: Annotated[Path | None, typer.Option("--public-key", help="Auditor's Ed25519 public key (PEM).")]
+    = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Verify this JSONL export offline (no database).")]
+    = None,
+    require_signed: Annotated[bool, typer.Option(
+        "--require-signed", help="Entries after the last signed checkpoint count as tampering.")] = False,
+    expected_head: Annotated[str | None, typer.Option(
+        "--expected-head", help="SEQ:HASH from an earlier verification or checkpoint the ledger must contain.")]
+    = None,
+    config: ConfigOption = None, url: UrlOption = None,
+) -> None:
+    """Recompute hashes, links, Merkle roots and signatures; name the first entry that does not match."""
+    pk = load_public_key(public_key) if public_key is not None else None
+    head = None
+    if expected_head is not None:
+        seq, _, h = expected_head.partition(":")
+        if not seq.isdigit() or len(h) != 64:
+            raise ConfigurationError("must be SEQ:HASH (64 hex)", where="--expected-head")
+        head = (int(seq), h.lower())
+    if file is not None:
+        entries, cps = read_export(file)
+        result = verify_records(entries, cps, pk, expected_head=head, require_signed=require_signed)
+        source = str(file)
+    else:
+        ctx = SecurityContext.load(config, url)
+        signer = ctx.signer() if pk is None else None
+        engine = ctx.engine()
+        try:
+            with engine.connect() as conn:
+                result = Ledger(conn, signer).verify(pk, expected_head=head, require_signed=require_signed)
+        finally:
+            engine.dispose()
+        source = "database"
+    _report(result, source)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@ledger_app.command("public-key")
+def public_key_cmd(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the PEM here.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print (or write) the Ed25519 public key auditors verify checkpoints with."""
+    ctx = SecurityContext.load(config, None)
+    signer = ctx.signer(required=True)
+    assert signer is not None
+    pem = signer.public_pem()
+    if output is None:
+        sys.stdout.write(pem)
+    else:
+        output.write_text(pem, encoding="ascii")
+        console.print(f"wrote public key {signer.key_id} to {output}")
+
+
+@ledger_app.command("head")
+def head_cmd(config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Print SEQ:HASH of the chain head (keep it outside the database for --expected-head)."""
+    ctx = SecurityContext.load(config, url)
+    engine = ctx.engine()
+    try:
+        with engine.connect() as conn:
+            seq, h = Ledger(conn).head()
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"{seq}:{h}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ledger_app, name="ledger")

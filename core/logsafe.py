@@ -1,0 +1,176 @@
+"""Logs that never carry personal data or secrets.
+
+:class:`PersonalDataFilter` is a :class:`logging.Filter` that formats each record's message (``msg % args``),
+masks what looks like personal data (resident ID numbers, USCC codes, mobiles, e-mail addresses, card / account
+numbers) with :func:`crmbridge.canonical.masking.mask`, replaces registered secret values with ``[secret]``,
+and does the same to exception and stack text. :func:`configure_logging` installs it on every root handler
+and as a log-record factory, so records are masked however they are emitted::
+
+    configure_logging(logging.INFO, secrets=[token])
+    log.warning("customer %s mobile %s", "11010519491231002X", "13812345678")
+    # -> customer 1*************002X mobile 138****5678
+
+:func:`mask_text` is the same masking for any text (error messages, ledger reasons). Pattern masking is a
+safety net, not a licence to log personal data: code should still log masked values or ids only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+
+from crmbridge.canonical.masking import mask
+
+__all__ = [
+    "PersonalDataFilter",
+    "configure_logging",
+    "forget_secrets",
+    "mask_text",
+    "register_secret",
+    "unconfigure_logging",
+]
+
+_B = r"(?<![0-9A-Za-z])"
+_E = r"(?![0-9A-Za-z])"
+_DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+
+#: (mask kind, pattern), applied in order; earlier kinds win
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")),
+    ("ric", re.compile(_B + r"[1-9]\d{5}(?:18|19|20)\d{2}" + _DATE + r"\d{3}[\dXx]" + _E)),
+    ("ric", re.compile(_B + r"[1-9]\d{7}" + _DATE + r"\d{3}" + _E)),  # legacy 15-digit
+    ("uscc", re.compile(_B + r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}" + _E)),
+    ("mobile", re.compile(r"(?<![\d+])(?:\+?86[\s\-]?)?1[3-9]\d(?:[\s\-]?\d{4}){2}(?!\d)")),
+    ("account", re.compile(r"(?<![\w\-])[3-6]\d{3}(?: ?\d{4}){3}(?: ?\d{1,3})?(?![\w\-])")),  # cards: 16-19 digits
+]
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_SECRET_MIN = 6
+
+
+def register_secret(value: str | None) -> None:
+    """Never show ``value`` in a log line (API tokens, passwords, client secrets). Short values are ignored."""
+    if value and len(value) >= _SECRET_MIN:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def forget_secrets() -> None:
+    with _secrets_lock:
+        _secrets.clear()
+
+
+def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with registered/given secrets replaced and personal-data patterns masked."""
+    with _secrets_lock:
+        known = sorted({*_secrets, *(s for s in secrets if s and len(s) >= _SECRET_MIN)}, key=len, reverse=True)
+    for s in known:
+        if s in text:
+            text = text.replace(s, "[secret]")
+    for kind, pattern in _PATTERNS:
+        text = pattern.sub(lambda m, k=kind: _mask_match(k, m.group(0)), text)
+    return text
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _mask_match(kind: str, found: str) -> str:
+    # long numbers are card numbers only when their Luhn check holds (CRM record ids such as Zoho's 19-digit ids
+    # stay readable); everything else that matches is masked
+    if kind == "account" and not _luhn_ok(found.replace(" ", "")):
+        return found
+    return mask(kind, found)
+
+
+class PersonalDataFilter(logging.Filter):
+    """Masks personal data and secrets in every record's message, arguments, exception and stack text.
+
+    The record is rewritten (``msg`` becomes the masked, fully formatted message and ``args`` is cleared), so
+    every handler after this one sees the masked text. Never drops a record.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _mask_record(record, self.secrets)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info, self.secrets)
+        return True
+
+
+def _mask_record(record: logging.LogRecord, secrets: Iterable[str] = ()) -> None:
+    if getattr(record, "_crmbridge_masked", False):  # masked at creation; apply this filter's own secrets too
+        if secrets:
+            record.msg = mask_text(str(record.msg), secrets)
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string must not leak the raw args either
+        message = f"{record.msg!s} (unformattable arguments)"
+    record.msg = mask_text(message, secrets)
+    record.args = None
+    record._crmbridge_masked = True  # type: ignore[attr-defined]
+
+
+_factory_installed: list[Callable[..., logging.LogRecord]] = []
+
+
+def _install_factory() -> None:
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _mask_record(record)
+        return record
+
+    _factory_installed.append(previous)
+    logging.setLogRecordFactory(factory)
+
+
+def configure_logging(level: int = logging.WARNING, *, secrets: Iterable[str] = (),
+                      fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> PersonalDataFilter:
+    """Configure root logging with masking on every root handler (creating a stderr handler if none).
+
+    Also installs a log-record factory that masks each record when it is created, so handlers added later
+    (files, test capture) get masked text too. Idempotent. Returns the filter.
+    """
+    for s in secrets:
+        register_secret(s)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format=fmt)
+    root.setLevel(level)
+    _install_factory()
+    filt = PersonalDataFilter()
+    for handler in root.handlers:
+        if not any(isinstance(f, PersonalDataFilter) for f in handler.filters):
+            handler.addFilter(filt)
+    return filt
+
+
+def unconfigure_logging() -> None:
+    """Undo :func:`configure_logging` (restore the record factory, remove the root handlers' filters): for tests."""
+    if _factory_installed:
+        logging.setLogRecordFactory(_factory_installed.pop())
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, PersonalDataFilter)]:
+            handler.removeFilter(f)

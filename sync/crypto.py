@@ -1,0 +1,635 @@
+"""Field-level envelope encryption: a master key (KEK), versioned data keys (DEKs) and self-describing tokens.
+
+How the keys fit together (CANONICAL.md §9)::
+
+    KeyProvider (env:/file: master key, or a KMS/HSM plugin)     wraps/unwraps ─┐
+        └── crypto_data_keys rows: (kid, scope, version, algorithm, wrapped) ◄──┘
+              scope "system"           one key per version; values not tied to a party
+              scope "party:<id>"       one key per party and version; destroying them erases the party
+              scope "blind-index"      the root key blind indexes are derived from (never rotated)
+
+Every ciphertext is a text token ``cb1:<base64url>`` whose bytes are a 10-byte header (format version,
+algorithm id, data key id ``kid``, key version), a 96-bit random nonce and the AEAD ciphertext + tag.
+The associated data is the header plus ``table``, ``column`` and ``record``, so a token copied into another
+row, column or table fails to decrypt. AES-256-GCM (algorithm id 1) is the default; SM4-GCM (id 2) is the
+national-algorithm alternative. Both coexist: each token names its algorithm and key.
+
+Rotation (:meth:`FieldCipher.rotate`) adds a new key version: new values use it, old versions keep
+decrypting. :func:`crmbridge.sync.protect.reencrypt` (``crmbridge keys rotate --reencrypt``) rewrites stored
+tokens under the newest version. Key providers are pluggable through the entry-point group
+``crmbridge.key_providers`` (a factory taking the text after ``<name>:``), so a KMS or HSM needs no caller change.
+
+All database work runs inside the caller's connection or session (the engine commits ledger, cursor and
+keys in one transaction); nothing here commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import struct
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as _hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
+from crmbridge.core.secrets import resolve_secret
+from crmbridge.sync.db import Base
+
+__all__ = [
+    "ALGORITHMS",
+    "Conn",
+    "DataKey",
+    "DecryptionError",
+    "EnvelopeHeader",
+    "FieldCipher",
+    "KeyDestroyedError",
+    "KeyProvider",
+    "KeyStatus",
+    "LocalKeyProvider",
+    "TOKEN_PREFIX",
+    "Token",
+    "as_connection",
+    "generate_master_key",
+    "hash_bytes",
+    "hmac_bytes",
+    "is_token",
+    "load_key_provider",
+    "parse_header",
+    "party_scope",
+]
+
+TOKEN_PREFIX = "cb1:"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct(">BBII")  # format version, algorithm id, kid, key version
+_NONCE = 12
+_TAG = 16
+SYSTEM_SCOPE = "system"
+BIDX_SCOPE = "blind-index"
+
+
+@dataclass(frozen=True)
+class _Algorithm:
+    ident: int
+    name: str
+    key_bytes: int
+    hash_name: str  # the matching hash / HMAC for blind indexes and the ledger
+
+
+#: algorithm name → description; the id is what tokens carry
+ALGORITHMS: dict[str, _Algorithm] = {
+    "AES-256-GCM": _Algorithm(1, "AES-256-GCM", 32, "sha256"),
+    "SM4-GCM": _Algorithm(2, "SM4-GCM", 16, "sm3"),
+}
+_BY_ID = {a.ident: a for a in ALGORITHMS.values()}
+
+
+class DecryptionError(CrmBridgeError):
+    """A token cannot be decrypted: wrong record/column (AAD), tampered bytes, wrong master key, unknown key."""
+
+
+class KeyDestroyedError(DecryptionError):
+    """The data key a token needs was destroyed (the party was erased): the value is gone for good."""
+
+
+def _algorithm(name: str) -> _Algorithm:
+    try:
+        return ALGORITHMS[name.upper()]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown encryption algorithm {name!r}; known: {', '.join(ALGORITHMS)}", where="keys.algorithm"
+        ) from None
+
+
+def _hash_algo(name: str) -> hashes.HashAlgorithm:
+    if name == "sha256":
+        return hashes.SHA256()
+    if name == "sm3":
+        return hashes.SM3()
+    raise ConfigurationError(f"unknown hash algorithm {name!r}; known: sha256, sm3")
+
+
+def hash_bytes(data: bytes, algorithm: str = "sha256") -> bytes:
+    """SHA-256 or SM3 of ``data``."""
+    h = hashes.Hash(_hash_algo(algorithm))
+    h.update(data)
+    return h.finalize()
+
+
+def hmac_bytes(key: bytes, data: bytes, algorithm: str = "sha256") -> bytes:
+    """HMAC-SHA256 or HMAC-SM3."""
+    h = _hmac.HMAC(key, _hash_algo(algorithm))
+    h.update(data)
+    return h.finalize()
+
+
+def _seal(alg: _Algorithm, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    if alg.ident == 1:
+        return AESGCM(key).encrypt(nonce, plaintext, aad)
+    enc = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    enc.authenticate_additional_data(aad)
+    return enc.update(plaintext) + enc.finalize() + enc.tag
+
+
+def _open(alg: _Algorithm, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Raises InvalidTag on any mismatch."""
+    if alg.ident == 1:
+        return AESGCM(key).decrypt(nonce, sealed, aad)
+    if len(sealed) < _TAG:
+        raise InvalidTag()
+    dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, sealed[-_TAG:])).decryptor()
+    dec.authenticate_additional_data(aad)
+    return dec.update(sealed[:-_TAG]) + dec.finalize()
+
+
+# --------------------------------------------------------------------------------------------- providers
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Wraps and unwraps data keys with a master key the caller never sees (local secret, KMS, HSM).
+
+    ``key_id`` is a stable, non-secret fingerprint of the master key; it is stored with every wrapped data
+    key so a wrong master key is reported as such instead of as a cryptic tag failure.
+    """
+
+    key_id: str
+
+    def wrap(self, key: bytes, *, context: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes: ...
+
+
+class LocalKeyProvider:
+    """A 256-bit master key held in process memory, read from ``env:`` or ``file:`` (hex or base64).
+
+    Data keys are wrapped with AES-256-GCM (or SM4-GCM under a key derived from the master key when the
+    deployment uses the national algorithms), with the data key's identity as associated data.
+    """
+
+    def __init__(self, master_key: bytes, *, algorithm: str = "AES-256-GCM") -> None:
+        if len(master_key) != 32:
+            raise SecretError("the master key must be 32 bytes (64 hex characters or base64 of 32 bytes)")
+        self._alg = _algorithm(algorithm)
+        fp = hmac_bytes(master_key, b"crmbridge|kek-id", self._alg.hash_name)
+        self.key_id = f"local:{fp[:8].hex()}"
+        self._key = master_key if self._alg.ident == 1 else hmac_bytes(
+            master_key, b"crmbridge|kek|sm4", "sm3")[:16]
+
+    def __repr__(self) -> str:
+        return f"LocalKeyProvider(key_id={self.key_id!r})"
+
+    def wrap(self, key: bytes, *, context: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return bytes([self._alg.ident]) + nonce + _seal(self._alg, self._key, nonce, key, context)
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        alg = _BY_ID.get(wrapped[0]) if wrapped else None
+        if alg is None or alg.ident != self._alg.ident:
+            raise DecryptionError("wrapped data key uses a different wrapping algorithm than the master key provider")
+        nonce, sealed = wrapped[1:1 + _NONCE], wrapped[1 + _NONCE:]
+        try:
+            return _open(alg, self._key, nonce, sealed, context)
+        except InvalidTag:
+            raise DecryptionError("the master key cannot unwrap this data key (wrong master key?)") from None
+
+
+def _decode_master(text: str) -> bytes:
+    t = text.strip()
+    try:
+        if len(t) == 64:
+            return bytes.fromhex(t)
+    except ValueError:
+        pass
+    try:
+        raw = base64.b64decode(t + "=" * (-len(t) % 4), altchars=b"-_" if ("-" in t or "_" in t) else None,
+                               validate=True)
+    except (binascii.Error, ValueError):
+        raise SecretError("the master key must be 64 hex characters or base64 of 32 bytes") from None
+    return raw
+
+
+def generate_master_key() -> str:
+    """A new random master key, base64 of 32 bytes (for ``crmbridge keys init --new-master-key-file``)."""
+    return base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+def load_key_provider(reference: str, *, provider: str | None = None, algorithm: str = "AES-256-GCM",
+                      base_dir: Path | None = None, where: str = "keys.master_key") -> KeyProvider:
+    """Build the key provider configuration names.
+
+    With ``provider`` unset, ``env`` or ``file``, ``reference`` (``env:NAME`` / ``file:PATH``) holds the master key
+    itself: a :class:`LocalKeyProvider`. Any other ``provider`` name loads the factory registered under that name in
+    the entry-point group ``crmbridge.key_providers`` and calls it as ``factory(reference, base_dir=...)``; the
+    plugin decides what the reference means (a key id, a token reference...). A reference ``<name>:<argument>``
+    whose ``<name>`` is a plugin works the same without ``provider``.
+    """
+    if provider in (None, "env", "file") and reference.startswith(("env:", "file:")):
+        secret = resolve_secret(reference, where=where, base_dir=base_dir)
+        return LocalKeyProvider(_decode_master(secret.get_secret_value()), algorithm=algorithm)
+    name = provider if provider not in (None, "env", "file") else reference.partition(":")[0]
+    plugins = {ep.name: ep for ep in entry_points(group="crmbridge.key_providers")}
+    if name not in plugins:
+        raise ConfigurationError(
+            f"unknown key provider {name!r}; use env:NAME, file:PATH or one of the installed "
+            f"crmbridge.key_providers plugins: {', '.join(sorted(plugins)) or '(none installed)'}", where=where)
+    try:
+        instance = plugins[name].load()(reference, base_dir=base_dir)
+    except CrmBridgeError:
+        raise
+    except Exception as exc:  # a plugin's own failure, reported without its (possibly secret) arguments
+        raise ConfigurationError(f"key provider plugin {name!r} failed to start: {type(exc).__name__}",
+                                 where=where) from exc
+    if not isinstance(instance, KeyProvider):
+        raise ConfigurationError(f"key provider plugin {name!r} does not implement wrap/unwrap/key_id", where=where)
+    return instance
+
+
+# --------------------------------------------------------------------------------------------- table
+
+
+class DataKey(Base):
+    """A wrapped data key. ``wrapped`` is NULL once destroyed (crypto-shredding); the row stays as a tombstone."""
+
+    __tablename__ = "crypto_data_keys"
+    __table_args__ = (UniqueConstraint("scope", "version", name="uq_crypto_data_keys_scope_version"),)
+
+    kid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scope: Mapped[str] = mapped_column(String(96), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+#: what every method accepts as "the caller's transaction"
+Conn = Connection | Session
+#: a ciphertext token as text (String/JSON columns) or ASCII bytes (LargeBinary columns)
+Token = str | bytes
+
+
+def as_connection(conn: Conn) -> Connection:
+    """The Connection behind a Session (joining its transaction) or the Connection itself."""
+    return conn.connection() if isinstance(conn, Session) else conn
+
+
+def party_scope(party_id: object) -> str:
+    return f"party:{party_id}"
+
+
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    """What a token says about itself (no secret)."""
+
+    format_version: int
+    algorithm: str
+    kid: int
+    key_version: int
+
+
+def is_token(value: object) -> bool:
+    """True for a ``cb1:`` token, as text or as the same ASCII bytes (LargeBinary columns)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value[:len(TOKEN_PREFIX)]) == TOKEN_PREFIX.encode()
+    return isinstance(value, str) and value.startswith(TOKEN_PREFIX)
+
+
+def _split_token(token: str | bytes) -> tuple[bytes, EnvelopeHeader, bytes, bytes]:
+    if not is_token(token):
+        raise DecryptionError("not a crmbridge ciphertext (missing 'cb1:' envelope)")
+    if not isinstance(token, str):
+        token = bytes(token).decode("ascii", "replace")
+    body = token[len(TOKEN_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise DecryptionError("ciphertext envelope is not valid base64") from None
+    if len(raw) < _HEADER.size + _NONCE + _TAG:
+        raise DecryptionError("ciphertext envelope is truncated")
+    fmt, alg_id, kid, version = _HEADER.unpack_from(raw)
+    if fmt != FORMAT_VERSION:
+        raise DecryptionError(f"unsupported envelope format version {fmt}")
+    alg = _BY_ID.get(alg_id)
+    if alg is None:
+        raise DecryptionError(f"unknown algorithm id {alg_id} in envelope")
+    header = raw[:_HEADER.size]
+    return header, EnvelopeHeader(fmt, alg.name, kid, version), raw[_HEADER.size:_HEADER.size + _NONCE], \
+        raw[_HEADER.size + _NONCE:]
+
+
+def parse_header(token: str | bytes) -> EnvelopeHeader:
+    """Read a token's envelope header (format, algorithm, kid, key version) without decrypting."""
+    return _split_token(token)[1]
+
+
+def _aad(header: bytes, table: str, column: str, record: object) -> bytes:
+    return header + b"\x00" + "\x1f".join((table, column, str(record))).encode("utf-8")
+
+
+@dataclass
+class KeyStatus:
+    """``crmbridge keys status``: versions, algorithms and counts; never key material."""
+
+    current_version: int | None
+    algorithm: str
+    kek_id: str
+    system_versions: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    party_keys: int = 0
+    destroyed_party_keys: int = 0
+    foreign_kek_keys: int = 0
+    blind_index_key: bool = False
+
+
+@dataclass
+class _CurrentKey:
+    kid: int
+    version: int
+    confirmed: bool
+    txn: Any  # weakref to the transaction that created it (unconfirmed keys only)
+    at: float
+
+
+class FieldCipher:
+    """Encrypts and decrypts field values; manages data keys in ``crypto_data_keys``.
+
+    Args:
+        provider: the master key (KEK) provider.
+        algorithm: ``AES-256-GCM`` (default) or ``SM4-GCM`` for new data keys.
+        cache_seconds: how long an unwrapped key, or the newest key version of a scope, is used without re-reading
+            it (so an erasure or rotation by another process takes effect here within that time).
+
+    Every method takes the caller's Connection or Session and works inside its transaction.
+    """
+
+    def __init__(self, provider: KeyProvider, *, algorithm: str = "AES-256-GCM", cache_seconds: float = 60.0) -> None:
+        self.provider = provider
+        self.algorithm = _algorithm(algorithm)
+        self.cache_seconds = cache_seconds
+        self._keys: dict[int, tuple[_Algorithm, bytes, float]] = {}  # kid -> (alg, key, loaded at)
+        self._current: dict[str, _CurrentKey] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def hash_algorithm(self) -> str:
+        """``sha256`` or ``sm3``, following the configured cipher (used by blind indexes and the ledger)."""
+        return self.algorithm.hash_name
+
+    # ----------------------------------------------------------------------------------- key management
+
+    def init(self, conn: Conn) -> int:
+        """Create the first system data key and the blind-index root key if missing. Returns the current version."""
+        c = as_connection(conn)
+        current = self.current_version(c)
+        if current is None:
+            self._create(c, SYSTEM_SCOPE, 1)
+            current = 1
+        if self._latest_row(c, BIDX_SCOPE) is None:
+            self._create(c, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])  # 32-byte root, whatever the cipher
+        return current
+
+    def rotate(self, conn: Conn) -> int:
+        """Add a new system key version (party keys follow lazily at their next write). Returns it."""
+        c = as_connection(conn)
+        current = self.current_version(c)
+        if current is None:
+            raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
+        self._create(c, SYSTEM_SCOPE, current + 1)
+        with self._lock:
+            self._current.clear()
+        return current + 1
+
+    def current_version(self, conn: Conn) -> int | None:
+        c = as_connection(conn)
+        return c.execute(select(func.max(DataKey.version)).where(DataKey.scope == SYSTEM_SCOPE)).scalar()
+
+    def status(self, conn: Conn) -> KeyStatus:
+        c = as_connection(conn)
+        rows = c.execute(select(DataKey.version, DataKey.algorithm, DataKey.kek_id, DataKey.created_at)
+                         .where(DataKey.scope == SYSTEM_SCOPE).order_by(DataKey.version)).all()
+        party = c.execute(select(func.count()).select_from(DataKey).where(DataKey.scope.like("party:%"))).scalar()
+        gone = c.execute(select(func.count()).select_from(DataKey).where(
+            DataKey.scope.like("party:%"), DataKey.wrapped.is_(None))).scalar()
+        foreign = c.execute(select(func.count()).select_from(DataKey).where(
+            DataKey.kek_id != self.provider.key_id, DataKey.wrapped.is_not(None))).scalar()
+        return KeyStatus(
+            current_version=rows[-1][0] if rows else None, algorithm=self.algorithm.name,
+            kek_id=self.provider.key_id, system_versions=[tuple(r) for r in rows],  # type: ignore[misc]
+            party_keys=int(party or 0), destroyed_party_keys=int(gone or 0), foreign_kek_keys=int(foreign or 0),
+            blind_index_key=self._latest_row(c, BIDX_SCOPE) is not None)
+
+    def destroy_scope(self, conn: Conn, scope: str) -> int:
+        """Destroy every data key of ``scope`` (crypto-shredding). Returns how many were destroyed."""
+        c = as_connection(conn)
+        if c.dialect.name == "sqlite":
+            c.exec_driver_sql("PRAGMA secure_delete=ON")  # overwrite freed pages, not just unlink them
+        res = c.execute(update(DataKey).where(DataKey.scope == scope, DataKey.wrapped.is_not(None))
+                        .values(wrapped=None, destroyed_at=datetime.now(UTC)))
+        with self._lock:
+            self._current.pop(scope, None)
+            for kid in [r[0] for r in c.execute(select(DataKey.kid).where(DataKey.scope == scope))]:
+                self._keys.pop(kid, None)
+        return int(res.rowcount or 0)
+
+    def destroy_party_keys(self, conn: Conn, party_id: object) -> int:
+        return self.destroy_scope(conn, party_scope(party_id))
+
+    def rewrap(self, conn: Conn, new_provider: KeyProvider) -> int:
+        """Re-wrap every live data key wrapped by this cipher's master key under ``new_provider`` (master key
+        rotation). Data ciphertexts are unchanged. Returns how many keys were re-wrapped."""
+        c = as_connection(conn)
+        rows = c.execute(select(DataKey).where(DataKey.wrapped.is_not(None),
+                                               DataKey.kek_id == self.provider.key_id)).mappings().all()
+        for row in rows:
+            ctx = self._context(row["kid"], row["scope"], row["version"], row["algorithm"])
+            key = self.provider.unwrap(row["wrapped"], context=ctx)
+            c.execute(update(DataKey).where(DataKey.kid == row["kid"]).values(
+                wrapped=new_provider.wrap(key, context=ctx), kek_id=new_provider.key_id))
+        return len(rows)
+
+    def blind_index_root(self, conn: Conn) -> bytes:
+        """The root key blind indexes derive from (created on first use)."""
+        c = as_connection(conn)
+        row = self._latest_row(c, BIDX_SCOPE)
+        kid = row.kid if row is not None else self._create(c, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])
+        return self._load(c, kid)[1]
+
+    def _latest_row(self, c: Connection, scope: str) -> Any:
+        return c.execute(select(DataKey.kid, DataKey.version, DataKey.wrapped).where(DataKey.scope == scope)
+                         .order_by(DataKey.version.desc()).limit(1)).first()
+
+    def _context(self, kid: int, scope: str, version: int, alg: str) -> bytes:
+        return f"crmbridge-dek|{kid}|{scope}|{version}|{alg}".encode()
+
+    def _create(self, c: Connection, scope: str, version: int, *, alg: _Algorithm | None = None) -> int:
+        alg = alg or self.algorithm
+        key = os.urandom(alg.key_bytes)
+        for _ in range(8):
+            kid = (int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF) or 1  # fits a signed 32-bit column
+            if c.execute(select(DataKey.kid).where(DataKey.kid == kid)).first() is None:
+                break
+        else:  # pragma: no cover - 8 collisions in a 2^32 space
+            raise CrmBridgeError("could not allocate a data key id")
+        wrapped = self.provider.wrap(key, context=self._context(kid, scope, version, alg.name))
+        stmt = DataKey.__table__.insert().values(
+            kid=kid, scope=scope, version=version, algorithm=alg.name, kek_id=self.provider.key_id,
+            wrapped=wrapped, created_at=datetime.now(UTC))
+        if c.dialect.name == "postgresql" and c.in_transaction():
+            # another transaction may be creating the same (scope, version) right now: it wins, we use its key
+            try:
+                with c.begin_nested():
+                    c.execute(stmt)
+            except IntegrityError:
+                row = c.execute(select(DataKey.kid).where(DataKey.scope == scope, DataKey.version == version)).first()
+                if row is None:
+                    raise
+                return int(row.kid)
+        else:  # SQLite: writers are serialised by the database lock, there is no such race
+            c.execute(stmt)
+        with self._lock:
+            self._keys[kid] = (alg, key, time.monotonic())
+        return kid
+
+    def _load(self, c: Connection, kid: int) -> tuple[_Algorithm, bytes]:
+        with self._lock:
+            hit = self._keys.get(kid)
+        if hit is not None and time.monotonic() - hit[2] < self.cache_seconds:
+            return hit[0], hit[1]  # re-read after cache_seconds: an erasure elsewhere takes effect here too
+        row = c.execute(select(DataKey).where(DataKey.kid == kid)).mappings().first()
+        if row is None:
+            raise DecryptionError(f"data key {kid} does not exist in this database")
+        if row["wrapped"] is None:
+            raise KeyDestroyedError(f"data key {kid} ({row['scope'].split(':')[0]}) was destroyed "
+                                    f"on {row['destroyed_at']:%Y-%m-%d}: the value is erased")
+        if row["kek_id"] != self.provider.key_id:
+            raise DecryptionError(
+                f"data key {kid} was wrapped by master key {row['kek_id']}, but the configured master key is "
+                f"{self.provider.key_id}: wrong master key (check keys.master_key)")
+        alg = _algorithm(row["algorithm"])
+        key = self.provider.unwrap(row["wrapped"], context=self._context(kid, row["scope"], row["version"], alg.name))
+        with self._lock:
+            self._keys[kid] = (alg, key, time.monotonic())
+        return alg, key
+
+    def _current_key(self, c: Connection, scope: str) -> tuple[int, int]:
+        """(kid, version) of the key new values of ``scope`` are encrypted with; creates it if needed."""
+        now = time.monotonic()
+        txn = c.get_transaction()
+        with self._lock:
+            cur = self._current.get(scope)
+        if cur is not None:
+            same_txn = cur.txn is not None and txn is not None and cur.txn() is txn
+            if (cur.confirmed and now - cur.at < self.cache_seconds) or same_txn:
+                return cur.kid, cur.version
+        # (re)read: an unconfirmed key may belong to a rolled-back transaction; a confirmed one may be stale
+        version = self.current_version(c)
+        if version is None:
+            raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
+        row = self._latest_row(c, scope)
+        if scope == SYSTEM_SCOPE:
+            kid, created = row.kid, False
+        elif row is not None and row.wrapped is not None and row.version >= version:
+            kid, version, created = row.kid, row.version, False
+        else:
+            # no key yet, an older version, or destroyed (an erased party seen again: new data, new key)
+            version = max(version, row.version + 1) if row is not None else version
+            kid, created = self._create(c, scope, version), True
+        with self._lock:
+            self._current[scope] = _CurrentKey(kid, version, not created,
+                                               weakref.ref(txn) if created and txn is not None else None, now)
+        return kid, version
+
+    # ----------------------------------------------------------------------------------- values
+
+    def encrypt(self, conn: Conn, value: str | bytes, *, table: str, column: str, record: object,
+                party_id: object | None = None) -> str:
+        """Encrypt one value bound to ``table``/``column``/``record``.
+
+        With ``party_id`` the value is encrypted under that party's key, so erasing the party shreds it.
+        Returns a text token ``cb1:...`` safe for String and JSON columns.
+        """
+        c = as_connection(conn)
+        scope = party_scope(party_id) if party_id is not None else SYSTEM_SCOPE
+        kid, version = self._current_key(c, scope)
+        alg, key = self._load(c, kid)
+        header = _HEADER.pack(FORMAT_VERSION, alg.ident, kid, version)
+        nonce = os.urandom(_NONCE)
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        sealed = _seal(alg, key, nonce, data, _aad(header, table, column, record))
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
+
+    def decrypt(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> bytes:
+        """Decrypt a token; the binding must be the one it was encrypted with.
+
+        Raises:
+            KeyDestroyedError: the party was erased.
+            DecryptionError: wrong binding, tampering, wrong master key or unknown key (message says which).
+        """
+        header, info, nonce, sealed = _split_token(token)
+        alg, key = self._load(as_connection(conn), info.kid)
+        if alg.name != info.algorithm:
+            raise DecryptionError(f"envelope says {info.algorithm} but data key {info.kid} is {alg.name}")
+        try:
+            return _open(alg, key, nonce, sealed, _aad(header, table, column, record))
+        except InvalidTag:
+            raise DecryptionError(
+                f"ciphertext does not authenticate for {table}.{column} (moved from another record, or tampered)"
+            ) from None
+
+    def decrypt_text(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> str:
+        return self.decrypt(conn, token, table=table, column=column, record=record).decode("utf-8")
+
+    def encrypt_json(self, conn: Conn, value: Any, *, table: str, column: str, record: object,
+                     party_id: object | None = None) -> str:
+        """Encrypt a JSON-serialisable value (a snapshot, a diff, a dead-letter payload)."""
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return self.encrypt(conn, text, table=table, column=column, record=record, party_id=party_id)
+
+    def decrypt_json(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> Any:
+        return json.loads(self.decrypt(conn, token, table=table, column=column, record=record))
+
+    def reencrypt_token(self, conn: Conn, token: str | bytes, *, table: str, column: str,
+                        record: object) -> str | None:
+        """The token under the newest key version of its scope, or None if it is already current.
+
+        Raises KeyDestroyedError for a shredded value (the caller leaves it as it is).
+        """
+        c = as_connection(conn)
+        info = parse_header(token)
+        scope = c.execute(select(DataKey.scope).where(DataKey.kid == info.kid)).scalar()
+        if scope is None:
+            raise DecryptionError(f"data key {info.kid} does not exist in this database")
+        kid, _version = self._current_key(c, scope)
+        if kid == info.kid:
+            return None
+        plain = self.decrypt(c, token, table=table, column=column, record=record)
+        party = scope.split(":", 1)[1] if scope.startswith("party:") else None
+        return self.encrypt(c, plain, table=table, column=column, record=record, party_id=party)
+

@@ -1,0 +1,780 @@
+"""The tamper-evident sync ledger: an append-only hash chain with a Merkle tree and signed checkpoints.
+
+Each entry records one decision of the engine (created, updated, skipped, conflict, failed, deleted, erased...)
+with masked before/after values only; the full diff is encrypted under the party's data key, so erasing the
+party (destroying that key) erases the diff while every hash still verifies. Nothing in a ledger row is ever
+updated or deleted (PostgreSQL refuses it by trigger, see migration ``0002``).
+
+Hashing (CANONICAL.md §9)::
+
+    body_i      = canonical_json({seq, prev_hash, hash_alg, recorded_at, run_id, job, ..., diff_enc})
+    entry_hash  = H(body_i)                      H = SHA-256, or SM3 when the deployment uses national algorithms
+    prev_hash_1 = 64 zeros (genesis)
+    leaf_i      = H(0x00 || body_i), node = H(0x01 || L || R)     RFC 6962 Merkle tree over all bodies
+
+``ledger_head`` (one row) holds the chain head and the Merkle frontier; appenders lock it (``SELECT ... FOR
+UPDATE`` on PostgreSQL, the write lock on SQLite), so concurrent appenders serialise inside their own
+transactions. Checkpoints sign ``"crm-sync-audit\\n<size>\\n<merkle root hex>\\nhead <chain head hex>\\n"`` with
+Ed25519 (C2SP tlog-checkpoint style) at the end of each run and every N entries.
+
+Usage by the engine, inside its batch transaction::
+
+    ledger = Ledger(tx.connection, signer, cipher=cipher)
+    ledger.append([LedgerEntryIn(run_id=run, job=job, action=Action.UPDATED, party_id=pid, ...)])
+    ...
+    ledger.checkpoint(run_id=run)         # end of run
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import enum
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
+from crmbridge.core.logsafe import mask_text
+from crmbridge.core.secrets import resolve_secret
+from crmbridge.sync.crypto import FieldCipher, as_connection, hash_bytes
+from crmbridge.sync.db import Base
+
+__all__ = [
+    "Action",
+    "AppendedEntry",
+    "CHECKPOINT_ORIGIN",
+    "GENESIS",
+    "Ledger",
+    "LedgerCheckpoint",
+    "LedgerEntry",
+    "LedgerEntryIn",
+    "LedgerError",
+    "LedgerHead",
+    "LedgerSigner",
+    "Problem",
+    "VerifyResult",
+    "canonical_json",
+    "checkpoint_body",
+    "export_ledger",
+    "generate_signing_key",
+    "load_public_key",
+    "merkle_root",
+    "read_export",
+    "verify_records",
+]
+
+GENESIS = "0" * 64
+CHECKPOINT_ORIGIN = "crm-sync-audit"
+_BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class LedgerError(CrmBridgeError):
+    """The ledger cannot be written or read as asked (not a tamper finding: those are :class:`Problem`)."""
+
+
+class Action(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    SKIPPED_UNCHANGED = "skipped-unchanged"
+    SKIPPED_NO_CONSENT = "skipped-no-consent"
+    SKIPPED_ECHO = "skipped-echo"
+    CONFLICT = "conflict"
+    CONFLICT_RESOLVED = "conflict-resolved"
+    FAILED = "failed"
+    DELETED = "deleted"
+    ERASED = "erased"
+    KEY_ROTATED = "key-rotated"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, compact separators, UTF-8 kept: the form every hash is computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _now_text(at: datetime | None = None) -> str:
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+class LedgerEntry(Base):
+    """One ledger entry. JSON columns hold canonical JSON text, so the hash is recomputed from the columns."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_entries_party_id", "party_id"),
+        Index("ix_ledger_entries_run_id", "run_id"),
+        Index("ix_ledger_entries_job_recorded_at", "job", "recorded_at"),
+        Index("ix_ledger_entries_recorded_at", "recorded_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    hash_alg: Mapped[str] = mapped_column(String(8))
+    recorded_at: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    job: Mapped[str | None] = mapped_column(String(128))
+    source_system: Mapped[str | None] = mapped_column(String(64))
+    source_object: Mapped[str | None] = mapped_column(String(128))
+    source_id: Mapped[str | None] = mapped_column(String(255))
+    target_system: Mapped[str | None] = mapped_column(String(64))
+    target_object: Mapped[str | None] = mapped_column(String(128))
+    target_id: Mapped[str | None] = mapped_column(String(255))
+    party_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    changed_fields: Mapped[str] = mapped_column(Text)   # canonical JSON list
+    masked_before: Mapped[str] = mapped_column(Text)    # canonical JSON object, masked values
+    masked_after: Mapped[str] = mapped_column(Text)
+    diff_enc: Mapped[str | None] = mapped_column(Text)  # cb1: token under the party key
+    mapping_version: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)    # masked
+
+
+class LedgerCheckpoint(Base):
+    """A signed statement of the ledger's size, Merkle root and chain head."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(_BigInt, index=True)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    chain_head: Mapped[str] = mapped_column(String(64))
+    hash_alg: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))  # base64 Ed25519
+    key_id: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class LedgerHead(Base):
+    """The chain head (one row, id 1): last seq, its hash and the Merkle frontier. The appenders' lock."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(_BigInt)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    hash_alg: Mapped[str] = mapped_column(String(8))
+    frontier: Mapped[str] = mapped_column(Text)  # JSON [[height, hex], ...]
+
+
+#: PostgreSQL: ledger rows are immutable (also created by migration 0002)
+PG_IMMUTABLE_FUNCTION = """
+CREATE OR REPLACE FUNCTION crmbridge_ledger_immutable() RETURNS trigger AS $$
+BEGIN
+  RAISE EXCEPTION 'crmbridge ledger table % is append-only: % refused', TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql
+"""
+
+
+def pg_immutable_trigger_sql(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION crmbridge_ledger_immutable()",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION crmbridge_ledger_immutable()",
+    ]
+
+
+for _table in (LedgerEntry.__table__, LedgerCheckpoint.__table__):
+    _stmts = [PG_IMMUTABLE_FUNCTION, *pg_immutable_trigger_sql(_table.name)]
+    for _stmt in _stmts:
+        event.listen(_table, "after_create", DDL(_stmt.replace("%", "%%")).execute_if(dialect="postgresql"))
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+
+
+def _h(data: bytes, alg: str) -> bytes:
+    return hash_bytes(data, alg)
+
+
+def _node(left: bytes, right: bytes, alg: str) -> bytes:
+    return _h(b"\x01" + left + right, alg)
+
+
+def _push_leaf(frontier: list[tuple[int, bytes]], leaf: bytes, alg: str) -> None:
+    frontier.append((0, leaf))
+    while len(frontier) >= 2 and frontier[-1][0] == frontier[-2][0]:
+        (height, right), (_, left) = frontier.pop(), frontier.pop()
+        frontier.append((height + 1, _node(left, right, alg)))
+
+
+def _frontier_root(frontier: Sequence[tuple[int, bytes]], alg: str) -> bytes:
+    if not frontier:
+        return _h(b"", alg)
+    root = frontier[-1][1]
+    for _, left in reversed(frontier[:-1]):
+        root = _node(left, root, alg)
+    return root
+
+
+def merkle_root(bodies: Iterable[bytes], alg: str = "sha256") -> str:
+    """RFC 6962 Merkle tree hash of the entry bodies (hex)."""
+    frontier: list[tuple[int, bytes]] = []
+    for b in bodies:
+        _push_leaf(frontier, _h(b"\x00" + b, alg), alg)
+    return _frontier_root(frontier, alg).hex()
+
+
+def checkpoint_body(tree_size: int, root_hex: str, head_hex: str) -> str:
+    return f"{CHECKPOINT_ORIGIN}\n{tree_size}\n{root_hex}\nhead {head_hex}\n"
+
+
+# ------------------------------------------------------------------------------------------------ signing
+
+
+def _decode_key_text(data: str) -> bytes:
+    t = data.strip()
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(t + "=" * (-len(t) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+class LedgerSigner:
+    """Signs checkpoints with an Ed25519 private key (PEM PKCS#8, or 32 raw bytes as hex/base64)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._sk = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id_of(self.public_key)
+
+    def __repr__(self) -> str:
+        return f"LedgerSigner(key_id={self.key_id!r})"
+
+    @classmethod
+    def load(cls, reference: str, *, base_dir: Path | None = None, where: str = "keys.signing_key") -> LedgerSigner:
+        data = resolve_secret(reference, where=where, base_dir=base_dir).get_secret_value()
+        try:
+            if "BEGIN" in data:
+                key = serialization.load_pem_private_key(data.encode(), password=None)
+                if not isinstance(key, Ed25519PrivateKey):
+                    raise SecretError("the ledger signing key is not an Ed25519 key", where=where)
+                return cls(key)
+            raw = _decode_key_text(data)
+            return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        except (ValueError, TypeError) as exc:
+            raise SecretError("the ledger signing key is not a valid Ed25519 private key "
+                              "(PEM, or 32 bytes as hex/base64)", where=where) from exc
+
+    def sign(self, body: str) -> str:
+        return base64.b64encode(self._sk.sign(body.encode("utf-8"))).decode("ascii")
+
+    def public_pem(self) -> str:
+        return self.public_key.public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hash_bytes(raw, "sha256")[:8].hex()
+
+
+def generate_signing_key(path: Path) -> LedgerSigner:
+    """Write a new Ed25519 private key (PEM, mode 0600) to ``path``; refuses to overwrite."""
+    if path.exists():
+        raise ConfigurationError(f"{path} already exists; refusing to overwrite a signing key")
+    sk = Ed25519PrivateKey.generate()
+    pem = sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return LedgerSigner(sk)
+
+
+def load_public_key(data: str | bytes | Path) -> Ed25519PublicKey:
+    """An auditor's public key: a PEM file/text, or the 32 raw bytes as hex/base64."""
+    if isinstance(data, Path):
+        data = data.read_text(encoding="utf-8")
+    if isinstance(data, bytes):
+        data = data.decode("ascii", "replace")
+    try:
+        if "BEGIN" in data:
+            key = serialization.load_pem_public_key(data.encode())
+            if not isinstance(key, Ed25519PublicKey):
+                raise ConfigurationError("the public key is not an Ed25519 key")
+            return key
+        return Ed25519PublicKey.from_public_bytes(_decode_key_text(data))
+    except ValueError as exc:
+        raise ConfigurationError("not a valid Ed25519 public key (PEM, or 32 bytes as hex/base64)") from exc
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+
+class LedgerEntryIn(BaseModel):
+    """What the engine records for one decision.
+
+    ``before`` / ``after`` hold **masked** values (field path → masked text); anything that still looks like an
+    ID number, mobile, USCC or e-mail is masked again on the way in. ``diff`` is the full, clear diff: it is
+    stored only encrypted, under the party's data key (so erasure shreds it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Action
+    run_id: str | None = None
+    job: str | None = None
+    source_system: str | None = None
+    source_object: str | None = None
+    source_id: str | None = None
+    target_system: str | None = None
+    target_object: str | None = None
+    target_id: str | None = None
+    party_id: str | None = None
+    changed_fields: list[str] = Field(default_factory=list)
+    before: dict[str, str | None] = Field(default_factory=dict)
+    after: dict[str, str | None] = Field(default_factory=dict)
+    diff: dict[str, Any] | None = None
+    mapping_version: str | None = None
+    actor: str = "scheduler"
+    reason: str | None = None
+    at: datetime | None = None
+
+    @field_validator("run_id", "party_id", "source_id", "target_id", mode="before")
+    @classmethod
+    def _text(cls, v: object) -> object:
+        return None if v is None else str(v)
+
+
+@dataclass(frozen=True)
+class AppendedEntry:
+    seq: int
+    entry_hash: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A verification finding. ``seq`` names the entry (or the checkpoint's size for checkpoint findings)."""
+
+    seq: int | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"entry {self.seq}: {self.message}" if self.seq is not None else self.message
+
+
+@dataclass
+class VerifyResult:
+    entries: int = 0
+    checkpoints: int = 0
+    signed_size: int = 0
+    head_hash: str = GENESIS
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [p.seq for p in self.problems if p.seq is not None]
+        return min(seqs) if seqs else None
+
+
+_JSON_COLUMNS = ("changed_fields", "masked_before", "masked_after")
+_BODY_COLUMNS = [c.name for c in LedgerEntry.__table__.columns if c.name != "entry_hash"]
+
+
+def _body_from_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for name in _BODY_COLUMNS:
+        v = rec.get(name)
+        if name in _JSON_COLUMNS and isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                v = {"__unparsable__": v}
+        body[name] = v
+    return body
+
+
+def _body_bytes(body: Mapping[str, Any]) -> bytes:
+    return canonical_json(body).encode("utf-8")
+
+
+def _mask_values(values: Mapping[str, str | None]) -> dict[str, str | None]:
+    return {str(k): (None if v is None else mask_text(str(v))) for k, v in values.items()}
+
+
+# ------------------------------------------------------------------------------------------------ ledger
+
+
+class Ledger:
+    """Append, checkpoint, read and verify, inside the caller's transaction.
+
+    Args:
+        conn: the caller's Connection or Session; nothing here commits.
+        signer: signs checkpoints (None: no checkpoints are written).
+        cipher: encrypts the full diffs (required to append an entry carrying ``diff``).
+        hash_alg: ``sha256`` or ``sm3`` for new entries (existing entries keep theirs).
+        checkpoint_every: sign a checkpoint whenever the ledger crosses a multiple of this size.
+    """
+
+    def __init__(self, conn: Connection | Session, signer: LedgerSigner | None = None, *,
+                 cipher: FieldCipher | None = None, hash_alg: str | None = None,
+                 checkpoint_every: int = 1000) -> None:
+        self.conn = as_connection(conn)
+        self.signer = signer
+        self.cipher = cipher
+        self.hash_alg = hash_alg or (cipher.hash_algorithm if cipher is not None else "sha256")
+        if self.hash_alg not in ("sha256", "sm3"):
+            raise ConfigurationError(f"unknown ledger hash {self.hash_alg!r}; known: sha256, sm3")
+        self.checkpoint_every = checkpoint_every
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _lock_head(self) -> Any:
+        c = self.conn
+        t = LedgerHead.__table__
+        if c.dialect.name == "postgresql":
+            c.execute(text("INSERT INTO ledger_head (id, seq, entry_hash, hash_alg, frontier) "
+                           "VALUES (1, 0, :g, :a, '[]') ON CONFLICT (id) DO NOTHING"),
+                      {"g": GENESIS, "a": self.hash_alg})
+            return c.execute(select(t).where(t.c.id == 1).with_for_update()).mappings().one()
+        # SQLite: a write takes the database write lock, held until the caller's transaction ends
+        if c.execute(update(t).where(t.c.id == 1).values(seq=t.c.seq)).rowcount == 0:
+            c.execute(insert(t).values(id=1, seq=0, entry_hash=GENESIS, hash_alg=self.hash_alg, frontier="[]"))
+        return c.execute(select(t).where(t.c.id == 1)).mappings().one()
+
+    def append(self, entries: Sequence[LedgerEntryIn]) -> list[AppendedEntry]:
+        """Append ``entries`` in order; returns their seq and hash. Serialised against other appenders."""
+        if not entries:
+            return []
+        head = self._lock_head()
+        seq, prev = int(head["seq"]), head["entry_hash"]
+        alg = head["hash_alg"] if seq else self.hash_alg
+        frontier = [(int(h), bytes.fromhex(x)) for h, x in json.loads(head["frontier"])]
+        rows, out = [], []
+        for e in entries:
+            seq += 1
+            diff_enc = None
+            if e.diff is not None:
+                if self.cipher is None:
+                    raise LedgerError("an entry carries a full diff but the ledger has no cipher to encrypt it")
+                diff_enc = self.cipher.encrypt_json(self.conn, e.diff, table="ledger_entries", column="diff_enc",
+                                                    record=seq, party_id=e.party_id)
+            body = {
+                "seq": seq, "prev_hash": prev, "hash_alg": alg, "recorded_at": _now_text(e.at),
+                "run_id": e.run_id, "job": e.job,
+                "source_system": e.source_system, "source_object": e.source_object, "source_id": e.source_id,
+                "target_system": e.target_system, "target_object": e.target_object, "target_id": e.target_id,
+                "party_id": e.party_id, "action": e.action.value,
+                "changed_fields": [str(f) for f in e.changed_fields],
+                "masked_before": _mask_values(e.before), "masked_after": _mask_values(e.after),
+                "diff_enc": diff_enc, "mapping_version": e.mapping_version, "actor": e.actor,
+                "reason": None if e.reason is None else mask_text(e.reason),
+            }
+            data = _body_bytes(body)
+            entry_hash = _h(data, alg).hex()
+            _push_leaf(frontier, _h(b"\x00" + data, alg), alg)
+            row = dict(body, entry_hash=entry_hash)
+            for name in _JSON_COLUMNS:
+                row[name] = canonical_json(row[name])
+            rows.append(row)
+            out.append(AppendedEntry(seq, entry_hash))
+            prev = entry_hash
+        self.conn.execute(insert(LedgerEntry.__table__), rows)
+        before = int(head["seq"])
+        self.conn.execute(update(LedgerHead.__table__).where(LedgerHead.__table__.c.id == 1).values(
+            seq=seq, entry_hash=prev, hash_alg=alg, frontier=json.dumps([[h, x.hex()] for h, x in frontier])))
+        if self.signer is not None and self.checkpoint_every > 0 and \
+                seq // self.checkpoint_every > before // self.checkpoint_every:
+            self.checkpoint()
+        return out
+
+    def checkpoint(self, *, run_id: object | None = None) -> dict[str, Any] | None:
+        """Sign the current head (end of a run, or every N entries). Returns the checkpoint, or None without a
+        signer. ``run_id`` marks the run as closed: an entry for it after this checkpoint is reported as forged."""
+        if self.signer is None:
+            return None
+        head = self._lock_head()
+        alg = head["hash_alg"]
+        frontier = [(int(h), bytes.fromhex(x)) for h, x in json.loads(head["frontier"])]
+        root = _frontier_root(frontier, alg).hex()
+        body = checkpoint_body(int(head["seq"]), root, head["entry_hash"])
+        cp = {"tree_size": int(head["seq"]), "root_hash": root, "chain_head": head["entry_hash"], "hash_alg": alg,
+              "body": body, "signature": self.signer.sign(body), "key_id": self.signer.key_id,
+              "run_id": None if run_id is None else str(run_id), "created_at": _now_text()}
+        self.conn.execute(insert(LedgerCheckpoint.__table__).values(**cp))
+        return cp
+
+    def head(self) -> tuple[int, str]:
+        """(seq, entry hash) of the chain head; (0, GENESIS) when empty."""
+        t = LedgerHead.__table__
+        row = self.conn.execute(select(t.c.seq, t.c.entry_hash).where(t.c.id == 1)).first()
+        return (0, GENESIS) if row is None else (int(row[0]), row[1])
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def iter_entries(self, *, since: datetime | None = None, until: datetime | None = None, job: str | None = None,
+                     run_id: object | None = None, party_ids: Sequence[str] | None = None,
+                     batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Entries in seq order (as stored, JSON columns parsed), streamed in batches."""
+        t = LedgerEntry.__table__
+        q = select(t).order_by(t.c.seq)
+        if since is not None:
+            q = q.where(t.c.recorded_at >= _now_text(since))
+        if until is not None:
+            q = q.where(t.c.recorded_at < _now_text(until))
+        if job is not None:
+            q = q.where(t.c.job == job)
+        if run_id is not None:
+            q = q.where(t.c.run_id == str(run_id))
+        if party_ids is not None:
+            q = q.where(t.c.party_id.in_(list(party_ids)))
+        last = 0
+        while True:
+            rows = self.conn.execute(q.where(t.c.seq > last).limit(batch)).mappings().all()
+            for r in rows:
+                rec = _body_from_record(r)
+                rec["entry_hash"] = r["entry_hash"]
+                yield rec
+            if len(rows) < batch:
+                return
+            last = rows[-1]["seq"]
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        t = LedgerCheckpoint.__table__
+        cols = [c for c in t.c if c.name != "id"]
+        return [dict(r) for r in self.conn.execute(select(*cols).order_by(t.c.id)).mappings()]
+
+    def runs(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Per run: job, first/last time, entry count and counts per action (newest first)."""
+        t = LedgerEntry.__table__
+        q = (select(t.c.run_id, t.c.job, t.c.action, func.count().label("n"), func.min(t.c.recorded_at).label("first"),
+                    func.max(t.c.recorded_at).label("last"), func.min(t.c.seq).label("min_seq"))
+             .where(t.c.run_id.is_not(None)).group_by(t.c.run_id, t.c.job, t.c.action))
+        runs: dict[str, dict[str, Any]] = {}
+        for r in self.conn.execute(q).mappings():
+            run = runs.setdefault(r["run_id"], {
+                "run_id": r["run_id"], "job": r["job"], "first": r["first"], "last": r["last"], "entries": 0,
+                "actions": {}, "min_seq": r["min_seq"]})
+            run["entries"] += r["n"]
+            run["actions"][r["action"]] = r["n"]
+            run["first"], run["last"] = min(run["first"], r["first"]), max(run["last"], r["last"])
+            run["min_seq"] = min(run["min_seq"], r["min_seq"])
+        return sorted(runs.values(), key=lambda x: x["min_seq"], reverse=True)[:limit]
+
+    def decrypt_diff(self, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The full diff of an entry (needs the cipher; raises KeyDestroyedError after erasure)."""
+        if entry.get("diff_enc") is None:
+            return None
+        if self.cipher is None:
+            raise LedgerError("decrypting a diff needs the cipher")
+        return self.cipher.decrypt_json(self.conn, entry["diff_enc"], table="ledger_entries", column="diff_enc",
+                                        record=entry["seq"])
+
+    # -- verifying ---------------------------------------------------------------------------------
+
+    def verify(self, public_key: Ed25519PublicKey | None = None, *, expected_head: tuple[int, str] | None = None,
+               require_signed: bool = False) -> VerifyResult:
+        """Recompute the chain, the Merkle roots and the checkpoint signatures from the database."""
+        if public_key is None and self.signer is not None:
+            public_key = self.signer.public_key
+        result = verify_records(self.iter_entries(), self.checkpoints(), public_key,
+                                expected_head=expected_head, require_signed=require_signed)
+        seq, head_hash = self.head()
+        if seq and (seq != result.entries or head_hash != result.head_hash) and not result.problems:
+            result.problems.append(Problem(min(seq, result.entries + 1), "head-mismatch",
+                                           f"the chain head records seq {seq} but the entries end at "
+                                           f"{result.entries}: entries were removed or added outside the ledger"))
+        return result
+
+
+def verify_records(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[str, Any]],
+                   public_key: Ed25519PublicKey | None = None, *, expected_head: tuple[int, str] | None = None,
+                   require_signed: bool = False) -> VerifyResult:
+    """Verify entries (in seq order as stored) against themselves, the checkpoints and a public key.
+
+    Finds edited or flipped content (hash mismatch), broken links, missing, duplicated or reordered entries,
+    a truncated tail (a checkpoint or ``expected_head`` beyond the last entry), forged entries (after a signed
+    checkpoint that closed their run, or unsigned when ``require_signed``), bad checkpoint signatures and roots.
+    """
+    res = VerifyResult(checkpoints=len(checkpoints))
+    by_size: dict[int, list[Mapping[str, Any]]] = {}
+    for cp in checkpoints:
+        by_size.setdefault(int(cp["tree_size"]), []).append(cp)
+    closed_runs: dict[str, int] = {}
+    frontier: list[tuple[int, bytes]] = []
+    expected_seq, prev_stored = 1, GENESIS
+    chain_hashes: dict[int, str] = {}
+
+    def check_checkpoints(size: int, head_hex: str, alg: str) -> None:
+        for cp in by_size.get(size, []):
+            root = _frontier_root(frontier, alg).hex()
+            body = checkpoint_body(size, root, head_hex)
+            if cp["root_hash"] != root or cp["chain_head"] != head_hex or cp["body"] != body:
+                res.problems.append(Problem(size, "checkpoint-mismatch",
+                                            f"the signed checkpoint at size {size} does not match the entries "
+                                            f"up to seq {size} (history rewritten)"))
+                continue
+            if public_key is not None:
+                try:
+                    public_key.verify(base64.b64decode(cp["signature"]), cp["body"].encode("utf-8"))
+                except (InvalidSignature, binascii.Error, ValueError):
+                    res.problems.append(Problem(size, "bad-signature",
+                                                f"checkpoint at size {size} has an invalid signature "
+                                                f"(key {cp.get('key_id')})"))
+                    continue
+                res.signed_size = max(res.signed_size, size)
+            if cp.get("run_id"):
+                closed_runs.setdefault(str(cp["run_id"]), size)
+
+    if 0 in by_size:
+        check_checkpoints(0, GENESIS, "sha256")
+    for rec in entries:
+        seq = rec.get("seq")
+        if not isinstance(seq, int):
+            res.problems.append(Problem(None, "malformed", f"an entry without a valid seq after {expected_seq - 1}"))
+            continue
+        alg = rec.get("hash_alg") if rec.get("hash_alg") in ("sha256", "sm3") else "sha256"
+        if seq < expected_seq:
+            res.problems.append(Problem(seq, "out-of-order", f"seq {seq} appears again or out of order "
+                                                            f"(after {expected_seq - 1})"))
+            continue
+        if seq > expected_seq:
+            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            res.problems.append(Problem(expected_seq, "missing", f"entries {missing} are missing (deleted)"))
+        body = _body_from_record(rec)
+        data = _body_bytes(body)
+        actual = _h(data, alg).hex()
+        stored = rec.get("entry_hash")
+        if actual != stored:
+            res.problems.append(Problem(seq, "hash-mismatch",
+                                        "content does not match its hash (edited, corrupted or swapped)"))
+        if rec.get("prev_hash") != prev_stored:
+            res.problems.append(Problem(seq, "broken-link", "previous-hash link does not match the entry before it"))
+        run = rec.get("run_id")
+        if run is not None and str(run) in closed_runs:
+            res.problems.append(Problem(seq, "forged", f"entry for run {run} after the signed checkpoint that "
+                                                       f"closed that run (size {closed_runs[str(run)]})"))
+        _push_leaf(frontier, _h(b"\x00" + data, alg), alg)
+        prev_stored = stored if isinstance(stored, str) else actual
+        chain_hashes[seq] = prev_stored
+        res.entries, res.head_hash, expected_seq = seq, prev_stored, seq + 1
+        check_checkpoints(seq, prev_stored, alg)
+    last = expected_seq - 1
+    beyond = [s for s in by_size if s > last]
+    if beyond:
+        res.problems.append(Problem(last + 1, "truncated",
+                                    f"a checkpoint covers {max(beyond)} entries but the ledger ends at seq {last}: "
+                                    f"entries {last + 1}..{max(beyond)} were removed"))
+    if expected_head is not None:
+        eseq, ehash = expected_head
+        if eseq > last:
+            res.problems.append(Problem(last + 1, "truncated", f"expected the ledger to reach seq {eseq}, "
+                                                               f"it ends at {last}"))
+        elif chain_hashes.get(eseq) != ehash:
+            res.problems.append(Problem(eseq, "head-mismatch", f"entry {eseq} does not have the expected hash"))
+    if public_key is None and checkpoints:
+        res.warnings.append("no public key given: checkpoint signatures were not checked")
+    if last > res.signed_size:
+        msg = f"entries {res.signed_size + 1}..{last} are not covered by a signed checkpoint yet"
+        if require_signed:
+            res.problems.append(Problem(res.signed_size + 1, "unsigned", msg))
+        else:
+            res.warnings.append(msg)
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+_CSV_COLUMNS = ["seq", "recorded_at", "run_id", "job", "action", "party_id", "source_system", "source_object",
+                "source_id", "target_system", "target_object", "target_id", "changed_fields", "masked_before",
+                "masked_after", "mapping_version", "actor", "reason", "hash_alg", "prev_hash", "entry_hash"]
+
+
+def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: datetime | None = None,
+                  until: datetime | None = None, job: str | None = None) -> int:
+    """Write entries (masked values only) as JSON Lines (with checkpoints, verifiable offline) or CSV.
+
+    Returns the number of entries written. CSV leaves the encrypted diff out; JSONL keeps it as ciphertext
+    because the hash covers it.
+    """
+    n = 0
+    if fmt == "jsonl":
+        for rec in ledger.iter_entries(since=since, until=until, job=job):
+            out.write(canonical_json({"type": "entry", **rec}) + "\n")
+            n += 1
+        for cp in ledger.checkpoints():
+            out.write(canonical_json({"type": "checkpoint", **cp}) + "\n")
+        return n
+    if fmt == "csv":
+        w = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for rec in ledger.iter_entries(since=since, until=until, job=job):
+            row = dict(rec)
+            row["changed_fields"] = ";".join(rec["changed_fields"]) if isinstance(rec["changed_fields"], list) \
+                else rec["changed_fields"]
+            row["masked_before"] = canonical_json(rec["masked_before"])
+            row["masked_after"] = canonical_json(rec["masked_after"])
+            w.writerow(row)
+            n += 1
+        return n
+    raise ConfigurationError(f"unknown export format {fmt!r}; known: csv, jsonl")
+
+
+def read_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Entries and checkpoints of a JSONL export (the entries in file order)."""
+    entries: list[dict[str, Any]] = []
+    cps: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                raise LedgerError(f"not JSON ({exc.msg})", where=f"{path}:{lineno}") from None
+            kind = rec.pop("type", None)
+            if kind == "entry":
+                entries.append(rec)
+            elif kind == "checkpoint":
+                cps.append(rec)
+            else:
+                raise LedgerError(f"unknown record type {kind!r}", where=f"{path}:{lineno}")
+    return entries, cps
