@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -21,6 +22,15 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 
 COMMAND_MODULES = [
     "crmbridge.cli.simulate_cmd",
+    "crmbridge.cli.mapping_cmd",
+    "crmbridge.cli.config_cmd",
+    "crmbridge.cli.db_cmd",
+    "crmbridge.cli.keys_cmd",
+    "crmbridge.cli.ledger_cmd",
+    "crmbridge.cli.erase_cmd",
+    "crmbridge.cli.run_cmd",
+    "crmbridge.cli.ops_cmd",
+    "crmbridge.cli.demo_cmd",
 ]
 
 app = typer.Typer(
@@ -39,10 +49,15 @@ _state = {"debug": False}
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="Configuration file for every command (same as $CRMBRIDGE_CONFIG).")] = None,
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config:
+        os.environ["CRMBRIDGE_CONFIG"] = config  # each command's own --config reads this variable
+    from crmbridge.core.logsafe import configure_logging
+
+    configure_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
 
 
 for _mod in COMMAND_MODULES:
@@ -62,7 +77,9 @@ def exit_code_for(exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:  # typer.Exit(code) comes back as a return value here
+            sys.exit(rv)
     except CrmBridgeError as exc:
         if _state["debug"]:
             raise
@@ -73,13 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive as click exceptions
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors arrive as (typer's vendored) click exceptions
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # ClickException and its UsageError family
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(1)
         if _state["debug"]:
             raise

@@ -27,6 +27,9 @@ def simulate(
     token_lifetime: Annotated[float | None, typer.Option(help="Access-token lifetime, seconds.")] = None,
     rate_limit: Annotated[float | None, typer.Option(help="Requests per second before throttling.")] = None,
     concurrency_limit: Annotated[int | None, typer.Option(help="Concurrent requests before throttling.")] = None,
+    extra: Annotated[list[str] | None, typer.Option(
+        "--extra", help="A vendor-specific knob as KEY=VALUE, repeatable (e.g. edition=professional; each "
+                        "simulator's module docstring lists its knobs).")] = None,
 ) -> None:
     """Serve one vendor simulator (real HTTP or SOAP on loopback) until Ctrl-C."""
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -34,7 +37,7 @@ def simulate(
     cls = simulator_class(system)
     knobs = Knobs(seed=seed, records=records, bad_fraction=bad_fraction, latency_ms=latency_ms,
                   error_rate=error_rate, drop_rate=drop_rate, token_lifetime=token_lifetime,
-                  rate_limit=rate_limit, concurrency_limit=concurrency_limit)
+                  rate_limit=rate_limit, concurrency_limit=concurrency_limit, extra=_parse_extra(extra or []))
     sim = cls(knobs, host=host, port=port).start()
     for line in sim.banner():
         typer.echo(line)
@@ -47,6 +50,26 @@ def simulate(
         pass
     finally:
         sim.stop()
+
+
+def _parse_extra(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--extra")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for conv in (int, float):
+                try:
+                    value = conv(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
 
 
 def register(app: typer.Typer) -> None:

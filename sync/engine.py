@@ -340,7 +340,7 @@ class JobRunner:
             return d
         d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
         if d.party_id is not None and not raw.deleted:
-            snap = tx.get_snapshot(d.party_id, src.system, src.object)
+            snap = tx.get_snapshot(d.party_id, src.system, _read_key(src.object, ctx.name))
             if snap is not None and snap.content_hash == d.raw_hash:
                 d.silent = True   # re-read in the overlap window, unchanged since it was handled
                 return d
@@ -540,8 +540,8 @@ class JobRunner:
         self._resolve_letters(tx, ctx, d.raw)
         if d.party_id is not None and not d.raw.deleted:
             # the source side: the keyed hash of what was read, for the overlap dedupe
-            tx.put_snapshot(d.party_id, src.system, src.object, content_hash=d.raw_hash or "", blob=b"",
-                            version=d.raw.version)
+            tx.put_snapshot(d.party_id, src.system, _read_key(src.object, ctx.name), content_hash=d.raw_hash or "",
+                            blob=b"", version=d.raw.version)
         if d.action in (Action.CREATED, Action.UPDATED) or (d.action is Action.DELETED and d.item is not None):
             assert d.party_id and d.canonical is not None and d.party is not None
             if d.target_id:
@@ -673,7 +673,7 @@ class JobRunner:
                     pid = tx.get_xref(tgt.system, tgt.object, raw.external_id)
                     if pid is None:
                         continue  # created in the CRM: core banking creates customers, not crmbridge
-                    seen = tx.get_snapshot(pid, tgt.system, _read_key(tgt.object))
+                    seen = tx.get_snapshot(pid, tgt.system, _read_key(tgt.object, ctx.name))
                     if seen is None or seen.content_hash != seen_t[-1].raw_hash:
                         changed_t[pid] = raw  # else an overlap re-read of a record already merged
         for page in src.adapter.extract(src.object, since=cur_s.since, fields=src.mapping.vendor_fields("in") or None):
@@ -707,7 +707,7 @@ class JobRunner:
                 if pid is None or not tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object):
                     fresh.append(raw)
                     continue
-                seen = tx.get_snapshot(pid, side.system, side.object)
+                seen = tx.get_snapshot(pid, side.system, _read_key(side.object, ctx.name))
                 if seen is None or seen.content_hash != keyed_hash(dict(raw.data), ctx.hash_key):
                     known.append((pid, raw))
         return known, fresh
@@ -777,7 +777,7 @@ class JobRunner:
                     to_target.append((d, result.to_target))
                 if result.to_source:
                     linked_s = tx.xrefs_for_party(pid, src.system, src.object)
-                    s_snap = tx.get_snapshot(pid, src.system, src.object)
+                    s_snap = tx.get_snapshot(pid, src.system, _read_key(src.object, ctx.name))
                     payload_s = src.mapping.map_out(merged_party)
                     item_s = WriteItem(key=pid, payload=payload_s, external_id=linked_s[0][2] if linked_s else None,
                                        expected_version=(raw_s.version if raw_s else None)
@@ -850,10 +850,12 @@ class JobRunner:
                         raw_t: RawRecord | None) -> None:
         """Keyed hashes of the records just merged, so overlap re-reads of them are recognised."""
         if raw_s is not None:
-            tx.put_snapshot(pid, ctx.source.system, ctx.source.object, blob=b"", version=raw_s.version,
+            tx.put_snapshot(pid, ctx.source.system, _read_key(ctx.source.object, ctx.name), blob=b"",
+                            version=raw_s.version,
                             content_hash=keyed_hash(dict(raw_s.data), ctx.hash_key))
         if raw_t is not None:
-            tx.put_snapshot(pid, ctx.target.system, _read_key(ctx.target.object), blob=b"", version=raw_t.version,
+            tx.put_snapshot(pid, ctx.target.system, _read_key(ctx.target.object, ctx.name), blob=b"",
+                            version=raw_t.version,
                             content_hash=keyed_hash(dict(raw_t.data), ctx.hash_key))
 
     def _outcome_entry(self, ctx: _Ctx, d: _Decision, r: WriteResult, moved: dict[str, Any],
@@ -880,10 +882,11 @@ def _path_filter(paths: list[str]) -> Callable[[str], bool]:
     return covered
 
 
-def _read_key(obj: str) -> str:
-    """Snapshot key of the last-read hash of a two-way target's records (the object's own key holds the synced
-    canonical state)."""
-    return f"{obj}@read"
+def _read_key(obj: str, job: str) -> str:
+    """Snapshot key under which a job keeps the keyed hash of the records it last read from ``obj`` (each job its
+    own: two jobs reading the same source must each handle a record once; the object's own key holds the synced
+    canonical state of a target)."""
+    return f"{obj}@read:{job}"
 
 
 def _content(flat: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                     report.not_pushed["invalid at the source (dead letters)"] = (
                         report.not_pushed.get("invalid at the source (dead letters)", 0) + 1)
                     continue
+                if tmap.fixed_party_type and str(party.party_type) != tmap.fixed_party_type:
+                    continue  # not this job's kind of party
                 if job.consent_purpose and not party.has_consent(job.consent_purpose):
                     report.not_pushed["no consent"] = report.not_pushed.get("no consent", 0) + 1
                     continue

@@ -61,25 +61,38 @@ class RunReport:
 _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "suspicious": "yellow", "running": "cyan"}
 
 
+_ACTION_LABELS = {
+    Action.CREATED: "created", Action.UPDATED: "updated", Action.SKIPPED_UNCHANGED: "unchanged",
+    Action.SKIPPED_NO_CONSENT: "no consent", Action.SKIPPED_ECHO: "echo", Action.CONFLICT: "conflicts",
+    Action.FAILED: "failed", Action.DELETED: "deleted",
+}
+
+
 def render_summary(report: RunReport, console: Console | None = None) -> None:
-    """The end-of-run summary table."""
+    """The end-of-run summary table: what was read, each decision taken (only those that happened), the vendor
+    calls it cost, retries and duration."""
     console = console or Console()
-    title = f"{'DRY RUN — ' if report.dry_run else ''}job {report.job} · run {report.run_id[:8]}"
-    t = Table(title=title, show_header=True, header_style="bold")
-    t.add_column("read", justify="right")
-    for col in ("created", "updated", "unchanged", "no consent", "echo", "conflicts", "failed", "deleted"):
-        t.add_column(col, justify="right")
-    t.add_column("API calls", justify="right")
-    t.add_column("retries", justify="right")
-    t.add_column("duration", justify="right")
-    a = report.actions
-    t.add_row(str(report.read), str(a[Action.CREATED]), str(a[Action.UPDATED]), str(a[Action.SKIPPED_UNCHANGED]),
-              str(a[Action.SKIPPED_NO_CONSENT]), str(a[Action.SKIPPED_ECHO]), str(a[Action.CONFLICT]),
-              str(a[Action.FAILED]), str(a[Action.DELETED]), str(sum(report.api_calls.values())),
-              str(report.retries), f"{report.duration_seconds:.1f}s")
+    title = f"{'DRY RUN — ' if report.dry_run else ''}job {report.job} · run {report.run_id}"
+    cols: list[tuple[str, str]] = [("read", str(report.read))]
+    if report.out_of_scope:
+        cols.append(("out of scope", str(report.out_of_scope)))
+    for action, label in _ACTION_LABELS.items():
+        n = report.actions.get(action, 0)
+        if n or action in (Action.CREATED, Action.UPDATED, Action.FAILED):
+            cols.append((label, str(n)))
+    if report.dry_run:
+        cols.append(("write calls planned", str(report.planned_write_calls)))
+    cols += [("API calls", str(sum(report.api_calls.values()))), ("retries", str(report.retries)),
+             ("time", f"{report.duration_seconds:.1f}s")]
+    t = Table(title=title, show_header=True, header_style="bold", title_justify="left")
+    for label, _ in cols:
+        t.add_column(label, justify="right", no_wrap=True)
+    t.add_row(*(value for _, value in cols))
     console.print(t)
     style = _STATUS_STYLE.get(report.status, "")
-    console.print(f"status: [{style}]{report.status}[/]" + (f" — {report.error}" if report.error else ""))
+    calls = ", ".join(f"{k} {v}" for k, v in sorted(report.api_calls.items()))
+    console.print(f"status: [{style}]{report.status}[/]" + (f" — {report.error}" if report.error else "")
+                  + (f"   (API calls: {calls})" if calls else ""), highlight=False)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if report.credits_remaining is not None:

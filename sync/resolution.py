@@ -15,7 +15,7 @@ from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.canonical.model import parse_party
 from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeError
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.engine import _masked, _path_filter, _project, _snap_row, keyed_hash
+from crmbridge.sync.engine import _masked, _path_filter, _project, _read_key, _snap_row, keyed_hash
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import flatten, unflatten
 from crmbridge.sync.protect import seal, unseal
@@ -70,7 +70,7 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
                               row=_snap_row(pid, job.target_system, job.target_object), token=snap.blob))
         t_ext = tx.xrefs_for_party(pid, job.target_system, job.target_object)
         s_ext = tx.xrefs_for_party(pid, job.source_system, job.source_object)
-        s_snap = tx.get_snapshot(pid, job.source_system, job.source_object)
+        s_snap = tx.get_snapshot(pid, job.source_system, _read_key(job.source_object, row["job"]))
     flat[path] = chosen
     party = parse_party({**unflatten(flat), "party_id": str(uuid.UUID(pid))})
     wrote: list[str] = []

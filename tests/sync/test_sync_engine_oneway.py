@@ -1,0 +1,213 @@
+"""One-way runs end to end: core banking (SOAP simulator) → Zoho CRM (simulator), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sync_helpers import CUSTOMERS, custno, share_granted, synthetic
+
+from crmbridge.sync.bootstrap import bootstrap
+from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.sync.engine import run_job
+from crmbridge.sync.ledger import Action, Ledger
+from crmbridge.sync.reconcile import reconcile
+
+UPSERT = "POST /crm/v8/Contacts/upsert"
+
+
+def zoho_party_ids(env: DemoEnvironment) -> list[str]:
+    return [r.get("Party_ID") for r in env.zoho.stores["Contacts"].records.values()]
+
+
+def expected_in_zoho() -> set[str]:
+    out = set()
+    for i in range(CUSTOMERS):
+        c = synthetic(i)
+        # the core simulator seeds every customer open (RECORD_STAT O), whatever the generator's lifecycle says
+        if c.is_individual and c.should_validate and share_granted(c):
+            out.add(custno(i))
+    return out
+
+
+def rejected() -> set[str]:
+    return {custno(i) for i in range(CUSTOMERS) if not synthetic(i).should_validate}
+
+
+def ledger_ok(rt) -> bool:  # type: ignore[no-untyped-def]
+    with rt.store.transaction() as tx:
+        result = Ledger(tx.connection, rt.signer, cipher=rt.cipher).verify(rt.signer.public_key)
+    return result.ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_every_valid_consented_individual_lands_once_and_bad_records_are_dead_lettered(
+        tmp_path, request, backend) -> None:  # type: ignore[no-untyped-def]
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=0.1, seed=11, state_url=url) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            report = run_job(rt, "core_to_zoho")
+            assert report.status == "succeeded", report.error
+            ids = zoho_party_ids(env)
+            assert len(ids) == len(set(ids)), "a party was written twice"
+            with rt.store.transaction() as tx:
+                linked = {tx.xrefs_for_party(pid, "corebank", "Customer")[0][2] for pid in ids}
+                letters = tx.list_dead_letters("core_to_zoho", status=["open"], limit=1000)
+            assert linked == expected_in_zoho()
+            assert {d["external_id"] for d in letters} == rejected()
+            assert all(d["message"] and d["payload"] for d in letters)
+            assert report.actions[Action.CREATED] == len(expected_in_zoho())
+            assert report.read == CUSTOMERS
+            assert ledger_ok(rt)
+            assert reconcile(rt, "core_to_zoho").complete
+        finally:
+            rt.close()
+
+
+def test_a_second_run_without_source_changes_makes_no_write_call(env, rt) -> None:  # type: ignore[no-untyped-def]
+    first = run_job(rt, "core_to_zoho")
+    calls = env.zoho.requests_seen[UPSERT]
+    assert first.actions[Action.CREATED] > 0 and calls >= 1
+    second = run_job(rt, "core_to_zoho")
+    assert second.status == "succeeded"
+    assert env.zoho.requests_seen[UPSERT] == calls
+    assert second.actions[Action.CREATED] == second.actions[Action.UPDATED] == 0
+
+
+def test_one_changed_source_record_costs_one_update(env, rt) -> None:  # type: ignore[no-untyped-def]
+    run_job(rt, "core_to_zoho")
+    target = sorted(expected_in_zoho())[0]
+    record = env.core.store.get(target)
+    env.core.store.touch(target, segment="PRIVATE" if record["segment"] != "PRIVATE" else "MASS")
+    calls = env.zoho.requests_seen[UPSERT]
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.UPDATED] == 1
+    assert report.actions[Action.CREATED] == 0
+    assert env.zoho.requests_seen[UPSERT] == calls + 1
+
+
+def test_an_unchanged_field_change_at_the_source_costs_no_write(env, rt) -> None:  # type: ignore[no-untyped-def]
+    run_job(rt, "core_to_zoho")
+    target = sorted(expected_in_zoho())[0]
+    env.core.store.touch(target)   # MODNO and timestamp move, nothing the CRM sees changes
+    calls = env.zoho.requests_seen[UPSERT]
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.SKIPPED_UNCHANGED] == 1
+    assert env.zoho.requests_seen[UPSERT] == calls
+
+
+def test_dry_run_writes_nothing_anywhere(env, rt) -> None:  # type: ignore[no-untyped-def]
+    plan = run_job(rt, "core_to_zoho", dry_run=True)
+    assert plan.dry_run and plan.status == "succeeded"
+    assert plan.actions[Action.CREATED] == len(expected_in_zoho())
+    assert plan.planned_write_calls == 1
+    assert env.zoho.requests_seen[UPSERT] == 0
+    with rt.store.transaction() as tx:
+        assert tx.get_cursor("core_to_zoho", "corebank.Customer") is None
+        assert tx.list_runs("core_to_zoho") == []
+        assert Ledger(tx.connection).head()[0] == 0
+        assert tx.list_dead_letters(limit=10) == []
+    # field-level diffs are masked: no clear ID number or mobile in the plan
+    shown = " ".join(v for p in plan.plan for pair in p.fields.values() for v in pair)
+    for i in range(CUSTOMERS):
+        c = synthetic(i)
+        assert c.id_number not in shown
+        if c.mobile:
+            assert c.mobile not in shown
+    real = run_job(rt, "core_to_zoho")
+    assert real.actions[Action.CREATED] == plan.actions[Action.CREATED]
+
+
+def test_withdrawn_consent_is_not_pushed_and_the_ledger_says_why(env, rt) -> None:  # type: ignore[no-untyped-def]
+    target = sorted(expected_in_zoho())[0]
+    env.core.store.touch(target, consent_crm="N")
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.SKIPPED_NO_CONSENT] >= 1
+    with rt.store.transaction() as tx:
+        entries = [e for e in Ledger(tx.connection).iter_entries(job="core_to_zoho")
+                   if e["source_id"] == target]
+    assert [e["action"] for e in entries] == ["skipped-no-consent"]
+    assert "SHARE_WITH_CRM_VENDOR" in (entries[0]["reason"] or "")
+    assert target not in {r for r in expected_in_zoho() - {target}}
+    with rt.store.transaction() as tx:
+        assert tx.xrefs_for_party(entries[0]["party_id"], "zoho_cn", "Contacts") == []
+
+
+def test_a_closed_customer_is_deactivated_at_the_target(env, rt) -> None:  # type: ignore[no-untyped-def]
+    run_job(rt, "core_to_zoho")
+    target = sorted(expected_in_zoho())[0]
+    env.core.store.close(target)
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.DELETED] == 1
+    with rt.store.transaction() as tx:
+        pid = tx.get_xref("corebank", "Customer", target)
+        zoho_id = tx.xrefs_for_party(pid, "zoho_cn", "Contacts")
+    assert len(zoho_id) == 1   # deactivated, not deleted: the CRM keeps the record, marked closed
+    matches = env.zoho.find("Contacts", "Party_ID", pid)
+    assert len(matches) == 1 and matches[0]["Lifecycle_Stage"] == "CLOSED"
+    # closing is final: a further run does not write it again
+    calls = env.zoho.requests_seen[UPSERT]
+    run_job(rt, "core_to_zoho")
+    assert env.zoho.requests_seen[UPSERT] == calls
+
+
+def test_a_fixed_bad_record_is_retried_from_the_dead_letters(env, rt) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    run_job(rt, "core_to_zoho")
+    bad = next(custno(i) for i in range(CUSTOMERS)
+               if synthetic(i).defect == "malformed_mobile" and synthetic(i).is_individual
+               and share_granted(synthetic(i)))
+    env.core.store.touch(bad, mobile="13912345678")
+    with rt.store.transaction() as tx:
+        letter = next(d for d in tx.list_dead_letters(status=["open"], limit=1000) if d["external_id"] == bad)
+        tx.mark_dead_letter(letter["id"], "open", next_attempt_at=datetime.now(UTC))
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.CREATED] == 1
+    with rt.store.transaction() as tx:
+        assert tx.get_dead_letter(letter["id"])["status"] == "resolved"
+        pid = tx.get_xref("corebank", "Customer", bad)
+    assert len(env.zoho.find("Contacts", "Party_ID", pid)) == 1
+
+
+def test_reconcile_finds_a_record_deleted_behind_crmbridges_back(env, rt) -> None:  # type: ignore[no-untyped-def]
+    run_job(rt, "core_to_zoho")
+    target = sorted(expected_in_zoho())[0]
+    with rt.store.transaction() as tx:
+        pid = tx.get_xref("corebank", "Customer", target)
+    zoho = rt.adapter("zoho_cn")
+    (row,) = env.zoho.find("Contacts", "Party_ID", pid)
+    zoho.delete("Contacts", [row["id"]])
+    rep = reconcile(rt, "core_to_zoho")
+    assert not rep.complete
+    assert rep.missing == [target]
+    assert rep.matched == len(expected_in_zoho()) - 1
+
+
+def test_ledger_and_logs_never_hold_personal_data_in_clear(env, rt, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from sqlalchemy import MetaData, select
+
+    caplog.set_level(logging.DEBUG)
+    run_job(rt, "core_fxiaoke")
+    secrets: list[str] = []
+    for i in range(CUSTOMERS):
+        c = synthetic(i)
+        secrets += [v for v in (c.id_number, c.mobile, c.email, c.address.street) if v and len(v) >= 6]
+        if c.is_individual and c.name and len(c.name) >= 3:   # a company's name is not personal data
+            secrets.append(c.name)
+    meta = MetaData()
+    meta.reflect(rt.store.engine)
+    seen = Counter[str]()
+    with rt.store.engine.connect() as conn:
+        for table in meta.sorted_tables:
+            for row in conn.execute(select(table)):
+                text = " ".join(str(v) for v in row)
+                for s in secrets:
+                    if s in text:
+                        seen[f"{table.name}:{s[:2]}…"] += 1
+    assert not seen, f"personal data in clear in the state database: {dict(seen)}"
+    logs = caplog.text
+    assert not [s for s in secrets if s in logs]
