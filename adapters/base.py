@@ -12,6 +12,7 @@ errors of :mod:`crmbridge.core.errors`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 import time
@@ -75,10 +76,15 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A page of records and the opaque state that fetches the next page (``None`` at the end)."""
+    """A page of records and the opaque state that fetches the next page (``None`` at the end).
+
+    ``full_scan`` is set when the vendor could not filter by ``since`` and the page comes from a full
+    scan: the engine's content-hash change detection then decides what changed.
+    """
 
     records: list[RawRecord]
     next_state: Any = None
+    full_scan: bool = False
 
 
 class WriteStatus(enum.StrEnum):
@@ -100,6 +106,9 @@ class WriteItem:
         external_id: the target's id when the cross-reference knows it (then this is an update).
         key_field: the target field that holds ``key`` (Zoho's ``duplicate_check_fields``, Fxiaoke's lookup field).
         expected_version: the version the write is based on (stale → CONFLICT, never an overwrite).
+        known_new: the caller knows the record is not at the target (no cross-reference and no unfinished write
+            intent for its key), so an adapter without upsert may create it without looking it up first. Honoured
+            on the first attempt only: a retry (after a timeout that may have applied the create) looks it up.
     """
 
     key: str
@@ -107,6 +116,7 @@ class WriteItem:
     external_id: str | None = None
     key_field: str | None = None
     expected_version: str | None = None
+    known_new: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +192,11 @@ class Adapter(ABC):
     max_batch_size: ClassVar[int] = 100
     #: default concurrent calls when the config does not say
     default_concurrency: ClassVar[int] = 1
+    #: writes are idempotent upserts by the key field; False: the engine journals write intents and looks a record
+    #: up by key before repeating a create an interrupted run may have applied (Fxiaoke)
+    supports_upsert: ClassVar[bool] = True
+    #: extract yields records oldest first, so a cursor may move after each batch
+    ordered_extract: ClassVar[bool] = True
 
     def __init__(self, config: AdapterConfig, *, system: str | None = None,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -227,7 +242,16 @@ class Adapter(ABC):
         batches = [list(items[i:i + self.max_batch_size]) for i in range(0, len(items), self.max_batch_size)]
 
         def run(batch: list[WriteItem]) -> list[WriteResult]:
-            results = self._retrying(lambda: self._write_batch(obj, batch))
+            tries = 0
+
+            def attempt() -> list[WriteResult]:
+                nonlocal tries
+                tries += 1
+                # a retry may follow a create the vendor applied before the connection failed: look it up again
+                items_now = batch if tries == 1 else [dataclasses.replace(i, known_new=False) for i in batch]
+                return self._write_batch(obj, items_now)
+
+            results = self._retrying(attempt)
             if len(results) != len(batch):
                 raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
             return results

@@ -28,6 +28,7 @@ Dry runs take the same decisions, call no write API and roll back every state ch
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -56,7 +57,7 @@ from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
 from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport
-from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters
+from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "keyed_hash", "run_job"]
 
@@ -160,6 +161,8 @@ class _Ctx:
     dry_run: bool
     actor: str
     pending_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: keys with an unfinished write intent at the target from any job (another job may have half-written them)
+    unfinished_keys: set[str] = field(default_factory=set)
 
 
 class JobRunner:
@@ -272,6 +275,10 @@ class JobRunner:
             cur = self._cursor(tx, ctx, src)
             ctx.pending_intents = {i["key"]: i for i in tx.pending_write_intents(
                 ctx.name, target_system=ctx.target.system) if i["target_object"] == ctx.target.object}
+            ctx.unfinished_keys = set(tx.connection.execute(select(write_intents.c.key).where(
+                write_intents.c.target_system == ctx.target.system,
+                write_intents.c.target_object == ctx.target.object,
+                write_intents.c.status == "pending")).scalars())
             due = self._due_dead_letters(tx, ctx)
         # 1. records that failed before, fetched again from the source
         for chunk in _chunks(due, job.batch_size):
@@ -494,6 +501,8 @@ class JobRunner:
                         d.item = WriteItem(key=d.item.key, payload=d.item.payload, external_id=found.external_id,
                                            key_field=d.item.key_field)
                 tx.complete_write_intent(earlier["id"], external_id=d.item.external_id, failed=True)
+            if d.item.external_id is None and earlier is None and d.item.key not in ctx.unfinished_keys:
+                d.item = dataclasses.replace(d.item, known_new=True)  # never written: create without a lookup
             d.intent_id = tx.add_write_intent(
                 ctx.name, target_system=tgt.system, target_object=tgt.object, key=d.item.key,
                 operation="update" if d.item.external_id else "create", payload_hash=d.payload_hash or "",

@@ -145,6 +145,7 @@ class FxiaokeAdapter(Adapter):
     Config: ClassVar[type[AdapterConfig]] = FxiaokeConfig
     max_batch_size: ClassVar[int] = 1
     default_concurrency: ClassVar[int] = 1
+    supports_upsert: ClassVar[bool] = False   # create/update only: the engine journals write intents
 
     def __init__(self, config: AdapterConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
@@ -268,7 +269,7 @@ class FxiaokeAdapter(Adapter):
         current: dict[str, Any] | None = None
         target = item.external_id
         if target is None:
-            found = self._find_all(obj, key_field, item.key)
+            found = [] if item.known_new else self._find_all(obj, key_field, item.key)
             if len(found) > 1:
                 return WriteResult(item.key, WriteStatus.FAILED, error=RecordRejectedError(
                     f"{len(found)} {obj} records share this {key_field}; resolve the duplicate in Fxiaoke",
