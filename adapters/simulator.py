@@ -18,6 +18,7 @@ import enum
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -93,6 +94,7 @@ class Response:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -136,6 +138,11 @@ class _Server(ThreadingHTTPServer):
         self.sim = sim
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client gave up (its timeout, a dropped connection): nothing to report
+        super().handle_error(request, client_address)
+
 
 class Simulator:
     """A vendor simulator serving real HTTP on loopback.
@@ -168,7 +175,8 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._server = _Server((self.host, self.port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.vendor}-sim", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{self.vendor}-sim", daemon=True)
         self._thread.start()
         return self
 
