@@ -21,6 +21,9 @@ DEFAULT_URL = "sqlite:///var/crmbridge.db"
 #: every module that defines tables on Base
 MODEL_MODULES = [
     "crmbridge.sync.store",
+    "crmbridge.sync.crypto",
+    "crmbridge.sync.ledger",
+    "crmbridge.sync.protect",
 ]
 
 NAMING = {

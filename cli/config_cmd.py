@@ -1,0 +1,65 @@
+"""``crmbridge config check|schema``: validate the configuration file, print its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crmbridge.core.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
+from crmbridge.core.errors import ConfigurationError
+
+__all__ = ["register"]
+
+config_app = typer.Typer(help="Check the configuration file; print its JSON Schema.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="Configuration file (default: $CRMBRIDGE_CONFIG, else config/crmbridge.yaml).",
+    envvar="CRMBRIDGE_CONFIG", show_envvar=True)]
+
+SCHEMA_FILE = PACKAGE_ROOT / "config" / "schema.json"
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line, err=True)
+    raise SystemExit(2)
+
+
+@config_app.command("check")
+def check(config: ConfigOption = None) -> None:
+    """Validate the file and resolve every secret reference; print OK or every error (exit 2)."""
+    try:
+        cfg = load_config(config)
+    except ConfigurationError as exc:
+        _fail(str(exc).splitlines())
+    problems = check_secrets(cfg)
+    if problems:
+        _fail([f"{cfg.source_file}: {len(problems)} secret reference(s) cannot be resolved",
+               *(f"  {p}" for p in problems)])
+    n, m = len(cfg.systems), len(cfg.jobs)
+    typer.echo(f"OK: {n} system{'s' if n != 1 else ''}, {m} job{'s' if m != 1 else ''} ({cfg.source_file})")
+
+
+@config_app.command("schema")
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")]
+    = None,
+    write: Annotated[bool, typer.Option("--write", help=f"Write the shipped {SCHEMA_FILE.name} (config/).")]
+    = False,
+) -> None:
+    """Print the JSON Schema of the configuration file (editors use it to check crmbridge.yaml)."""
+    text = json.dumps(config_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    target = SCHEMA_FILE if write else output
+    if target is None:
+        sys.stdout.write(text)
+        return
+    target.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {target}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")

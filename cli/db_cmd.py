@@ -1,0 +1,73 @@
+"""``crmbridge db upgrade|current``: create or migrate the state database (Alembic, shipped in the package).
+
+Alembic and the configuration loader are imported when a command runs, so ``crmbridge --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import make_url
+
+from crmbridge.core.errors import ConfigurationError
+
+__all__ = ["register"]
+
+db_app = typer.Typer(help="Create or migrate the state database.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="Configuration file whose state.url to use (default: $CRMBRIDGE_CONFIG, else "
+    "config/crmbridge.yaml).", envvar="CRMBRIDGE_CONFIG", show_envvar=True)]
+UrlOption = Annotated[str | None, typer.Option("--url", help="State database URL (overrides --config).")]
+
+
+def _url(config: Path | None, url: str | None) -> str:
+    if url:
+        return url
+    from crmbridge.core.config import load_config
+
+    try:
+        return load_config(config).state.url
+    except ConfigurationError as exc:
+        for line in str(exc).splitlines():
+            typer.echo(line, err=True)
+        raise SystemExit(2) from None
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def upgrade(config: ConfigOption = None, url: UrlOption = None,
+            revision: Annotated[str, typer.Option(help="Target revision.")] = "heads") -> None:
+    """Bring the schema to the newest revision (creates it on an empty database; safe to repeat)."""
+    from crmbridge.sync.migrate import current as current_revisions
+    from crmbridge.sync.migrate import upgrade as upgrade_db
+
+    target = _url(config, url)
+    before = current_revisions(target)
+    after = upgrade_db(target, revision)
+    was = ", ".join(before) or "empty"
+    now = ", ".join(after) or "empty"
+    verb = "already at" if before == after else f"upgraded from {was} to"
+    typer.echo(f"{_shown(target)}: {verb} {now}")
+
+
+@db_app.command("current")
+def current(config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Show the schema revision of the state database and the newest one available."""
+    from crmbridge.sync.migrate import current as current_revisions
+    from crmbridge.sync.migrate import heads
+
+    target = _url(config, url)
+    revs = current_revisions(target)
+    newest = heads()
+    state = "up to date" if revs == newest else "needs `crmbridge db upgrade`"
+    typer.echo(f"{_shown(target)}: at {', '.join(revs) or 'empty'}; newest {', '.join(newest)} ({state})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,728 @@
+"""crmbridge's configuration: one YAML file, validated once at load into pydantic models.
+
+Where the file is: ``--config FILE``, else the environment variable ``CRMBRIDGE_CONFIG``, else
+``config/crmbridge.yaml`` (relative to the current directory). See that file for every key, documented.
+
+:func:`load_config` collects EVERY problem before it raises one :class:`ConfigurationError` listing them,
+one per line, as ``file:line: key.path: what was expected (got <value>)``. Line numbers come from the YAML
+itself (:class:`_MarkingLoader` records where each key path starts); a value that looks secret or
+personal is masked, and a secret's value is never shown.
+
+Systems are validated by their adapter's own ``Config`` model (``crmbridge.adapters.registry``), so each
+vendor owns its keys; the top-level ``retry`` policy is the default of every system that sets none. Jobs are
+checked across fields: their systems exist, their mapping files exist, the schedule is a valid crontab, owners
+in a source-of-truth policy are the job's own systems.
+
+Secrets are references (``env:NAME`` / ``file:PATH``); loading only checks their form.
+:func:`check_secrets` (run by ``crmbridge config check``) resolves every one and reports the unset or
+unreadable ones, again with file, line and key path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    SerializeAsAny,
+    field_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.json_schema import models_json_schema
+
+from crmbridge.adapters.base import AdapterConfig
+from crmbridge.canonical.masking import mask
+from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
+from crmbridge.core.retry import RetryPolicy
+from crmbridge.core.secrets import SecretRef, resolve_secret
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "MATCH_KEYS",
+    "PACKAGE_ROOT",
+    "ConflictPolicy",
+    "CrmBridgeConfig",
+    "JobConfig",
+    "KeysConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "NotificationsConfig",
+    "StateConfig",
+    "WebhookConfig",
+    "check_secrets",
+    "config_json_schema",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "resolve_mapping_path",
+]
+
+CONFIG_ENV = "CRMBRIDGE_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config/crmbridge.yaml")
+DEFAULT_STATE_URL = "sqlite:///var/crmbridge.db"
+#: the package root (the repository root in a checkout); ``mappings/`` lives under it
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+MAX_BATCH_SIZE = 5000
+
+#: canonical keys a match rule may combine: identifier schemes (CANONICAL.md §2), contact point types, name fields
+MATCH_KEYS = frozenset({
+    "CN_RIC", "CN_TEMP_RIC", "PASSPORT", "HK_MO_PERMIT", "TW_PERMIT", "HMT_RESIDENCE_PERMIT", "FOREIGN_PR_ID",
+    "CN_USCC", "ORG_CODE", "BUSINESS_LICENCE",
+    "mobile", "landline", "email", "wechat_openid", "name", "date_of_birth",
+})
+
+_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+_SECRET_VALIDATOR = typing.get_args(SecretRef)[1]
+
+
+def default_config_path() -> Path:
+    """``$CRMBRIDGE_CONFIG`` if set, else ``config/crmbridge.yaml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+@dataclass
+class _Source:
+    path: Path | None
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else "<config>"
+
+    def line(self, loc: tuple[str | int, ...]) -> int | None:
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.lines:
+                return self.lines[loc[:n]]
+        return None
+
+    def where(self, loc: tuple[str | int, ...]) -> str:
+        line = self.line(loc)
+        return f"{self.name}:{line}" if line else self.name
+
+
+
+# ============================================================================================ models
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StateConfig(_Model):
+    """Where crmbridge keeps its state (runs, cursors, cross-references, snapshots, ledger...).
+
+    ``url`` is a SQLAlchemy URL. A relative SQLite path (``sqlite:///var/crmbridge.db``) is relative to the
+    CURRENT directory of the process, not to the config file; use ``sqlite:////abs/path.db`` to pin it.
+    """
+
+    url: str = Field(DEFAULT_STATE_URL, description="SQLAlchemy URL: sqlite:///relative/to/cwd.db, "
+                     "sqlite:////absolute.db or postgresql+psycopg2://user@host/db")
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("must be a sqlite:/// or postgresql:// SQLAlchemy URL")
+        if re.match(r"^postgresql(\+\w+)?://[^/@:]+:[^/@]+@", v):
+            raise ValueError("must not carry a password; use a .pgpass file or PGPASSWORD")
+        return v
+
+
+def _provider_name(v: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9_.-]*$", v):
+        raise ValueError("must be env, file or the name of a key-provider plugin")
+    return v
+
+
+class KeysConfig(_Model):
+    """The master key (wraps the data keys that encrypt personal data at rest) and the ledger signing key."""
+
+    master_key: SecretRef = Field(description="reference to the master key: env:NAME or file:PATH (base64, 32 bytes)")
+    algorithm: Literal["aes-256-gcm", "sm4-gcm"] = "aes-256-gcm"
+    provider: Annotated[str, AfterValidator(_provider_name)] | None = Field(
+        None, description="env | file | a key-service plugin; default: the kind of master_key's reference")
+    signing_key: SecretRef | None = Field(None, description="Ed25519 key signing ledger checkpoints")
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_matches(cls, v: str | None, info: Any) -> str | None:
+        ref = info.data.get("master_key")
+        if v in ("env", "file") and isinstance(ref, str) and not ref.startswith(v + ":"):
+            raise ValueError(f"provider {v} needs master_key as '{v}:...'")
+        return v
+
+    @property
+    def effective_provider(self) -> str:
+        return self.provider or self.master_key.split(":", 1)[0]
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    file: str | None = Field(None, description="log file; default standard error")
+
+
+class MetricsConfig(_Model):
+    port: int | None = Field(None, ge=1, le=65535, description="Prometheus /metrics port; off if unset")
+    host: str = "127.0.0.1"
+
+
+class WebhookConfig(_Model):
+    url: HttpUrl
+    events: list[Literal["run_failed", "run_partial", "dead_letter", "conflict", "lease_lost"]] = Field(
+        default_factory=lambda: ["run_failed"])
+    secret: SecretRef | None = Field(None, description="HMAC key signing each notification")
+    timeout: float = Field(5.0, gt=0, le=60)
+
+
+class NotificationsConfig(_Model):
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+
+def _object_ref(v: str) -> str:
+    system, dot, obj = v.partition(".")
+    if not dot or not re.match(_NAME, system) or not obj.strip() or obj != obj.strip():
+        raise ValueError("must be 'system.Object' (a configured system name, a dot, a non-empty object name)")
+    return v
+
+
+def _crontab(v: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(v, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"must be a 5-field crontab such as '*/15 * * * *' ({exc})") from None
+    return v
+
+
+def _match_rule(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("a match rule needs at least one key")
+    unknown = [k for k in v if k not in MATCH_KEYS]
+    if unknown:
+        raise ValueError(f"unknown match key(s) {', '.join(unknown)}; known: {', '.join(sorted(MATCH_KEYS))}")
+    if len(set(v)) != len(v):
+        raise ValueError("a key is repeated in the rule")
+    return v
+
+
+ObjectRef = Annotated[str, AfterValidator(_object_ref)]
+Crontab = Annotated[str, AfterValidator(_crontab)]
+MatchRule = Annotated[list[str], AfterValidator(_match_rule)]
+
+
+class ConflictPolicy(_Model):
+    """What happens when both sides changed a field (two-way jobs) or who owns a field.
+
+    ``owners`` maps canonical path globs (``identifiers.*``, ``contact_points.*``) to the system that owns them
+    under ``source_of_truth``; unlisted fields belong to the job's source.
+    """
+
+    type: Literal["source_of_truth", "last_writer_wins", "manual"] = "source_of_truth"
+    owners: dict[str, str] = Field(default_factory=dict)
+    clock_tolerance_seconds: float = Field(5.0, ge=0, le=3600,
+                                           description="last_writer_wins: closer than this counts as a tie")
+
+
+class JobConfig(_Model):
+    """One sync job: records of ``source`` go to ``target`` through the two mappings."""
+
+    source: ObjectRef = Field(description="system.Object the records come from")
+    target: ObjectRef = Field(description="system.Object they are written to")
+    source_mapping: str = Field(description="mapping file source → canonical (under mappings/)")
+    target_mapping: str = Field(description="mapping file canonical → target (under mappings/)")
+    schedule: Crontab | None = Field(None, description="crontab, UTC; unset = run by hand only")
+    direction: Literal["one_way", "two_way"] = "one_way"
+    conflict_policy: ConflictPolicy = Field(default_factory=ConflictPolicy)
+    delete_policy: Literal["propagate", "deactivate", "ignore"] = "ignore"
+    consent_purpose: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = Field(
+        None, description="consent a party needs before being pushed to the target (e.g. SHARE_WITH_CRM_VENDOR)")
+    batch_size: int = Field(100, ge=1, le=MAX_BATCH_SIZE)
+    match_rules: list[MatchRule] = Field(default_factory=list,
+                                         description="tried in order; each a list of canonical keys matched together")
+    overlap_seconds: int = Field(60, ge=0, le=86400)
+    dead_letter_max_attempts: int = Field(5, ge=1, le=100)
+    enabled: bool = True
+    expected_duration_seconds: int | None = Field(None, ge=1)
+
+    @property
+    def source_system(self) -> str:
+        return self.source.split(".", 1)[0]
+
+    @property
+    def source_object(self) -> str:
+        return self.source.split(".", 1)[1]
+
+    @property
+    def target_system(self) -> str:
+        return self.target.split(".", 1)[0]
+
+    @property
+    def target_object(self) -> str:
+        return self.target.split(".", 1)[1]
+
+
+class CrmBridgeConfig(_Model):
+    """The whole configuration file."""
+
+    state: StateConfig = Field(default_factory=StateConfig)
+    keys: KeysConfig
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    systems: dict[Annotated[str, Field(pattern=_NAME)], SerializeAsAny[AdapterConfig]] = Field(default_factory=dict)
+    jobs: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,127}$")], JobConfig] = Field(default_factory=dict)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+
+    _source: _Source | None = PrivateAttr(None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The file this configuration was loaded from."""
+        return self._source.path if self._source else None
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative ``file:`` secrets and mapping paths start from."""
+        return self._source.path.parent if self._source and self._source.path else Path.cwd()
+
+    def where(self, loc: tuple[str | int, ...]) -> str:
+        """``file:line`` of a key path, for messages about this configuration."""
+        return self._source.where(loc) if self._source else "<config>"
+
+    def mapping_path(self, ref: str) -> Path:
+        """A job's mapping reference resolved to a file (see :func:`resolve_mapping_path`)."""
+        found = resolve_mapping_path(ref, self.base_dir)
+        if found is None:
+            raise ConfigurationError(f"mapping file {ref} not found")
+        return found
+
+
+# ============================================================================================ YAML + marks
+class _MarkingLoader(yaml.SafeLoader):
+    """A SafeLoader; :func:`_load_yaml` walks its node tree to record each key path's line."""
+
+
+def _record_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
+                  problems: list[tuple[tuple[str | int, ...], str, int]]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            if key == "<<":
+                _record_lines(value_node, loc, lines, problems)
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append((loc + (key,), "duplicate key (the later value would silently win)", line))
+            seen.add(key)
+            lines.setdefault(loc + (key,), line)
+            _record_lines(value_node, loc + (key,), lines, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.setdefault(loc + (i,), item.start_mark.line + 1)
+            _record_lines(item, loc + (i,), lines, problems)
+
+
+def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
+    """Parse YAML, recording line numbers in ``source``; returns (data, error lines)."""
+    loader = _MarkingLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        problems: list[tuple[tuple[str | int, ...], str, int]] = []
+        _record_lines(node, (), source.lines, problems)
+        source.lines[()] = node.start_mark.line + 1
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        return None, [f"{source.name}{line}: YAML syntax error: {what}"]
+    except yaml.YAMLError as exc:
+        return None, [f"{source.name}: YAML error: {exc}"]
+    finally:
+        loader.dispose()
+    return data, [f"{source.name}:{line}: {_dotted(loc)}: {msg}" for loc, msg, line in problems]
+
+
+# ============================================================================================ errors
+_SECRETISH_KEY = re.compile(r"(pass(word|wd)?|secret|token|key|credential|code|private|auth|pin)$", re.I)
+_RIC = re.compile(r"^\d{15}$|^\d{17}[\dXx]$")
+_MOBILE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
+_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _shown(value: Any, loc: tuple[str | int, ...], *, secret: bool = False) -> str:
+    """The offending value as it may be shown: secrets and personal-looking values masked."""
+    last = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    if value is None:
+        return "nothing"
+    text = str(value)
+    if secret or _SECRETISH_KEY.search(last):
+        return "*** (hidden)"
+    if isinstance(value, str):
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+        if _RIC.match(text):
+            return repr(mask("ric", text))
+        if _USCC.match(text):
+            return repr(mask("uscc", text))
+        if _MOBILE.match(text):
+            return repr(mask("mobile", text))
+        if _EMAIL.match(text):
+            return repr(mask("email", text))
+        return repr(text if len(text) <= 80 else text[:77] + "...")
+    return repr(value)
+
+
+def _line(source: _Source, loc: tuple[str | int, ...], message: str, value: Any = ..., *,
+          secret: bool = False) -> str:
+    got = "" if value is ... else f" (got {_shown(value, loc, secret=secret)})"
+    return f"{source.where(loc)}: {_dotted(loc)}: {message}{got}"
+
+
+def _pydantic_lines(exc: PydanticValidationError, source: _Source, prefix: tuple[str | int, ...]) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if loc and loc[-1] == "[key]":
+            allowed = "digits, _ and -" if loc[:1] == ("jobs",) else "digits and _"
+            loc, msg = loc[:-1], f"invalid name: lower-case letters, {allowed} only, starting with a letter"
+        if err["type"] == "missing":
+            out.append(_line(source, loc, "required key is missing"))
+            continue
+        if err["type"] == "extra_forbidden":
+            out.append(_line(source, loc, "unknown key (not allowed here)"))
+            continue
+        secret = "secret reference" in msg
+        out.append(_line(source, loc, msg, err.get("input"), secret=secret))
+    return out
+
+
+class _Collected(list[str]):
+    def raise_if_any(self, source: _Source) -> None:
+        if self:
+            head = f"{source.name}: {len(self)} configuration error{'s' if len(self) != 1 else ''}"
+            raise ConfigurationError(head + "\n" + "\n".join(f"  {e}" for e in self))
+
+
+# ============================================================================================ loading
+def load_config(path: str | Path | None = None) -> CrmBridgeConfig:
+    """Load and validate the configuration file.
+
+    Args:
+        path: the YAML file; default :func:`default_config_path`.
+
+    Raises:
+        ConfigurationError: listing every problem found, each with file, line and key path.
+    """
+    p = Path(path) if path is not None else default_config_path()
+    source = _Source(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"configuration file {p} not found (use --config FILE or set {CONFIG_ENV})") \
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read configuration file {p}: {exc}") from None
+    data, errors = _load_yaml(text, source)
+    if errors and data is None:
+        _Collected(errors).raise_if_any(source)
+    return _parse(data, source, _Collected(errors))
+
+
+def parse_config(data: Mapping[str, Any], *, path: str | Path | None = None) -> CrmBridgeConfig:
+    """Validate an already-parsed configuration mapping (no line numbers). ``path`` anchors relative paths."""
+    return _parse(data, _Source(Path(path) if path else None), _Collected())
+
+
+def _parse(data: Any, source: _Source, errors: _Collected) -> CrmBridgeConfig:
+    if not isinstance(data, Mapping):
+        errors.append(_line(source, (), "the file must be a mapping of top-level keys (state, keys, systems, jobs...)",
+                            data))
+        errors.raise_if_any(source)
+    data = dict(data)
+
+    systems_raw = data.get("systems", {})
+    systems: dict[str, AdapterConfig] = {}
+    if not isinstance(systems_raw, Mapping):
+        errors.append(_line(source, ("systems",), "must be a mapping of system name → settings", systems_raw))
+        systems_raw = {}
+    try:        # the top-level retry policy is every system's default (errors in it are reported below)
+        default_retry: RetryPolicy | None = RetryPolicy.model_validate(data.get("retry") or {})
+    except PydanticValidationError:
+        default_retry = None
+    for name, body in systems_raw.items():
+        if isinstance(body, Mapping) and "retry" not in body and default_retry is not None:
+            body = {**body, "retry": default_retry}
+        cfg = _validate_system(str(name), body, source, errors)
+        if cfg is not None:
+            systems[str(name)] = cfg
+
+    rest = {k: v for k, v in data.items() if k != "systems"}
+    config: CrmBridgeConfig | None = None
+    try:
+        config = CrmBridgeConfig.model_validate({**rest, "systems": systems})
+    except PydanticValidationError as exc:
+        errors.extend(_pydantic_lines(exc, source, ()))
+
+    base_dir = source.path.parent if source.path else Path.cwd()
+    errors.extend(_cross_checks(data, dict(systems_raw), source, base_dir))
+    if config is not None:
+        errors.extend(_misplaced_references(config, source))
+    errors.raise_if_any(source)
+    assert config is not None
+    config._source = source
+    return config
+
+
+def _validate_system(name: str, body: Any, source: _Source, errors: list[str]) -> AdapterConfig | None:
+    from crmbridge.adapters.registry import adapter_class
+
+    loc: tuple[str | int, ...] = ("systems", name)
+    valid_name = bool(re.match(_NAME, name))
+    if not valid_name:
+        errors.append(_line(source, loc, "invalid name: lower-case letters, digits and _ only (no dots), "
+                            "starting with a letter", name))
+    if not isinstance(body, Mapping):
+        errors.append(_line(source, loc, "must be a mapping with at least 'adapter: NAME'", body))
+        return None
+    adapter = body.get("adapter")
+    if not isinstance(adapter, str) or not adapter:
+        errors.append(_line(source, loc + ("adapter",), "required: the adapter name (zoho, fxiaoke, ...)",
+                            *(() if adapter is None else (adapter,))))
+        return None
+    try:
+        cls = adapter_class(adapter)
+    except UnknownAdapterError as exc:
+        errors.append(_line(source, loc + ("adapter",), exc.message))
+        return None
+    except ImportError as exc:
+        errors.append(_line(source, loc + ("adapter",),
+                            f"adapter {adapter!r} is registered but its module cannot be imported "
+                            f"({type(exc).__name__}: {exc})"))
+        return None
+    except AttributeError as exc:
+        errors.append(_line(source, loc + ("adapter",),
+                            f"adapter {adapter!r} is registered but its class is missing ({exc})"))
+        return None
+    try:
+        validated = cls.Config.model_validate(dict(body))
+        return validated if valid_name else None
+    except PydanticValidationError as exc:
+        errors.extend(_pydantic_lines(exc, source, loc))
+        return None
+
+
+def resolve_mapping_path(ref: str, base_dir: Path) -> Path | None:
+    """Find a mapping file: absolute; else relative to the config file's folder, the package (repository) root,
+    or its ``mappings/`` folder. ``None`` if none exists."""
+    p = Path(ref)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    for root in (base_dir, PACKAGE_ROOT, PACKAGE_ROOT / "mappings"):
+        if (root / p).is_file():
+            return root / p
+    return None
+
+
+def _mapping_mismatch(path: Path, adapter: Any, obj: str) -> str | None:
+    """Whether a mapping file's own ``system:``/``object:`` header disagrees with the job end it serves.
+
+    Only the header is compared; ``crmbridge mapping validate`` checks the rest of the file.
+    """
+    try:
+        head = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None                      # reported by the mapping loader, with its own line numbers
+    if not isinstance(head, Mapping):
+        return None
+    m_system, m_object = head.get("system"), head.get("object")
+    if isinstance(adapter, str) and isinstance(m_system, str) and m_system.replace("-", "_") != adapter:
+        return f"this mapping is for adapter {m_system!r}, but the job's system uses adapter {adapter!r}"
+    if isinstance(m_object, str) and m_object != obj:
+        return f"this mapping is for object {m_object!r}, but the job names object {obj!r}"
+    return None
+
+
+def _cross_checks(data: Mapping[str, Any], systems: Mapping[str, Any], source: _Source,
+                  base_dir: Path) -> list[str]:
+    """Checks across keys, on the raw data so they run even when other keys are wrong."""
+    out: list[str] = []
+    jobs = data.get("jobs")
+    if not isinstance(jobs, Mapping):
+        return out
+    known = ", ".join(sorted(map(str, systems))) or "(none configured)"
+    for name, job in jobs.items():
+        if not isinstance(job, Mapping):
+            continue
+        loc: tuple[str | int, ...] = ("jobs", str(name))
+        ends: dict[str, str] = {}
+        for end in ("source", "target"):
+            ref = job.get(end)
+            if isinstance(ref, str) and "." in ref:
+                system = ref.split(".", 1)[0]
+                ends[end] = system
+                if re.match(_NAME, system) and system not in systems:
+                    out.append(_line(source, loc + (end,), f"unknown system {system!r}; configured: {known}", ref))
+        if isinstance(job.get("source"), str) and job.get("source") == job.get("target"):
+            out.append(_line(source, loc + ("target",), "target must differ from source", job.get("target")))
+        for key, end in (("source_mapping", "source"), ("target_mapping", "target")):
+            ref = job.get(key)
+            if not isinstance(ref, str) or not ref:
+                continue
+            found = resolve_mapping_path(ref, base_dir)
+            if found is None:
+                out.append(_line(source, loc + (key,),
+                                 f"mapping file not found (looked in {base_dir.resolve()}, {PACKAGE_ROOT} and "
+                                 f"{PACKAGE_ROOT / 'mappings'})", ref))
+                continue
+            system_body = systems.get(ends.get(end, ""))
+            adapter = system_body.get("adapter") if isinstance(system_body, Mapping) else None
+            obj = str(job.get(end)).split(".", 1)[-1]
+            problem = _mapping_mismatch(found, adapter, obj)
+            if problem:
+                out.append(_line(source, loc + (key,), problem, ref))
+        policy = job.get("conflict_policy")
+        owners = policy.get("owners") if isinstance(policy, Mapping) else None
+        if isinstance(owners, Mapping) and ends:
+            for glob, owner in owners.items():
+                if isinstance(owner, str) and owner not in ends.values():
+                    out.append(_line(source, loc + ("conflict_policy", "owners", str(glob)),
+                                     f"owner must be this job's source or target system "
+                                     f"({', '.join(sorted(set(ends.values())))})", owner))
+    return out
+
+
+# ============================================================================================ secrets
+def _is_secret_annotation(annotation: Any, metadata: list[Any]) -> bool:
+    if any(m is _SECRET_VALIDATOR for m in metadata):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        args = typing.get_args(annotation)
+        return any(m is _SECRET_VALIDATOR for m in args[1:]) or _is_secret_annotation(args[0], [])
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_secret_annotation(a, []) for a in typing.get_args(annotation))
+    return False
+
+
+def _strings(obj: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str, bool]]:
+    """Every (key path, string value, is it a secret-reference field) in a validated model tree."""
+    if isinstance(obj, BaseModel):
+        for name, info in type(obj).model_fields.items():
+            value = getattr(obj, name)
+            if isinstance(value, str):
+                yield loc + (name,), value, _is_secret_annotation(info.annotation, list(info.metadata))
+            else:
+                yield from _strings(value, loc + (name,))
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if isinstance(v, str):
+                yield loc + (str(k),), v, False
+            else:
+                yield from _strings(v, loc + (str(k),))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            if isinstance(v, str):
+                yield loc + (i,), v, False
+            else:
+                yield from _strings(v, loc + (i,))
+
+
+def _secret_refs(obj: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every (key path, secret reference) in a validated model tree."""
+    for where, value, secret in _strings(obj, loc):
+        if secret:
+            yield where, value
+
+
+def _misplaced_references(config: CrmBridgeConfig, source: _Source) -> list[str]:
+    """``env:NAME`` written where a key takes a literal value: it would be used as the literal text."""
+    return [_line(source, where, "this key takes a literal value; 'env:' references are resolved only in "
+                                 "secret keys", value)
+            for where, value, secret in _strings(config, ()) if not secret and value.startswith("env:")]
+
+
+def check_secrets(config: CrmBridgeConfig) -> list[str]:
+    """Resolve every secret reference in ``config``; one located line per unset variable or unreadable file.
+
+    Values are resolved and dropped at once: nothing is kept or shown.
+    """
+    out = []
+    source = config._source or _Source(None)
+    for loc, ref in _secret_refs(config, ()):
+        try:
+            resolve_secret(ref, base_dir=config.base_dir)
+        except SecretError as exc:
+            out.append(f"{source.where(loc)}: {_dotted(loc)}: {exc.message} (reference {ref!r})")
+    return out
+
+
+# ============================================================================================ schema
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the configuration file, with each importable adapter's settings under ``systems``.
+
+    Adapters whose module cannot be imported appear as ``{"adapter": NAME}`` objects without further checks.
+    """
+    from crmbridge.adapters.registry import adapter_class, adapter_names
+
+    classes: dict[str, type[AdapterConfig]] = {}
+    for name in adapter_names():
+        try:
+            classes[name] = adapter_class(name).Config
+        except (ImportError, AttributeError):
+            continue
+    unique = list(dict.fromkeys(classes.values()))
+    refs, schema = models_json_schema([(CrmBridgeConfig, "validation"), *[(c, "validation") for c in unique]],
+                                      title="crmbridge configuration")
+    defs = schema.setdefault("$defs", {})
+    top_ref = refs[(CrmBridgeConfig, "validation")]["$ref"].rsplit("/", 1)[-1]
+    top = defs.pop(top_ref)
+    variants: list[dict[str, Any]] = []
+    for name in adapter_names():
+        if name in classes:
+            ref = refs[(classes[name], "validation")]
+            variants.append({"allOf": [ref, {"properties": {"adapter": {"const": name}}}], "title": name})
+        else:
+            variants.append({"type": "object", "title": name, "required": ["adapter"],
+                             "properties": {"adapter": {"const": name}},
+                             "description": f"adapter {name}: settings schema unavailable (module not importable)"})
+    systems = top["properties"]["systems"]
+    systems["patternProperties"] = {_NAME: {"anyOf": variants}}
+    systems["additionalProperties"] = False
+    systems["description"] = "system name → its adapter and the adapter's own settings"
+    if '"#/$defs/AdapterConfig"' not in json.dumps([top, {k: v for k, v in defs.items() if k != "AdapterConfig"}]):
+        defs.pop("AdapterConfig", None)
+    out = {"$schema": "https://json-schema.org/draft/2020-12/schema", **top, "$defs": defs}
+    out["title"] = "crmbridge configuration"
+    return out

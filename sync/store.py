@@ -1,0 +1,677 @@
+"""The state store: crmbridge's tables and a small repository over them.
+
+Tables (SQLite and PostgreSQL alike; the Alembic migration ``0001`` creates exactly these):
+
+================= ==============================================================================
+table             holds
+================= ==============================================================================
+runs              one row per sync run: job, status, timings, counts, actor, host/pid, error summary
+cursors           the watermark per (job, source object): field, value, overlap, boundary dedupe set
+xref              (system, object, external id) → canonical party id
+identity_index    (scheme, blind index) → party id, for matching new records without clear identifiers
+snapshots         the last canonical state written per (party, target system, object), encrypted
+dead_letters      records that failed a stage, with reason, masked message and encrypted payload
+conflicts         fields changed on both sides of a two-way job, waiting for a decision
+job_leases        one holder per job at a time, across processes and hosts
+write_intents     a write about to be sent, so a crash between send and commit is recognised on resume
+================= ==============================================================================
+
+The repository is explicit SQL (SQLAlchemy Core statements) in explicit transactions::
+
+    store = StateStore.from_url(url)
+    with store.transaction() as tx:          # one transaction: all or nothing
+        tx.put_xref("zoho_cn", "Contacts", "4876876000000123", party_id)
+        tx.put_snapshot(party_id, "zoho_cn", "Contacts", content_hash=h, blob=enc)
+        tx.put_cursor(job, "Customer", field="LAST_MOD", value="2024-05-01T08:00:00Z")
+
+Leases commit on their own (they must be visible to other processes at once)::
+
+    if store.acquire_lease(job, holder, ttl_seconds=300): ...
+
+All times are timezone-aware UTC (:class:`UTCDateTime` stores naive UTC on SQLite). Encrypted values are
+``bytes`` the caller produced with the field cipher; the store never sees clear personal data.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from crmbridge.sync.db import Base, make_engine
+
+__all__ = [
+    "ConflictStatus",
+    "Cursor",
+    "DeadLetterStatus",
+    "IntentStatus",
+    "RunStatus",
+    "Snapshot",
+    "StateStore",
+    "StoreTx",
+    "UTCDateTime",
+    "conflicts",
+    "cursors",
+    "dead_letters",
+    "identity_index",
+    "job_leases",
+    "runs",
+    "snapshots",
+    "utcnow",
+    "write_intents",
+    "xref",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamp with time zone``; SQLite (no time zones) stores naive UTC text, so
+    comparisons in SQL (lease expiry, retry due dates) stay correct on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"          # finished, some records dead-lettered or conflicted
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class DeadLetterStatus(enum.StrEnum):
+    OPEN = "open"
+    RETRYING = "retrying"
+    RESOLVED = "resolved"
+    ABANDONED = "abandoned"
+
+
+class ConflictStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class IntentStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_SYS = 64       # system names (config keys)
+_OBJ = 128      # vendor object names
+_JOB = 128      # job names
+_EXT = 255      # vendor external ids
+_PARTY = 64     # canonical party ids (uuid text)
+_HASH = 128     # hex content / payload hashes
+
+metadata = Base.metadata
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(_JOB), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("counts", JSON, nullable=False, default=dict),
+    Column("actor", String(128)),
+    Column("error_summary", Text),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Index(None, "job", "started_at"),
+    Index(None, "status"),
+)
+
+cursors = Table(
+    "cursors", metadata,
+    Column("job", String(_JOB), primary_key=True),
+    Column("object", String(_OBJ), primary_key=True),
+    Column("field", String(128), nullable=False),
+    Column("value", String(64)),
+    Column("overlap_seconds", Integer, nullable=False, default=0),
+    Column("boundary", JSON, nullable=False, default=dict),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+xref = Table(
+    "xref", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(_SYS), nullable=False),
+    Column("object", String(_OBJ), nullable=False),
+    Column("external_id", String(_EXT), nullable=False),
+    Column("party_id", String(_PARTY), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "object", "external_id"),
+    Index(None, "party_id"),
+)
+
+identity_index = Table(
+    "identity_index", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scheme", String(64), nullable=False),
+    Column("bidx", String(128), nullable=False),
+    Column("key_version", Integer, nullable=False, default=1),
+    Column("party_id", String(_PARTY), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("scheme", "bidx", "party_id"),
+    Index(None, "party_id"),
+)
+
+snapshots = Table(
+    "snapshots", metadata,
+    Column("party_id", String(_PARTY), primary_key=True),
+    Column("system", String(_SYS), primary_key=True),
+    Column("object", String(_OBJ), primary_key=True),
+    Column("content_hash", String(_HASH), nullable=False),
+    Column("blob", LargeBinary, nullable=False),
+    Column("written_hash", String(_HASH)),
+    Column("version", String(64)),
+    Column("synced_at", UTCDateTime, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(_JOB), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("source_system", String(_SYS)),
+    Column("source_object", String(_OBJ)),
+    Column("external_id", String(_EXT)),
+    Column("stage", String(32), nullable=False),
+    Column("reason_code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", LargeBinary),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("next_attempt_at", UTCDateTime),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "job", "status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "source_system", "source_object", "external_id"),
+    Index(None, "run_id"),
+)
+
+conflicts = Table(
+    "conflicts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(_JOB), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("party_id", String(_PARTY), nullable=False),
+    Column("field_paths", JSON, nullable=False),
+    Column("base_value", LargeBinary),
+    Column("source_value", LargeBinary),
+    Column("target_value", LargeBinary),
+    Column("status", String(16), nullable=False),
+    Column("resolution", String(32)),
+    Column("actor", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Index(None, "job", "status"),
+    Index(None, "party_id"),
+    Index(None, "run_id"),
+)
+
+job_leases = Table(
+    "job_leases", metadata,
+    Column("job", String(_JOB), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+write_intents = Table(
+    "write_intents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(_JOB), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("target_system", String(_SYS), nullable=False),
+    Column("target_object", String(_OBJ), nullable=False),
+    Column("key", String(_PARTY), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("payload_hash", String(_HASH), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("external_id", String(_EXT)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "job", "status"),
+    Index(None, "target_system", "target_object", "key"),
+    Index(None, "run_id"),
+)
+
+
+# ---------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A job's watermark on one source object.
+
+    Attributes:
+        value: the watermark as a UTC string at the source's own granularity (``2024-05-01T08:00:00Z``).
+        overlap_seconds: how far before ``value`` the next extract starts (clock skew, late commits).
+        boundary: external id → content hash of the records already processed AT the watermark, so the
+            overlap re-reads them without re-processing.
+    """
+
+    job: str
+    object: str
+    field: str
+    value: str | None
+    overlap_seconds: int
+    boundary: dict[str, str]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    party_id: str
+    system: str
+    object: str
+    content_hash: str
+    blob: bytes
+    written_hash: str | None
+    version: str | None
+    synced_at: datetime
+
+
+def _row(r: RowMapping | None) -> dict[str, Any] | None:
+    return None if r is None else dict(r)
+
+
+# ---------------------------------------------------------------------------------------------- tx
+class StoreTx:
+    """The repository methods, inside one open transaction (see :meth:`StateStore.transaction`).
+
+    ``connection`` is the SQLAlchemy connection, for other modules (ledger) writing in the same transaction.
+    """
+
+    def __init__(self, connection: Connection, clock: Callable[[], datetime]) -> None:
+        self.connection = connection
+        self._now = clock
+
+    # -- runs ----------------------------------------------------------------------------------
+    def start_run(self, job: str, *, actor: str | None = None, dry_run: bool = False) -> int:
+        """Record a run as started; returns its id."""
+        res = self.connection.execute(insert(runs).values(
+            job=job, status=RunStatus.RUNNING.value, dry_run=dry_run, started_at=self._now(), counts={},
+            actor=actor, host=socket.gethostname()[:255], pid=os.getpid()).returning(runs.c.id))
+        return int(res.scalar_one())
+
+    def finish_run(self, run_id: int, status: RunStatus | str, *, counts: Mapping[str, int] | None = None,
+                   error_summary: str | None = None) -> None:
+        """Mark a run finished. ``error_summary`` must already be masked."""
+        status = RunStatus(status)
+        if status is RunStatus.RUNNING:
+            raise ValueError("finish_run needs a final status")
+        res = self.connection.execute(update(runs).where(runs.c.id == run_id).values(
+            status=status.value, finished_at=self._now(), counts=dict(counts or {}), error_summary=error_summary))
+        if res.rowcount != 1:
+            raise KeyError(f"no run {run_id}")
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        return _row(self.connection.execute(select(runs).where(runs.c.id == run_id)).mappings().first())
+
+    def list_runs(self, job: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Most recent first."""
+        q = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        if job is not None:
+            q = q.where(runs.c.job == job)
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    # -- cursors -------------------------------------------------------------------------------
+    def get_cursor(self, job: str, obj: str) -> Cursor | None:
+        r = self.connection.execute(select(cursors).where(
+            cursors.c.job == job, cursors.c.object == obj)).mappings().first()
+        return None if r is None else Cursor(**dict(r))
+
+    def put_cursor(self, job: str, obj: str, *, field: str, value: str | None, overlap_seconds: int = 0,
+                   boundary: Mapping[str, str] | None = None) -> None:
+        """Create or move the cursor of (job, object)."""
+        values = {"field": field, "value": value, "overlap_seconds": overlap_seconds,
+                  "boundary": dict(boundary or {}), "updated_at": self._now()}
+        self._upsert(cursors, {"job": job, "object": obj}, values)
+
+    # -- xref ----------------------------------------------------------------------------------
+    def get_xref(self, system: str, obj: str, external_id: str) -> str | None:
+        """The party id (system, object, external id) is known as, or ``None``."""
+        return self.connection.execute(select(xref.c.party_id).where(
+            xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id)).scalar()
+
+    def put_xref(self, system: str, obj: str, external_id: str, party_id: str) -> None:
+        """Link (system, object, external id) to ``party_id`` (re-linking updates it)."""
+        now = self._now()
+        self._upsert(xref, {"system": system, "object": obj, "external_id": external_id},
+                     {"party_id": party_id, "updated_at": now}, insert_only={"created_at": now})
+
+    def xrefs_for_party(self, party_id: str, system: str | None = None,
+                        obj: str | None = None) -> list[tuple[str, str, str]]:
+        """Every (system, object, external id) linked to ``party_id``, optionally narrowed."""
+        q = select(xref.c.system, xref.c.object, xref.c.external_id).where(xref.c.party_id == party_id)
+        if system is not None:
+            q = q.where(xref.c.system == system)
+        if obj is not None:
+            q = q.where(xref.c.object == obj)
+        return [tuple(r) for r in self.connection.execute(q.order_by(xref.c.id))]  # type: ignore[misc]
+
+    def delete_xref(self, system: str, obj: str, external_id: str) -> bool:
+        res = self.connection.execute(delete(xref).where(
+            xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id))
+        return res.rowcount == 1
+
+    # -- identity index ------------------------------------------------------------------------
+    def add_identity(self, scheme: str, bidx: str, party_id: str, *, key_version: int = 1) -> None:
+        """Index ``party_id`` under the blind index ``bidx`` of ``scheme`` (idempotent)."""
+        self._insert_ignore(identity_index, {"scheme": scheme, "bidx": bidx, "party_id": party_id,
+                                             "key_version": key_version, "created_at": self._now()},
+                            ("scheme", "bidx", "party_id"))
+
+    def lookup_identity(self, scheme: str, bidx: str) -> list[str]:
+        """Party ids indexed under (scheme, bidx), oldest first; several means the match is ambiguous."""
+        q = select(identity_index.c.party_id).where(
+            identity_index.c.scheme == scheme, identity_index.c.bidx == bidx).order_by(identity_index.c.id)
+        return list(self.connection.execute(q).scalars())
+
+    def remove_identities(self, party_id: str, scheme: str | None = None) -> int:
+        q = delete(identity_index).where(identity_index.c.party_id == party_id)
+        if scheme is not None:
+            q = q.where(identity_index.c.scheme == scheme)
+        return self.connection.execute(q).rowcount
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def get_snapshot(self, party_id: str, system: str, obj: str) -> Snapshot | None:
+        r = self.connection.execute(select(snapshots).where(
+            snapshots.c.party_id == party_id, snapshots.c.system == system,
+            snapshots.c.object == obj)).mappings().first()
+        return None if r is None else Snapshot(**dict(r))
+
+    def put_snapshot(self, party_id: str, system: str, obj: str, *, content_hash: str, blob: bytes,
+                     written_hash: str | None = None, version: str | None = None) -> None:
+        """Store the last canonical state synced for (party, system, object). ``blob`` is ciphertext."""
+        self._upsert(snapshots, {"party_id": party_id, "system": system, "object": obj},
+                     {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
+                      "version": version, "synced_at": self._now()})
+
+    # -- dead letters --------------------------------------------------------------------------
+    def add_dead_letter(self, job: str, *, stage: str, reason_code: str, message: str,
+                        run_id: int | None = None, source_system: str | None = None,
+                        source_object: str | None = None, external_id: str | None = None,
+                        payload: bytes | None = None, next_attempt_at: datetime | None = None) -> int:
+        """Dead-letter a record. ``message`` must be masked and ``payload`` encrypted.
+
+        A record (job, source system, object, external id) that already has an unresolved dead letter gets
+        that letter updated (attempts + 1) rather than a duplicate. Returns the dead letter's id.
+        """
+        now = self._now()
+        values = {"run_id": run_id, "stage": stage, "reason_code": reason_code, "message": message,
+                  "next_attempt_at": next_attempt_at, "updated_at": now}
+        if payload is not None:
+            values["payload"] = payload
+        if external_id is not None:
+            existing = self.connection.execute(select(dead_letters.c.id).where(
+                dead_letters.c.job == job, dead_letters.c.source_system == source_system,
+                dead_letters.c.source_object == source_object, dead_letters.c.external_id == external_id,
+                dead_letters.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]),
+            ).order_by(dead_letters.c.id).limit(1)).scalar()
+            if existing is not None:
+                self.connection.execute(update(dead_letters).where(dead_letters.c.id == existing).values(
+                    attempts=dead_letters.c.attempts + 1, status=DeadLetterStatus.OPEN.value, **values))
+                return int(existing)
+        res = self.connection.execute(insert(dead_letters).values(
+            job=job, source_system=source_system, source_object=source_object, external_id=external_id,
+            attempts=1, status=DeadLetterStatus.OPEN.value, created_at=now, **values).returning(dead_letters.c.id))
+        return int(res.scalar_one())
+
+    def get_dead_letter(self, dl_id: int) -> dict[str, Any] | None:
+        return _row(self.connection.execute(
+            select(dead_letters).where(dead_letters.c.id == dl_id)).mappings().first())
+
+    def list_dead_letters(self, job: str | None = None, *, status: Sequence[str] | str | None = None,
+                          due_before: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters, oldest first; ``due_before`` keeps those whose next attempt is due by then."""
+        q = select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+        if job is not None:
+            q = q.where(dead_letters.c.job == job)
+        if status is not None:
+            q = q.where(dead_letters.c.status.in_([status] if isinstance(status, str) else list(status)))
+        if due_before is not None:
+            q = q.where(or_(dead_letters.c.next_attempt_at.is_(None), dead_letters.c.next_attempt_at <= due_before))
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def mark_dead_letter(self, dl_id: int, status: DeadLetterStatus | str, *,
+                         next_attempt_at: datetime | None = None, bump_attempts: bool = False) -> None:
+        """Move a dead letter to ``status`` (retrying / resolved / abandoned / open)."""
+        values: dict[str, Any] = {"status": DeadLetterStatus(status).value, "updated_at": self._now(),
+                                  "next_attempt_at": next_attempt_at}
+        if bump_attempts:
+            values["attempts"] = dead_letters.c.attempts + 1
+        res = self.connection.execute(update(dead_letters).where(dead_letters.c.id == dl_id).values(**values))
+        if res.rowcount != 1:
+            raise KeyError(f"no dead letter {dl_id}")
+
+    # -- conflicts -----------------------------------------------------------------------------
+    def add_conflict(self, job: str, party_id: str, field_paths: Sequence[str], *, run_id: int | None = None,
+                     base_value: bytes | None = None, source_value: bytes | None = None,
+                     target_value: bytes | None = None) -> int:
+        """Queue a conflict for review. The three values are ciphertext. Returns its id."""
+        res = self.connection.execute(insert(conflicts).values(
+            job=job, run_id=run_id, party_id=party_id, field_paths=sorted(field_paths), base_value=base_value,
+            source_value=source_value, target_value=target_value, status=ConflictStatus.OPEN.value,
+            created_at=self._now()).returning(conflicts.c.id))
+        return int(res.scalar_one())
+
+    def get_conflict(self, conflict_id: int) -> dict[str, Any] | None:
+        return _row(self.connection.execute(
+            select(conflicts).where(conflicts.c.id == conflict_id)).mappings().first())
+
+    def list_conflicts(self, job: str | None = None, *, status: str | None = ConflictStatus.OPEN.value,
+                       party_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        q = select(conflicts).order_by(conflicts.c.id).limit(limit)
+        if job is not None:
+            q = q.where(conflicts.c.job == job)
+        if status is not None:
+            q = q.where(conflicts.c.status == status)
+        if party_id is not None:
+            q = q.where(conflicts.c.party_id == party_id)
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def resolve_conflict(self, conflict_id: int, resolution: str, *, actor: str) -> bool:
+        """Resolve an open conflict (``source``, ``target``, ``manual``...). False if it was not open."""
+        res = self.connection.execute(update(conflicts).where(
+            conflicts.c.id == conflict_id, conflicts.c.status == ConflictStatus.OPEN.value).values(
+            status=ConflictStatus.RESOLVED.value, resolution=resolution, actor=actor, resolved_at=self._now()))
+        return res.rowcount == 1
+
+    # -- write intents -------------------------------------------------------------------------
+    def add_write_intent(self, job: str, *, target_system: str, target_object: str, key: str, operation: str,
+                         payload_hash: str, run_id: int | None = None) -> int:
+        """Record a write about to be sent (``operation`` is create or update). Returns its id."""
+        if operation not in ("create", "update"):
+            raise ValueError(f"operation must be create or update, not {operation!r}")
+        now = self._now()
+        res = self.connection.execute(insert(write_intents).values(
+            job=job, run_id=run_id, target_system=target_system, target_object=target_object, key=key,
+            operation=operation, payload_hash=payload_hash, status=IntentStatus.PENDING.value,
+            created_at=now, updated_at=now).returning(write_intents.c.id))
+        return int(res.scalar_one())
+
+    def complete_write_intent(self, intent_id: int, *, external_id: str | None = None,
+                              failed: bool = False) -> None:
+        status = IntentStatus.FAILED if failed else IntentStatus.DONE
+        res = self.connection.execute(update(write_intents).where(write_intents.c.id == intent_id).values(
+            status=status.value, external_id=external_id, updated_at=self._now()))
+        if res.rowcount != 1:
+            raise KeyError(f"no write intent {intent_id}")
+
+    def pending_write_intents(self, job: str, *, target_system: str | None = None) -> list[dict[str, Any]]:
+        """Intents still pending for ``job`` (writes that may or may not have reached the target)."""
+        q = select(write_intents).where(write_intents.c.job == job,
+                                        write_intents.c.status == IntentStatus.PENDING.value)
+        if target_system is not None:
+            q = q.where(write_intents.c.target_system == target_system)
+        return [dict(r) for r in self.connection.execute(q.order_by(write_intents.c.id)).mappings()]
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _dialect_insert(self, table: Table) -> Any:
+        name = self.connection.dialect.name
+        if name == "postgresql":
+            return pg_insert(table)
+        if name == "sqlite":
+            return sqlite_insert(table)
+        raise NotImplementedError(f"state store does not support {name}")
+
+    def _upsert(self, table: Table, key: Mapping[str, Any], values: Mapping[str, Any],
+                insert_only: Mapping[str, Any] | None = None) -> None:
+        """INSERT ... ON CONFLICT (key) DO UPDATE: one statement, race-free on both databases."""
+        stmt = self._dialect_insert(table).values(**key, **values, **(insert_only or {}))
+        stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(values))
+        self.connection.execute(stmt)
+
+    def _insert_ignore(self, table: Table, values: Mapping[str, Any], conflict_cols: Sequence[str]) -> bool:
+        stmt = self._dialect_insert(table).values(**values).on_conflict_do_nothing(
+            index_elements=list(conflict_cols))
+        return self.connection.execute(stmt).rowcount == 1
+
+
+# ---------------------------------------------------------------------------------------------- store
+class StateStore:
+    """The state store over one SQLAlchemy engine.
+
+    Args:
+        engine: the engine (see :func:`crmbridge.sync.db.make_engine`).
+        clock: current time, timezone-aware UTC (injected by tests).
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> StateStore:
+        return cls(make_engine(url), **kwargs)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTx]:
+        """One database transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front), so two
+        processes never fail half-way through upgrading a read lock; PostgreSQL uses READ COMMITTED with
+        single-statement upserts.
+
+        Do not open a second transaction (or call a lease method) while one is open in the same thread: on
+        SQLite the second waits for the first's write lock (up to the busy timeout) and then fails.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.begin()
+            try:
+                yield StoreTx(conn, self.clock)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    # -- leases: each call is its own short transaction, visible to every process at once ----------
+    def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> bool:
+        """Take the lease of ``job`` for ``holder`` for ``ttl_seconds``.
+
+        Succeeds if nobody holds it, if the current lease has expired, or if ``holder`` already holds it
+        (renewal). Atomic under concurrency: a conditional UPDATE, then INSERT ... ON CONFLICT DO NOTHING;
+        exactly one of several racing holders gets ``True``.
+        """
+        now = self.clock()
+        expires = now + timedelta(seconds=ttl_seconds)
+        values = {"holder": holder, "acquired_at": now, "expires_at": expires, "heartbeat_at": now}
+        with self.transaction() as tx:
+            res = tx.connection.execute(update(job_leases).where(
+                job_leases.c.job == job,
+                or_(job_leases.c.expires_at <= now, job_leases.c.holder == holder)).values(**values))
+            if res.rowcount == 1:
+                return True
+            return tx._insert_ignore(job_leases, {"job": job, **values}, ("job",))
+
+    def heartbeat_lease(self, job: str, holder: str, ttl_seconds: float) -> bool:
+        """Extend a lease ``holder`` still holds. False if it expired or someone else holds it now."""
+        now = self.clock()
+        with self.transaction() as tx:
+            res = tx.connection.execute(update(job_leases).where(
+                job_leases.c.job == job, job_leases.c.holder == holder, job_leases.c.expires_at > now,
+            ).values(expires_at=now + timedelta(seconds=ttl_seconds), heartbeat_at=now))
+            return res.rowcount == 1
+
+    def release_lease(self, job: str, holder: str) -> bool:
+        """Give the lease up; False if ``holder`` did not hold it."""
+        with self.transaction() as tx:
+            return tx.connection.execute(delete(job_leases).where(
+                and_(job_leases.c.job == job, job_leases.c.holder == holder))).rowcount == 1
+
+    def lease_holder(self, job: str) -> dict[str, Any] | None:
+        """The current unexpired lease of ``job``, or ``None``."""
+        with self.engine.connect() as conn:
+            return _row(conn.execute(select(job_leases).where(
+                job_leases.c.job == job, job_leases.c.expires_at > self.clock())).mappings().first())
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table (for ``crmbridge db current`` and tests)."""
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in (runs, cursors, xref, identity_index, snapshots, dead_letters, conflicts,
+                              job_leases, write_intents)}

@@ -1,0 +1,121 @@
+"""``crmbridge config check|schema`` through the real command line (typer runner and the installed script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from crmbridge.cli import config_cmd
+
+REPO = Path(__file__).resolve().parents[2]
+CRMBRIDGE = Path(sys.executable).parent / "crmbridge"
+
+#: the command group as registered on the root app (the installed script is exercised below too)
+app = typer.Typer()
+config_cmd.register(app)
+
+CONFIG = """\
+keys:
+  master_key: env:CRMBRIDGE_CLI_MASTER_KEY
+systems:
+  a:
+    adapter: memory
+    base_url: http://127.0.0.1:8900
+    client_id: a
+    client_secret: env:CRMBRIDGE_CLI_A_SECRET
+  b:
+    adapter: memory
+    base_url: http://127.0.0.1:8901
+    client_id: b
+    client_secret: env:CRMBRIDGE_CLI_B_SECRET
+jobs:
+  a_to_b:
+    source: a.Customer
+    target: b.Contacts
+    source_mapping: a.yaml
+    target_mapping: b.yaml
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("# stub\n", encoding="utf-8")
+    path = tmp_path / "crmbridge.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def secrets_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CRMBRIDGE_CLI_MASTER_KEY", "CRMBRIDGE_CLI_A_SECRET", "CRMBRIDGE_CLI_B_SECRET"):
+        monkeypatch.setenv(name, "s3cr3t-value")
+
+
+def test_check_ok(config_file: Path, secrets_set: None) -> None:
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK: 2 systems, 1 job")
+
+
+def test_check_reads_environment_variable(config_file: Path, secrets_set: None,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMBRIDGE_CONFIG", str(config_file))
+    result = CliRunner().invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "OK: 2 systems, 1 job" in result.output
+
+
+def test_check_lists_every_error_exit_2(config_file: Path, secrets_set: None) -> None:
+    config_file.write_text(CONFIG.replace("target: b.Contacts", "target: c.Contacts")
+                           .replace("env:CRMBRIDGE_CLI_A_SECRET", "literal-pass"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(config_file)])
+    assert result.exit_code == 2
+    assert "2 configuration errors" in result.output
+    assert f"{config_file}:8: systems.a.client_secret:" in result.output
+    assert f"{config_file}:17: jobs.a_to_b.target: unknown system 'c'" in result.output
+    assert "literal-pass" not in result.output
+
+
+def test_check_resolves_secrets(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMBRIDGE_CLI_MASTER_KEY", "x")
+    monkeypatch.delenv("CRMBRIDGE_CLI_A_SECRET", raising=False)
+    monkeypatch.delenv("CRMBRIDGE_CLI_B_SECRET", raising=False)
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(config_file)])
+    assert result.exit_code == 2
+    assert "2 secret reference(s) cannot be resolved" in result.output
+    assert f"{config_file}:8: systems.a.client_secret: environment variable CRMBRIDGE_CLI_A_SECRET is not set" \
+        in result.output
+    assert "systems.b.client_secret" in result.output
+
+
+def test_schema_prints_json_and_writes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert "jobs" in schema["properties"]
+    out = tmp_path / "schema.json"
+    result = CliRunner().invoke(app, ["config", "schema", "--output", str(out)])
+    assert result.exit_code == 0 and json.loads(out.read_text(encoding="utf-8")) == schema
+
+
+def test_installed_script(config_file: Path) -> None:
+    env = {**os.environ, "CRMBRIDGE_CLI_MASTER_KEY": "k", "CRMBRIDGE_CLI_A_SECRET": "a",
+           "CRMBRIDGE_CLI_B_SECRET": "b"}
+    ok = subprocess.run([str(CRMBRIDGE), "config", "check", "--config", str(config_file)], env=env,
+                        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("OK: 2 systems, 1 job")
+    config_file.write_text(CONFIG.replace("source: a.Customer", "source: a.Customer\n    schedule: 'x y'"),
+                           encoding="utf-8")
+    bad = subprocess.run([str(CRMBRIDGE), "config", "check", "--config", str(config_file)], env=env,
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert bad.returncode == 2
+    assert f"{config_file}:17: jobs.a_to_b.schedule: must be a 5-field crontab" in bad.stderr

@@ -1,0 +1,401 @@
+"""The state store's repository API, on SQLite and PostgreSQL (real databases, migrated with Alembic)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from crmbridge.sync.migrate import upgrade
+from crmbridge.sync.store import (
+    DeadLetterStatus,
+    RunStatus,
+    StateStore,
+    conflicts,
+    cursors,
+    dead_letters,
+    identity_index,
+    job_leases,
+    runs,
+    snapshots,
+    write_intents,
+    xref,
+)
+
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock (lease expiry without sleeping)."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+OWN_TABLES = [runs, cursors, xref, identity_index, snapshots, dead_letters, conflicts, job_leases, write_intents]
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per module and backend (migrations themselves are tested on fresh ones)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
+        upgrade(url)
+        yield url
+        return
+    name = f"crmbridge_store_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(migrated_url: str, clock: Clock) -> Iterator[StateStore]:
+    """A store over empty tables."""
+    s = StateStore.from_url(migrated_url, clock=clock)
+    with s.engine.begin() as conn:
+        for table in reversed(OWN_TABLES):          # children (dead letters, conflicts, intents) before runs
+            conn.execute(table.delete())
+    yield s
+    s.dispose()
+
+
+def _count(store: StateStore, table) -> int:  # type: ignore[no-untyped-def]
+    with store.engine.connect() as conn:
+        return len(conn.execute(select(table)).all())
+
+
+# -------------------------------------------------------------------------------------------------- runs
+def test_runs_start_finish_list(store: StateStore, clock: Clock) -> None:
+    with store.transaction() as tx:
+        first = tx.start_run("job_a", actor="scheduler")
+        second = tx.start_run("job_b", dry_run=True)
+    clock.advance(30)
+    with store.transaction() as tx:
+        tx.finish_run(first, RunStatus.PARTIAL, counts={"created": 3, "failed": 1}, error_summary="1 dead letter")
+        run = tx.get_run(first)
+        assert run is not None
+        assert run["status"] == "partial" and run["counts"] == {"created": 3, "failed": 1}
+        assert run["started_at"] == T0 and run["finished_at"] == T0 + timedelta(seconds=30)
+        assert run["started_at"].tzinfo is not None
+        assert run["pid"] and run["host"]
+        assert tx.get_run(second)["dry_run"] is True  # type: ignore[index]
+        assert [r["id"] for r in tx.list_runs("job_a")] == [first]
+        assert {r["id"] for r in tx.list_runs()} == {first, second}
+        with pytest.raises(ValueError):
+            tx.finish_run(second, RunStatus.RUNNING)
+        with pytest.raises(ValueError):
+            tx.finish_run(second, "bogus")
+        with pytest.raises(KeyError):
+            tx.finish_run(99999, RunStatus.FAILED)
+
+
+# -------------------------------------------------------------------------------------------------- cursors
+def test_cursor_get_put_move(store: StateStore, clock: Clock) -> None:
+    with store.transaction() as tx:
+        assert tx.get_cursor("j", "Customer") is None
+        tx.put_cursor("j", "Customer", field="LAST_MOD", value="2024-05-01T08:00:00Z", overlap_seconds=60,
+                      boundary={"C001": "ab12", "C002": "cd34"})
+    clock.advance(5)
+    with store.transaction() as tx:
+        c = tx.get_cursor("j", "Customer")
+        assert c is not None and c.value == "2024-05-01T08:00:00Z" and c.overlap_seconds == 60
+        assert c.boundary == {"C001": "ab12", "C002": "cd34"} and c.updated_at == T0
+        tx.put_cursor("j", "Customer", field="LAST_MOD", value="2024-05-01T09:00:00.123Z")
+        tx.put_cursor("j", "Other", field="ts", value=None)
+    with store.transaction() as tx:
+        c = tx.get_cursor("j", "Customer")
+        assert c is not None and c.value == "2024-05-01T09:00:00.123Z" and c.boundary == {}
+        assert c.updated_at == T0 + timedelta(seconds=5)
+        assert tx.get_cursor("j", "Other").value is None  # type: ignore[union-attr]
+    assert _count(store, cursors) == 2
+
+
+# -------------------------------------------------------------------------------------------------- xref / identity
+def test_xref_put_get_relink_lookup(store: StateStore) -> None:
+    with store.transaction() as tx:
+        assert tx.get_xref("zoho_cn", "Contacts", "z1") is None
+        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+        tx.put_xref("corebank", "Customer", "000123", "p-1")
+        tx.put_xref("zoho_cn", "Contacts", "z2", "p-2")
+        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")          # repeated: no duplicate
+    assert _count(store, xref) == 3
+    with store.transaction() as tx:
+        assert tx.get_xref("zoho_cn", "Contacts", "z1") == "p-1"
+        assert tx.get_xref("zoho_cn", "Accounts", "z1") is None  # object is part of the key
+        assert tx.xrefs_for_party("p-1") == [("zoho_cn", "Contacts", "z1"), ("corebank", "Customer", "000123")]
+        assert tx.xrefs_for_party("p-1", system="corebank") == [("corebank", "Customer", "000123")]
+        tx.put_xref("zoho_cn", "Contacts", "z1", "p-9")          # re-link (merge)
+        assert tx.get_xref("zoho_cn", "Contacts", "z1") == "p-9"
+        assert tx.delete_xref("zoho_cn", "Contacts", "z2") is True
+        assert tx.delete_xref("zoho_cn", "Contacts", "z2") is False
+
+
+def test_identity_index(store: StateStore) -> None:
+    with store.transaction() as tx:
+        assert tx.lookup_identity("CN_RIC", "bidx-1") == []
+        tx.add_identity("CN_RIC", "bidx-1", "p-1")
+        tx.add_identity("CN_RIC", "bidx-1", "p-1")               # idempotent
+        tx.add_identity("mobile+name", "bidx-2", "p-1")
+        tx.add_identity("CN_RIC", "bidx-1", "p-2", key_version=2)
+        assert tx.lookup_identity("CN_RIC", "bidx-1") == ["p-1", "p-2"]   # ambiguous: both returned
+        assert tx.lookup_identity("CN_USCC", "bidx-1") == []
+        assert tx.remove_identities("p-1", scheme="CN_RIC") == 1
+        assert tx.lookup_identity("CN_RIC", "bidx-1") == ["p-2"]
+        assert tx.lookup_identity("mobile+name", "bidx-2") == ["p-1"]
+
+
+# -------------------------------------------------------------------------------------------------- snapshots
+def test_snapshot_put_get_update(store: StateStore, clock: Clock) -> None:
+    blob = bytes(range(256))
+    with store.transaction() as tx:
+        assert tx.get_snapshot("p-1", "zoho_cn", "Contacts") is None
+        tx.put_snapshot("p-1", "zoho_cn", "Contacts", content_hash="h1", blob=blob, written_hash="w1", version="3")
+    clock.advance(60)
+    with store.transaction() as tx:
+        s = tx.get_snapshot("p-1", "zoho_cn", "Contacts")
+        assert s is not None and s.blob == blob and s.content_hash == "h1" and s.written_hash == "w1"
+        assert s.version == "3" and s.synced_at == T0
+        tx.put_snapshot("p-1", "zoho_cn", "Contacts", content_hash="h2", blob=b"\x00new")
+        assert tx.get_snapshot("p-1", "fxiaoke", "Contacts") is None
+    with store.transaction() as tx:
+        s = tx.get_snapshot("p-1", "zoho_cn", "Contacts")
+        assert s is not None and (s.content_hash, s.blob, s.written_hash) == ("h2", b"\x00new", None)
+        assert s.synced_at == T0 + timedelta(seconds=60)
+
+
+# -------------------------------------------------------------------------------------------------- dead letters
+def test_dead_letters_add_dedupe_list_mark(store: StateStore, clock: Clock) -> None:
+    with store.transaction() as tx:
+        run_id = tx.start_run("j")
+        a = tx.add_dead_letter("j", run_id=run_id, stage="map_in", reason_code="invalid_checksum",
+                               message="identifiers[0]: bad check digit 1*************002X",
+                               source_system="corebank", source_object="Customer", external_id="C1",
+                               payload=b"cipher", next_attempt_at=T0 + timedelta(minutes=5))
+        b = tx.add_dead_letter("j", run_id=run_id, stage="load", reason_code="MANDATORY_NOT_FOUND",
+                               message="Last_Name missing", source_system="corebank", source_object="Customer",
+                               external_id="C2")
+        again = tx.add_dead_letter("j", run_id=run_id, stage="map_in", reason_code="invalid_checksum",
+                                   message="still bad", source_system="corebank", source_object="Customer",
+                                   external_id="C1")
+        anon1 = tx.add_dead_letter("j", stage="extract", reason_code="garbage", message="no id")
+        anon2 = tx.add_dead_letter("j", stage="extract", reason_code="garbage", message="no id")
+    assert again == a and a != b and anon1 != anon2
+    with store.transaction() as tx:
+        dl = tx.get_dead_letter(a)
+        assert dl is not None and dl["attempts"] == 2 and dl["message"] == "still bad"
+        assert dl["payload"] == b"cipher" and dl["status"] == "open"
+        assert [d["id"] for d in tx.list_dead_letters("j")] == [a, b, anon1, anon2]
+        assert [d["id"] for d in tx.list_dead_letters("j", due_before=T0)] == [a, b, anon1, anon2]
+        tx.mark_dead_letter(b, DeadLetterStatus.RETRYING, next_attempt_at=T0 + timedelta(hours=1),
+                            bump_attempts=True)
+        assert [d["id"] for d in tx.list_dead_letters("j", due_before=T0)] == [a, anon1, anon2]
+        assert [d["id"] for d in tx.list_dead_letters(status="retrying")] == [b]
+        tx.mark_dead_letter(a, "resolved")
+        assert tx.get_dead_letter(b)["attempts"] == 2  # type: ignore[index]
+        assert [d["id"] for d in tx.list_dead_letters("j", status=["open", "retrying"])] == [b, anon1, anon2]
+        assert tx.list_dead_letters("other") == []
+        with pytest.raises(KeyError):
+            tx.mark_dead_letter(424242, "resolved")
+        with pytest.raises(ValueError):
+            tx.mark_dead_letter(a, "lost")
+    with store.transaction() as tx:    # a resolved letter is history: the same record failing again opens a new one
+        c = tx.add_dead_letter("j", stage="map_in", reason_code="x", message="m", source_system="corebank",
+                               source_object="Customer", external_id="C1")
+        assert c not in (a, b)
+
+
+# -------------------------------------------------------------------------------------------------- conflicts
+def test_conflicts_add_list_resolve(store: StateStore, clock: Clock) -> None:
+    with store.transaction() as tx:
+        c1 = tx.add_conflict("two_way", "p-1", ["name.legal_zh", "contact_points[0].value"], base_value=b"b",
+                             source_value=b"s", target_value=b"t")
+        c2 = tx.add_conflict("two_way", "p-2", ["segment.code"])
+    clock.advance(10)
+    with store.transaction() as tx:
+        assert [c["id"] for c in tx.list_conflicts("two_way")] == [c1, c2]
+        assert [c["id"] for c in tx.list_conflicts(party_id="p-2")] == [c2]
+        got = tx.get_conflict(c1)
+        assert got is not None and got["field_paths"] == ["contact_points[0].value", "name.legal_zh"]
+        assert (got["base_value"], got["source_value"], got["target_value"]) == (b"b", b"s", b"t")
+        assert tx.resolve_conflict(c1, "source", actor="ops.li") is True
+        assert tx.resolve_conflict(c1, "target", actor="ops.wang") is False     # already resolved
+        done = tx.get_conflict(c1)
+        assert done is not None and (done["status"], done["resolution"], done["actor"]) == (
+            "resolved", "source", "ops.li")
+        assert done["resolved_at"] == T0 + timedelta(seconds=10)
+        assert [c["id"] for c in tx.list_conflicts("two_way")] == [c2]
+        assert [c["id"] for c in tx.list_conflicts("two_way", status=None)] == [c1, c2]
+
+
+# -------------------------------------------------------------------------------------------------- write intents
+def test_write_intents(store: StateStore) -> None:
+    with store.transaction() as tx:
+        i1 = tx.add_write_intent("j", target_system="zoho_cn", target_object="Contacts", key="p-1",
+                                 operation="create", payload_hash="ph1")
+        i2 = tx.add_write_intent("j", target_system="fxiaoke", target_object="AccountObj", key="p-2",
+                                 operation="update", payload_hash="ph2")
+        with pytest.raises(ValueError):
+            tx.add_write_intent("j", target_system="x", target_object="y", key="k", operation="upsert",
+                                payload_hash="h")
+    with store.transaction() as tx:
+        assert [i["id"] for i in tx.pending_write_intents("j")] == [i1, i2]
+        assert [i["id"] for i in tx.pending_write_intents("j", target_system="fxiaoke")] == [i2]
+        tx.complete_write_intent(i1, external_id="4876876000000123")
+        tx.complete_write_intent(i2, failed=True)
+        assert tx.pending_write_intents("j") == []
+        with pytest.raises(KeyError):
+            tx.complete_write_intent(777)
+
+
+# -------------------------------------------------------------------------------------------------- transactions
+def test_exception_inside_transaction_leaves_nothing(store: StateStore) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.transaction() as tx:
+            tx.start_run("j")
+            tx.put_cursor("j", "Customer", field="ts", value="2024-01-01T00:00:00Z")
+            tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+            tx.put_snapshot("p-1", "zoho_cn", "Contacts", content_hash="h", blob=b"x")
+            raise RuntimeError("boom")
+    assert store.table_counts() == {t: 0 for t in store.table_counts()}
+    with store.transaction() as tx:
+        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+    assert _count(store, xref) == 1
+
+
+def test_naive_datetime_refused(store: StateStore) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        with store.transaction() as tx:
+            tx.add_dead_letter("j", stage="s", reason_code="r", message="m",
+                               next_attempt_at=datetime(2026, 1, 1))  # noqa: DTZ001
+    assert _count(store, runs) == 0
+
+
+# -------------------------------------------------------------------------------------------------- leases
+def test_lease_exclusive_renew_heartbeat_release(store: StateStore, clock: Clock) -> None:
+    assert store.acquire_lease("j", "host-a:1", ttl_seconds=60) is True
+    assert store.acquire_lease("j", "host-b:2", ttl_seconds=60) is False
+    assert store.acquire_lease("other", "host-b:2", ttl_seconds=60) is True   # leases are per job
+    clock.advance(30)
+    assert store.acquire_lease("j", "host-a:1", ttl_seconds=60) is True       # renewal by the holder
+    assert store.heartbeat_lease("j", "host-a:1", ttl_seconds=60) is True
+    assert store.heartbeat_lease("j", "host-b:2", ttl_seconds=60) is False
+    held = store.lease_holder("j")
+    assert held is not None and held["holder"] == "host-a:1"
+    assert held["expires_at"] == T0 + timedelta(seconds=90)
+    assert store.release_lease("j", "host-b:2") is False
+    assert store.release_lease("j", "host-a:1") is True
+    assert store.lease_holder("j") is None
+    assert store.acquire_lease("j", "host-b:2", ttl_seconds=60) is True
+
+
+def test_expired_lease_is_taken_over(store: StateStore, clock: Clock) -> None:
+    assert store.acquire_lease("j", "crashed", ttl_seconds=60) is True
+    clock.advance(59)
+    assert store.acquire_lease("j", "new", ttl_seconds=60) is False
+    clock.advance(2)
+    assert store.lease_holder("j") is None
+    assert store.heartbeat_lease("j", "crashed", ttl_seconds=60) is False    # too late: it lost the lease
+    assert store.acquire_lease("j", "new", ttl_seconds=60) is True
+    assert store.lease_holder("j")["holder"] == "new"  # type: ignore[index]
+    assert store.acquire_lease("j", "crashed", ttl_seconds=60) is False
+
+
+def _race(url: str, clock: Clock, n: int, job: str) -> list[str]:
+    """``n`` threads, each with its own engine (own connections), try to take ``job`` at the same moment."""
+    stores = [StateStore.from_url(url, clock=clock) for _ in range(n)]
+    for s in stores:                                   # open a connection each before the start line
+        with s.engine.connect():
+            pass
+    barrier = threading.Barrier(n)
+    winners: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def contender(i: int) -> None:
+        try:
+            barrier.wait()
+            if stores[i].acquire_lease(job, f"worker-{i}", ttl_seconds=60):
+                with lock:
+                    winners.append(f"worker-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in stores:
+        s.dispose()
+    assert errors == []
+    return winners
+
+
+@pytest.mark.parametrize("rounds", [3])
+def test_lease_race_exactly_one_wins(store: StateStore, migrated_url: str, clock: Clock, rounds: int) -> None:
+    db_url = migrated_url
+    for r in range(rounds):
+        winners = _race(db_url, clock, 8, f"fresh-{r}")       # nobody holds it: INSERT race
+        assert len(winners) == 1
+    for r in range(rounds):
+        job = f"expired-{r}"
+        assert store.acquire_lease(job, "crashed", ttl_seconds=1)
+        clock.advance(5)                                       # expired: conditional UPDATE race
+        winners = _race(db_url, clock, 8, job)
+        assert len(winners) == 1
+        assert store.lease_holder(job)["holder"] == winners[0]  # type: ignore[index]
+
+
+def test_concurrent_read_then_write_transactions(store: StateStore, migrated_url: str) -> None:
+    """Read-modify-write batches from several processes' worth of connections neither fail nor lose updates."""
+    stores = [StateStore.from_url(migrated_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def worker(s: StateStore, i: int) -> None:
+        try:
+            for k in range(10):
+                with s.transaction() as tx:
+                    tx.get_cursor("shared", "Customer")
+                    tx.put_xref("sys", "Obj", f"{i}-{k}", f"p-{i}")
+                    tx.put_cursor("shared", "Customer", field="ts", value=f"{i}-{k}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s, i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert errors == []
+        assert stores[0].table_counts()["xref"] == 40
+    finally:
+        for s in stores:
+            s.dispose()
