@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     except CrmBridgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(f"{type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:
         err_console.print("interrupted")
