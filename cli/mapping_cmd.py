@@ -20,7 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crmbridge.canonical.mapping import TraceRow, check_mapping_file, load_mapping, mapping_json_schema
+from crmbridge.canonical.mapping import (
+    TraceRow,
+    check_mapping_file,
+    load_mapping,
+    mapping_json_schema,
+    validate_against,
+)
 from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ValidationError
 
@@ -52,6 +58,13 @@ def _default_files() -> list[Path]:
 def validate(
     files: Annotated[list[Path] | None, typer.Argument(help="Mapping files (default: mappings/*.yaml).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print problems only.")] = False,
+    against: Annotated[str | None, typer.Option(
+        "--against", help="Also check the mapped vendor fields exist, with compatible types and lengths, in this "
+                          "configured system's live field metadata (Zoho /settings/fields, Fxiaoke describe...).")]
+    = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Configuration naming the --against system (default: $CRMBRIDGE_CONFIG, else "
+                               "config/crmbridge.yaml).", envvar="CRMBRIDGE_CONFIG")] = None,
 ) -> None:
     """Check mapping files: structure, canonical paths, transforms, code tables, mandatory vendor fields."""
     targets = files or _default_files()
@@ -59,9 +72,15 @@ def validate(
     if not targets:
         out.print("no mapping files found")
         sys.exit(EXIT_CONFIG)
+    adapter = _adapter_for(against, config) if against else None
     failed = 0
     for f in targets:
-        _, problems = check_mapping_file(f)
+        mapping, problems = check_mapping_file(f)
+        if adapter is not None and mapping is not None:
+            if mapping.system != adapter.name:
+                out.print(f"skipped against {against}: {f} maps {mapping.system}, not {adapter.name}", markup=False)
+                continue
+            problems = [*problems, *validate_against(mapping, adapter.describe(mapping.object))]
         errors = [p for p in problems if p.severity == "error"]
         for p in problems:
             out.print(str(p), markup=False)
@@ -73,6 +92,23 @@ def validate(
     if failed:
         out.print(f"{failed} of {len(targets)} mapping file(s) have errors", markup=False)
         sys.exit(EXIT_CONFIG)
+
+
+def _adapter_for(system: str, config: Path | None) -> Any:
+    """The adapter of a configured system, to read its field metadata (no state database is touched)."""
+    from crmbridge.adapters.registry import adapter_class
+    from crmbridge.core.config import load_config
+
+    cfg = load_config(config)
+    if system not in cfg.systems:
+        raise typer.BadParameter(f"no system {system!r} in {cfg.source_file}; configured: "
+                                 f"{', '.join(sorted(cfg.systems)) or '(none)'}", param_hint="--against")
+    sys_cfg = cfg.systems[system]
+    cls = adapter_class(sys_cfg.adapter)
+    import inspect
+
+    kwargs = {"base_dir": cfg.base_dir} if "base_dir" in inspect.signature(cls.__init__).parameters else {}
+    return cls(sys_cfg, system=system, **kwargs)
 
 
 def _show(value: Any, kind: str | None, reveal: bool) -> str:

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sync_helpers import BAD, CUSTOMERS, SEED
 
 from crmbridge.sync.bootstrap import Runtime, bootstrap
 from crmbridge.sync.demo import DemoEnvironment
-
-from sync_helpers import BAD, CUSTOMERS, SEED
 
 
 @pytest.fixture

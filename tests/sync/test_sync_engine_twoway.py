@@ -1,0 +1,116 @@
+"""Two-way runs end to end: core banking (SOAP simulator) ⇄ Fxiaoke AccountObj (simulator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmbridge.adapters.base import WriteItem
+from crmbridge.sync.engine import run_job
+from crmbridge.sync.ledger import Action, Ledger
+from crmbridge.sync.resolution import conflict_values, resolve_conflict
+
+JOB = "core_fxiaoke"
+
+
+def individuals_with_email(env):  # type: ignore[no-untyped-def]
+    return [r for r in env.fxiaoke.records("AccountObj") if r.get("party_type__c") == "INDIVIDUAL" and r.get("email")]
+
+
+def rm_edit(rt, external_id: str, **fields: str) -> None:  # type: ignore[no-untyped-def]
+    """A relationship manager's edit in Fxiaoke, made through Fxiaoke's API."""
+    (result,) = rt.adapter("fxiaoke").write("AccountObj", [WriteItem(key="rm", payload=fields,
+                                                                     external_id=external_id)])
+    assert result.status.value == "updated"
+
+
+def custno_of(rt, fx_id: str) -> str:  # type: ignore[no-untyped-def]
+    with rt.store.transaction() as tx:
+        pid = tx.get_xref("fxiaoke", "AccountObj", fx_id)
+        return tx.xrefs_for_party(pid, "corebank", "Customer")[0][2]
+
+
+@pytest.fixture
+def synced(env, rt):  # type: ignore[no-untyped-def]
+    first = run_job(rt, JOB)
+    assert first.status == "succeeded" and first.actions[Action.CREATED] > 0
+    second = run_job(rt, JOB)   # the CRM reports its new records back: all recognised as our own writes
+    assert second.actions[Action.SKIPPED_ECHO] == first.actions[Action.CREATED]
+    assert not second.actions[Action.UPDATED] and not second.actions[Action.CONFLICT]
+    return first
+
+
+def test_a_crm_owned_edit_flows_back_to_core_banking_with_its_version(env, rt, synced) -> None:  # type: ignore
+    person = individuals_with_email(env)[0]
+    custno = custno_of(rt, person["_id"])
+    modno_before = int(env.core.store.get(custno)["modno"])
+    rm_edit(rt, person["_id"], email="corrected.by.rm@example.com")
+    report = run_job(rt, JOB)
+    assert report.actions[Action.UPDATED] == 1 and not report.actions[Action.CONFLICT]
+    core = env.core.store.get(custno)
+    assert core["email"] == "corrected.by.rm@example.com"
+    assert int(core["modno"]) == modno_before + 1
+    # the core's new version coming back is not a change to carry again
+    again = run_job(rt, JOB)
+    assert not again.actions[Action.UPDATED] and not again.actions[Action.CONFLICT]
+
+
+def test_a_crm_edit_of_a_golden_field_is_a_conflict_not_an_overwrite(env, rt, synced) -> None:  # type: ignore
+    person = individuals_with_email(env)[1]
+    custno = custno_of(rt, person["_id"])
+    name_before = env.core.store.get(custno)["name"]
+    rm_edit(rt, person["_id"], name="张三丰")
+    report = run_job(rt, JOB)
+    assert report.actions[Action.CONFLICT] == 1
+    assert env.core.store.get(custno)["name"] == name_before
+    with rt.store.transaction() as tx:
+        (conflict,) = tx.list_conflicts(JOB)
+        entries = [e for e in Ledger(tx.connection).iter_entries(job=JOB) if e["action"] == "conflict"]
+    assert conflict["field_paths"] == ["name.legal_zh"]
+    assert "张三丰" not in str(entries) and "张三丰" not in str(conflict)   # values encrypted, ledger masked
+    values = conflict_values(rt, conflict)
+    assert values["target"]["name.legal_zh"] == "张三丰"
+    assert values["source"]["name.legal_zh"] == name_before
+    # the reviewer keeps the core's name: Fxiaoke gets its masked projection back, the conflict is closed
+    res = resolve_conflict(rt, conflict["id"], take="source", actor="user:reviewer")
+    assert res.wrote_to == ["fxiaoke"]
+    fx_now = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == person["_id"])
+    assert fx_now["name"] != "张三丰" and fx_now["name"].startswith(name_before[0])
+    with rt.store.transaction() as tx:
+        assert tx.get_conflict(conflict["id"])["status"] == "resolved"
+        resolved = [e for e in Ledger(tx.connection).iter_entries(job=JOB) if e["action"] == "conflict-resolved"]
+    assert len(resolved) == 1 and resolved[0]["actor"] == "user:reviewer"
+    followup = run_job(rt, JOB)
+    assert not followup.actions[Action.CONFLICT] and not followup.actions[Action.UPDATED]
+    with rt.store.transaction() as tx:
+        assert Ledger(tx.connection, rt.signer, cipher=rt.cipher).verify(rt.signer.public_key).ok
+
+
+def test_crm_automation_touching_other_fields_is_an_echo(env, rt, synced) -> None:  # type: ignore[no-untyped-def]
+    person = individuals_with_email(env)[2]
+    rm_edit(rt, person["_id"], remark="assigned to campaign 2026Q4")   # a field the job never reads
+    report = run_job(rt, JOB)
+    assert report.actions[Action.SKIPPED_ECHO] >= 1
+    assert not report.actions[Action.UPDATED] and not report.actions[Action.CONFLICT]
+
+
+def test_a_core_change_flows_to_the_crm(env, rt, synced) -> None:  # type: ignore[no-untyped-def]
+    person = individuals_with_email(env)[0]
+    custno = custno_of(rt, person["_id"])
+    record = env.core.store.get(custno)
+    env.core.store.touch(custno, segment="PRIVATE" if record["segment"] != "PRIVATE" else "MASS")
+    report = run_job(rt, JOB)
+    assert report.actions[Action.UPDATED] == 1
+    fx_now = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == person["_id"])
+    assert fx_now["segment__c"] == ("PRIVATE" if record["segment"] != "PRIVATE" else "MASS")
+
+
+def test_dry_run_of_a_two_way_job_writes_nowhere(env, rt, synced) -> None:  # type: ignore[no-untyped-def]
+    person = individuals_with_email(env)[0]
+    custno = custno_of(rt, person["_id"])
+    rm_edit(rt, person["_id"], email="dry.run@example.com")
+    before = env.core.store.get(custno)
+    plan = run_job(rt, JOB, dry_run=True)
+    assert plan.actions[Action.UPDATED] == 1
+    assert env.core.store.get(custno) == before
+    real = run_job(rt, JOB)
+    assert real.actions[Action.UPDATED] == 1
