@@ -84,13 +84,14 @@ def t24_config(sim: T24StyleSimulator, *, bad_credentials: bool = False, page_si
 
 
 class FcubsHarness(ContractHarness):
-    """FLEXCUBE-style service. Writes are contact write-back only (no creates), so the suite's write tests,
-    which start by creating records, are skipped here and covered in test_corebank_soap_writeback.py."""
+    """FLEXCUBE-style service. Writes are contact write-back only (no creates): the suite's write tests run in
+    their update-only form (supports_create False); golden-field refusals are in test_corebank_soap_writeback.py."""
 
     object_name = "Customer"
     key_field = None
     page_size = 10
-    supports_write = False
+    supports_write = True
+    supports_create = False
     supports_delete = False
     supports_versions = True
     token_auth = True   # wsse:MessageExpired → a fresh UsernameToken (new nonce and Created), once
@@ -108,6 +109,9 @@ class FcubsHarness(ContractHarness):
     def payload(self, i: int, variant: int = 0) -> dict:
         return {"Custpersonal": {"MOBNUM": f"1380013{variant:02d}{i % 100:02d}",
                                  "EMAILID": f"c{i}.v{variant}@example.com"}}
+
+    def invalid_payload(self, i: int) -> dict | None:
+        return {"Custpersonal": {"MOBNUM": "12345"}}   # the core refuses a malformed mobile (ST-VALS-010)
 
     def count(self) -> int:
         return self.simulator.store.live_count()
@@ -127,3 +131,6 @@ class T24Harness(FcubsHarness):
     def payload(self, i: int, variant: int = 0) -> dict:
         return {"gPHONE1": {"mPHONE1": {"SMS1": f"1380013{variant:02d}{i % 100:02d}",
                                         "EMAIL1": f"c{i}.v{variant}@example.com"}}}
+
+    def invalid_payload(self, i: int) -> dict | None:
+        return {"gPHONE1": {"mPHONE1": {"SMS1": "12345"}}}
