@@ -52,6 +52,7 @@ from crmbridge.canonical.masking import mask
 from crmbridge.canonical.model import Party, parse_party
 from crmbridge.core.config import JobConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
+from crmbridge.core.logsafe import bind_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
@@ -97,6 +98,10 @@ def _snap_row(party_id: str, system: str, obj: str) -> dict[str, str]:
 
 class _DryRunRollback(Exception):
     """Raised inside a dry run's transaction to roll it back."""
+
+
+class _StopRequested(Exception):
+    """Raised after a batch committed when ``should_stop`` says so: the run ends ``stopped``."""
 
 
 @dataclass
@@ -163,6 +168,8 @@ class _Ctx:
     pending_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: keys with an unfinished write intent at the target from any job (another job may have half-written them)
     unfinished_keys: set[str] = field(default_factory=set)
+    #: while a one-way batch is recorded: the batch's source ids that have an unresolved dead letter (None: ask)
+    open_letters: set[str] | None = None
 
 
 class JobRunner:
@@ -173,10 +180,14 @@ class JobRunner:
         job_name: a job of the configuration.
         actor: who runs it, recorded in the ledger (``scheduler``, ``user:alice``, ``worker:3``).
         progress: called with the number of records handled after each batch (a progress bar).
+        should_stop: asked after each committed batch; ``True`` ends the run there with status ``stopped``
+            (the cursor covers exactly the committed batches), e.g. on SIGTERM in the scheduler.
+        lease_ttl: seconds the job's lease lives without a heartbeat (a crashed holder's lease expires).
     """
 
     def __init__(self, rt: Runtime, job_name: str, *, actor: str = "user",
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None, lease_ttl: float = LEASE_TTL_SECONDS) -> None:
         try:
             self.job = rt.config.jobs[job_name]
         except KeyError:
@@ -186,6 +197,8 @@ class JobRunner:
         self.name = job_name
         self.actor = actor
         self.progress = progress
+        self.should_stop = should_stop
+        self.lease_ttl = lease_ttl
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ================================================================================== the run
@@ -198,7 +211,7 @@ class JobRunner:
                     rt.mapping(job.source_mapping))
         tgt = _Side(job.target_system, job.target_object, rt.adapter(job.target_system),
                     rt.mapping(job.target_mapping))
-        if not dry_run and not rt.store.acquire_lease(self.name, self.holder, LEASE_TTL_SECONDS):
+        if not dry_run and not self._acquire_lease():
             holder = rt.store.lease_holder(self.name) or {}
             raise FatalSyncError(f"job {self.name} is already running (lease held by {holder.get('holder')})")
         try:
@@ -206,6 +219,7 @@ class JobRunner:
                 previous = tx.list_runs(self.name, limit=5)
                 run_id = 0 if dry_run else tx.start_run(self.name, actor=self.actor)
             report = RunReport(run_id=str(run_id) if run_id else "dry-run", job=self.name, dry_run=dry_run)
+            bind_log_context(job=self.name, run_id=report.run_id)  # on every log line of the run (core.logsafe)
             ctx = _Ctx(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report,
                        dry_run, self.actor)
             calls_before = {s.system: s.adapter.stats.api_calls for s in (src, tgt)}
@@ -215,6 +229,9 @@ class JobRunner:
                 full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
                 report.status = "succeeded"
                 self._flag_suspicious(report, previous, full_scan)
+            except _StopRequested:
+                report.status = "stopped"
+                log.warning("run %s of job %s stopped on request after a committed batch", run_id, self.name)
             except (CrmBridgeError, OSError) as exc:
                 report.status = "failed"
                 report.error = f"{type(exc).__name__}: {exc}"
@@ -234,6 +251,19 @@ class JobRunner:
             if not dry_run:
                 rt.store.release_lease(self.name, self.holder)
 
+    def _acquire_lease(self) -> bool:
+        """Take the job's lease; a lease still held by a process of this host that no longer exists (killed,
+        crashed) is taken over at once instead of blocking every run until it expires."""
+        store = self.rt.store
+        if store.acquire_lease(self.name, self.holder, self.lease_ttl):
+            return True
+        stale = (store.lease_holder(self.name) or {}).get("holder")
+        if stale and _dead_local_holder(stale):
+            log.warning("job %s: taking over the lease of %s, a process of this host that no longer runs",
+                        self.name, stale)
+            return store.take_over_lease(self.name, stale, self.holder, self.lease_ttl)
+        return False
+
     def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
         last_ok = next((r for r in previous if r["status"] == RunStatus.SUCCEEDED.value and not r["dry_run"]), None)
         last_read = int(((last_ok or {}).get("counts") or {}).get("read", 0))
@@ -246,7 +276,7 @@ class JobRunner:
 
     def _finish(self, ctx: _Ctx) -> None:
         r = ctx.report
-        status = RunStatus.FAILED if r.status == "failed" else RunStatus.SUCCEEDED
+        status = {"failed": RunStatus.FAILED, "stopped": RunStatus.ABORTED}.get(r.status, RunStatus.SUCCEEDED)
         counts = {"read": r.read, **{str(k): v for k, v in r.actions.items()},
                   "api_calls": sum(r.api_calls.values()), "retries": r.retries}
         with self.rt.store.transaction() as tx:
@@ -265,20 +295,17 @@ class JobRunner:
             pass
 
     def _heartbeat(self, ctx: _Ctx) -> None:
-        if not ctx.dry_run and not self.rt.store.heartbeat_lease(self.name, self.holder, LEASE_TTL_SECONDS):
+        if not ctx.dry_run and not self.rt.store.heartbeat_lease(self.name, self.holder, self.lease_ttl):
             raise FatalSyncError(f"lost the lease on job {self.name}; another process took it over")
+        if self.should_stop is not None and self.should_stop():
+            raise _StopRequested
 
     # ================================================================================== one way
     def _run_one_way(self, ctx: _Ctx) -> bool:
         job, src = ctx.job, ctx.source
         with self.rt.store.transaction() as tx:
             cur = self._cursor(tx, ctx, src)
-            ctx.pending_intents = {i["key"]: i for i in tx.pending_write_intents(
-                ctx.name, target_system=ctx.target.system) if i["target_object"] == ctx.target.object}
-            ctx.unfinished_keys = set(tx.connection.execute(select(write_intents.c.key).where(
-                write_intents.c.target_system == ctx.target.system,
-                write_intents.c.target_object == ctx.target.object,
-                write_intents.c.status == "pending")).scalars())
+            self._load_intents(tx, ctx)
             due = self._due_dead_letters(tx, ctx)
         # 1. records that failed before, fetched again from the source
         for chunk in _chunks(due, job.batch_size):
@@ -291,7 +318,7 @@ class JobRunner:
                 else:
                     raws.append(raw)
             if raws:
-                self._one_way_batch(ctx, raws, None)
+                self._one_way_batch(ctx, raws, None, retry=True)
         # 2. what changed since the cursor, oldest first
         since = cur.since
         fields = src.mapping.vendor_fields("in") or None
@@ -307,6 +334,16 @@ class JobRunner:
                 self._store_cursor(tx, ctx, cur, cur.max_seen, {})
         return since is None
 
+    def _load_intents(self, tx: StoreTx, ctx: _Ctx) -> None:
+        """Write intents a run that did not finish left pending at the target (both job directions need them: a
+        create they journaled may have reached the target)."""
+        ctx.pending_intents = {i["key"]: i for i in tx.pending_write_intents(
+            ctx.name, target_system=ctx.target.system) if i["target_object"] == ctx.target.object}
+        ctx.unfinished_keys = set(tx.connection.execute(select(write_intents.c.key).where(
+            write_intents.c.target_system == ctx.target.system,
+            write_intents.c.target_object == ctx.target.object,
+            write_intents.c.status == "pending")).scalars())
+
     def _cursor(self, tx: StoreTx, ctx: _Ctx, side: _Side) -> _CursorState:
         c = tx.get_cursor(ctx.name, side.cursor_key)
         ordered = bool(getattr(side.adapter, "ordered_extract", True))
@@ -320,18 +357,23 @@ class JobRunner:
         return [d for d in letters if d["external_id"] and d["source_system"] == ctx.source.system
                 and d["source_object"] == ctx.source.object and d["attempts"] < ctx.job.dead_letter_max_attempts]
 
-    def _one_way_batch(self, ctx: _Ctx, raws: list[RawRecord], cursor: _CursorState | None) -> None:
+    def _one_way_batch(self, ctx: _Ctx, raws: list[RawRecord], cursor: _CursorState | None, *,
+                       retry: bool = False) -> None:
         ctx.report.read += len(raws)
         # decide, and commit new parties' ids before any write so a crash cannot mint a second id
         with self._tx(ctx) as tx:
-            decisions = [self._decide(tx, ctx, raw, cursor) for raw in raws]
+            decisions = [self._decide(tx, ctx, raw, cursor, retry=retry) for raw in raws]
             self._guard_intents(tx, ctx, decisions)
         if ctx.dry_run:
             self._plan(ctx, decisions)
             return
         self._write(ctx, decisions)
         with self.rt.store.transaction() as tx:
-            entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
+            ctx.open_letters = self._open_letters(tx, ctx, [d.raw.external_id for d in decisions if not d.silent])
+            try:
+                entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
+            finally:
+                ctx.open_letters = None
             Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
             if cursor is not None:
                 self._advance(tx, ctx, cursor, decisions)
@@ -339,11 +381,15 @@ class JobRunner:
         if self.progress is not None:
             self.progress(len(decisions))
 
-    def _decide(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, cursor: _CursorState | None) -> _Decision:
+    def _decide(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, cursor: _CursorState | None, *,
+                retry: bool = False) -> _Decision:
         src = ctx.source
         d = _Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key))
         if cursor is not None and cursor.boundary.get(raw.external_id) == d.raw_hash:
             d.silent = True
+            return d
+        if not retry and self._failed_as_is(tx, ctx, raw, d.raw_hash):
+            d.silent = True   # failed before exactly as it is now: the dead-letter schedule retries it
             return d
         d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
         if d.party_id is not None and not raw.deleted:
@@ -368,6 +414,14 @@ class JobRunner:
             return d
         self._plan_write(tx, ctx, d, party)
         return d
+
+    def _failed_as_is(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, raw_hash: str) -> bool:
+        t = dead_letters
+        hit = tx.connection.execute(select(t.c.id).where(
+            t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
+            t.c.external_id == raw.external_id, t.c.record_hash == raw_hash,
+            t.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value])).limit(1)).first()
+        return hit is not None
 
     def _map_in(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> Party | None:
         """Map a source record to a party and identify it (cross-reference, then match rules)."""
@@ -571,6 +625,8 @@ class JobRunner:
 
     def _dead_letter(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> None:
         src, err = ctx.source, d.error or RecordError("failed", code="failed")
+        if ctx.open_letters is not None:
+            ctx.open_letters.add(d.raw.external_id)
         row = {"job": ctx.name, "source_system": src.system, "source_object": src.object,
                "external_id": d.raw.external_id}
         tx.add_dead_letter(
@@ -578,9 +634,22 @@ class JobRunner:
             run_id=ctx.run_id or None, source_system=src.system, source_object=src.object,
             external_id=d.raw.external_id,
             payload=seal(tx.connection, self.rt.cipher, "dead_letters", "payload", row=row, value=dict(d.raw.data)),
-            next_attempt_at=datetime.now(UTC) + DEAD_LETTER_BACKOFF)
+            next_attempt_at=datetime.now(UTC) + DEAD_LETTER_BACKOFF, record_hash=d.raw_hash)
+
+    def _open_letters(self, tx: StoreTx, ctx: _Ctx, external_ids: list[str]) -> set[str]:
+        """Which of ``external_ids`` have an unresolved dead letter of this job (one query per batch instead of
+        one per record: most records never failed)."""
+        t, out = dead_letters, set()
+        for chunk in _chunks(sorted(set(external_ids)), 500):
+            out.update(tx.connection.execute(select(t.c.external_id).where(
+                t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
+                t.c.external_id.in_(chunk),
+                t.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]))).scalars())
+        return out
 
     def _resolve_letters(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord) -> None:
+        if ctx.open_letters is not None and raw.external_id not in ctx.open_letters:
+            return
         t = dead_letters
         ids = tx.connection.execute(select(t.c.id).where(
             t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
@@ -672,6 +741,7 @@ class JobRunner:
         src, tgt, job = ctx.source, ctx.target, ctx.job
         with self.rt.store.transaction() as tx:
             cur_s, cur_t = self._cursor(tx, ctx, src), self._cursor(tx, ctx, tgt)
+            self._load_intents(tx, ctx)
         changed_t: dict[str, RawRecord] = {}
         seen_t: list[_Decision] = []
         for page in tgt.adapter.extract(tgt.object, since=cur_t.since, fields=tgt.mapping.vendor_fields("in") or None):
@@ -879,6 +949,32 @@ class JobRunner:
             d.action, reason = Action.FAILED, f"{r.error.code if r.error else 'rejected'}: {r.error}"
         ctx.report.actions[d.action] += 1
         return self._entry(ctx, d, reason=reason, changed=changed, direction=direction)
+
+
+def _dead_local_holder(holder: str) -> bool:
+    """Whether a lease holder (``host:pid:nonce``) is a process of this host that no longer exists."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:   # exists, owned by someone else
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child not yet reaped by its parent still has a pid; it runs nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _path_filter(paths: list[str]) -> Callable[[str], bool]:

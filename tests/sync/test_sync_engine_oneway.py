@@ -211,3 +211,13 @@ def test_ledger_and_logs_never_hold_personal_data_in_clear(env, rt, caplog) -> N
     assert not seen, f"personal data in clear in the state database: {dict(seen)}"
     logs = caplog.text
     assert not [s for s in secrets if s in logs]
+
+
+def test_an_unchanged_bad_record_reread_in_the_overlap_is_not_failed_again(env, rt) -> None:  # type: ignore
+    first = run_job(rt, "core_to_zoho")
+    assert first.actions[Action.FAILED] == len(rejected())
+    second = run_job(rt, "core_to_zoho")   # every record is still inside the overlap window
+    assert second.actions[Action.FAILED] == 0
+    with rt.store.transaction() as tx:
+        letters = tx.list_dead_letters("core_to_zoho", status=["open"], limit=1000)
+    assert {d["attempts"] for d in letters} == {1}

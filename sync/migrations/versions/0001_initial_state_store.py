@@ -122,6 +122,7 @@ def upgrade() -> None:
     sa.Column('reason_code', sa.String(length=64), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('payload', sa.LargeBinary(), nullable=True),
+    sa.Column('record_hash', sa.String(length=128), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
