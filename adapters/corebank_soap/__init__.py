@@ -79,6 +79,7 @@ from crmbridge.core.errors import (
     RecordRejectedError,
 )
 from crmbridge.core.secrets import SecretRef, resolve_secret
+from crmbridge.core.types import TimeZoneName
 
 __all__ = ["CorebankSoapAdapter", "CorebankSoapConfig"]
 
@@ -220,7 +221,7 @@ class CorebankSoapConfig(AdapterConfig):
     wsse_digest: bool = Field(True, description="PasswordDigest (nonce + created) instead of PasswordText")
     load_timeout: float = Field(30.0, description="seconds to load the WSDL and its schemas")
     huge_tree: bool = Field(False, description="lift libxml2 size limits (known-large replies only)")
-    timezone: str = Field("Asia/Shanghai", description="the core's local time zone for naive timestamps")
+    timezone: TimeZoneName = Field("Asia/Shanghai", description="the core's local time zone for naive timestamps")
     object_name: str = "Customer"
     header: HeaderConfig = HeaderConfig()
     status: StatusConfig = StatusConfig()
@@ -228,14 +229,6 @@ class CorebankSoapConfig(AdapterConfig):
     record: RecordConfig = RecordConfig()
     operations: OperationsConfig = OperationsConfig()
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r}") from exc
-        return v
 
 
 class CorebankSoapAdapter(Adapter):
