@@ -48,7 +48,7 @@ from crmbridge.adapters.base import AdapterConfig
 from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
 from crmbridge.core.retry import RetryPolicy
-from crmbridge.core.secrets import SecretRef, resolve_secret
+from crmbridge.core.secrets import SecretRef, is_secret_reference, resolve_secret
 
 __all__ = [
     "CONFIG_ENV",
@@ -57,6 +57,7 @@ __all__ = [
     "PACKAGE_ROOT",
     "ConflictPolicy",
     "CrmBridgeConfig",
+    "DistributedConfig",
     "JobConfig",
     "KeysConfig",
     "LoggingConfig",
@@ -182,7 +183,8 @@ class MetricsConfig(_Model):
 
 class WebhookConfig(_Model):
     url: HttpUrl
-    events: list[Literal["run_failed", "run_partial", "dead_letter", "conflict", "lease_lost"]] = Field(
+    events: list[Literal["run_failed", "run_partial", "run_overdue", "dead_letter", "conflict", "lease_lost",
+                         "credential_expiring"]] = Field(
         default_factory=lambda: ["run_failed"])
     secret: SecretRef | None = Field(None, description="HMAC key signing each notification")
     timeout: float = Field(5.0, gt=0, le=60)
@@ -190,6 +192,56 @@ class WebhookConfig(_Model):
 
 class NotificationsConfig(_Model):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+
+_BROKER_URL = re.compile(r"^(amqp|amqps|pyamqp|redis|rediss)://")
+
+
+def _broker_url(v: str) -> str:
+    if not _BROKER_URL.match(v):
+        raise ValueError("must be an amqp://, amqps://, redis:// or rediss:// broker URL, or a secret reference "
+                         "(env:NAME / file:PATH) to one")
+    return _no_url_password(v)
+
+
+def _no_url_password(v: str) -> str:
+    if _URL_PASSWORD.search(v):
+        raise ValueError("a URL carrying a password is a secret: put it in an environment variable or a file and "
+                         "write env:NAME or file:PATH here")
+    return v
+
+
+class DistributedConfig(_Model):
+    """Distributed mode (``crmbridge worker`` / ``crmbridge dispatch``): a job's batches run as Celery tasks.
+
+    The state database must be PostgreSQL (workers serialise work on a party with advisory locks). Tasks carry
+    only batch ids; the records of a batch wait in the state database, encrypted.
+    """
+
+    broker_url: SecretRef | Annotated[str, AfterValidator(_broker_url)] = Field(
+        description="amqp://host:5672// or redis://host:6379/0; a URL with a password only as env:NAME or file:PATH")
+    result_backend: SecretRef | Annotated[str, AfterValidator(_no_url_password)] | None = Field(
+        None, description="Celery result backend (optional; crmbridge keeps batch outcomes in the state database)")
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")] = "crmbridge"
+    prefetch_multiplier: int = Field(1, ge=1, le=64, description="tasks a worker reserves per process")
+    acks_late: bool = Field(True, description="acknowledge a task after it ran, so a killed worker's batch is "
+                            "delivered again")
+    visibility_timeout_seconds: int = Field(3600, ge=1, le=86400 * 7,
+                                            description="Redis: an unacknowledged task returns to the queue after this")
+    batch_timeout_seconds: float = Field(300.0, gt=0, le=86400,
+                                         description="a claimed batch whose worker stopped heart-beating for this "
+                                         "long is dispatched again")
+    lock_timeout_seconds: float = Field(300.0, gt=0, le=86400,
+                                        description="longest wait for another worker to release a party")
+    wait_timeout_seconds: float | None = Field(None, gt=0, description="the dispatcher gives up (run failed) "
+                                               "after this long; default: no limit")
+
+    def resolved_broker_url(self, base_dir: Path | None = None) -> str:
+        """The broker URL, resolving a secret reference (keep the result out of logs and messages)."""
+        if is_secret_reference(self.broker_url):
+            return resolve_secret(self.broker_url, where="distributed.broker_url",
+                                  base_dir=base_dir).get_secret_value()
+        return self.broker_url
 
 
 def _object_ref(v: str) -> str:
@@ -287,6 +339,7 @@ class CrmBridgeConfig(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    distributed: DistributedConfig | None = None
 
     _source: _Source | None = PrivateAttr(None)
 
@@ -340,7 +393,10 @@ def _record_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple
 
 def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
     """Parse YAML, recording line numbers in ``source``; returns (data, error lines)."""
-    loader = _MarkingLoader(text)
+    try:
+        loader = _MarkingLoader(text)   # the reader checks the characters here (a NUL byte is refused)
+    except yaml.YAMLError as exc:
+        return None, [f"{source.name}: YAML error: {exc}"]
     try:
         node = loader.get_single_node()
         if node is None:
@@ -662,7 +718,7 @@ def _strings(obj: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str |
 def _secret_refs(obj: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every (key path, secret reference) in a validated model tree."""
     for where, value, secret in _strings(obj, loc):
-        if secret:
+        if secret and is_secret_reference(value):  # a plain value where a reference is optional
             yield where, value
 
 

@@ -16,19 +16,28 @@ safety net, not a licence to log personal data: code should still log masked val
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from crmbridge.canonical.masking import mask
 
 __all__ = [
+    "JsonFormatter",
     "PersonalDataFilter",
+    "bind_log_context",
     "configure_logging",
+    "configure_service_logging",
     "forget_secrets",
+    "log_context",
     "mask_text",
     "register_secret",
+    "reset_log_context",
     "unconfigure_logging",
 ]
 
@@ -174,3 +183,68 @@ def unconfigure_logging() -> None:
     for handler in logging.getLogger().handlers:
         for f in [f for f in handler.filters if isinstance(f, PersonalDataFilter)]:
             handler.removeFilter(f)
+
+
+# ============================================================================ context and JSON lines
+_LOG_CONTEXT: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar("crmbridge_log_context",
+                                                                                          default=())
+
+
+def bind_log_context(**fields: object) -> contextvars.Token[tuple[tuple[str, str], ...]]:
+    """Add ``fields`` (``job``, ``run_id``...) to every log line of the current thread/context from now on."""
+    merged = {**dict(_LOG_CONTEXT.get()), **{k: str(v) for k, v in fields.items() if v is not None}}
+    return _LOG_CONTEXT.set(tuple(merged.items()))
+
+
+def reset_log_context(token: contextvars.Token[tuple[tuple[str, str], ...]]) -> None:
+    """Restore the context as it was before the :func:`bind_log_context` call that returned ``token``."""
+    _LOG_CONTEXT.reset(token)
+
+
+def log_context() -> dict[str, str]:
+    """The fields currently bound (a copy)."""
+    return dict(_LOG_CONTEXT.get())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, the bound context (``job``, ``run_id``)
+    and ``exc`` when there is one. The message is the record's already masked text (install
+    :class:`PersonalDataFilter` / :func:`configure_logging` first); it is masked again here as a safety net."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        _mask_record(record)
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "msg": str(record.msg),
+            **dict(_LOG_CONTEXT.get()),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_text(self.formatException(record.exc_info))
+        if record.exc_text:
+            out["exc"] = mask_text(record.exc_text)
+        return json.dumps(out, ensure_ascii=False)
+
+
+class _TextContextFormatter(logging.Formatter):
+    """The human format, with the bound context appended as ``[job=... run_id=...]``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        bound = _LOG_CONTEXT.get()
+        return f"{text} [{' '.join(f'{k}={v}' for k, v in bound)}]" if bound else text
+
+
+def configure_service_logging(level: str | int = "INFO", *, fmt: str = "text", file: str | None = None,
+                              secrets: Iterable[str] = ()) -> logging.Handler:
+    """Logging for a long-running process (the scheduler, workers): ONE root handler (``file`` or standard
+    error) in ``json`` (one event per line) or ``text`` format, masking installed, bound context on every line.
+    Replaces the root's existing handlers. Returns the handler."""
+    handler: logging.Handler = logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         _TextContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    configure_logging(logging.getLevelName(level) if isinstance(level, str) else level, secrets=secrets)
+    return handler
