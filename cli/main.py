@@ -31,6 +31,8 @@ COMMAND_MODULES = [
     "crmbridge.cli.run_cmd",
     "crmbridge.cli.ops_cmd",
     "crmbridge.cli.demo_cmd",
+    "crmbridge.cli.scheduler_cmd",
+    "crmbridge.cli.worker_cmd",
 ]
 
 app = typer.Typer(

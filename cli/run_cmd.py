@@ -26,16 +26,26 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing anywhere.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
     actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "user",
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Split the run into batches executed by `crmbridge worker` processes (Celery; "
+                              "state on PostgreSQL); the same as `crmbridge dispatch JOB`.")] = False,
 ) -> None:
     """Run one job now (a progress bar on a terminal, a summary at the end; exit 1 if the run failed)."""
     from crmbridge.sync.engine import run_job
     from crmbridge.sync.report import render_plan, render_summary
 
+    if distributed and dry_run:
+        raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
     rt = runtime(config)
     try:
         with _progress() as bar:
             task = bar.add_task(f"{'planning' if dry_run else 'syncing'} {job}", total=None)
-            report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
+            if distributed:
+                from crmbridge.sync.distributed import dispatch
+
+                report = dispatch(rt, job, actor=actor, progress=lambda n: bar.advance(task, n))
+            else:
+                report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
     finally:
         rt.close()
     if as_json:

@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
 __all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "import_models", "make_engine"]
@@ -24,6 +24,8 @@ MODEL_MODULES = [
     "crmbridge.sync.crypto",
     "crmbridge.sync.ledger",
     "crmbridge.sync.protect",
+    "crmbridge.sync.scheduler",
+    "crmbridge.sync.distributed",
 ]
 
 NAMING = {
@@ -53,7 +55,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        # seconds a transaction waits for another process's write lock: ?timeout=N in the URL, default 30
+        busy = float(make_url(url).query.get("timeout", 30))  # type: ignore[arg-type]
+        kwargs.setdefault("connect_args", {"timeout": busy})
         engine = create_engine(url, **kwargs)  # type: ignore[arg-type]
 
         @event.listens_for(engine, "connect")
@@ -61,7 +65,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cur.close()
 
         return engine

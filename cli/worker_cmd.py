@@ -1,0 +1,79 @@
+"""``crmbridge worker`` and ``crmbridge dispatch JOB``: distributed mode (see :mod:`crmbridge.sync.distributed`).
+
+A worker is a Celery worker process consuming the configured queue; ``dispatch`` runs one job over the workers
+and waits for it, like ``crmbridge run`` does in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+
+from crmbridge.cli._common import ConfigOption, console
+
+__all__ = ["register"]
+
+QueueOption = Annotated[str | None, typer.Option(
+    "--queue", "-Q", help="Celery queue (default: distributed.queue of the configuration).")]
+
+
+def worker(
+    config: ConfigOption = None,
+    queue: QueueOption = None,
+    hostname: Annotated[str | None, typer.Option(
+        "--hostname", "-n", help="Worker node name, unique per worker (Celery's, e.g. w1@%h).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Batches run at once by this worker.",
+                                             min=1, max=256)] = 1,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
+) -> None:
+    """Start a worker: runs the batches that 'crmbridge dispatch' sends (until stopped with Ctrl-C / SIGTERM)."""
+    from crmbridge.core.config import load_config
+    from crmbridge.core.errors import ConfigurationError
+    from crmbridge.sync.distributed import check_schema, distributed_settings, make_celery_app, worker_argv
+
+    if pool not in ("prefork", "threads", "solo"):
+        raise ConfigurationError(f"--pool must be prefork, threads or solo, not {pool!r}")
+    cfg = load_config(config)
+    settings = distributed_settings(cfg)
+    check_schema(cfg)
+    app = make_celery_app(cfg, queue=queue)
+    queue = queue or settings.queue
+    logging.getLogger("crmbridge").setLevel(loglevel.upper())
+    app.worker_main(worker_argv(queue=queue, concurrency=concurrency, pool=pool, hostname=hostname,
+                                loglevel=loglevel))
+
+
+def dispatch(
+    job: Annotated[str, typer.Argument(help="A one-way job of the configuration.")],
+    config: ConfigOption = None,
+    queue: QueueOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "dispatcher",
+) -> None:
+    """Run one job over the workers now and wait for it (exit 1 if the run failed, 5 if it looks suspicious)."""
+    from crmbridge.cli._common import runtime
+    from crmbridge.sync.distributed import dispatch as do_dispatch
+    from crmbridge.sync.report import render_summary
+
+    rt = runtime(config)
+    try:
+        report = do_dispatch(rt, job, actor=actor, queue=queue)
+    finally:
+        rt.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        render_summary(report, console)
+    if report.status == "failed":
+        raise typer.Exit(1)
+    if report.status == "suspicious":
+        raise typer.Exit(5)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    app.command("dispatch")(dispatch)
