@@ -9,6 +9,7 @@ changes a customer; the next runs carry the edits back, raise the one deliberate
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -107,16 +108,16 @@ def demo(
                       + ("[green]verifies[/]" if result.ok else f"[red]{result.problems[0]}[/]"))
         console.print(f"dead letters: {len(letters)} records rejected with their reasons; "
                       f"conflicts waiting for review: {len(conflicts)}")
-        cfg = env.config_path
+        cfg = _short(env.config_path)
+        exe = _short(Path(sys.executable).with_name("crmbridge"))
         console.print(Panel.fit(
-            f"crmbridge --config {cfg} ledger runs\n"
-            f"crmbridge --config {cfg} ledger verify\n"
-            f"crmbridge --config {cfg} deadletters list\n"
-            f"crmbridge --config {cfg} conflicts list\n"
-            + (f"crmbridge --config {cfg} conflicts show {conflicts[0]['id']}\n" if conflicts else "")
-            + f"crmbridge --config {cfg} run core_to_zoho --dry-run   (needs --serve running)\n"
-            f"crmbridge --config {cfg} reconcile core_fxiaoke        (needs --serve running)",
-            title="look deeper (the state is kept under " + str(env.workdir) + ")"))
+            f"export CRMBRIDGE_CONFIG={cfg}\n"
+            f"{exe} ledger runs\n"
+            f"{exe} ledger verify\n"
+            f"{exe} deadletters list\n"
+            + (f"{exe} conflicts show {conflicts[0]['id']}\n" if conflicts else "")
+            + f"{exe} demo --serve    (keeps the simulators up for run --dry-run, reconcile...)",
+            title="look deeper"))
         rt.close()
         if serve:
             console.print("simulators keep running; Ctrl-C to stop")
@@ -129,6 +130,13 @@ def demo(
         env.stop()
     if failed:
         raise typer.Exit(1)
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def register(app: typer.Typer) -> None:
