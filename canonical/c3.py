@@ -45,6 +45,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from crmbridge.core.errors import ForbiddenDataError
@@ -88,6 +89,7 @@ def _tokens(key: str) -> list[str]:
     return [p.lower() for p in parts if p]
 
 
+@lru_cache(maxsize=65536)  # the same vendor keys come back in every record: a hot path of every run
 def c3_rule(key: str) -> str | None:
     """The rule that marks ``key`` as C3 (``token:pwd``, ``substring:password``), or ``None``."""
     k = unicodedata.normalize("NFKC", str(key))

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -520,9 +521,20 @@ def mask_kind_for(path: Path | str, party_type: str | None = None) -> str | None
     """How a value at canonical ``path`` is masked for display: a mask kind, or ``None`` for non-personal (C1) data.
 
     Uses the classification declared on the canonical model; identifiers and contact points take their kind from the
-    path's selector (``identifiers[scheme=CN_RIC].value`` → ``ric``).
+    path's selector (``identifiers[scheme=CN_RIC].value`` → ``ric``). Text paths are answered from a cache once the
+    model is importable (the ledger asks for every changed field of every record: a hot path).
     """
-    p = parse_path(path) if isinstance(path, str) else path
+    if isinstance(path, str) and _model_classes() is not None:
+        return _mask_kind_cached(path, party_type)
+    return _mask_kind(parse_path(path) if isinstance(path, str) else path, party_type)
+
+
+@lru_cache(maxsize=16384)
+def _mask_kind_cached(path: str, party_type: str | None) -> str | None:
+    return _mask_kind(parse_path(path), party_type)
+
+
+def _mask_kind(p: Path, party_type: str | None) -> str | None:
     pol = _policy(p, party_type)
     if pol is not None:
         if not pol.is_personal and not pol.keep_masked:
@@ -1358,9 +1370,13 @@ def _keypath(path: Sequence[str | int]) -> str:
 
 
 def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[str | int, ...], int], list[MappingProblem]]:
-    loader = yaml.SafeLoader(text)
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[MappingProblem] = []
+    try:
+        loader = yaml.SafeLoader(text)   # the reader checks the characters here (a NUL byte is refused)
+    except yaml.YAMLError as exc:
+        problems.append(MappingProblem(file, None, "", f"YAML error: {exc}"))
+        return None, lines, problems
 
     def walk(node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         lines.setdefault(path, node.start_mark.line + 1)

@@ -286,7 +286,14 @@ def run_chain(chain: list[tuple[Transform, str]], value: Any, ctx: TransformCont
     for t, way in chain:
         if value is None and not t.handles_none:
             continue
-        value = t.to_canonical(value, ctx) if way == "in" else t.to_vendor(value, ctx)
+        try:
+            value = t.to_canonical(value, ctx) if way == "in" else t.to_vendor(value, ctx)
+        except TransformError:
+            raise
+        except (TypeError, ValueError, AttributeError, LookupError, ArithmeticError, RecursionError) as exc:
+            # a value of a type or shape the transform does not expect (a vendor sent a list, a bool, a number too
+            # large): a record-level problem of this field, never a crash of the run. The value is not shown here.
+            raise TransformError(f"{t.name}: cannot transform a {type(value).__name__} value") from exc
     return value
 
 

@@ -37,7 +37,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,14 +45,14 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from crmbridge.adapters.base import Adapter, RawRecord, WriteItem, WriteResult, WriteStatus
+from crmbridge.adapters.base import Adapter, Page, RawRecord, WriteItem, WriteResult, WriteStatus
 from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
 from crmbridge.canonical.masking import mask
 from crmbridge.canonical.model import Party, parse_party
 from crmbridge.core.config import JobConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
-from crmbridge.core.logsafe import bind_log_context
+from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
@@ -65,6 +65,8 @@ __all__ = ["JobRunner", "keyed_hash", "run_job"]
 log = logging.getLogger("crmbridge.sync")
 
 LEASE_TTL_SECONDS = 300.0
+#: lease holders of this process whose run is under way (a holder of this process not in it has ended)
+_ACTIVE_HOLDERS: set[str] = set()
 #: a full-scan run reading nothing after a run that read at least this many is flagged, not a success
 SUSPICIOUS_DROP_FROM = 100
 #: when a failed record is tried again
@@ -90,6 +92,19 @@ def _parse_iso(text: str) -> datetime:
 def _chunks(items: Sequence[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield list(items[i:i + n])
+
+
+def _batched(pages: Iterable[Page], n: int) -> Iterator[list[RawRecord]]:
+    """Records of successive pages in batches of ``n``: a batch may span pages, so a job's batch size (and with it
+    the target's write concurrency) is not capped by the source's page size."""
+    buf: list[RawRecord] = []
+    for page in pages:
+        buf.extend(page.records)
+        while len(buf) >= n:
+            yield buf[:n]
+            buf = buf[n:]
+    if buf:
+        yield buf
 
 
 def _snap_row(party_id: str, system: str, obj: str) -> dict[str, str]:
@@ -214,12 +229,13 @@ class JobRunner:
         if not dry_run and not self._acquire_lease():
             holder = rt.store.lease_holder(self.name) or {}
             raise FatalSyncError(f"job {self.name} is already running (lease held by {holder.get('holder')})")
+        log_token = bind_log_context(job=self.name)  # job and run id on every log line of the run (core.logsafe)
         try:
             with rt.store.transaction() as tx:
                 previous = tx.list_runs(self.name, limit=5)
                 run_id = 0 if dry_run else tx.start_run(self.name, actor=self.actor)
             report = RunReport(run_id=str(run_id) if run_id else "dry-run", job=self.name, dry_run=dry_run)
-            bind_log_context(job=self.name, run_id=report.run_id)  # on every log line of the run (core.logsafe)
+            bind_log_context(run_id=report.run_id)
             ctx = _Ctx(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report,
                        dry_run, self.actor)
             calls_before = {s.system: s.adapter.stats.api_calls for s in (src, tgt)}
@@ -245,23 +261,37 @@ class JobRunner:
                                    for s, b in zip((src, tgt), stats_before, strict=True))
             report.credits_remaining = tgt.adapter.stats.credits_remaining or src.adapter.stats.credits_remaining
             if not dry_run:
-                self._finish(ctx)
+                try:
+                    self._finish(ctx)
+                except CrmBridgeError as exc:   # e.g. the state database went away: the run stays unfinished
+                    report.status = "failed"
+                    report.error = "; ".join(x for x in (report.error, f"recording the run's end failed: {exc}") if x)
+                    log.error("run %s of job %s: %s", run_id, self.name, report.error)
             return report
         finally:
+            reset_log_context(log_token)
             if not dry_run:
-                rt.store.release_lease(self.name, self.holder)
+                _ACTIVE_HOLDERS.discard(self.holder)
+                try:
+                    rt.store.release_lease(self.name, self.holder)
+                except CrmBridgeError as exc:
+                    log.warning("job %s: lease not released (%s); it is taken over as soon as it is needed",
+                                self.name, exc)
 
     def _acquire_lease(self) -> bool:
         """Take the job's lease; a lease still held by a process of this host that no longer exists (killed,
         crashed) is taken over at once instead of blocking every run until it expires."""
         store = self.rt.store
         if store.acquire_lease(self.name, self.holder, self.lease_ttl):
+            _ACTIVE_HOLDERS.add(self.holder)
             return True
         stale = (store.lease_holder(self.name) or {}).get("holder")
         if stale and _dead_local_holder(stale):
-            log.warning("job %s: taking over the lease of %s, a process of this host that no longer runs",
+            log.warning("job %s: taking over the lease of %s, a holder of this host that no longer runs",
                         self.name, stale)
-            return store.take_over_lease(self.name, stale, self.holder, self.lease_ttl)
+            if store.take_over_lease(self.name, stale, self.holder, self.lease_ttl):
+                _ACTIVE_HOLDERS.add(self.holder)
+                return True
         return False
 
     def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
@@ -322,13 +352,11 @@ class JobRunner:
         # 2. what changed since the cursor, oldest first
         since = cur.since
         fields = src.mapping.vendor_fields("in") or None
-        for page in src.adapter.extract(src.object, since=since, fields=fields):
-            for chunk in _chunks(page.records, job.batch_size):
-                self._one_way_batch(ctx, chunk, cur)
+        for chunk in _batched(src.adapter.extract(src.object, since=since, fields=fields), job.batch_size):
+            self._one_way_batch(ctx, chunk, cur)
         # 3. deletions and closures
-        for page in src.adapter.extract_deleted(src.object, since=since):
-            for chunk in _chunks(page.records, job.batch_size):
-                self._one_way_batch(ctx, chunk, None)
+        for chunk in _batched(src.adapter.extract_deleted(src.object, since=since), job.batch_size):
+            self._one_way_batch(ctx, chunk, None)
         if not cur.ordered and cur.max_seen is not None:
             with self._tx(ctx) as tx:
                 self._store_cursor(tx, ctx, cur, cur.max_seen, {})
@@ -958,7 +986,7 @@ def _dead_local_holder(holder: str) -> bool:
         return False
     pid = int(parts[1])
     if pid == os.getpid():
-        return False
+        return holder not in _ACTIVE_HOLDERS   # a runner of this process that ended without releasing it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

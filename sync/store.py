@@ -38,7 +38,7 @@ import enum
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +57,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -67,8 +68,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from crmbridge.core.errors import FatalSyncError
 from crmbridge.sync.db import Base, make_engine
 
 __all__ = [
@@ -336,6 +339,18 @@ def _row(r: RowMapping | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------- tx
 #: prepared upsert statements by (dialect, table, key columns, updated columns, insert-only columns)
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
+#: prepared lookups of the sync hot path (built once: building a SELECT per record cost as much as running it)
+_Q_XREF = select(xref.c.party_id).where(xref.c.system == bindparam("q_system"), xref.c.object == bindparam(
+    "q_object"), xref.c.external_id == bindparam("q_external_id"))
+_Q_XREFS_FOR = select(xref.c.system, xref.c.object, xref.c.external_id).where(
+    xref.c.party_id == bindparam("q_party_id"), xref.c.system == bindparam("q_system"),
+    xref.c.object == bindparam("q_object")).order_by(xref.c.id)
+_Q_IDENTITY = select(identity_index.c.party_id).where(
+    identity_index.c.scheme == bindparam("q_scheme"), identity_index.c.bidx == bindparam("q_bidx")).order_by(
+    identity_index.c.id)
+_Q_SNAPSHOT = select(snapshots).where(snapshots.c.party_id == bindparam("q_party_id"),
+                                      snapshots.c.system == bindparam("q_system"),
+                                      snapshots.c.object == bindparam("q_object"))
 
 
 class StoreTx:
@@ -393,8 +408,8 @@ class StoreTx:
     # -- xref ----------------------------------------------------------------------------------
     def get_xref(self, system: str, obj: str, external_id: str) -> str | None:
         """The party id (system, object, external id) is known as, or ``None``."""
-        return self.connection.execute(select(xref.c.party_id).where(
-            xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id)).scalar()
+        return self.connection.execute(_Q_XREF, {"q_system": system, "q_object": obj,
+                                                  "q_external_id": external_id}).scalar()
 
     def put_xref(self, system: str, obj: str, external_id: str, party_id: str) -> None:
         """Link (system, object, external id) to ``party_id`` (re-linking updates it)."""
@@ -405,6 +420,10 @@ class StoreTx:
     def xrefs_for_party(self, party_id: str, system: str | None = None,
                         obj: str | None = None) -> list[tuple[str, str, str]]:
         """Every (system, object, external id) linked to ``party_id``, optionally narrowed."""
+        if system is not None and obj is not None:  # the sync hot path: a prepared statement
+            rows = self.connection.execute(_Q_XREFS_FOR, {"q_party_id": party_id, "q_system": system,
+                                                          "q_object": obj})
+            return [tuple(r) for r in rows]  # type: ignore[misc]
         q = select(xref.c.system, xref.c.object, xref.c.external_id).where(xref.c.party_id == party_id)
         if system is not None:
             q = q.where(xref.c.system == system)
@@ -426,9 +445,7 @@ class StoreTx:
 
     def lookup_identity(self, scheme: str, bidx: str) -> list[str]:
         """Party ids indexed under (scheme, bidx), oldest first; several means the match is ambiguous."""
-        q = select(identity_index.c.party_id).where(
-            identity_index.c.scheme == scheme, identity_index.c.bidx == bidx).order_by(identity_index.c.id)
-        return list(self.connection.execute(q).scalars())
+        return list(self.connection.execute(_Q_IDENTITY, {"q_scheme": scheme, "q_bidx": bidx}).scalars())
 
     def remove_identities(self, party_id: str, scheme: str | None = None) -> int:
         q = delete(identity_index).where(identity_index.c.party_id == party_id)
@@ -438,9 +455,8 @@ class StoreTx:
 
     # -- snapshots -----------------------------------------------------------------------------
     def get_snapshot(self, party_id: str, system: str, obj: str) -> Snapshot | None:
-        r = self.connection.execute(select(snapshots).where(
-            snapshots.c.party_id == party_id, snapshots.c.system == system,
-            snapshots.c.object == obj)).mappings().first()
+        r = self.connection.execute(_Q_SNAPSHOT, {"q_party_id": party_id, "q_system": system,
+                                                   "q_object": obj}).mappings().first()
         return None if r is None else Snapshot(**dict(r))
 
     def put_snapshot(self, party_id: str, system: str, obj: str, *, content_hash: str, blob: bytes,
@@ -605,6 +621,12 @@ class StoreTx:
 
 
 # ---------------------------------------------------------------------------------------------- store
+def _db_reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first[:200]}"
+
+
 class StateStore:
     """The state store over one SQLAlchemy engine.
 
@@ -635,17 +657,24 @@ class StateStore:
         Do not open a second transaction (or call a lease method) while one is open in the same thread: on
         SQLite the second waits for the first's write lock (up to the busy timeout) and then fails.
         """
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.begin()
-            try:
-                yield StoreTx(conn, self.clock)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.begin()
+                try:
+                    yield StoreTx(conn, self.clock)
+                except BaseException:
+                    with suppress(SQLAlchemyError):   # a dropped connection cannot roll back: the server did
+                        conn.rollback()
+                    raise
+                conn.commit()
+        except (OperationalError, InterfaceError, DisconnectionError) as exc:
+            # locked past the busy timeout, connection dropped, server gone: the transaction did not commit (no
+            # half-written state); say so in one line, without the SQL and its parameters
+            raise FatalSyncError(f"state database unavailable (the transaction did not complete): "
+                                 f"{_db_reason(exc)}") from exc
 
     # -- leases: each call is its own short transaction, visible to every process at once ----------
     def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> bool:

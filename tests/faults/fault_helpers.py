@@ -1,0 +1,267 @@
+"""Helpers of the fault suite: ground truth of the seeded core, invariant checks, and the kill loop.
+
+The invariants every fault test ends on (issue 9):
+
+* every valid, consented record of the job's scope is in the target exactly once (by the crmbridge key), and the
+  target holds nothing else;
+* no record is lost: every bad record is a dead letter, every other one has a committed outcome;
+* the ledger verifies (hash chain and signed checkpoints);
+* the cursor is not ahead of the work done: every source record at or before the stored watermark has a committed
+  outcome (a ledger entry, a dead letter, or, for records out of the job's scope, its cross-reference).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crmbridge.adapters.corebank_soap.simulator import CORE_TZ, CustomerStore
+from crmbridge.canonical.synthetic import customer_at
+from crmbridge.sync.bootstrap import Runtime
+from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.sync.ledger import Ledger
+from crmbridge.sync.store import write_intents
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [str(REPO / ".venv" / "bin" / "python"), "-m", "crmbridge"]
+CORE = ("corebank", "Customer")
+TARGETS = {"core_to_zoho": ("zoho_cn", "Contacts"), "core_fxiaoke": ("fxiaoke", "AccountObj")}
+
+
+# ============================================================================== ground truth
+def share_granted(c: Any) -> bool:
+    records = sorted((x for x in c.consents if x.purpose == "SHARE_WITH_CRM_VENDOR"), key=lambda x: x.captured_at)
+    return bool(records) and records[-1].status == "GRANTED" and records[-1].withdrawn_at is None
+
+
+@dataclass
+class Truth:
+    """What the seeded core holds, by customer number, for one job."""
+
+    expected: set[str]               # must be in the target exactly once
+    rejected: set[str]               # must be dead letters
+    other: set[str]                  # valid but out of scope or without consent: in no target
+    modified: dict[str, datetime]    # customer number -> modified time (UTC)
+
+
+def truth(n: int, seed: int, bad: float, job: str) -> Truth:
+    expected, rejected, other, modified = set(), set(), set(), {}
+    store = CustomerStore(0, seed, bad)
+    for i in range(n):
+        c, no = customer_at(i, seed, bad), CustomerStore.custno(i)
+        local = store.base_time + store.step * i
+        modified[no] = local.replace(tzinfo=CORE_TZ).astimezone(UTC)
+        if not c.should_validate:
+            rejected.add(no)
+        elif share_granted(c) and (job != "core_to_zoho" or c.is_individual):
+            expected.add(no)
+        else:
+            other.add(no)
+    return Truth(expected, rejected, other, modified)
+
+
+# ============================================================================== target state
+def target_keys(env: DemoEnvironment, job: str) -> list[tuple[str, str | None]]:
+    """(target record id, crmbridge key) of every live record of the job's target."""
+    if job == "core_to_zoho":
+        return [(rid, r.get("Party_ID")) for rid, r in env.zoho.stores["Contacts"].records.items()]
+    return [(r["_id"], r.get("party_id__c")) for r in env.fxiaoke.records("AccountObj")]
+
+
+# ============================================================================== invariants
+@dataclass
+class StateView:
+    """What the state database says, read from the test process."""
+
+    cursor: datetime | None
+    committed: set[str]          # source ids with a committed outcome
+    letters: dict[str, str]      # source id -> dead letter status (latest)
+    party_of: dict[str, str]     # core customer number -> party id
+    custno_of: dict[str, list[str]]  # party id -> core customer numbers
+    target_xref: dict[str, str]  # target id -> party id
+    pending_intents: int
+    ledger_ok: bool
+    ledger_detail: str
+
+
+def read_state(rt: Runtime, job: str) -> StateView:
+    from sqlalchemy import select
+
+    from crmbridge.sync.store import dead_letters, xref
+
+    tsys, tobj = TARGETS[job]
+    with rt.store.transaction() as tx:
+        c = tx.get_cursor(job, "corebank.Customer")
+        cursor = datetime.fromisoformat(c.value.replace("Z", "+00:00")) if c is not None and c.value else None
+        ledger = Ledger(tx.connection, rt.signer, cipher=rt.cipher)
+        committed = {e["source_id"] for e in ledger.iter_entries(job=job) if e.get("source_id")}
+        verdict = ledger.verify(rt.signer.public_key)
+        conn = tx.connection
+        letters = {r.external_id: r.status for r in conn.execute(
+            select(dead_letters.c.external_id, dead_letters.c.status).where(dead_letters.c.job == job)
+            .order_by(dead_letters.c.id))}
+        party_of: dict[str, str] = {}
+        custno_of: dict[str, list[str]] = {}
+        target_xref: dict[str, str] = {}
+        for r in conn.execute(select(xref)).mappings():
+            if (r["system"], r["object"]) == CORE:
+                party_of[r["external_id"]] = r["party_id"]
+                custno_of.setdefault(r["party_id"], []).append(r["external_id"])
+            elif (r["system"], r["object"]) == (tsys, tobj):
+                target_xref[r["external_id"]] = r["party_id"]
+        pending = len(conn.execute(select(write_intents.c.id).where(
+            write_intents.c.status == "pending", write_intents.c.target_system == tsys)).all())
+    detail = "" if verdict.ok else str(verdict)
+    return StateView(cursor, committed, letters, party_of, custno_of, target_xref, pending, verdict.ok, detail)
+
+
+def check_progress(env: DemoEnvironment, rt: Runtime, job: str, t: Truth) -> StateView:
+    """Invariants that hold at every instant, in particular right after a kill."""
+    st = read_state(rt, job)
+    assert st.ledger_ok, f"ledger does not verify: {st.ledger_detail}"
+    keys = [k for _, k in target_keys(env, job)]
+    assert None not in keys, "a target record without the crmbridge key"
+    dup = [k for k, n in Counter(keys).items() if n > 1]
+    assert not dup, f"{len(dup)} parties written twice to the target"
+    by_custno = Counter(no for k in keys for no in st.custno_of.get(k or "", ["<unknown party>"]))
+    assert by_custno.get("<unknown party>", 0) == 0, "a target record whose party is unknown to the state"
+    twice = [no for no, n in by_custno.items() if n > 1]
+    assert not twice, f"core customers present more than once in the target: {twice[:5]}"
+    unexpected = set(by_custno) - t.expected
+    assert not unexpected, f"records in the target that must not be there: {sorted(unexpected)[:5]}"
+    if st.cursor is not None:
+        committed = st.committed | set(st.letters) | (t.other & set(st.party_of))
+        behind = [no for no, at in t.modified.items() if at <= st.cursor and no not in committed]
+        assert not behind, (f"cursor {st.cursor.isoformat()} is ahead of the work done: "
+                            f"{len(behind)} records at or before it have no committed outcome, e.g. {behind[:5]}")
+        assert st.cursor <= max(t.modified[no] for no in committed if no in t.modified)
+    return st
+
+
+def check_final(env: DemoEnvironment, rt: Runtime, job: str, t: Truth) -> StateView:
+    """Invariants once a run completed: all of the above, and nothing missing."""
+    st = check_progress(env, rt, job, t)
+    recs = target_keys(env, job)
+    present = {no for _, k in recs for no in st.custno_of.get(k or "", [])}
+    missing = t.expected - present
+    assert not missing, f"{len(missing)} expected records missing from the target, e.g. {sorted(missing)[:5]}"
+    open_letters = {no for no, s in st.letters.items() if s in ("open", "retrying")}
+    lost = sorted(t.rejected - set(st.letters))
+    assert not lost, f"bad records lost (no dead letter): {lost[:5]}"
+    assert open_letters <= t.rejected, f"valid records dead-lettered: {sorted(open_letters - t.rejected)[:5]}"
+    unlinked = [rid for rid, k in recs if st.target_xref.get(rid) != k]
+    assert not unlinked, f"{len(unlinked)} target records not recorded in the cross-reference"
+    assert st.pending_intents == 0, f"{st.pending_intents} write intents left pending after a completed run"
+    assert st.cursor == max(t.modified.values()), "the cursor did not reach the newest record"
+    return st
+
+
+# ============================================================================== the kill loop
+@dataclass
+class KillStats:
+    seed: int
+    kills: int = 0
+    runs: int = 0
+    early_exits: list[int] = field(default_factory=list)   # return codes of runs that ended before their kill
+    delays: list[float] = field(default_factory=list)
+    progress: list[int] = field(default_factory=list)      # records with a committed outcome after each kill
+    seconds: float = 0.0
+    final: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"seed={self.seed} kills={self.kills} runs={self.runs} early_exits={self.early_exits} "
+                f"seconds={self.seconds:.1f} committed_after_each_kill={self.progress}")
+
+
+def _calls(env: DemoEnvironment) -> int:
+    return sum(sum(s.requests_seen.values()) for s in env.simulators)
+
+
+def _target_writes(env: DemoEnvironment, job: str) -> int:
+    sim = env.zoho if job == "core_to_zoho" else env.fxiaoke
+    return sum(n for k, n in sim.requests_seen.items() if k.startswith("POST") and "token" not in k.lower()
+               and "query" not in k)
+
+
+def _wait_for_work(p: subprocess.Popen[bytes], env: DemoEnvironment, job: str, *, startup_kill: bool,
+                   writes: int, delay: float) -> int:
+    """Wait for the process, raising TimeoutExpired at the kill point: ``delay`` seconds after the process
+    started (a kill during start-up: imports, migrations, lease, first reads), or ``delay`` seconds after its
+    ``writes``-th write call to the target (a kill anywhere in the batch cycle: deciding, writing, recording).
+    Returns the exit code if the process ended first."""
+    if not startup_kill:
+        before = _target_writes(env, job)
+        deadline = time.monotonic() + 180
+        while _target_writes(env, job) < before + writes:
+            if p.poll() is not None:
+                return p.returncode
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the run made fewer than {writes} write calls within 180 s")
+            time.sleep(0.005)
+    return p.wait(timeout=delay)
+
+
+def run_command(env: DemoEnvironment, job: str) -> list[str]:
+    return [*CLI, "run", job, "--config", str(env.config_path), "--json"]
+
+
+def kill_loop(env: DemoEnvironment, rt: Runtime, job: str, t: Truth, *, kills: int, seed: int,
+              delay: tuple[float, float], max_writes: int, log_dir: Path, max_seconds: float = 480.0) -> KillStats:
+    """Start the run as a subprocess, SIGKILL it after a random delay, check the invariants, repeat ``kills``
+    times (or until a run completes its work before being killed), then run it to completion."""
+    rng = random.Random(seed)
+    stats = KillStats(seed)
+    started = time.monotonic()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env_vars = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    while stats.kills < kills and time.monotonic() - started < max_seconds:
+        wait = rng.uniform(*delay)
+        stats.delays.append(round(wait, 3))
+        out = log_dir / f"run{stats.runs}.out"
+        with out.open("wb") as fh:
+            p = subprocess.Popen(run_command(env, job), stdout=fh, stderr=subprocess.STDOUT, env=env_vars,
+                                 cwd=REPO)
+            stats.runs += 1
+            try:
+                startup = rng.random() < 0.15
+                rc = _wait_for_work(p, env, job, startup_kill=startup, writes=rng.randint(1, max_writes),
+                                    delay=rng.uniform(0.5, 5.0) if startup else wait)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                stats.kills += 1
+            else:
+                stats.early_exits.append(rc)
+                text = out.read_text(errors="replace")
+                assert rc == 0, f"run {stats.runs} ended with {rc} before its kill ({stats.line()}):\n{text[-3000:]}"
+                report = json.loads(text[text.index("{"):])
+                assert report["status"] == "succeeded", report
+                check_progress(env, rt, job, t)
+                break  # the work is done: more kills would only hit idle runs
+        try:
+            st = check_progress(env, rt, job, t)
+            stats.progress.append(len(st.committed | set(st.letters)))
+        except AssertionError as exc:
+            raise AssertionError(f"after kill {stats.kills} ({stats.line()}): {exc}") from exc
+    out = log_dir / "final.out"
+    with out.open("wb") as fh:
+        p = subprocess.run(run_command(env, job), stdout=fh, stderr=subprocess.STDOUT, env=env_vars, cwd=REPO,
+                           timeout=600, check=False)
+    stats.runs += 1
+    text = out.read_text(errors="replace")
+    assert p.returncode == 0, f"the final run failed ({stats.line()}):\n{text[-3000:]}"
+    stats.final = json.loads(text[text.index("{"):])
+    assert stats.final["status"] == "succeeded", stats.final
+    stats.seconds = time.monotonic() - started
+    print(f"\n[fault] {job}: {stats.line()}", file=sys.stderr)
+    return stats
