@@ -139,6 +139,7 @@ class _Decision:
     silent: bool = False                     # an overlap re-read already handled: nothing to record
     intent_id: int | None = None
     echo_hash: str | None = None             # two-way: hash of the fields read back from the target
+    origin: Literal["source", "target"] = "source"   # the side ``raw`` was read from
 
 
 @dataclass
@@ -338,17 +339,8 @@ class JobRunner:
             self._load_intents(tx, ctx)
             due = self._due_dead_letters(tx, ctx)
         # 1. records that failed before, fetched again from the source
-        for chunk in _chunks(due, job.batch_size):
-            raws = []
-            for letter in chunk:
-                raw = src.adapter.get(src.object, letter["external_id"])
-                if raw is None:
-                    with self._tx(ctx) as tx:
-                        tx.mark_dead_letter(letter["id"], DeadLetterStatus.ABANDONED)
-                else:
-                    raws.append(raw)
-            if raws:
-                self._one_way_batch(ctx, raws, None, retry=True)
+        for raws in self._refetch_dead_letters(ctx, due):
+            self._one_way_batch(ctx, raws, None, retry=True)
         # 2. what changed since the cursor, oldest first
         since = cur.since
         fields = src.mapping.vendor_fields("in") or None
@@ -371,6 +363,22 @@ class JobRunner:
             write_intents.c.target_system == ctx.target.system,
             write_intents.c.target_object == ctx.target.object,
             write_intents.c.status == "pending")).scalars())
+
+    def _refetch_dead_letters(self, ctx: _Ctx, due: list[dict[str, Any]]) -> Iterator[list[RawRecord]]:
+        """Batches of the source's current version of records that failed before (a letter whose record is gone
+        from the source is abandoned: there is nothing left to sync)."""
+        src = ctx.source
+        for chunk in _chunks(due, ctx.job.batch_size):
+            raws = []
+            for letter in chunk:
+                raw = src.adapter.get(src.object, letter["external_id"])
+                if raw is None:
+                    with self._tx(ctx) as tx:
+                        tx.mark_dead_letter(letter["id"], DeadLetterStatus.ABANDONED)
+                else:
+                    raws.append(raw)
+            if raws:
+                yield raws
 
     def _cursor(self, tx: StoreTx, ctx: _Ctx, side: _Side) -> _CursorState:
         c = tx.get_cursor(ctx.name, side.cursor_key)
@@ -652,7 +660,8 @@ class JobRunner:
         return [self._entry(ctx, d, reason=d.reason)]
 
     def _dead_letter(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> None:
-        src, err = ctx.source, d.error or RecordError("failed", code="failed")
+        src = ctx.target if d.origin == "target" else ctx.source
+        err = d.error or RecordError("failed", code="failed")
         if ctx.open_letters is not None:
             ctx.open_letters.add(d.raw.external_id)
         row = {"job": ctx.name, "source_system": src.system, "source_object": src.object,
@@ -770,6 +779,15 @@ class JobRunner:
         with self.rt.store.transaction() as tx:
             cur_s, cur_t = self._cursor(tx, ctx, src), self._cursor(tx, ctx, tgt)
             self._load_intents(tx, ctx)
+            due = self._due_dead_letters(tx, ctx)
+        # source records that failed before (a CRM record that failed is tried again when the CRM changes it)
+        for raws in self._refetch_dead_letters(ctx, due):
+            known, fresh = self._split_known(ctx, src, raws)
+            if fresh:
+                self._one_way_batch(ctx, fresh, None, retry=True)
+            if known:
+                ctx.report.read += len(known)
+                self._merge_batch(ctx, [(pid, raw, None) for pid, raw in known])
         changed_t: dict[str, RawRecord] = {}
         seen_t: list[_Decision] = []
         for page in tgt.adapter.extract(tgt.object, since=cur_t.since, fields=tgt.mapping.vendor_fields("in") or None):
@@ -856,8 +874,12 @@ class JobRunner:
                                                row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
                 try:
                     s_flat = self._read_side(src, raw_s, pid, base) if raw_s else dict(base)
+                    d.origin = "target"
                     t_flat = self._read_side(tgt, raw_t, pid, base) if raw_t else dict(base)
+                    d.origin = "source"
                 except RecordError as exc:
+                    # dead-letter the record that failed, under the system it came from
+                    d.raw = (raw_t if d.origin == "target" else raw_s) or d.raw
                     d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
                     records.append((d, [], {}))
                     continue
@@ -945,6 +967,8 @@ class JobRunner:
                                                reason=d.reason or "no change to carry"))
                 if ok:
                     self._remember_reads(tx, ctx, pid, *reads[pid])
+                    if reads[pid][0] is not None:
+                        self._resolve_letters(tx, ctx, reads[pid][0])
                 if ok and d.canonical is not None and d.party is not None:
                     blob = seal(tx.connection, self.rt.cipher, "snapshots", "blob",
                                 row=_snap_row(pid, tgt.system, tgt.object), value=d.canonical)
