@@ -128,8 +128,7 @@ def test_a_two_way_job_retries_its_dead_letters(env, rt, synced) -> None:  # typ
     with rt.store.transaction() as tx:
         letter = next(d for d in tx.list_dead_letters(JOB, status=["open"], limit=1000) if d["external_id"] == bad)
     assert letter["source_system"] == "corebank"
-    # the core corrects the mobile; the record's change time stays inside what the cursor already covers,
-    # so only the dead-letter schedule brings it back
+    # the core corrects the mobile and the letter falls due: the record is created once and its letter resolved
     env.core.store.touch(bad, mobile="13912345678")
     with rt.store.transaction() as tx:
         tx.mark_dead_letter(letter["id"], "open", next_attempt_at=datetime.now(UTC))
