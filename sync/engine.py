@@ -71,6 +71,8 @@ _ACTIVE_HOLDERS: set[str] = set()
 SUSPICIOUS_DROP_FROM = 100
 #: when a failed record is tried again
 DEAD_LETTER_BACKOFF = timedelta(minutes=5)
+#: a source's clock may run ahead of ours: a consent captured (or withdrawn) this far in "the future" counts now
+CLOCK_SKEW = timedelta(minutes=5)
 CLOSED_STAGES = frozenset({"CLOSED", "DECEASED", "DISSOLVED", "MERGED"})
 TOMBSTONE = "tombstone"
 
@@ -445,7 +447,8 @@ class JobRunner:
             return d
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
-        if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose):
+        if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose,
+                                                             at=datetime.now(UTC) + CLOCK_SKEW):
             d.action, d.reason = Action.SKIPPED_NO_CONSENT, f"no granted consent for {ctx.job.consent_purpose}"
             return d
         self._plan_write(tx, ctx, d, party)
@@ -894,20 +897,27 @@ class JobRunner:
                 result = three_way_merge(base, s_view, t_view, policy,
                                          source_modified=raw_s.modified_at if raw_s else None,
                                          target_modified=raw_t.modified_at if raw_t else None)
-                merged_party = parse_party({**unflatten(result.merged), "party_id": pid})
+                try:   # the merged state must itself be a valid party and map to both sides
+                    merged_party = parse_party({**unflatten(result.merged), "party_id": pid})
+                    payload = tgt.mapping.map_out(merged_party) if result.to_target else None
+                    payload_s = src.mapping.map_out(merged_party) if result.to_source else None
+                except RecordError as exc:
+                    d.raw = raw_t or raw_s or d.raw
+                    d.origin = "target" if raw_t is not None else "source"
+                    d.action, d.error, d.stage = Action.FAILED, exc, "merge"
+                    records.append((d, [], {}))
+                    continue
                 d.party, d.canonical, d.previous = merged_party, merged_party.canonical_dict(), base
                 linked = tx.xrefs_for_party(pid, tgt.system, tgt.object)
                 d.target_id = linked[0][2] if linked else None
-                if result.to_target:
-                    payload = tgt.mapping.map_out(merged_party)
+                if payload is not None:
                     d.payload_hash = keyed_hash(payload, ctx.hash_key)
                     d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id,
                                        key_field=tgt.mapping.spec.key_field)
                     to_target.append((d, result.to_target))
-                if result.to_source:
+                if payload_s is not None:
                     linked_s = tx.xrefs_for_party(pid, src.system, src.object)
                     s_snap = tx.get_snapshot(pid, src.system, _read_key(src.object, ctx.name))
-                    payload_s = src.mapping.map_out(merged_party)
                     item_s = WriteItem(key=pid, payload=payload_s, external_id=linked_s[0][2] if linked_s else None,
                                        expected_version=(raw_s.version if raw_s else None)
                                        or (s_snap.version if s_snap else None))

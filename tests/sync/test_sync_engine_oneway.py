@@ -221,3 +221,19 @@ def test_an_unchanged_bad_record_reread_in_the_overlap_is_not_failed_again(env, 
     with rt.store.transaction() as tx:
         letters = tx.list_dead_letters("core_to_zoho", status=["open"], limit=1000)
     assert {d["attempts"] for d in letters} == {1}
+
+
+def test_a_core_clock_running_ahead_does_not_hide_consent(env, rt) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta
+
+    from crmbridge.adapters.corebank_soap.simulator import CORE_TZ
+
+    run_job(rt, "core_to_zoho")
+    env.core.store.clock = lambda: (datetime.now(CORE_TZ) + timedelta(seconds=90)).replace(tzinfo=None,
+                                                                                          microsecond=0)
+    target = sorted(expected_in_zoho())[0]
+    record = env.core.store.get(target)
+    env.core.store.touch(target, segment="PRIVATE" if record["segment"] != "PRIVATE" else "MASS")
+    report = run_job(rt, "core_to_zoho")
+    assert report.actions[Action.UPDATED] == 1
+    assert report.actions[Action.SKIPPED_NO_CONSENT] == 0

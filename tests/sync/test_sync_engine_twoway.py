@@ -136,3 +136,24 @@ def test_a_two_way_job_retries_its_dead_letters(env, rt, synced) -> None:  # typ
     assert report.actions[Action.CREATED] == 1
     with rt.store.transaction() as tx:
         assert tx.get_dead_letter(letter["id"])["status"] == "resolved"
+
+
+def test_an_invalid_crm_edit_is_a_dead_letter_not_a_failed_run(env, rt, synced) -> None:  # type: ignore
+    import time
+
+    person = individuals_with_email(env)[0]
+    # a value the CRM's own validation let through (written straight into the simulator's table)
+    table = env.fxiaoke.tables["AccountObj"]
+    with env.fxiaoke._data_lock:
+        row = dict(table.rows[person["_id"]])
+        old = row["last_modified_time"]
+        row.update(email="not-an-email-address", last_modified_time=int(time.time() * 1000))
+        table.put(row, old)
+    report = run_job(rt, JOB)
+    assert report.status == "succeeded", report.error
+    assert report.actions[Action.FAILED] == 1
+    with rt.store.transaction() as tx:
+        letters = [d for d in tx.list_dead_letters(JOB, status=["open"], limit=1000)
+                   if d["external_id"] == person["_id"]]
+    assert len(letters) == 1 and letters[0]["source_system"] == "fxiaoke"
+    assert "not-an-email-address" not in letters[0]["message"]
