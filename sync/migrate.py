@@ -12,6 +12,7 @@ conflicts, leases, write intents); later revisions (ledger, keys) revise it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from crmbridge.sync.db import make_engine
 
@@ -41,6 +43,10 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+#: tries of an upgrade SQLite refused with "database is locked"
+_SQLITE_LOCKED_TRIES = 10
+
+
 def heads() -> list[str]:
     """The newest revision(s) the shipped scripts define."""
     return sorted(ScriptDirectory.from_config(alembic_config()).get_heads())
@@ -55,20 +61,33 @@ def upgrade(url: str | Engine, revision: str = "heads") -> list[str]:
     """
     engine = url if isinstance(url, Engine) else make_engine(url)
     try:
-        with engine.begin() as conn:
-            # several processes may start at once (scheduler, workers, a CLI command): one migrates, the others
-            # wait for it and then find nothing to do
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        for attempt in range(_SQLITE_LOCKED_TRIES):
+            try:
+                _upgrade_once(engine, revision)
+                break
+            except OperationalError as exc:
+                # SQLite refuses a lock at once (no busy wait) when waiting could deadlock, e.g. several
+                # processes opening a new database together: try again shortly
+                if engine.dialect.name != "sqlite" or "locked" not in str(exc) or attempt == _SQLITE_LOCKED_TRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         return current(engine)
     finally:
         if not isinstance(url, Engine):
             engine.dispose()
+
+
+def _upgrade_once(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        # several processes may start at once (scheduler, workers, a CLI command): one migrates, the others
+        # wait for it and then find nothing to do
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
 
 
 def current(url: str | Engine) -> list[str]:

@@ -106,6 +106,13 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def freeze(self) -> None:
+        """SIGSTOP the worker's whole process group: it stops where it is, mid-batch or not."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the whole process group, no goodbye to the broker."""
         if self.proc.poll() is None:

@@ -110,6 +110,12 @@ def _run_and_kill(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, 
                     done = [r for r in rows if r["status"] == BatchStatus.DONE.value]
                     pending = [r for r in rows if r["status"] == BatchStatus.PENDING.value]
                     if mine and done and pending:
+                        # freeze first, then confirm the batch is still unfinished: the kill must land mid-batch
+                        killed.freeze()
+                        still = next(r for r in _batches(rt) if r["id"] == mine[0]["id"])
+                        if still["status"] != BatchStatus.RUNNING.value:
+                            killed.thaw()   # it finished between the two reads: wait for its next batch
+                            continue
                         killed.kill()
                         killed_while = mine[0]
                         env.zoho.inject(Fault.THROTTLE, 2)  # the survivor meets them: retried, as in one process

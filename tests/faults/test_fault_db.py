@@ -46,6 +46,8 @@ def test_sqlite_locked_longer_than_the_busy_timeout(tmp_path: Path) -> None:
                          state_url=f"sqlite:///{db}?timeout=0.3") as env:
         rt = bootstrap(env.config_path)
         held = threading.Event()
+        # Zoho answers slowly, so the lock below is surely held before the engine records the batch it is writing
+        env.zoho.knobs.latency_ms = 400
 
         def lock_it() -> None:
             if not _when(lambda: _upserts(env) >= 2):
