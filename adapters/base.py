@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, final
 
 import requests
@@ -199,8 +200,11 @@ class Adapter(ABC):
     ordered_extract: ClassVar[bool] = True
 
     def __init__(self, config: AdapterConfig, *, system: str | None = None,
-                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
+                 base_dir: Path | None = None) -> None:
         self.config = config
+        #: the folder relative file references in the configuration start from (the config file's folder)
+        self.base_dir = base_dir
         self.system = system or self.name
         self.session = session or requests.Session()
         self.stats = AdapterStats()

@@ -105,10 +105,7 @@ def _adapter_for(system: str, config: Path | None) -> Any:
                                  f"{', '.join(sorted(cfg.systems)) or '(none)'}", param_hint="--against")
     sys_cfg = cfg.systems[system]
     cls = adapter_class(sys_cfg.adapter)
-    import inspect
-
-    kwargs = {"base_dir": cfg.base_dir} if "base_dir" in inspect.signature(cls.__init__).parameters else {}
-    return cls(sys_cfg, system=system, **kwargs)
+    return cls(sys_cfg, system=system, base_dir=cfg.base_dir)
 
 
 def _show(value: Any, kind: str | None, reveal: bool) -> str:

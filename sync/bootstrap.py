@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -55,7 +54,7 @@ class Runtime:
                                              f"{', '.join(sorted(self.config.systems)) or '(none)'}") from None
                 cls = adapter_class(cfg.adapter)
                 self._adapters[system] = cls(cfg, system=system, session=self.session_factory(),
-                                             **_adapter_kwargs(cls, self.config))
+                                             base_dir=self.config.base_dir)
             return self._adapters[system]
 
     def mapping(self, ref: str) -> Mapping:
@@ -76,13 +75,6 @@ class Runtime:
         self._adapters.clear()
         self.store.dispose()
 
-
-def _adapter_kwargs(cls: type[Adapter], config: CrmBridgeConfig) -> dict[str, Any]:
-    # adapters take an optional base_dir for relative file references (WSDL files, secret files)
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    return {"base_dir": config.base_dir} if "base_dir" in params else {}
 
 
 def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
