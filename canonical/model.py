@@ -100,6 +100,7 @@ __all__ = [
     "Verification",
     "VerificationMethod",
     "aum_band",
+    "hash_canonical",
     "parse_party",
     "record_error",
 ]
@@ -745,10 +746,16 @@ class Party(CanonicalModel):
 
     def content_hash(self, key: bytes | None = None) -> str:
         """Hex HMAC-SHA256 (with ``key``) or SHA-256 (without) of :meth:`canonical_json`."""
-        body = self.canonical_json()
-        if key is not None:
-            return hmac.new(key, body, hashlib.sha256).hexdigest()
-        return hashlib.sha256(body).hexdigest()
+        return hash_canonical(self.canonical_dict(), key)
+
+
+def hash_canonical(data: dict[str, Any], key: bytes | None = None) -> str:
+    """:meth:`Party.content_hash` of the party whose :meth:`Party.canonical_dict` is ``data`` (for a caller that
+    holds that dict already: building it costs more than hashing it)."""
+    body = _dumps(data)
+    if key is not None:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
 def _dumps(data: Any) -> bytes:

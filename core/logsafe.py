@@ -57,6 +57,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+#: the registered secrets longest first, rebuilt only when they change (mask_text runs on every ledger value)
+_secrets_sorted: list[str] = []
 _SECRET_MIN = 6
 
 
@@ -64,18 +66,22 @@ def register_secret(value: str | None) -> None:
     """Never show ``value`` in a log line (API tokens, passwords, client secrets). Short values are ignored."""
     if value and len(value) >= _SECRET_MIN:
         with _secrets_lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _secrets_sorted[:] = sorted(_secrets, key=len, reverse=True)
 
 
 def forget_secrets() -> None:
     with _secrets_lock:
         _secrets.clear()
+        _secrets_sorted.clear()
 
 
 def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with registered/given secrets replaced and personal-data patterns masked."""
+    extra = [s for s in secrets if s and len(s) >= _SECRET_MIN]
     with _secrets_lock:
-        known = sorted({*_secrets, *(s for s in secrets if s and len(s) >= _SECRET_MIN)}, key=len, reverse=True)
+        known = sorted({*_secrets, *extra}, key=len, reverse=True) if extra else list(_secrets_sorted)
     for s in known:
         if s in text:
             text = text.replace(s, "[secret]")

@@ -49,7 +49,7 @@ from crmbridge.adapters.base import Adapter, Page, RawRecord, WriteItem, WriteRe
 from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
 from crmbridge.canonical.masking import mask
-from crmbridge.canonical.model import Party, parse_party
+from crmbridge.canonical.model import Party, hash_canonical, parse_party
 from crmbridge.core.config import JobConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
@@ -131,6 +131,7 @@ class _Decision:
     party: Party | None = None
     canonical: dict[str, Any] | None = None  # what the target should hold now
     payload_hash: str | None = None
+    content_hash: str | None = None          # keyed hash of the party's canonical form (for the snapshot)
     raw_hash: str | None = None
     item: WriteItem | None = None
     target_id: str | None = None
@@ -188,6 +189,8 @@ class _Ctx:
     unfinished_keys: set[str] = field(default_factory=set)
     #: while a one-way batch is recorded: the batch's source ids that have an unresolved dead letter (None: ask)
     open_letters: set[str] | None = None
+    #: while a one-way batch is decided: record hashes of its source ids' unresolved dead letters (None: ask)
+    failed_hashes: dict[str, set[str]] | None = None
 
 
 class JobRunner:
@@ -400,7 +403,11 @@ class JobRunner:
         ctx.report.read += len(raws)
         # decide, and commit new parties' ids before any write so a crash cannot mint a second id
         with self._tx(ctx) as tx:
-            decisions = [self._decide(tx, ctx, raw, cursor, retry=retry) for raw in raws]
+            self._prefetch(tx, ctx, raws, retry=retry)
+            try:
+                decisions = [self._decide(tx, ctx, raw, cursor, retry=retry) for raw in raws]
+            finally:
+                ctx.failed_hashes = None
             self._guard_intents(tx, ctx, decisions)
         if ctx.dry_run:
             self._plan(ctx, decisions)
@@ -408,6 +415,8 @@ class JobRunner:
         self._write(ctx, decisions)
         with self.rt.store.transaction() as tx:
             ctx.open_letters = self._open_letters(tx, ctx, [d.raw.external_id for d in decisions if not d.silent])
+            self.rt.cipher.prepare_party_keys(tx.connection, {
+                d.party_id for d in decisions if d.party_id and d.canonical is not None and not d.silent})
             try:
                 entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
             finally:
@@ -418,6 +427,20 @@ class JobRunner:
         self._heartbeat(ctx)
         if self.progress is not None:
             self.progress(len(decisions))
+
+    def _prefetch(self, tx: StoreTx, ctx: _Ctx, raws: list[RawRecord], *, retry: bool) -> None:
+        """What deciding a batch reads, in one query per kind for the whole batch instead of one per record:
+        failed-as-is dead letters, the source cross-references, and the known parties' snapshots and target
+        links (StoreTx answers the per-record lookups from it)."""
+        src, tgt = ctx.source, ctx.target
+        ids = [r.external_id for r in raws]
+        if not retry:
+            ctx.failed_hashes = self._failed_hashes(tx, ctx, ids)
+        tx.prefetch_xrefs(src.system, src.object, ids)
+        pids = [p for p in (tx.get_xref(src.system, src.object, e) for e in ids) if p is not None]
+        tx.prefetch_parties(pids, snapshots_of=[(src.system, _read_key(src.object, ctx.name)),
+                                                (tgt.system, tgt.object)],
+                            xrefs_of=[(tgt.system, tgt.object)])
 
     def _decide(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, cursor: _CursorState | None, *,
                 retry: bool = False) -> _Decision:
@@ -454,7 +477,20 @@ class JobRunner:
         self._plan_write(tx, ctx, d, party)
         return d
 
+    def _failed_hashes(self, tx: StoreTx, ctx: _Ctx, external_ids: list[str]) -> dict[str, set[str]]:
+        """Record hashes of the unresolved dead letters of ``external_ids`` (one query per batch)."""
+        t, out = dead_letters, {}
+        for chunk in _chunks(sorted(set(external_ids)), 500):
+            for ext, h in tx.connection.execute(select(t.c.external_id, t.c.record_hash).where(
+                    t.c.job == ctx.name, t.c.source_system == ctx.source.system,
+                    t.c.source_object == ctx.source.object, t.c.external_id.in_(chunk),
+                    t.c.status.in_([DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]))):
+                out.setdefault(ext, set()).add(h)
+        return out
+
     def _failed_as_is(self, tx: StoreTx, ctx: _Ctx, raw: RawRecord, raw_hash: str) -> bool:
+        if ctx.failed_hashes is not None:
+            return raw_hash in ctx.failed_hashes.get(raw.external_id, ())
         t = dead_letters
         hit = tx.connection.execute(select(t.c.id).where(
             t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
@@ -479,6 +515,9 @@ class JobRunner:
                 return None
             if matched is not None:
                 party = parse_party({**party.canonical_dict(include_volatile=True), "party_id": matched})
+            else:   # a party id minted just now has no snapshot and no link anywhere yet: nothing to look up
+                tx.assume_new_party(str(party.party_id), snapshots_of=[(ctx.target.system, ctx.target.object)],
+                                    xrefs_of=[(ctx.target.system, ctx.target.object)])
             tx.put_xref(src.system, src.object, raw.external_id, str(party.party_id))
             self._index_identities(tx, ctx, party)
         d.party_id, d.party = str(party.party_id), party
@@ -495,6 +534,7 @@ class JobRunner:
             return
         d.party = party
         d.canonical = party.canonical_dict()
+        d.content_hash = hash_canonical(d.canonical, ctx.hash_key)
         d.payload_hash = keyed_hash(payload, ctx.hash_key)
         snap = tx.get_snapshot(d.party_id, tgt.system, tgt.object)
         linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
@@ -650,7 +690,8 @@ class JobRunner:
                 tx.put_xref(tgt.system, tgt.object, d.target_id, d.party_id)
             blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
                         row=_snap_row(d.party_id, tgt.system, tgt.object), value=d.canonical)
-            tx.put_snapshot(d.party_id, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
+            tx.put_snapshot(d.party_id, tgt.system, tgt.object,
+                            content_hash=d.content_hash or d.party.content_hash(ctx.hash_key),
                             blob=blob, written_hash=d.echo_hash or d.payload_hash)
         elif d.action is Action.DELETED and d.party_id and d.target_id:
             tx.delete_xref(tgt.system, tgt.object, d.target_id)

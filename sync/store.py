@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -337,6 +337,12 @@ def _row(r: RowMapping | None) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------------- tx
+def _chunked(items: Sequence[Any], n: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices of at most ``n`` (bound parameters per IN list stay well under every driver's limit)."""
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
 #: prepared upsert statements by (dialect, table, key columns, updated columns, insert-only columns)
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
 #: prepared lookups of the sync hot path (built once: building a SELECT per record cost as much as running it)
@@ -362,6 +368,50 @@ class StoreTx:
     def __init__(self, connection: Connection, clock: Callable[[], datetime]) -> None:
         self.connection = connection
         self._now = clock
+        # read-through caches filled by the prefetch_* methods (one query per batch instead of one per record);
+        # they live as long as this transaction, and every write through this object keeps them true
+        self._xref_c: dict[tuple[str, str, str], str | None] = {}
+        self._xfor_c: dict[tuple[str, str], dict[str, list[tuple[str, str, str]]]] = {}
+        self._snap_c: dict[tuple[str, str, str], Snapshot | None] = {}
+
+    # -- batch prefetch ------------------------------------------------------------------------
+    def prefetch_xrefs(self, system: str, obj: str, external_ids: Iterable[str]) -> None:
+        """Load the party ids of many (system, object, external id) at once; :meth:`get_xref` then answers them
+        without a query (the ones not found are remembered as absent)."""
+        ids = sorted({e for e in external_ids if (system, obj, e) not in self._xref_c})
+        for chunk in _chunked(ids):
+            for e in chunk:
+                self._xref_c[(system, obj, e)] = None
+            for r in self.connection.execute(select(xref.c.external_id, xref.c.party_id).where(
+                    xref.c.system == system, xref.c.object == obj, xref.c.external_id.in_(chunk))):
+                self._xref_c[(system, obj, r.external_id)] = r.party_id
+
+    def prefetch_parties(self, party_ids: Iterable[str], *, snapshots_of: Iterable[tuple[str, str]] = (),
+                         xrefs_of: Iterable[tuple[str, str]] = ()) -> None:
+        """Load, for many parties at once, their snapshots of each (system, object) in ``snapshots_of`` and their
+        cross-references in each (system, object) of ``xrefs_of``; :meth:`get_snapshot` and
+        :meth:`xrefs_for_party` then answer them without a query."""
+        pids = sorted(set(party_ids))
+        for system, obj in set(snapshots_of):
+            todo = [p for p in pids if (p, system, obj) not in self._snap_c]
+            for chunk in _chunked(todo):
+                for p in chunk:
+                    self._snap_c[(p, system, obj)] = None
+                for r in self.connection.execute(select(snapshots).where(
+                        snapshots.c.system == system, snapshots.c.object == obj,
+                        snapshots.c.party_id.in_(chunk))).mappings():
+                    self._snap_c[(r["party_id"], system, obj)] = Snapshot(**dict(r))
+        for system, obj in set(xrefs_of):
+            known = self._xfor_c.setdefault((system, obj), {})
+            todo = [p for p in pids if p not in known]
+            for chunk in _chunked(todo):
+                for p in chunk:
+                    known[p] = []
+                for r in self.connection.execute(select(xref.c.party_id, xref.c.external_id).where(
+                        xref.c.system == system, xref.c.object == obj, xref.c.party_id.in_(chunk))
+                        .order_by(xref.c.id)):
+                    known[r.party_id].append((system, obj, r.external_id))
+                    self._xref_c[(system, obj, r.external_id)] = r.party_id
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, job: str, *, actor: str | None = None, dry_run: bool = False) -> int:
@@ -406,21 +456,48 @@ class StoreTx:
         self._upsert(cursors, {"job": job, "object": obj}, values)
 
     # -- xref ----------------------------------------------------------------------------------
+    def assume_new_party(self, party_id: str, *, snapshots_of: Iterable[tuple[str, str]] = (),
+                         xrefs_of: Iterable[tuple[str, str]] = ()) -> None:
+        """Note that ``party_id`` was minted just now (a random UUID): it has no snapshot and no cross-reference
+        in the given (system, object)s, so looking them up needs no query."""
+        for system, obj in snapshots_of:
+            self._snap_c.setdefault((party_id, system, obj), None)
+        for system, obj in xrefs_of:
+            self._xfor_c.setdefault((system, obj), {}).setdefault(party_id, [])
+
     def get_xref(self, system: str, obj: str, external_id: str) -> str | None:
         """The party id (system, object, external id) is known as, or ``None``."""
+        key = (system, obj, external_id)
+        if key in self._xref_c:
+            return self._xref_c[key]
         return self.connection.execute(_Q_XREF, {"q_system": system, "q_object": obj,
                                                   "q_external_id": external_id}).scalar()
 
     def put_xref(self, system: str, obj: str, external_id: str, party_id: str) -> None:
         """Link (system, object, external id) to ``party_id`` (re-linking updates it)."""
         now = self._now()
+        key = (system, obj, external_id)
+        by_party = self._xfor_c.get((system, obj))
+        if by_party is not None:
+            if key in self._xref_c:   # the old link is known: only its party's and the new party's lists change
+                old = self._xref_c[key]
+                if old is not None and old != party_id:
+                    by_party.pop(old, None)
+                if old != party_id:
+                    by_party.pop(party_id, None)
+            else:                     # any cached party might have held it
+                self._xfor_c.pop((system, obj), None)
+        self._xref_c[key] = party_id
         self._upsert(xref, {"system": system, "object": obj, "external_id": external_id},
                      {"party_id": party_id, "updated_at": now}, insert_only={"created_at": now})
 
     def xrefs_for_party(self, party_id: str, system: str | None = None,
                         obj: str | None = None) -> list[tuple[str, str, str]]:
         """Every (system, object, external id) linked to ``party_id``, optionally narrowed."""
-        if system is not None and obj is not None:  # the sync hot path: a prepared statement
+        if system is not None and obj is not None:  # the sync hot path: prefetched, or a prepared statement
+            cached = self._xfor_c.get((system, obj), {}).get(party_id)
+            if cached is not None:
+                return list(cached)
             rows = self.connection.execute(_Q_XREFS_FOR, {"q_party_id": party_id, "q_system": system,
                                                           "q_object": obj})
             return [tuple(r) for r in rows]  # type: ignore[misc]
@@ -432,6 +509,8 @@ class StoreTx:
         return [tuple(r) for r in self.connection.execute(q.order_by(xref.c.id))]  # type: ignore[misc]
 
     def delete_xref(self, system: str, obj: str, external_id: str) -> bool:
+        self._xref_c[(system, obj, external_id)] = None
+        self._xfor_c.pop((system, obj), None)
         res = self.connection.execute(delete(xref).where(
             xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id))
         return res.rowcount == 1
@@ -455,6 +534,9 @@ class StoreTx:
 
     # -- snapshots -----------------------------------------------------------------------------
     def get_snapshot(self, party_id: str, system: str, obj: str) -> Snapshot | None:
+        key = (party_id, system, obj)
+        if key in self._snap_c:
+            return self._snap_c[key]
         r = self.connection.execute(_Q_SNAPSHOT, {"q_party_id": party_id, "q_system": system,
                                                    "q_object": obj}).mappings().first()
         return None if r is None else Snapshot(**dict(r))
@@ -462,6 +544,7 @@ class StoreTx:
     def put_snapshot(self, party_id: str, system: str, obj: str, *, content_hash: str, blob: bytes,
                      written_hash: str | None = None, version: str | None = None) -> None:
         """Store the last canonical state synced for (party, system, object). ``blob`` is ciphertext."""
+        self._snap_c.pop((party_id, system, obj), None)
         self._upsert(snapshots, {"party_id": party_id, "system": system, "object": obj},
                      {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
                       "version": version, "synced_at": self._now()})
@@ -615,9 +698,12 @@ class StoreTx:
         self.connection.execute(stmt, {**key, **values, **extra})
 
     def _insert_ignore(self, table: Table, values: Mapping[str, Any], conflict_cols: Sequence[str]) -> bool:
-        stmt = self._dialect_insert(table).values(**values).on_conflict_do_nothing(
-            index_elements=list(conflict_cols))
-        return self.connection.execute(stmt).rowcount == 1
+        shape = (self.connection.dialect.name, table.name, tuple(values), tuple(conflict_cols), "ignore")
+        stmt = _UPSERTS.get(shape)
+        if stmt is None:  # prepared once per shape, as for _upsert
+            stmt = _UPSERTS[shape] = self._dialect_insert(table).on_conflict_do_nothing(
+                index_elements=list(conflict_cols))
+        return self.connection.execute(stmt, dict(values)).rowcount == 1
 
 
 # ---------------------------------------------------------------------------------------------- store

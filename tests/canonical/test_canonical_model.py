@@ -368,6 +368,11 @@ def test_content_hash_keyed() -> None:
     key = b"k" * 32
     assert p.content_hash(key) == hmac.new(key, p.canonical_json(), hashlib.sha256).hexdigest()
     assert p.content_hash(key) != p.content_hash() != p.content_hash(b"other")
+    # the engine hashes the canonical dict it already holds: the same value
+    from crmbridge.canonical.model import hash_canonical
+    assert hash_canonical(p.canonical_dict(), key) == p.content_hash(key)
+    assert hash_canonical(p.canonical_dict()) == p.content_hash()
+    assert hash_canonical(p.canonical_dict(include_volatile=True), key) != p.content_hash(key)
     assert p.content_hash() == hashlib.sha256(p.canonical_json()).hexdigest()
 
 

@@ -86,18 +86,24 @@ def test_postgresql_connections_dropped_mid_transaction(tmp_path: Path, pg_url: 
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=BAD, seed=DATA_SEED,
                          state_url=pg_url) as env:
+        # each write call takes a while, so a run spends its time between transactions as well as in them, on a
+        # fast machine too (the killer must find runs mid-work, not only runs already done)
+        env.zoho.knobs.latency_ms = env.fxiaoke.knobs.latency_ms = 20
         rt = bootstrap(env.config_path)
         killed: list[int] = []
         stop = threading.Event()
+        armed = threading.Event()   # set while a run is going: the test's own checks are not the target
+        arming = threading.Lock()
 
         def terminate() -> None:
             """Terminate every other backend of the database whenever one is inside a transaction."""
             with admin.connect() as conn:
                 while not stop.is_set() and len(killed) < 5:
-                    rows = conn.execute(text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
-                        " AND xact_start IS NOT NULL")).all()
+                    with arming:
+                        rows = conn.execute(text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND pid <> pg_backend_pid() AND state IN ('active', "
+                            "'idle in transaction') AND xact_start IS NOT NULL")).all() if armed.is_set() else []
                     if rows:
                         killed.append(len(rows))
                         time.sleep(0.5)
@@ -108,11 +114,15 @@ def test_postgresql_connections_dropped_mid_transaction(tmp_path: Path, pg_url: 
             reports = []
             killer.start()
             for _ in range(8):
+                armed.set()
                 try:
                     reports.append(run_job(rt, job))
                 except FatalSyncError as exc:   # the drop hit the run's own start: a clean, one-line error
                     assert "state database unavailable" in str(exc)
                     reports.append(RunReport(run_id="-", job=job, status="failed", error=str(exc)))
+                finally:
+                    with arming:
+                        armed.clear()
                 if reports[-1].status == "succeeded" and (len(killed) >= 5 or not killer.is_alive()):
                     break
                 check_progress(env, rt, job, t)   # after each run, failed or not: nothing half-written

@@ -48,8 +48,9 @@ def _observability_config(d: dict[str, Any], *, log_file: Path, port: int, hook:
 def test_scheduler_process_metrics_json_logs_and_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRMBRIDGE_TEST_HOOK_SECRET", HOOK_SECRET)
     port, dead_port, log_file = free_port(), free_port(), tmp_path / "scheduler.jsonl"
+    # the run must outlast its expected duration (1 s) on a fast idle machine too: ~5 vendor calls at 300 ms each
     with WebhookReceiver() as hooks, demo(tmp_path / "demo", customers=40, bad_fraction=0.25,
-                                          latency_ms=60) as env, schedulers() as start:
+                                          latency_ms=300) as env, schedulers() as start:
         edit_config(env, lambda d: _observability_config(d, log_file=log_file, port=port, hook=hooks.url,
                                                          dead_port=dead_port))
         url = load_config(env.config_path).state.url

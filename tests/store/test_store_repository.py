@@ -157,6 +157,59 @@ def test_xref_put_get_relink_lookup(store: StateStore) -> None:
         assert tx.delete_xref("zoho_cn", "Contacts", "z2") is False
 
 
+def _counting(store: StateStore) -> list[str]:
+    """The SELECT statements run from now on (a prefetched lookup must not run one)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, stmt, *_a: seen.append(stmt) if stmt.lstrip().upper().startswith("SELECT") else None)
+    return seen
+
+
+def test_prefetched_lookups_answer_without_queries_and_stay_true_after_writes(store: StateStore) -> None:
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.put_xref("corebank", "Customer", f"c{i}", f"p-{i}")
+            tx.put_xref("zoho_cn", "Contacts", f"z{i}", f"p-{i}")
+            tx.put_snapshot(f"p-{i}", "zoho_cn", "Contacts", content_hash=f"h{i}", blob=b"x")
+    seen = _counting(store)
+    with store.transaction() as tx:
+        tx.prefetch_xrefs("corebank", "Customer", [f"c{i}" for i in range(7)])
+        tx.prefetch_parties([f"p-{i}" for i in range(7)], snapshots_of=[("zoho_cn", "Contacts")],
+                            xrefs_of=[("zoho_cn", "Contacts")])
+        tx.assume_new_party("p-new", snapshots_of=[("zoho_cn", "Contacts")], xrefs_of=[("zoho_cn", "Contacts")])
+        before = len(seen)
+        assert [tx.get_xref("corebank", "Customer", f"c{i}") for i in range(7)] == \
+            [f"p-{i}" for i in range(5)] + [None, None]
+        assert [s.content_hash if s else None for s in (tx.get_snapshot(f"p-{i}", "zoho_cn", "Contacts")
+                                                         for i in range(7))] == [f"h{i}" for i in range(5)] + [None] * 2
+        assert tx.xrefs_for_party("p-3", "zoho_cn", "Contacts") == [("zoho_cn", "Contacts", "z3")]
+        assert tx.xrefs_for_party("p-6", "zoho_cn", "Contacts") == []
+        assert tx.get_snapshot("p-new", "zoho_cn", "Contacts") is None
+        assert tx.xrefs_for_party("p-new", "zoho_cn", "Contacts") == []
+        assert len(seen) == before, seen[before:]
+        # writes through the same transaction keep every answer true
+        tx.put_xref("corebank", "Customer", "c5", "p-5")
+        tx.put_xref("zoho_cn", "Contacts", "z3", "p-4")          # re-link z3 from p-3 to p-4
+        tx.put_xref("zoho_cn", "Contacts", "z-new", "p-new")
+        tx.put_snapshot("p-1", "zoho_cn", "Contacts", content_hash="h1b", blob=b"y")
+        tx.delete_xref("zoho_cn", "Contacts", "z0")
+        assert tx.get_xref("corebank", "Customer", "c5") == "p-5"
+        assert tx.xrefs_for_party("p-3", "zoho_cn", "Contacts") == []
+        assert tx.xrefs_for_party("p-4", "zoho_cn", "Contacts") == [("zoho_cn", "Contacts", "z3"),
+                                                                    ("zoho_cn", "Contacts", "z4")]
+        assert tx.xrefs_for_party("p-new", "zoho_cn", "Contacts") == [("zoho_cn", "Contacts", "z-new")]
+        assert tx.xrefs_for_party("p-0", "zoho_cn", "Contacts") == []
+        assert tx.get_xref("zoho_cn", "Contacts", "z0") is None
+        snap = tx.get_snapshot("p-1", "zoho_cn", "Contacts")
+        assert snap is not None and snap.content_hash == "h1b"
+    with store.transaction() as tx:   # what the database holds agrees
+        assert sorted(tx.xrefs_for_party("p-4", "zoho_cn", "Contacts")) == [("zoho_cn", "Contacts", "z3"),
+                                                                            ("zoho_cn", "Contacts", "z4")]
+        assert tx.get_xref("corebank", "Customer", "c5") == "p-5"
+
+
 def test_identity_index(store: StateStore) -> None:
     with store.transaction() as tx:
         assert tx.lookup_identity("CN_RIC", "bidx-1") == []
