@@ -128,13 +128,13 @@ class DemoEnvironment:
                     "source": "corebank.Customer", "target": "zoho_cn.Contacts",
                     "source_mapping": "corebank_soap_customer.yaml", "target_mapping": "zoho_contacts.yaml",
                     "consent_purpose": "SHARE_WITH_CRM_VENDOR", "match_rules": [["CN_RIC"], ["CN_USCC"]],
-                    "delete_policy": "deactivate", "batch_size": 100, "schedule": "*/15 * * * *",
+                    "delete_policy": "deactivate", "schedule": "*/15 * * * *",
                 },
                 "core_fxiaoke": {
                     "source": "corebank.Customer", "target": "fxiaoke.AccountObj", "direction": "two_way",
                     "source_mapping": "corebank_soap_customer.yaml", "target_mapping": "fxiaoke_accountobj.yaml",
                     "consent_purpose": "SHARE_WITH_CRM_VENDOR", "match_rules": [["CN_RIC"], ["CN_USCC"]],
-                    "delete_policy": "deactivate", "batch_size": 100, "schedule": "*/15 * * * *",
+                    "delete_policy": "deactivate", "schedule": "*/15 * * * *",
                     "conflict_policy": {
                         "type": "source_of_truth",
                         "owners": {"contact_points*": "fxiaoke", "consents*": "corebank", "name.*": "corebank",

@@ -50,7 +50,7 @@ from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
 from crmbridge.canonical.masking import mask
 from crmbridge.canonical.model import Party, hash_canonical, parse_party
-from crmbridge.core.config import JobConfig
+from crmbridge.core.config import MAX_BATCH_SIZE, JobConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
@@ -60,7 +60,7 @@ from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport
 from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
-__all__ = ["JobRunner", "keyed_hash", "run_job"]
+__all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
 
 log = logging.getLogger("crmbridge.sync")
 
@@ -75,6 +75,17 @@ DEAD_LETTER_BACKOFF = timedelta(minutes=5)
 CLOCK_SKEW = timedelta(minutes=5)
 CLOSED_STAGES = frozenset({"CLOSED", "DECEASED", "DISSOLVED", "MERGED"})
 TOMBSTONE = "tombstone"
+
+
+def effective_batch_size(job: JobConfig, target: Adapter) -> int:
+    """The job's ``batch_size`` when configured; unset, enough records to fill the target's concurrent write calls
+    (vendor batch maximum × concurrency, at least the default 100, at most the configurable maximum): a batch's
+    writes go out alone, so a batch of 100 records leaves Zoho's 100-record upserts partly filled and its
+    edition's concurrency unused."""
+    if "batch_size" in job.model_fields_set:
+        return job.batch_size
+    fill = target.max_batch_size * max(1, int(getattr(target, "default_concurrency", 1) or 1))
+    return min(MAX_BATCH_SIZE, max(job.batch_size, fill))
 
 
 def keyed_hash(value: Any, key: bytes) -> str:
@@ -232,6 +243,9 @@ class JobRunner:
                     rt.mapping(job.source_mapping))
         tgt = _Side(job.target_system, job.target_object, rt.adapter(job.target_system),
                     rt.mapping(job.target_mapping))
+        size = effective_batch_size(job, tgt.adapter)
+        if size != job.batch_size:
+            job = self.job = job.model_copy(update={"batch_size": size})
         if not dry_run and not self._acquire_lease():
             holder = rt.store.lease_holder(self.name) or {}
             raise FatalSyncError(f"job {self.name} is already running (lease held by {holder.get('holder')})")

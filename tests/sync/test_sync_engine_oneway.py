@@ -237,3 +237,42 @@ def test_a_core_clock_running_ahead_does_not_hide_consent(env, rt) -> None:  # t
     report = run_job(rt, "core_to_zoho")
     assert report.actions[Action.UPDATED] == 1
     assert report.actions[Action.SKIPPED_NO_CONSENT] == 0
+
+
+def test_an_unset_batch_size_fills_the_targets_concurrent_upserts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A batch's writes go out alone: with 100-record batches about a quarter of every 100-record Zoho upsert stays
+    empty (bad, out-of-scope and unconsented records); unset, the batch fills concurrency × 100, so the upserts
+    come within one call of the minimum. A configured batch size is honoured as it is."""
+    from crmbridge.sync.engine import effective_batch_size
+
+    n = 450
+    with DemoEnvironment(tmp_path / "demo", customers=n, bad_fraction=0.1, seed=11) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            job = rt.config.jobs["core_to_zoho"]
+            assert "batch_size" not in job.model_fields_set
+            assert effective_batch_size(job, rt.adapter("zoho_cn")) == 2000          # enterprise: 20 × 100
+            assert effective_batch_size(rt.config.jobs["core_fxiaoke"], rt.adapter("fxiaoke")) == 100
+            report = run_job(rt, "core_to_zoho")
+            assert report.status == "succeeded", report.error
+            written = report.actions[Action.CREATED]
+            assert written > 300
+            assert env.zoho.requests_seen[UPSERT] == -(-written // 100)
+            explicit = job.model_copy(update={"batch_size": 100})
+            explicit.__pydantic_fields_set__.add("batch_size")
+            assert effective_batch_size(explicit, rt.adapter("zoho_cn")) == 100
+        finally:
+            rt.close()
+    with DemoEnvironment(tmp_path / "demo100", customers=n, bad_fraction=0.1, seed=11,
+                         jobs=None) as env:   # the same records in 100-record batches: more, partly empty, calls
+        import yaml
+        cfg = yaml.safe_load(env.config_path.read_text())
+        cfg["jobs"]["core_to_zoho"]["batch_size"] = 100
+        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        rt = bootstrap(env.config_path)
+        try:
+            report = run_job(rt, "core_to_zoho")
+            assert report.actions[Action.CREATED] == written
+            assert env.zoho.requests_seen[UPSERT] > -(-written // 100)
+        finally:
+            rt.close()
