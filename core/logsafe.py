@@ -55,6 +55,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("account", re.compile(r"(?<![\w\-])[3-6]\d{3}(?: ?\d{4}){3}(?: ?\d{1,3})?(?![\w\-])")),  # cards: 16-19 digits
 ]
 
+#: text no pattern above can match has none of these
+_MAY_MATCH = re.compile(r"[\d@]")
+
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 #: the registered secrets longest first, rebuilt only when they change (mask_text runs on every ledger value)
@@ -85,6 +88,8 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     for s in known:
         if s in text:
             text = text.replace(s, "[secret]")
+    if _MAY_MATCH.search(text) is None:
+        return text   # every pattern needs a digit or an '@' (most masked values and names have none)
     for kind, pattern in _PATTERNS:
         text = pattern.sub(lambda m, k=kind: _mask_match(k, m.group(0)), text)
     return text
