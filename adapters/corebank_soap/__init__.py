@@ -1,6 +1,6 @@
 """Core-banking SOAP adapter (FLEXCUBE ``FCUBSCustomerService`` by default; T24 TWS and others by configuration).
 
-The adapter reads customers changed since a timestamp (paged by page number or by continuation key), reads one
+The adapter reads customers changed since a timestamp (paged by keyset, page number or continuation key), reads one
 customer, and writes back the contact fields a CRM owns (mobile, e-mail, address) with optimistic concurrency on
 the core's record version (FLEXCUBE ``MODNO``, T24 ``CURR.NO``). Everything about the wire (operation names,
 element paths, header values, where the business status and error codes are, how timestamps look) is
@@ -123,9 +123,22 @@ class BusinessErrorRule(BaseModel):
 
 
 class PagingConfig(BaseModel):
+    """How the change list is paged.
+
+    * ``keyset`` (default): each page asks again for the records changed since the last record read (the ``since``
+      criterion is the key; page numbers only step through records sharing one ``since_format`` instant), and the
+      ones read already are dropped. Needs the reply in modification order, which is checked. A record edited
+      while the list is read moves to the end and is read there; nothing shifts under the reader.
+    * ``page_number``: pages 1, 2, 3... of one query. A record edited during the read moves to the end and shifts
+      every later record one place back, so the record at the next page's edge is never read, and the cursor
+      then passes it: use only against a source that does not change while it is read.
+    * ``continuation``: the server's own continuation key (T24 enquiries), as safe as keyset.
+    """
+
     model_config = _Strict
-    mode: Literal["page_number", "continuation"] = "page_number"
-    page: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_NO", description="request path (page_number)")
+    mode: Literal["keyset", "page_number", "continuation"] = "keyset"
+    page: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_NO",
+                             description="request path of the page number (page_number, keyset)")
     first_page: int = 1
     size: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_SIZE", description="request path of the size")
     page_size: int = Field(100, ge=1, le=10_000)
@@ -321,16 +334,21 @@ class CorebankSoapAdapter(Adapter):
         op = self.config.operations.list
         pg = op.paging
         body = self._body(op.name, op.static)
+        size = pg.page_size
+        if pg.mode == "keyset":   # state: (since, page number, page size, key of the last record read)
+            keyset = state if state is not None else (since, pg.first_page, size, None)
+            since, page_no, size = keyset[0], keyset[1], keyset[2]
+        else:
+            page_no = pg.first_page if state is None else state
         if since is not None:
             for path, value in op.since_static.items():
                 set_path(body, path, value)
             set_path(body, op.since, self._local(since).strftime(op.since_format))
         if pg.size:
-            set_path(body, pg.size, pg.page_size)
-        page_no = pg.first_page if state is None else state
-        if pg.mode == "page_number":
+            set_path(body, pg.size, size)
+        if pg.mode in ("page_number", "keyset"):
             if not pg.page:
-                raise ConfigurationError("page_number paging needs 'page'", where="operations.list.paging.page")
+                raise ConfigurationError(f"{pg.mode} paging needs 'page'", where="operations.list.paging.page")
             set_path(body, pg.page, page_no)
         elif state is not None:
             if not pg.token:
@@ -344,6 +362,8 @@ class CorebankSoapAdapter(Adapter):
             raise BadResponseError(f"records at {op.records} are not a list", vendor=self.name)
         records = [self._to_raw(obj, item) for item in items]
         nxt: Any = None
+        if pg.mode == "keyset":
+            return self._keyset_page(records, reply, keyset)
         if pg.mode == "page_number":
             flag = get_path(reply, pg.has_more) if pg.has_more else None
             more = (str(flag).strip().upper() in ("Y", "YES", "TRUE", "1")) if flag is not None \
@@ -358,6 +378,56 @@ class CorebankSoapAdapter(Adapter):
             if nxt is not None and nxt == state:
                 raise BadResponseError("the continuation key did not advance", vendor=self.name)
         return Page(records, nxt)
+
+    def _keyset_page(self, records: list[RawRecord], reply: Mapping[str, Any], state: tuple[Any, ...]) -> Page:
+        """One keyset page (see :class:`PagingConfig`): drop what was read already, and find the next request.
+
+        The next request asks for the records changed since the newest one read (``since`` keeps only the
+        ``since_format`` instant, so the records of that instant read already come again and are dropped). When
+        more records share one instant than a page holds, pages of that instant's window are stepped through,
+        each chosen to overlap the last record read; a page that does not hold it means the window moved under
+        the reader (an edit took records out of it), and the page before is read again: nothing is skipped.
+        """
+        op = self.config.operations.list
+        pg = op.paging
+        since, page_no, size, last = state
+        keys: list[tuple[datetime, str]] = []
+        for r in records:
+            if r.modified_at is None:
+                raise BadResponseError(f"customer {r.external_id} has no readable {self.config.record.modified_at}: "
+                                       "keyset paging needs it (configure paging.mode page_number or continuation)",
+                                       vendor=self.name)
+            keys.append((r.modified_at, r.external_id))
+        if any(b < a for a, b in zip(keys, keys[1:], strict=False)):
+            raise BadResponseError("the change list is not in modification order, which keyset paging needs "
+                                   "(configure paging.mode page_number or continuation)", vendor=self.name)
+        flag = get_path(reply, pg.has_more) if pg.has_more else None
+        more = (str(flag).strip().upper() in ("Y", "YES", "TRUE", "1")) if flag is not None \
+            else len(records) >= size
+        if page_no > pg.first_page and last is not None and keys and last not in keys:
+            if keys[0] > last:    # records before the last one read left the window: read the page before again
+                return Page([], (since, page_no - 1, size, last))
+            if keys[-1] < last:   # records entered the window before it: it is further on
+                return Page([], (since, page_no + 1, size, last) if more else None)
+        fresh = [r for r, k in zip(records, keys, strict=True) if last is None or k > last]
+        if not more or not records:
+            return Page(fresh, None)
+
+        def instant(ts: datetime) -> datetime:   # what the since criterion can express (e.g. whole seconds)
+            return datetime.strptime(self._local(ts).strftime(op.since_format), op.since_format)
+
+        top = keys[-1]
+        at = instant(top[0])
+        # where the newest record read stands in its instant's window (the next request's window): the next page
+        # must hold it, and more after it
+        if since is not None and instant(since) == at:
+            g = (page_no - pg.first_page) * size + len(records)
+        else:
+            g = sum(1 for k in keys if instant(k[0]) == at)
+        # the page size (half the configured one at least) whose page holding it brings the most records after it
+        nsize = max(range(pg.page_size, max(1, pg.page_size // 2), -1), key=lambda n: n - 1 - (g - 1) % n)
+        nxt = (top[0], pg.first_page + (g - 1) // nsize, nsize, top)
+        return Page(fresh, nxt)
 
     def _get(self, obj: str, external_id: str) -> RawRecord | None:
         op = self.config.operations.get

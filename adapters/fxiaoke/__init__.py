@@ -3,11 +3,12 @@
 Spec: ``shared/vendor-notes/FXIAOKE.md``. What the sync engine should know:
 
 * **Reads** (``extract``) filter ``last_modified_time GTE since − overlap_seconds`` (epoch ms), order by
-  ``last_modified_time`` then ``_id`` ascending, page with ``offset`` (a multiple of ``limit`` ≤ 100) and,
-  before ``offset + limit`` would pass the documented 10,000 ceiling, restart the filter at the last
-  record's ``last_modified_time`` (keyset), skipping the ids already emitted at that boundary. More than
-  10,000 records in one millisecond switch to an ``_id GT`` keyset within that millisecond. The page state
-  is a JSON-serialisable dict. Records may repeat across runs (overlap); none are skipped.
+  ``last_modified_time`` then ``_id`` ascending, and page by keyset: each page restarts the filter at the last
+  record's ``last_modified_time``, skipping the ids already emitted at that boundary (never ``offset`` steps: a
+  record edited during the read moves to the end and would shift the next page's first record out of reach;
+  ``offset`` stays 0, well inside the documented 10,000 ceiling). A page whose records all share one millisecond
+  switches to an ``_id GT`` keyset within that millisecond. The page state is a JSON-serialisable dict.
+  Records may repeat across runs (overlap); none are skipped.
 * **Tombstones**: a row with ``life_status == "invalid"`` or ``is_deleted == true`` comes out with
   ``RawRecord.deleted=True``. Whether ``data/query`` shows invalidated rows unasked is unverified, so
   ``extract_deleted`` asks explicitly (``life_status EQ invalid``). Hard-deleted rows vanish without trace.
@@ -47,8 +48,6 @@ __all__ = ["FxiaokeAdapter", "FxiaokeConfig"]
 
 #: documented maximum ``limit`` of data/query (current docs; older pages say 200/1000)
 MAX_LIMIT = 100
-#: documented ceiling of ``offset`` (FXIAOKE.md §4)
-OFFSET_CEILING = 10_000
 LMT = "last_modified_time"
 _READ_ONLY_TYPES = frozenset({"formula", "count", "quote", "auto_number"})
 #: system fields a write may set (owner on create / through changeOwner; record_type on create)
@@ -185,7 +184,7 @@ class FxiaokeAdapter(Adapter):
                 filters.append({"field_name": LMT, "operator": "GT" if st["strict"] else "GTE",
                                 "field_values": [str(st["ts"])]})
             orders = [{"fieldName": LMT, "isAsc": True}, {"fieldName": "_id", "isAsc": True}]
-        else:  # more than OFFSET_CEILING rows share one millisecond: _id keyset inside it
+        else:  # a whole page of rows shares one millisecond: _id keyset inside it
             filters += [{"field_name": LMT, "operator": "EQ", "field_values": [str(st["ts"])]},
                         {"field_name": "_id", "operator": "GT", "field_values": [st["last_id"]]}]
             orders = [{"fieldName": "_id", "isAsc": True}]
@@ -208,9 +207,9 @@ class FxiaokeAdapter(Adapter):
                 return Page(records, {"mode": "ts", "ts": st["ts"], "strict": True, "offset": 0, "seen": [],
                                       "tail_ts": None, "tail": []})
             return Page(records, None)
-        nxt = st["offset"] + limit
-        if nxt + limit <= OFFSET_CEILING:
-            return Page(records, {**st, "offset": nxt})
+        # the next page starts again from the newest time read (keyset), not at the next offset: a record edited
+        # while the list is read moves to its end, and offsets would shift every later record one place back, so
+        # the one at the next page's edge would never be read (and the cursor would pass it)
         last = rows[-1]
         if st["mode"] == "ts" and tail_ts is not None and tail_ts != st["ts"]:
             return Page(records, {"mode": "ts", "ts": tail_ts, "strict": False, "offset": 0, "seen": tail,

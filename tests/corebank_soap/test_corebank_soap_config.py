@@ -102,9 +102,68 @@ def test_describe_lists_the_record_fields_and_what_is_writable(fcubs: CorebankSo
 
 def test_page_number_paging_stops_on_has_more(fcubs_sim: CorebankSoapSimulator) -> None:
     fcubs_sim.store.reseed(20)
-    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10)) as adapter:
+    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10, operations={
+            "list": {"paging": {"page_size": 10, "mode": "page_number"}}})) as adapter:
         pages = list(adapter.extract("Customer"))
     assert [len(p.records) for p in pages] == [10, 10] and pages[-1].next_state is None
+
+
+def test_keyset_paging_asks_again_from_the_last_record_and_drops_the_re_read(
+        fcubs_sim: CorebankSoapSimulator) -> None:
+    fcubs_sim.store.reseed(20)
+    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10)) as adapter:
+        pages = list(adapter.extract("Customer"))
+    ids = [r.external_id for p in pages for r in p.records]
+    assert ids == [fcubs_sim.store.custno(i) for i in range(20)]     # each once, oldest first
+    assert [len(p.records) for p in pages] == [10, 9, 1]   # the since criterion is inclusive: one re-read per page
+    assert pages[-1].next_state is None
+
+
+def _read_while_editing(adapter: CorebankSoapAdapter, sim: CorebankSoapSimulator, edit: list[str]) -> list[str]:
+    """Every id the adapter's extract yields, while ``edit`` are changed in the core after the first page."""
+    seen: list[str] = []
+    for n, page in enumerate(adapter.extract("Customer")):
+        seen += [r.external_id for r in page.records]
+        if n == 0:
+            for custno in edit:
+                sim.store.touch(custno, email=f"new{custno}@example.com")
+    return seen
+
+
+@pytest.mark.parametrize("step_seconds", [37, 0], ids=["distinct-stamps", "one-instant"])
+def test_keyset_paging_loses_nothing_when_records_change_during_the_read(
+        fcubs_sim: CorebankSoapSimulator, step_seconds: int) -> None:
+    """Edited records move to the end of the change list. Under keyset paging nothing shifts under the reader (and
+    a list whose records all share one instant is stepped through by page number within it)."""
+    fcubs_sim.store.step = timedelta(seconds=step_seconds)
+    fcubs_sim.store.reseed(35)
+    everyone = {fcubs_sim.store.custno(i) for i in range(35)}
+    edit = [fcubs_sim.store.custno(i) for i in (0, 3, 7, 22)]          # three already read, one not yet
+    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10)) as adapter:
+        seen = _read_while_editing(adapter, fcubs_sim, edit)
+    assert set(seen) == everyone
+    assert all(seen.count(c) == 2 for c in edit[:3])   # read before the edit, and again after it at the end
+    assert len(seen) == 35 + 3 and seen[-4:] == edit   # the edited ones last, in the order they were edited
+
+
+def test_page_number_paging_is_why_keyset_is_the_default(fcubs_sim: CorebankSoapSimulator) -> None:
+    """The hazard keyset paging removes: an edit behind the reader shifts the list, and the record at the next
+    page's edge is never read (the cursor would then pass it)."""
+    fcubs_sim.store.reseed(35)
+    everyone = {fcubs_sim.store.custno(i) for i in range(35)}
+    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10, operations={
+            "list": {"paging": {"page_size": 10, "mode": "page_number"}}})) as adapter:
+        seen = _read_while_editing(adapter, fcubs_sim, [fcubs_sim.store.custno(0)])
+    assert everyone - set(seen) == {fcubs_sim.store.custno(10)}
+
+
+def test_keyset_paging_refuses_a_list_out_of_modification_order(fcubs_sim: CorebankSoapSimulator) -> None:
+    fcubs_sim.store.reseed(20)
+    real = fcubs_sim.store.page_by_number
+    fcubs_sim.store.page_by_number = lambda *a: (list(reversed(real(*a)[0])), real(*a)[1])  # type: ignore[method-assign]
+    with CorebankSoapAdapter(fcubs_config(fcubs_sim, page_size=10)) as adapter, \
+            pytest.raises(BadResponseError, match="not in modification order"):
+        list(adapter.extract("Customer"))
 
 
 @pytest.mark.parametrize("override", [

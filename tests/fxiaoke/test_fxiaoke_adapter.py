@@ -408,3 +408,21 @@ def test_default_owner_applies_to_creates_only(sim: FxiaokeSimulator) -> None:
     adapter.write("AccountObj", [item("p-default-owner", segment__c="MASS")])
     assert party_rows(sim, "p-default-owner")[0]["owner"] == [rm]
     assert sim.requests_seen["POST /cgi/crm/v2/data/changeOwner"] == 0
+
+
+def test_records_edited_while_the_list_is_read_shift_nothing_out_of_reach(sim: FxiaokeSimulator) -> None:
+    """An edit moves a record to the end of the change list; paging by offset would then skip the record at the
+    next page's edge. Keyset paging reads everyone, and the edited ones again at the end."""
+    adapter, editor = make(sim), make(sim)
+    rows = sorted(sim.records("AccountObj"), key=lambda r: (r["last_modified_time"], r["_id"]))
+    everyone = {r["_id"] for r in rows}
+    edited = [rows[i]["_id"] for i in (0, 2, 5)]        # all on the first page (size 7)
+    seen: list[str] = []
+    for n, page in enumerate(adapter.extract("AccountObj")):
+        seen += [r.external_id for r in page.records]
+        if n == 0:
+            results = editor.write("AccountObj", [WriteItem(key=f"k{i}", payload={"name": f"改名{i}"}, external_id=rid)
+                                                  for i, rid in enumerate(edited)])
+            assert all(r.status is WriteStatus.UPDATED for r in results), results
+    assert set(seen) == everyone
+    assert sorted(seen[-3:]) == sorted(edited) and len(seen) == len(everyone) + 3
