@@ -116,7 +116,7 @@ class DemoEnvironment:
                 "zoho_cn": {"adapter": "zoho", "accounts_url": self.zoho.url, "api_domain": self.zoho.url,
                             "client_id": self.zoho.client_id, "client_secret": "env:CRMBRIDGE_DEMO_ZOHO_CLIENT_SECRET",
                             "refresh_token": "env:CRMBRIDGE_DEMO_ZOHO_REFRESH_TOKEN", "edition": "enterprise",
-                            "retry": fast},
+                            "token_cache": "zoho_cn.token", "retry": fast},
                 "fxiaoke": {"adapter": "fxiaoke", "base_url": self.fxiaoke.url, "app_id": self.fxiaoke.app_id,
                             "app_secret": "env:CRMBRIDGE_DEMO_FXIAOKE_APP_SECRET",
                             "permanent_code": "env:CRMBRIDGE_DEMO_FXIAOKE_PERMANENT_CODE",

@@ -98,6 +98,9 @@ class ZohoConfig(AdapterConfig):
     overlap_seconds: int = Field(5, ge=0, le=86_400, description="If-Modified-Since = since minus this")
     page_size: int = Field(200, ge=1, le=200, description="per_page on list calls")
     require_china_dc: bool = Field(True, description="refuse non-CN Zoho hosts (PIPL data localisation)")
+    token_cache: str | None = Field(None, description=(
+        "file sharing the access token among this system's processes (encrypted, mode 0600; relative to the "
+        "configuration's folder). Unset: one token per process - Zoho grants 10 per 10 minutes"))
 
     @field_validator("accounts_url", "api_domain")
     @classmethod
@@ -149,8 +152,12 @@ class ZohoAdapter(Adapter):
         where = f"systems.{self.system}"
         secret = resolve_secret(config.client_secret, where=f"{where}.client_secret", base_dir=base_dir)
         refresh = resolve_secret(config.refresh_token, where=f"{where}.refresh_token", base_dir=base_dir)
+        cache = None
+        if config.token_cache:
+            cache = Path(config.token_cache)
+            cache = cache if cache.is_absolute() or base_dir is None else Path(base_dir) / cache
         self._tokens: TokenManager = shared_token_manager(f"{config.accounts_url}/oauth/v2/token",
-                                                          config.client_id, secret, refresh)
+                                                          config.client_id, secret, refresh, cache=cache)
         self._base = f"{config.api_domain}/crm/{config.api_version}"
         self._local = threading.local()
         self._fields: dict[str, list[dict[str, Any]]] = {}

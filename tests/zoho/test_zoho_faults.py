@@ -48,6 +48,50 @@ def test_token_expiring_mid_run_is_refreshed_once_and_the_run_continues(zoho_sim
     assert sim.requests_seen["POST /oauth/v2/token"] == 2
 
 
+def _new_process_adapter(sim, cache):  # type: ignore[no-untyped-def]
+    """An adapter as a freshly started process builds it: no token manager of this process is reused."""
+    from crmbridge.adapters.zoho.auth import forget_shared_tokens
+
+    forget_shared_tokens()
+    return make_adapter(sim, token_cache=str(cache))
+
+
+def test_processes_share_one_token_through_the_encrypted_token_file(zoho_sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Zoho grants 10 tokens per 10 minutes: a scheduler restarting in a crash loop, cron runs or Celery workers
+    each fetching their own would lock the integration out. With token_cache they share one."""
+    import os
+    import stat
+
+    from crmbridge.adapters.zoho.auth import TokenFile
+
+    sim = zoho_sim(records=5)
+    cache = tmp_path / "state" / "zoho.token"
+    for _ in range(12):   # more restarts than Zoho's quota of token grants
+        assert len(_read_all(_new_process_adapter(sim, cache))) == 5
+    assert sim.requests_seen["POST /oauth/v2/token"] == 1
+    token = _new_process_adapter(sim, cache)._tokens.token(lambda *a, **k: None).value.get_secret_value()
+    raw = cache.read_bytes()
+    assert token.encode() not in raw and b"refresh" not in raw            # never in clear
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    assert TokenFile(cache, b"other credentials", "x").read() is None     # useless without the secrets
+    # a token Zoho rejects leaves the file, and the next process uses the replacement without a grant of its own
+    sim.expire_tokens()
+    assert len(_read_all(_new_process_adapter(sim, cache))) == 5
+    assert sim.requests_seen["POST /oauth/v2/token"] == 2
+    assert len(_read_all(_new_process_adapter(sim, cache))) == 5
+    assert sim.requests_seen["POST /oauth/v2/token"] == 2
+
+
+def test_an_unreadable_token_file_costs_one_grant_not_a_failure(zoho_sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sim = zoho_sim(records=3)
+    cache = tmp_path / "zoho.token"
+    cache.write_text("{not json", encoding="ascii")
+    assert len(_read_all(_new_process_adapter(sim, cache))) == 3
+    assert sim.requests_seen["POST /oauth/v2/token"] == 1
+    assert len(_read_all(_new_process_adapter(sim, cache))) == 3          # and it was replaced by a good one
+    assert sim.requests_seen["POST /oauth/v2/token"] == 1
+
+
 def test_token_refreshed_before_expiry_without_a_401(zoho_sim) -> None:  # type: ignore[no-untyped-def]
     sim = zoho_sim(records=30, token_lifetime=1.0)
     adapter = make_adapter(sim, page_size=10)
