@@ -770,8 +770,10 @@ class JobRunner:
             target_system=tgt.system if direction == "to_target" else src.system,
             target_object=tgt.object if direction == "to_target" else src.object,
             target_id=d.target_id, party_id=d.party_id, changed_fields=sorted(changed),
-            before={p: _masked(p, b, ptype) for p, (b, _a) in changed.items()},
-            after={p: _masked(p, a, ptype) for p, (_b, a) in changed.items()},
+            # an empty side is left out (the changed field list says which changed): a created record's "before"
+            # was a null for every field, a fifth of the ledger's size
+            before={p: _masked(p, b, ptype) for p, (b, _a) in changed.items() if b is not None},
+            after={p: _masked(p, a, ptype) for p, (_b, a) in changed.items() if a is not None},
             diff={p: [b, a] for p, (b, a) in changed.items()} if changed and d.party_id else None,
             mapping_version=(tgt if direction == "to_target" else src).mapping.version_hash,
             actor=ctx.actor, reason=reason)
