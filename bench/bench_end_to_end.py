@@ -83,7 +83,7 @@ def measure(n: int, seed: int, *, timeout: float, profile: bool, jobs: list[str]
             read = rep["read"]
             minimum = ceil_div(written, batch_max) + ceil_div(read, CORE_PAGE) + 1  # + one token call
             actual = sum(by_class.values())
-            rows.append({"n": n, "job": job, "batch": batch_size or 100, "read": read, "written": written,
+            rows.append({"n": n, "job": job, "batch": batch_size or "auto", "read": read, "written": written,
                          "seconds": rep["wall_seconds"],
                          "cpu": rep["cpu_seconds"], "rate": read / rep["wall_seconds"], "calls": actual,
                          "min": minimum, "ratio": actual / minimum, "by_class": dict(by_class), "detail": detail,
@@ -100,7 +100,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per job run before giving up")
     p.add_argument("--profile", action="store_true", help="pyinstrument profile of each run (bench/profiles/)")
     p.add_argument("--job", action="append", choices=sorted(JOBS), help="only these jobs (default both)")
-    p.add_argument("--batch-size", type=int, help="the jobs' batch_size (default: the demo's 100)")
+    p.add_argument("--batch-size", type=int,
+                   help="the jobs' batch_size (default: unset, i.e. the target's maximum × concurrency, at least 100)")
     args = p.parse_args()
     rows: list[dict[str, Any]] = []
     for n in args.n or [2000]:
