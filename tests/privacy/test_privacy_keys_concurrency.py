@@ -20,17 +20,20 @@ def _begin(conn: Connection) -> None:
         conn.begin()
 
 
-def test_racing_party_key_creation(engine: Engine, cipher: FieldCipher) -> None:
+def _race(engine: Engine, cipher: FieldCipher, prepare_first: list[str] | None = None) -> dict[str, str]:
+    """Two transactions encrypting for PARTY, which has no key yet: the first creates one and holds it
+    uncommitted for half a second while the second (after ``prepare_first``, a batch key preparation, if given)
+    runs into it. Returns both tokens, after checking one key won and both stay readable."""
     inserted = threading.Event()
     tokens: dict[str, str] = {}
     errors: list[BaseException] = []
 
     def first() -> None:
         try:
-            c1 = FieldCipher(cipher.provider)
             with engine.connect() as conn:
                 _begin(conn)
-                tokens["a"] = c1.encrypt(conn, "a", table="t", column="c", record="1", party_id=PARTY)
+                tokens["a"] = FieldCipher(cipher.provider).encrypt(conn, "a", table="t", column="c", record="1",
+                                                                   party_id=PARTY)
                 inserted.set()
                 time.sleep(0.5)  # the other transaction now runs into our uncommitted key
                 conn.commit()
@@ -44,6 +47,8 @@ def test_racing_party_key_creation(engine: Engine, cipher: FieldCipher) -> None:
             c2 = FieldCipher(cipher.provider)
             with engine.connect() as conn:
                 _begin(conn)
+                if prepare_first is not None:
+                    c2.prepare_party_keys(conn, prepare_first)
                 tokens["b"] = c2.encrypt(conn, "b", table="t", column="c", record="1", party_id=PARTY)
                 conn.commit()
         except BaseException as exc:  # noqa: BLE001
@@ -62,6 +67,11 @@ def test_racing_party_key_creation(engine: Engine, cipher: FieldCipher) -> None:
         assert fresh.decrypt_text(conn, tokens["a"], table="t", column="c", record="1") == "a"
         assert fresh.decrypt_text(conn, tokens["b"], table="t", column="c", record="1") == "b"
     assert n == 1
+    return tokens
+
+
+def test_racing_party_key_creation(engine: Engine, cipher: FieldCipher) -> None:
+    _race(engine, cipher)
 
 
 def _party(i: int) -> str:
@@ -112,47 +122,7 @@ def test_batch_preparation_in_a_rolled_back_transaction_leaves_nothing_behind(en
 
 def test_batch_preparation_racing_a_single_creation_uses_the_winners_key(engine: Engine,
                                                                         cipher: FieldCipher) -> None:
-    inserted = threading.Event()
-    tokens: dict[str, str] = {}
-    errors: list[BaseException] = []
-
-    def first() -> None:
-        try:
-            with engine.connect() as conn:
-                _begin(conn)
-                tokens["a"] = FieldCipher(cipher.provider).encrypt(conn, "a", table="t", column="c", record="1",
-                                                                   party_id=PARTY)
-                inserted.set()
-                time.sleep(0.5)
-                conn.commit()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-            inserted.set()
-
-    def second() -> None:
-        try:
-            inserted.wait(10)
-            c2 = FieldCipher(cipher.provider)
-            with engine.connect() as conn:
-                _begin(conn)
-                c2.prepare_party_keys(conn, [PARTY, _party(7)])
-                tokens["b"] = c2.encrypt(conn, "b", table="t", column="c", record="1", party_id=PARTY)
-                conn.commit()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    assert parse_header(tokens["a"]).kid == parse_header(tokens["b"]).kid
-    with engine.connect() as conn:
-        fresh = FieldCipher(cipher.provider)
-        assert fresh.decrypt_text(conn, tokens["b"], table="t", column="c", record="1") == "b"
-        n = conn.execute(select(func.count()).select_from(DataKey).where(DataKey.scope == f"party:{PARTY}")).scalar()
-    assert n == 1
+    _race(engine, cipher, prepare_first=[PARTY, _party(7)])
 
 
 def test_key_caches_are_bounded(engine: Engine, cipher: FieldCipher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
