@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar, final
 
 import requests
 from pydantic import BaseModel, ConfigDict
+from requests.adapters import HTTPAdapter
 
 from crmbridge.core.errors import (
     BadResponseError,
@@ -206,10 +207,18 @@ class Adapter(ABC):
         #: the folder relative file references in the configuration start from (the config file's folder)
         self.base_dir = base_dir
         self.system = system or self.name
-        self.session = session or requests.Session()
         self.stats = AdapterStats()
         self._sleep = sleep
         self._gate = CallGate(config.max_concurrency or self.default_concurrency, config.rate_per_second)
+        if session is None:
+            # as many kept-alive connections as calls in flight: requests keeps 10 per host, so at Zoho's
+            # concurrency of 20 half the calls opened a new connection (a TLS handshake each, over the internet)
+            # and threw it away after one call
+            session = requests.Session()
+            pooled = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self._gate.concurrency))
+            session.mount("https://", pooled)
+            session.mount("http://", pooled)
+        self.session = session
 
     # ------------------------------------------------------------------ final template methods
     @final

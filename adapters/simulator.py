@@ -100,6 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def setup(self) -> None:   # once per connection
+        super().setup()
+        with self.server.sim.lock:
+            self.server.sim.connections += 1
+
     def _serve(self) -> None:
         sim = self.server.sim
         parts = urlsplit(self.path)
@@ -159,6 +164,8 @@ class Simulator:
         self.port = port
         self.rng = random.Random(self.knobs.seed)
         self.requests_seen: Counter[str] = Counter()
+        #: TCP connections accepted (a client that keeps its connections alive opens few)
+        self.connections = 0
         self.lock = threading.RLock()
         self._faults: deque[Fault] = deque()
         self._server: _Server | None = None

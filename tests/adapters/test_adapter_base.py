@@ -101,6 +101,17 @@ def test_concurrency_never_exceeds_max_concurrency(sim: MemorySimulator) -> None
     assert sim.peak_inflight == 2, "two workers were allowed but calls never overlapped"
 
 
+def test_concurrent_calls_keep_their_connections_alive(sim: MemorySimulator) -> None:
+    """As many pooled connections as calls in flight: requests keeps 10 per host by default, so 20 concurrent calls
+    opened 10 new connections (a TLS handshake each, against a real vendor) in every wave and threw them away."""
+    sim.knobs.latency_ms = 30
+    adapter = make(sim, max_concurrency=20)
+    for _ in range(3):
+        adapter.write(OBJ, items(20 * MemoryAdapter.max_batch_size))
+    assert sim.requests_seen[UPSERT] == 60 and sim.peak_inflight == 20
+    assert sim.connections <= 20 + 1, f"{sim.connections} connections for 60 calls, 20 at a time"
+
+
 def test_exceeding_the_vendor_concurrency_limit_is_seen_and_retried(sim: MemorySimulator) -> None:
     # the control for the test above: the simulator's limit does bite when the adapter allows more
     sim.knobs.latency_ms = 30
