@@ -127,8 +127,9 @@ class PagingConfig(BaseModel):
 
     * ``keyset`` (default): each page asks again for the records changed since the last record read (the ``since``
       criterion is the key; page numbers only step through records sharing one ``since_format`` instant), and the
-      ones read already are dropped. Needs the reply in modification order, which is checked. A record edited
-      while the list is read moves to the end and is read there; nothing shifts under the reader.
+      ones read already are dropped (the page asked for is that much larger, up to twice ``page_size``). Needs the
+      reply in modification order, which is checked. A record edited while the list is read moves to the end and
+      is read there; nothing shifts under the reader.
     * ``page_number``: pages 1, 2, 3... of one query. A record edited during the read moves to the end and shifts
       every later record one place back, so the record at the next page's edge is never read, and the cursor
       then passes it: use only against a source that does not change while it is read.
@@ -142,6 +143,8 @@ class PagingConfig(BaseModel):
     first_page: int = 1
     size: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_SIZE", description="request path of the size")
     page_size: int = Field(100, ge=1, le=10_000)
+    max_page_size: int = Field(1000, ge=1, le=100_000, description="the largest page size the service accepts "
+                               "(keyset paging asks for a little more than page_size to make up for re-reads)")
     has_more: str | None = Field("FCUBS_BODY/Page-Info/HAS_MORE",
                                  description="reply path of a more-pages flag (else: a full page means more)")
     token: str | None = Field(None, description="request path of the continuation key (continuation)")
@@ -424,9 +427,14 @@ class CorebankSoapAdapter(Adapter):
             g = (page_no - pg.first_page) * size + len(records)
         else:
             g = sum(1 for k in keys if instant(k[0]) == at)
-        # the page size (half the configured one at least) whose page holding it brings the most records after it
-        nsize = max(range(pg.page_size, max(1, pg.page_size // 2), -1), key=lambda n: n - 1 - (g - 1) % n)
-        nxt = (top[0], pg.first_page + (g - 1) // nsize, nsize, top)
+        if g < pg.page_size:
+            # page 1 of the instant's window, enlarged by the records of the instant read already (they come again
+            # first and are dropped): page_size new records a call, as many calls as position paging would make
+            nxt = (top[0], pg.first_page, max(pg.page_size, min(pg.page_size + g, pg.max_page_size)), top)
+        else:   # more records in one instant than a page: the page size (at least half the configured one) whose
+            # page holding the last one read brings the most records after it
+            nsize = max(range(pg.page_size, max(1, pg.page_size // 2), -1), key=lambda n: n - 1 - (g - 1) % n)
+            nxt = (top[0], pg.first_page + (g - 1) // nsize, nsize, top)
         return Page(fresh, nxt)
 
     def _get(self, obj: str, external_id: str) -> RawRecord | None:
