@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["ConfigOption", "console", "runtime"]
+__all__ = ["ConfigOption", "console", "finish_run", "runtime"]
 
 from rich.console import Console
 
@@ -23,3 +23,22 @@ def runtime(config: Path | None):  # type: ignore[no-untyped-def]
     from crmbridge.sync.bootstrap import bootstrap
 
     return bootstrap(config)
+
+
+def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
+    """Show a run report (JSON, the dry run's plan, or the summary) and exit as operators script against:
+    1 when the run failed, 5 when it is suspicious (a full scan that read nothing after runs that read plenty)."""
+    import json
+
+    from crmbridge.sync.report import render_plan, render_summary
+
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    elif plan:
+        render_plan(report, console)
+    else:
+        render_summary(report, console)
+    if report.status == "failed":
+        raise typer.Exit(1)
+    if report.status == "suspicious":
+        raise typer.Exit(5)

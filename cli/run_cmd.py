@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crmbridge.cli._common import ConfigOption, console, runtime
+from crmbridge.cli._common import ConfigOption, console, finish_run, runtime
 
 __all__ = ["register"]
 
@@ -32,7 +32,6 @@ def run(
 ) -> None:
     """Run one job now (a progress bar on a terminal, a summary at the end; exit 1 if the run failed)."""
     from crmbridge.sync.engine import run_job
-    from crmbridge.sync.report import render_plan, render_summary
 
     if distributed and dry_run:
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
@@ -48,16 +47,7 @@ def run(
                 report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
     finally:
         rt.close()
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    elif dry_run:
-        render_plan(report, console)
-    else:
-        render_summary(report, console)
-    if report.status == "failed":
-        raise typer.Exit(1)
-    if report.status == "suspicious":
-        raise typer.Exit(5)
+    finish_run(report, as_json=as_json, plan=dry_run)
 
 
 def reconcile(

@@ -6,13 +6,12 @@ and waits for it, like ``crmbridge run`` does in one process.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated
 
 import typer
 
-from crmbridge.cli._common import ConfigOption, console
+from crmbridge.cli._common import ConfigOption, finish_run
 
 __all__ = ["register"]
 
@@ -57,21 +56,13 @@ def dispatch(
     """Run one job over the workers now and wait for it (exit 1 if the run failed, 5 if it looks suspicious)."""
     from crmbridge.cli._common import runtime
     from crmbridge.sync.distributed import dispatch as do_dispatch
-    from crmbridge.sync.report import render_summary
 
     rt = runtime(config)
     try:
         report = do_dispatch(rt, job, actor=actor, queue=queue)
     finally:
         rt.close()
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    else:
-        render_summary(report, console)
-    if report.status == "failed":
-        raise typer.Exit(1)
-    if report.status == "suspicious":
-        raise typer.Exit(5)
+    finish_run(report, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
