@@ -702,7 +702,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
 def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, settings: DistributedConfig,
                   poll_seconds: float, progress: Callable[[int], None] | None) -> tuple[bool, list[dict[str, Any]]]:
     from crmbridge.sync import engine as eng
-    from crmbridge.sync.store import DeadLetterStatus
+    from crmbridge.sync.store import DeadLetterStatus, chunked
 
     job, src = ctx.job, ctx.source
     with rt.store.transaction() as tx:
@@ -710,7 +710,7 @@ def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, setting
         due = runner._due_dead_letters(tx, ctx)
     d = _Dispatch(rt, runner, ctx, app, settings, cursor)
     # 1. records that failed before, fetched again from the source
-    for chunk in eng._chunks(due, job.batch_size):
+    for chunk in chunked(due, job.batch_size):
         raws = []
         for letter in chunk:
             raw = src.adapter.get(src.object, letter["external_id"])

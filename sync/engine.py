@@ -37,7 +37,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,7 +58,7 @@ from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
 from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport
-from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
+from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, chunked, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
 
@@ -100,11 +100,6 @@ def _iso(ts: datetime) -> str:
 
 def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _chunks(items: Sequence[Any], n: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), n):
-        yield list(items[i:i + n])
 
 
 def _batched(pages: Iterable[Page], n: int) -> Iterator[list[RawRecord]]:
@@ -387,7 +382,7 @@ class JobRunner:
         """Batches of the source's current version of records that failed before (a letter whose record is gone
         from the source is abandoned: there is nothing left to sync)."""
         src = ctx.source
-        for chunk in _chunks(due, ctx.job.batch_size):
+        for chunk in chunked(due, ctx.job.batch_size):
             raws = []
             for letter in chunk:
                 raw = src.adapter.get(src.object, letter["external_id"])
@@ -494,7 +489,7 @@ class JobRunner:
     def _failed_hashes(self, tx: StoreTx, ctx: _Ctx, external_ids: list[str]) -> dict[str, set[str]]:
         """Record hashes of the unresolved dead letters of ``external_ids`` (one query per batch)."""
         t, out = dead_letters, {}
-        for chunk in _chunks(sorted(set(external_ids)), 500):
+        for chunk in chunked(sorted(set(external_ids))):
             for ext, h in tx.connection.execute(select(t.c.external_id, t.c.record_hash).where(
                     t.c.job == ctx.name, t.c.source_system == ctx.source.system,
                     t.c.source_object == ctx.source.object, t.c.external_id.in_(chunk),
@@ -735,7 +730,7 @@ class JobRunner:
         """Which of ``external_ids`` have an unresolved dead letter of this job (one query per batch instead of
         one per record: most records never failed)."""
         t, out = dead_letters, set()
-        for chunk in _chunks(sorted(set(external_ids)), 500):
+        for chunk in chunked(sorted(set(external_ids))):
             out.update(tx.connection.execute(select(t.c.external_id).where(
                 t.c.job == ctx.name, t.c.source_system == ctx.source.system, t.c.source_object == ctx.source.object,
                 t.c.external_id.in_(chunk),
@@ -862,7 +857,7 @@ class JobRunner:
                     if seen is None or seen.content_hash != seen_t[-1].raw_hash:
                         changed_t[pid] = raw  # else an overlap re-read of a record already merged
         for page in src.adapter.extract(src.object, since=cur_s.since, fields=src.mapping.vendor_fields("in") or None):
-            for chunk in _chunks(page.records, job.batch_size):
+            for chunk in chunked(page.records, job.batch_size):
                 known, fresh = self._split_known(ctx, src, chunk)
                 if fresh:
                     self._one_way_batch(ctx, fresh, None)
@@ -873,7 +868,7 @@ class JobRunner:
                     with self.rt.store.transaction() as tx:
                         self._advance(tx, ctx, cur_s, [_Decision(r, raw_hash=keyed_hash(dict(r.data), ctx.hash_key))
                                                        for r in chunk])
-        for chunk in _chunks(sorted(changed_t.items()), job.batch_size):
+        for chunk in chunked(sorted(changed_t.items()), job.batch_size):
             self._merge_batch(ctx, [(pid, None, raw) for pid, raw in chunk])
         if seen_t and not ctx.dry_run:
             with self.rt.store.transaction() as tx:

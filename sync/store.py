@@ -84,6 +84,7 @@ __all__ = [
     "StateStore",
     "StoreTx",
     "UTCDateTime",
+    "chunked",
     "conflicts",
     "cursors",
     "dead_letters",
@@ -337,10 +338,11 @@ def _row(r: RowMapping | None) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------------- tx
-def _chunked(items: Sequence[Any], n: int = 500) -> Iterator[Sequence[Any]]:
-    """Slices of at most ``n`` (bound parameters per IN list stay well under every driver's limit)."""
+def chunked(items: Sequence[Any], n: int = 500) -> Iterator[list[Any]]:
+    """Lists of at most ``n`` of ``items`` in order (the default keeps an IN list's bound parameters well under
+    every driver's limit)."""
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield list(items[i:i + n])
 
 
 #: prepared upsert statements by (dialect, table, key columns, updated columns, insert-only columns)
@@ -379,7 +381,7 @@ class StoreTx:
         """Load the party ids of many (system, object, external id) at once; :meth:`get_xref` then answers them
         without a query (the ones not found are remembered as absent)."""
         ids = sorted({e for e in external_ids if (system, obj, e) not in self._xref_c})
-        for chunk in _chunked(ids):
+        for chunk in chunked(ids):
             for e in chunk:
                 self._xref_c[(system, obj, e)] = None
             for r in self.connection.execute(select(xref.c.external_id, xref.c.party_id).where(
@@ -394,7 +396,7 @@ class StoreTx:
         pids = sorted(set(party_ids))
         for system, obj in set(snapshots_of):
             todo = [p for p in pids if (p, system, obj) not in self._snap_c]
-            for chunk in _chunked(todo):
+            for chunk in chunked(todo):
                 for p in chunk:
                     self._snap_c[(p, system, obj)] = None
                 for r in self.connection.execute(select(snapshots).where(
@@ -404,7 +406,7 @@ class StoreTx:
         for system, obj in set(xrefs_of):
             known = self._xfor_c.setdefault((system, obj), {})
             todo = [p for p in pids if p not in known]
-            for chunk in _chunked(todo):
+            for chunk in chunked(todo):
                 for p in chunk:
                     known[p] = []
                 for r in self.connection.execute(select(xref.c.party_id, xref.c.external_id).where(
