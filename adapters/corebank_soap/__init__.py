@@ -368,10 +368,7 @@ class CorebankSoapAdapter(Adapter):
         if pg.mode == "keyset":
             return self._keyset_page(records, reply, keyset)
         if pg.mode == "page_number":
-            flag = get_path(reply, pg.has_more) if pg.has_more else None
-            more = (str(flag).strip().upper() in ("Y", "YES", "TRUE", "1")) if flag is not None \
-                else len(records) >= pg.page_size
-            nxt = page_no + 1 if more and records else None
+            nxt = page_no + 1 if self._more(reply, len(records), size) and records else None
         else:
             if not pg.next_token:
                 raise ConfigurationError("continuation paging needs 'next_token'",
@@ -381,6 +378,12 @@ class CorebankSoapAdapter(Adapter):
             if nxt is not None and nxt == state:
                 raise BadResponseError("the continuation key did not advance", vendor=self.name)
         return Page(records, nxt)
+
+    def _more(self, reply: Mapping[str, Any], got: int, size: int) -> bool:
+        """Whether pages follow: the reply's more-pages flag, else a full page."""
+        pg = self.config.operations.list.paging
+        flag = get_path(reply, pg.has_more) if pg.has_more else None
+        return str(flag).strip().upper() in ("Y", "YES", "TRUE", "1") if flag is not None else got >= size
 
     def _keyset_page(self, records: list[RawRecord], reply: Mapping[str, Any], state: tuple[Any, ...]) -> Page:
         """One keyset page (see :class:`PagingConfig`): drop what was read already, and find the next request.
@@ -404,9 +407,7 @@ class CorebankSoapAdapter(Adapter):
         if any(b < a for a, b in zip(keys, keys[1:], strict=False)):
             raise BadResponseError("the change list is not in modification order, which keyset paging needs "
                                    "(configure paging.mode page_number or continuation)", vendor=self.name)
-        flag = get_path(reply, pg.has_more) if pg.has_more else None
-        more = (str(flag).strip().upper() in ("Y", "YES", "TRUE", "1")) if flag is not None \
-            else len(records) >= size
+        more = self._more(reply, len(records), size)
         if page_no > pg.first_page and last is not None and keys and last not in keys:
             if keys[0] > last:    # records before the last one read left the window: read the page before again
                 return Page([], (since, page_no - 1, size, last))
