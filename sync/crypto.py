@@ -62,7 +62,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
 from crmbridge.core.secrets import resolve_secret
-from crmbridge.sync.db import Base
+from crmbridge.sync.db import Base, chunked
 
 __all__ = [
     "ALGORITHMS",
@@ -589,9 +589,9 @@ class FieldCipher:
         if version is None:
             raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
         latest: dict[str, Any] = {}
-        for i in range(0, len(scopes), 500):
+        for chunk in chunked(scopes):
             for r in c.execute(select(DataKey.scope, DataKey.kid, DataKey.version, DataKey.wrapped)
-                               .where(DataKey.scope.in_(scopes[i:i + 500]))):
+                               .where(DataKey.scope.in_(chunk))):
                 if r.scope not in latest or r.version > latest[r.scope].version:
                     latest[r.scope] = r
         known: dict[str, _CurrentKey] = {}
@@ -622,8 +622,7 @@ class FieldCipher:
             c.execute(dialect_insert(DataKey.__table__).on_conflict_do_nothing(), wanted)
             ours = {w["scope"]: w for w in wanted}
             stored: dict[str, int] = {}
-            for i in range(0, len(wanted), 500):
-                chunk = [w["scope"] for w in wanted[i:i + 500]]
+            for chunk in chunked([w["scope"] for w in wanted]):
                 for r in c.execute(select(DataKey.scope, DataKey.kid, DataKey.version)
                                    .where(DataKey.scope.in_(chunk))):
                     if r.version == ours[r.scope]["version"]:

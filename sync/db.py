@@ -8,13 +8,15 @@ Works on SQLite (the embedded default, a file under ``var/``) and PostgreSQL.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "import_models", "make_engine"]
+__all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "chunked", "import_models", "make_engine"]
 
 DEFAULT_URL = "sqlite:///var/crmbridge.db"
 
@@ -71,3 +73,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)  # type: ignore[arg-type]
+
+
+def chunked(items: Sequence[Any], n: int = 500) -> Iterator[list[Any]]:
+    """Lists of at most ``n`` of ``items`` in order (the default keeps an IN list's bound parameters well under
+    every driver's limit)."""
+    for i in range(0, len(items), n):
+        yield list(items[i:i + n])

@@ -702,7 +702,8 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
 def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, settings: DistributedConfig,
                   poll_seconds: float, progress: Callable[[int], None] | None) -> tuple[bool, list[dict[str, Any]]]:
     from crmbridge.sync import engine as eng
-    from crmbridge.sync.store import DeadLetterStatus, chunked
+    from crmbridge.sync.db import chunked
+    from crmbridge.sync.store import DeadLetterStatus
 
     job, src = ctx.job, ctx.source
     with rt.store.transaction() as tx:

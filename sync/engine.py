@@ -54,11 +54,12 @@ from crmbridge.core.config import MAX_BATCH_SIZE, JobConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
+from crmbridge.sync.db import chunked
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
 from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport
-from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, chunked, dead_letters, write_intents
+from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
 

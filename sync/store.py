@@ -72,7 +72,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError,
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from crmbridge.core.errors import FatalSyncError
-from crmbridge.sync.db import Base, make_engine
+from crmbridge.sync.db import Base, chunked, make_engine
 
 __all__ = [
     "ConflictStatus",
@@ -84,7 +84,6 @@ __all__ = [
     "StateStore",
     "StoreTx",
     "UTCDateTime",
-    "chunked",
     "conflicts",
     "cursors",
     "dead_letters",
@@ -338,13 +337,6 @@ def _row(r: RowMapping | None) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------------- tx
-def chunked(items: Sequence[Any], n: int = 500) -> Iterator[list[Any]]:
-    """Lists of at most ``n`` of ``items`` in order (the default keeps an IN list's bound parameters well under
-    every driver's limit)."""
-    for i in range(0, len(items), n):
-        yield list(items[i:i + n])
-
-
 #: prepared upsert statements by (dialect, table, key columns, updated columns, insert-only columns)
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
 #: prepared lookups of the sync hot path (built once: building a SELECT per record cost as much as running it)
