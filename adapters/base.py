@@ -220,6 +220,11 @@ class Adapter(ABC):
             session.mount("http://", pooled)
         self.session = session
 
+    @property
+    def concurrency(self) -> int:
+        """Calls this adapter keeps in flight at most (``max_concurrency`` of the system, else the vendor's)."""
+        return self._gate.concurrency
+
     # ------------------------------------------------------------------ final template methods
     @final
     def extract(self, obj: str, *, since: datetime | None = None,
@@ -269,7 +274,7 @@ class Adapter(ABC):
                 raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
             return results
 
-        workers = min(len(batches), self._gate.concurrency)
+        workers = min(len(batches), self.concurrency)
         if workers <= 1:
             out = [run(b) for b in batches]
         else:

@@ -80,12 +80,12 @@ TOMBSTONE = "tombstone"
 
 def effective_batch_size(job: JobConfig, target: Adapter) -> int:
     """The job's ``batch_size`` when configured; unset, enough records to fill the target's concurrent write calls
-    (vendor batch maximum × concurrency, at least the default 100, at most the configurable maximum): a batch's
-    writes go out alone, so a batch of 100 records leaves Zoho's 100-record upserts partly filled and its
-    edition's concurrency unused."""
+    (vendor batch maximum × the adapter's concurrency, at least the default 100, at most the configurable
+    maximum): a batch's writes go out alone, so a batch of 100 records leaves Zoho's 100-record upserts partly
+    filled and its edition's concurrency unused."""
     if "batch_size" in job.model_fields_set:
         return job.batch_size
-    fill = target.max_batch_size * max(1, int(getattr(target, "default_concurrency", 1) or 1))
+    fill = target.max_batch_size * target.concurrency
     return min(MAX_BATCH_SIZE, max(job.batch_size, fill))
 
 

@@ -253,6 +253,11 @@ def test_an_unset_batch_size_fills_the_targets_concurrent_upserts(tmp_path) -> N
             assert "batch_size" not in job.model_fields_set
             assert effective_batch_size(job, rt.adapter("zoho_cn")) == 2000          # enterprise: 20 × 100
             assert effective_batch_size(rt.config.jobs["core_fxiaoke"], rt.adapter("fxiaoke")) == 100
+            from crmbridge.adapters.zoho import ZohoAdapter  # a system limited below its edition: 5 × 100
+            limited = ZohoAdapter(rt.adapter("zoho_cn").config.model_copy(update={"max_concurrency": 5}),
+                                  system="zoho_cn")
+            assert limited.concurrency == 5 and effective_batch_size(job, limited) == 500
+            limited.close()
             report = run_job(rt, "core_to_zoho")
             assert report.status == "succeeded", report.error
             written = report.actions[Action.CREATED]
