@@ -45,6 +45,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterStats",
     "FieldInfo",
+    "Finding",
     "Page",
     "RawRecord",
     "WriteItem",
@@ -143,6 +144,28 @@ class FieldInfo:
     required: bool = False
     read_only: bool = False
     picklist: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``crmbridge doctor SYSTEM`` found by probing a configured system (read-only calls only).
+
+    Attributes:
+        check: what was probed: ``reachable``, ``authenticated``, ``operation``, ``fields``, ``page_size``,
+            ``since_boundary``, ``paging``, ``clock_skew``, ``rate_limit``, ``duplicate_rule``...
+        status: ``ok``; ``warn`` (works, but the configuration should change); ``fail`` (a job will not work);
+            ``info`` (a fact worth knowing).
+        detail: what was found, in one or two sentences; masked, never a secret or personal data in clear.
+        obj: the vendor object the finding is about, when it is about one.
+        config: configuration to set for this system, as dotted keys under ``systems.<name>`` and their values
+            (e.g. ``{"operations.list.since_boundary": "exclusive"}``); empty when nothing needs to change.
+    """
+
+    check: str
+    status: str
+    detail: str
+    obj: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,6 +329,31 @@ class Adapter(ABC):
         """The vendor's field metadata for ``obj``."""
         return self._retrying(lambda: self._describe(obj))
 
+    @final
+    def doctor(self, objects: Mapping[str, Sequence[str]]) -> list[Finding]:
+        """Probe the system read-only for ``crmbridge doctor``: for each object (with the vendor field paths the
+        configured jobs' mappings use), whether it answers and whether the mapped fields exist, then the vendor's
+        own probes (:meth:`_probe`). A probe that fails becomes a ``fail`` finding naming the error; no probe
+        writes anything."""
+        out: list[Finding] = []
+        for obj, paths in objects.items():
+            try:
+                known = {f.name for f in self.describe(obj)}
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding, never a crash
+                out.append(Finding("fields", "fail", f"field metadata unavailable: {type(exc).__name__}: {exc}",
+                                   obj=obj))
+                known = set()
+            if known:
+                missing = sorted({p for p in paths if p.split(".", 1)[0].split("[", 1)[0] not in known})
+                out.append(Finding("fields", "fail" if missing else "ok",
+                                   f"mapped fields missing from the live metadata: {', '.join(missing)}" if missing
+                                   else f"all {len(set(paths))} mapped fields exist", obj=obj))
+            try:
+                out.extend(self._probe(obj))
+            except Exception as exc:  # noqa: BLE001
+                out.append(Finding("reachable", "fail", f"probe failed: {type(exc).__name__}: {exc}", obj=obj))
+        return out
+
     def close(self) -> None:
         self.session.close()
 
@@ -338,6 +386,12 @@ class Adapter(ABC):
         raise NotImplementedError(f"{self.name} does not delete records")
 
     def _describe(self, obj: str) -> list[FieldInfo]:
+        return []
+
+    def _probe(self, obj: str) -> list[Finding]:
+        """Vendor probes of ``obj`` for ``crmbridge doctor`` (read-only calls): reachable and authenticated, the
+        operations the configuration names, the largest page accepted, the change filter's boundary semantics
+        found by reading, clock skew against the service, rate-limit headers. Default: none."""
         return []
 
     def _invalidate_token(self) -> None:  # noqa: B027 - optional hook
