@@ -112,6 +112,8 @@ class WriteItem:
         known_new: the caller knows the record is not at the target (no cross-reference and no unfinished write
             intent for its key), so an adapter without upsert may create it without looking it up first. Honoured
             on the first attempt only: a retry (after a timeout that may have applied the create) looks it up.
+        duplicate_search: whether the vendor's own duplicate rules should judge a create (the job's
+            ``duplicate_search``); ``None``: the system's configured default. Vendors without such rules ignore it.
     """
 
     key: str
@@ -120,6 +122,7 @@ class WriteItem:
     key_field: str | None = None
     expected_version: str | None = None
     known_new: bool = False
+    duplicate_search: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
