@@ -30,7 +30,10 @@ from pydantic import BaseModel, ConfigDict
 from requests.adapters import HTTPAdapter
 
 from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
     BadResponseError,
+    PermissionDeniedError,
     RecordError,
     RetryableError,
     ThrottledError,
@@ -48,12 +51,18 @@ __all__ = [
     "Finding",
     "Page",
     "RawRecord",
+    "UNCERTAIN_CODES",
     "WriteItem",
     "WriteResult",
     "WriteStatus",
 ]
 
 T = TypeVar("T")
+
+#: record error codes of a write whose outcome is unknown (the vendor may have applied it): retries ran out on a
+#: transient failure, or the answer could not be read. Such a write is dead-lettered and its write intent stays
+#: pending, so the record is looked up by its key before it is written again.
+UNCERTAIN_CODES = frozenset({"unreachable", "bad_response"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +190,9 @@ class AdapterStats:
     throttled: int = 0
     token_refreshes: int = 0
     credits_remaining: int | None = None
+    #: write calls in a row that failed after every retry (reset by any call that got an answer): the engine's
+    #: circuit breaker reads it to tell a system that is down from one record's trouble
+    consecutive_failed_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_call(self, status: int | str) -> None:
@@ -295,9 +307,21 @@ class Adapter(ABC):
                 items_now = batch if tries == 1 else [dataclasses.replace(i, known_new=False) for i in batch]
                 return self._write_batch(obj, items_now)
 
-            results = self._retrying(attempt)
-            if len(results) != len(batch):
-                raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
+            try:
+                results = self._retrying(attempt)
+                if len(results) != len(batch):
+                    raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
+            except (AuthenticationError, PermissionDeniedError):
+                raise   # configuration: the run stops
+            except AdapterError as exc:
+                # this call's records failed, not the run: each becomes a record failure (a dead letter) and the
+                # other batches' results stand; whether the system as a whole is down is the engine's call
+                with self.stats._lock:
+                    self.stats.consecutive_failed_calls += 1
+                return [WriteResult(key=i.key, status=WriteStatus.FAILED, external_id=i.external_id,
+                                    error=_call_failure(exc, obj, len(batch))) for i in batch]
+            with self.stats._lock:
+                self.stats.consecutive_failed_calls = 0
             return results
 
         workers = min(len(batches), self.concurrency)
@@ -418,7 +442,10 @@ class Adapter(ABC):
                 self.stats.token_refreshes += 1
                 self._invalidate_token()
 
-        return call_with_retry(self.config.retry, fn, before_retry=before_retry, sleep=self._sleep)
+        def free(exc: BaseException) -> bool:   # the one token refresh is not one of the call's tries
+            return isinstance(exc, TokenExpiredError) and not refreshed
+
+        return call_with_retry(self.config.retry, fn, before_retry=before_retry, sleep=self._sleep, free=free)
 
     @final
     def _http(self, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -441,6 +468,17 @@ class Adapter(ABC):
                                            where=_path(url)) from exc
         self.stats.count_call(resp.status_code)
         return resp
+
+
+def _call_failure(exc: AdapterError, obj: str, size: int) -> RecordError:
+    """A record error for each record of a write call that failed as a whole, keeping the vendor's code."""
+    if isinstance(exc, RetryableError):
+        code, what = "unreachable", "no answer after every retry"
+    elif isinstance(exc, BadResponseError):
+        code, what = "bad_response", "the answer could not be read (the write may have been applied)"
+    else:
+        code, what = (exc.vendor_code or "request_refused"), "the vendor refused the call"
+    return RecordError(f"write of {size} {obj} record(s): {what}: {exc}", code=code)
 
 
 def _path(url: str) -> str:

@@ -26,8 +26,9 @@ def runtime(config: Path | None):  # type: ignore[no-untyped-def]
 
 
 def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
-    """Show a run report (JSON, the dry run's plan, or the summary) and exit as operators script against:
-    1 when the run failed, 5 when it is suspicious (a full scan that read nothing after runs that read plenty)."""
+    """Show a run report (JSON, the dry run's plan, or the summary) and exit as operators script against
+    (``RunReport.exit_code``): 0 succeeded, 1 failed, 3 partial, 4 a system unreachable, 5 suspicious, 6 stopped.
+    Configuration and usage errors exit 2 before any run."""
     import json
 
     from crmbridge.sync.report import render_plan, render_summary
@@ -38,7 +39,5 @@ def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
         render_plan(report, console)
     else:
         render_summary(report, console)
-    if report.status == "failed":
-        raise typer.Exit(1)
-    if report.status == "suspicious":
-        raise typer.Exit(5)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

@@ -310,6 +310,13 @@ class JobConfig(_Model):
                                          description="tried in order; each a list of canonical keys matched together")
     overlap_seconds: int = Field(60, ge=0, le=86400)
     dead_letter_max_attempts: int = Field(5, ge=1, le=100)
+    max_failed_ratio: float = Field(0.1, ge=0, le=1, description=(
+        "a run whose dead-lettered records exceed this share of the records it read ends 'failed', not 'partial'"))
+    circuit_breaker_calls: int = Field(3, ge=1, le=1000, description=(
+        "consecutive calls to one system failing after every retry that stop the run as 'unreachable' (the records "
+        "of the batch under way are read again by the next run); fewer are the failing records' own dead letters"))
+    duplicate_search: bool | None = Field(None, description=(
+        "whether the target's own duplicate rules judge this job's creates (Fxiaoke); unset: the system's default"))
     enabled: bool = True
     expected_duration_seconds: int | None = Field(None, ge=1)
 

@@ -23,6 +23,7 @@ named by **what the runtime does next**, so callers catch by consequence, never 
     │   ├── RequestError            crmbridge sent something the vendor refused (a bug or a limit)
     │   └── BadResponseError        garbage, truncated or unparsable body
     └── FatalSyncError              abort the run; the cursor stays where the last committed batch left it
+        └── SystemUnavailableError  a system is down as a whole (circuit breaker): exit "unreachable"
 
 Messages carry masked values only; never a secret or personal data in clear.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "RequestError",
     "RetryableError",
     "SecretError",
+    "SystemUnavailableError",
     "ThrottledError",
     "TokenExpiredError",
     "TransientServerError",
@@ -197,3 +199,17 @@ class BadResponseError(AdapterError):
 
 class FatalSyncError(CrmBridgeError):
     """The run cannot continue. The cursor stays at the last committed batch."""
+
+
+class SystemUnavailableError(FatalSyncError):
+    """A system does not answer as a whole: consecutive calls failed after every retry (the circuit breaker), or
+    its change list cannot be read. The run stops with the cursor at the last committed batch and the
+    "unreachable" exit code; records of a batch that was not recorded are read again by the next run.
+
+    Attributes:
+        system: the configured system name.
+    """
+
+    def __init__(self, message: str, *, system: str, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.system = system

@@ -52,6 +52,7 @@ def call_with_retry(
     *,
     before_retry: Callable[[RetryableError, int], Any] | None = None,
     sleep: Callable[[float], None] | None = None,
+    free: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Call ``fn`` under ``policy``.
 
@@ -60,6 +61,8 @@ def call_with_retry(
         fn: the call; it raises :class:`RetryableError` for what may be retried.
         before_retry: called with the error and the attempt number before each retry (token refresh, counters).
         sleep: injected sleep (tests).
+        free: whether a failure does not count against ``max_attempts`` (a token refresh is the client's own
+            housekeeping, not the call failing: charging it to the call left a record one try short).
 
     Raises:
         RetryableError: the last transient error once attempts run out.
@@ -76,12 +79,21 @@ def call_with_retry(
         if before_retry is not None and isinstance(exc, RetryableError):
             before_retry(exc, state.attempt_number)
 
+    free_tries = 0
+
+    def _stop(state: tenacity.RetryCallState) -> bool:
+        nonlocal free_tries
+        exc = state.outcome.exception() if state.outcome else None
+        if free is not None and exc is not None and free(exc):
+            free_tries += 1
+        return state.attempt_number - free_tries >= policy.max_attempts
+
     kwargs: dict[str, Any] = {}
     if sleep is not None:
         kwargs["sleep"] = sleep
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RetryableError),
-        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        stop=_stop,
         wait=_wait,
         before_sleep=_before_sleep,
         reraise=True,

@@ -45,20 +45,27 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from crmbridge.adapters.base import Adapter, Page, RawRecord, WriteItem, WriteResult, WriteStatus
+from crmbridge.adapters.base import UNCERTAIN_CODES, Adapter, Page, RawRecord, WriteItem, WriteResult, WriteStatus
 from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
 from crmbridge.canonical.masking import mask
 from crmbridge.canonical.model import Party, hash_canonical, parse_party
 from crmbridge.core.config import MAX_BATCH_SIZE, JobConfig
-from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
+from crmbridge.core.errors import (
+    ConfigurationError,
+    CrmBridgeError,
+    FatalSyncError,
+    RecordError,
+    RetryableError,
+    SystemUnavailableError,
+)
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.db import chunked
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
 from crmbridge.sync.protect import seal, unseal
-from crmbridge.sync.report import PlannedChange, RunReport
+from crmbridge.sync.report import PlannedChange, RunReport, outcome_of
 from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
@@ -150,6 +157,12 @@ class _Decision:
     intent_id: int | None = None
     echo_hash: str | None = None             # two-way: hash of the fields read back from the target
     origin: Literal["source", "target"] = "source"   # the side ``raw`` was read from
+    outcome: str | None = None               # a silent decision's outcome (report.OUTCOMES); else from ``action``
+
+    def quiet(self, outcome: str) -> _Decision:
+        """Nothing to record for this record (no ledger entry): it ends as ``outcome``."""
+        self.silent, self.outcome = True, outcome
+        return self
 
 
 @dataclass
@@ -198,6 +211,8 @@ class _Ctx:
     open_letters: set[str] | None = None
     #: while a one-way batch is decided: record hashes of its source ids' unresolved dead letters (None: ask)
     failed_hashes: dict[str, set[str]] | None = None
+    #: batches committed so far (kept on the run's row, so a crashed run says how far it got)
+    batches: int = 0
 
 
 class JobRunner:
@@ -249,8 +264,13 @@ class JobRunner:
         try:
             with rt.store.transaction() as tx:
                 previous = tx.list_runs(self.name, limit=5)
-                run_id = 0 if dry_run else tx.start_run(self.name, actor=self.actor)
-            report = RunReport(run_id=str(run_id) if run_id else "dry-run", job=self.name, dry_run=dry_run)
+                # dry runs are runs too (``crmbridge runs list``); everything else they touch is rolled back
+                run_id = tx.start_run(self.name, actor=self.actor, dry_run=dry_run)
+                for dead in tx.mark_crashed_runs(self.name, current=run_id, dry_runs_of_dead_local=True) \
+                        if not dry_run else []:
+                    log.warning("run %s of job %s ended without finishing (its process died): recorded crashed",
+                                dead, self.name)
+            report = RunReport(run_id=str(run_id), job=self.name, dry_run=dry_run)
             bind_log_context(run_id=report.run_id)
             ctx = _Ctx(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report,
                        dry_run, self.actor)
@@ -261,12 +281,17 @@ class JobRunner:
                 full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
                 report.status = "succeeded"
                 self._flag_suspicious(report, previous, full_scan)
+                report.conclude(job.max_failed_ratio)
+                if report.status == "failed" and tgt.adapter.stats.consecutive_failed_calls and any(
+                        k.endswith(": unreachable") for k, _ in report.refusals.most_common(1)):
+                    report.unreachable = tgt.system   # refused mostly because the target did not answer
             except _StopRequested:
                 report.status = "stopped"
                 log.warning("run %s of job %s stopped on request after a committed batch", run_id, self.name)
             except (CrmBridgeError, OSError) as exc:
                 report.status = "failed"
                 report.error = f"{type(exc).__name__}: {exc}"
+                report.unreachable = self._unreachable(exc, src, tgt)
                 log.error("run %s of job %s failed: %s", run_id, self.name, report.error)
             report.duration_seconds = time.monotonic() - started
             for s in (src, tgt):
@@ -276,13 +301,12 @@ class JobRunner:
             report.throttled = sum(s.adapter.stats.throttled - b[1]
                                    for s, b in zip((src, tgt), stats_before, strict=True))
             report.credits_remaining = tgt.adapter.stats.credits_remaining or src.adapter.stats.credits_remaining
-            if not dry_run:
-                try:
-                    self._finish(ctx)
-                except CrmBridgeError as exc:   # e.g. the state database went away: the run stays unfinished
-                    report.status = "failed"
-                    report.error = "; ".join(x for x in (report.error, f"recording the run's end failed: {exc}") if x)
-                    log.error("run %s of job %s: %s", run_id, self.name, report.error)
+            try:
+                self._finish(ctx)
+            except CrmBridgeError as exc:   # e.g. the state database went away: the run stays unfinished
+                report.status = "failed"
+                report.error = "; ".join(x for x in (report.error, f"recording the run's end failed: {exc}") if x)
+                log.error("run %s of job %s: %s", run_id, self.name, report.error)
             return report
         finally:
             reset_log_context(log_token)
@@ -310,8 +334,18 @@ class JobRunner:
                 return True
         return False
 
+    @staticmethod
+    def _unreachable(exc: BaseException, *sides: _Side) -> str | None:
+        """The system a run stopped on because it did not answer (exit code 4), if that is why it stopped."""
+        if isinstance(exc, SystemUnavailableError):
+            return exc.system
+        if isinstance(exc, RetryableError):
+            return next((s.system for s in sides if s.adapter.name == exc.vendor), exc.vendor or "unknown")
+        return None
+
     def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
-        last_ok = next((r for r in previous if r["status"] == RunStatus.SUCCEEDED.value and not r["dry_run"]), None)
+        last_ok = next((r for r in previous if r["status"] in (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
+                        and not r["dry_run"]), None)
         last_read = int(((last_ok or {}).get("counts") or {}).get("read", 0))
         if report.read == 0 and last_read >= SUSPICIOUS_DROP_FROM:
             message = (f"read 0 records where the previous run read {last_read}: check the source connection "
@@ -322,12 +356,15 @@ class JobRunner:
 
     def _finish(self, ctx: _Ctx) -> None:
         r = ctx.report
-        status = {"failed": RunStatus.FAILED, "stopped": RunStatus.ABORTED}.get(r.status, RunStatus.SUCCEEDED)
-        counts = {"read": r.read, **{str(k): v for k, v in r.actions.items()},
-                  "api_calls": sum(r.api_calls.values()), "retries": r.retries}
+        status = RunStatus(r.status) if r.status in RunStatus.__members__.values() else RunStatus.FAILED
+        if status is RunStatus.RUNNING:
+            status = RunStatus.FAILED
+        summary = "; ".join(x for x in (r.error, *r.warnings,
+                                        f"top refusal reasons: {r.top_refusals()}" if r.refusals else None) if x)
         with self.rt.store.transaction() as tx:
-            tx.finish_run(ctx.run_id, status, counts=counts, error_summary=r.error or ("; ".join(r.warnings) or None))
-            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
+            tx.finish_run(ctx.run_id, status, counts=r.counts(), error_summary=summary or None)
+            if not ctx.dry_run:
+                Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
 
     @contextmanager
     def _tx(self, ctx: _Ctx) -> Iterator[StoreTx]:
@@ -359,10 +396,11 @@ class JobRunner:
         # 2. what changed since the cursor, oldest first
         since = cur.since
         fields = src.mapping.vendor_fields("in") or None
-        for chunk in _batched(src.adapter.extract(src.object, since=since, fields=fields), job.batch_size):
+        for chunk in _batched(_reading(src, src.adapter.extract(src.object, since=since, fields=fields)),
+                              job.batch_size):
             self._one_way_batch(ctx, chunk, cur)
         # 3. deletions and closures
-        for chunk in _batched(src.adapter.extract_deleted(src.object, since=since), job.batch_size):
+        for chunk in _batched(_reading(src, src.adapter.extract_deleted(src.object, since=since)), job.batch_size):
             self._one_way_batch(ctx, chunk, None)
         if not cur.ordered and cur.max_seen is not None:
             with self._tx(ctx) as tx:
@@ -383,10 +421,21 @@ class JobRunner:
         """Batches of the source's current version of records that failed before (a letter whose record is gone
         from the source is abandoned: there is nothing left to sync)."""
         src = ctx.source
+        failures = 0
         for chunk in chunked(due, ctx.job.batch_size):
             raws = []
             for letter in chunk:
-                raw = src.adapter.get(src.object, letter["external_id"])
+                try:
+                    raw = src.adapter.get(src.object, letter["external_id"])
+                except RetryableError as exc:
+                    # this letter waits for the next run (it stays due); a system that fails call after call is down
+                    failures += 1
+                    log.warning("dead letter %s: its record could not be read again (%s)", letter["id"], exc)
+                    if failures >= ctx.job.circuit_breaker_calls:
+                        raise SystemUnavailableError(
+                            f"{failures} reads in a row failed after every retry: {exc}", system=src.system) from exc
+                    continue
+                failures = 0
                 if raw is None:
                     with self._tx(ctx) as tx:
                         tx.mark_dead_letter(letter["id"], DeadLetterStatus.ABANDONED)
@@ -423,6 +472,9 @@ class JobRunner:
             self._plan(ctx, decisions)
             return
         self._write(ctx, decisions)
+        for d in decisions:
+            ctx.report.count(d.outcome if d.silent else outcome_of(d.action or Action.FAILED))
+        ctx.batches += 1
         with self.rt.store.transaction() as tx:
             ctx.open_letters = self._open_letters(tx, ctx, [d.raw.external_id for d in decisions if not d.silent])
             self.rt.cipher.prepare_party_keys(tx.connection, {
@@ -434,6 +486,7 @@ class JobRunner:
             Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
             if cursor is not None:
                 self._advance(tx, ctx, cursor, decisions)
+            self._note_progress(tx, ctx)
         self._heartbeat(ctx)
         if self.progress is not None:
             self.progress(len(decisions))
@@ -457,17 +510,14 @@ class JobRunner:
         src = ctx.source
         d = _Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key))
         if cursor is not None and cursor.boundary.get(raw.external_id) == d.raw_hash:
-            d.silent = True
-            return d
+            return d.quiet("unchanged")   # read again at the watermark, handled before
         if not retry and self._failed_as_is(tx, ctx, raw, d.raw_hash):
-            d.silent = True   # failed before exactly as it is now: the dead-letter schedule retries it
-            return d
+            return d.quiet("deferred")    # failed before exactly as it is now: the dead-letter schedule retries it
         d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
         if d.party_id is not None and not raw.deleted:
             snap = tx.get_snapshot(d.party_id, src.system, _read_key(src.object, ctx.name))
             if snap is not None and snap.content_hash == d.raw_hash:
-                d.silent = True   # re-read in the overlap window, unchanged since it was handled
-                return d
+                return d.quiet("unchanged")   # re-read in the overlap window, unchanged since it was handled
         if raw.deleted or src.mapping.is_deleted(raw.data):
             return self._decide_tombstone(tx, ctx, d)
         party = self._map_in(tx, ctx, d)
@@ -475,9 +525,8 @@ class JobRunner:
             return d
         scope = ctx.target.mapping.fixed_party_type
         if scope is not None and str(party.party_type) != scope:
-            d.silent = True   # not this job's kind of party (e.g. organisations for a Contacts job)
-            ctx.report.out_of_scope += 1
-            return d
+            ctx.report.out_of_scope += 1   # not this job's kind of party (e.g. organisations for a Contacts job)
+            return d.quiet("out_of_scope")
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
         if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose,
@@ -568,8 +617,8 @@ class JobRunner:
     def _decide_tombstone(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> _Decision:
         job, tgt = ctx.job, ctx.target
         if d.party_id is None:
-            d.silent = True  # never synced: nothing to delete anywhere
-            return d
+            ctx.report.out_of_scope += 1   # closed or deleted before it was ever synced: nothing to delete anywhere
+            return d.quiet("out_of_scope")
         linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
         d.target_id = linked[0][2] if linked else None
         if job.delete_policy == "ignore" or d.target_id is None:
@@ -655,6 +704,7 @@ class JobRunner:
         tgt = ctx.target
         pending = [d for d in decisions if d.item is not None]
         results: list[WriteResult] = tgt.adapter.write(tgt.object, [d.item for d in pending]) if pending else []
+        self._breaker(ctx, tgt)
         for d, r in zip(pending, results, strict=True):
             d.target_id = r.external_id or d.target_id
             if d.action is Action.DELETED:        # a deactivation
@@ -678,6 +728,19 @@ class JobRunner:
                     d.action, d.stage = Action.FAILED, "delete"
                     d.error = r.error or RecordError("the target refused the delete", code="rejected")
 
+    def _breaker(self, ctx: _Ctx, side: _Side) -> None:
+        """Stop the run when a system is down as a whole: its last write calls all failed after every retry. The
+        batch under way is not recorded (its records are read again by the next run, its write intents stay
+        pending); fewer failures are the failing records' own dead letters."""
+        failed = side.adapter.stats.consecutive_failed_calls
+        if failed >= ctx.job.circuit_breaker_calls:
+            raise SystemUnavailableError(f"{failed} write calls in a row failed after every retry; the batch "
+                                         "under way is read again by the next run", system=side.system)
+
+    def _note_progress(self, tx: StoreTx, ctx: _Ctx) -> None:
+        if not ctx.dry_run and ctx.run_id:
+            tx.note_run_progress(ctx.run_id, {**ctx.report.counts(), "batches": ctx.batches})
+
     def _record(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> list[LedgerEntryIn]:
         """Store one decision's outcome; returns its ledger entries."""
         src, tgt, rt = ctx.source, ctx.target, self.rt
@@ -685,7 +748,8 @@ class JobRunner:
         ctx.report.actions[d.action] += 1
         if d.action is Action.FAILED:
             self._dead_letter(tx, ctx, d)
-            if d.intent_id is not None:
+            if d.intent_id is not None and not (d.error is not None and d.error.code in UNCERTAIN_CODES):
+                # a write whose outcome is unknown keeps its intent pending: it is looked up before it is repeated
                 tx.complete_write_intent(d.intent_id, failed=True)
             err = d.error
             return [self._entry(ctx, d, reason=f"{d.stage}: {err.code if err else 'error'}: {err}")]
@@ -716,6 +780,7 @@ class JobRunner:
     def _dead_letter(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> None:
         src = ctx.target if d.origin == "target" else ctx.source
         err = d.error or RecordError("failed", code="failed")
+        ctx.report.refusals[f"{d.stage or 'unknown'}: {err.code or type(err).__name__}"] += 1
         if ctx.open_letters is not None:
             ctx.open_letters.add(d.raw.external_id)
         row = {"job": ctx.name, "source_system": src.system, "source_object": src.object,
@@ -782,9 +847,14 @@ class JobRunner:
         r.planned_write_calls += -(-len(writes) // max_batch) if writes else 0
         for d in decisions:
             if d.silent:
+                r.count(d.outcome or "unchanged")
                 continue
             action = d.action or (Action.UPDATED if d.item is not None and d.item.external_id else Action.CREATED)
             r.actions[action] += 1
+            r.count(outcome_of(action))
+            if action is Action.FAILED:
+                err = d.error
+                r.refusals[f"{d.stage or 'unknown'}: {(err.code if err else None) or 'failed'}"] += 1
             changed = diff(d.previous or {}, flatten(d.canonical)) if d.canonical is not None else {}
             ptype = str(d.party.party_type) if d.party is not None else None
             r.plan.append(PlannedChange(
@@ -838,7 +908,7 @@ class JobRunner:
             due = self._due_dead_letters(tx, ctx)
         # source records that failed before (a CRM record that failed is tried again when the CRM changes it)
         for raws in self._refetch_dead_letters(ctx, due):
-            known, fresh = self._split_known(ctx, src, raws)
+            known, fresh = self._split_known(ctx, src, raws, retry=True)
             if fresh:
                 self._one_way_batch(ctx, fresh, None, retry=True)
             if known:
@@ -846,18 +916,27 @@ class JobRunner:
                 self._merge_batch(ctx, [(pid, raw, None) for pid, raw in known])
         changed_t: dict[str, RawRecord] = {}
         seen_t: list[_Decision] = []
-        for page in tgt.adapter.extract(tgt.object, since=cur_t.since, fields=tgt.mapping.vendor_fields("in") or None):
+        for page in _reading(tgt, tgt.adapter.extract(tgt.object, since=cur_t.since,
+                                                      fields=tgt.mapping.vendor_fields("in") or None)):
             with self.rt.store.transaction() as tx:
                 for raw in page.records:
                     ctx.report.read += 1
                     seen_t.append(_Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key)))
                     pid = tx.get_xref(tgt.system, tgt.object, raw.external_id)
                     if pid is None:
-                        continue  # created in the CRM: core banking creates customers, not crmbridge
+                        # created in the CRM: core banking creates customers, not crmbridge
+                        ctx.report.count("unmanaged")
+                        continue
                     seen = tx.get_snapshot(pid, tgt.system, _read_key(tgt.object, ctx.name))
-                    if seen is None or seen.content_hash != seen_t[-1].raw_hash:
-                        changed_t[pid] = raw  # else an overlap re-read of a record already merged
-        for page in src.adapter.extract(src.object, since=cur_s.since, fields=src.mapping.vendor_fields("in") or None):
+                    if seen is not None and seen.content_hash == seen_t[-1].raw_hash:
+                        ctx.report.count("unchanged")   # an overlap re-read of a record already merged
+                    elif pid in changed_t:
+                        ctx.report.count("unchanged")   # read twice in one run (paging): the newer one is merged
+                        changed_t[pid] = raw
+                    else:
+                        changed_t[pid] = raw
+        for page in _reading(src, src.adapter.extract(src.object, since=cur_s.since,
+                                                      fields=src.mapping.vendor_fields("in") or None)):
             for chunk in chunked(page.records, job.batch_size):
                 known, fresh = self._split_known(ctx, src, chunk)
                 if fresh:
@@ -876,10 +955,10 @@ class JobRunner:
                 self._advance(tx, ctx, cur_t, seen_t)
         return cur_s.since is None and cur_t.since is None
 
-    def _split_known(self, ctx: _Ctx, side: _Side, raws: list[RawRecord]) -> tuple[list[tuple[str, RawRecord]],
-                                                                                   list[RawRecord]]:
+    def _split_known(self, ctx: _Ctx, side: _Side, raws: list[RawRecord], *,
+                     retry: bool = False) -> tuple[list[tuple[str, RawRecord]], list[RawRecord]]:
         """Source records of parties already at the target (to merge) and the others (to create); overlap
-        re-reads of records merged before are dropped."""
+        re-reads of records merged before are read, and counted, as unchanged."""
         known: list[tuple[str, RawRecord]] = []
         fresh: list[RawRecord] = []
         with self.rt.store.transaction() as tx:
@@ -889,8 +968,11 @@ class JobRunner:
                     fresh.append(raw)
                     continue
                 seen = tx.get_snapshot(pid, side.system, _read_key(side.object, ctx.name))
-                if seen is None or seen.content_hash != keyed_hash(dict(raw.data), ctx.hash_key):
+                if retry or seen is None or seen.content_hash != keyed_hash(dict(raw.data), ctx.hash_key):
                     known.append((pid, raw))
+                else:
+                    ctx.report.read += 1
+                    ctx.report.count("unchanged")
         return known, fresh
 
     def _read_side(self, side: _Side, raw: RawRecord, pid: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -924,7 +1006,8 @@ class JobRunner:
                 d = _Decision(raw_s or raw_t, party_id=pid)  # type: ignore[arg-type]
                 snap = tx.get_snapshot(pid, tgt.system, tgt.object)
                 if snap is None or snap.written_hash == TOMBSTONE:
-                    d.silent = True  # never synced, or deleted: a two-way job never resurrects a party
+                    # never synced, or deleted: a two-way job never resurrects a party
+                    ctx.report.count("suppressed", _reads(raw_s, raw_t))
                     continue
                 base = _content(flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
                                                row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
@@ -980,6 +1063,9 @@ class JobRunner:
                 records.append((d, result.conflicts, {"to_target": result.to_target, "to_source": result.to_source}))
         if ctx.dry_run:
             for d, conflicts, moves in records:
+                n = _reads(*reads[d.party_id or ""])
+                ctx.report.count("dead_lettered" if d.action is Action.FAILED else "conflict" if conflicts
+                                 else "updated" if any(moves.values()) else "echo" if d.reason else "unchanged", n)
                 ctx.report.actions[Action.CONFLICT] += len(conflicts)
                 for side, fields_ in moves.items():
                     if fields_:
@@ -996,19 +1082,37 @@ class JobRunner:
             outcome_t = {d.party_id: r for (d, _), r in zip(to_target, t_results, strict=True)}
             outcome_s = {d.party_id: (d, r, f) for (d, f), r in zip(to_source, s_results, strict=True)}
             for d, conflicts, moves in records:
+                pid = d.party_id or ""
+                n = _reads(*reads[pid])
                 if d.action is Action.FAILED:
+                    ctx.report.count("dead_lettered", n)
                     entries.extend(self._record(tx, ctx, d))
                     continue
-                pid = d.party_id or ""
                 ok = True
+                refused: list[tuple[_Decision, WriteResult]] = []
                 if moves["to_target"]:
                     r = outcome_t[pid]
                     entries.append(self._outcome_entry(ctx, d, r, moves["to_target"], "to_target"))
                     ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
+                    if r.status is WriteStatus.FAILED:
+                        refused.append((d, r))
                 if moves["to_source"]:
                     ds, r, f = outcome_s[pid]
                     entries.append(self._outcome_entry(ctx, ds, r, f, "to_source"))
                     ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
+                    if r.status is WriteStatus.FAILED:
+                        refused.append((ds, r))
+                for dr, r in refused:
+                    # a refused write is a dead letter of the record read (retried by later runs), never just a
+                    # ledger line: the cursor has moved past it
+                    letter = _Decision(reads[pid][0] or reads[pid][1] or dr.raw, party_id=pid, stage="target",
+                                       origin="source" if reads[pid][0] is not None else "target",
+                                       error=r.error or RecordError("the system refused the write", code="rejected"))
+                    letter.raw_hash = keyed_hash(dict(letter.raw.data), ctx.hash_key)
+                    self._dead_letter(tx, ctx, letter)
+                ctx.report.count("dead_lettered" if refused else "conflict" if conflicts or not ok
+                                 else "updated" if moves["to_target"] or moves["to_source"]
+                                 else "echo" if d.reason else "unchanged", n)
                 for c in conflicts:
                     ctx.report.actions[Action.CONFLICT] += 1
                     cid = tx.add_conflict(
@@ -1038,6 +1142,8 @@ class JobRunner:
                     tx.put_snapshot(pid, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
                                     blob=blob, written_hash=d.echo_hash)
             Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+            ctx.batches += 1
+            self._note_progress(tx, ctx)
         self._heartbeat(ctx)
 
     def _remember_reads(self, tx: StoreTx, ctx: _Ctx, pid: str, raw_s: RawRecord | None,
@@ -1064,6 +1170,24 @@ class JobRunner:
             d.action, reason = Action.FAILED, f"{r.error.code if r.error else 'rejected'}: {r.error}"
         ctx.report.actions[d.action] += 1
         return self._entry(ctx, d, reason=reason, changed=changed, direction=direction)
+
+
+def _reads(*raws: RawRecord | None) -> int:
+    """How many records were read for a merge (its source and/or target record)."""
+    return sum(r is not None for r in raws)
+
+
+def _reading(side: _Side, pages: Iterator[Page]) -> Iterator[Page]:
+    """A side's pages; a change list that cannot be read after every retry means the system is down."""
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except RetryableError as exc:
+            raise SystemUnavailableError(f"reading {side.object} changes failed after every retry: {exc}",
+                                         system=side.system) from exc
+        yield page
 
 
 def _dead_local_holder(holder: str) -> bool:

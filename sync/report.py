@@ -11,7 +11,8 @@ from rich.table import Table
 
 from crmbridge.sync.ledger import Action
 
-__all__ = ["Action", "PlannedChange", "RunReport", "render_plan", "render_summary"]
+__all__ = ["EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "PlannedChange", "RunReport", "outcome_of", "render_plan",
+           "render_summary"]
 
 
 @dataclass
@@ -25,15 +26,50 @@ class PlannedChange:
     reason: str | None = None
 
 
+#: what each record read ends as; a run accounts for every record it read in exactly one of these
+OUTCOMES = ("created", "updated", "unchanged", "deleted", "out_of_scope", "no_consent", "echo", "suppressed",
+            "unmanaged", "conflict", "dead_lettered", "deferred")
+#: outcomes that leave a record not (yet) synced: a run with any of them is ``partial``
+NOT_SYNCED = ("conflict", "dead_lettered", "deferred")
+#: the ledger action behind an outcome
+_OUTCOME_OF_ACTION = {
+    Action.CREATED: "created", Action.UPDATED: "updated", Action.SKIPPED_UNCHANGED: "unchanged",
+    Action.SKIPPED_NO_CONSENT: "no_consent", Action.SKIPPED_ECHO: "echo", Action.CONFLICT: "conflict",
+    Action.FAILED: "dead_lettered", Action.DELETED: "deleted",
+}
+
+#: run statuses, and the exit code of ``crmbridge run`` for each (README, "Run outcomes")
+EXIT_CODES = {"succeeded": 0, "failed": 1, "partial": 3, "unreachable": 4, "suspicious": 5, "stopped": 6,
+              "crashed": 1}
+
+
+def outcome_of(action: Action | str) -> str:
+    """The outcome a ledger action stands for."""
+    return _OUTCOME_OF_ACTION.get(Action(action), "unchanged")
+
+
 @dataclass
 class RunReport:
-    """The outcome of one run of one job."""
+    """The outcome of one run of one job.
+
+    ``status``: ``succeeded`` (every record read was written, unchanged, or not for this target by design),
+    ``partial`` (some records dead-lettered, refused or in conflict), ``failed`` (the run stopped on an error, or
+    refused more than the job's ``max_failed_ratio``), ``stopped`` (on request, after a committed batch),
+    ``suspicious`` (a full scan read nothing after runs that read plenty); ``crashed`` is what a later run records
+    for a run whose process died.
+    """
 
     run_id: str
     job: str
     dry_run: bool = False
-    status: str = "running"          # running | succeeded | failed | suspicious
+    status: str = "running"          # running | succeeded | partial | failed | stopped | suspicious
     actions: Counter[str] = field(default_factory=Counter)
+    #: every record read, by what it ended as (OUTCOMES): their sum is ``read``
+    outcomes: Counter[str] = field(default_factory=Counter)
+    #: why records were refused or dead-lettered: ``stage: code`` → count
+    refusals: Counter[str] = field(default_factory=Counter)
+    #: the system that could not be reached when the run stopped for that (exit code 4)
+    unreachable: str | None = None
     read: int = 0
     out_of_scope: int = 0            # records of a kind the target mapping does not take (silently not synced)
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -50,15 +86,75 @@ class RunReport:
     def failed(self) -> bool:
         return self.status == "failed"
 
+    @property
+    def exit_code(self) -> int:
+        """What ``crmbridge run`` exits with: 0 succeeded, 1 failed, 3 partial, 4 a system unreachable,
+        5 suspicious, 6 stopped."""
+        if self.status == "failed" and self.unreachable:
+            return EXIT_CODES["unreachable"]
+        return EXIT_CODES.get(self.status, 1)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        """Account ``n`` records read as ``outcome``."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        if n:
+            self.outcomes[outcome] += n
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.outcomes.values())
+
+    def conclude(self, max_failed_ratio: float) -> None:
+        """Turn a finished run's ``succeeded`` into what its records say: every record read must be accounted
+        for; records not synced make it ``partial``; refusals above ``max_failed_ratio`` of the records read make
+        it ``failed``."""
+        if self.accounted != self.read:
+            self.warnings.append(f"accounting: {self.read} records read but {self.accounted} outcomes recorded "
+                                 f"({dict(self.outcomes)}); treat this run as incomplete")
+            if self.status == "succeeded":
+                self.status = "partial"
+        if self.status not in ("succeeded", "suspicious"):
+            return
+        refused = self.outcomes["dead_lettered"] + self.outcomes["deferred"]
+        if self.read and refused / self.read > max_failed_ratio:
+            self.status = "failed"
+            self.error = (f"{refused} of {self.read} records refused or dead-lettered "
+                          f"({refused / self.read:.0%}, above max_failed_ratio {max_failed_ratio:.0%})"
+                          + (f"; top reasons: {self.top_refusals()}" if self.refusals else ""))
+        elif self.status == "succeeded" and any(self.outcomes[o] for o in NOT_SYNCED):
+            self.status = "partial"
+
+    def top_refusals(self, n: int = 3) -> str:
+        return ", ".join(f"{reason} ×{k}" for reason, k in self.refusals.most_common(n))
+
+    def counts(self) -> dict[str, Any]:
+        """What the runs table keeps of the run (``crmbridge runs``)."""
+        out: dict[str, Any] = {"read": self.read, **{str(k): v for k, v in self.actions.items()},
+                               "outcomes": dict(self.outcomes), "api_calls": sum(self.api_calls.values()),
+                               "retries": self.retries}
+        if self.refusals:
+            out["refusals"] = dict(self.refusals.most_common(20))
+        if self.unreachable:
+            out["unreachable"] = self.unreachable
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "job": self.job, "dry_run": self.dry_run, "status": self.status,
-                "read": self.read, "out_of_scope": self.out_of_scope, "actions": dict(self.actions),
+                "exit_code": self.exit_code, "read": self.read, "outcomes": dict(self.outcomes),
+                "refusals": dict(self.refusals), "unreachable": self.unreachable,
+                "out_of_scope": self.out_of_scope, "actions": dict(self.actions),
                 "api_calls": self.api_calls,
                 "retries": self.retries, "throttled": self.throttled, "credits_remaining": self.credits_remaining,
                 "duration_seconds": round(self.duration_seconds, 3), "error": self.error, "warnings": self.warnings}
 
 
-_STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "suspicious": "yellow", "running": "cyan"}
+_STATUS_STYLE = {"succeeded": "green", "partial": "bold yellow", "failed": "bold red", "suspicious": "yellow",
+                 "stopped": "yellow", "crashed": "bold red", "running": "cyan"}
+_OUTCOME_LABELS = {"created": "created", "updated": "updated", "unchanged": "unchanged", "deleted": "deleted",
+                   "out_of_scope": "out of scope", "no_consent": "no consent", "echo": "echo",
+                   "suppressed": "suppressed", "unmanaged": "unmanaged", "conflict": "conflicts",
+                   "dead_lettered": "dead-lettered", "deferred": "deferred"}
 
 
 _ACTION_LABELS = {
@@ -74,12 +170,10 @@ def render_summary(report: RunReport, console: Console | None = None) -> None:
     console = console or Console()
     title = f"{'DRY RUN — ' if report.dry_run else ''}job {report.job} · run {report.run_id}"
     cols: list[tuple[str, str]] = [("read", str(report.read))]
-    if report.out_of_scope:
-        cols.append(("out of scope", str(report.out_of_scope)))
-    for action, label in _ACTION_LABELS.items():
-        n = report.actions.get(action, 0)
-        if n or action in (Action.CREATED, Action.UPDATED, Action.FAILED):
-            cols.append((label, str(n)))
+    for outcome in OUTCOMES:   # every record read ends in exactly one of these: they add up to "read"
+        n = report.outcomes.get(outcome, 0)
+        if n or outcome in ("created", "updated", "dead_lettered"):
+            cols.append((_OUTCOME_LABELS[outcome], str(n)))
     if report.dry_run:
         cols.append(("write calls planned", str(report.planned_write_calls)))
     cols += [("API calls", str(sum(report.api_calls.values()))), ("retries", str(report.retries)),
@@ -93,6 +187,10 @@ def render_summary(report: RunReport, console: Console | None = None) -> None:
     calls = ", ".join(f"{k} {v}" for k, v in sorted(report.api_calls.items()))
     console.print(f"status: [{style}]{report.status}[/]" + (f" — {report.error}" if report.error else "")
                   + (f"   (API calls: {calls})" if calls else ""), highlight=False)
+    if report.refusals:
+        console.print("top refusal reasons: " + report.top_refusals(5), highlight=False)
+    if report.unreachable:
+        console.print(f"[bold red]unreachable:[/] {report.unreachable}", highlight=False)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if report.credits_remaining is not None:

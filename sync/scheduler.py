@@ -19,7 +19,7 @@
 * **Run now**: ``--run-now`` fires every scheduled job once at start; SIGUSR1 (``kill -USR1 <pid>``) does the
   same at any time.
 * **Graceful stop** on SIGTERM / SIGINT: no new run starts; a running one ends after its current batch commits
-  (status ``stopped``, recorded ``aborted``; the cursor covers exactly the committed batches); then the process
+  (status ``stopped``; the cursor covers exactly the committed batches); then the process
   exits 0.
 * **Observability**: Prometheus metrics (:mod:`crmbridge.sync.metrics`) on ``metrics.host:port``; structured
   logs with the job and run ids on every line (:func:`crmbridge.core.logsafe.configure_service_logging`);
@@ -360,7 +360,6 @@ class SchedulerService:
             finally:
                 self.metrics.running.labels(name).set(0)
             bind_log_context(run_id=report.run_id)  # the lines about this run's outcome carry its id too
-            self._abort_orphans(rt, name, report)
             self.metrics.observe_run(report, stats_delta(before_stats, snapshot_stats(adapters)))
             after = self.metrics.observe_state(rt.store, name, job)
             log.info("run %s of job %s %s: read %d, %s; %.1f s", report.run_id, name, report.status, report.read,
@@ -438,21 +437,6 @@ class SchedulerService:
         log.warning(summary)
         self.notifier.notify("run_overdue", job=name, run_id=None, summary=summary,
                              details={"expected_duration_seconds": job.expected_duration_seconds, "finished": False})
-
-    def _abort_orphans(self, rt: Any, name: str, report: Any) -> None:
-        """Runs of the job still marked running that started before ours belonged to a holder whose lease expired
-        (we held the lease, so they cannot be alive): record them as aborted."""
-        from crmbridge.sync.store import RunStatus
-
-        if not str(report.run_id).isdigit():
-            return
-        with rt.store.transaction() as tx:
-            for run in tx.list_runs(name, limit=20):
-                if run["status"] == RunStatus.RUNNING.value and run["id"] < int(report.run_id):
-                    tx.finish_run(run["id"], RunStatus.ABORTED, counts=run.get("counts") or {},
-                                  error_summary="its process stopped heartbeating (lease expired); resumed by "
-                                                f"run {report.run_id}")
-                    log.warning("run %s of job %s was abandoned by its process; recorded as aborted", run["id"], name)
 
 
 def job_status(rt: Any) -> list[dict[str, Any]]:

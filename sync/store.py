@@ -129,9 +129,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    PARTIAL = "partial"          # finished, some records dead-lettered or conflicted
-    FAILED = "failed"
-    ABORTED = "aborted"
+    PARTIAL = "partial"          # finished, some records dead-lettered, refused or in conflict
+    FAILED = "failed"            # stopped on an error, or refused more than the job's max_failed_ratio
+    STOPPED = "stopped"          # stopped on request after a committed batch
+    SUSPICIOUS = "suspicious"    # a full scan read nothing after runs that read plenty
+    CRASHED = "crashed"          # found running with its process gone: recorded so by a later run
+    ABORTED = "aborted"          # (rows of earlier versions: stopped, or its process gone)
 
 
 class DeadLetterStatus(enum.StrEnum):
@@ -425,6 +428,33 @@ class StoreTx:
             status=status.value, finished_at=self._now(), counts=dict(counts or {}), error_summary=error_summary))
         if res.rowcount != 1:
             raise KeyError(f"no run {run_id}")
+
+    def note_run_progress(self, run_id: int, counts: Mapping[str, Any]) -> None:
+        """Keep a running run's counts up to date with its last committed batch (in that batch's transaction), so
+        a run whose process dies is recorded ``crashed`` with what it had committed."""
+        self.connection.execute(update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+                                .values(counts=dict(counts)))
+
+    def mark_crashed_runs(self, job: str, *, current: int, dry_runs_of_dead_local: bool = True) -> list[int]:
+        """Record as ``crashed`` the runs of ``job`` still marked running other than ``current``: called by the
+        holder of the job's lease, so no other real run can be alive. Dry runs hold no lease: one is crashed only
+        if it ran on this host in a process that no longer exists. Returns the ids marked."""
+        marked = []
+        rows = self.connection.execute(select(runs).where(
+            runs.c.job == job, runs.c.status == RunStatus.RUNNING.value, runs.c.id != current)).mappings().all()
+        for r in rows:
+            if r["dry_run"] and not (dry_runs_of_dead_local and r["host"] == socket.gethostname()[:255]
+                                     and r["pid"] and not _pid_alive(int(r["pid"]))):
+                continue
+            counts = dict(r["counts"] or {})
+            done = (f"its last committed batch had read {counts['read']} records" if counts.get("read")
+                    else "no batch was committed")
+            self.connection.execute(update(runs).where(runs.c.id == r["id"]).values(
+                status=RunStatus.CRASHED.value, finished_at=self._now(),
+                error_summary=f"its process (host {r['host']}, pid {r['pid']}) ended without finishing the run; "
+                              f"{done}; resumed by run {current}"))
+            marked.append(int(r["id"]))
+        return marked
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         return _row(self.connection.execute(select(runs).where(runs.c.id == run_id)).mappings().first())
@@ -815,3 +845,17 @@ class StateStore:
             return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                     for t in (runs, cursors, xref, identity_index, snapshots, dead_letters, conflicts,
                               job_leases, write_intents)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -106,7 +106,7 @@ def test_sigterm_ends_the_run_after_a_committed_batch(tmp_path: Path) -> None:
         sched.signal(signal.SIGTERM)
         assert sched.wait(30) == 0, sched.output
         [run] = _runs(url)
-        assert run["status"] == "aborted", sched.output       # the report said "stopped"
+        assert run["status"] == "stopped", sched.output       # recorded as the report said it
         written = env.zoho.count("Contacts")
         assert 0 < written and run["counts"]["read"] < 60    # it really stopped midway
         assert "stopped on request after a committed batch" in sched.output
@@ -167,7 +167,7 @@ def test_a_killed_holder_s_job_resumes_in_another_process(tmp_path: Path) -> Non
         b.wait_output("taking over the lease of", 20)          # the engine: its process is gone
         b.wait_output(f"run 2 of job {JOB} succeeded", 60)
         runs = _runs(url)
-        assert [(r["id"], r["status"]) for r in runs] == [(1, "aborted"), (2, "succeeded")]
+        assert [(r["id"], r["status"]) for r in runs] == [(1, "crashed"), (2, "succeeded")]
         assert "resumed by run 2" in (runs[0]["error_summary"] or "")
         _complete_without_duplicates(env)                    # resumed from the cursor: nothing twice, nothing lost
         b.signal(signal.SIGTERM)
@@ -192,7 +192,7 @@ def test_a_remote_holder_s_lease_expires_and_the_job_resumes_here(tmp_path: Path
         sched.wait_output("taking the job over", 20)
         sched.wait_output(f"run {dead_run + 1} of job {JOB} succeeded", 40)
         runs = _runs(url)
-        assert [(r["id"], r["status"]) for r in runs] == [(dead_run, "aborted"), (dead_run + 1, "succeeded")]
+        assert [(r["id"], r["status"]) for r in runs] == [(dead_run, "crashed"), (dead_run + 1, "succeeded")]
         _complete_without_duplicates(env)
         sched.signal(signal.SIGTERM)
         assert sched.wait(20) == 0
