@@ -370,7 +370,7 @@ class Adapter(ABC):
                 out.append(Finding("fields", "fail", f"field metadata unavailable: {type(exc).__name__}: {exc}",
                                    obj=obj))
                 known = set()
-            if known:
+            if known and paths:
                 missing = sorted({p for p in paths if p.split(".", 1)[0].split("[", 1)[0] not in known})
                 out.append(Finding("fields", "fail" if missing else "ok",
                                    f"mapped fields missing from the live metadata: {', '.join(missing)}" if missing

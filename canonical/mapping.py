@@ -1574,6 +1574,15 @@ class Mapping:
     def _steps(self, direction: str) -> list[tuple[int, _Step]]:
         return [(i, s) for i, s in enumerate(self.spec.steps) if s.runs(direction)]
 
+    def vendor_paths(self, direction: Literal["in", "out"] = "in") -> list[Path]:
+        """Every vendor path the steps of ``direction`` read or write, nested ones whole (``crmbridge doctor``
+        looks for them in real records)."""
+        seen: dict[str, Path] = {}
+        for _, step in self._steps(direction):
+            for p in step.vendor_paths():
+                seen.setdefault(str(p), p)
+        return list(seen.values())
+
     def vendor_fields(self, direction: Literal["in", "out"] = "in") -> list[str]:
         """Top-level vendor field names read (``in``: the ``fields=`` of a Zoho read) or written (``out``)."""
         seen: dict[str, None] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,6 +40,9 @@ def check(config: ConfigOption = None) -> None:
     if problems:
         _fail([f"{cfg.source_file}: {len(problems)} secret reference(s) cannot be resolved",
                *(f"  {p}" for p in problems)])
+    problems = check_job_mappings(cfg)
+    if problems:
+        _fail([f"{cfg.source_file}: {len(problems)} problem(s) in the jobs' mappings", *(f"  {p}" for p in problems)])
     n, m = len(cfg.systems), len(cfg.jobs)
     typer.echo(f"OK: {n} system{'s' if n != 1 else ''}, {m} job{'s' if m != 1 else ''} ({cfg.source_file})")
 
@@ -59,6 +62,33 @@ def schema(
         return
     target.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {target}")
+
+
+def check_job_mappings(cfg: Any) -> list[str]:
+    """Load every job's mappings as ``crmbridge run`` does and check each fits its end of the job: a file that
+    does not load, a source mapping that reads nothing, a target mapping that writes nothing (or, two-way, reads
+    nothing back). Each problem names the job and the file."""
+    from crmbridge.canonical.mapping import MappingLoadError, load_mapping
+
+    out: list[str] = []
+    for name, job in sorted(cfg.jobs.items()):
+        ends = [("source_mapping", job.source_mapping, ("in",)),
+                ("target_mapping", job.target_mapping, ("out", "in") if job.direction == "two_way" else ("out",))]
+        for key, ref, directions in ends:
+            try:
+                mapping = load_mapping(cfg.mapping_path(ref))
+            except MappingLoadError as exc:
+                out.extend(f"jobs.{name}.{key}: {line}" for line in str(exc).splitlines())
+                continue
+            except ConfigurationError as exc:
+                out.append(f"jobs.{name}.{key}: {exc}")
+                continue
+            for d in directions:
+                if not mapping.vendor_paths(d):    # type: ignore[arg-type]
+                    verb = "reads nothing from" if d == "in" else "writes nothing to"
+                    out.append(f"jobs.{name}.{key}: {mapping.path}: no step {verb} {mapping.spec.system} "
+                               f"(steps need direction {d} or both)")
+    return out
 
 
 def register(app: typer.Typer) -> None:
