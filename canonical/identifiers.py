@@ -10,11 +10,12 @@ become ASCII), whitespace removed, letters upper-cased. Then, per scheme:
 ===================== ====================================================================== ======================
 scheme                rule                                                                    flags it may set
 ===================== ====================================================================== ======================
-CN_RIC, CN_TEMP_RIC   18 chars, 17 digits + ``[0-9X]``; ISO 7064 MOD 11-2 check; valid birth   ``legacy15``,
-                      date (1900-01-01 .. today); area code checked with python-stdnum for      ``unknown_area``,
-                      the birth year (failure = flag, not rejection: retired codes are          ``hmt_area``
-                      legitimate). Legacy 15-digit numbers (YYMMDD) become 18 by inserting
-                      ``19`` and computing the check digit.
+CN_RIC, CN_TEMP_RIC   18 chars, 17 digits + ``[0-9X]``; ISO 7064 MOD 11-2 check; a calendar       ``legacy15``,
+                      birth date, not in the future (China's date), holder at most 150 years      ``hmt_area``,
+                      old; area code (digits 1-6) a GB/T 2260 division, current OR historical     ``area_retired_
+                      (:mod:`crmbridge.canonical.gb2260`: a number keeps its issuing year's       before_birth``
+                      code, so any code ever valid passes). Legacy 15-digit numbers (YYMMDD)
+                      become 18 by inserting ``19`` and computing the check digit, same checks.
 HMT_RESIDENCE_PERMIT  RIC format and checksum, area code 810000 / 820000 / 830000
 CN_USCC               GB 32100-2015: 18 chars over ``0-9A-HJ-NPQRTUWXY``, positions 3-8 digits,
                       own MOD 31 check (python-stdnum rejects valid ``N…``/``Y…`` codes)
@@ -29,12 +30,15 @@ FOREIGN_PR_ID         2017: 3 letters + 12 digits; 2023: 18 digits starting with
 CIF                   1-32 chars ``[A-Z0-9-_]`` (a core-banking customer number)
 ===================== ====================================================================== ======================
 
-Error codes: ``unknown_scheme``, ``empty_value``, ``invalid_format``, ``invalid_checksum``, ``invalid_birth_date``,
-``invalid_area``.
+Error codes: ``unknown_scheme``, ``empty_value``, ``invalid_format``, ``invalid_checksum``, ``invalid_birth_date``
+(not a calendar date), ``birth_date_in_future``, ``implausible_age`` (over :data:`MAX_AGE_YEARS`),
+``invalid_area_code`` (never a GB/T 2260 division, or a residence permit outside 810000/820000/830000). The checks
+run in that order, so a number with a wrong check character is ``invalid_checksum`` whatever its area code.
 
-python-stdnum traps handled here (CANONICAL §5): ``ric.calc_check_digit`` wants 18 chars (we use our own
+python-stdnum traps avoided here (CANONICAL §5): ``ric.calc_check_digit`` wants 18 chars (we use our own
 :func:`ric_check_digit` over the 17-digit body); ``ric.validate`` raises ``KeyError('county')`` for city-level codes
-such as ``110199`` (wrapped, becomes the ``unknown_area`` flag); ``uscc.validate`` rejects letter-prefixed codes (we
+and only accepts a code in use in the *birth* year (a 1949 birth registered under a 1983 county code is legitimate),
+so the area check uses :mod:`crmbridge.canonical.gb2260` instead; ``uscc.validate`` rejects letter-prefixed codes (we
 use our own :func:`uscc_check_digit`).
 """
 
@@ -46,14 +50,15 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
+from crmbridge.canonical.gb2260 import area_code
 from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ValidationError
 
 __all__ = [
     "HMT_AREA_CODES",
     "IdentifierScheme",
+    "MAX_AGE_YEARS",
     "NormalisedId",
     "ORGANISATION_SCHEMES",
     "PERSON_SCHEMES",
@@ -213,38 +218,59 @@ def _fail(scheme: IdentifierScheme, value: str, code: str, what: str, field: str
     return ValidationError(f"{scheme.value} {shown!r}: {what}", field=field, code=code)
 
 
+_CN_TZ = _dt.timezone(_dt.timedelta(hours=8), "Asia/Shanghai")  # China has no DST: a fixed +08:00
+MAX_AGE_YEARS = 150
+"""A birth date more than this many years ago is refused (``implausible_age``)."""
+
+
+def _today() -> _dt.date:
+    """Today's date in China, where the numbers are issued (a server on UTC is up to 8 hours behind)."""
+    return _dt.datetime.now(_CN_TZ).date()
+
+
+def _years_before(day: _dt.date, years: int) -> _dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
 def _check_birth_date(scheme: IdentifierScheme, v: str, field: str | None, shown: str | None = None) -> _dt.date:
     try:
         born = ric_birth_date(v)
     except ValueError:
         raise _fail(scheme, shown or v, "invalid_birth_date", "the birth-date digits are not a calendar date",
                     field) from None
-    if born < _dt.date(1900, 1, 1) or born > _dt.date.today():
-        raise _fail(scheme, shown or v, "invalid_birth_date", "birth date is before 1900 or in the future", field)
+    today = _today()
+    if born > today:
+        raise _fail(scheme, shown or v, "birth_date_in_future", "the birth date is in the future", field)
+    if born < _years_before(today, MAX_AGE_YEARS):
+        raise _fail(scheme, shown or v, "implausible_age",
+                    f"the birth date makes the holder older than {MAX_AGE_YEARS} years", field)
     return born
 
 
-@lru_cache(maxsize=8192)
-def _area_known(area: str, year: int) -> bool:
-    """python-stdnum's area check for a birth year, wrapped (its ``KeyError('county')`` trap counts as unknown).
+def _check_area(scheme: IdentifierScheme, v: str, field: str | None, shown: str | None = None) -> list[str]:
+    """GB/T 2260 area check: a code that was EVER a division passes (the number keeps its issuing year's code).
 
-    The check depends on the area code and the birth year only, so it runs on a probe number and is cached.
+    Returns data-quality flags: ``area_retired_before_birth`` when the division was abolished before the birth
+    year (the issuing office may have kept using the old code; not a rejection).
     """
-    from stdnum.cn import ric as _stdnum_ric  # imported lazily: stdnum loads its area table on first use
-    from stdnum.exceptions import ValidationError as _StdnumError
-
-    body = f"{area}{year:04d}0101001"
-    try:
-        _stdnum_ric.validate(body + ric_check_digit(body))
-    except (_StdnumError, KeyError, ValueError, IndexError):
-        return False
-    return True
+    entry = area_code(v[:6])
+    if entry is None:
+        raise _fail(scheme, shown or v, "invalid_area_code",
+                    "the first 6 digits are not a GB/T 2260 division code (current or historical)", field)
+    if entry.until is not None and int(v[6:10]) > entry.until:
+        return ["area_retired_before_birth"]
+    return []
 
 
 def _ric(scheme: IdentifierScheme, v: str, field: str | None) -> NormalisedId:
     flags: list[str] = []
+    shown: str | None = None
     if _RIC15.fullmatch(v):
         body = v[:6] + "19" + v[6:]
+        shown = v
         _check_birth_date(scheme, body + "0", field, shown=v)
         v = body + ric_check_digit(body)
         flags.append("legacy15")
@@ -253,17 +279,17 @@ def _ric(scheme: IdentifierScheme, v: str, field: str | None) -> NormalisedId:
                     field)
     if ric_check_digit(v[:17]) != v[17]:
         raise _fail(scheme, v, "invalid_checksum", "check character does not match (ISO 7064 MOD 11-2)", field)
-    _check_birth_date(scheme, v, field)
+    _check_birth_date(scheme, v, field, shown=shown)
     area = v[:6]
     if scheme is IdentifierScheme.HMT_RESIDENCE_PERMIT:
         if area not in HMT_AREA_CODES:
-            raise _fail(scheme, v, "invalid_area", "residence-permit area code must be 810000, 820000 or 830000",
-                        field)
+            raise _fail(scheme, v, "invalid_area_code",
+                        "residence-permit area code must be 810000, 820000 or 830000", field)
         return NormalisedId(v, tuple(flags))
     if area in HMT_AREA_CODES:
         flags.append("hmt_area")
-    elif not _area_known(area, int(v[6:10])):
-        flags.append("unknown_area")
+    else:
+        flags.extend(_check_area(scheme, v, field, shown=shown))
     return NormalisedId(v, tuple(flags))
 
 
@@ -331,11 +357,13 @@ def normalise_identifier(scheme: str, raw: str, *, field: str | None = "identifi
         field: the canonical path reported in the error's ``field``.
 
     Returns:
-        The normalised value and its flags (``legacy15``, ``unknown_area``, ``hmt_area``, ``legacy_regno``).
+        The normalised value and its flags (``legacy15``, ``hmt_area``, ``area_retired_before_birth``,
+        ``legacy_regno``).
 
     Raises:
         ValidationError: ``code`` is one of ``unknown_scheme``, ``empty_value``, ``invalid_format``,
-            ``invalid_checksum``, ``invalid_birth_date``, ``invalid_area``; the message shows the value masked.
+            ``invalid_checksum``, ``invalid_birth_date``, ``birth_date_in_future``, ``implausible_age``,
+            ``invalid_area_code``; the message shows the value masked.
     """
     try:
         sch = IdentifierScheme(scheme)

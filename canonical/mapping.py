@@ -50,6 +50,7 @@ from crmbridge.canonical.transforms import (
     AumBand,
     CodeTable,
     CodeTransform,
+    DropMasked,
     Mask,
     Transform,
     TransformContext,
@@ -82,6 +83,8 @@ __all__ = [
     "STEP_TYPES",
     "TraceRow",
     "TransformCall",
+    "UniqueMaskedStep",
+    "UniquePart",
     "VendorValue",
     "check_mapping_file",
     "load_mapping",
@@ -1241,10 +1244,144 @@ class ConstantStep(_Step):
             rec.put(self._vpath, v, "(constant)", None, None)
 
 
-Step = Annotated[FieldStep | CodeStep | IdentifierStep | ContactStep | ConsentStep | ConstantStep,
+class UniquePart(BaseModel):
+    """One piece of a ``unique_masked`` value: a canonical value, masked and/or cut to its last characters."""
+
+    model_config = ConfigDict(extra="forbid")
+    canonical: str = Field(description=(
+        "Canonical path: party_id, name.legal_zh, source_refs[system=FLEXCUBE].system_id, "
+        "identifiers[scheme=CN_RIC].value…"))
+    mask: str | None = Field(default=None, description=(
+        "Mask kind applied first (name: 张*). Required in a CRM mapping for personal (C2) data."))
+    last: int | None = Field(default=None, ge=1, le=64, description=(
+        "Keep only the last N characters (after the mask). A unique key cut short can collide."))
+
+
+#: canonical path templates whose full value is unique per party (what makes a unique_masked value unique)
+_UNIQUE_KEYS = frozenset({"party_id", "source_refs[].system_id"})
+
+
+class UniqueMaskedStep(_Step):
+    """Out only: one vendor field gets a minimised value that cannot collide, built from several canonical values.
+
+    A CRM duplicate rule that matches on the name sees every ``张*`` as the same customer. This step writes the
+    masked name joined with a value that is unique per party, so the field stays minimised (nothing beyond what the
+    CRM projection allows goes out in clear) and two parties never get the same value. ``validate`` checks that
+    every personal (C2) part is masked, that no part is a field the CRM never receives (date of birth, KYC…), and
+    warns when no part is a unique key in full (``party_id``, or ``source_refs[system=X].system_id``): a key cut
+    with ``last`` can collide. A missing part means no value (a record error when ``required``).
+
+    Example (Fxiaoke ContactObj: the name its duplicate rule compares)::
+
+        - type: unique_masked
+          vendor: name
+          parts:
+            - {canonical: name.legal_zh, mask: name}     # 张*
+            - {canonical: party_id}                      # C1, opaque, already pushed as the key field
+          separator: "-"                                 # → 张*-6f1c2b0e-8d2a-4c35-9e61-2b7f4a1d9c10
+          required: true
+
+        - type: unique_masked                            # shorter, not collision-proof (validate warns)
+          vendor: name
+          parts:
+            - {canonical: name.legal_zh, mask: name}
+            - {canonical: party_id, last: 4}             # → 张*-9c10
+    """
+
+    type: Literal["unique_masked"]
+    direction: Literal["out"] = Field(default="out", description="Always out: the value is built, never read.")
+    vendor: str = Field(description="Vendor path the value is written to (e.g. Fxiaoke name).")
+    parts: list[UniquePart] = Field(min_length=2, description="The values joined, in order.")
+    separator: str = Field(default="-", max_length=8, description="Text between the parts.")
+    required: bool = Field(default=False, description="A missing part is a record error (default: field left out).")
+    max_length: int | None = Field(default=None, ge=1, description=(
+        "Longest value the vendor field takes: a longer value is a record error (never cut: cutting can collide)."))
+
+    _vpath: Path | None = PrivateAttr(default=None)
+    _cpaths: list[Path | None] = PrivateAttr(default_factory=list)
+
+    def vendor_paths(self) -> list[Path]:
+        return [self._vpath] if self._vpath else []
+
+    def canonical_paths(self) -> list[Path]:
+        return [p for p in self._cpaths if p is not None]
+
+    @property
+    def carries_mask_marker(self) -> bool:
+        """Whether every value holds the mask character, so ``drop_masked`` recognises it when it flows back."""
+        return any(p.mask is not None and p.last is None for p in self.parts)
+
+    def compile(self, ctx: _CompileContext) -> None:
+        self._vpath = _compile_path(ctx, ("vendor",), self.vendor, canonical=False)
+        self._cpaths = []
+        unique = False
+        for i, part in enumerate(self.parts):
+            cpath = _compile_path(ctx, ("parts", i, "canonical"), part.canonical, canonical=True)
+            self._cpaths.append(cpath)
+            if part.mask is not None and part.mask not in MASK_KINDS:
+                ctx.error(("parts", i, "mask"), f"unknown mask kind {part.mask!r}; known: "
+                                                f"{', '.join(sorted(MASK_KINDS))}")
+            if cpath is None:
+                continue
+            if cpath.template() in _UNIQUE_KEYS and part.mask is None and part.last is None:
+                unique = True
+            if ctx.system not in CRM_SYSTEMS:
+                continue
+            proj = _crm_projection(cpath, ctx.party_type)
+            if (cpath.template() == "identifiers[].value"
+                    and cpath.selector_value("scheme") in _ORG_SCHEMES):
+                proj = "push"
+            if proj in ("never", "derived", "internal"):
+                ctx.error(("parts", i, "canonical"), f"{cpath.text} is not part of the CRM projection "
+                                                     f"({proj}; CANONICAL §3): it cannot be part of a value")
+            elif proj == "masked":
+                kind = mask_kind_for(cpath, ctx.party_type) or "generic"
+                if part.mask is None:
+                    ctx.error(("parts", i, "canonical"), f"{cpath.text} is personal data (C2): give the part "
+                                                         f"mask: {kind} so only the minimised form goes out")
+                elif part.mask != kind:
+                    ctx.error(("parts", i, "mask"), f"{cpath.text} is masked as {kind} in a CRM projection; "
+                                                    f"mask {part.mask!r} may show more of it")
+        if not unique:
+            ctx.error(("parts",), "no part is a unique key in full (party_id, or source_refs[system=X].system_id "
+                                  "without last:): two parties can get the same value (last: 4 of a party_id "
+                                  "gives 65,536 values; thousands of customers share 张*)", "warning")
+
+    def apply_in(self, rec: _InRecord) -> None:  # pragma: no cover - direction is always out
+        return
+
+    def apply_out(self, rec: _OutRecord) -> None:
+        vpath = self._vpath
+        if vpath is None:
+            return
+        pieces: list[str] = []
+        labels = " + ".join(p.canonical for p in self.parts)
+        for part, cpath in zip(self.parts, self._cpaths, strict=True):
+            value = _plain(path_get(rec.party, cpath)) if cpath is not None else None
+            text = "" if value is None else str(value).strip()
+            if not text:
+                if self.required:
+                    rec.problem(vpath.text, part.canonical, "the vendor field is mandatory but this part of its "
+                                                            "value is empty")
+                return
+            if part.mask is not None:
+                text = mask(part.mask, text)
+            if part.last is not None:
+                text = text[-part.last:]
+            pieces.append(text)
+        value = self.separator.join(pieces)
+        if self.max_length is not None and len(value) > self.max_length:
+            rec.problem(vpath.text, labels, f"the value has {len(value)} characters, more than max_length "
+                                            f"{self.max_length} (it is never cut: a cut value can collide)")
+            return
+        rec.put(vpath, value, labels, None, None, "unique minimised value")
+
+
+Step = Annotated[FieldStep | CodeStep | IdentifierStep | ContactStep | ConsentStep | ConstantStep | UniqueMaskedStep,
                  Field(discriminator="type")]
 STEP_TYPES: dict[str, type[_Step]] = {"field": FieldStep, "code": CodeStep, "identifier": IdentifierStep,
-                                      "contact": ContactStep, "consent": ConsentStep, "constant": ConstantStep}
+                                      "contact": ContactStep, "consent": ConsentStep, "constant": ConstantStep,
+                                      "unique_masked": UniqueMaskedStep}
 
 
 # ==============================================================================================================
@@ -1909,6 +2046,20 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
                         out.append((("steps", i, "table"),
                                     f"code table {tname!r} does not cover {', '.join(missing)} for the out direction "
                                     f"({step._cpath.text} can hold them)", "error"))
+    # a unique_masked value flowing back in must be dropped, never read as the canonical value
+    for i, step in enumerate(spec.steps):
+        if not isinstance(step, UniqueMaskedStep) or step._vpath is None:
+            continue
+        for j, other in enumerate(spec.steps):
+            if not (isinstance(other, _ValueStep) and other.runs("in")):
+                continue
+            if step._vpath.text not in (p.text for p in other._vpaths):
+                continue
+            drops = any(isinstance(t, DropMasked) for t, _ in other._in_chain)
+            if not (drops and step.carries_mask_marker):
+                out.append((("steps", j), f"reads {step._vpath.text}, which steps[{i}] (unique_masked) writes: "
+                                          "put drop_masked in its in: chain, and mask a part of that value "
+                                          "(without last:) so it is recognised", "error"))
     # mandatory vendor fields
     mandatory = MANDATORY_VENDOR_FIELDS.get((spec.system, spec.object), ())
     if mandatory and any(s.runs("out") for s in spec.steps):

@@ -2,11 +2,12 @@
 
 Every record is built from ``(seed, index)`` alone (``random.Random(f"crmbridge-synthetic:{seed}:{index}")``), so
 :func:`customer_at` can page lazily and record *i* is the same whatever ``n`` is; :func:`generate_customers` just
-iterates it. Records still pass the validators: resident ID numbers use real GB/T 2260 county codes
-(:data:`COUNTIES`, each checked against python-stdnum for the birth years used) with correct check digits and a
-sequence digit matching the gender; USCCs carry real admin codes, a correct GB 11714 organisation code and check
-character (some letter-prefixed, ``N2…``/``Y1…``); mobiles use prefixes that ``phonenumbers.is_valid_number``
-accepts; e-mails use the reserved ``example.*`` domains.
+iterates it. Records still pass the validators: resident ID numbers use real, current GB/T 2260 county codes
+(:data:`COUNTIES`, each checked against :mod:`crmbridge.canonical.gb2260` and python-stdnum for the birth years
+used; no defective record is made defective through its area code, so it fails only for its named reason) with
+correct check digits and a sequence digit matching the gender; USCCs carry real admin codes, a correct GB 11714
+organisation code and check character (some letter-prefixed, ``N2…``/``Y1…``); mobiles use prefixes that
+``phonenumbers.is_valid_number`` accepts; e-mails use the reserved ``example.*`` domains.
 
 Mix: 80 % individuals, 20 % organisations (:data:`INDIVIDUAL_SHARE`).
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.iso7064 import mod_11_2
 
+from crmbridge.canonical.gb2260 import area_code, is_area_code
 from crmbridge.canonical.identifiers import (
     IdentifierScheme,
     NormalisedId,
@@ -66,39 +67,117 @@ def test_spaces_and_fullwidth_characters_are_normalised() -> None:
     assert normalise_identifier("CN_USCC", "９１１１００００６０００３７３４１ｌ").value == "91110000600037341L"
 
 
-def test_stdnum_keyerror_county_trap_does_not_crash() -> None:
-    # python-stdnum 2.2 raises KeyError('county') for this city-level code; we flag it instead
-    result = normalise_identifier("CN_RIC", "110199199001010010")
-    assert result.value == "110199199001010010"
-    assert result.flags == ("unknown_area",)
+def _ric(area: str, born: str, seq: str = "001") -> str:
+    body = f"{area}{born}{seq}"
+    return body + ric_check_digit(body)
 
 
-def test_unknown_area_code_is_a_flag_not_a_rejection() -> None:
-    body = "99999919900101001"
-    result = normalise_identifier("CN_RIC", body + ric_check_digit(body))
-    assert "unknown_area" in result.flags
-
-
-def test_area_check_follows_birth_year() -> None:
-    # 360426 (德安县) exists in python-stdnum's table from 1983: a 1949 birth flags the area, 1991 does not
-    early = "36042619490101001"
-    late = "36042619910101001"
-    assert normalise_identifier("CN_RIC", early + ric_check_digit(early)).flags == ("unknown_area",)
-    assert normalise_identifier("CN_RIC", late + ric_check_digit(late)).flags == ()
-
-
-@pytest.mark.parametrize("birth", ["19490230", "19491301", "19490000", "18991231"])
-def test_impossible_birth_dates_are_rejected(birth: str) -> None:
-    body = f"110105{birth}002"
+@pytest.mark.parametrize("area", ["000000", "990101", "999999", "110199", "123456", "830000"])
+def test_area_code_that_never_was_a_gb2260_division_is_refused(area: str) -> None:
+    # these numbers have a correct check character and a real birth date: only the area code is impossible.
+    # 110199 is the city-level code python-stdnum raised KeyError('county') for; 830000 is a residence-permit code,
+    # not a GB/T 2260 division, and is only accepted under HMT_RESIDENCE_PERMIT (flag hmt_area on CN_RIC).
+    number = _ric(area, "19900101")
+    if area == "830000":
+        assert normalise_identifier("CN_RIC", number).flags == ("hmt_area",)
+        return
     with pytest.raises(ValidationError) as err:
-        normalise_identifier("CN_RIC", body + ric_check_digit(body))
+        normalise_identifier("CN_RIC", number)
+    assert err.value.code == "invalid_area_code"
+    assert err.value.field == "identifiers[].value"
+    assert number not in str(err.value) and "19900101" not in str(err.value)  # masked, birth date hidden
+    assert _code("CN_TEMP_RIC", number) == "invalid_area_code"
+
+
+def test_legacy_15_digit_number_gets_the_same_area_check() -> None:
+    assert _code("CN_RIC", "000000900101001") == "invalid_area_code"
+    assert _code("CN_RIC", "990101900101001") == "invalid_area_code"
+    with pytest.raises(ValidationError) as err:
+        normalise_identifier("CN_RIC", "999999900101001")
+    assert "999999900101001" not in str(err.value) and "900101" not in str(err.value)
+    # a 15-digit number under a county abolished in 1982 (昌平县 110201): historical code, accepted
+    assert normalise_identifier("CN_RIC", "110201600101001").flags == ("legacy15",)
+
+
+def test_bad_checksum_is_reported_before_the_area_code() -> None:
+    number = _ric("000000", "19900101")
+    wrong = next(c for c in "0123456789X" if c != number[17])
+    assert _code("CN_RIC", number[:17] + wrong) == "invalid_checksum"
+
+
+@pytest.mark.parametrize(("area", "born"), [
+    ("110105", "19491231"),   # 北京市朝阳区, current
+    ("360426", "19910101"),   # 德安县, current
+    ("440304", "20050615"),   # 深圳市福田区, current
+    ("110100", "19860101"),   # 北京市市辖区: a city-level code is a GB/T 2260 division too
+])
+def test_current_area_codes_are_accepted(area: str, born: str) -> None:
+    assert normalise_identifier("CN_RIC", _ric(area, born)).flags == ()
+    assert is_area_code(area) and area_code(area).current  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("area", "born", "name"), [
+    ("110104", "19800101", "宣武区"),   # merged into 西城区 in 2010
+    ("120107", "19750101", "塘沽区"),   # merged into 滨海新区 in 2009
+    ("110221", "19700101", "昌平县"),   # county 1982-1999, became 昌平区: a 1970 birth registered in the 1980s
+    ("110201", "19600101", "昌平县"),   # county code of the 1980 edition, abolished 1982
+])
+def test_historical_only_area_codes_are_accepted(area: str, born: str, name: str) -> None:
+    # the number keeps the code of its issuing year, whatever the birth year (python-stdnum wants the birth year)
+    entry = area_code(area)
+    assert entry is not None and not entry.current and entry.name == name
+    result = normalise_identifier("CN_RIC", _ric(area, born))
+    assert result.flags == ()
+
+
+def test_code_abolished_before_the_birth_year_is_a_flag_not_a_rejection() -> None:
+    # 110201 was abolished in 1982; a 1990 birth under it is odd (the office kept the old code?) but not refused
+    assert normalise_identifier("CN_RIC", _ric("110201", "19900101")).flags == ("area_retired_before_birth",)
+
+
+def test_area_check_does_not_follow_the_birth_year() -> None:
+    # 360426 (德安县) is in GB/T 2260 from 1983: a 1949 birth got its number later, under that code
+    assert normalise_identifier("CN_RIC", _ric("360426", "19490101")).flags == ()
+
+
+def _china_today() -> dt.date:
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+
+
+@pytest.mark.parametrize("birth", ["19490230", "19491301", "19490000"])
+def test_impossible_birth_dates_are_rejected(birth: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        normalise_identifier("CN_RIC", _ric("110105", birth, "002"))
     assert err.value.code == "invalid_birth_date"
 
 
-def test_future_birth_date_is_rejected() -> None:
-    future = dt.date.today() + dt.timedelta(days=400)
-    body = f"110105{future:%Y%m%d}002"
-    assert _code("CN_RIC", body + ric_check_digit(body)) == "invalid_birth_date"
+@pytest.mark.parametrize("days", [1, 400])
+def test_future_birth_date_is_rejected_with_its_own_code(days: int) -> None:
+    future = _china_today() + dt.timedelta(days=days)
+    assert _code("CN_RIC", _ric("110105", f"{future:%Y%m%d}", "002")) == "birth_date_in_future"
+
+
+def test_birth_today_in_china_is_accepted() -> None:
+    assert normalise_identifier("CN_RIC", _ric("110105", f"{_china_today():%Y%m%d}")).flags == ()
+
+
+@pytest.mark.parametrize("born", ["18700101", "18991231"])
+def test_age_over_150_is_refused_and_below_is_not(born: str) -> None:
+    today = _china_today()
+    number = _ric("110105", born, "002")
+    if dt.date(int(born[:4]), int(born[4:6]), int(born[6:])) < today.replace(year=today.year - 150):
+        assert _code("CN_RIC", number) == "implausible_age"
+    else:
+        assert normalise_identifier("CN_RIC", number).flags == ()
+
+
+def test_age_limit_is_150_years_to_the_day() -> None:
+    today = _china_today()
+    if today.month == 2 and today.day == 29:  # pragma: no cover - leap day
+        today -= dt.timedelta(days=1)
+    limit = today.replace(year=today.year - 150)
+    assert _code("CN_RIC", _ric("110105", f"{limit - dt.timedelta(days=1):%Y%m%d}")) == "implausible_age"
+    assert _code("CN_RIC", _ric("110105", f"{limit:%Y%m%d}")) is None
 
 
 @pytest.mark.parametrize("raw", ["11010519491231002", "1101051949123100211", "11010519491231002Y",
@@ -135,7 +214,7 @@ def test_hmt_residence_permit() -> None:
         body = f"{area}19900101001"
         assert normalise_identifier("HMT_RESIDENCE_PERMIT", body + ric_check_digit(body)).flags == ()
     body = "11010519900101001"
-    assert _code("HMT_RESIDENCE_PERMIT", body + ric_check_digit(body)) == "invalid_area"
+    assert _code("HMT_RESIDENCE_PERMIT", body + ric_check_digit(body)) == "invalid_area_code"
     assert _code("HMT_RESIDENCE_PERMIT", "810000199001010010") == "invalid_checksum"
 
 

@@ -156,6 +156,36 @@ def test_legacy15_flag_lands_on_the_identifier() -> None:
     assert p.identifiers[0].flags == ("legacy15",)
 
 
+@pytest.mark.parametrize(("value", "code"), [
+    ("000000199001010018", "invalid_area_code"),   # correct check character, impossible area code
+    ("999999199001010016", "invalid_area_code"),
+    ("000000900101001", "invalid_area_code"),      # legacy 15-digit, same area check
+])
+def test_impossible_area_code_is_a_record_error_not_a_party(value: str, code: str) -> None:
+    # these reached both CRMs before: the area code was only a data-quality flag
+    data = individual()
+    data["identifiers"][0]["value"] = value
+    data.pop("date_of_birth", None)
+    with pytest.raises(ValidationError) as err:
+        parse_party(data)
+    assert err.value.code == code
+    assert err.value.field is not None and err.value.field.startswith("identifiers[0].value")
+    assert value not in str(err.value)
+
+
+def test_birth_date_in_the_future_is_its_own_record_error() -> None:
+    from crmbridge.canonical.identifiers import ric_check_digit
+
+    future = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date() + dt.timedelta(days=30)
+    body = f"110105{future:%Y%m%d}002"
+    data = individual()
+    data["identifiers"][0]["value"] = body + ric_check_digit(body)
+    data.pop("date_of_birth", None)
+    with pytest.raises(ValidationError) as err:
+        parse_party(data)
+    assert err.value.code == "birth_date_in_future"
+
+
 def test_fullwidth_ric_is_accepted() -> None:
     data = individual()
     data["identifiers"][0]["value"] = "１１０１０５１９４９１２３１００２ｘ"

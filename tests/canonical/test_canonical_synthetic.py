@@ -10,7 +10,13 @@ import phonenumbers
 import pytest
 from stdnum.cn import ric as stdnum_ric
 
-from crmbridge.canonical.identifiers import org_code_check_digit, ric_check_digit, uscc_check_digit
+from crmbridge.canonical.gb2260 import area_code
+from crmbridge.canonical.identifiers import (
+    normalise_identifier,
+    org_code_check_digit,
+    ric_check_digit,
+    uscc_check_digit,
+)
 from crmbridge.canonical.model import Individual, Organisation, parse_party
 from crmbridge.canonical.synthetic import (
     COUNTIES,
@@ -46,6 +52,28 @@ def test_county_table_is_real_and_validates() -> None:
             assert place["province"] == province, adcode
             assert district in place["county"] or place["county"] in district or since > 1950, adcode
         assert len(postcode) == 6 and postcode.isdigit()
+
+
+def test_synthetic_area_codes_are_current_gb2260_divisions(clean: list, dirty: list) -> None:
+    # records meant to be valid carry area codes that pass the GB/T 2260 check; bad ones fail for their named reason
+    for adcode, *_ in COUNTIES:
+        entry = area_code(adcode)
+        assert entry is not None and entry.current, adcode
+    for c in (*clean, *dirty):
+        rics = [c.id_number] if c.is_individual else [c.legal_rep_id]
+        for ric in rics:
+            if c.defect in ("bad_ric_checksum",) and ric == c.id_number:
+                assert _code("CN_RIC", ric) == "invalid_checksum"
+            else:
+                assert _code("CN_RIC", ric) is None, (c.index, c.defect)
+
+
+def _code(scheme: str, value: str) -> str | None:
+    try:
+        normalise_identifier(scheme, value)
+    except ValidationError as exc:
+        return exc.code
+    return None
 
 
 def test_deterministic_and_index_independent() -> None:

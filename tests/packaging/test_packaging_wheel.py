@@ -21,6 +21,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
     for required in ("crmbridge/py.typed", "crmbridge/__main__.py", "crmbridge/mappings/zoho_contacts.yaml",
                      "crmbridge/mappings/mapping.schema.json", "crmbridge/mappings/README.md",
                      "crmbridge/config/crmbridge.yaml", "crmbridge/config/schema.json",
+                     "crmbridge/canonical/gb2260_areas.tsv",
                      "crmbridge/adapters/corebank_soap/fcubs_customer.wsdl",
                      "crmbridge/sync/migrations/versions/0001_initial_state_store.py",
                      "crmbridge/sync/migrations/env.py"):
