@@ -11,13 +11,23 @@ from rich.table import Table
 
 from crmbridge.cli._common import ConfigOption, console, finish_run, runtime
 
-__all__ = ["register"]
+__all__ = ["observed", "register"]
 
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("records"), TimeElapsedColumn(), console=console, transient=True,
                     disable=not console.is_terminal)
+
+
+def observed(rt, job: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
+    """:func:`crmbridge.sync.observe.observe_run` for a command: ``--verbose``/``--debug`` stay in force."""
+    import logging
+
+    from crmbridge.sync.observe import observe_run
+
+    level = logging.getLogger().level
+    return observe_run(rt, job, dry_run=dry_run, floor=level if logging.NOTSET < level < logging.WARNING else None)
 
 
 def run(
@@ -37,7 +47,7 @@ def run(
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
     rt = runtime(config)
     try:
-        with _progress() as bar:
+        with observed(rt, job, dry_run=dry_run) as obs, _progress() as bar:  # logging:, metrics, notifications
             task = bar.add_task(f"{'planning' if dry_run else 'syncing'} {job}", total=None)
             if distributed:
                 from crmbridge.sync.distributed import dispatch
@@ -45,6 +55,7 @@ def run(
                 report = dispatch(rt, job, actor=actor, progress=lambda n: bar.advance(task, n))
             else:
                 report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
+            obs.done(report)
     finally:
         rt.close()
     finish_run(report, as_json=as_json, plan=dry_run)
