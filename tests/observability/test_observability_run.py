@@ -211,3 +211,24 @@ def test_a_run_that_raises_is_counted_and_notified_as_crashed(tmp_path: Path, mo
         assert _value(_samples(tmp_path / "m.prom"), "crmbridge_runs_total", job=JOB, status="crashed") == 1
         text = log_file.read_text()
         assert f"run of job {JOB} crashed" in text and "13812345678" not in text
+
+
+def test_a_dry_run_is_logged_but_neither_counted_nor_notified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              root_logging: None) -> None:
+    from crmbridge.sync.engine import run_job
+
+    monkeypatch.setenv("CRMBRIDGE_TEST_HOOK_SECRET", HOOK_SECRET)
+    with WebhookReceiver() as hooks, demo(tmp_path / "demo", customers=4, bad_fraction=0.5,
+                                          jobs={JOB: one_way_job()}) as env:
+        edit_config(env, lambda d: _observed_config(d, log_file=Path("logs/run.log"), hook=hooks.url,
+                                                    textfile="m.prom"))
+        edit_config(env, lambda d: d["logging"].update(format="text", level="ERROR"))
+        rt = bootstrap(env.config_path)
+        try:
+            with observe_run(rt, JOB, dry_run=True, floor=logging.INFO) as obs:   # as `crmbridge -v run --dry-run`
+                obs.done(run_job(rt, JOB, dry_run=True))
+        finally:
+            rt.close()
+        log_file = env.config_path.parent / "logs" / "run.log"   # relative to the configuration's folder
+        assert f"dry run of job {JOB} starting [job={JOB}]" in log_file.read_text()   # -v beat level: ERROR
+        assert hooks.received == [] and not (env.config_path.parent / "m.prom").exists()
