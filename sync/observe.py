@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from crmbridge.core.config import CrmBridgeConfig
+from crmbridge.core.errors import ConfigurationError
 from crmbridge.core.logsafe import bind_log_context, configure_service_logging, mask_text, reset_log_context
 
 __all__ = ["RunObservation", "apply_logging", "observe_run", "textfile_path", "write_textfile"]
@@ -57,9 +58,13 @@ def apply_logging(cfg: CrmBridgeConfig, *, floor: int | None = None) -> logging.
     if floor is not None and floor < level:
         level = floor
     file = str(_resolve(cfg.logging.file, cfg)) if cfg.logging.file else None
-    if file:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
-    return configure_service_logging(level, fmt=cfg.logging.format, file=file)
+    try:
+        if file:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+        return configure_service_logging(level, fmt=cfg.logging.format, file=file)
+    except OSError as exc:
+        raise ConfigurationError(f"{cfg.where(('logging', 'file'))}: logging.file: cannot write the log file "
+                                 f"{file} ({exc.strerror or exc})") from None
 
 
 def textfile_path(cfg: CrmBridgeConfig, job: str) -> Path | None:

@@ -232,3 +232,16 @@ def test_a_dry_run_is_logged_but_neither_counted_nor_notified(tmp_path: Path, mo
         log_file = env.config_path.parent / "logs" / "run.log"   # relative to the configuration's folder
         assert f"dry run of job {JOB} starting [job={JOB}]" in log_file.read_text()   # -v beat level: ERROR
         assert hooks.received == [] and not (env.config_path.parent / "m.prom").exists()
+
+
+def test_an_unwritable_log_file_is_a_configuration_error_naming_it(tmp_path: Path, root_logging: None) -> None:
+    from crmbridge.core.config import load_config
+    from crmbridge.core.errors import ConfigurationError
+    from crmbridge.sync.observe import apply_logging
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with demo(tmp_path / "demo", customers=1) as env:
+        edit_config(env, lambda d: d.update(logging={"file": str(blocker / "run.log")}))
+        with pytest.raises(ConfigurationError, match=r"logging\.file: cannot write the log file .*not-a-folder"):
+            apply_logging(load_config(env.config_path))
