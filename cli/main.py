@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "crmbridge.cli.erase_cmd",
     "crmbridge.cli.run_cmd",
     "crmbridge.cli.doctor_cmd",
+    "crmbridge.cli.runs_cmd",
     "crmbridge.cli.ops_cmd",
     "crmbridge.cli.demo_cmd",
     "crmbridge.cli.scheduler_cmd",

@@ -11,13 +11,23 @@ from rich.table import Table
 
 from crmbridge.cli._common import ConfigOption, console, finish_run, runtime
 
-__all__ = ["register"]
+__all__ = ["observed", "register"]
 
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("records"), TimeElapsedColumn(), console=console, transient=True,
                     disable=not console.is_terminal)
+
+
+def observed(rt, job: str, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
+    """:func:`crmbridge.sync.observe.observe_run` for a command: ``--verbose``/``--debug`` stay in force."""
+    import logging
+
+    from crmbridge.sync.observe import observe_run
+
+    level = logging.getLogger().level
+    return observe_run(rt, job, dry_run=dry_run, floor=level if logging.NOTSET < level < logging.WARNING else None)
 
 
 def run(
@@ -37,7 +47,7 @@ def run(
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
     rt = runtime(config)
     try:
-        with _progress() as bar:
+        with observed(rt, job, dry_run=dry_run) as obs, _progress() as bar:  # logging:, metrics, notifications
             task = bar.add_task(f"{'planning' if dry_run else 'syncing'} {job}", total=None)
             if distributed:
                 from crmbridge.sync.distributed import dispatch
@@ -45,6 +55,7 @@ def run(
                 report = dispatch(rt, job, actor=actor, progress=lambda n: bar.advance(task, n))
             else:
                 report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
+            obs.done(report)
     finally:
         rt.close()
     finish_run(report, as_json=as_json, plan=dry_run)
@@ -55,30 +66,38 @@ def reconcile(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     show: Annotated[int, typer.Option(help="How many ids to list per category.")] = 20,
+    count_unmanaged: Annotated[bool, typer.Option(
+        "--count-unmanaged", help="Target records crmbridge never wrote (created in the CRM) count as "
+                                  "incomplete too.")] = False,
 ) -> None:
-    """Compare both sides of a job record by record: missing, extra and different records (exit 1 if any)."""
+    """Compare both sides of a job record by record: missing, extra and different records (exit 1 if any).
+
+    Records the CRM's users created themselves (crmbridge holds no cross-reference for them and they carry no
+    party id) are listed as unmanaged and do not count, unless --count-unmanaged."""
     from crmbridge.sync.reconcile import reconcile as do_reconcile
 
     rt = runtime(config)
     try:
         with _progress() as bar:
             task = bar.add_task(f"reconciling {job}", total=None)
-            rep = do_reconcile(rt, job, progress=lambda n: bar.advance(task, n))
+            rep = do_reconcile(rt, job, progress=lambda n: bar.advance(task, n), count_unmanaged=count_unmanaged)
     finally:
         rt.close()
     if as_json:
         typer.echo(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
     else:
         t = Table(title=f"reconciliation of {job}")
-        for col in ("source records", "target records", "matched", "different", "missing", "extra"):
+        for col in ("source records", "target records", "matched", "different", "missing", "extra", "unmanaged"):
             t.add_column(col, justify="right")
         t.add_row(str(rep.source_records), str(rep.target_records), str(rep.matched), str(len(rep.different)),
-                  str(len(rep.missing)), str(len(rep.extra)))
+                  str(len(rep.missing)), str(len(rep.extra)), str(len(rep.unmanaged)))
         console.print(t)
         for reason, n in sorted(rep.not_pushed.items()):
             console.print(f"not pushed by design — {reason}: {n}")
         for label, ids in (("different (party ids)", rep.different), ("missing (source ids)", rep.missing),
-                           ("extra (target ids)", rep.extra)):
+                           ("extra (target ids)", rep.extra),
+                           ("unmanaged, created in the target (target ids)"
+                            + ("" if count_unmanaged else ", not counted"), rep.unmanaged)):
             if ids:
                 console.print(f"[yellow]{label}:[/] {', '.join(ids[:show])}" + (" …" if len(ids) > show else ""))
         console.print("[green]complete: both sides agree[/]" if rep.complete else "[red]not complete[/]")

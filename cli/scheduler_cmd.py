@@ -15,8 +15,8 @@ __all__ = ["register"]
 scheduler_app = typer.Typer(help="Run the configured schedules; show each job's next and last run.",
                             no_args_is_help=True)
 
-_STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "aborted": "yellow", "partial": "yellow",
-                 "running": "cyan"}
+_STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "crashed": "bold red", "aborted": "yellow",
+                 "partial": "yellow", "stopped": "yellow", "suspicious": "yellow", "running": "cyan"}
 
 
 def _config_path(config):  # type: ignore[no-untyped-def]
@@ -39,12 +39,11 @@ def start(
 ) -> None:
     """Run the jobs on their crontabs until SIGTERM/SIGINT (a running job stops after its current batch)."""
     from crmbridge.core.config import load_config
-    from crmbridge.core.logsafe import configure_service_logging
+    from crmbridge.sync.observe import apply_logging
     from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
 
     path = _config_path(config)
-    cfg = load_config(path)
-    configure_service_logging(cfg.logging.level, fmt=cfg.logging.format, file=cfg.logging.file)
+    apply_logging(load_config(path))  # the same logging as `crmbridge run` (rotation-safe file)
     service = SchedulerService(path, SchedulerOptions(lease_ttl=lease_ttl, misfire_grace=misfire_grace,
                                                       poll_interval=poll_interval, run_now=run_now,
                                                       max_workers=max_workers))

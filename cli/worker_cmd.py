@@ -55,11 +55,13 @@ def dispatch(
 ) -> None:
     """Run one job over the workers now and wait for it (exit 1 if the run failed, 5 if it looks suspicious)."""
     from crmbridge.cli._common import runtime
+    from crmbridge.cli.run_cmd import observed
     from crmbridge.sync.distributed import dispatch as do_dispatch
 
     rt = runtime(config)
     try:
-        report = do_dispatch(rt, job, actor=actor, queue=queue)
+        with observed(rt, job) as obs:  # logging:, metrics textfile and notifications, as `crmbridge run`
+            report = obs.done(do_dispatch(rt, job, actor=actor, queue=queue))
     finally:
         rt.close()
     finish_run(report, as_json=as_json)

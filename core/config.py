@@ -171,21 +171,27 @@ class KeysConfig(_Model):
 
 
 class LoggingConfig(_Model):
+    """How the scheduler, ``crmbridge run`` and ``crmbridge dispatch`` log (one place: sync/observe.py)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
-    file: str | None = Field(None, description="log file; default standard error")
+    file: str | None = Field(None, description="log file (reopened when logrotate moves it); default standard error")
 
 
 class MetricsConfig(_Model):
     port: int | None = Field(None, ge=1, le=65535, description="Prometheus /metrics port; off if unset")
     host: str = "127.0.0.1"
+    textfile: str | None = Field(
+        None, description="Prometheus textfile-collector file that `crmbridge run`/`dispatch` rewrite atomically at "
+                          "the end of each run (the same metric names as /metrics); '{job}' in it becomes the job "
+                          "name; off if unset")
 
 
 class WebhookConfig(_Model):
     url: HttpUrl
-    events: list[Literal["run_failed", "run_partial", "run_overdue", "dead_letter", "conflict", "lease_lost",
-                         "credential_expiring"]] = Field(
-        default_factory=lambda: ["run_failed"])
+    events: list[Literal["run_failed", "run_partial", "run_crashed", "run_overdue", "dead_letter", "conflict",
+                         "lease_lost", "credential_expiring"]] = Field(
+        default_factory=lambda: ["run_failed", "run_crashed"])
     secret: SecretRef | None = Field(None, description="HMAC key signing each notification")
     timeout: float = Field(5.0, gt=0, le=60)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -247,10 +248,14 @@ class _TextContextFormatter(logging.Formatter):
 
 def configure_service_logging(level: str | int = "INFO", *, fmt: str = "text", file: str | None = None,
                               secrets: Iterable[str] = ()) -> logging.Handler:
-    """Logging for a long-running process (the scheduler, workers): ONE root handler (``file`` or standard
-    error) in ``json`` (one event per line) or ``text`` format, masking installed, bound context on every line.
-    Replaces the root's existing handlers. Returns the handler."""
-    handler: logging.Handler = logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler()
+    """Logging of the scheduler, workers and one-shot runs: ONE root handler (``file`` or standard error) in
+    ``json`` (one event per line) or ``text`` format, masking installed, bound context on every line.
+    Replaces the root's existing handlers. Returns the handler.
+
+    A ``file`` is opened with :class:`logging.handlers.WatchedFileHandler`: when logrotate renames or removes
+    it, the next line goes to a new file of the same name (no ``copytruncate``, no signal needed)."""
+    handler: logging.Handler = (logging.handlers.WatchedFileHandler(file, encoding="utf-8") if file
+                                else logging.StreamHandler())
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          _TextContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -11,10 +11,14 @@ open conflicts, cursors)::
     metrics.observe_run(report, stats_delta(before, snapshot_stats(adapters)))
     metrics.observe_state(rt.store, job_name, job_config)
 
+One-shot runs (``crmbridge run``/``dispatch``) feed a fresh :class:`SyncMetrics` the same way and write it to
+``metrics.textfile`` (:func:`crmbridge.sync.observe.write_textfile`).
+
 Names and meanings (README "Operations" lists them for operators):
 
 =============================================  =========================================================
-crmbridge_runs_total{job,status}               runs finished, by final status (succeeded, failed, ...)
+crmbridge_runs_total{job,status}               runs finished, by final status (succeeded, partial, failed,
+                                               crashed, stopped, suspicious)
 crmbridge_run_duration_seconds{job}            histogram of run durations
 crmbridge_records_total{job,action}            records read (action="read") and each decision taken
 crmbridge_api_calls_total{system,status}       vendor calls by HTTP status (or SOAP outcome)
@@ -118,6 +122,11 @@ class SyncMetrics:
                 self.retries.labels(system).inc(delta["retries"])
             if delta.get("throttled"):
                 self.throttled.labels(system).inc(delta["throttled"])
+
+    def observe_crash(self, job: str, duration_seconds: float) -> None:
+        """Count a run that raised instead of returning a report (status ``crashed``)."""
+        self.runs.labels(job, "crashed").inc()
+        self.run_duration.labels(job).observe(duration_seconds)
 
     def observe_state(self, store: StateStore, job: str, config: JobConfig) -> dict[str, int]:
         """Set the gauges read from the state store; returns ``{"dead_letters": n, "conflicts": m}``."""

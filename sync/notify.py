@@ -17,7 +17,8 @@ Events (:data:`EVENTS`):
 
 ====================  ======================================================================================
 run_failed            a run ended ``failed`` (fatal error; the cursor stays where the last batch left it)
-run_partial           a run ended ``stopped``/``suspicious`` or with records it could not sync
+run_partial           a run ended ``partial``/``stopped``/``suspicious`` or with records it could not sync
+run_crashed           a run ended ``crashed``, or raised instead of ending (``crmbridge run``/``dispatch``)
 run_overdue           a run is still going past the job's ``expected_duration_seconds`` (sent while it runs)
 dead_letter           the job's open dead letters grew during the run
 conflict              the job's conflicts waiting for review grew during the run
@@ -50,7 +51,7 @@ __all__ = ["EVENTS", "EVENT_HEADER", "SIGNATURE_HEADER", "Notifier", "events_for
 
 log = logging.getLogger("crmbridge.notify")
 
-EVENTS = ("run_failed", "run_partial", "run_overdue", "dead_letter", "conflict", "lease_lost",
+EVENTS = ("run_failed", "run_partial", "run_crashed", "run_overdue", "dead_letter", "conflict", "lease_lost",
           "credential_expiring")
 SIGNATURE_HEADER = "X-Crmbridge-Signature"
 EVENT_HEADER = "X-Crmbridge-Event"
@@ -87,8 +88,11 @@ def events_for_run(report: RunReport, job: JobConfig, *, before: Mapping[str, in
         if error.split(":", 1)[0] in _CREDENTIAL_ERRORS:
             out.append(("credential_expiring", f"{report.job}: a system refused its credentials; renew them",
                         {"error": error}))
+    if report.status == "crashed":
+        out.append(("run_crashed", f"run {report.run_id} of {report.job} crashed: {error}",
+                    {"status": report.status, "error": error}))
     failed_records = report.actions.get(Action.FAILED, 0)
-    if report.status in ("stopped", "suspicious") or (report.status == "succeeded" and failed_records):
+    if report.status in ("partial", "stopped", "suspicious") or (report.status == "succeeded" and failed_records):
         out.append(("run_partial", f"run {report.run_id} of {report.job} ended {report.status}"
                     + (f" with {failed_records} record(s) not synced" if failed_records else ""),
                     {"status": report.status, "failed_records": failed_records, "warnings": report.warnings}))

@@ -3,8 +3,13 @@
 Every source record is mapped and projected as the job would write it; every target record is read and keyed by
 crmbridge's external key (the party id in the target's key field) or by the cross-reference. Each party is then
 *matched* (the target holds what the source projects), *different* (it holds something else), *missing* (nothing
-at the target) or *extra* (a target record no source record accounts for). Records the job deliberately does not
-push (no consent, dead-lettered) are counted apart, so "missing" means work lost.
+at the target) or *extra* (a target record crmbridge wrote, or holds a cross-reference to, that no source record
+accounts for). Records the job deliberately does not push (no consent, dead-lettered) are counted apart, so
+"missing" means work lost.
+
+Target records crmbridge never wrote (no cross-reference and no party id in the key field: contacts the CRM's
+users created themselves) are *unmanaged*: listed, but they do not make the job incomplete unless asked
+(``count_unmanaged``), since a CRM is expected to hold records of its own.
 
 Memory grows with the number of parties (an id and a hash each), not with the records' size.
 """
@@ -33,17 +38,20 @@ class ReconcileReport:
     matched: int = 0
     different: list[str] = field(default_factory=list)     # party ids
     missing: list[str] = field(default_factory=list)       # source external ids
-    extra: list[str] = field(default_factory=list)         # target external ids
+    extra: list[str] = field(default_factory=list)         # target external ids (crmbridge's records)
+    unmanaged: list[str] = field(default_factory=list)     # target external ids crmbridge never wrote
     not_pushed: dict[str, int] = field(default_factory=dict)  # reason -> count
+    count_unmanaged: bool = False                          # unmanaged records make it incomplete
 
     @property
     def complete(self) -> bool:
-        return not (self.different or self.missing or self.extra)
+        return not (self.different or self.missing or self.extra or (self.count_unmanaged and self.unmanaged))
 
     def as_dict(self) -> dict[str, Any]:
         return {"job": self.job, "source_records": self.source_records, "target_records": self.target_records,
                 "matched": self.matched, "different": self.different, "missing": self.missing,
-                "extra": self.extra, "not_pushed": self.not_pushed, "complete": self.complete}
+                "extra": self.extra, "unmanaged": self.unmanaged, "count_unmanaged": self.count_unmanaged,
+                "not_pushed": self.not_pushed, "complete": self.complete}
 
 
 def _norm(v: Any) -> Any:
@@ -56,13 +64,18 @@ def _norm(v: Any) -> Any:
     return v if v is None or isinstance(v, (bool, int)) else str(v)
 
 
-def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | None = None) -> ReconcileReport:
-    """Compare the source and target of ``job_name`` (reads both sides in full; writes nothing)."""
+def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | None = None,
+              count_unmanaged: bool = False) -> ReconcileReport:
+    """Compare the source and target of ``job_name`` (reads both sides in full; writes nothing).
+
+    Args:
+        count_unmanaged: target records crmbridge never wrote make the job incomplete too.
+    """
     job = rt.config.jobs[job_name]
     src, tgt = rt.adapter(job.source_system), rt.adapter(job.target_system)
     smap, tmap = rt.mapping(job.source_mapping), rt.mapping(job.target_mapping)
     key = rt.indexer().field_key("content-hash")
-    report = ReconcileReport(job_name)
+    report = ReconcileReport(job_name, count_unmanaged=count_unmanaged)
     expected: dict[str, tuple[str, list[str]]] = {}   # party id -> (hash of projected payload, its fields)
     with rt.store.transaction() as tx:
         for page in src.extract(job.source_object, fields=smap.vendor_fields("in") or None):
@@ -103,7 +116,10 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                 if pid is None and key_path is not None:
                     v = path_get(raw.data, key_path)
                     pid = str(v) if v else None
-                if pid is None or pid not in expected:
+                if pid is None:   # no cross-reference, no party id: a record the CRM's users made
+                    report.unmanaged.append(raw.external_id)
+                    continue
+                if pid not in expected:
                     report.extra.append(raw.external_id)
                     continue
                 seen.add(pid)
