@@ -44,10 +44,25 @@ jobs:
 """
 
 
+#: the smallest mapping a job can run with: an id, and one field both ways
+MAPPING = """\
+system: memory
+object: {obj}
+version: 1
+description: test mapping
+party_type: INDIVIDUAL
+external_id: id
+steps:
+  - type: field
+    vendor: name
+    canonical: name.legal_zh
+"""
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    for name in ("a.yaml", "b.yaml"):
-        (tmp_path / name).write_text("# stub\n", encoding="utf-8")
+    for name, obj in (("a.yaml", "Customer"), ("b.yaml", "Contacts")):
+        (tmp_path / name).write_text(MAPPING.format(obj=obj), encoding="utf-8")
     path = tmp_path / "crmbridge.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
@@ -119,3 +134,12 @@ def test_installed_script(config_file: Path) -> None:
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert bad.returncode == 2
     assert f"{config_file}:17: jobs.a_to_b.schedule: must be a 5-field crontab" in bad.stderr
+
+
+def test_check_refuses_a_job_whose_mapping_does_not_load(config_file: Path, secrets_set: None) -> None:
+    """run would refuse this job: config check must say so first, naming the job, the file and the line."""
+    (config_file.parent / "b.yaml").write_text("system: memory\nobject: Contacts\nsteps: [{type: nonsense}]\n",
+                                               encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(config_file)])
+    assert result.exit_code == 2
+    assert "jobs.a_to_b.target_mapping" in result.output and "b.yaml" in result.output

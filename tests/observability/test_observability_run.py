@@ -76,7 +76,7 @@ def test_a_cron_run_logs_through_logrotate_writes_the_textfile_and_notifies(
     monkeypatch.setenv("CRMBRIDGE_TEST_HOOK_SECRET", HOOK_SECRET)
     log_file, prom_dir = tmp_path / "logs" / "crmbridge.jsonl", tmp_path / "textfile"
     with WebhookReceiver() as hooks, demo(tmp_path / "demo", customers=40, bad_fraction=0.25, latency_ms=150,
-                                          jobs={JOB: one_way_job()}) as env:
+                                          jobs={JOB: {**one_way_job(), "max_failed_ratio": 0.5}}) as env:
         edit_config(env, lambda d: _observed_config(d, log_file=log_file, hook=hooks.url,
                                                     textfile=str(prom_dir / "crmbridge_{job}.prom")))
         proc = _run(env.config_path, tmp_path / "run1.out")
@@ -89,7 +89,7 @@ def test_a_cron_run_logs_through_logrotate_writes_the_textfile_and_notifies(
             if proc.poll() is None:
                 proc.kill()
         out = (tmp_path / "run1.out").read_text()
-        assert rc in (0, 3), out   # the records it could not sync make it partial (3) once the engine says so
+        assert rc == 3, out   # the records it could not sync make it partial (exit 3)
         report = json.loads(out[out.index("{"):])
 
         # --- the JSON log: the lines after the rename are in a new file of the configured name
@@ -136,12 +136,12 @@ def test_a_cron_run_logs_through_logrotate_writes_the_textfile_and_notifies(
             assert verify(body, HOOK_SECRET, headers.get(SIGNATURE_HEADER)) and headers[EVENT_HEADER]
             assert not MOBILE.search(body.decode()) and not RIC.search(body.decode())
 
-        # --- a second run finds core banking down: it fails, says so by webhook, and the counters add up
+        # --- a second run finds core banking down: it fails (unreachable), says so by webhook, the counters add up
         env.core.stop()
         proc = _run(env.config_path, tmp_path / "run2.out")
-        assert proc.wait(timeout=120) == 1, (tmp_path / "run2.out").read_text()
+        assert proc.wait(timeout=120) == 4, (tmp_path / "run2.out").read_text()   # 4: a system unreachable
         failed = [e for e in hooks.events() if e["event"] == "run_failed"]
-        assert len(failed) == 1 and "TransientServerError" in failed[0]["summary"]
+        assert len(failed) == 1 and "SystemUnavailableError" in failed[0]["summary"]
         m = _samples(prom)
         assert _value(m, "crmbridge_runs_total", job=JOB, status="failed") == 1
         assert _value(m, "crmbridge_runs_total", job=JOB, status=status) == 1
