@@ -264,3 +264,19 @@ def test_doctor_reports_clock_skew_from_the_gateway_date(monkeypatch: pytest.Mon
         found = by_check(adapter._probe("AccountObj"))
         assert found["clock_skew"].status == "warn" and "+600" in found["clock_skew"].detail
         assert found["clock_skew"].config["overlap_seconds"] >= 1200
+
+
+def test_simulator_exclusive_mode_and_gateway_kinds_on_the_wire() -> None:
+    with simulator(lmt_filter_exclusive=True) as sim:
+        t = 1_900_000_000_000
+        sim.add_records("AccountObj", [{"name": "边界"}], lmt=t)
+        adapter = make(sim)
+        gte = [{"field_name": "last_modified_time", "operator": "GTE", "field_values": [str(t)]}]
+        assert adapter.client.query("AccountObj", {"limit": 10, "offset": 0, "filters": gte}) == []
+        sim.lmt_filter_exclusive = False
+        assert len(adapter.client.query("AccountObj", {"limit": 10, "offset": 0, "filters": gte})) == 1
+        sim.inject_gateway("503_empty", retry_after="3")
+        resp = requests.post(f"{sim.url}/cgi/crm/v2/data/query", json={}, timeout=5)
+        assert (resp.status_code, resp.content, resp.headers["Retry-After"]) == (503, b"", "3")
+        with pytest.raises(ValueError, match="unknown gateway kind"):
+            sim.inject_gateway("418_teapot")
