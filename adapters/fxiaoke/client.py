@@ -57,7 +57,7 @@ class FxiaokeClient:
     def __init__(self, http: Callable[..., requests.Response], *, base_url: str, app_id: str,
                  app_secret: Callable[[], SecretStr], permanent_code: Callable[[], SecretStr],
                  open_user_id: str | None, admin_mobile: str | None, token_calls_per_minute: int = 10,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, duplicate_codes: Sequence[int] = ()) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._app_id = app_id
@@ -68,15 +68,24 @@ class FxiaokeClient:
         self._user_lock = threading.Lock()
         self.tokens = TokenCache(self._fetch_token, calls_per_minute=token_calls_per_minute, sleep=sleep)
         self._last_token = threading.local()
+        self._last = threading.local()
+        self.duplicate_codes = frozenset(duplicate_codes)
 
     # ------------------------------------------------------------------ transport
     def _post(self, path: str, body: Mapping[str, Any], *, record_level: bool = False,
-              token_endpoint: bool = False) -> dict[str, Any]:
+              token_endpoint: bool = False, sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
         resp = self._http("POST", f"{self.base_url}{path}", json=body,
                           params={"thirdTraceId": str(uuid.uuid4())},
                           headers={"Content-Type": "application/json"})
+        self._last.headers = dict(resp.headers)
+        self._last.received = time.time()
         return check_response(resp.status_code, resp.content, where=path, record_level=record_level,
-                              token_endpoint=token_endpoint)
+                              token_endpoint=token_endpoint, headers=resp.headers,
+                              duplicate_codes=self.duplicate_codes, sent=sent)
+
+    def last_headers(self) -> tuple[dict[str, str], float | None]:
+        """The headers of this thread's last response and when it arrived (epoch seconds), for doctor."""
+        return dict(getattr(self._last, "headers", {})), getattr(self._last, "received", None)
 
     def _fetch_token(self) -> CorpToken:
         body = {"appId": self._app_id, "appSecret": self._app_secret().get_secret_value(),
@@ -124,13 +133,13 @@ class FxiaokeClient:
         return str(ids[0])
 
     def call(self, path: str, data: Mapping[str, Any] | None = None, *, record_level: bool = False,
-             **top: Any) -> dict[str, Any]:
+             sent: Mapping[str, Any] | None = None, **top: Any) -> dict[str, Any]:
         """A business call with body-style credentials; ``top`` adds top-level keys (trigger flags...)."""
         user = self.open_user_id()
         body: dict[str, Any] = {**self._auth(), "currentOpenUserId": user, **top}
         if data is not None:
             body["data"] = data
-        return self._post(path, body, record_level=record_level)
+        return self._post(path, body, record_level=record_level, sent=sent)
 
     # ------------------------------------------------------------------ object data
     def query(self, obj: str, search_query_info: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -153,13 +162,17 @@ class FxiaokeClient:
         return dict(rec)
 
     def create(self, obj: str, fields: Mapping[str, Any], *, trigger_workflow: bool,
-               trigger_approval_flow: bool) -> str:
+               trigger_approval_flow: bool, duplicate_search: bool = False) -> str:
+        """Create one record. ``duplicate_search``: whether the tenant's duplicate rules (查重规则) judge it:
+        ``optionInfo.isDuplicateSearch`` (§5), and for custom objects also the top-level ``checkDuplicateSearch``
+        their create page documents."""
+        top: dict[str, Any] = {"checkDuplicateSearch": duplicate_search} if is_custom_object(obj) else {}
         doc = self.call(data_path(obj, "create"),
                         {"object_data": {**fields, "dataObjectApiName": obj},
-                         "optionInfo": {"isDuplicateSearch": True, "useValidationRule": True}},
-                        record_level=True, triggerWorkFlow=trigger_workflow,
+                         "optionInfo": {"isDuplicateSearch": duplicate_search, "useValidationRule": True}},
+                        record_level=True, sent=fields, triggerWorkFlow=trigger_workflow,
                         triggerApprovalFlow=trigger_approval_flow, hasSpecifyTime=False,
-                        hasSpecifyCreatedBy=False)
+                        hasSpecifyCreatedBy=False, **top)
         data = doc.get("data")
         new_id = doc.get("dataId") or (data.get("_id") if isinstance(data, Mapping) else None)
         if not isinstance(new_id, str) or not new_id:
@@ -167,11 +180,12 @@ class FxiaokeClient:
         return new_id
 
     def update(self, obj: str, object_id: str, fields: Mapping[str, Any], *, trigger_workflow: bool,
-               trigger_approval_flow: bool) -> None:
+               trigger_approval_flow: bool, duplicate_search: bool = False) -> None:
         self.call(data_path(obj, "update"),
                   {"object_data": {**fields, "_id": object_id, "dataObjectApiName": obj},
-                   "optionInfo": {"isDuplicateSearch": True, "useValidationRule": True}},
-                  record_level=True, triggerWorkFlow=trigger_workflow, triggerApprovalFlow=trigger_approval_flow)
+                   "optionInfo": {"isDuplicateSearch": duplicate_search, "useValidationRule": True}},
+                  record_level=True, sent=fields, triggerWorkFlow=trigger_workflow,
+                  triggerApprovalFlow=trigger_approval_flow)
 
     def change_owner(self, obj: str, object_id: str, owner: Sequence[str]) -> None:
         # capital "Data" and a list ownerId (FXIAOKE.md §6; the string form "[1000]" is the other variant)

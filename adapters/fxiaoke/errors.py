@@ -25,15 +25,32 @@ SYSTEM      system error / busy / timeout                               Transien
 Codes marked *(simulator)* are the business codes crmbridge's simulator uses. Fxiaoke does not publish
 the codes of its business-validation errors (FXIAOKE.md §11: "values unverified"); an unknown code is
 therefore classified as BUSINESS on a per-record write (the record fails, the run goes on) and as
-PARAMETER anywhere else, keeping the code for support.
+PARAMETER anywhere else (the catch-all: every code gets a category). An unknown code's error names the
+code and the vendor's own ``errorMessage``, masked (:func:`vendor_message`): for an unknown code it is the
+only explanation there is.
+
+**Duplicate rules (查重规则).** A tenant's duplicate rule refusing a create or update has no documented code
+(FXIAOKE.md §5: "the code and text are unverified"; crm-cli treats any error whose message contains
+"duplicate" as one). A refusal is named a duplicate-rule refusal (``RecordRejectedError.code ==
+"duplicate_rule"``) when its code is one of ``duplicate_codes`` (the simulator's :data:`DUPLICATE_RULE_CODE`
+plus whatever the system configures once the live code is known), or, for an unknown code on a write, when
+the body carries a duplicate-search result (``data.dataList`` with ``matchType``, the shape of the APL
+duplicateSearch result) or its message says 重复 / 查重 / duplicate (crm-cli's rule).
+
+**Gateway replies.** HTTP 5xx (HTML, plain text or empty, as load balancers answer) is a
+:class:`TransientServerError` honouring ``Retry-After``; 429 a :class:`ThrottledError`; an empty, truncated
+or non-JSON HTTP 200 a :class:`BadResponseError` that says which; on the token endpoint too (a gateway
+503 there is transient, never "credentials refused").
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from crmbridge.core.errors import (
@@ -46,16 +63,20 @@ from crmbridge.core.errors import (
     TokenExpiredError,
     TransientServerError,
 )
+from crmbridge.core.logsafe import mask_text
 
 __all__ = [
     "BUSINESS_CODES",
     "CODE_TABLE",
+    "DUPLICATE_RULE_CODE",
     "Category",
     "VENDOR",
     "category_of",
     "check_response",
     "error_for",
     "is_not_found",
+    "retry_after_seconds",
+    "vendor_message",
 ]
 
 VENDOR = "fxiaoke"
@@ -83,7 +104,10 @@ BUSINESS_CODES = {
     "NO_DATA_PERMISSION": 320006,
     "OBJECT_NOT_FOUND": 320007,
     "NOT_INVALIDATED": 320008,
+    "DUPLICATE_RULE": 320009,
 }
+#: the simulator's duplicate-rule (查重规则) refusal; the live code is unpublished (see the module docstring)
+DUPLICATE_RULE_CODE = BUSINESS_CODES["DUPLICATE_RULE"]
 
 _C = Category
 #: errorCode → (category, short English meaning). The meaning is safe to show: it never holds record data.
@@ -163,6 +187,8 @@ CODE_TABLE: dict[int, tuple[Category, str]] = {
     BUSINESS_CODES["NO_DATA_PERMISSION"]: (_C.BUSINESS, "no data permission for this record (simulator)"),
     BUSINESS_CODES["OBJECT_NOT_FOUND"]: (_C.PARAMETER, "object does not exist (simulator)"),
     BUSINESS_CODES["NOT_INVALIDATED"]: (_C.BUSINESS, "only invalidated records can be deleted (simulator)"),
+    DUPLICATE_RULE_CODE: (_C.BUSINESS, "the tenant's duplicate rule (查重规则) matched an existing record "
+                                       "(simulator)"),
 }
 
 _CLASS_OF = {
@@ -190,7 +216,12 @@ def category_of(code: int, *, record_level: bool = False, token_endpoint: bool =
         token_endpoint: the call fetched a token (anything not transient there is a credential problem).
     """
     known = CODE_TABLE.get(code)
-    cat = known[0] if known else (_C.BUSINESS if record_level else _C.PARAMETER)
+    if known is not None:
+        cat = known[0]
+    elif record_level:
+        cat = _C.BUSINESS      # an unpublished business-validation code: the record is refused
+    else:
+        cat = _C.PARAMETER     # the catch-all: an unknown code anywhere else stops the call, code kept
     if token_endpoint and cat not in (_C.THROTTLE, _C.QUOTA, _C.SYSTEM, _C.PERMISSION):
         return _C.AUTH
     if not record_level and cat is _C.BUSINESS:
@@ -204,23 +235,121 @@ def _seconds_to_beijing_midnight(now: datetime | None = None) -> float:
     return (midnight - now).total_seconds()
 
 
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_DUPLICATE_WORDS = re.compile(r"duplicat|重复|查重", re.IGNORECASE)
+_MESSAGE_MAX = 200
+
+
+def vendor_message(doc: Mapping[str, Any] | None, scrub: Iterable[str] = ()) -> str | None:
+    """The vendor's ``errorMessage`` (else ``errorDescription``) fit for an error text, or ``None``.
+
+    Business messages can echo the values written (a name, a mobile), so: the values in ``scrub`` (what the
+    call sent) are replaced by ``[value]``, numbers and e-mails that look personal are masked
+    (:func:`crmbridge.core.logsafe.mask_text`), and every run of Chinese characters keeps only its first
+    character (names carry no pattern to recognise them by). English gateway messages stay readable.
+    """
+    if not isinstance(doc, Mapping):
+        return None
+    raw = doc.get("errorMessage")
+    if not isinstance(raw, str) or not raw.strip():
+        raw = doc.get("errorDescription")
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    text = raw.strip()
+    for value in sorted({v for v in scrub if isinstance(v, str) and len(v) >= 2}, key=len, reverse=True):
+        text = text.replace(value, "[value]")
+    text = mask_text(text)
+    text = _CJK_RUN.sub(lambda m: m.group(0)[0] + "*" * (len(m.group(0)) - 1), text)
+    return text if len(text) <= _MESSAGE_MAX else text[:_MESSAGE_MAX] + "…"
+
+
+def _duplicate_hint(doc: Mapping[str, Any] | None) -> bool:
+    """Whether an unknown write refusal looks like a duplicate rule's (result shape, or crm-cli's message rule)."""
+    if not isinstance(doc, Mapping):
+        return False
+    data = doc.get("data")
+    if isinstance(data, Mapping) and "matchType" in data and isinstance(data.get("dataList"), list):
+        return True
+    texts = [doc.get(k) for k in ("errorMessage", "errorDescription")]
+    return any(isinstance(t, str) and _DUPLICATE_WORDS.search(t) for t in texts)
+
+
+def duplicate_ids(doc: Mapping[str, Any] | None) -> list[str]:
+    """The ``_id`` of the existing records a duplicate-rule refusal names, when its body lists them."""
+    data = doc.get("data") if isinstance(doc, Mapping) else None
+    rows = data.get("dataList") if isinstance(data, Mapping) else None
+    if not isinstance(rows, list):
+        return []
+    return [str(r["_id"]) for r in rows if isinstance(r, Mapping) and isinstance(r.get("_id"), str)]
+
+
+def _strings(values: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for v in values.values():
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, list | tuple):
+            out.extend(x for x in v if isinstance(x, str))
+    return out
+
+
+def _shared_fields(doc: Mapping[str, Any] | None, sent: Mapping[str, Any] | None) -> list[str]:
+    """The fields of ``sent`` whose values a listed duplicate shares (what the rule most likely matched on)."""
+    data = doc.get("data") if isinstance(doc, Mapping) else None
+    rows = data.get("dataList") if isinstance(data, Mapping) else None
+    if not isinstance(rows, list) or not sent:
+        return []
+    skip = {"_id", "dataObjectApiName", "owner", "record_type"}
+    return sorted(k for k, v in sent.items() if k not in skip and v not in (None, "", [])
+                  and any(isinstance(r, Mapping) and r.get(k) == v for r in rows))
+
+
 def error_for(code: int, *, where: str, status: int | None = 200, request_id: str | None = None,
-              record_level: bool = False, token_endpoint: bool = False) -> Exception:
-    """The crmbridge error for a non-zero ``errorCode`` (message from the table, never ``errorMessage``)."""
+              record_level: bool = False, token_endpoint: bool = False, doc: Mapping[str, Any] | None = None,
+              scrub: Iterable[str] = (), duplicate_codes: Iterable[int] = (),
+              sent: Mapping[str, Any] | None = None) -> Exception:
+    """The crmbridge error for a non-zero ``errorCode``.
+
+    A known code's message comes from the table; an unknown code's names the code and the vendor's masked
+    ``errorMessage`` (:func:`vendor_message`). A duplicate-rule refusal on a write is a
+    :class:`RecordRejectedError` with ``code == "duplicate_rule"`` (``vendor_code``, ``duplicate_ids`` and
+    ``duplicate_fields`` set on it: the fields of ``sent`` whose values the listed duplicates share).
+    """
     cat = category_of(code, record_level=record_level, token_endpoint=token_endpoint)
-    meaning = CODE_TABLE[code][1] if code in CODE_TABLE else "unknown errorCode"
-    if cat is _C.BUSINESS or (cat is _C.NOT_FOUND and record_level):
-        return RecordRejectedError(f"{VENDOR} refused the record: {meaning} (errorCode {code}, "
-                                   f"trace {request_id or '-'})", where=where, code=str(code))
+    known = code in CODE_TABLE
+    if sent:
+        scrub = [*scrub, *_strings(sent)]
+    said = None if known and code not in duplicate_codes else vendor_message(doc, scrub)
+    meaning = CODE_TABLE[code][1] if known else f"unknown errorCode {code}"
+    if said:
+        meaning = f"{meaning}; vendor says: {said}"
+    trace = request_id or "-"
+    if record_level and cat is _C.BUSINESS:
+        dup = code == DUPLICATE_RULE_CODE or code in duplicate_codes or (not known and _duplicate_hint(doc))
+        if dup:
+            rec = RecordRejectedError(f"{VENDOR} duplicate rule (查重规则) refused the record: {meaning} "
+                                      f"(errorCode {code}, trace {trace})", where=where, code="duplicate_rule")
+            rec.duplicate_ids = duplicate_ids(doc)  # type: ignore[attr-defined]
+            rec.duplicate_fields = _shared_fields(doc, sent)  # type: ignore[attr-defined]
+        else:
+            rec = RecordRejectedError(f"{VENDOR} refused the record: {meaning} (errorCode {code}, trace {trace})",
+                                      where=where, code=str(code))
+        rec.vendor_code = str(code)  # type: ignore[attr-defined]
+        return rec
+    if cat is _C.NOT_FOUND and record_level:
+        rec = RecordRejectedError(f"{VENDOR} refused the record: {meaning} (errorCode {code}, trace {trace})",
+                                  where=where, code=str(code))
+        rec.vendor_code = str(code)  # type: ignore[attr-defined]
+        return rec
     kwargs: dict[str, Any] = {"vendor": VENDOR, "status": status, "vendor_code": code,
                               "request_id": request_id, "where": where, "details": {"category": cat.value}}
     if cat is _C.QUOTA:
         kwargs["details"]["resume_in_seconds"] = round(_seconds_to_beijing_midnight())
         return RequestError(f"{meaning}; stop and resume after midnight", **kwargs)
-    cls = _CLASS_OF[cat]
     if cat is _C.THROTTLE:
         # 30004 is a per-second limit; 14001 may be the 20-second per-interface window (unverified)
         return ThrottledError(meaning, retry_after=_THROTTLE_WAIT.get(code, 1.0), **kwargs)
+    cls = _CLASS_OF.get(cat, RequestError)  # catch-all: a category without a class is a refused request
     return cls(meaning, **kwargs)
 
 
@@ -233,14 +362,56 @@ def is_not_found(exc: BaseException) -> bool:
         return False
 
 
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` (delta-seconds or an HTTP date) in seconds, or ``None`` if absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    v = value.strip()
+    if v.isdigit():
+        return float(v)
+    try:
+        when = parsedate_to_datetime(v)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _body_kind(body: bytes, content_type: str | None) -> str:
+    """A short, data-free description of a body that is not a Fxiaoke envelope."""
+    if not body or not body.strip():
+        return "an empty body"
+    ctype = (content_type or "").split(";", 1)[0].strip() or "no content type"
+    head = body.lstrip()[:64].lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
+        kind = "an HTML page"
+    elif head.startswith((b"{", b"[")):
+        kind = "truncated or malformed JSON"
+    else:
+        kind = "a non-JSON body"
+    return f"{kind} ({len(body)} bytes, {ctype})"
+
+
 def check_response(status: int, body: bytes, *, where: str, record_level: bool = False,
-                   token_endpoint: bool = False) -> dict[str, Any]:
+                   token_endpoint: bool = False, headers: Mapping[str, str] | None = None,
+                   scrub: Iterable[str] = (), duplicate_codes: Iterable[int] = (),
+                   sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Parse and judge one Fxiaoke response; return the JSON envelope when ``errorCode == 0``.
 
+    Args:
+        headers: the response headers (``Retry-After``, ``Content-Type``), when the caller has them.
+        scrub: values the call sent, hidden if a vendor message repeats them.
+        duplicate_codes: errorCodes the system knows to be duplicate-rule refusals.
+        sent: the record a write sent (to name the fields a duplicate-rule refusal matched).
+
     Raises:
-        BadResponseError: not JSON, not an object, or no integer ``errorCode``.
+        TransientServerError / ThrottledError: HTTP 5xx / 429, whatever the body (gateway pages).
+        BadResponseError: any other non-200, or a 200 that is empty, not JSON, truncated, not an object, or has
+            no integer ``errorCode``.
         AdapterError / RecordRejectedError: per :data:`CODE_TABLE`.
     """
+    hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     trace: str | None = None
     try:
         doc = json.loads(body.decode("utf-8")) if body else None
@@ -248,16 +419,24 @@ def check_response(status: int, body: bytes, *, where: str, record_level: bool =
         doc = None
     if isinstance(doc, Mapping):
         trace = doc.get("traceId") if isinstance(doc.get("traceId"), str) else None
+    endpoint = "token endpoint " if token_endpoint else ""
     if status >= 500 or status == 429:
-        cls = ThrottledError if status == 429 else TransientServerError
-        raise cls(f"HTTP {status} from gateway", vendor=VENDOR, status=status, request_id=trace, where=where)
+        wait = retry_after_seconds(hdrs.get("retry-after"))
+        shape = "a Fxiaoke envelope" if isinstance(doc, Mapping) else _body_kind(body, hdrs.get("content-type"))
+        if status == 429:
+            raise ThrottledError(f"HTTP 429 from the {endpoint}gateway with {shape}", retry_after=wait,
+                                 vendor=VENDOR, status=status, request_id=trace, where=where)
+        raise TransientServerError(f"HTTP {status} from the {endpoint}gateway with {shape}", retry_after=wait,
+                                   vendor=VENDOR, status=status, request_id=trace, where=where)
     if status != 200:
         # 302 to the HTML home page means base_url points at www.fxiaoke.com, not the open-* gateway
         hint = " (is base_url the open.* gateway?)" if 300 <= status < 400 else ""
-        raise BadResponseError(f"unexpected HTTP {status}{hint}", vendor=VENDOR, status=status,
-                               request_id=trace, where=where)
+        raise BadResponseError(f"unexpected HTTP {status}{hint} with {_body_kind(body, hdrs.get('content-type'))}",
+                               vendor=VENDOR, status=status, request_id=trace, where=where)
     if not isinstance(doc, Mapping):
-        raise BadResponseError("response is not a JSON object", vendor=VENDOR, status=status, where=where)
+        what = _body_kind(body, hdrs.get("content-type")) if doc is None else f"JSON {type(doc).__name__}"
+        raise BadResponseError(f"HTTP 200 from the {endpoint}gateway is not a Fxiaoke JSON envelope: {what}",
+                               vendor=VENDOR, status=status, where=where)
     code = doc.get("errorCode")
     if isinstance(code, bool) or not isinstance(code, int):
         if isinstance(code, str) and code.lstrip("-").isdigit():
@@ -267,6 +446,6 @@ def check_response(status: int, body: bytes, *, where: str, record_level: bool =
                                    request_id=trace, where=where)
     if code != 0:
         raise error_for(code, where=where, status=status, request_id=trace, record_level=record_level,
-                        token_endpoint=token_endpoint)
+                        token_endpoint=token_endpoint, doc=doc, scrub=scrub, duplicate_codes=duplicate_codes,
+                        sent=sent)
     return dict(doc)
-

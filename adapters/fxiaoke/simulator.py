@@ -25,7 +25,26 @@ or ``is_deleted`` (``Knobs.extra["query_shows_invalid"]`` flips it), unknown fie
 
 Knobs.extra: ``app_id``, ``app_secret``, ``permanent_code``, ``contacts`` (ContactObj count, default
 ``records``), ``throttle_code``, ``token_calls_per_minute`` (10), ``query_shows_invalid`` (False),
-``approval_flow_objects`` (()).
+``approval_flow_objects`` (()), ``duplicate_rules`` ({}), ``duplicate_rule_code``, ``lmt_filter_exclusive``
+(False).
+
+Modes that break convenient assumptions (each also an attribute a test may set on a running simulator):
+
+* **duplicate rule** (``duplicate_rules`` = ``{"AccountObj": [["name"], ["name", "mobile_masked__c"]]}``): the
+  tenant's 查重规则, each rule a list of fields that must all be equal (rules OR-ed). A create or update whose
+  record matches another live record on every field of a rule is refused, unless the request turned duplicate
+  search off (``data.optionInfo.isDuplicateSearch: false``; on custom objects also the top-level
+  ``checkDuplicateSearch: false``; both default to searching, as APL's ``duplicateSearch`` does). The live
+  code and text of that refusal are unpublished (FXIAOKE.md §5): the simulator answers errorCode
+  :data:`~crmbridge.adapters.fxiaoke.errors.DUPLICATE_RULE_CODE` with an English ``errorMessage`` that says
+  "duplicate" (what crm-cli recognises), a Chinese ``errorDescription``, and ``data`` in the shape of the
+  APL duplicateSearch result (``dataList`` of the matching records, ``matchType: "PRECISE"``,
+  ``keepSave: false``).
+* **exclusive change filter** (``lmt_filter_exclusive``): ``last_modified_time GTE t`` answers as ``GT t``,
+  so records at the boundary millisecond are left out (the other documented reading of the change filter).
+* **gateway replies** (:meth:`FxiaokeSimulator.inject_gateway`): what a load balancer in front of the
+  gateway answers: 502/503/504 with an HTML, empty or plain-text body (optionally ``Retry-After``), and
+  HTTP 200 with an empty, truncated-JSON or HTML body. None of them reaches the API (nothing is applied).
 """
 
 from __future__ import annotations
@@ -41,7 +60,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from crmbridge.adapters.fxiaoke.errors import BUSINESS_CODES
+from crmbridge.adapters.fxiaoke.errors import BUSINESS_CODES, DUPLICATE_RULE_CODE
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.identifiers import uscc_check_digit
 from crmbridge.canonical.masking import mask
@@ -180,11 +199,13 @@ def _person_name(bits: int) -> str:
 class FxError(Exception):
     """An answer in Fxiaoke's error shape (HTTP 200 + errorCode)."""
 
-    def __init__(self, code: int, message: str, description: str = "") -> None:
+    def __init__(self, code: int, message: str, description: str = "",
+                 extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.description = description or message
+        self.extra = dict(extra or {})
 
 
 def _biz(name: str, message: str) -> FxError:
@@ -336,6 +357,14 @@ class FxiaokeSimulator(Simulator):
         self.token_calls_per_minute = int(ex.get("token_calls_per_minute", 10))
         self.query_shows_invalid = bool(ex.get("query_shows_invalid", False))
         self.approval_flow_objects = set(ex.get("approval_flow_objects", ()))
+        #: object → duplicate rules (each a list of fields that must all match)
+        self.duplicate_rules: dict[str, list[list[str]]] = {
+            api: [list(r) for r in rules] for api, rules in dict(ex.get("duplicate_rules", {})).items()}
+        #: last_modified_time GTE answers as GT (records at the boundary millisecond left out)
+        self.lmt_filter_exclusive = bool(ex.get("lmt_filter_exclusive", False))
+        #: the code a duplicate-rule refusal carries (set it to stand in for the live service's unpublished one)
+        self.duplicate_rule_code = int(ex.get("duplicate_rule_code", DUPLICATE_RULE_CODE))
+        self._gateway: list[tuple[str, Response]] = []
         self.lifetime = float(self.knobs.token_lifetime or LIFETIME)
         self.same_window = self.lifetime * SAME_TOKEN_WINDOW / LIFETIME
         self.employees = [
@@ -411,8 +440,37 @@ class FxiaokeSimulator(Simulator):
         with self.lock:
             self._targeted.extend([(path_suffix, fault)] * times)
 
+    GATEWAY_KINDS = ("502_html", "503_empty", "504_text", "200_empty", "200_truncated", "200_html")
+
+    def inject_gateway(self, kind: str, *, times: int = 1, path_suffix: str = "",
+                       retry_after: str | None = None) -> None:
+        """Answer the next ``times`` requests whose path ends with ``path_suffix`` (any, if empty) as a gateway
+        or load balancer in front of the API does, without reaching it. ``kind``: one of :attr:`GATEWAY_KINDS`;
+        ``retry_after`` adds that ``Retry-After`` header."""
+        if kind not in self.GATEWAY_KINDS:
+            raise ValueError(f"unknown gateway kind {kind!r}; known: {', '.join(self.GATEWAY_KINDS)}")
+        status = int(kind[:3])
+        body, ctype = {
+            "html": (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+                     b"</center><hr><center>nginx</center></body></html>", "text/html"),
+            "empty": (b"", "text/plain"),
+            "text": (b"upstream request timeout", "text/plain"),
+            "truncated": (b'{"traceId":"E-O.fssim01.1-0","errorCode":0,"errorMessage":"OK","data":{"dataLi',
+                          "application/json;charset=UTF-8"),
+        }[kind[4:]]
+        headers = {"Content-Type": ctype}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        with self.lock:
+            self._gateway.extend([(path_suffix, Response(status, body, dict(headers)))] * times)
+
     def _dispatch(self, req: Request) -> Response | None:
         with self.lock:
+            g = next((i for i, (sfx, _) in enumerate(self._gateway) if req.path.endswith(sfx)), None)
+            if g is not None:
+                _, resp = self._gateway.pop(g)
+                self.requests_seen[f"{req.method} {req.path}"] += 1
+                return Response(resp.status, resp.body, dict(resp.headers))
             hit = next((i for i, (sfx, _) in enumerate(self._targeted) if req.path.endswith(sfx)), None)
             if hit is not None:
                 _, fault = self._targeted[hit]
@@ -500,7 +558,7 @@ class FxiaokeSimulator(Simulator):
     def error(self, err: FxError, *, gateway: bool = False) -> Response:
         trace = f"open-api-gateway-web/{uuid.uuid4().hex[:12]}" if gateway else self._trace_id()
         return Response.json({"errorCode": err.code, "errorMessage": err.message,
-                              "errorDescription": err.description, "traceId": trace})
+                              "errorDescription": err.description, "traceId": trace, **err.extra})
 
     def fault_response(self, fault: Fault, req: Request) -> Response:
         if fault is Fault.THROTTLE:
@@ -735,6 +793,8 @@ class FxiaokeSimulator(Simulator):
                 raise FxError(15002, "field_values must be a list", "参数不合法")
             if op in _NEEDS_VALUE and not vals:
                 raise FxError(15002, "field_values is empty", "参数不合法")
+            if op == "GTE" and f["field_name"] == "last_modified_time" and self.lmt_filter_exclusive:
+                op = "GT"  # the exclusive reading of the change filter
             out.append((f["field_name"], op, vals))
         return out
 
@@ -960,6 +1020,7 @@ class FxiaokeSimulator(Simulator):
             if od.get("record_type") not in (None, "default__c"):
                 raise _biz("INVALID_VALUE", "字段[record_type]的值不合法")
             row.update({k: v for k, v in clean.items() if v is not None})
+            self._check_duplicate_rules(table, row, path, body, data)
             self._triggers(body, table.api, row)
             self._insert(table, row)
         return self.ok({"dataId": row["_id"]})
@@ -984,11 +1045,36 @@ class FxiaokeSimulator(Simulator):
                     row.pop(k, None)
                 else:
                     row[k] = v
+            self._check_duplicate_rules(table, row, path, body, data)
             self._touch(row, user)
             self._triggers(body, table.api, row)
             table.put(row, old_lmt=old["last_modified_time"])
             table.index_unique(row, old)
         return self.ok({"dataId": rid})
+
+    def _check_duplicate_rules(self, table: _Table, row: Mapping[str, Any], path: str, body: Mapping[str, Any],
+                               data: Mapping[str, Any]) -> None:
+        """The tenant's duplicate rules (查重规则) on a create or update, unless the request turned search off."""
+        rules = self.duplicate_rules.get(table.api)
+        if not rules:
+            return
+        opts = data.get("optionInfo") if isinstance(data.get("optionInfo"), dict) else {}
+        if opts.get("isDuplicateSearch", True) is False:
+            return
+        if "/cgi/crm/custom/" in path and body.get("checkDuplicateSearch", True) is False:
+            return
+        for rule in rules:
+            values = [row.get(f) for f in rule]
+            if any(_empty(v) for v in values):
+                continue
+            dups = [r for r in table.rows.values() if r["_id"] != row["_id"] and r.get("life_status") != "invalid"
+                    and all(r.get(f) == v for f, v in zip(rule, values, strict=True))]
+            if dups:
+                shown = [{k: d.get(k) for k in ("_id", "name", *rule)} for d in dups[:5]]
+                raise FxError(self.duplicate_rule_code,
+                              "the data is duplicated with existing data by the duplicate rule",
+                              "查重规则校验不通过：存在重复数据，不允许保存",
+                              extra={"data": {"dataList": shown, "matchType": "PRECISE", "keepSave": False}})
 
     def _touch(self, row: dict[str, Any], user: str) -> None:
         row["last_modified_time"] = max(self._now_ms(), row["last_modified_time"])
