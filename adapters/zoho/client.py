@@ -81,6 +81,7 @@ class ZohoConfig(AdapterConfig):
             trigger: []
             key_field: Party_ID
             overlap_seconds: 5
+            since_boundary: unknown   # inclusive | exclusive | unknown (safe either way)
     """
 
     adapter: Literal["zoho"] = "zoho"
@@ -96,6 +97,10 @@ class ZohoConfig(AdapterConfig):
         default_factory=list, description="automation run on writes; [] runs none")
     key_field: str = Field("Party_ID", description="unique field holding crmbridge's external key (upserts)")
     overlap_seconds: int = Field(5, ge=0, le=86_400, description="If-Modified-Since = since minus this")
+    since_boundary: Literal["inclusive", "exclusive", "unknown"] = Field("unknown", description=(
+        "whether Zoho's If-Modified-Since returns records modified AT the given second (inclusive) or only after "
+        "it (exclusive); Zoho does not document it. unknown (the default) is safe either way: the header goes one "
+        "second earlier, as for exclusive. `crmbridge doctor` detects it by reading"))
     page_size: int = Field(200, ge=1, le=200, description="per_page on list calls")
     require_china_dc: bool = Field(True, description="refuse non-CN Zoho hosts (PIPL data localisation)")
     token_cache: str | None = Field(None, description=(
@@ -198,7 +203,10 @@ class ZohoAdapter(Adapter):
             return None
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
-        return _format_time(since - timedelta(seconds=self.config.overlap_seconds))
+        # exclusive (or not known to be inclusive): one second earlier, so records modified in the cursor's own
+        # second come back even with overlap_seconds 0 (a record of that second on the next page is not lost)
+        extra = 0 if self.config.since_boundary == "inclusive" else 1
+        return _format_time(since - timedelta(seconds=self.config.overlap_seconds + extra))
 
     def _raw(self, obj: str, rec: Any) -> RawRecord:
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str | int):
