@@ -18,6 +18,7 @@ ims_boundary        exclusive   If-Modified-Since keeps records modified after (
                                 or after it (>=, "inclusive"); Zoho does not document which (ZOHO.md §3.4)
 ims_inclusive       False       legacy spelling of ims_boundary: inclusive
 clock_skew          0           seconds the Date header is ahead of the real time (negative: behind)
+api_domain          own URL     the api_domain the token response names (another DC's: a wrong accounts_url)
 max_per_page        200         largest per_page a record list accepts (INVALID_DATA past it)
 ids_limit           100         most record ids one ``GET /{module}?ids=`` accepts (LIMIT_EXCEEDED past it)
 deleted_error_shape wrapped     bad ``/deleted?type=``: "wrapped" in ``data[]`` with HTTP 400 (Zoho's OAS examples)
@@ -457,7 +458,8 @@ class ZohoSimulator(Simulator):
         token = f"1000.{self.rng.getrandbits(128):032x}.{self.rng.getrandbits(128):032x}"
         lifetime = self.knobs.token_lifetime if self.knobs.token_lifetime is not None else 3600.0
         self._tokens[token] = now + lifetime
-        body: dict[str, Any] = {"access_token": token, "api_domain": self.url, "token_type": "Bearer"}
+        body: dict[str, Any] = {"access_token": token, "api_domain": str(self.knobs.extra.get("api_domain", self.url)),
+                                "token_type": "Bearer"}
         if self.knobs.extra.get("legacy_expires"):
             body.update(expires_in_sec=int(lifetime), expires_in=int(lifetime * 1000))
         else:
