@@ -355,7 +355,11 @@ def classify_item(item: Any, *, index: int, where: str) -> tuple[str, RecordReje
             return RECORD, _rejected(code, f"rejected by Zoho with code {code}, which crmbridge does not know",
                                      details)
         raise request_error(code, status=None, where=where, details=details)
-    return rule.item, _rejected(code, rule.message, details)
+    message = rule.message
+    if code == "INVALID_DATA" and "api name" in str(item.get("message") or "").lower():
+        # Zoho's fixed text for an API name the org lacks (matched, never copied: vendor text may echo values)
+        message = "the org has no field with this API name (the mapping sends a field Zoho does not have)"
+    return rule.item, _rejected(code, message, details)
 
 
 def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordRejectedError:
@@ -375,6 +379,6 @@ def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordReje
     for key in ("expected_data_type", "maximum_length"):
         if key in details:
             extra.append(f"{key}={details[key]}")
-    text = message + (f" ({', '.join(extra)})" if extra else "")
+    text = f"{code}: {message}" + (f" ({', '.join(extra)})" if extra else "")
     return RecordRejectedError(text, field=str(field) if field else None, code=code,
                                where=str(json_path) if json_path else None)

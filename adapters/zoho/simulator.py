@@ -19,6 +19,7 @@ ims_boundary        exclusive   If-Modified-Since keeps records modified after (
 ims_inclusive       False       legacy spelling of ims_boundary: inclusive
 clock_skew          0           seconds the Date header is ahead of the real time (negative: behind)
 api_domain          own URL     the api_domain the token response names (another DC's: a wrong accounts_url)
+missing_fields      (none)      API names this org lacks (comma-separated): not in the metadata, refused on writes
 max_per_page        200         largest per_page a record list accepts (INVALID_DATA past it)
 ids_limit           100         most record ids one ``GET /{module}?ids=`` accepts (LIMIT_EXCEEDED past it)
 deleted_error_shape wrapped     bad ``/deleted?type=``: "wrapped" in ``data[]`` with HTTP 400 (Zoho's OAS examples)
@@ -226,6 +227,10 @@ class ZohoSimulator(Simulator):
         self.triggers_seen: list[Any] = []
         #: seconds the ``Date`` header is ahead of the real time (negative: behind); knob ``clock_skew``
         self.clock_skew = float(self.knobs.extra.get("clock_skew", 0.0))
+        #: custom fields this org lacks (knob ``missing_fields``, comma-separated): absent from the metadata and
+        #: refused on writes like any unknown API name
+        missing = self.knobs.extra.get("missing_fields") or ()
+        self.missing_fields: set[str] = set(missing.split(",") if isinstance(missing, str) else missing)
         #: pending gateway replies: (status, body kind, Retry-After, path prefix or None)
         self._gateway: deque[tuple[int, str, float | None, str | None]] = deque()
         self._started = int(self.clock())
@@ -569,7 +574,12 @@ class ZohoSimulator(Simulator):
         if mod is None:
             return _err("INVALID_MODULE", "the module name given seems to be invalid", 400,
                         {"param_name": "module"})
-        return Response.json({"fields": [f.render(mod.api_name, i, mod.id) for i, f in enumerate(mod.fields)]})
+        return Response.json({"fields": [f.render(mod.api_name, i, mod.id) for i, f in enumerate(mod.fields)
+                                         if f.api_name not in self.missing_fields]})
+
+    def _field(self, mod: ModuleDef, name: str) -> FieldDef | None:
+        """``name``'s definition, or None when the module has no such field (or this org lacks it)."""
+        return None if name in self.missing_fields else mod.field(name)
 
     def _org(self) -> Response:
         paid_type = {"free": None}.get(self.edition, self.edition)
@@ -662,7 +672,7 @@ class ZohoSimulator(Simulator):
             if len(fields) > 50:
                 return _err("LIMIT_EXCEEDED", "limit exceeded", 400, {"limit": 50, "param_name": "fields"})
             for name in fields:
-                if mod.field(name) is None:
+                if self._field(mod, name) is None:
                     return _err("INVALID_DATA", "the field api name given seems to be invalid", 400,
                                 {"api_name": name, "param_name": "fields"})
         try:
@@ -963,7 +973,7 @@ class ZohoSimulator(Simulator):
                 "Created_Time": _fmt(rec["Created_Time"]), "id": rec["id"], "Created_By": by}
 
     def _writable(self, mod: ModuleDef, name: str) -> bool:
-        f = mod.field(name)
+        f = self._field(mod, name)
         return f is not None and not f.read_only
 
     @staticmethod
@@ -984,7 +994,7 @@ class ZohoSimulator(Simulator):
             if name in ("id", "Tag") or name.startswith("$"):  # Tag has its own API; accepted, not stored here
                 continue
             path = f"$.data[{i}].{name}"
-            f = mod.field(name)
+            f = self._field(mod, name)
             if f is None:
                 if reject_unknown:
                     errors.append(_item_err("INVALID_DATA", "the field api name given seems to be invalid",

@@ -114,6 +114,7 @@ def test_writes_that_all_fail_on_an_unknown_field_are_failed_results_naming_it(z
         assert isinstance(r.error, RecordRejectedError)
         assert (r.error.code, r.error.field) == ("INVALID_DATA", "Wealth_Tier")
         assert r.error.where == f"$.data[{i % 100}].Wealth_Tier"
+        assert "no field with this API name" in str(r.error) and "INVALID_DATA" in str(r.error)
         assert "GOLD" not in str(r.error)
     assert sim.count("Contacts") == 0
 
