@@ -250,7 +250,7 @@ class ZohoAdapter(Adapter):
     def _describe(self, obj: str) -> list[FieldInfo]:
         out = []
         for f in self._field_meta(obj, fresh=True):
-            picks = f.get("pick_list_values") or []
+            picks = f.get("pick_list_values") if isinstance(f.get("pick_list_values"), list) else []
             values = tuple(v for v in (str(p.get("actual_value") or p.get("display_value")) for p in picks
                                        if isinstance(p, dict)) if v != "-None-") or None  # "-None-" = empty
             length = f.get("length")

@@ -368,12 +368,12 @@ def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordReje
     extra = []
     if code == "MULTIPLE_OR_MULTI_ERRORS" and isinstance(details.get("errors"), list):
         parts = [e for e in details["errors"] if isinstance(e, dict)]
-        names = [str((p.get("details") or {}).get("api_name")) for p in parts]
+        inner = [p["details"] if isinstance(p.get("details"), dict) else {} for p in parts]
+        names = [str(d.get("api_name")) for d in inner]
         codes = [str(p.get("code")) for p in parts]
         extra.append("; ".join(f"{c} on {n}" for c, n in zip(codes, names, strict=False)))
-        if field is None and parts:
-            first = parts[0].get("details") or {}
-            field, json_path = first.get("api_name"), first.get("json_path")
+        if field is None and inner:
+            field, json_path = inner[0].get("api_name"), inner[0].get("json_path")
     if field:
         extra.insert(0, f"field {field}")
     for key in ("expected_data_type", "maximum_length"):

@@ -132,3 +132,16 @@ def test_simulator_refuses_unknown_fields_like_zoho(zoho_sim) -> None:  # type: 
     assert resp.json() == {"data": [{"code": "INVALID_DATA", "details": {
         "api_name": "Wealth_Tier", "json_path": "$.data[0].Wealth_Tier"},
         "message": "the field api name given seems to be invalid", "status": "error"}]}
+
+
+@responses.activate
+def test_odd_shapes_inside_a_multiple_errors_item_are_still_a_record_error() -> None:
+    _token()
+    odd = {"code": "MULTIPLE_OR_MULTI_ERRORS", "status": "error", "message": "Multiple errors in the request",
+           "details": {"errors": [{"code": "DUPLICATE_DATA", "details": "not an object"}, "junk",
+                                  {"code": "INVALID_DATA", "details": {"api_name": "Email"}}]}}
+    responses.add(responses.POST, f"{BASE}/crm/v8/Contacts/upsert", json={"data": [odd]}, status=400)
+    [res] = _cn_adapter().write("Contacts", [WriteItem(key="k", payload={"Last_Name": "冯"})])
+    assert res.status is WriteStatus.FAILED and res.error is not None
+    assert res.error.code == "MULTIPLE_OR_MULTI_ERRORS" and "DUPLICATE_DATA on None; INVALID_DATA on Email" in str(
+        res.error)
