@@ -391,7 +391,16 @@ class ZohoAdapter(Adapter):
     # ------------------------------------------------------------------ doctor
     def _probe_get(self, path: str, params: Mapping[str, Any] | None = None,
                    headers: Mapping[str, str] | None = None) -> tuple[requests.Response, dict[str, Any] | None]:
-        """One read-only call for the doctor: the raw response (its headers) and the classified body."""
+        """One read-only call for the doctor: the raw response (its headers) and the classified body. A cached token
+        Zoho no longer accepts is refreshed once, as in a run (only a refused refresh means refused credentials)."""
+        try:
+            return self._probe_once(path, params, headers)
+        except TokenExpiredError:
+            self._invalidate_token()
+            return self._probe_once(path, params, headers)
+
+    def _probe_once(self, path: str, params: Mapping[str, Any] | None,
+                    headers: Mapping[str, str] | None) -> tuple[requests.Response, dict[str, Any] | None]:
         token = self._tokens.token(self._token_post)
         self._local.token = token
         h = {"Authorization": token.header(), "Accept": "application/json", **(headers or {})}

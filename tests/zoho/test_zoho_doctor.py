@@ -124,3 +124,13 @@ def test_refused_credentials_and_an_unreachable_service_are_findings_not_crashes
     findings = adapter.doctor({"Contacts": []})
     assert _one(findings, "reachable").status == "fail"
     assert all(f.status == "fail" for f in findings)
+
+
+def test_a_cached_token_zoho_dropped_is_refreshed_not_reported_as_refused(zoho_sim) -> None:  # type: ignore[no-untyped-def]
+    sim = zoho_sim(records=3)
+    adapter = make_adapter(sim)
+    adapter.describe("Contacts")          # a token is cached
+    sim.expire_tokens()                   # and Zoho no longer accepts it
+    findings = make_adapter(sim)._probe("Contacts")   # the probe itself, not after describe()'s own refresh
+    assert _one(findings, "authenticated").status == "ok"
+    assert sim.requests_seen["POST /oauth/v2/token"] == 2
