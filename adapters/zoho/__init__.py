@@ -3,8 +3,9 @@
 What the sync engine can rely on:
 
 * ``extract(obj, since=..., fields=[...])`` reads ``sort_by=Modified_Time&sort_order=asc`` with
-  ``If-Modified-Since = since - overlap_seconds``: records up to ``overlap_seconds`` older than ``since`` come back
-  again on purpose (dedupe by content hash). ``RawRecord.version`` is Zoho's ``Modified_Time`` string (pass it back
+  ``If-Modified-Since = since - overlap_seconds`` (one second earlier unless ``since_boundary: inclusive``, as Zoho
+  does not document whether the comparison is > or >=): records up to ``overlap_seconds`` older than ``since`` come
+  back again on purpose (dedupe by content hash). ``RawRecord.version`` is Zoho's ``Modified_Time`` string (pass it back
   as ``WriteItem.expected_version``); ``modified_at`` is the same instant in UTC.
 * ``extract_deleted(obj, since=...)`` yields tombstones from ``/{module}/deleted``: ``deleted=True``,
   ``external_id`` = the Zoho id, ``modified_at`` = ``deleted_time``; ``data`` holds only ``id, display_name, type,
@@ -14,6 +15,10 @@ What the sync engine can rely on:
   ``expected_version`` → ``If-Unmodified-Since`` → ``CONFLICT`` on 412 (one-second precision).
 * ``find`` uses COQL (read-after-write; search lags), ``get`` a single GET, ``delete`` ``DELETE ?ids=``.
 * Access tokens are shared per process and per refresh token (Zoho allows 10 grants per 10 minutes).
+* Replies that are not Zoho's (a gateway's 5xx HTML/empty/text body) are transient and honour ``Retry-After``; an
+  empty or truncated 200 is a BadResponseError; unknown codes are named (per record: a failed result with code and
+  field). ``doctor`` probes authentication, data centre, edition, page size, the If-Modified-Since boundary, clock
+  skew and API credits (docs/zoho.md).
 """
 
 from crmbridge.adapters.zoho.client import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig

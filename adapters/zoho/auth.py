@@ -142,6 +142,8 @@ class TokenManager:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
         self.refreshes = 0
+        #: the ``api_domain`` the accounts server named in its last token response (the org's data centre)
+        self.api_domain: str | None = None
         self.file: TokenFile | None = None
         if cache is not None:
             self.use_file(cache)
@@ -200,6 +202,8 @@ class TokenManager:
             raise BadResponseError("token response lacks access_token or expires_in", vendor="zoho",
                                    status=resp.status_code, where=where)
         self.refreshes += 1
+        domain = body.get("api_domain")
+        self.api_domain = domain.rstrip("/") if isinstance(domain, str) and domain else self.api_domain
         return AccessToken(SecretStr(value), started + lifetime - min(EXPIRY_MARGIN, lifetime / 10))
 
 

@@ -10,9 +10,12 @@ search, §6); keeps the edition's concurrency (§8). Every response goes through
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +29,7 @@ from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
     FieldInfo,
+    Finding,
     Page,
     RawRecord,
     WriteItem,
@@ -40,7 +44,15 @@ from crmbridge.adapters.zoho.errors import (
     raise_for_request_items,
     read_response,
 )
-from crmbridge.core.errors import BadResponseError, ConfigurationError, RequestError
+from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
+    BadResponseError,
+    ConfigurationError,
+    PermissionDeniedError,
+    RequestError,
+    TokenExpiredError,
+)
 from crmbridge.core.secrets import SecretRef, resolve_secret
 
 __all__ = ["EDITION_CONCURRENCY", "ZohoAdapter", "ZohoConfig"]
@@ -61,6 +73,11 @@ MAX_FIELDS = 50
 _NOT_IN_LISTS = frozenset({"subform", "multiselectlookup"})
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_$]*$")
 _CHINA_HOSTS = (".zoho.com.cn", ".zohoapis.com.cn")
+#: API domain suffix -> data centre (ZOHO.md §1)
+_DATA_CENTRES = {".com.cn": "CN", ".com.au": "AU", ".eu": "EU", ".in": "IN", ".jp": "JP", ".ca": "CA", ".sa": "SA",
+                 ".uk": "UK", ".com": "US"}
+#: clock skew the doctor accepts without a warning, seconds
+SKEW_OK = 5
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -81,6 +98,7 @@ class ZohoConfig(AdapterConfig):
             trigger: []
             key_field: Party_ID
             overlap_seconds: 5
+            since_boundary: unknown   # inclusive | exclusive | unknown (safe either way)
     """
 
     adapter: Literal["zoho"] = "zoho"
@@ -96,6 +114,10 @@ class ZohoConfig(AdapterConfig):
         default_factory=list, description="automation run on writes; [] runs none")
     key_field: str = Field("Party_ID", description="unique field holding crmbridge's external key (upserts)")
     overlap_seconds: int = Field(5, ge=0, le=86_400, description="If-Modified-Since = since minus this")
+    since_boundary: Literal["inclusive", "exclusive", "unknown"] = Field("unknown", description=(
+        "whether Zoho's If-Modified-Since returns records modified AT the given second (inclusive) or only after "
+        "it (exclusive); Zoho does not document it. unknown (the default) is safe either way: the header goes one "
+        "second earlier, as for exclusive. `crmbridge doctor` detects it by reading"))
     page_size: int = Field(200, ge=1, le=200, description="per_page on list calls")
     require_china_dc: bool = Field(True, description="refuse non-CN Zoho hosts (PIPL data localisation)")
     token_cache: str | None = Field(None, description=(
@@ -163,6 +185,7 @@ class ZohoAdapter(Adapter):
         self._fields: dict[str, list[dict[str, Any]]] = {}
         self._fields_lock = threading.Lock()
         self._default_fields: dict[str, list[str]] = {}
+        self._probed_system = False  # the doctor's system-wide findings are reported once
 
     # ------------------------------------------------------------------ plumbing
     def _token_post(self, url: str, **kwargs: Any) -> requests.Response:
@@ -198,7 +221,10 @@ class ZohoAdapter(Adapter):
             return None
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
-        return _format_time(since - timedelta(seconds=self.config.overlap_seconds))
+        # exclusive (or not known to be inclusive): one second earlier, so records modified in the cursor's own
+        # second come back even with overlap_seconds 0 (a record of that second on the next page is not lost)
+        extra = 0 if self.config.since_boundary == "inclusive" else 1
+        return _format_time(since - timedelta(seconds=self.config.overlap_seconds + extra))
 
     def _raw(self, obj: str, rec: Any) -> RawRecord:
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str | int):
@@ -224,7 +250,7 @@ class ZohoAdapter(Adapter):
     def _describe(self, obj: str) -> list[FieldInfo]:
         out = []
         for f in self._field_meta(obj, fresh=True):
-            picks = f.get("pick_list_values") or []
+            picks = f.get("pick_list_values") if isinstance(f.get("pick_list_values"), list) else []
             values = tuple(v for v in (str(p.get("actual_value") or p.get("display_value")) for p in picks
                                        if isinstance(p, dict)) if v != "-None-") or None  # "-None-" = empty
             length = f.get("length")
@@ -361,6 +387,175 @@ class ZohoAdapter(Adapter):
         if not isinstance(first, dict) or "id" not in first:
             raise BadResponseError("COQL row without id", vendor=VENDOR)
         return self._get(obj, str(first["id"]))
+
+    # ------------------------------------------------------------------ doctor
+    def _probe_get(self, path: str, params: Mapping[str, Any] | None = None,
+                   headers: Mapping[str, str] | None = None) -> tuple[requests.Response, dict[str, Any] | None]:
+        """One read-only call for the doctor: the raw response (its headers) and the classified body. A cached token
+        Zoho no longer accepts is refreshed once, as in a run (only a refused refresh means refused credentials)."""
+        try:
+            return self._probe_once(path, params, headers)
+        except TokenExpiredError:
+            self._invalidate_token()
+            return self._probe_once(path, params, headers)
+
+    def _probe_once(self, path: str, params: Mapping[str, Any] | None,
+                    headers: Mapping[str, str] | None) -> tuple[requests.Response, dict[str, Any] | None]:
+        token = self._tokens.token(self._token_post)
+        self._local.token = token
+        h = {"Authorization": token.header(), "Accept": "application/json", **(headers or {})}
+        resp = self._http("GET", self._base + path, params=params, headers=h)
+        return resp, read_response(resp, where=f"GET {urlsplit(self._base).path}{path}")
+
+    def _probe(self, obj: str) -> list[Finding]:
+        """Read-only probes for ``crmbridge doctor``: authentication (token refresh and a read), the data centre,
+        the edition, the page size, the If-Modified-Since boundary (found by reading), clock skew (``Date``), the
+        API-credit header, and the deleted-records read. System-wide findings are reported with the first object."""
+        out: list[Finding] = []
+        module = self._module(obj)
+        newest = {"fields": "Modified_Time", "per_page": 1, "sort_by": "Modified_Time", "sort_order": "desc"}
+        try:
+            resp, body = self._probe_get(module, newest)
+            local = time.time() - resp.elapsed.total_seconds() / 2   # when the server wrote its Date, about
+        except (AuthenticationError, TokenExpiredError) as exc:
+            return [Finding("authenticated", "fail", f"credentials refused: {exc}", obj=obj)]
+        except PermissionDeniedError as exc:
+            return [Finding("operation", "fail", f"reading {obj} is not permitted: {exc}", obj=obj)]
+        except AdapterError as exc:
+            return [Finding("reachable", "fail", f"reading {obj} failed: {type(exc).__name__}: {exc}", obj=obj)]
+        first, self._probed_system = not self._probed_system, True
+        if first:
+            out.append(Finding("authenticated", "ok", f"token refresh ({self._tokens.token_url.split('//')[-1]}) "
+                               "and a read succeeded"))
+            out.append(self._probe_data_centre())
+            out.append(self._probe_clock(resp, local))
+            out.append(self._probe_credits(resp))
+            out.append(self._probe_edition())
+        out.append(Finding("operation", "ok", f"list {obj} answered HTTP {resp.status_code}", obj=obj))
+        out.append(self._probe_page_size(obj, module))
+        records = body.get("data") if isinstance(body, dict) else None
+        stamp = records[0].get("Modified_Time") if isinstance(records, list) and records and isinstance(
+            records[0], dict) else None
+        out.append(self._probe_boundary(obj, module, stamp if isinstance(stamp, str) else None))
+        try:
+            self._probe_get(f"{module}/deleted", {"type": "all", "per_page": 1})
+            out.append(Finding("operation", "ok", f"deleted-records read of {obj} works", obj=obj))
+        except AdapterError as exc:
+            out.append(Finding("operation", "fail", f"deleted-records read of {obj} failed (deletions will not "
+                               f"propagate): {type(exc).__name__}: {exc}", obj=obj))
+        return out
+
+    def _probe_data_centre(self) -> Finding:
+        host = urlsplit(self.config.api_domain).hostname or ""
+        issued = self._tokens.api_domain
+        if issued and issued.rstrip("/") != self.config.api_domain:
+            return Finding("data_centre", "fail", f"the accounts server issued the token for {issued}, not the "
+                           f"configured api_domain {self.config.api_domain}", config={"api_domain": issued})
+        if host in _LOOPBACK:
+            return Finding("data_centre", "info", f"api_domain {host} is a loopback address (a simulator)")
+        dc = next((name for suffix, name in _DATA_CENTRES.items() if host.endswith(suffix)), "unknown")
+        status = "ok" if dc == "CN" else "warn"
+        return Finding("data_centre", status, f"data centre {dc} ({host})"
+                       + ("" if dc == "CN" else "; PRC personal data must stay in the CN data centre"))
+
+    @staticmethod
+    def _probe_clock(resp: requests.Response, local: float) -> Finding:
+        raw = resp.headers.get("Date")
+        try:
+            server = email.utils.parsedate_to_datetime(raw).timestamp() if raw else None
+        except (TypeError, ValueError, IndexError):
+            server = None
+        if server is None:
+            return Finding("clock_skew", "info", "the response carried no readable Date header")
+        skew = server - local
+        if abs(skew) <= SKEW_OK:
+            return Finding("clock_skew", "ok", f"local clock within {SKEW_OK} s of Zoho's (skew {skew:+.0f} s)")
+        return Finding("clock_skew", "warn", f"local clock is {abs(skew):.0f} s {'behind' if skew > 0 else 'ahead of'}"
+                       " Zoho's (Date header); fix NTP on this host: change cursors taken from the local clock "
+                       "would miss or repeat records",
+                       config={"overlap_seconds": max(5, math.ceil(abs(skew)) + 5)})
+
+    def _probe_credits(self, resp: requests.Response) -> Finding:
+        remaining = credits_remaining(resp)
+        limits = {k: v for k, v in resp.headers.items() if k.lower().startswith(("x-ratelimit", "x-api-credits"))}
+        extra = "; " + ", ".join(f"{k}={v}" for k, v in sorted(limits.items())) if limits else ""
+        if remaining is None:
+            return Finding("rate_limit", "ok", "no X-API-CREDITS-REMAINING header: less than half of the day's API "
+                           f"credits used (Zoho sends it only past half; no Retry-After, no X-RATELIMIT-*){extra}")
+        return Finding("rate_limit", "warn", f"{remaining} API credits remaining in the rolling 24 h (over half of "
+                       f"the day's credits used){extra}")
+
+    def _probe_edition(self) -> Finding:
+        try:
+            _, body = self._probe_get("/org")
+        except AdapterError as exc:
+            return Finding("edition", "info", f"org details unavailable ({type(exc).__name__}); edition not checked")
+        orgs = body.get("org") if isinstance(body, dict) else None
+        lic = orgs[0].get("license_details") if isinstance(orgs, list) and orgs and isinstance(orgs[0], dict) else None
+        paid = str((lic or {}).get("paid_type") or "").lower() if isinstance(lic, dict) else ""
+        found = next((e for e in EDITION_CONCURRENCY if e in paid), None)
+        if found is None and isinstance(lic, dict) and lic.get("paid") is False:
+            found = "free"
+        if found is None:
+            return Finding("edition", "info", "the org's edition could not be read from /org license_details")
+        if found != self.config.edition:
+            return Finding("edition", "warn", f"the org is {found} edition ({EDITION_CONCURRENCY[found]} concurrent "
+                           f"calls), configured {self.config.edition} ({EDITION_CONCURRENCY[self.config.edition]})",
+                           config={"edition": found})
+        return Finding("edition", "ok", f"{found} edition: {EDITION_CONCURRENCY[found]} concurrent calls")
+
+    def _probe_page_size(self, obj: str, module: str) -> Finding:
+        for size in dict.fromkeys((200, self.config.page_size)):
+            try:
+                _, body = self._probe_get(module, {"fields": "Modified_Time", "per_page": size, "page": 1})
+            except RequestError as exc:
+                if size == self.config.page_size:
+                    return Finding("page_size", "fail", f"per_page={size} refused: {exc}", obj=obj)
+                continue
+            except AdapterError as exc:
+                return Finding("page_size", "info", f"page size not checked: {type(exc).__name__}", obj=obj)
+            raw_info = body.get("info") if isinstance(body, dict) else None
+            echoed = raw_info.get("per_page") if isinstance(raw_info, dict) else None
+            if isinstance(echoed, int) and 0 < echoed < size:
+                return Finding("page_size", "warn", f"per_page={size} answered with pages of {echoed}", obj=obj,
+                               config={"page_size": echoed} if echoed < self.config.page_size else {})
+            if size > self.config.page_size:
+                return Finding("page_size", "info", f"per_page={size} accepted; configured page_size "
+                               f"{self.config.page_size} costs more calls", obj=obj, config={"page_size": size})
+            status = "ok" if size == self.config.page_size else "warn"
+            return Finding("page_size", status, f"per_page={size} accepted", obj=obj,
+                           config={} if status == "ok" else {"page_size": size})
+        return Finding("page_size", "info", "page size not checked", obj=obj)  # pragma: no cover
+
+    def _probe_boundary(self, obj: str, module: str, stamp: str | None) -> Finding:
+        """Read the newest record's Modified_Time T back with If-Modified-Since: T. The record comes back when the
+        comparison is inclusive (>=), not when it is exclusive (>)."""
+        if stamp is None:
+            return Finding("since_boundary", "info", f"{obj} is empty: If-Modified-Since boundary not detected",
+                           obj=obj)
+        when = _parse_time(stamp, obj)
+        try:
+            _, body = self._probe_get(module, {"fields": "Modified_Time", "per_page": 200, "page": 1,
+                                               "sort_by": "Modified_Time", "sort_order": "asc"},
+                                      {"If-Modified-Since": _format_time(when)} if when else None)
+        except AdapterError as exc:
+            return Finding("since_boundary", "info", f"boundary not detected: {type(exc).__name__}: {exc}", obj=obj)
+        rows = body.get("data") if isinstance(body, dict) else None
+        times = [_parse_time(r.get("Modified_Time"), obj) for r in rows or [] if isinstance(r, dict)]
+        detected = "inclusive" if when in times else "exclusive"
+        configured = self.config.since_boundary
+        text = f"If-Modified-Since is {detected} (a record modified at the header's second " + (
+            "comes back)" if detected == "inclusive" else "does not come back)")
+        if configured == detected:
+            return Finding("since_boundary", "ok", text, obj=obj)
+        if configured == "unknown":
+            return Finding("since_boundary", "info", text + "; since_boundary unknown is safe (one second re-read)",
+                           obj=obj, config={"since_boundary": detected})
+        if detected == "exclusive" and self.config.overlap_seconds == 0:
+            return Finding("since_boundary", "fail", text + "; configured inclusive with overlap_seconds 0: records "
+                           "modified in the cursor's second are lost", obj=obj, config={"since_boundary": detected})
+        return Finding("since_boundary", "warn", text + f"; configured {configured}", obj=obj,
+                       config={"since_boundary": detected})
 
     # ------------------------------------------------------------------ writes
     def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:

@@ -13,8 +13,10 @@ the table does not know; :data:`TOKEN_ERROR_TABLE` covers the accounts server. M
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -26,6 +28,7 @@ from crmbridge.core.errors import (
     PermissionDeniedError,
     RecordRejectedError,
     RequestError,
+    RetryableError,
     ThrottledError,
     TokenExpiredError,
     TransientServerError,
@@ -39,10 +42,12 @@ __all__ = [
     "Rule",
     "classify_item",
     "credits_remaining",
+    "non_json_error",
     "raise_for_request_items",
     "raise_for_token_body",
     "read_response",
     "request_error",
+    "retry_after",
 ]
 
 VENDOR = "zoho"
@@ -160,22 +165,79 @@ def credits_remaining(resp: requests.Response) -> int | None:
         return None
 
 
+def retry_after(resp: requests.Response) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date), else ``None``. Zoho itself never sends it; a gateway or
+    load balancer in front of it may."""
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
 def request_error(code: str | None, *, status: int | None, where: str, request_id: str | None = None,
-                  details: Mapping[str, Any] | None = None) -> AdapterError:
-    """The exception for a request-level error ``code`` (table first, then HTTP status)."""
+                  details: Mapping[str, Any] | None = None, wait: float | None = None) -> AdapterError:
+    """The exception for a request-level error ``code``: the table first, then the HTTP status, then a catch-all
+    :class:`RequestError` naming the unknown code (never an assert or a KeyError)."""
     rule = ERROR_TABLE.get(code or "")
     if rule is not None:
         cls, message = rule.error, rule.message
     elif status is not None and status >= 500:
-        cls, message = TransientServerError, "Zoho server error"
+        cls = TransientServerError
+        message = f"Zoho server error {code}" if code else "Zoho server error"
     else:
         cls = STATUS_FALLBACK.get(status or 0, RequestError)
-        message = f"unexpected Zoho error {code or '(no code)'}"
+        message = (f"Zoho error code {code} that crmbridge does not know" if code
+                   else "Zoho error without a code")
     safe = {k: v for k, v in (details or {}).items() if k in _SAFE_DETAIL_KEYS}
     if safe:
         message += " (" + ", ".join(f"{k}={v}" for k, v in sorted(safe.items())) + ")"
+    extra: dict[str, Any] = {"retry_after": wait} if issubclass(cls, RetryableError) else {}
     return cls(message, vendor=VENDOR, status=status, vendor_code=code, request_id=request_id, where=where,
-               details=safe)
+               details=safe, **extra)
+
+
+def _json_body(resp: requests.Response) -> tuple[Any, str | None]:
+    """The parsed JSON body, or ``(None, what the body is instead)``: empty, an HTML page, plain text, truncated
+    JSON or other non-JSON bytes (a gateway, a proxy or a connection cut short, never Zoho's own answer)."""
+    raw = resp.content or b""
+    if not raw.strip():
+        return None, "an empty body"
+    try:
+        return resp.json(), None
+    except (ValueError, UnicodeDecodeError):
+        pass
+    head = raw.lstrip()[:1]
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if head == b"<" or "html" in ctype:
+        return None, f"an HTML page ({len(raw)} bytes)"
+    if head in (b"{", b"["):
+        return None, f"truncated or malformed JSON ({len(raw)} bytes)"
+    if ctype.startswith("text/"):
+        return None, f"a plain-text body ({len(raw)} bytes)"
+    return None, f"a body that is not JSON ({len(raw)} bytes)"
+
+
+def non_json_error(status: int, problem: str, *, where: str, request_id: str | None = None,
+                   wait: float | None = None, what: str = "Zoho") -> AdapterError:
+    """The error for an answer that is not Zoho's JSON. 5xx, 408 and 429 come from a gateway or load balancer in
+    front of Zoho and are transient (retried, honouring Retry-After); anything else is a bad response."""
+    if status >= 500 or status in (408, 429):
+        cls: type[RetryableError] = ThrottledError if status == 429 else TransientServerError
+        return cls(f"HTTP {status} with {problem}: a gateway or load balancer in front of {what} answered, "
+                   "not the service itself", vendor=VENDOR, status=status, request_id=request_id, where=where,
+                   retry_after=wait)
+    return BadResponseError(f"HTTP {status} with {problem}; expected {what}'s JSON", vendor=VENDOR, status=status,
+                            request_id=request_id, where=where)
 
 
 # detail keys that carry names and limits, never record values
@@ -198,60 +260,63 @@ def read_response(resp: requests.Response, *, where: str, items: bool = False) -
     rid = _request_id(resp)
     if status in (204, 304):
         return None
-    try:
-        body = resp.json() if resp.content else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        if status >= 500 or status in STATUS_FALLBACK and STATUS_FALLBACK[status] is not RequestError:
-            raise request_error(None, status=status, where=where, request_id=rid) from exc
-        raise BadResponseError(f"body is not JSON (HTTP {status}, {len(resp.content)} bytes)", vendor=VENDOR,
-                               status=status, request_id=rid, where=where) from exc
+    wait = retry_after(resp)
+    body, problem = _json_body(resp)
+    if problem is not None:
+        raise non_json_error(status, problem, where=where, request_id=rid, wait=wait)
     if not isinstance(body, dict):
         if status >= 400:
-            raise request_error(None, status=status, where=where, request_id=rid)
-        raise BadResponseError(f"expected a JSON object, got {type(body).__name__}", vendor=VENDOR,
-                               status=status, request_id=rid, where=where)
+            raise request_error(None, status=status, where=where, request_id=rid, wait=wait)
+        raise BadResponseError(f"HTTP {status} with a JSON {type(body).__name__}; expected Zoho's JSON object",
+                               vendor=VENDOR, status=status, request_id=rid, where=where)
     top_code = body.get("code")
     if body.get("status") == "error" and isinstance(top_code, str):
-        raise request_error(top_code, status=status, where=where, request_id=rid,
+        raise request_error(top_code, status=status, where=where, request_id=rid, wait=wait,
                             details=body.get("details") if isinstance(body.get("details"), dict) else None)
     if status < 300:
         return body
     data = body.get("data")
-    if items and status in (400, 412) and isinstance(data, list):
+    if items and status in (400, 412) and isinstance(data, list) and data:
         return body
     if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("status") == "error":
         first = data[0]  # a request-level error wrapped in data[] (INVALID_MODULE, PATTERN_NOT_MATCHED on reads)
         raise request_error(str(first.get("code") or "") or None, status=status, where=where, request_id=rid,
-                            details=first.get("details") if isinstance(first.get("details"), dict) else None)
+                            wait=wait, details=first.get("details") if isinstance(first.get("details"), dict)
+                            else None)
+    # the catch-all: an error status with a JSON body of no known shape (a gateway's own JSON, a new Zoho shape)
     raise request_error(top_code if isinstance(top_code, str) else None, status=status, where=where,
-                        request_id=rid)
+                        request_id=rid, wait=wait)
 
 
 def raise_for_token_body(resp: requests.Response, *, where: str) -> dict[str, Any]:
     """Read the accounts server's answer: the token JSON, or raise (HTTP 200 ``error`` bodies included)."""
     status = resp.status_code
-    try:
-        body = resp.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        if status >= 500 or status == 429:
-            raise request_error(None, status=status, where=where) from exc
-        raise BadResponseError(f"token endpoint answered HTTP {status} with a non-JSON body", vendor=VENDOR,
-                               status=status, where=where) from exc
+    wait = retry_after(resp)
+    body, problem = _json_body(resp)
+    if problem is not None:   # a gateway in front of the accounts server: never "credentials refused"
+        raise non_json_error(status, problem, where=where, wait=wait, what="Zoho's accounts server")
     if not isinstance(body, dict):
-        raise BadResponseError("token endpoint answered with a non-object", vendor=VENDOR, status=status,
-                               where=where)
+        if status >= 500 or status in (408, 429):
+            raise non_json_error(status, f"a JSON {type(body).__name__}", where=where, wait=wait,
+                                 what="Zoho's accounts server")
+        raise BadResponseError(f"token endpoint answered HTTP {status} with a JSON {type(body).__name__}",
+                               vendor=VENDOR, status=status, where=where)
     error = body.get("error")
     if error is not None or "access_token" not in body:
         key = str(error or "").strip().lower()
         cls, message = TOKEN_ERROR_TABLE.get(key, (None, ""))
         if cls is None:
-            if status >= 500:
-                cls, message = TransientServerError, "accounts server error"
+            if status >= 500 or status == 408:
+                cls, message = TransientServerError, f"accounts server error (HTTP {status})"
+            elif status == 429:
+                cls, message = ThrottledError, "accounts server throttled the token request (HTTP 429)"
             else:
                 cls, message = AuthenticationError, f"token refresh refused ({key or 'no access_token'})"
-        raise cls(message, vendor=VENDOR, status=status, vendor_code=str(error) if error else None, where=where)
+        extra: dict[str, Any] = {"retry_after": wait} if issubclass(cls, RetryableError) else {}
+        raise cls(message, vendor=VENDOR, status=status, vendor_code=str(error) if error else None, where=where,
+                  **extra)
     if status >= 300:
-        raise request_error(None, status=status, where=where)
+        raise request_error(None, status=status, where=where, wait=wait)
     return body
 
 
@@ -286,10 +351,15 @@ def classify_item(item: Any, *, index: int, where: str) -> tuple[str, RecordReje
     if rule is None or rule.item is None:
         if rule is None and not code:
             raise BadResponseError(f"result {index} has status error and no code", vendor=VENDOR, where=where)
-        if rule is None:  # an unknown per-record code: reject the record, keep the code
-            return RECORD, _rejected(code, f"rejected by Zoho ({code})", details)
+        if rule is None:  # an unknown per-record code: reject the record, keep the code and the field
+            return RECORD, _rejected(code, f"rejected by Zoho with code {code}, which crmbridge does not know",
+                                     details)
         raise request_error(code, status=None, where=where, details=details)
-    return rule.item, _rejected(code, rule.message, details)
+    message = rule.message
+    if code == "INVALID_DATA" and "api name" in str(item.get("message") or "").lower():
+        # Zoho's fixed text for an API name the org lacks (matched, never copied: vendor text may echo values)
+        message = "the org has no field with this API name (the mapping sends a field Zoho does not have)"
+    return rule.item, _rejected(code, message, details)
 
 
 def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordRejectedError:
@@ -298,17 +368,17 @@ def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordReje
     extra = []
     if code == "MULTIPLE_OR_MULTI_ERRORS" and isinstance(details.get("errors"), list):
         parts = [e for e in details["errors"] if isinstance(e, dict)]
-        names = [str((p.get("details") or {}).get("api_name")) for p in parts]
+        inner = [p["details"] if isinstance(p.get("details"), dict) else {} for p in parts]
+        names = [str(d.get("api_name")) for d in inner]
         codes = [str(p.get("code")) for p in parts]
         extra.append("; ".join(f"{c} on {n}" for c, n in zip(codes, names, strict=False)))
-        if field is None and parts:
-            first = parts[0].get("details") or {}
-            field, json_path = first.get("api_name"), first.get("json_path")
+        if field is None and inner:
+            field, json_path = inner[0].get("api_name"), inner[0].get("json_path")
     if field:
         extra.insert(0, f"field {field}")
     for key in ("expected_data_type", "maximum_length"):
         if key in details:
             extra.append(f"{key}={details[key]}")
-    text = message + (f" ({', '.join(extra)})" if extra else "")
+    text = f"{code}: {message}" + (f" ({', '.join(extra)})" if extra else "")
     return RecordRejectedError(text, field=str(field) if field else None, code=code,
                                where=str(json_path) if json_path else None)

@@ -14,7 +14,16 @@ Knobs (``Knobs.extra``), with their defaults:
 key                 default     meaning
 =================== =========== ===================================================================
 edition             enterprise  sets the concurrency limit (5/10/15/20/25) unless concurrency_limit is set
-ims_inclusive       False       If-Modified-Since keeps records modified at (>=) the time, not only after (>)
+ims_boundary        exclusive   If-Modified-Since keeps records modified after (>) the time ("exclusive") or at
+                                or after it (>=, "inclusive"); Zoho does not document which (ZOHO.md §3.4)
+ims_inclusive       False       legacy spelling of ims_boundary: inclusive
+clock_skew          0           seconds the Date header is ahead of the real time (negative: behind)
+api_domain          own URL     the api_domain the token response names (another DC's: a wrong accounts_url)
+missing_fields      (none)      API names this org lacks (comma-separated): not in the metadata, refused on writes
+max_per_page        200         largest per_page a record list accepts (INVALID_DATA past it)
+ids_limit           100         most record ids one ``GET /{module}?ids=`` accepts (LIMIT_EXCEEDED past it)
+deleted_error_shape wrapped     bad ``/deleted?type=``: "wrapped" in ``data[]`` with HTTP 400 (Zoho's OAS examples)
+                                or "top" (a top-level error object, as the OAS's API_Exception schema allows)
 token_limit         10          token requests per refresh token per token_window seconds (0 = no limit)
 token_window        600         the throttle window, seconds
 credits             100000      API credits per day; X-API-CREDITS-REMAINING once half is used
@@ -26,6 +35,11 @@ legacy_expires      False       token response with expires_in_sec and expires_i
 search_lag          0           seconds before a written record is visible to search
 pagination_limit    100000      records reachable by one page/page_token chain (PAGINATION_LIMIT_EXCEEDED)
 =================== =========== ===================================================================
+
+Gateway replies (a load balancer in front of Zoho, not Zoho): :meth:`ZohoSimulator.inject_gateway` makes the next
+matching requests answer an HTML, plain-text, empty or truncated-JSON body with any status (502/503/504, or 200 for an
+empty or cut body), optionally with ``Retry-After``. The ``Date`` header is ``clock_skew`` seconds off the real time
+(knob or attribute), for clock-skew probes.
 
 Deterministic choices where Zoho is unverified: upsert matching several records updates the oldest id; upsert
 of all-new records answers 200; an unknown id on single GET answers 204; ``page_token`` keeps an offset.
@@ -45,7 +59,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
+from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator, _Handler
 from crmbridge.adapters.zoho._metadata import AUM_BANDS, MODULES, FieldDef, ModuleDef
 
 __all__ = ["ZohoSimulator"]
@@ -86,6 +100,25 @@ class _Draw:
 
     def pick(self, seq: Any) -> Any:
         return seq[self.int(len(seq))]
+
+
+#: bodies a load balancer or gateway answers with (never Zoho's JSON)
+GATEWAY_BODIES: dict[str, tuple[bytes, str | None]] = {
+    "html": (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
+             b"<h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>",
+             "text/html"),
+    "text": (b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+             "text/plain"),
+    "empty": (b"", None),
+}
+
+
+class _ZohoHandler(_Handler):
+    """The base handler with a ``Date`` header ``clock_skew`` seconds off the real time (a server clock that is off)."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        skew = float(self.server.sim.clock_skew)  # type: ignore[attr-defined]
+        return super().date_time_string((time.time() + skew) if timestamp is None else timestamp)
 
 
 def _fmt(epoch: int) -> str:
@@ -192,6 +225,14 @@ class ZohoSimulator(Simulator):
         self.credits_used = 0
         #: every write call's ``trigger`` value, for tests
         self.triggers_seen: list[Any] = []
+        #: seconds the ``Date`` header is ahead of the real time (negative: behind); knob ``clock_skew``
+        self.clock_skew = float(self.knobs.extra.get("clock_skew", 0.0))
+        #: custom fields this org lacks (knob ``missing_fields``, comma-separated): absent from the metadata and
+        #: refused on writes like any unknown API name
+        missing = self.knobs.extra.get("missing_fields") or ()
+        self.missing_fields: set[str] = set(missing.split(",") if isinstance(missing, str) else missing)
+        #: pending gateway replies: (status, body kind, Retry-After, path prefix or None)
+        self._gateway: deque[tuple[int, str, float | None, str | None]] = deque()
         self._started = int(self.clock())
         accounts = int(self.knobs.extra.get("accounts", max(1, self.knobs.records // 4)))
         self.reset("Accounts", accounts)
@@ -303,6 +344,37 @@ class ZohoSimulator(Simulator):
         if mod.api_name == "Contacts":
             rec["Full_Name"] = " ".join(p for p in (rec.get("First_Name"), rec.get("Last_Name")) if p) or None
 
+    def start(self) -> ZohoSimulator:
+        super().start()
+        if self._server is not None:
+            self._server.RequestHandlerClass = _ZohoHandler
+        return self
+
+    def inject_gateway(self, status: int = 503, body: str = "html", *, times: int = 1,
+                       retry_after: float | None = None, path: str | None = None) -> None:
+        """Make the next ``times`` requests whose path starts with ``path`` (any request if ``None``; the token
+        endpoint is ``/oauth/v2/token``) answer as a gateway in front of Zoho would: ``status`` with an ``html``,
+        ``text`` or ``empty`` body, or ``truncated`` (Zoho's real answer, applied, cut in half with a matching
+        Content-Length, as a proxy that gave up mid-body sends it). ``retry_after`` adds that header."""
+        if body not in (*GATEWAY_BODIES, "truncated"):
+            raise ValueError(f"unknown gateway body {body!r}")
+        with self.lock:
+            self._gateway.extend([(status, body, retry_after, path)] * times)
+
+    def _gateway_reply(self, req: Request) -> Response | None:
+        for i, (status, kind, retry_after, path) in enumerate(self._gateway):
+            if path is None or req.path.startswith(path):
+                del self._gateway[i]
+                headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+                if kind == "truncated":
+                    real = self._handle(req)
+                    cut = real.body[:max(1, len(real.body) // 2)]
+                    return Response(status, cut, {"Content-Type": real.headers.get("Content-Type",
+                                                                                   "application/json"), **headers})
+                text, ctype = GATEWAY_BODIES[kind]
+                return Response(status, text, {**({"Content-Type": ctype} if ctype else {}), **headers})
+        return None
+
     # ------------------------------------------------------------------ simulator hooks
     def banner(self) -> list[str]:
         return [
@@ -329,6 +401,11 @@ class ZohoSimulator(Simulator):
         return _err("INTERNAL_ERROR", "Internal Server Error", 500)
 
     def handle(self, req: Request) -> Response:
+        with self.lock:
+            gateway = self._gateway_reply(req) if self._gateway else None
+            return gateway if gateway is not None else self._handle(req)
+
+    def _handle(self, req: Request) -> Response:
         with self.lock:
             if req.path.rstrip("/") == "/oauth/v2/token":
                 return self._token_endpoint(req) if req.method == "POST" else _err(
@@ -386,7 +463,8 @@ class ZohoSimulator(Simulator):
         token = f"1000.{self.rng.getrandbits(128):032x}.{self.rng.getrandbits(128):032x}"
         lifetime = self.knobs.token_lifetime if self.knobs.token_lifetime is not None else 3600.0
         self._tokens[token] = now + lifetime
-        body: dict[str, Any] = {"access_token": token, "api_domain": self.url, "token_type": "Bearer"}
+        body: dict[str, Any] = {"access_token": token, "api_domain": str(self.knobs.extra.get("api_domain", self.url)),
+                                "token_type": "Bearer"}
         if self.knobs.extra.get("legacy_expires"):
             body.update(expires_in_sec=int(lifetime), expires_in=int(lifetime * 1000))
         else:
@@ -496,7 +574,12 @@ class ZohoSimulator(Simulator):
         if mod is None:
             return _err("INVALID_MODULE", "the module name given seems to be invalid", 400,
                         {"param_name": "module"})
-        return Response.json({"fields": [f.render(mod.api_name, i, mod.id) for i, f in enumerate(mod.fields)]})
+        return Response.json({"fields": [f.render(mod.api_name, i, mod.id) for i, f in enumerate(mod.fields)
+                                         if f.api_name not in self.missing_fields]})
+
+    def _field(self, mod: ModuleDef, name: str) -> FieldDef | None:
+        """``name``'s definition, or None when the module has no such field (or this org lacks it)."""
+        return None if name in self.missing_fields else mod.field(name)
 
     def _org(self) -> Response:
         paid_type = {"free": None}.get(self.edition, self.edition)
@@ -589,7 +672,7 @@ class ZohoSimulator(Simulator):
             if len(fields) > 50:
                 return _err("LIMIT_EXCEEDED", "limit exceeded", 400, {"limit": 50, "param_name": "fields"})
             for name in fields:
-                if mod.field(name) is None:
+                if self._field(mod, name) is None:
                     return _err("INVALID_DATA", "the field api name given seems to be invalid", 400,
                                 {"api_name": name, "param_name": "fields"})
         try:
@@ -597,8 +680,9 @@ class ZohoSimulator(Simulator):
             page = int(req.q("page", "1") or "1")
         except ValueError:
             return _err("INVALID_DATA", "invalid data", 400, {"param_name": "per_page/page"})
-        if not 1 <= per_page <= 200:
-            return _err("INVALID_DATA", "invalid data", 400, {"param_name": "per_page", "maximum": 200})
+        most = int(self.knobs.extra.get("max_per_page", 200))
+        if not 1 <= per_page <= most:
+            return _err("INVALID_DATA", "invalid data", 400, {"param_name": "per_page", "maximum": most})
         if page < 1:
             return _err("INVALID_DATA", "invalid data", 400, {"param_name": "page"})
         sort_by = req.q("sort_by", "id")
@@ -616,9 +700,12 @@ class ZohoSimulator(Simulator):
         ims, bad = self._ims(req)
         if bad is not None:
             return bad
+        wanted, bad = self._ids_param(req)
+        if bad is not None:
+            return bad
         page_token = req.q("page_token")
         bound = (raw_fields, per_page, sort_by, sort_order, ims, req.q("converted"), req.q("approved"),
-                 req.q("cvid"))
+                 req.q("cvid"), req.q("ids"))
         if page_token is not None:
             if "page" in req.query:
                 return _err("AMBIGUITY_DURING_PROCESSING", "ambiguity while processing the request", 400,
@@ -645,7 +732,10 @@ class ZohoSimulator(Simulator):
         if offset + per_page > limit:
             return _err("PAGINATION_LIMIT_EXCEEDED", f"You can only get upto {limit} records using page_token param",
                         400, {"param_name": "page_token"})
-        ids, total = self._select(store, sort_by, sort_order, ims, offset, per_page)
+        if wanted is not None:
+            ids, total = self._select_ids(store, wanted, sort_by, sort_order, ims, offset, per_page)
+        else:
+            ids, total = self._select(store, sort_by, sort_order, ims, offset, per_page)
         if ims is not None and total == 0:
             return Response.empty(304)
         if not ids:
@@ -663,10 +753,44 @@ class ZohoSimulator(Simulator):
                 "sort_order": sort_order, "email": False, "more_records": more}
         return Response.json({"data": data, "info": info})
 
+    def _ims_inclusive(self) -> bool:
+        mode = self.knobs.extra.get("ims_boundary")
+        if mode is None:
+            return bool(self.knobs.extra.get("ims_inclusive", False))
+        if mode not in ("inclusive", "exclusive"):
+            raise ValueError(f"ims_boundary must be inclusive or exclusive, not {mode!r}")
+        return mode == "inclusive"
+
+    def _ids_param(self, req: Request) -> tuple[list[str] | None, Response | None]:
+        """``ids=1,2,3`` on a record list: only those records (unknown ids are left out; the other parameters
+        still apply). Ids are numeric; more than ``ids_limit`` distinct ids is LIMIT_EXCEEDED."""
+        raw = req.q("ids")
+        if raw is None:
+            return None, None
+        wanted = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+        if not wanted or not all(p.isdigit() for p in wanted):
+            return None, _err("INVALID_DATA", "invalid data", 400, {"param_name": "ids"})
+        limit = int(self.knobs.extra.get("ids_limit", 100))
+        if len(wanted) > limit:
+            return None, _err("LIMIT_EXCEEDED", "limit exceeded", 400, {"limit": limit, "param_name": "ids"})
+        return wanted, None
+
+    def _select_ids(self, store: _Store, wanted: list[str], sort_by: str, sort_order: str, ims: int | None,
+                    offset: int, limit: int) -> tuple[list[str], int]:
+        inclusive = self._ims_inclusive()
+        recs = [store.records[i] for i in wanted if i in store.records]
+        if ims is not None:
+            recs = [r for r in recs if r["Modified_Time"] > ims or inclusive and r["Modified_Time"] == ims]
+        if sort_by == "id":
+            recs.sort(key=lambda r: int(r["id"]), reverse=sort_order == "desc")
+        else:
+            recs.sort(key=lambda r: (r[sort_by], int(r["id"])), reverse=sort_order == "desc")
+        return [r["id"] for r in recs[offset:offset + limit]], len(recs)
+
     def _select(self, store: _Store, sort_by: str, sort_order: str, ims: int | None, offset: int,
                 limit: int) -> tuple[list[str], int]:
         """Ids of one page and the number of matching records, from the sorted indexes."""
-        inclusive = bool(self.knobs.extra.get("ims_inclusive", False))
+        inclusive = self._ims_inclusive()
         if sort_by == "Modified_Time":
             start = 0
             if ims is not None:
@@ -690,9 +814,13 @@ class ZohoSimulator(Simulator):
 
     def _deleted(self, req: Request, store: _Store) -> Response:
         kind = req.q("type", "all")
-        if kind not in ("all", "recycle", "permanent"):  # wrapped in data[] (OAS getDeletedRecords)
-            return Response.json({"data": [_item_err("PATTERN_NOT_MATCHED", "Please check whether the input values "
-                                                     "are correct", {"param_name": "type"})]}, 400)
+        if kind not in ("all", "recycle", "permanent"):
+            # Zoho's OAS examples (getDeletedRecords, response-400-patternnotmatched) wrap it in data[] with HTTP 400;
+            # its API_Exception schema (and the SDK generated from it) expects a top-level object: both are served
+            message = "Please check whether the input values are correct"
+            if self.knobs.extra.get("deleted_error_shape", "wrapped") == "top":
+                return _err("PATTERN_NOT_MATCHED", message, 400, {"param_name": "type"})
+            return Response.json({"data": [_item_err("PATTERN_NOT_MATCHED", message, {"param_name": "type"})]}, 400)
         try:
             per_page = int(req.q("per_page", "200") or "200")
             page = int(req.q("page", "1") or "1")
@@ -703,7 +831,7 @@ class ZohoSimulator(Simulator):
         ims, bad = self._ims(req)
         if bad is not None:
             return bad
-        inclusive = bool(self.knobs.extra.get("ims_inclusive", False))
+        inclusive = self._ims_inclusive()
         entries = [e for e in reversed(store.deleted) if kind in ("all", e["type"])
                    and (ims is None or e["_time"] > ims or inclusive and e["_time"] == ims)]
         if ims is not None and not entries:
@@ -845,7 +973,7 @@ class ZohoSimulator(Simulator):
                 "Created_Time": _fmt(rec["Created_Time"]), "id": rec["id"], "Created_By": by}
 
     def _writable(self, mod: ModuleDef, name: str) -> bool:
-        f = mod.field(name)
+        f = self._field(mod, name)
         return f is not None and not f.read_only
 
     @staticmethod
@@ -866,7 +994,7 @@ class ZohoSimulator(Simulator):
             if name in ("id", "Tag") or name.startswith("$"):  # Tag has its own API; accepted, not stored here
                 continue
             path = f"$.data[{i}].{name}"
-            f = mod.field(name)
+            f = self._field(mod, name)
             if f is None:
                 if reject_unknown:
                     errors.append(_item_err("INVALID_DATA", "the field api name given seems to be invalid",

@@ -352,17 +352,20 @@ def test_304_and_204_end_the_data(zoho_sim) -> None:  # type: ignore[no-untyped-
     assert list(adapter.extract_deleted("Contacts")) and adapter.stats.by_status["204"] == 2
 
 
-@pytest.mark.parametrize(("overlap", "inclusive", "sees_late_edit"), [
-    (0, False, False),   # If-Modified-Since = cursor with Zoho's ">" comparison loses the same-second edit
-    (0, True, True),
-    (5, False, True),    # the overlap window re-reads the cursor's second
+@pytest.mark.parametrize(("overlap", "server", "configured", "sees_late_edit"), [
+    (0, "exclusive", "inclusive", False),  # configured wrongly: If-Modified-Since = cursor with ">" loses the edit
+    (0, "exclusive", "unknown", True),     # the default is safe whatever the server does
+    (0, "exclusive", "exclusive", True),
+    (0, "inclusive", "inclusive", True),
+    (0, "inclusive", "unknown", True),
+    (5, "exclusive", "inclusive", True),   # the overlap window re-reads the cursor's second
 ])
 def test_overlap_window_rereads_records_edited_in_the_same_second(
-        zoho_sim, overlap: int, inclusive: bool, sees_late_edit: bool) -> None:  # type: ignore[no-untyped-def]
-    sim = zoho_sim(records=3, extra={"ims_inclusive": inclusive})
+        zoho_sim, overlap: int, server: str, configured: str, sees_late_edit: bool) -> None:  # type: ignore[no-untyped-def]
+    sim = zoho_sim(records=3, extra={"ims_boundary": server})
     frozen = float(int(time.time()))
     sim.clock = lambda: frozen
-    adapter = make_adapter(sim, overlap_seconds=overlap)
+    adapter = make_adapter(sim, overlap_seconds=overlap, since_boundary=configured)
     first = adapter.write("Contacts", _items(1))[0]
     cursor = max(r.modified_at for r in _read_all(adapter))
     assert cursor == first.modified_at

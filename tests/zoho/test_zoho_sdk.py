@@ -142,3 +142,63 @@ def test_official_sdk_pages_past_2000_and_upserts(tmp_path: Path) -> None:
     assert out["get"] == "sdk-party-0001" and out["delete"] == ["SUCCESS"]
     assert out["deleted"] == [out["upserts"][0][2]] and out["after_delete"] == 204
     assert (tmp_path / "tokens.csv").exists(), "the SDK's token store belongs in tmp_path"
+
+
+IDS_SCRIPT = r'''
+import json, os, sys
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.api.logger import Logger
+from zohocrmsdk.src.com.zoho.crm.api import HeaderMap, ParameterMap
+from zohocrmsdk.src.com.zoho.crm.api.record import (APIException, GetDeletedRecordsParam, GetRecordsParam,
+                                                    RecordOperations, ResponseWrapper)
+
+base, client_id, client_secret, refresh_token, ids = sys.argv[1:6]
+here = os.getcwd()
+Initializer.initialize(environment=DataCenter.Environment(base, base + "/oauth/v2/token", base),
+                       token=OAuthToken(client_id=client_id, client_secret=client_secret, refresh_token=refresh_token,
+                                        find_user=False),
+                       store=FileStore(os.path.join(here, "tokens.csv")), sdk_config=SDKConfig(), resource_path=here,
+                       logger=Logger.get_instance(level=Logger.Levels.INFO, file_path=os.path.join(here, "sdk.log")))
+ops = RecordOperations("Contacts")
+out = {}
+params = ParameterMap()
+params.add(GetRecordsParam.fields, "Last_Name,Party_ID")
+params.add(GetRecordsParam.ids, ids)
+resp = ops.get_records(params, HeaderMap())
+obj = resp.get_object()
+out["by_ids"] = [resp.get_status_code(), [str(r.get_id()) for r in obj.get_data()]
+                 if isinstance(obj, ResponseWrapper) else type(obj).__name__]
+params = ParameterMap()
+params.add(GetDeletedRecordsParam.type, "bogus")
+resp = ops.get_deleted_records(params, HeaderMap())
+obj = resp.get_object()
+out["bad_type"] = [resp.get_status_code(), type(obj).__name__,
+                   obj.get_code().get_value() if isinstance(obj, APIException) else None]
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("shape", ["wrapped", "top"])
+def test_official_sdk_reads_by_ids_and_sees_the_bad_type_400(tmp_path: Path, shape: str) -> None:
+    """The SDK's read-by-ids gets exactly the asked records (the simulator used to ignore ids= and return all).
+    A bad deleted-records type is HTTP 400 in both shapes; only the top-level one becomes the SDK's APIException
+    (the SDK parses Zoho's documented data[]-wrapped 400 as a deleted-records list: SDK users must check the status)."""
+    script = tmp_path / "sdk_ids.py"
+    script.write_text(IDS_SCRIPT, encoding="utf-8")
+    with ZohoSimulator(Knobs(records=60, seed=5, extra={"deleted_error_shape": shape})) as sim:
+        wanted = sorted(sim.stores["Contacts"].records, key=int)[10:13]
+        proc = subprocess.run([sys.executable, str(script), sim.url, sim.client_id, sim.client_secret,
+                               sim.refresh_token, ",".join(wanted)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert proc.returncode == 0 and line is not None, proc.stderr[-3000:]
+    out = json.loads(line[len("RESULT "):])
+    assert out["by_ids"][0] == 200 and sorted(out["by_ids"][1], key=int) == wanted
+    if shape == "top":
+        assert out["bad_type"] == [400, "APIException", "PATTERN_NOT_MATCHED"]
+    else:
+        assert out["bad_type"][0] == 400 and out["bad_type"][1] == "DeletedRecordsWrapper"
