@@ -51,7 +51,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -64,6 +64,7 @@ from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
     FieldInfo,
+    Finding,
     Page,
     RawRecord,
     WriteItem,
@@ -89,7 +90,16 @@ from crmbridge.adapters.corebank_rest.errors import (
     to_error,
     to_record_error,
 )
-from crmbridge.core.errors import AuthenticationError, BadResponseError, ConfigurationError, RecordRejectedError
+from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
+    BadResponseError,
+    ConfigurationError,
+    PermissionDeniedError,
+    RecordRejectedError,
+    RequestError,
+    RetryableError,
+)
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
 
@@ -524,6 +534,8 @@ class CorebankRestAdapter(Adapter):
         pages = self._int_at(body, pg.total_pages_path)
         if pages is not None and pg.style == "page" and skip // pg.page_size + 1 < pages:
             said.append(f"'{pg.total_pages_path}' says {pages} pages")  # (an empty list is often "1 page")
+        if pg.style == "next_link" and json_get(body, pg.next_path) not in (None, ""):
+            said.append(f"'{pg.next_path}' links a next page")  # (a cursor may page through empty replies)
         if said:
             raise BadResponseError(
                 f"{obj}: 0 records at '{res.paths.list or '$'}' (resources.{obj}.paths.list) in the reply of "
@@ -603,6 +615,103 @@ class CorebankRestAdapter(Adapter):
         writable = set(res.writable or names) if res.write_path else set()
         return [FieldInfo(n, t, read_only=n not in writable) for n, t in sorted(names.items())]
 
+    # ---------------------------------------------------------------- doctor
+    def _probe(self, obj: str) -> list[Finding]:
+        """Read-only probes for ``crmbridge doctor``: reachable and authenticated, the page size the service
+        accepts, the modified-since filter's boundary found by reading, clock skew, rate-limit headers."""
+        res = self._resource(obj)
+        where = f"GET {requests.utils.urlparse(self._url(res.list_path)).path}"
+        try:
+            body, resp, size = self._probe_page_size(obj, res)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            return [Finding("reachable", "ok", f"{where} answered", obj),
+                    Finding("authenticated", "fail", f"{type(exc).__name__}: {exc}", obj)]
+        except RetryableError as exc:
+            return [Finding("reachable", "fail", f"{where}: {type(exc).__name__}: {exc}", obj)]
+        except AdapterError as exc:
+            return [Finding("reachable", "ok", f"{where} answered", obj),
+                    Finding("operation", "fail", f"{where}: {type(exc).__name__}: {exc}", obj)]
+        out = [Finding("reachable", "ok", f"{where} answered HTTP {resp.status_code}", obj),
+               Finding("authenticated", "ok", f"{self.config.auth.type} credentials accepted", obj)]
+        pg = res.pagination
+        rows = self._rows(obj, res, body, resp, where)
+        key = f"resources.{obj}.pagination.page_size"
+        if size != pg.page_size:
+            out.append(Finding("page_size", "fail", f"pages of {pg.page_size} are refused; {size} is accepted",
+                               obj, {key: size}))
+        elif len(rows) < size and (self._flag_at(body, pg.has_more_path)
+                                   or (self._int_at(body, pg.total_path) or 0) > len(rows)
+                                   or (pg.next_path is not None and json_get(body, pg.next_path) not in (None, ""))):
+            out.append(Finding("page_size", "warn", f"asked for {size} records, got {len(rows)} while more exist: "
+                               f"the service caps pages at {len(rows)}", obj, {key: len(rows)}))
+        else:
+            out.append(Finding("page_size", "ok", f"pages of {size} accepted", obj))
+        try:
+            out.append(self._probe_boundary(obj, res, rows, where, size))
+        except AdapterError as exc:
+            out.append(Finding("since_boundary", "fail", f"{type(exc).__name__}: {exc}", obj))
+        out.append(_clock_skew(obj, resp))
+        out.append(_rate_limit_headers(obj, resp))
+        return out
+
+    def _probe_page_size(self, obj: str, res: ResourceConfig) -> tuple[Any, requests.Response, int]:
+        """The first page at the configured size, or (a 400/422 refusing the size) at the largest of a few
+        smaller sizes that is accepted."""
+        size = res.pagination.page_size
+        while True:
+            try:
+                body, resp = self._call("GET", self._url(res.list_path), params=self._probe_params(res, size))
+                return body, resp, size
+            except RequestError as exc:
+                if exc.status not in (400, 422) or size <= 10:
+                    raise
+                size = max(10, size // 2)
+
+    def _probe_params(self, res: ResourceConfig, size: int, since: str | None = None) -> dict[str, Any]:
+        pg = res.pagination
+        params: dict[str, Any] = dict(res.params)
+        if pg.style == "offset":
+            params.update({pg.offset_param: 0, pg.limit_param: size})
+        elif pg.style == "page":
+            params.update({pg.page_param: pg.first_page, pg.size_param: size})
+        elif pg.style in ("next_link", "cursor"):
+            params[pg.size_param] = size
+        if since is not None and res.modified_since_param:
+            params[res.modified_since_param] = since
+        return params
+
+    def _probe_boundary(self, obj: str, res: ResourceConfig, rows: list[dict[str, Any]], where: str,
+                        size: int) -> Finding:
+        """Ask modified-since a record's own stamp: whether that record comes back is the boundary."""
+        key = f"resources.{obj}.since_boundary"
+        if res.modified_since_param is None or res.paths.modified is None:
+            return Finding("since_boundary", "info", "no modified-since filter configured: every read is a full "
+                                                     "scan, compared by content", obj)
+        stamps = [r.modified_at for r in (self._record(obj, res, row) for row in rows)
+                  if r.modified_at is not None and r.modified_at.microsecond == 0]
+        if not stamps:
+            return Finding("since_boundary", "info", "no record with a whole-second modification time to probe "
+                                                     f"with; keep {key}: unknown", obj)
+        at = max(stamps)  # the newest: the fewest records come back after it
+        body, resp = self._call("GET", self._url(res.list_path), params=self._probe_params(
+            res, size, format_since(at, res.modified_since_format, self._tz)))
+        back = [r.modified_at for r in (self._record(obj, res, row) for row in self._rows(obj, res, body, resp, where))
+                if r.modified_at is not None]
+        if any(s < at for s in back):
+            return Finding("since_boundary", "fail", f"asked {res.modified_since_param} = a record's stamp, got "
+                           "older records: the filter is ignored or not the modification time", obj)
+        found = "inclusive" if at in back else "exclusive"
+        said = res.since_boundary
+        came = "came" if found == "inclusive" else "did not come"
+        detail = f"asked {res.modified_since_param} = a record's own stamp: it {came} back ({found})"
+        if said == found:
+            return Finding("since_boundary", "ok", f"{detail}; configured {said}", obj)
+        if said == "unknown":
+            return Finding("since_boundary", "info", f"{detail}; configured unknown (safe: each read asks "
+                           f"{res.since_overlap_seconds}s earlier and drops repeats)", obj, {key: found})
+        status = "fail" if said == "inclusive" else "warn"  # inclusive on an exclusive core loses that second
+        return Finding("since_boundary", status, f"{detail}; configured {said}", obj, {key: found})
+
     # ---------------------------------------------------------------- hooks: writing
     def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
         return [self._write_one(obj, self._resource(obj), item) for item in batch]
@@ -647,6 +756,8 @@ class CorebankRestAdapter(Adapter):
             if body.kind is ErrorKind.CONFLICT:
                 return self._conflict_or_unchanged(obj, item, target, None)
             return WriteResult(item.key, WriteStatus.FAILED, external_id=target, error=to_record_error(body))
+        if resp.status_code != 204 and not resp.content.strip():
+            self._check_silent_write(obj, res, item, target, body_out, resp, url)
         status = WriteStatus.UPDATED
         if res.paths.changes is not None:
             changes = json_get(body, res.paths.changes)
@@ -660,6 +771,18 @@ class CorebankRestAdapter(Adapter):
             after = self._get(obj, target)
         return WriteResult(item.key, status, external_id=str(target),
                            version=after.version if after else None, modified_at=after.modified_at if after else None)
+
+    def _check_silent_write(self, obj: str, res: ResourceConfig, item: WriteItem, target: str,
+                            sent: Mapping[str, Any], resp: requests.Response, url: str) -> None:
+        """A write answered by a 2xx with an empty body: some services do, and so does a gateway that never
+        passed the call on. Only the core holding what was written makes it a success."""
+        current = self._get(obj, target)
+        skip = {res.version_name} if res.version_in == "body" else set()
+        if current is None or any(current.data.get(k) != v for k, v in sent.items() if k not in skip):
+            raise BadResponseError(
+                f"{obj}: {res.write_method} {requests.utils.urlparse(url).path} answered HTTP {resp.status_code} "
+                "with an empty body and the core does not hold what was written (a gateway answering?)",
+                vendor=VENDOR, status=resp.status_code, request_id=resp.headers.get(self.config.request_id_header))
 
     def _conflict_or_unchanged(self, obj: str, item: WriteItem, target: str,
                                current: RawRecord | None) -> WriteResult:
@@ -798,6 +921,27 @@ class CorebankRestAdapter(Adapter):
             return int(v)
         except (TypeError, ValueError) as exc:
             raise BadResponseError(f"'{path}' is not a number", vendor=VENDOR) from exc
+
+
+def _clock_skew(obj: str, resp: requests.Response, now: datetime | None = None) -> Finding:
+    try:
+        served = parsedate_to_datetime(resp.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return Finding("clock_skew", "info", "the service sends no Date header: clock skew unknown", obj)
+    skew = (served - (now or datetime.now(UTC))).total_seconds()
+    detail = f"the service's clock is {abs(skew):.0f}s {'ahead of' if skew > 0 else 'behind'} this host's"
+    # a change filter compares the core's stamps: skew matters when it exceeds the jobs' overlap window
+    return Finding("clock_skew", "warn" if abs(skew) > 30 else "ok",
+                   detail + ("; keep the jobs' overlap_seconds above it" if abs(skew) > 30 else ""), obj)
+
+
+def _rate_limit_headers(obj: str, resp: requests.Response) -> Finding:
+    seen = {k: v for k, v in resp.headers.items()
+            if "ratelimit" in k.lower().replace("-", "") or k.lower() == "retry-after"}
+    if not seen:
+        return Finding("rate_limit", "info", "no rate-limit headers in the reply", obj)
+    return Finding("rate_limit", "info", "rate-limit headers: " + ", ".join(f"{k}: {scrub(v, 40)}"
+                                                                            for k, v in sorted(seen.items())), obj)
 
 
 def _describe_body(resp: requests.Response) -> str:

@@ -31,7 +31,8 @@ that need optimistic concurrency add one (a datatable, a gateway), which this st
 Dialect ``openbank`` (``Knobs.extra["dialect"]``): a different bank's JSON service, to prove the adapter fits by
 configuration alone: OAuth2 client credentials at ``POST /oauth/token`` (form; ``crm-sync``/``s3cret``), bearer
 tokens that expire (``token_lifetime``), ``GET /api/v2/customers?page=&size=&updatedSince=`` (1-based pages, at
-most 100, ascending by ``updatedAt``) → ``{data, meta{page,size,totalPages,totalElements}, links{self,next}}``,
+most 100, ascending by ``updatedAt``) → ``{data, meta{page,size,totalPages,totalElements}, links{self,next},
+warnings[]}``,
 ``GET /api/v2/customers/{customerNo}`` → ``{data}``, ``PUT /api/v2/customers/{customerNo}/contact`` with
 ``If-Match`` (stale → 412) → ``{data}``; string timestamps with offsets (``2024-03-01T08:00:00+08:00``) and
 dates (``1990-05-17``); errors ``{code, message, field}``.
@@ -660,7 +661,8 @@ class CorebankRestSimulator(Simulator):
 
         return Response.json({"data": chunk,
                               "meta": {"page": page, "size": size, "totalPages": pages, "totalElements": len(rows)},
-                              "links": {"self": link(page), "next": link(page + 1) if page < pages else None}})
+                              "links": {"self": link(page), "next": link(page + 1) if page < pages else None},
+                              "warnings": []})
 
     def _o_contact(self, req: Request, number: str) -> Response:
         try:
