@@ -94,15 +94,16 @@ _GENDER = {"MALE": {"id": 15, "name": "Male", "active": True, "mandatory": False
            "FEMALE": {"id": 16, "name": "Female", "active": True, "mandatory": False}}
 _HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
              b"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
-#: What a gateway in front of the core sends instead of the service's reply: kind -> (status, content type, body).
-GATEWAY_REPLIES: dict[str, tuple[int, str | None, bytes]] = {
-    "502_html": (502, "text/html", _HTML_502),
-    "503_empty": (503, None, b""),
-    "504_text": (504, "text/plain", b"upstream request timeout"),
-    "200_truncated": (200, "application/json;charset=UTF-8",
-                      b'{"totalFilteredRecords": 23, "pageItems": [{"id": 1, "acc'),
-    "200_empty": (200, "application/json;charset=UTF-8", b""),
-    "200_html": (200, "text/html", b"<html><body>Session expired. <a href='/login'>Log in</a></body></html>"),
+_JSON = {"Content-Type": "application/json;charset=UTF-8"}
+#: What a gateway in front of the core sends instead of the service's reply: kind -> (status, headers, body).
+GATEWAY_REPLIES: dict[str, tuple[int, dict[str, str], bytes]] = {
+    "502_html": (502, {"Content-Type": "text/html"}, _HTML_502),
+    "503_empty": (503, {"Retry-After": "2"}, b""),
+    "504_text": (504, {"Content-Type": "text/plain"}, b"upstream request timeout"),
+    "200_truncated": (200, _JSON, b'{"totalFilteredRecords": 23, "pageItems": [{"id": 1, "acc'),
+    "200_empty": (200, _JSON, b""),
+    "200_html": (200, {"Content-Type": "text/html"},
+                 b"<html><body>Session expired. <a href='/login'>Log in</a></body></html>"),
 }
 _DOC_TYPE = {"CN_RIC": {"id": 1, "name": "Resident Identity Card"},
              "CN_USCC": {"id": 2, "name": "Unified Social Credit Code"}}
@@ -340,8 +341,8 @@ class CorebankRestSimulator(Simulator):
         with self.lock:
             gateway = self._gateway.pop(0) if self._gateway else None
         if gateway is not None:
-            status, ctype, body = GATEWAY_REPLIES[gateway]
-            return Response(status, body, {"Content-Type": ctype} if ctype else {})
+            status, headers, body = GATEWAY_REPLIES[gateway]
+            return Response(status, body, dict(headers))
         resp = self._fineract(req) if self.dialect == "fineract" else self._openbank(req)
         if self.knobs.rate_limit:
             with self.lock:
