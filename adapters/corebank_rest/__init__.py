@@ -40,6 +40,11 @@ dropped silently, anything else fails the record). A write based on ``expected_v
 resource says (``version_in: body | header``); a stale version (409/412 or a configured business code) is
 ``WriteStatus.CONFLICT`` - unless the core already holds exactly what was written (a retried call that had been
 applied), which is ``UNCHANGED``. With ``version_in: none`` the adapter reads the record first and compares.
+
+Change lists (docs/corebank_rest.md): ``since_boundary`` (``unknown`` by default: asked ``since_overlap_seconds``
+early, repeats dropped by id + version/content, so neither an inclusive nor an exclusive filter loses the boundary
+second), ``resume: keyset`` (re-ask from the newest stamp read, so an edit during the read cannot shift a record out
+of reach), an optional pinned ``until_param``. A reply with no records that says records remain is refused.
 """
 
 from __future__ import annotations

@@ -151,3 +151,15 @@ def test_doctor_unreachable_is_a_finding_not_a_crash() -> None:
     adapter = CorebankRestAdapter(cfg)   # the simulator has stopped: nothing listens there
     out = adapter.doctor({"Client": ["mobileNo"]})
     assert any(f.check == "reachable" and f.status == "fail" for f in out)
+
+
+def test_closed_customers_come_once_as_records_never_also_as_tombstones(sim: CorebankRestSimulator) -> None:
+    """A first sync read 60 and accounted for 58: the adapter is not where the two went (it yields a closed
+    client once, as a record; the mapping's deleted_when makes it a tombstone)."""
+    sim.touch("3", status={"id": 600, "code": "clientStatusType.closed", "value": "Closed"}, active=False)
+    a = CorebankRestAdapter(fineract_config(sim))
+    records = [r for p in a.extract("Client") for r in p.records]
+    closed = [r for r in records if r.data["status"]["code"] == "clientStatusType.closed"]
+    assert closed and not any(r.deleted for r in records)
+    assert len(records) == len({r.external_id for r in records}) == 35
+    assert [r for p in a.extract_deleted("Client") for r in p.records] == []
