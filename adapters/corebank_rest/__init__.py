@@ -441,7 +441,10 @@ class CorebankRestAdapter(Adapter):
             floor = self._ask_from(res, st["anchor"]) if st["anchor"] is not None else None
             st["seen"] = {k: v for k, v in seen.items() if floor is None or v[1] is None or v[1] >= floor}
             return Page(records, st, full_scan=full_scan)
-        st["seen"] = seen
+        # by position a record is read twice only when one inserted before it pushes it onto the next page: the
+        # last page's records are enough to recognise it (a whole scan's ids would not fit in memory)
+        page_ids = {str(json_get(row, res.paths.id)) for row in rows}
+        st["seen"] = {k: v for k, v in seen.items() if k in page_ids}
         nxt = self._next_position(obj, pg, body, st, len(rows), skip)
         if nxt is None:
             return Page(records, None, full_scan=full_scan)
@@ -963,7 +966,7 @@ def _describe_body(resp: requests.Response) -> str:
 
 
 def _content_hash(row: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return hashlib.blake2b(json.dumps(row, sort_keys=True, default=str).encode("utf-8"), digest_size=12).hexdigest()
 
 
 def _first_str(body: Any, paths: Sequence[str]) -> str | None:

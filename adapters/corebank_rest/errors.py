@@ -207,10 +207,13 @@ def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
     status = resp.status_code
     rule = next((r for r in (*extra, *ERROR_TABLE) if r.matches(status, code, auth, vendor_msg or "")),
                 Rule(status, ErrorKind.REQUEST, message="unexpected reply"))
-    if body is None and status >= 500:
-        # a gateway or proxy answered (nginx's HTML page, an empty 503, "upstream request timeout"): say so
-        # rather than quote its markup
-        detail = f"HTTP {status} with {_body_kind(resp)} (a gateway or proxy in front of the service?)"
+    if body is None:
+        # not the service's JSON: a gateway, proxy or firewall answered (nginx's HTML page, an empty 503,
+        # "upstream request timeout"): say so rather than quote its markup
+        kind = _body_kind(resp)
+        detail = f"HTTP {status} with {kind} (a gateway or proxy in front of the service?)"
+        if kind == "a plain-text body":
+            detail += f": {scrub(text, 120)}"
     else:
         detail = scrub(vendor_msg)
     head = rule.message or "unexpected reply"

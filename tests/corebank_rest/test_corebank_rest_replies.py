@@ -163,3 +163,32 @@ def test_closed_customers_come_once_as_records_never_also_as_tombstones(sim: Cor
     assert closed and not any(r.deleted for r in records)
     assert len(records) == len({r.external_id for r in records}) == 35
     assert [r for p in a.extract_deleted("Client") for r in p.records] == []
+
+
+def _raw(status: int, body: bytes, headers: dict[str, str]) -> Any:
+    import requests
+
+    resp = requests.Response()
+    resp.status_code, resp._content = status, body
+    resp.headers.update(headers)
+    return resp
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    from datetime import UTC, datetime
+
+    from crmbridge.adapters.corebank_rest.errors import retry_after
+
+    now = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC)
+    resp = _raw(503, b"", {"Retry-After": "Mon, 07 Dec 2026 10:00:30 GMT"})
+    assert retry_after(resp, now) == 30.0
+    assert retry_after(_raw(503, b"", {"Retry-After": "soon"}), now) is None
+
+
+def test_a_firewall_page_is_described_not_quoted() -> None:
+    from crmbridge.adapters.corebank_rest.errors import classify
+
+    page = b"<html><body>Request blocked. Customer 13812345678 ref 42</body></html>"
+    c = classify(_raw(403, page, {"Content-Type": "text/html"}), auth="basic")
+    assert c.kind.value == "permission" and "HTTP 403 with an HTML body" in c.message
+    assert "<html" not in c.message and "13812345678" not in c.message
