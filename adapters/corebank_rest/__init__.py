@@ -400,6 +400,9 @@ class CorebankRestAdapter(Adapter):
             # the record that was next
             back, back_resp = self._call("GET", url, params={**params, pg.page_param: params[pg.page_param] - 1})
             parts.append(self._rows(obj, res, back, back_resp, where))
+        if keyset and pg.style == "next_link" and st.get("back") and res.reread:
+            back, back_resp = self._call("GET", st["back"])   # the same, for links: the page read last
+            parts.append(self._rows(obj, res, back, back_resp, where))
         if not rows:
             self._check_empty(obj, res, body, resp, where, skip, first=state is None)
         if res.until_param and st.get("until") is None:
@@ -433,8 +436,13 @@ class CorebankRestAdapter(Adapter):
         if keyset:
             top = max(stamps) if stamps else None
             if top is not None and (anchor is None or top > anchor):
-                st.update(anchor=top, skip=0, inside=False)  # re-ask from the newest stamp read: edits before it
-                #                                              cannot shift it
+                # re-ask from the newest stamp read: edits before it cannot shift it
+                st.update(anchor=top, skip=0, inside=False)
+                st.pop("url", None)
+                st.pop("back", None)
+            elif pg.style == "next_link":  # a page inside one stamp: follow the link, re-reading this page after
+                st.update(self._next_position(obj, pg, body, st, len(rows), skip), back=resp.url, inside=True,
+                          anchor=anchor)
             else:  # a page inside one stamp: step on, re-reading a few records
                 step = pg.page_size if pg.style == "page" else pg.page_size - min(res.reread, pg.page_size // 2)
                 st.update(anchor=anchor, skip=skip + step, inside=True)
@@ -461,7 +469,7 @@ class CorebankRestAdapter(Adapter):
     @staticmethod
     def _keyset(res: ResourceConfig) -> bool:
         return (res.resume == "keyset" and res.modified_since_param is not None and res.paths.modified is not None
-                and res.pagination.style in ("offset", "page"))
+                and res.pagination.style in ("offset", "page", "next_link"))
 
     @staticmethod
     def _ask_from(res: ResourceConfig, at: datetime) -> datetime:

@@ -29,7 +29,7 @@ def changes_config(sim: CorebankRestSimulator, page_size: int = 10, **resource: 
     """A Fineract-shaped core with a modification-time filter, read with the adapter's defaults for the change
     list (nothing about the boundary is configured)."""
     if sim.dialect == "openbank":
-        cfg = openbank_config(sim, style="page", page_size=page_size)
+        cfg = openbank_config(sim, style=sim.knobs.extra.get("style", "page"), page_size=page_size)
         name = "Customer"
     else:
         cfg = fineract_config(sim, page_size=page_size)
@@ -48,12 +48,15 @@ def read(adapter: CorebankRestAdapter, obj: str, since: datetime | None = None) 
     return [r.external_id for p in adapter.extract(obj, since=since) for r in p.records]
 
 
-DIALECTS = [pytest.param("fineract", id="offset-paging"), pytest.param("openbank", id="page-paging")]
+DIALECTS = [pytest.param("fineract", id="offset-paging"), pytest.param("openbank", id="page-paging"),
+            pytest.param("openbank/next_link", id="link-paging")]
 
 
 def make_sim(dialect: str, **extra: Any) -> CorebankRestSimulator:
+    """A simulator; ``openbank/next_link`` is the second bank read by following its next links."""
+    dialect, _, style = dialect.partition("/")
     return CorebankRestSimulator(Knobs(seed=4, records=N, extra={"dialect": dialect, "change_filter": True,
-                                                                  **extra}))
+                                                                  "style": style or "page", **extra}))
 
 
 def obj_of(sim: CorebankRestSimulator) -> str:
