@@ -265,7 +265,8 @@ class ResourceConfig(BaseModel):
         "keyset", description="how a list filtered by modification time is continued: keyset re-asks from the "
                               "newest stamp read (an edit during the read cannot shift a record out of reach; the "
                               "list must be sorted ascending by paths.modified); position pages on")
-    reread: int = Field(2, ge=0, description="records re-read at each offset step inside one stamp (keyset)")
+    reread: int = Field(2, ge=0, description="records re-read at each offset step (keyset: inside one stamp; "
+                                             "0 = none)")
 
     _until = field_validator("until_path")(_check_path)
 
@@ -500,8 +501,12 @@ class CorebankRestAdapter(Adapter):
 
     def _next_position(self, obj: str, pg: PaginationConfig, body: Any, st: Mapping[str, Any], got: int,
                        skip: int) -> dict[str, Any] | None:
-        if pg.style in ("offset", "page"):
-            return {"skip": skip + (got if pg.style == "offset" else pg.page_size)}
+        if pg.style == "offset":
+            # step back a few records: one removed before this page (a pending client deleted) must not shift
+            # the next one out of reach; the repeats are dropped as seen
+            return {"skip": skip + got - min(self._resource(obj).reread, got // 2)}
+        if pg.style == "page":
+            return {"skip": skip + pg.page_size}
         nxt = json_get(body, pg.next_path)
         if not isinstance(nxt, str | int):
             raise BadResponseError(f"{obj}: next page value at '{pg.next_path}' is not a string", vendor=VENDOR)

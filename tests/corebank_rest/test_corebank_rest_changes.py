@@ -140,3 +140,16 @@ def test_pinned_upper_bound_keeps_a_read_to_what_existed_when_it_began() -> None
         assert "updatedUntil" not in first and rest
         assert {q["updatedUntil"] for q in rest} == {rest[0]["updatedUntil"]}, "one bound for the whole read"
         assert datetime.fromisoformat(rest[0]["updatedUntil"]).tzinfo is not None
+
+
+def test_a_client_removed_during_a_full_scan_shifts_no_other_out_of_reach() -> None:
+    """Stock Fineract (no change filter, id order): a pending client deleted behind the read moved every later
+    client up one place, and the one at the page boundary was never read."""
+    with CorebankRestSimulator(Knobs(seed=4, records=N)) as sim:
+        adapter = CorebankRestAdapter(fineract_config(sim, page_size=10))
+        pages = adapter.extract("Client")
+        got = [r.external_id for r in next(pages).records]
+        with sim.lock:
+            del sim.records["3"]   # what DELETE /clients/3 does to a pending client
+        got += [r.external_id for p in pages for r in p.records]
+        assert set(got) == sim.ids() | {"3"} and len(got) == len(set(got))
