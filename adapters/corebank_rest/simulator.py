@@ -188,9 +188,12 @@ class CorebankRestSimulator(Simulator):
     Knobs: ``seed``, ``records``, ``bad_fraction``, ``token_lifetime`` (openbank), and ``extra``: ``dialect``
     (``fineract`` | ``openbank``), ``username``/``password``/``tenants`` (Fineract; default ``mifos``,
     ``password``, ``["default"]``), ``client_id``/``client_secret`` (openbank), ``versioned`` (Fineract, default
-    true), ``retry_after`` (seconds sent with 429, default 1).
+    true), ``retry_after`` (seconds sent with 429, default 1), and the change-list and gateway modes of the module
+    docstring: ``change_filter``, ``since_boundary``, ``same_second``, ``edit_during_read``, ``gateway``,
+    ``gateway_times``.
 
-    Direct access for tests: :meth:`seed`, :meth:`count`, :meth:`ids`, :meth:`record`, :meth:`touch`.
+    Direct access for tests: :meth:`seed`, :meth:`count`, :meth:`ids`, :meth:`record`, :meth:`touch`,
+    :meth:`stamp`, :meth:`inject_gateway`, :attr:`list_queries`.
     """
 
     vendor = "corebank_rest"
