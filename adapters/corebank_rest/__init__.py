@@ -40,16 +40,24 @@ dropped silently, anything else fails the record). A write based on ``expected_v
 resource says (``version_in: body | header``); a stale version (409/412 or a configured business code) is
 ``WriteStatus.CONFLICT`` - unless the core already holds exactly what was written (a retried call that had been
 applied), which is ``UNCHANGED``. With ``version_in: none`` the adapter reads the record first and compares.
+
+Change lists (docs/corebank_rest.md): ``since_boundary`` (``unknown`` by default: asked ``since_overlap_seconds``
+early, repeats dropped by id + version/content, so neither an inclusive nor an exclusive filter loses the boundary
+second), ``resume: keyset`` (re-ask from the newest stamp read, so an edit during the read cannot shift a record out
+of reach), an optional pinned ``until_param``. A reply with no records that says records remain is refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -61,6 +69,7 @@ from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
     FieldInfo,
+    Finding,
     Page,
     RawRecord,
     WriteItem,
@@ -82,10 +91,20 @@ from crmbridge.adapters.corebank_rest.errors import (
     Rule,
     bad_response,
     classify,
+    scrub,
     to_error,
     to_record_error,
 )
-from crmbridge.core.errors import AuthenticationError, BadResponseError, ConfigurationError, RecordRejectedError
+from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
+    BadResponseError,
+    ConfigurationError,
+    PermissionDeniedError,
+    RecordRejectedError,
+    RequestError,
+    RetryableError,
+)
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
 
@@ -137,6 +156,9 @@ class AuthConfig(BaseModel):
 class PaginationConfig(BaseModel):
     """How a list is paged.
 
+    A reply with no records while ``has_more_path`` says more follow, or ``total_path``/``total_pages_path`` say
+    records remain, is refused (:class:`BadResponseError`): a wrong ``paths.list`` must not read as an empty list.
+
     ``offset``: ``offset_param``/``limit_param``; ends on a short or empty page or when ``total_path`` is reached.
     ``page``: ``page_param``/``size_param`` from ``first_page``; ends when ``next_path`` is null, ``total_pages_path``
     is reached, or on a short page. ``next_link``: the first request sends ``size_param``, then the link at
@@ -154,10 +176,11 @@ class PaginationConfig(BaseModel):
     first_page: int = 1
     cursor_param: str = "cursor"
     next_path: str | None = None
-    total_path: str | None = None
+    total_path: str | None = Field(None, description="records in the whole (filtered) list")
     total_pages_path: str | None = None
+    has_more_path: str | None = Field(None, description="a boolean: more pages follow")
 
-    _paths = field_validator("next_path", "total_path", "total_pages_path")(_check_path)
+    _paths = field_validator("next_path", "total_path", "total_pages_path", "has_more_path")(_check_path)
 
     @model_validator(mode="after")
     def _needs_next(self) -> PaginationConfig:
@@ -229,6 +252,29 @@ class ResourceConfig(BaseModel):
     ignore: list[str] = Field(default_factory=list, description="payload fields dropped before writing")
     refetch_after_write: bool = Field(True, description="read the record after a write for its new version")
     embed: dict[str, EmbedConfig] = Field(default_factory=dict, description="sub-resources fetched per record")
+    since_boundary: Literal["inclusive", "exclusive", "unknown"] = Field(
+        "unknown", description="whether the modified-since filter keeps records stamped exactly at the given time; "
+                               "unknown (safe) asks from since_overlap_seconds earlier and drops repeats")
+    since_overlap_seconds: int = Field(
+        1, ge=0, le=31 * 86400, description="how much earlier an exclusive or unknown filter is asked from: the "
+                                            "filter's granularity (1 for seconds, 86400 for dates)")
+    until_param: str | None = Field(None, description="as-of/until parameter pinned for a whole read (null = off)")
+    until_path: str | None = Field(None, description="path of the as-of time in the first reply (null = its Date "
+                                                     "header)")
+    resume: Literal["keyset", "position"] = Field(
+        "keyset", description="how a list filtered by modification time is continued: keyset re-asks from the "
+                              "newest stamp read (an edit during the read cannot shift a record out of reach; the "
+                              "list must be sorted ascending by paths.modified); position pages on")
+    reread: int = Field(2, ge=0, description="records re-read at each offset step (keyset: inside one stamp; "
+                                             "0 = none)")
+
+    _until = field_validator("until_path")(_check_path)
+
+    @model_validator(mode="after")
+    def _until_needs_param(self) -> ResourceConfig:
+        if self.until_path is not None and self.until_param is None:
+            raise ValueError("until_path needs until_param")
+        return self
 
     @field_validator("item_path", "write_path")
     @classmethod
@@ -313,71 +359,225 @@ class CorebankRestAdapter(Adapter):
     # ---------------------------------------------------------------- hooks: reading
     def _list_page(self, obj: str, *, since: datetime | None, fields: Sequence[str] | None,
                    state: Any) -> Page:
+        """One page of a read. ``state`` (this adapter's own dict) carries the position (``skip`` records into
+        the anchored query, or a cursor / next link), the keyset ``anchor``, the pinned ``until`` and what this
+        read already yielded (``seen``: id -> (version or content hash, stamp)), so a repeat is dropped."""
         res = self._resource(obj)
         pg = res.pagination
+        st: dict[str, Any] = dict(state or {})
+        keyset = self._keyset(res)
         full_scan = since is not None and res.modified_since_param is None
+        anchor: datetime | None = st.get("anchor", since)
         params: dict[str, Any] = dict(res.params)
-        if since is not None and res.modified_since_param:
-            params[res.modified_since_param] = format_since(since, res.modified_since_format, self._tz)
+        if anchor is not None and res.modified_since_param:
+            params[res.modified_since_param] = format_since(self._ask_from(res, anchor), res.modified_since_format,
+                                                            self._tz)
+        if res.until_param and st.get("until") is not None:
+            params[res.until_param] = st["until"]
         if fields and res.fields_param:
             wanted = [res.paths.id, *(p for p in (res.paths.modified, res.paths.version) if p)]
             params[res.fields_param] = ",".join(dict.fromkeys([*(w.split(".")[0] for w in wanted), *fields]))
         url = self._url(res.list_path)
-        position = state or {}
+        skip: int = st.get("skip", 0)
         if pg.style == "offset":
-            params[pg.offset_param] = position.get("offset", 0)
+            params[pg.offset_param] = skip
             params[pg.limit_param] = pg.page_size
         elif pg.style == "page":
-            params[pg.page_param] = position.get("page", pg.first_page)
+            params[pg.page_param] = pg.first_page + skip // pg.page_size
             params[pg.size_param] = pg.page_size
         elif pg.style in ("next_link", "cursor"):
             params[pg.size_param] = pg.page_size
-            if pg.style == "cursor" and "cursor" in position:
-                params[pg.cursor_param] = position["cursor"]
-            if pg.style == "next_link" and "url" in position:
-                url, params = position["url"], {}  # the link carries its own query
+            if pg.style == "cursor" and "cursor" in st:
+                params[pg.cursor_param] = st["cursor"]
+            if pg.style == "next_link" and "url" in st:
+                url, params = st["url"], {}  # the link carries its own query
+        where = f"GET {requests.utils.urlparse(url).path}"
         body, resp = self._call("GET", url, params=params)
+        rows = self._rows(obj, res, body, resp, where)
+        parts = [rows]
+        if keyset and pg.style == "page" and st.get("inside") and res.reread and skip >= pg.page_size:
+            # page numbers cannot step back a few records: inside one stamp, the page before is read again
+            # (after this one), so a record of that stamp edited away, shifting the rest back by one, cannot hide
+            # the record that was next
+            back, back_resp = self._call("GET", url, params={**params, pg.page_param: params[pg.page_param] - 1})
+            parts.append(self._rows(obj, res, back, back_resp, where))
+        if keyset and pg.style == "next_link" and st.get("back") and res.reread:
+            back, back_resp = self._call("GET", st["back"])   # the same, for links: the page read last
+            parts.append(self._rows(obj, res, back, back_resp, where))
+        if not rows:
+            self._check_empty(obj, res, body, resp, where, skip, first=state is None)
+        if res.until_param and st.get("until") is None:
+            st["until"] = self._until_value(obj, res, body, resp, where)
+        seen: dict[str, tuple[str, datetime | None]] = dict(st.get("seen", {}))
+        records: list[RawRecord] = []
+        stamps: list[datetime] = []
+        for part in parts:
+            last: datetime | None = None  # each reply is sorted on its own
+            for row in part:
+                rec = self._record(obj, res, row)
+                if rec.modified_at is None:
+                    continue
+                if keyset and last is not None and rec.modified_at < last:
+                    raise BadResponseError(
+                        f"{obj}: the list at {where} is not sorted by '{res.paths.modified}' (resources.{obj}"
+                        ".paths.modified): keyset paging needs it ascending: sort it in resources."
+                        f"{obj}.params, or set resources.{obj}.resume: position", vendor=VENDOR,
+                        status=resp.status_code, where=f"systems.{self.system}.resources.{obj}")
+                last = rec.modified_at
+                stamps.append(rec.modified_at)
+        for row in (row for part in parts for row in part):
+            rec = self._record(obj, res, row)
+            fingerprint = rec.version if rec.version is not None else _content_hash(row)
+            if seen.get(rec.external_id, ("",))[0] == fingerprint:
+                continue  # re-read in this read (an overlap or a page step), unchanged: yielded already
+            seen[rec.external_id] = (fingerprint, rec.modified_at)
+            records.append(self._record(obj, res, self._embedded(res, row)) if res.embed else rec)
+        if self._at_end(pg, body, st, len(rows), skip):
+            return Page(records, None, full_scan=full_scan)
+        if keyset:
+            top = max(stamps) if stamps else None
+            if top is not None and (anchor is None or top > anchor):
+                # re-ask from the newest stamp read: edits before it cannot shift it
+                st.update(anchor=top, skip=0, inside=False)
+                st.pop("url", None)
+                st.pop("back", None)
+            elif pg.style == "next_link":  # a page inside one stamp: follow the link, re-reading this page after
+                st.update(self._next_position(obj, pg, body, st, len(rows), skip), back=resp.url, inside=True,
+                          anchor=anchor)
+            else:  # a page inside one stamp: step on, re-reading a few records
+                step = pg.page_size if pg.style == "page" else pg.page_size - min(res.reread, pg.page_size // 2)
+                st.update(anchor=anchor, skip=skip + step, inside=True)
+            floor = self._ask_from(res, st["anchor"]) if st["anchor"] is not None else None
+            st["seen"] = {k: v for k, v in seen.items() if floor is None or v[1] is None or v[1] >= floor}
+            return Page(records, st, full_scan=full_scan)
+        # by position a record is read twice only when one inserted before it pushes it onto the next page: the
+        # last page's records are enough to recognise it (a whole scan's ids would not fit in memory)
+        page_ids = {str(json_get(row, res.paths.id)) for row in rows}
+        st["seen"] = {k: v for k, v in seen.items() if k in page_ids}
+        nxt = self._next_position(obj, pg, body, st, len(rows), skip)
+        if nxt is None:
+            return Page(records, None, full_scan=full_scan)
+        st.update(nxt)
+        return Page(records, st, full_scan=full_scan)
+
+    def _rows(self, obj: str, res: ResourceConfig, body: Any, resp: requests.Response,
+              where: str) -> list[dict[str, Any]]:
         rows = json_get(body, res.paths.list)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise bad_response(f"no record list at '{res.paths.list or '$'}'", resp)
-        records = [self._record(obj, res, self._embedded(res, r)) for r in rows]
-        return Page(records, self._next_state(pg, body, position, len(rows)), full_scan=full_scan)
+            raise self._no_list(obj, res, body, resp, where)
+        return rows
 
-    def _next_state(self, pg: PaginationConfig, body: Any, position: Mapping[str, Any], got: int) -> Any:
+    @staticmethod
+    def _keyset(res: ResourceConfig) -> bool:
+        return (res.resume == "keyset" and res.modified_since_param is not None and res.paths.modified is not None
+                and res.pagination.style in ("offset", "page", "next_link"))
+
+    @staticmethod
+    def _ask_from(res: ResourceConfig, at: datetime) -> datetime:
+        """The filter value that keeps every record stamped at or after ``at`` under the configured semantics
+        (``unknown``: under either)."""
+        if res.since_boundary == "inclusive":
+            return at
+        return at - timedelta(seconds=res.since_overlap_seconds)
+
+    def _at_end(self, pg: PaginationConfig, body: Any, st: Mapping[str, Any], got: int, skip: int) -> bool:
+        """Whether the page just read is the last one of its (anchored) query."""
         if pg.style == "none":
-            return None
+            return True
+        more = self._flag_at(body, pg.has_more_path)
+        if more is False:
+            return True
         if pg.style == "offset":
-            offset = position.get("offset", 0) + got
             total = self._int_at(body, pg.total_path)
-            if got == 0 or got < pg.page_size or (total is not None and offset >= total):
-                return None
-            return {"offset": offset}
+            return got == 0 or got < pg.page_size or (total is not None and skip + got >= total)
         if pg.style == "page":
-            page = position.get("page", pg.first_page)
             if pg.next_path is not None and json_get(body, pg.next_path) in (None, ""):
-                return None
+                return True
             pages = self._int_at(body, pg.total_pages_path)
-            if pages is not None and page - pg.first_page + 1 >= pages:
-                return None
-            if got == 0 or (pg.next_path is None and got < pg.page_size):
-                return None
-            return {"page": page + 1}
+            if pages is not None and skip // pg.page_size + 1 >= pages:
+                return True
+            return got == 0 or (pg.next_path is None and got < pg.page_size)
+        return json_get(body, pg.next_path) in (None, "")
+
+    def _next_position(self, obj: str, pg: PaginationConfig, body: Any, st: Mapping[str, Any], got: int,
+                       skip: int) -> dict[str, Any] | None:
+        if pg.style == "offset":
+            # step back a few records: one removed before this page (a pending client deleted) must not shift
+            # the next one out of reach; the repeats are dropped as seen
+            return {"skip": skip + got - min(self._resource(obj).reread, got // 2)}
+        if pg.style == "page":
+            return {"skip": skip + pg.page_size}
         nxt = json_get(body, pg.next_path)
-        if nxt in (None, ""):
-            return None
         if not isinstance(nxt, str | int):
-            raise BadResponseError(f"next page value at '{pg.next_path}' is not a string", vendor=VENDOR)
-        if got == 0 and pg.style == "cursor" and str(nxt) == str(position.get("cursor")):
-            raise BadResponseError("the cursor did not advance", vendor=VENDOR)
+            raise BadResponseError(f"{obj}: next page value at '{pg.next_path}' is not a string", vendor=VENDOR)
+        if got == 0 and pg.style == "cursor" and str(nxt) == str(st.get("cursor")):
+            raise BadResponseError(f"{obj}: the cursor did not advance", vendor=VENDOR)
         if pg.style == "cursor":
             return {"cursor": str(nxt)}
         try:
             url = resolve_link(self._base, str(nxt))
         except ValueError as exc:
-            raise BadResponseError(str(exc), vendor=VENDOR) from exc
-        if url == position.get("url"):
-            raise BadResponseError("the next link points at the same page", vendor=VENDOR)
+            raise BadResponseError(f"{obj}: {exc}", vendor=VENDOR) from exc
+        if url == st.get("url"):
+            raise BadResponseError(f"{obj}: the next link points at the same page", vendor=VENDOR)
         return {"url": url}
+
+    def _no_list(self, obj: str, res: ResourceConfig, body: Any, resp: requests.Response,
+                 where: str) -> BadResponseError:
+        """The reply has no record list where the configuration says: a vendor error carried in a 2xx, or a
+        wrong ``paths.list``."""
+        code = _first_str(body, self.config.error_paths.get("code", ()))
+        if code is not None:
+            message = _first_str(body, self.config.error_paths.get("message", ()))
+            return BadResponseError(
+                f"{obj}: {where} answered HTTP {resp.status_code} with vendor error code '{scrub(code, 80)}'"
+                + (f": {scrub(message)}" if message else "") + f" instead of a record list at "
+                f"'{res.paths.list or '$'}'", vendor=VENDOR, status=resp.status_code, vendor_code=code,
+                request_id=resp.headers.get(self.config.request_id_header))
+        keys = sorted(body)[:8] if isinstance(body, dict) else []
+        return BadResponseError(
+            f"{obj}: no record list at '{res.paths.list or '$'}' (resources.{obj}.paths.list) in the reply of "
+            f"{where}" + (f"; its keys: {', '.join(scrub(k, 40) for k in keys)}" if keys else ""),
+            vendor=VENDOR, status=resp.status_code, where=f"systems.{self.system}.resources.{obj}.paths.list")
+
+    def _check_empty(self, obj: str, res: ResourceConfig, body: Any, resp: requests.Response, where: str,
+                     skip: int, *, first: bool) -> None:
+        """A reply with no records must not say that records remain (a wrong records path read as an empty
+        list synced nothing, successfully)."""
+        pg = res.pagination
+        said: list[str] = []
+        if self._flag_at(body, pg.has_more_path):
+            said.append(f"'{pg.has_more_path}' says more pages follow")
+        total = self._int_at(body, pg.total_path)
+        if total is not None and total > (skip if pg.style in ("offset", "page") else 0) and \
+                (first or pg.style in ("offset", "page")):
+            said.append(f"'{pg.total_path}' says {total} records")
+        pages = self._int_at(body, pg.total_pages_path)
+        if pages is not None and pg.style == "page" and skip // pg.page_size + 1 < pages:
+            said.append(f"'{pg.total_pages_path}' says {pages} pages")  # (an empty list is often "1 page")
+        if pg.style == "next_link" and json_get(body, pg.next_path) not in (None, ""):
+            said.append(f"'{pg.next_path}' links a next page")  # (a cursor may page through empty replies)
+        if said:
+            raise BadResponseError(
+                f"{obj}: 0 records at '{res.paths.list or '$'}' (resources.{obj}.paths.list) in the reply of "
+                f"{where}, but {' and '.join(said)}: is the records path right?", vendor=VENDOR,
+                status=resp.status_code, where=f"systems.{self.system}.resources.{obj}.paths.list")
+
+    def _until_value(self, obj: str, res: ResourceConfig, body: Any, resp: requests.Response, where: str) -> str:
+        """The upper bound pinned for the rest of the read: the first reply's as-of time."""
+        if res.until_path is not None:
+            value = json_get(body, res.until_path)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                return str(value)
+            raise BadResponseError(f"{obj}: no as-of time at '{res.until_path}' (resources.{obj}.until_path) in "
+                                   f"the reply of {where}", vendor=VENDOR, status=resp.status_code)
+        try:
+            served = parsedate_to_datetime(resp.headers.get("Date", ""))
+        except (TypeError, ValueError) as exc:
+            raise BadResponseError(f"{obj}: the reply of {where} has no usable Date header to pin "
+                                   f"resources.{obj}.until_param from; set until_path", vendor=VENDOR,
+                                   status=resp.status_code) from exc
+        return format_since(served, res.modified_since_format, self._tz)
 
     def _get(self, obj: str, external_id: str) -> RawRecord | None:
         res = self._resource(obj)
@@ -436,6 +636,103 @@ class CorebankRestAdapter(Adapter):
         writable = set(res.writable or names) if res.write_path else set()
         return [FieldInfo(n, t, read_only=n not in writable) for n, t in sorted(names.items())]
 
+    # ---------------------------------------------------------------- doctor
+    def _probe(self, obj: str) -> list[Finding]:
+        """Read-only probes for ``crmbridge doctor``: reachable and authenticated, the page size the service
+        accepts, the modified-since filter's boundary found by reading, clock skew, rate-limit headers."""
+        res = self._resource(obj)
+        where = f"GET {requests.utils.urlparse(self._url(res.list_path)).path}"
+        try:
+            body, resp, size = self._probe_page_size(obj, res)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            return [Finding("reachable", "ok", f"{where} answered", obj),
+                    Finding("authenticated", "fail", f"{type(exc).__name__}: {exc}", obj)]
+        except RetryableError as exc:
+            return [Finding("reachable", "fail", f"{where}: {type(exc).__name__}: {exc}", obj)]
+        except AdapterError as exc:
+            return [Finding("reachable", "ok", f"{where} answered", obj),
+                    Finding("operation", "fail", f"{where}: {type(exc).__name__}: {exc}", obj)]
+        out = [Finding("reachable", "ok", f"{where} answered HTTP {resp.status_code}", obj),
+               Finding("authenticated", "ok", f"{self.config.auth.type} credentials accepted", obj)]
+        pg = res.pagination
+        rows = self._rows(obj, res, body, resp, where)
+        key = f"resources.{obj}.pagination.page_size"
+        if size != pg.page_size:
+            out.append(Finding("page_size", "fail", f"pages of {pg.page_size} are refused; {size} is accepted",
+                               obj, {key: size}))
+        elif len(rows) < size and (self._flag_at(body, pg.has_more_path)
+                                   or (self._int_at(body, pg.total_path) or 0) > len(rows)
+                                   or (pg.next_path is not None and json_get(body, pg.next_path) not in (None, ""))):
+            out.append(Finding("page_size", "warn", f"asked for {size} records, got {len(rows)} while more exist: "
+                               f"the service caps pages at {len(rows)}", obj, {key: len(rows)}))
+        else:
+            out.append(Finding("page_size", "ok", f"pages of {size} accepted", obj))
+        try:
+            out.append(self._probe_boundary(obj, res, rows, where, size))
+        except AdapterError as exc:
+            out.append(Finding("since_boundary", "fail", f"{type(exc).__name__}: {exc}", obj))
+        out.append(_clock_skew(obj, resp))
+        out.append(_rate_limit_headers(obj, resp))
+        return out
+
+    def _probe_page_size(self, obj: str, res: ResourceConfig) -> tuple[Any, requests.Response, int]:
+        """The first page at the configured size, or (a 400/422 refusing the size) at the largest of a few
+        smaller sizes that is accepted."""
+        size = res.pagination.page_size
+        while True:
+            try:
+                body, resp = self._call("GET", self._url(res.list_path), params=self._probe_params(res, size))
+                return body, resp, size
+            except RequestError as exc:
+                if exc.status not in (400, 422) or size <= 10:
+                    raise
+                size = max(10, size // 2)
+
+    def _probe_params(self, res: ResourceConfig, size: int, since: str | None = None) -> dict[str, Any]:
+        pg = res.pagination
+        params: dict[str, Any] = dict(res.params)
+        if pg.style == "offset":
+            params.update({pg.offset_param: 0, pg.limit_param: size})
+        elif pg.style == "page":
+            params.update({pg.page_param: pg.first_page, pg.size_param: size})
+        elif pg.style in ("next_link", "cursor"):
+            params[pg.size_param] = size
+        if since is not None and res.modified_since_param:
+            params[res.modified_since_param] = since
+        return params
+
+    def _probe_boundary(self, obj: str, res: ResourceConfig, rows: list[dict[str, Any]], where: str,
+                        size: int) -> Finding:
+        """Ask modified-since a record's own stamp: whether that record comes back is the boundary."""
+        key = f"resources.{obj}.since_boundary"
+        if res.modified_since_param is None or res.paths.modified is None:
+            return Finding("since_boundary", "info", "no modified-since filter configured: every read is a full "
+                                                     "scan, compared by content", obj)
+        stamps = [r.modified_at for r in (self._record(obj, res, row) for row in rows)
+                  if r.modified_at is not None and r.modified_at.microsecond == 0]
+        if not stamps:
+            return Finding("since_boundary", "info", "no record with a whole-second modification time to probe "
+                                                     f"with; keep {key}: unknown", obj)
+        at = max(stamps)  # the newest: the fewest records come back after it
+        body, resp = self._call("GET", self._url(res.list_path), params=self._probe_params(
+            res, size, format_since(at, res.modified_since_format, self._tz)))
+        back = [r.modified_at for r in (self._record(obj, res, row) for row in self._rows(obj, res, body, resp, where))
+                if r.modified_at is not None]
+        if any(s < at for s in back):
+            return Finding("since_boundary", "fail", f"asked {res.modified_since_param} = a record's stamp, got "
+                           "older records: the filter is ignored or not the modification time", obj)
+        found = "inclusive" if at in back else "exclusive"
+        said = res.since_boundary
+        came = "came" if found == "inclusive" else "did not come"
+        detail = f"asked {res.modified_since_param} = a record's own stamp: it {came} back ({found})"
+        if said == found:
+            return Finding("since_boundary", "ok", f"{detail}; configured {said}", obj)
+        if said == "unknown":
+            return Finding("since_boundary", "info", f"{detail}; configured unknown (safe: each read asks "
+                           f"{res.since_overlap_seconds}s earlier and drops repeats)", obj, {key: found})
+        status = "fail" if said == "inclusive" else "warn"  # inclusive on an exclusive core loses that second
+        return Finding("since_boundary", status, f"{detail}; configured {said}", obj, {key: found})
+
     # ---------------------------------------------------------------- hooks: writing
     def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
         return [self._write_one(obj, self._resource(obj), item) for item in batch]
@@ -480,6 +777,8 @@ class CorebankRestAdapter(Adapter):
             if body.kind is ErrorKind.CONFLICT:
                 return self._conflict_or_unchanged(obj, item, target, None)
             return WriteResult(item.key, WriteStatus.FAILED, external_id=target, error=to_record_error(body))
+        if resp.status_code != 204 and not resp.content.strip():
+            self._check_silent_write(obj, res, item, target, body_out, resp, url)
         status = WriteStatus.UPDATED
         if res.paths.changes is not None:
             changes = json_get(body, res.paths.changes)
@@ -493,6 +792,18 @@ class CorebankRestAdapter(Adapter):
             after = self._get(obj, target)
         return WriteResult(item.key, status, external_id=str(target),
                            version=after.version if after else None, modified_at=after.modified_at if after else None)
+
+    def _check_silent_write(self, obj: str, res: ResourceConfig, item: WriteItem, target: str,
+                            sent: Mapping[str, Any], resp: requests.Response, url: str) -> None:
+        """A write answered by a 2xx with an empty body: some services do, and so does a gateway that never
+        passed the call on. Only the core holding what was written makes it a success."""
+        current = self._get(obj, target)
+        skip = {res.version_name} if res.version_in == "body" else set()
+        if current is None or any(current.data.get(k) != v for k, v in sent.items() if k not in skip):
+            raise BadResponseError(
+                f"{obj}: {res.write_method} {requests.utils.urlparse(url).path} answered HTTP {resp.status_code} "
+                "with an empty body and the core does not hold what was written (a gateway answering?)",
+                vendor=VENDOR, status=resp.status_code, request_id=resp.headers.get(self.config.request_id_header))
 
     def _conflict_or_unchanged(self, obj: str, item: WriteItem, target: str,
                                current: RawRecord | None) -> WriteResult:
@@ -526,7 +837,8 @@ class CorebankRestAdapter(Adapter):
         auth = self.config.auth
         where = f"systems.{self.system}.auth"
         if auth.type == "basic":
-            assert auth.username is not None and auth.password is not None
+            if not auth.username or auth.password is None:
+                raise ConfigurationError("basic auth needs username and password", where=where)
             pw = resolve_secret(auth.password, where=f"{where}.password").get_secret_value()
             return {"Authorization": "Basic " + base64.b64encode(f"{auth.username}:{pw}".encode()).decode("ascii")}
         return {"Authorization": f"Bearer {self._bearer_token()}"}
@@ -541,7 +853,9 @@ class CorebankRestAdapter(Adapter):
                 self._token = resolve_secret(auth.token, where=f"{where}.token").get_secret_value()
                 self._token_expires = float("inf")
                 return self._token
-            assert auth.token_url and auth.client_id and auth.client_secret
+            if not (auth.token_url and auth.client_id and auth.client_secret):
+                raise ConfigurationError("bearer auth needs a token, or token_url + client_id + client_secret",
+                                         where=where)
             secret = resolve_secret(auth.client_secret, where=f"{where}.client_secret").get_secret_value()
             form = {"grant_type": "client_credentials", "client_id": auth.client_id, "client_secret": secret}
             if auth.scope:
@@ -569,22 +883,29 @@ class CorebankRestAdapter(Adapter):
         hdrs = {"Accept": "application/json", **self.config.headers, **self._auth_headers(), **(headers or {})}
         resp = self._http(method, url, headers=hdrs, **kw)
         if 200 <= resp.status_code < 300:
-            return self._json(resp), resp
+            return self._json(resp, method, url), resp
         c = classify(resp, auth=self.config.auth.type, extra=self._rules, error_paths=self.config.error_paths,
                      request_id_header=self.config.request_id_header)
         if c.kind in outcomes:
             return c, resp
         raise to_error(c, where=requests.utils.urlparse(url).path)
 
-    @staticmethod
-    def _json(resp: requests.Response) -> Any:
-        if resp.status_code == 204 or not resp.content:
+    def _json(self, resp: requests.Response, method: str = "POST", url: str | None = None) -> Any:
+        """A 2xx body as JSON. An empty body is a reply only to a write (204, or a 200 some services send); a
+        read's empty, HTML, text or cut-off body is a :class:`BadResponseError` saying which."""
+        where = f"{method} {requests.utils.urlparse(url or resp.url or '').path}"
+        rid = resp.headers.get(self.config.request_id_header)
+        if resp.status_code == 204 or not resp.content.strip():
+            if method == "GET":
+                raise BadResponseError(f"{where}: HTTP {resp.status_code} with an empty body where JSON was "
+                                       "expected (a gateway or proxy answering?)", vendor=VENDOR,
+                                       status=resp.status_code, request_id=rid)
             return {}
         try:
             return resp.json()
         except ValueError as exc:
-            raise BadResponseError("reply is not JSON", vendor=VENDOR, status=resp.status_code,
-                                   request_id=resp.headers.get("X-Request-Id")) from exc
+            raise BadResponseError(f"{where}: reply is not JSON: {_describe_body(resp)}", vendor=VENDOR,
+                                   status=resp.status_code, request_id=rid) from exc
 
     def _record(self, obj: str, res: ResourceConfig, row: Mapping[str, Any]) -> RawRecord:
         rid = json_get(row, res.paths.id)
@@ -602,6 +923,15 @@ class CorebankRestAdapter(Adapter):
         return RawRecord(obj, str(rid), dict(row), modified, None if version is None else str(version))
 
     @staticmethod
+    def _flag_at(body: Any, path: str | None) -> bool | None:
+        if path is None:
+            return None
+        v = json_get(body, path)
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        return None if v is None else bool(v)
+
+    @staticmethod
     def _int_at(body: Any, path: str | None) -> int | None:
         if path is None:
             return None
@@ -612,6 +942,52 @@ class CorebankRestAdapter(Adapter):
             return int(v)
         except (TypeError, ValueError) as exc:
             raise BadResponseError(f"'{path}' is not a number", vendor=VENDOR) from exc
+
+
+def _clock_skew(obj: str, resp: requests.Response, now: datetime | None = None) -> Finding:
+    try:
+        served = parsedate_to_datetime(resp.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return Finding("clock_skew", "info", "the service sends no Date header: clock skew unknown", obj)
+    skew = (served - (now or datetime.now(UTC))).total_seconds()
+    detail = f"the service's clock is {abs(skew):.0f}s {'ahead of' if skew > 0 else 'behind'} this host's"
+    # a change filter compares the core's stamps: skew matters when it exceeds the jobs' overlap window
+    return Finding("clock_skew", "warn" if abs(skew) > 30 else "ok",
+                   detail + ("; keep the jobs' overlap_seconds above it" if abs(skew) > 30 else ""), obj)
+
+
+def _rate_limit_headers(obj: str, resp: requests.Response) -> Finding:
+    seen = {k: v for k, v in resp.headers.items()
+            if "ratelimit" in k.lower().replace("-", "") or k.lower() == "retry-after"}
+    if not seen:
+        return Finding("rate_limit", "info", "no rate-limit headers in the reply", obj)
+    return Finding("rate_limit", "info", "rate-limit headers: " + ", ".join(f"{k}: {scrub(v, 40)}"
+                                                                            for k, v in sorted(seen.items())), obj)
+
+
+def _describe_body(resp: requests.Response) -> str:
+    """What a body that is not JSON looks like, for an error message (no content quoted beyond a masked hint)."""
+    ctype = resp.headers.get("Content-Type", "no content type").split(";")[0].strip()
+    head = resp.content[:200].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or "html" in ctype:
+        kind = "an HTML page (a gateway, proxy or login page answering instead of the service?)"
+    elif head.startswith((b"{", b"[")):
+        kind = "JSON cut off or malformed (a truncated reply?)"
+    else:
+        kind = f"text: {scrub(resp.content[:80].decode('utf-8', 'replace'), 80)!r}"
+    return f"HTTP {resp.status_code}, {ctype}, {len(resp.content)} bytes, {kind}"
+
+
+def _content_hash(row: Mapping[str, Any]) -> str:
+    return hashlib.blake2b(json.dumps(row, sort_keys=True, default=str).encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _first_str(body: Any, paths: Sequence[str]) -> str | None:
+    for p in paths:
+        v = json_get(body, p)
+        if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
+            return str(v)
+    return None
 
 
 def _version_value(v: str) -> int | str:

@@ -28,6 +28,8 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -153,12 +155,33 @@ def scrub(text: Any, limit: int = 200) -> str:
     return s[:limit] + ("…" if len(s) > limit else "")
 
 
-def retry_after(resp: requests.Response) -> float | None:
+def retry_after(resp: requests.Response, now: datetime | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); ``None`` when absent or
+    unreadable (the policy's own backoff applies)."""
     value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return None if value is None else max(0.0, float(value))
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP-date: the policy's own backoff applies
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _body_kind(resp: requests.Response) -> str:
+    ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
+    head = resp.content[:200].lstrip().lower()
+    if not head:
+        return "an empty body"
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or "html" in ctype:
+        return "an HTML body"
+    return "a plain-text body"
 
 
 def _first(body: Any, paths: Sequence[str]) -> str | None:
@@ -184,8 +207,20 @@ def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
     status = resp.status_code
     rule = next((r for r in (*extra, *ERROR_TABLE) if r.matches(status, code, auth, vendor_msg or "")),
                 Rule(status, ErrorKind.REQUEST, message="unexpected reply"))
-    detail = scrub(vendor_msg)
-    message = f"{rule.message}: {detail}" if detail and rule.message else (rule.message or detail or f"HTTP {status}")
+    if body is None:
+        # not the service's JSON: a gateway, proxy or firewall answered (nginx's HTML page, an empty 503,
+        # "upstream request timeout"): say so rather than quote its markup
+        kind = _body_kind(resp)
+        detail = f"HTTP {status} with {kind} (a gateway or proxy in front of the service?)"
+        if kind == "a plain-text body":
+            detail += f": {scrub(text, 120)}"
+    else:
+        detail = scrub(vendor_msg)
+    head = rule.message or "unexpected reply"
+    if code is not None:
+        # the vendor's code is named in the message: an unknown business code must be recognisable from the log
+        head = f"{head} [vendor code {scrub(code, 80)}" + ("" if rule.code else ", not in the error table") + "]"
+    message = f"{head}: {detail}" if detail else f"{head} (HTTP {status})"
     return Classified(rule.kind, message, status, code, field, resp.headers.get(request_id_header),
                       retry_after(resp))
 

@@ -31,10 +31,29 @@ that need optimistic concurrency add one (a datatable, a gateway), which this st
 Dialect ``openbank`` (``Knobs.extra["dialect"]``): a different bank's JSON service, to prove the adapter fits by
 configuration alone: OAuth2 client credentials at ``POST /oauth/token`` (form; ``crm-sync``/``s3cret``), bearer
 tokens that expire (``token_lifetime``), ``GET /api/v2/customers?page=&size=&updatedSince=`` (1-based pages, at
-most 100, ascending by ``updatedAt``) → ``{data, meta{page,size,totalPages,totalElements}, links{self,next}}``,
+most 100, ascending by ``updatedAt``) → ``{data, meta{page,size,totalPages,totalElements}, links{self,next},
+warnings[]}``,
 ``GET /api/v2/customers/{customerNo}`` → ``{data}``, ``PUT /api/v2/customers/{customerNo}/contact`` with
 ``If-Match`` (stale → 412) → ``{data}``; string timestamps with offsets (``2024-03-01T08:00:00+08:00``) and
 dates (``1990-05-17``); errors ``{code, message, field}``.
+
+**Change-list modes** (``Knobs.extra``, also ``crmbridge simulate corebank-rest --extra KEY=VALUE``), to break the
+convenient assumptions a change feed invites (issue 13):
+
+* ``change_filter`` (Fineract, default false): a modification-time extension some banks add to their Fineract: each
+  client carries ``lastModifiedDate`` (ISO 8601 with offset), the list takes ``modifiedSince`` and
+  ``modifiedUntil`` and sorts by ``orderBy=lastModifiedDate``. The ``openbank`` dialect always has its
+  ``updatedSince``/``updatedUntil``.
+* ``since_boundary`` (``inclusive`` | ``exclusive``, default inclusive): whether the modified-since filter keeps
+  records stamped exactly at the given second. Setting it on the Fineract dialect turns ``change_filter`` on.
+* ``same_second`` (N): the N newest records share one modification second.
+* ``edit_during_read`` (K): after each of the next K list replies, the first record of that reply (already read
+  by the client) is edited, so it moves to the end of a modification-ordered list.
+* ``gateway`` (kind) with ``gateway_times`` (default 1): the first requests get a gateway's reply instead of the
+  service's (:data:`GATEWAY_REPLIES`: 502/503/504 with HTML, empty or plain-text bodies, and HTTP 200 with a
+  truncated JSON, empty or HTML body). Tests call :meth:`CorebankRestSimulator.inject_gateway`.
+
+With ``Knobs.rate_limit`` set, replies carry ``X-RateLimit-Limit``/``X-RateLimit-Remaining``.
 
 Records come from :mod:`crmbridge.canonical.synthetic` (individuals and corporates, ``bad_fraction`` defective).
 """
@@ -52,7 +71,8 @@ from urllib.parse import parse_qs, quote, urlencode
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.synthetic import SyntheticCustomer, customer_at
 
-__all__ = ["FINERACT_PREFIX", "OPENBANK_PREFIX", "CorebankRestSimulator", "fineract_client", "openbank_customer"]
+__all__ = ["FINERACT_PREFIX", "GATEWAY_REPLIES", "OPENBANK_PREFIX", "CorebankRestSimulator", "fineract_client",
+           "openbank_customer"]
 
 FINERACT_PREFIX = "/fineract-provider/api/v1"
 OPENBANK_PREFIX = "/api/v2"
@@ -72,6 +92,19 @@ _LEGAL_FORM = {
 }
 _GENDER = {"MALE": {"id": 15, "name": "Male", "active": True, "mandatory": False},
            "FEMALE": {"id": 16, "name": "Female", "active": True, "mandatory": False}}
+_HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+             b"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+_JSON = {"Content-Type": "application/json;charset=UTF-8"}
+#: What a gateway in front of the core sends instead of the service's reply: kind -> (status, headers, body).
+GATEWAY_REPLIES: dict[str, tuple[int, dict[str, str], bytes]] = {
+    "502_html": (502, {"Content-Type": "text/html"}, _HTML_502),
+    "503_empty": (503, {"Retry-After": "2"}, b""),
+    "504_text": (504, {"Content-Type": "text/plain"}, b"upstream request timeout"),
+    "200_truncated": (200, _JSON, b'{"totalFilteredRecords": 23, "pageItems": [{"id": 1, "acc'),
+    "200_empty": (200, _JSON, b""),
+    "200_html": (200, {"Content-Type": "text/html"},
+                 b"<html><body>Session expired. <a href='/login'>Log in</a></body></html>"),
+}
 _DOC_TYPE = {"CN_RIC": {"id": 1, "name": "Resident Identity Card"},
              "CN_USCC": {"id": 2, "name": "Unified Social Credit Code"}}
 
@@ -155,9 +188,12 @@ class CorebankRestSimulator(Simulator):
     Knobs: ``seed``, ``records``, ``bad_fraction``, ``token_lifetime`` (openbank), and ``extra``: ``dialect``
     (``fineract`` | ``openbank``), ``username``/``password``/``tenants`` (Fineract; default ``mifos``,
     ``password``, ``["default"]``), ``client_id``/``client_secret`` (openbank), ``versioned`` (Fineract, default
-    true), ``retry_after`` (seconds sent with 429, default 1).
+    true), ``retry_after`` (seconds sent with 429, default 1), and the change-list and gateway modes of the module
+    docstring: ``change_filter``, ``since_boundary``, ``same_second``, ``edit_during_read``, ``gateway``,
+    ``gateway_times``.
 
-    Direct access for tests: :meth:`seed`, :meth:`count`, :meth:`ids`, :meth:`record`, :meth:`touch`.
+    Direct access for tests: :meth:`seed`, :meth:`count`, :meth:`ids`, :meth:`record`, :meth:`touch`,
+    :meth:`stamp`, :meth:`inject_gateway`, :attr:`list_queries`.
     """
 
     vendor = "corebank_rest"
@@ -175,6 +211,18 @@ class CorebankRestSimulator(Simulator):
         self.client_secret: str = x.get("client_secret", "s3cret")
         self.versioned: bool = bool(x.get("versioned", True))
         self.retry_after: float = float(x.get("retry_after", 1))
+        boundary = x.get("since_boundary")
+        if boundary not in (None, "inclusive", "exclusive"):
+            raise ValueError(f"unknown since_boundary {boundary!r}; known: inclusive, exclusive")
+        self.since_boundary: str = boundary or "inclusive"
+        self.change_filter: bool = self.dialect == "openbank" or bool(x.get("change_filter", boundary is not None))
+        self.same_second: int = int(x.get("same_second", 0))
+        self.edit_during_read: int = int(x.get("edit_during_read", 0))
+        self._gateway: list[str] = []
+        #: the query of every list request, in order (for tests)
+        self.list_queries: list[dict[str, str]] = []
+        if x.get("gateway"):
+            self.inject_gateway(str(x["gateway"]), int(x.get("gateway_times", 1)))
         self.records: dict[str, dict[str, Any]] = {}
         self.identifiers: dict[str, list[dict[str, Any]]] = {}
         self.tokens: dict[str, float] = {}
@@ -194,6 +242,8 @@ class CorebankRestSimulator(Simulator):
                     rec = fineract_client(c, i + 1)
                     if self.versioned:
                         rec["version"] = 1
+                    if self.change_filter:
+                        rec["lastModifiedDate"] = c.updated_at.astimezone(_CST).replace(microsecond=0).isoformat()
                     self.records[str(i + 1)] = rec
                     self.identifiers[str(i + 1)] = [{
                         "id": i + 1, "clientId": i + 1, "documentType": dict(_DOC_TYPE[c.id_scheme]),
@@ -201,10 +251,36 @@ class CorebankRestSimulator(Simulator):
                         "status": "clientIdentifierStatusType.active"}]
                 else:
                     rec = openbank_customer(c, i + 1)
-                    rec["updatedAt"] = c.updated_at.astimezone(_CST).isoformat()
+                    rec["updatedAt"] = c.updated_at.astimezone(_CST).replace(microsecond=0).isoformat()
                     rec["etag"] = "1"
                     self.records[rec["customerNo"]] = rec
             self._next_id = n + 1
+            if self.change_filter and self.same_second > 0:
+                newest = sorted(self.records.values(), key=self._stamp)[-self.same_second:]
+                top = max(newest, key=self._stamp)[self._stamp_field]
+                for rec in newest:
+                    rec[self._stamp_field] = top
+            if self.change_filter and self.records:
+                self._last_ts = max(self._stamp(r) for r in self.records.values())
+
+    @property
+    def _stamp_field(self) -> str:
+        return "lastModifiedDate" if self.dialect == "fineract" else "updatedAt"
+
+    def _stamp(self, rec: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(rec[self._stamp_field])
+
+    def stamp(self, rid: str) -> datetime:
+        """A record's modification time (change-filter modes), aware."""
+        with self.lock:
+            return self._stamp(self.records[str(rid)])
+
+    def inject_gateway(self, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` requests get a gateway's reply (:data:`GATEWAY_REPLIES`)."""
+        if kind not in GATEWAY_REPLIES:
+            raise ValueError(f"unknown gateway reply {kind!r}; known: {', '.join(GATEWAY_REPLIES)}")
+        with self.lock:
+            self._gateway.extend([kind] * times)
 
     def count(self) -> int:
         with self.lock:
@@ -265,7 +341,49 @@ class CorebankRestSimulator(Simulator):
 
     # ---------------------------------------------------------------- dispatch
     def handle(self, req: Request) -> Response:
-        return self._fineract(req) if self.dialect == "fineract" else self._openbank(req)
+        with self.lock:
+            gateway = self._gateway.pop(0) if self._gateway else None
+        if gateway is not None:
+            status, headers, body = GATEWAY_REPLIES[gateway]
+            return Response(status, body, dict(headers))
+        resp = self._fineract(req) if self.dialect == "fineract" else self._openbank(req)
+        if self.knobs.rate_limit:
+            with self.lock:
+                used = len(self._window)
+            resp.headers.setdefault("X-RateLimit-Limit", f"{self.knobs.rate_limit:g}")
+            resp.headers.setdefault("X-RateLimit-Remaining", str(max(0, int(self.knobs.rate_limit) - used)))
+        return resp
+
+    def _since_filter(self, rows: list[dict[str, Any]], since: str | None, until: str | None
+                      ) -> list[dict[str, Any]] | str:
+        """Rows kept by the change filter (the configured boundary semantics), or the name of a bad parameter."""
+        bounds: list[datetime | None] = []
+        for name, value in (("since", since), ("until", until)):
+            if not value:
+                bounds.append(None)
+                continue
+            try:
+                # a raw "+08:00" in a query string arrives as " 08:00"
+                ts = datetime.fromisoformat(value.strip().replace(" ", "+").replace("Z", "+00:00"))
+            except ValueError:
+                return name
+            bounds.append(ts if ts.tzinfo is not None else ts.replace(tzinfo=_CST))
+        lo, hi = bounds
+        exclusive = self.since_boundary == "exclusive"
+        return [r for r in rows
+                if (lo is None or (self._stamp(r) > lo if exclusive else self._stamp(r) >= lo))
+                and (hi is None or self._stamp(r) <= hi)]
+
+    def _after_list(self, req: Request, served: list[dict[str, Any]]) -> None:
+        """``edit_during_read``: a teller edits a record the client has just read."""
+        with self.lock:
+            self.list_queries.append({k: v[0] for k, v in req.query.items()})
+            if self.edit_during_read > 0 and served:
+                self.edit_during_read -= 1
+                first = served[0]
+                key = str(first.get("id", first.get("customerNo")))
+                if key in self.records:
+                    self._apply(self.records[key], {})
 
     # ================================================================ Fineract
     def _fineract(self, req: Request) -> Response:
@@ -323,7 +441,8 @@ class CorebankRestSimulator(Simulator):
             return _fineract_error(400, "validation.msg.validation.errors.exist", "offset and limit must be integers",
                                    parameter="limit")
         order_by, sort = req.q("orderBy"), (req.q("sortOrder") or "ASC").upper()
-        if order_by is not None and order_by not in _ORDER_BY:
+        orderable = _ORDER_BY | ({"lastModifiedDate"} if self.change_filter else set())
+        if order_by is not None and order_by not in orderable:
             return _fineract_error(400, "error.msg.invalid.orderBy", f"orderBy {order_by} is not supported",
                                    parameter="orderBy")
         if sort not in ("ASC", "DESC") or offset < 0:
@@ -335,12 +454,19 @@ class CorebankRestSimulator(Simulator):
                 want = req.q(param)
                 if want is not None:
                     rows = [r for r in rows if str(r.get(param)) == want]
+            if self.change_filter:
+                kept = self._since_filter(rows, req.q("modifiedSince"), req.q("modifiedUntil"))
+                if isinstance(kept, str):
+                    return _fineract_error(400, "validation.msg.validation.errors.exist",
+                                           f"modified{kept.title()} is not a date-time", parameter=f"modified{kept}")
+                rows = kept
             key = order_by or "id"
             rows.sort(key=lambda r: (r.get(key) is None, r.get(key) if r.get(key) is not None else "", r["id"]),
                       reverse=sort == "DESC")
             total = len(rows)
             page = rows[offset:offset + limit] if limit > 0 else rows[offset:]
             items = [self._project(r, req.q("fields")) for r in page]
+        self._after_list(req, page)
         return Response.json({"totalFilteredRecords": total, "pageItems": items})
 
     @staticmethod
@@ -514,28 +640,33 @@ class CorebankRestSimulator(Simulator):
         try:
             page = int(req.q("page") or 1)
             size = int(req.q("size") or 20)
-            since = req.q("updatedSince")
-            since_ts = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+            since, until = req.q("updatedSince"), req.q("updatedUntil")
+            for value in (since, until):
+                if value and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is None:
+                    return _ob_error(400, "INVALID_PARAMETER", "updatedSince/updatedUntil need an offset",
+                                     "updatedSince")
         except ValueError:
-            return _ob_error(400, "INVALID_PARAMETER", "page, size or updatedSince is invalid")
+            return _ob_error(400, "INVALID_PARAMETER", "page, size, updatedSince or updatedUntil is invalid")
         if page < 1 or not 1 <= size <= 100:
             return _ob_error(400, "INVALID_PARAMETER", "page starts at 1; size is 1..100", "size")
-        if since_ts is not None and since_ts.tzinfo is None:
-            return _ob_error(400, "INVALID_PARAMETER", "updatedSince needs an offset", "updatedSince")
         with self.lock:
-            rows = [r for r in self.records.values()
-                    if since_ts is None or datetime.fromisoformat(r["updatedAt"]) >= since_ts]
+            kept = self._since_filter(list(self.records.values()), since, until)
+            rows = kept if isinstance(kept, list) else []
             rows.sort(key=lambda r: (datetime.fromisoformat(r["updatedAt"]), r["customerNo"]))
-            chunk = copy.deepcopy(rows[(page - 1) * size: page * size])
+            served = rows[(page - 1) * size: page * size]
+            chunk = copy.deepcopy(served)
+        self._after_list(req, served)
         pages = max(1, -(-len(rows) // size))
 
         def link(p: int) -> str:
-            q = {"page": p, "size": size, **({"updatedSince": since} if since else {})}
+            q = {"page": p, "size": size, **({"updatedSince": since} if since else {}),
+                 **({"updatedUntil": until} if until else {})}
             return f"{OPENBANK_PREFIX}/customers?{urlencode(q, quote_via=quote)}"
 
         return Response.json({"data": chunk,
                               "meta": {"page": page, "size": size, "totalPages": pages, "totalElements": len(rows)},
-                              "links": {"self": link(page), "next": link(page + 1) if page < pages else None}})
+                              "links": {"self": link(page), "next": link(page + 1) if page < pages else None},
+                              "warnings": []})
 
     def _o_contact(self, req: Request, number: str) -> Response:
         try:
@@ -574,12 +705,13 @@ class CorebankRestSimulator(Simulator):
             if self.versioned:
                 rec["version"] = rec.get("version", 0) + 1
         else:
+            rec["etag"] = str(int(rec["etag"]) + 1)
+        if self.change_filter:
             now = datetime.now(_CST).replace(microsecond=0)
             if now <= self._last_ts:
-                now = self._last_ts + timedelta(seconds=1)
+                now = (self._last_ts + timedelta(seconds=1)).astimezone(_CST)
             self._last_ts = now
-            rec["updatedAt"] = now.isoformat()
-            rec["etag"] = str(int(rec["etag"]) + 1)
+            rec[self._stamp_field] = now.isoformat()
 
 
 def _java_format(fmt: str) -> str:

@@ -142,6 +142,12 @@ def test_page_number_style_fits_the_second_bank() -> None:
         adapter = CorebankRestAdapter(openbank_config(ob, style="page", page_size=10))
         got = ids_of(adapter, "Customer")
         assert len(got) == 47 and set(got) == ob.ids()
+        # keyset (the default) re-asks from the newest stamp read, so each page re-reads that stamp's records
+        assert ob.requests_seen["GET /api/v2/customers"] == 6
+        ob.requests_seen.clear()
+        res = adapter.config.resources["Customer"].model_copy(update={"resume": "position"})
+        positional = CorebankRestAdapter(adapter.config.model_copy(update={"resources": {"Customer": res}}))
+        assert sorted(ids_of(positional, "Customer")) == sorted(got)
         assert ob.requests_seen["GET /api/v2/customers"] == 5
         since = sorted(r["updatedAt"] for r in (ob.record(i) for i in ob.ids()) if r)[40]
         recent = ids_of(adapter, "Customer", since=datetime.fromisoformat(since))
