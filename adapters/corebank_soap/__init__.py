@@ -595,7 +595,14 @@ class CorebankSoapAdapter(Adapter):
                 return None
             raise
         data = get_path(reply, op.record)
-        return None if data is None else self._to_raw(obj, data)
+        if data is None:
+            found = _find_records(reply, self.config.record.id)
+            if found is not None:   # a wrong path would make every customer "not found"
+                raise BadResponseError(f"{op.operation}: no record at the configured path {op.record} "
+                                       f"(operations.get.record), yet the reply holds one at {found}",
+                                       vendor=self.name, where=f"{op.operation} {external_id}")
+            return None
+        return self._to_raw(obj, data)
 
     def _find(self, obj: str, key_field: str, key: str) -> RawRecord | None:
         """Core banking holds no crmbridge key: only its own id field (the CIF number) can be looked up."""
@@ -655,8 +662,7 @@ class CorebankSoapAdapter(Adapter):
     def _after_conflict(self, obj: str, item: WriteItem, fields: Mapping[str, Any],
                         version: str | None) -> WriteResult:
         """A stale version: UNCHANGED if the core already holds exactly these values, else CONFLICT."""
-        assert item.external_id is not None
-        current = self._get(obj, item.external_id)
+        current = self._get(obj, item.external_id) if item.external_id else None
         if current is None:
             return _failed(item, RecordRejectedError("no such customer", code="not_found"))
         if all(_same(get_path(current.data, p), v) for p, v in fields.items()):

@@ -394,6 +394,10 @@ GATEWAY_REPLIES: dict[str, _Raw] = {
     "html503": _Raw(b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
                     b"<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>"
                     b"\r\n</body>\r\n</html>\r\n", 503, "text/html", {"Retry-After": "1"}),
+    # a well-formed XHTML error page (zeep parses it and finds no Fault: "Unknown fault occured", code None)
+    "xhtml503": _Raw(b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>503 Service Unavailable</title></head>'
+                     b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your "
+                     b"request.</p></body></html>", 503, "text/html; charset=iso-8859-1", {"Retry-After": "1"}),
     # an HTML5 error page (a DOCTYPE: zeep would refuse it as unsafe XML)
     "doctype503": _Raw(b"<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body>"
                        b"<p>The service is temporarily unavailable.</p></body></html>", 503,
