@@ -43,9 +43,12 @@ FLEXCUBE ``RECORD_STAT=C``) is a ``deleted=True`` tombstone in the normal change
 
 from __future__ import annotations
 
+import difflib
+import email.utils
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -76,11 +79,17 @@ from crmbridge.adapters.corebank_soap.client import (
 )
 from crmbridge.adapters.corebank_soap.errors import ErrorKind, Rule
 from crmbridge.core.errors import (
+    AuthenticationError,
     BadResponseError,
     ConfigurationError,
     ConflictError,
+    CrmBridgeError,
+    PermissionDeniedError,
     RecordError,
     RecordRejectedError,
+    RequestError,
+    RetryableError,
+    TokenExpiredError,
 )
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
@@ -673,6 +682,213 @@ class CorebankSoapAdapter(Adapter):
             where=f"{obj} {item.external_id}", code="conflict:stale_version")
         return WriteResult(item.key, WriteStatus.CONFLICT, current.external_id, current.version,
                            current.modified_at, err)
+
+    # ------------------------------------------------------------------ doctor
+    def _probe(self, obj: str) -> list[Finding]:
+        """Read-only probes for ``crmbridge doctor``: the operations the configuration names exist in the WSDL;
+        the service answers and accepts the credentials (one list call); the largest page it accepts; whether
+        its changed-since filter includes the boundary instant (found by reading); clock skew; rate-limit
+        headers."""
+        out: list[Finding] = []
+        ops = self.config.operations
+        try:
+            names = set(self.client.operations())
+        except CrmBridgeError as exc:
+            return [Finding("reachable", "fail", f"the WSDL could not be loaded from {self.config.wsdl}: {exc}",
+                            obj=obj)]
+        for role, o in (("list", ops.list), ("get", ops.get), ("modify", ops.modify)):
+            if o is None:
+                continue
+            if o.operation in names:
+                out.append(Finding("operation", "ok", f"{role}: {o.operation} exists in the WSDL", obj=obj))
+            else:
+                close = difflib.get_close_matches(o.operation, sorted(names), n=1)
+                out.append(Finding("operation", "fail", f"{role}: the WSDL has no operation {o.operation}; it has "
+                                   f"{', '.join(sorted(names))}", obj=obj,
+                                   config={f"operations.{role}.operation": close[0]} if close else {}))
+        if ops.list.operation not in names:
+            return out
+        records: list[RawRecord] = []
+        started = time.monotonic()
+        try:
+            first, _ = self._probe_list(obj, since=None, size=1)
+        except (AuthenticationError, PermissionDeniedError, TokenExpiredError) as exc:
+            out.append(Finding("reachable", "ok", "the service answered", obj=obj))
+            out.append(Finding("authenticated", "fail", f"the service refused the service user: {exc}", obj=obj))
+            return out
+        except RetryableError as exc:
+            out.append(Finding("reachable", "fail", f"{ops.list.operation} failed: {type(exc).__name__}: {exc}",
+                               obj=obj))
+            return out
+        except CrmBridgeError as exc:
+            out.append(Finding("reachable", "ok", "the service answered", obj=obj))
+            out.append(Finding("operation", "fail", f"list: {ops.list.operation} (one record, no since) failed: "
+                               f"{type(exc).__name__}: {exc}", obj=obj))
+            return out
+        records += first
+        headers = self.client.last_headers()
+        out.append(Finding("reachable", "ok", f"{ops.list.operation} answered in "
+                           f"{(time.monotonic() - started) * 1000:.0f} ms", obj=obj))
+        out.append(Finding("authenticated", "ok", f"the service accepted the service user "
+                           f"{self.config.username or '(in the header)'}", obj=obj))
+        finding, largest = self._probe_page_size(obj)
+        out.append(finding)
+        try:
+            boundary, seen = self._probe_boundary(obj, first, largest)
+        except CrmBridgeError as exc:
+            boundary, seen = Finding("since_boundary", "warn", f"the probe failed: {type(exc).__name__}: {exc}",
+                                     obj=obj), []
+        out.append(boundary)
+        records += seen
+        out.extend(self._probe_clock(obj, headers, records))
+        limits = {k: v for k, v in headers.items()
+                  if any(t in k.lower() for t in ("ratelimit", "rate-limit", "retry-after", "throttl", "quota"))}
+        out.append(Finding("rate_limit", "info", "rate-limit headers: " + ", ".join(f"{k}: {v}" for k, v in
+                                                                                   sorted(limits.items()))
+                           if limits else "the service sends no rate-limit headers", obj=obj))
+        return out
+
+    def _probe_list(self, obj: str, *, since: datetime | None, size: int
+                    ) -> tuple[list[RawRecord], dict[str, Any]]:
+        pg = self.config.operations.list.paging
+        page_no = None if pg.mode == "continuation" else pg.first_page
+        return self._retrying(lambda: self._list_call(obj, since=since, page_no=page_no, size=size))
+
+    def _probe_page_size(self, obj: str) -> tuple[Finding, int | None]:
+        """The largest page the service accepts, asked for records changed since now (small replies)."""
+        pg = self.config.operations.list.paging
+        if not pg.size:
+            return Finding("page_size", "info", "the list has no page-size parameter (paging.size)", obj=obj), None
+        now = self._local(datetime.now(UTC))
+        calls = 0
+
+        def accepted(n: int) -> bool:
+            nonlocal calls
+            calls += 1
+            try:
+                self._probe_list(obj, since=now, size=n)
+            except (RequestError, RecordRejectedError, BadResponseError):
+                return False
+            return True
+
+        limit = 100_000
+        if accepted(pg.max_page_size):
+            lo, hi = pg.max_page_size, None
+            n = pg.max_page_size * 2
+            while n <= limit and calls < 5:
+                if not accepted(n):
+                    hi = n
+                    break
+                lo, n = n, n * 2
+            if hi is None:
+                return Finding("page_size", "ok", f"pages of {lo} records are accepted (max_page_size "
+                               f"{pg.max_page_size})", obj=obj), lo
+        else:
+            lo, hi = 0, pg.max_page_size
+        while hi - lo > 1 and calls < 14:
+            mid = (lo + hi) // 2
+            if accepted(mid):
+                lo = mid
+            else:
+                hi = mid
+        exact = "" if hi - lo <= 1 else f" (between {lo} and {hi})"
+        if lo >= pg.max_page_size:
+            return Finding("page_size", "info", f"the largest page accepted is {lo}{exact}; max_page_size is "
+                           f"{pg.max_page_size}", obj=obj, config={"operations.list.paging.max_page_size": lo}), lo
+        if lo < pg.page_size:
+            return Finding("page_size", "fail", f"the service refuses pages of {pg.page_size} (page_size); the "
+                           f"largest it accepts is {lo}{exact}", obj=obj,
+                           config={"operations.list.paging.page_size": max(lo, 1),
+                                   "operations.list.paging.max_page_size": max(lo, 1)}), max(lo, 1)
+        return Finding("page_size", "warn", f"the service refuses pages of {pg.max_page_size} (max_page_size); the "
+                       f"largest it accepts is {lo}{exact}", obj=obj,
+                       config={"operations.list.paging.max_page_size": lo}), lo
+
+    def _probe_boundary(self, obj: str, first: list[RawRecord], largest: int | None
+                        ) -> tuple[Finding, list[RawRecord]]:
+        """Whether the changed-since filter includes the boundary instant: ask changed-since a record's own stamp
+        and see whether it comes back."""
+        op = self.config.operations.list
+        key = "operations.list.since_boundary"
+        probe = next((r for r in first if r.modified_at is not None
+                      and self._local(r.modified_at) == self._instant(r.modified_at)), None)
+        if probe is None or probe.modified_at is None:
+            return Finding("since_boundary", "warn", "no record with a stamp the since criterion can express "
+                           f"exactly ({op.since_format}) was found; the semantics stay undetected "
+                           f"(configured: {op.since_boundary})", obj=obj), []
+        at = self._instant(probe.modified_at)
+        pg = op.paging
+        size = min(max(pg.page_size, 100), largest or pg.max_page_size)
+        seen: list[RawRecord] = []
+        found: RawRecord | None = None
+        passed = False
+        state: Any = None
+        for _ in range(20):
+            if pg.mode == "continuation":
+                records, reply = self._retrying(lambda s=state: self._list_call(obj, since=at, page_no=None,
+                                                                                 size=size, token=s))
+                token = get_path(reply, pg.next_token) if pg.next_token else None
+                state = str(token) if token not in (None, "") and records else None
+            else:
+                page_no = pg.first_page if state is None else state
+                records, reply = self._retrying(lambda p=page_no: self._list_call(obj, since=at, page_no=p,
+                                                                                   size=size))
+                state = page_no + 1 if self._more(reply, len(records), size) and records else None
+            seen += records
+            found = next((r for r in records if r.external_id == probe.external_id), None)
+            if found is not None:
+                break
+            if any(r.modified_at is not None and self._instant(r.modified_at) > at for r in records):
+                passed = True
+                break
+            if state is None:
+                break
+        where = f"record {probe.external_id} stamped {at.strftime(op.since_format)}"
+        if found is not None and _fingerprint(found) != _fingerprint(probe):
+            return Finding("since_boundary", "warn", f"{where} changed during the probe; run doctor again",
+                           obj=obj), seen
+        if found is None and not passed and state is not None:
+            return Finding("since_boundary", "warn", f"{where}: more than 20 pages share its instant; the semantics "
+                           "stay undetected", obj=obj), seen
+        detected = "inclusive" if found is not None else "exclusive"
+        said = (f"asked changed-since {at.strftime(op.since_format)}, {where} "
+                f"{'came back' if found is not None else 'did not come back'}: the filter is {detected}")
+        if op.since_boundary == detected:
+            return Finding("since_boundary", "ok", said, obj=obj), seen
+        if op.since_boundary == "unknown":
+            return Finding("since_boundary", "info", f"{said}; 'unknown' is safe, setting it saves the overlap "
+                           "re-reads", obj=obj, config={key: detected}), seen
+        if op.since_boundary == "inclusive":   # records sharing the boundary instant would be lost
+            return Finding("since_boundary", "fail", f"{said}, but inclusive is configured: customers sharing "
+                           "a page's last instant would be skipped", obj=obj, config={key: detected}), seen
+        return Finding("since_boundary", "warn", f"{said}; exclusive is configured (safe, re-reads the overlap)",
+                       obj=obj, config={key: detected}), seen
+
+    def _probe_clock(self, obj: str, headers: Mapping[str, str], records: list[RawRecord]) -> list[Finding]:
+        out: list[Finding] = []
+        now = datetime.now(UTC)
+        date = headers.get("Date") or headers.get("date")
+        if date:
+            try:
+                server = email.utils.parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                server = None
+            if server is not None:
+                if server.tzinfo is None:
+                    server = server.replace(tzinfo=UTC)
+                skew = (server - now).total_seconds()
+                out.append(Finding("clock_skew", "ok" if abs(skew) <= 30 else "warn",
+                                   f"the service's clock (Date header) is {round(skew):+d} s from this host's",
+                                   obj=obj))
+        else:
+            out.append(Finding("clock_skew", "info", "the service sends no Date header", obj=obj))
+        ahead = [r.modified_at for r in records if r.modified_at is not None
+                 and r.modified_at > now + timedelta(minutes=2)]
+        if ahead:
+            by = (max(ahead) - now).total_seconds() / 3600
+            out.append(Finding("clock_skew", "warn", f"record stamps are up to {by:.1f} h in the future: the core's "
+                               f"time zone is probably not {self.config.timezone} (or its clock is ahead)", obj=obj))
+        return out
 
     # ------------------------------------------------------------------ metadata
     def _describe(self, obj: str) -> list[FieldInfo]:

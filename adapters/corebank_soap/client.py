@@ -423,6 +423,11 @@ class SoapClient:
                 last = self.transport.last()
                 self._on_call(last.status_code if last is not None else "ok")
 
+    def last_headers(self) -> dict[str, str]:
+        """The HTTP headers of this thread's last reply (doctor: Date, rate-limit headers)."""
+        last = self.transport.last()
+        return dict(last.headers) if last is not None else {}
+
     def close(self) -> None:
         self._client = None
         self._proxy = None
