@@ -35,6 +35,13 @@ paths (golden fields are refused), with ``expected_version`` as the modification
 (a retried call that was applied, or a repeated write) the result is ``UNCHANGED``. Paths a mapping emits only
 to identify the record type (``CTYPE``; T24 ``Sector``) are dropped (``operations.modify.ignore``).
 
+Change list: ``operations.list.since_boundary`` (``inclusive | exclusive | unknown``, default ``unknown``) is what
+the core's changed-since filter does with the boundary instant; ``unknown`` loses nothing under either. A reply
+with no records at ``operations.list.records`` while it reports more pages, a total, a continuation key or records
+at another path is a :class:`BadResponseError` naming the path. ``crmbridge doctor`` (:meth:`_probe`) finds the
+semantics, the largest page accepted, clock skew and rate-limit headers by reading. ``docs/corebank_soap.md``
+documents the keys and the simulator modes.
+
 Reads: each customer element becomes a :class:`RawRecord` whose ``data`` is the element as plain dicts, lists and
 strings; ``external_id``, ``version`` and ``modified_at`` come from the ``record`` paths (naive core timestamps are
 read in ``timezone``, default Asia/Shanghai); a closed customer (``record.closed_path`` in ``closed_values``,
@@ -138,11 +145,12 @@ class BusinessErrorRule(BaseModel):
 class PagingConfig(BaseModel):
     """How the change list is paged.
 
-    * ``keyset`` (default): each page asks again for the records changed since the last record read (the ``since``
-      criterion is the key; page numbers only step through records sharing one ``since_format`` instant), and the
-      ones read already are dropped (the page asked for is that much larger, up to twice ``page_size``). Needs the
-      reply in modification order, which is checked. A record edited while the list is read moves to the end and
-      is read there; nothing shifts under the reader.
+    * ``keyset`` (default): each page asks again for the records changed since the newest instant read (lowered by
+      one ``since_format`` unit unless ``since_boundary`` is ``inclusive``: see :class:`ListOperation`); page
+      numbers only step through records sharing that window, each stepped page beginning with a record read
+      already so that a shift (an edit during the read) shows and the page before is read again. Records this
+      extract has yielded already (same id and version) are dropped. Needs the reply in modification order,
+      which is checked. A record edited while the list is read moves to the end and is read there.
     * ``page_number``: pages 1, 2, 3... of one query. A record edited during the read moves to the end and shifts
       every later record one place back, so the record at the next page's edge is never read, and the cursor
       then passes it: use only against a source that does not change while it is read.

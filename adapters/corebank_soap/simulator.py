@@ -25,6 +25,23 @@ Simulator business codes (FLEXCUBE style, not Oracle's list): ``ST-CUS-001`` no 
 ``ST-MODNO-01`` stale modification number, ``ST-VALS-0NN`` invalid field value, ``ST-CLOSED-001`` closed
 customer, ``ST-REQ-001`` bad request parameter.
 
+Modes (constructor keywords, or ``crmbridge simulate corebank-soap --extra KEY=VALUE``), each breaking an assumption
+a client could wrongly make of a real core:
+
+- ``since_boundary=exclusive`` (default ``inclusive``): FLEXCUBE's change list lets through only records stamped
+  strictly after ``FROM``: the boundary second itself is left out.
+- ``same_second=N``: N customers in the middle of the population share one stamp (a batch job in the core).
+- ``edits_during_read=N``: each of the next N change-list calls first edits (as a teller would) the record just
+  before the page asked for, which moves it to the end and shifts every later record one place back.
+- ``gateway=KIND`` and ``gateway_every=N`` (default 3): every Nth POST is answered by the gateway in front of the
+  service instead (:data:`GATEWAY_REPLIES`: ``xhtml503``, ``html503``, ``doctype503``, ``empty503``, ``text503``,
+  ``empty502``, ``html429``, ``empty200``, ``truncated200``, ``html200``); ``sim.queue_gateway(KIND, times)`` for
+  tests.
+- ``max_page_size=N`` (default 1000): larger PAGE_SIZE values are refused (``ST-REQ-001``).
+
+The change list takes an optional ``UNTIL`` (inclusive upper bound) and reports ``Page-Info/AS_OF``, the newest
+stamp its answer covers.
+
 Test hooks: ``sim.response_encoding`` / ``sim.declared_encoding`` (e.g. ``"GBK"``; a different declared value
 mis-declares the reply), ``sim.queue_raw(body, ...)`` (the next replies verbatim: unsafe or malformed XML),
 ``sim.store`` (direct access), ``sim.username`` / ``sim.password``.
