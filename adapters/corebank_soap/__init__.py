@@ -311,6 +311,7 @@ class CorebankSoapAdapter(Adapter):
         super().__init__(config, system=system, session=session, **kw)
         c = self.config
         self._tz = ZoneInfo(c.timezone)
+        self._warned_no_overlap = False
         self._password: SecretStr | None = (resolve_secret(c.password, where=f"{self.system}.password")
                                             if c.password else None)
         rules = tuple(Rule("business", r.code, r.kind, r.message) for r in c.business_errors)
@@ -534,7 +535,8 @@ class CorebankSoapAdapter(Adapter):
         pg = op.paging
         if state is None:
             state = _Keyset(lower=None if since is None else self._lower(self._instant(since)),
-                            page_no=pg.first_page, size=pg.page_size, until=None, check=False, seen={})
+                            page_no=pg.first_page, size=min(pg.page_size, pg.max_page_size), until=None,
+                            check=False, seen={})
         records, reply = self._list_call(obj, since=state.lower, page_no=state.page_no, size=state.size,
                                          until=state.until)
         until = self._pin(reply, state.until)
@@ -595,6 +597,11 @@ class CorebankSoapAdapter(Adapter):
         if new(best) <= 0:
             best = next((n for n in range(min(pg.page_size + 3, cap), cap + 1) if new(n) > 0), 0)
         if best <= 0:   # no page size overlaps and advances (tiny limits): step on without the overlap check
+            if not self._warned_no_overlap:
+                self._warned_no_overlap = True
+                log.warning("%s: max_page_size %d leaves no page that overlaps the last record read; a customer "
+                            "edited during the read of a crowded instant may be skipped (allow at least "
+                            "page_size + 2)", self.system, cap)
             n = min(pg.page_size, cap)
             return pg.first_page + (last + 1) // n, n, False
         page_no = pg.first_page + last // best
