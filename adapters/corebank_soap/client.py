@@ -222,7 +222,7 @@ def _not_soap(response: requests.Response) -> str | None:
     head = body[:4096].lstrip()
     ctype = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
     if not head:
-        return "an empty body"
+        return None if response.status_code in (201, 202) else "an empty body"   # one-way operations: no reply
     low = head[:512].lower()
     html = ctype in ("text/html", "application/xhtml+xml") or low.startswith((b"<!doctype html", b"<html"))
     if response.status_code == 200:
