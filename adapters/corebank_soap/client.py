@@ -14,11 +14,13 @@ a name applied to a list of structures reads its first entry (T24 single-valued 
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,7 @@ from crmbridge.adapters.corebank_soap.errors import (
     classify_business,
     classify_exception,
     classify_fault,
+    classify_http,
     to_error,
 )
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
@@ -197,6 +200,44 @@ def resolve_wsdl(wsdl: str) -> str:
     return str(path)
 
 
+class GatewayReply(Exception):
+    """A reply that is not the SOAP service's own (a gateway or proxy page, an empty or cut body)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+_ENVELOPE = re.compile(rb"<([A-Za-z_][\w.-]*:)?Envelope[\s>/]")
+
+
+def _not_soap(response: requests.Response) -> str | None:
+    """What a reply is instead of a SOAP envelope (``None`` if it may be one: zeep then parses it).
+
+    Any status other than 200 with a body that holds no ``Envelope`` element is the gateway's (nginx's 503 page,
+    an empty 502, plain text); a 200 that is empty or an HTML page is not the service's answer either. A 200 that
+    starts like an envelope but is cut or malformed is left to zeep, whose XML error the table classifies."""
+    body = response.content or b""
+    head = body[:4096].lstrip()
+    ctype = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if not head:
+        return None if response.status_code in (201, 202) else "an empty body"   # one-way operations: no reply
+    low = head[:512].lower()
+    html = ctype in ("text/html", "application/xhtml+xml") or low.startswith((b"<!doctype html", b"<html"))
+    if response.status_code == 200:
+        if html and not _ENVELOPE.search(head):
+            return f"an HTML page ({ctype or 'no content type'}), not a SOAP envelope"
+        return None
+    if _ENVELOPE.search(head):
+        return None
+    if html:
+        return "an HTML page, not a SOAP envelope"
+    if head.startswith(b"<"):
+        return f"XML that is not a SOAP envelope ({ctype or 'no content type'})"
+    return f"a {ctype or 'non-XML'} body, not a SOAP envelope"
+
+
 class _RecordingTransport(Transport):
     """zeep's transport with two changes: each POST takes its timeout from a callable (so a changed configuration
     applies at once), and the HTTP status and headers of the last POST are remembered per thread for the error
@@ -211,6 +252,9 @@ class _RecordingTransport(Transport):
         self.local.last = None
         response = self.session.post(address, data=message, headers=headers, timeout=self._timeout_fn())
         self.local.last = response
+        not_soap = _not_soap(response)
+        if not_soap is not None:   # a gateway's page, an empty or cut body: classified here, not parsed by zeep
+            raise GatewayReply(response.status_code, not_soap)
         return response
 
     def last(self) -> requests.Response | None:
@@ -344,6 +388,15 @@ class SoapClient:
             yield
         except CrmBridgeError:
             raise
+        except GatewayReply as exc:
+            last = self.transport.last()
+            if count:
+                self._on_call(exc.status)
+            if exc.status == 200:
+                c = Classified(ErrorKind.BAD_RESPONSE, f"the reply (HTTP 200) is {exc.body}", status=200)
+            else:
+                c = classify_http(exc.status, _retry_after(last), body=exc.body)
+            raise to_error(c, where=where or what) from None
         except zx.Fault as exc:
             last = self.transport.last()
             status = last.status_code if last is not None else None
@@ -360,26 +413,54 @@ class SoapClient:
             if c is None:
                 c = Classified(ErrorKind.BAD_RESPONSE, f"unexpected {type(exc).__name__} while {what}")
             elif c.status is not None:
-                c = Classified(c.kind, c.message, c.vendor_code, c.status, _retry_after(last))
+                message = c.message
+                if c.status == 200 and isinstance(exc, zx.TransportError):
+                    message = _broken_200(last)
+                c = Classified(c.kind, message, c.vendor_code, c.status, _retry_after(last))
             raise to_error(c, where=where or what) from exc
         else:
             if count:
                 last = self.transport.last()
                 self._on_call(last.status_code if last is not None else "ok")
 
+    def last_headers(self) -> dict[str, str]:
+        """The HTTP headers of this thread's last reply (doctor: Date, rate-limit headers)."""
+        last = self.transport.last()
+        return dict(last.headers) if last is not None else {}
+
     def close(self) -> None:
         self._client = None
         self._proxy = None
 
 
+def _broken_200(resp: requests.Response | None) -> str:
+    """The message for an HTTP 200 whose body zeep could not parse."""
+    body = (resp.content or b"") if resp is not None else b""
+    if not body.strip():
+        return "the reply (HTTP 200) is empty"
+    if _ENVELOPE.search(body[:4096]) and not re.search(rb"</([A-Za-z_][\w.-]*:)?Envelope\s*>\s*$", body[-256:]):
+        return f"the reply (HTTP 200) is truncated: the SOAP envelope is not closed ({len(body)} bytes)"
+    return "the reply (HTTP 200) is not well-formed XML"
+
+
 def _retry_after(resp: requests.Response | None) -> float | None:
+    """Seconds from a Retry-After header: a number or an HTTP date."""
     if resp is None:
         return None
     value = resp.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _call_label(exc: BaseException) -> str:

@@ -132,10 +132,12 @@ ERROR_TABLE: tuple[Rule, ...] = (
     Rule("http", 403, ErrorKind.PERMISSION, "the gateway refused the service user"),
     Rule("http", 408, ErrorKind.TRANSIENT, "the gateway timed out"),
     Rule("http", 429, ErrorKind.THROTTLED, "the gateway is rate limiting"),
-    Rule("http", 503, ErrorKind.THROTTLED, "the core is busy"),
-    Rule("http", "5xx", ErrorKind.TRANSIENT, "the core answered with a server error"),
+    Rule("http", 503, ErrorKind.TRANSIENT, "the core or the gateway in front of it is unavailable"),
+    Rule("http", "5xx", ErrorKind.TRANSIENT, "the core or the gateway in front of it answered with a server error"),
     Rule("http", "4xx", ErrorKind.REQUEST, "the gateway refused the request"),
-    Rule("http", "2xx", ErrorKind.BAD_RESPONSE, "the reply is not a SOAP envelope"),
+    Rule("http", "3xx", ErrorKind.BAD_RESPONSE, "the gateway redirected the call (a login page?), not a SOAP reply"),
+    Rule("http", "2xx", ErrorKind.BAD_RESPONSE,
+         "the reply is not a SOAP envelope (empty, truncated or not well-formed XML)"),
     # ---- SOAP Faults (SOAP-level problems only; business failures come in normal replies)
     Rule("fault", r"(wsse:)?(FailedAuthentication|InvalidSecurityToken|InvalidSecurity|FailedCheck)",
          ErrorKind.AUTH, "WS-Security authentication failed"),
@@ -156,7 +158,9 @@ ERROR_TABLE: tuple[Rule, ...] = (
     Rule("business", r"ST-VALS-\d+", ErrorKind.VALIDATION, "the core refused a field value"),
     Rule("business", r"ST-CLOSED-\d+", ErrorKind.REJECTED, "the customer is closed"),
     Rule("business", r"ST-REQ-\d+", ErrorKind.REQUEST, "the core refused the request parameters"),
-    Rule("business", r".*", ErrorKind.REJECTED, "the core refused the operation"),
+    Rule("business", r".+", ErrorKind.REJECTED,
+         "the core refused the operation with a business code crmbridge does not know (add it to business_errors)"),
+    Rule("business", r".*", ErrorKind.BAD_RESPONSE, "the reply reports neither success nor an error code"),
 )
 
 #: kind → the crmbridge exception raised for it
@@ -216,13 +220,15 @@ def classify_exception(exc: BaseException) -> Classified | None:
     return None
 
 
-def classify_http(status: int, retry_after: float | None = None) -> Classified:
-    """Classify a reply that carried no SOAP envelope, by HTTP status."""
+def classify_http(status: int, retry_after: float | None = None, body: str | None = None) -> Classified:
+    """Classify a reply that carried no SOAP envelope, by HTTP status; ``body`` says what came instead (an HTML
+    page, an empty body, plain text) for the message."""
+    what = f" (HTTP {status}{', ' + body if body else ''})"
     for rule in _rules("http"):
         m = rule.match
         if m == status or (isinstance(m, str) and str(status)[:1] == m[:1] and len(str(status)) == 3):
-            return Classified(rule.kind, rule.message, status=status, retry_after=retry_after)
-    return Classified(ErrorKind.BAD_RESPONSE, f"unexpected HTTP status {status}", status=status)
+            return Classified(rule.kind, rule.message + what, status=status, retry_after=retry_after)
+    return Classified(ErrorKind.BAD_RESPONSE, f"unexpected HTTP status{what}", status=status)
 
 
 def classify_fault(code: str | None, subcodes: Iterable[Any] | None = None, text: str | None = None,
@@ -231,23 +237,32 @@ def classify_fault(code: str | None, subcodes: Iterable[Any] | None = None, text
     raw = str(code or "")
     local = raw.split(":", 1)[1] if ":" in raw else raw
     candidates = [raw, local] + [str(getattr(s, "localname", s)) for s in (subcodes or [])]
+    if not any(candidates):
+        # zeep's "Unknown fault occured": an error status with an XML body that holds no Fault
+        if status is not None and status != 200:
+            return classify_http(status, retry_after, body="an XML body without a SOAP Fault")
+        return Classified(ErrorKind.BAD_RESPONSE, "a SOAP Fault without a fault code", status=status)
     for rule in _rules("fault"):
         if any(re.fullmatch(rule.match, c) for c in candidates if c):
             detail = scrub(text)
             return Classified(rule.kind, f"{rule.message}: {detail}" if detail else rule.message,
                               vendor_code=local or None, status=status, retry_after=retry_after)
-    raise AssertionError("the fault table ends with a catch-all")  # pragma: no cover
+    return Classified(ErrorKind.REQUEST, f"the core answered with an unrecognised SOAP fault {scrub(raw, 60)}",
+                      vendor_code=local or None, status=status, retry_after=retry_after)
 
 
 def classify_business(code: str | None, text: str | None, extra: Iterable[Rule] = ()) -> Classified:
     """Classify an HTTP-200 business failure by its vendor code; ``extra`` rows (configuration) go first."""
     c = (code or "").strip()
+    detail = scrub(text)
     for rule in _rules("business", extra):
         if re.fullmatch(rule.match, c):
-            detail = scrub(text)
-            return Classified(rule.kind, f"{rule.message}: {detail}" if detail else rule.message,
-                              vendor_code=c or None)
-    raise AssertionError("the business table ends with a catch-all")  # pragma: no cover
+            message = rule.message
+            if c and rule.match == r".+":
+                message = f"{message}: code {scrub(c, 60)}"
+            return Classified(rule.kind, f"{message}: {detail}" if detail else message, vendor_code=c or None)
+    return Classified(ErrorKind.REJECTED, f"the core refused the operation with code {scrub(c, 60)!r}"
+                      + (f": {detail}" if detail else ""), vendor_code=c or None)
 
 
 def to_error(c: Classified, *, where: str | None = None, request_id: str | None = None) -> CrmBridgeError:
@@ -258,9 +273,8 @@ def to_error(c: Classified, *, where: str | None = None, request_id: str | None 
                    f"{c.kind.value}:{c.vendor_code}")
     if cls is ConflictError:
         return ConflictError(c.message, where=where)
-    if cls is ConfigurationError:
-        return ConfigurationError(c.message, where=where)
-    assert issubclass(cls, AdapterError)
+    if not issubclass(cls, AdapterError):   # ConfigurationError (and anything else outside the adapter branch)
+        return cls(c.message, where=where)
     kw: dict[str, Any] = {"vendor": VENDOR, "status": c.status, "vendor_code": c.vendor_code,
                           "request_id": request_id, "where": where}
     if issubclass(cls, ThrottledError | TransientServerError | TokenExpiredError):

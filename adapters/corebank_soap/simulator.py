@@ -25,6 +25,23 @@ Simulator business codes (FLEXCUBE style, not Oracle's list): ``ST-CUS-001`` no 
 ``ST-MODNO-01`` stale modification number, ``ST-VALS-0NN`` invalid field value, ``ST-CLOSED-001`` closed
 customer, ``ST-REQ-001`` bad request parameter.
 
+Modes (constructor keywords, or ``crmbridge simulate corebank-soap --extra KEY=VALUE``), each breaking an assumption
+a client could wrongly make of a real core:
+
+- ``since_boundary=exclusive`` (default ``inclusive``): FLEXCUBE's change list lets through only records stamped
+  strictly after ``FROM``: the boundary second itself is left out.
+- ``same_second=N``: N customers in the middle of the population share one stamp (a batch job in the core).
+- ``edits_during_read=N``: each of the next N change-list calls first edits (as a teller would) the record just
+  before the page asked for, which moves it to the end and shifts every later record one place back.
+- ``gateway=KIND`` and ``gateway_every=N`` (default 3): every Nth POST is answered by the gateway in front of the
+  service instead (:data:`GATEWAY_REPLIES`: ``xhtml503``, ``html503``, ``doctype503``, ``empty503``, ``text503``,
+  ``empty502``, ``html429``, ``empty200``, ``truncated200``, ``html200``); ``sim.queue_gateway(KIND, times)`` for
+  tests.
+- ``max_page_size=N`` (default 1000): larger PAGE_SIZE values are refused (``ST-REQ-001``).
+
+The change list takes an optional ``UNTIL`` (inclusive upper bound) and reports ``Page-Info/AS_OF``, the newest
+stamp its answer covers.
+
 Test hooks: ``sim.response_encoding`` / ``sim.declared_encoding`` (e.g. ``"GBK"``; a different declared value
 mis-declares the reply), ``sim.queue_raw(body, ...)`` (the next replies verbatim: unsafe or malformed XML),
 ``sim.store`` (direct access), ``sim.username`` / ``sim.password``.
@@ -143,7 +160,12 @@ class CustomerStore:
 
     def __init__(self, records: int = 100, seed: int = 1, bad_fraction: float = 0.0,
                  base_time: datetime = datetime(2025, 6, 2, 9, 0, 0), step_seconds: int = 37,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, *, since_boundary: str = "inclusive",
+                 same_second: int = 0) -> None:
+        if since_boundary not in ("inclusive", "exclusive"):
+            raise ValueError(f"since_boundary must be inclusive or exclusive, not {since_boundary!r}")
+        self.since_boundary = since_boundary
+        self.same_second = max(0, int(same_second))
         self.seed = seed
         self.bad_fraction = bad_fraction
         self.base_time = base_time
@@ -158,7 +180,7 @@ class CustomerStore:
             self.n = n
             self._overrides: dict[int, dict[str, Any]] = {}
             self._order: list[tuple[str, str]] = [(self._base_stamp(i), self.custno(i)) for i in range(n)]
-            self._last_stamp = self.base_time + self.step * max(n - 1, 0)
+            self._last_stamp = datetime.fromisoformat(self._base_stamp(max(n - 1, 0)))
 
     @staticmethod
     def custno(i: int) -> str:
@@ -169,7 +191,37 @@ class CustomerStore:
         return int(custno) - 1 if custno.isdigit() and len(custno) == 9 else None
 
     def _base_stamp(self, i: int) -> str:
+        """Base stamps ``base_time + i × step``; with ``same_second`` N, N records in the middle of the
+        population share one second (a batch job in the core), and the later ones follow on."""
+        n_same = min(self.same_second, getattr(self, "n", 0))
+        if n_same > 1:
+            first = (self.n - n_same) // 2
+            i = i if i < first else max(first, i - n_same + 1)
         return (self.base_time + self.step * i).isoformat()
+
+    def _window_start(self, since: str | None) -> int:
+        """Index of the first record the change filter ``since`` lets through: at or after ``since``
+        (inclusive), or strictly after it (exclusive: the boundary second itself is left out)."""
+        if not since:
+            return 0
+        if self.since_boundary == "exclusive":
+            return bisect.bisect_right(self._order, (since, "\uffff"))
+        return bisect.bisect_left(self._order, (since, ""))
+
+    def _window_end(self, until: str | None) -> int:
+        return len(self._order) if not until else bisect.bisect_right(self._order, (until, "\uffff"))
+
+    @property
+    def newest_stamp(self) -> str:
+        """The newest stamp committed (what an answer given now covers)."""
+        with self.lock:
+            return self._order[-1][0] if self._order else self.base_time.isoformat()
+
+    def custno_at(self, since: str | None, until: str | None, position: int) -> str | None:
+        """The customer number at ``position`` of the change list ``since``..``until`` (``None`` past its end)."""
+        with self.lock:
+            start, end = self._window_start(since), self._window_end(until)
+            return self._order[start + position][1] if 0 <= position < end - start else None
 
     # ---------------------------------------------------------------- reads
     def record(self, i: int) -> dict[str, Any]:
@@ -203,12 +255,16 @@ class CustomerStore:
             keys = self._order[start:start + size]
         return [self.record(int(c) - 1) for _, c in keys]
 
-    def page_by_number(self, since: str | None, page_no: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        """Page ``page_no`` (from 1) of the records stamped at or after ``since``; and the total."""
+    def page_by_number(self, since: str | None, page_no: int, size: int,
+                       until: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Page ``page_no`` (from 1) of the records the change filter ``since`` lets through (see
+        ``since_boundary``), stamped at or before ``until`` if given; and the total."""
         with self.lock:
-            start = bisect.bisect_left(self._order, (since, "")) if since else 0
-            total = len(self._order) - start
-        return self._slice(start + (page_no - 1) * size, size), total
+            start, end = self._window_start(since), self._window_end(until)
+            total = max(0, end - start)
+            first = start + (page_no - 1) * size
+            keys = self._order[first:min(first + size, end)]
+        return [self.record(int(c) - 1) for _, c in keys], total
 
     def page_after(self, since: str | None, after: tuple[str, str] | None,
                    size: int) -> list[dict[str, Any]]:
@@ -346,6 +402,45 @@ class _Raw:
     body: bytes
     status: int
     content_type: str
+    headers: dict[str, str] | None = None
+
+
+#: what a gateway or proxy in front of the SOAP service answers instead of it (``gateway=KIND``)
+GATEWAY_REPLIES: dict[str, _Raw] = {
+    # nginx's own 503 page: well-formed XML, but not a SOAP envelope
+    "html503": _Raw(b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+                    b"<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>"
+                    b"\r\n</body>\r\n</html>\r\n", 503, "text/html", {"Retry-After": "1"}),
+    # a well-formed XHTML error page (zeep parses it and finds no Fault: "Unknown fault occured", code None)
+    "xhtml503": _Raw(b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>503 Service Unavailable</title></head>'
+                     b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your "
+                     b"request.</p></body></html>", 503, "text/html; charset=iso-8859-1", {"Retry-After": "1"}),
+    # an HTML5 error page (a DOCTYPE: zeep would refuse it as unsafe XML)
+    "doctype503": _Raw(b"<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body>"
+                       b"<p>The service is temporarily unavailable.</p></body></html>", 503,
+                       "text/html; charset=utf-8"),
+    "empty503": _Raw(b"", 503, "text/plain", {"Retry-After": "1"}),
+    "text503": _Raw(b"Service Unavailable", 503, "text/plain"),
+    "empty502": _Raw(b"", 502, "text/plain"),
+    "html429": _Raw(b"<html><body><h1>429 Too Many Requests</h1></body></html>", 429, "text/html",
+                    {"Retry-After": "1", "X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0"}),
+    "empty200": _Raw(b"", 200, "text/xml; charset=UTF-8"),
+    "truncated200": _Raw(f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'
+                         "<soapenv:Body><fcub:QUERYCUSTOMER_IOFS_RES xmlns:fcub="
+                         f'"{FCUBS_NS}"><fcub:FCUBS_HEADER><fcub:SOURCE>CRM'.encode(), 200,
+                         "text/xml; charset=UTF-8"),
+    "html200": _Raw(b"<html><head><title>Sign in</title></head><body><form action=\"/sso/login\"></form>"
+                    b"</body></html>", 200, "text/html"),
+}
+
+_TRUE = ("1", "true", "yes", "y", "on")
+
+
+def _mode(explicit: Any, extra: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A simulator mode: the constructor argument, else ``--extra KEY=VALUE``, else the default."""
+    if explicit is not None:
+        return explicit
+    return extra.get(key, default)
 
 
 # ============================================================================================== SOAP base
@@ -356,23 +451,46 @@ class _SoapSimulator(Simulator):
     service_path = "/"
     wsdl_text: str = ""
 
-    def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 since_boundary: str | None = None, same_second: int | None = None,
+                 edits_during_read: int | None = None, gateway: str | None = None,
+                 gateway_every: int | None = None, max_page_size: int | None = None) -> None:
         super().__init__(knobs, host=host, port=port)
         k = self.knobs
-        self.username: str = str(k.extra.get("username", "CRMBRIDGE"))
-        self.password: str = str(k.extra.get("password", "sim-password"))
-        self.store = CustomerStore(k.records, k.seed, k.bad_fraction)
+        x = k.extra
+        self.username: str = str(x.get("username", "CRMBRIDGE"))
+        self.password: str = str(x.get("password", "sim-password"))
+        self.store = CustomerStore(k.records, k.seed, k.bad_fraction,
+                                   since_boundary=str(_mode(since_boundary, x, "since_boundary", "inclusive")),
+                                   same_second=int(_mode(same_second, x, "same_second", 0)))
         self.response_encoding = "UTF-8"
         self.declared_encoding: str | None = None
         self._raw: deque[_Raw] = deque()
+        #: list calls that first edit one record of the window they read (then answer), until used up
+        self.edits_during_read = int(_mode(edits_during_read, x, "edits_during_read", 0))
+        self.edits_made: list[str] = []
+        self.max_page_size = int(_mode(max_page_size, x, "max_page_size", 1000))
+        kind = _mode(gateway, x, "gateway", None)
+        if kind is not None and str(kind) not in GATEWAY_REPLIES:
+            raise ValueError(f"gateway must be one of {', '.join(GATEWAY_REPLIES)}, not {kind!r}")
+        self.gateway: str | None = None if kind is None else str(kind)
+        self.gateway_every = max(1, int(_mode(gateway_every, x, "gateway_every", 3)))
+        self._posts = 0
 
     # ---------------------------------------------------------------- test hooks
     def queue_raw(self, body: bytes | str, *, status: int = 200,
-                  content_type: str = "text/xml; charset=UTF-8", times: int = 1) -> None:
+                  content_type: str = "text/xml; charset=UTF-8", times: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` POSTs with ``body`` verbatim (unsafe or malformed XML for fault tests)."""
         data = body.encode("utf-8") if isinstance(body, str) else body
         with self.lock:
-            self._raw.extend([_Raw(data, status, content_type)] * times)
+            self._raw.extend([_Raw(data, status, content_type, headers)] * times)
+
+    def queue_gateway(self, kind: str, times: int = 1) -> None:
+        """Answer the next ``times`` POSTs as the gateway in front of the service would (see
+        :data:`GATEWAY_REPLIES`: ``html503``, ``empty503``, ``text503``, ``html429``, ``empty200``...)."""
+        r = GATEWAY_REPLIES[kind]
+        self.queue_raw(r.body, status=r.status, content_type=r.content_type, times=times, headers=r.headers)
 
     @property
     def wsdl_url(self) -> str:
@@ -383,7 +501,14 @@ class _SoapSimulator(Simulator):
         return f"{self.url}{self.service_path}"
 
     def banner(self) -> list[str]:
-        return [f"{self.vendor} simulator: {self.store.n} customers (seed {self.knobs.seed})",
+        modes = [f"since_boundary={self.store.since_boundary}"]
+        if self.store.same_second:
+            modes.append(f"same_second={self.store.same_second}")
+        if self.edits_during_read:
+            modes.append(f"edits_during_read={self.edits_during_read}")
+        if self.gateway:
+            modes.append(f"gateway={self.gateway} every {self.gateway_every} calls")
+        return [f"{self.vendor} simulator: {self.store.n} customers (seed {self.knobs.seed}); {', '.join(modes)}",
                 f"WSDL      {self.wsdl_url}",
                 f"endpoint  {self.endpoint}",
                 f"service user {self.username!r} (simulator password set by Knobs.extra['password'])"]
@@ -410,8 +535,11 @@ class _SoapSimulator(Simulator):
             return Response(405, b"", {"Allow": "GET, POST"})
         with self.lock:
             raw = self._raw.popleft() if self._raw else None
+            self._posts += 1
+            if raw is None and self.gateway is not None and self._posts % self.gateway_every == 0:
+                raw = GATEWAY_REPLIES[self.gateway]
         if raw is not None:
-            return Response(raw.status, raw.body, {"Content-Type": raw.content_type})
+            return Response(raw.status, raw.body, {"Content-Type": raw.content_type, **(raw.headers or {})})
         try:
             return self._soap(req)
         except SoapFault as f:
@@ -550,8 +678,9 @@ class CorebankSoapSimulator(_SoapSimulator):
     vendor = "corebank-soap"
     service_path = "/FCUBSCustomerService/FCUBSCustomerService"
 
-    def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(knobs, host=host, port=port)
+    def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 **modes: Any) -> None:
+        super().__init__(knobs, host=host, port=port, **modes)
         self.wsdl_text = resources.files("crmbridge.adapters.corebank_soap").joinpath(
             "fcubs_customer.wsdl").read_text(encoding="utf-8")
 
@@ -638,19 +767,40 @@ class CorebankSoapSimulator(_SoapSimulator):
                 since = datetime.fromisoformat(str(since)).isoformat()
             except ValueError as exc:
                 raise BusinessFailure("ST-REQ-001", "FROM is not a timestamp (YYYY-MM-DDTHH:MM:SS)") from exc
+        until = q.get("UNTIL") or None
+        if until is not None:
+            try:
+                until = datetime.fromisoformat(str(until)).isoformat()
+            except ValueError as exc:
+                raise BusinessFailure("ST-REQ-001", "UNTIL is not a timestamp (YYYY-MM-DDTHH:MM:SS)") from exc
         try:
             page_no = int(q.get("PAGE_NO") or 1)
             size = int(q.get("PAGE_SIZE") or 100)
         except ValueError as exc:
             raise SoapFault("soapenv:Client", "Malformed request: PAGE_NO/PAGE_SIZE are not numbers") from exc
-        if page_no < 1 or not 1 <= size <= 1000:
-            raise BusinessFailure("ST-REQ-001", "PAGE_NO must be >= 1 and PAGE_SIZE 1..1000")
-        records, total = self.store.page_by_number(since, page_no, size)
+        if page_no < 1 or not 1 <= size <= self.max_page_size:
+            raise BusinessFailure("ST-REQ-001", f"PAGE_NO must be >= 1 and PAGE_SIZE 1..{self.max_page_size}")
+        self._edit_during_read(since, until, max(0, (page_no - 1) * size - 1))
+        as_of = self.store.newest_stamp
+        records, total = self.store.page_by_number(since, page_no, size, until)
         more = page_no * size < total
         return self._reply("QUERYCUSTMODSINCE_IOFS_RES", request, {
             "Page-Info": {"PAGE_NO": page_no, "PAGE_SIZE": size, "TOTAL_RECORDS": total,
-                          "HAS_MORE": "Y" if more else "N"},
+                          "HAS_MORE": "Y" if more else "N", "AS_OF": as_of},
             "Customer-Full": [fcubs_record(r) for r in records]})
+
+    def _edit_during_read(self, since: str | None, until: str | None, position: int) -> None:
+        """``edits_during_read``: a teller edits the record just before the page asked for (or the first of the
+        window), so it moves to the end of the change list and every later record shifts one place back."""
+        with self.lock:
+            if self.edits_during_read <= 0:
+                return
+            custno = self.store.custno_at(since, until, position) or self.store.custno_at(since, until, 0)
+            if custno is None:
+                return
+            self.edits_during_read -= 1
+            self.edits_made.append(custno)
+        self.store.touch(custno)
 
 
 # ============================================================================================== T24 style
@@ -703,8 +853,8 @@ class T24StyleSimulator(_SoapSimulator):
     service_path = "/T24WebServices/CRMBRIDGE"
 
     def __init__(self, knobs: Knobs | None = None, *, wsdl_path: str | Path, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
-        super().__init__(knobs, host=host, port=port)
+                 port: int = 0, **modes: Any) -> None:
+        super().__init__(knobs, host=host, port=port, **modes)
         self.wsdl_text = Path(wsdl_path).read_text(encoding="utf-8")
         self.company = str(self.knobs.extra.get("company", "CN0010001"))
 
@@ -722,8 +872,8 @@ class T24StyleSimulator(_SoapSimulator):
             raise BusinessFailure("EB-COMPANY.NOT.ALLOWED", "Company not allowed for this user")
 
     def fault_response(self, fault: Fault, req: Request) -> Response:
-        if fault is Fault.THROTTLE:  # the TWS gateway in front of T24 answers 503 with no SOAP body
-            return Response(503, b"", {"Retry-After": "1"})
+        if fault is Fault.THROTTLE:  # the TWS gateway in front of T24 rate-limits with 429 and no SOAP body
+            return Response(429, b"", {"Retry-After": "1"})
         if fault is Fault.TOKEN_EXPIRED:  # T24 has no tokens: the closest is the OFS security violation
             return self.envelope(self._status_only("CustomerChangesResponse", BusinessFailure(
                 "EB-SECURITY.VIOLATION", "SECURITY VIOLATION: password expired")))

@@ -223,3 +223,28 @@ def test_simulator_knobs_reach_the_store() -> None:
     with CorebankSoapSimulator(Knobs(seed=9, records=42, bad_fraction=0.5, extra={"password": "p2"})) as sim:
         assert sim.store.n == 42 and sim.store.seed == 9 and sim.password == "p2"
         assert sum(1 for i in range(42) if sim.store.record(i)["bad"]) == 21
+
+
+# --------------------------------------------------------------------------------------------- modes
+def test_modes_come_from_extra_knobs_and_change_the_change_list() -> None:
+    """``crmbridge simulate corebank-soap --extra since_boundary=exclusive --extra same_second=5 ...``"""
+    sim = CorebankSoapSimulator(Knobs(records=20, extra={"since_boundary": "exclusive", "same_second": 5,
+                                                         "max_page_size": 50, "edits_during_read": 2,
+                                                         "gateway": "xhtml503", "gateway_every": 4}))
+    store = sim.store
+    stamps = [store.record(i)["stamp"] for i in range(20)]
+    shared = max(set(stamps), key=stamps.count)
+    assert stamps.count(shared) == 5 and stamps == sorted(stamps)
+    after, total = store.page_by_number(shared, 1, 100)
+    assert total == 20 - stamps.index(shared) - 5 and all(r["stamp"] > shared for r in after)   # exclusive
+    store.since_boundary = "inclusive"
+    _, total = store.page_by_number(shared, 1, 100)
+    assert total == 20 - stamps.index(shared)
+    _, pinned = store.page_by_number(None, 1, 100, until=shared)
+    assert pinned == stamps.index(shared) + 5
+    assert (sim.max_page_size, sim.edits_during_read, sim.gateway, sim.gateway_every) == (50, 2, "xhtml503", 4)
+    store.since_boundary = "exclusive"
+    with sim:
+        assert "since_boundary=exclusive" in sim.banner()[0] and "gateway=xhtml503" in sim.banner()[0]
+    with pytest.raises(ValueError, match="gateway must be one of"):
+        CorebankSoapSimulator(Knobs(records=1), gateway="teapot")
