@@ -449,6 +449,7 @@ def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
     return {
         "read": r.read, "out_of_scope": r.out_of_scope,
         "actions": {str(k): v for k, v in r.actions.items() if v},
+        "outcomes": dict(r.outcomes), "refusals": dict(r.refusals),
         "api_calls": {k: st.api_calls - before[k][0] for k, st in stats.items()},
         "retries": sum(st.retries - before[k][1] for k, st in stats.items()),
         "throttled": sum(st.throttled - before[k][2] for k, st in stats.items()),
@@ -464,7 +465,8 @@ def _context(rt: Runtime, runner: JobRunner, run_id: int, report: RunReport, *, 
                     rt.mapping(job.source_mapping))
     tgt = eng._Side(job.target_system, job.target_object, rt.adapter(job.target_system),
                     rt.mapping(job.target_mapping))
-    return eng._Ctx(run_id, runner.name, job, src, tgt, rt.indexer().field_key("content-hash"), report, False, actor)
+    return eng._Ctx(run_id, runner.name, job, src, tgt, rt.indexer().field_key("content-hash"), report, False, actor,
+                    track_progress=False)
 
 
 def _lock_keys(rt: Runtime, runner: JobRunner, ctx: Any, raws: Sequence[RawRecord]) -> set[str]:
@@ -671,6 +673,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
         rows: list[dict[str, Any]] = []
         try:
             full_scan, rows = _dispatch_run(rt, runner, ctx, app, settings, poll_seconds, progress)
+            _sum_counts(report, rows)
             failed = [r for r in rows if r["status"] == BatchStatus.FAILED.value]
             if failed:
                 report.status = "failed"
@@ -678,12 +681,12 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
             else:
                 report.status = "succeeded"
                 runner._flag_suspicious(report, previous, full_scan)
+                report.conclude(runner.job.max_failed_ratio)   # refused records: partial, or failed above the ratio
         except (CrmBridgeError, OSError, DBAPIError) as exc:
             report.status = "failed"
             report.error = _masked_error(exc)
             log.error("distributed run %s of job %s failed: %s", run_id, job_name, report.error)
-            rows = _rows(rt, run_id)
-        _sum_counts(report, rows)
+            _sum_counts(report, _rows(rt, run_id))
         for s in (ctx.source, ctx.target):  # the dispatcher's own calls (extraction, dead-letter fetches)
             report.api_calls[s.system] = report.api_calls.get(s.system, 0) + (
                 s.adapter.stats.api_calls - calls_before.get(s.system, 0))
@@ -766,6 +769,10 @@ def _sum_counts(report: RunReport, rows: Sequence[Mapping[str, Any]]) -> None:
         report.out_of_scope += int(c.get("out_of_scope", 0))
         for action, n in (c.get("actions") or {}).items():
             report.actions[Action(action)] += int(n)
+        for outcome, n in (c.get("outcomes") or {}).items():
+            report.outcomes[outcome] += int(n)
+        for reason, n in (c.get("refusals") or {}).items():
+            report.refusals[reason] += int(n)
         for system, n in (c.get("api_calls") or {}).items():
             report.api_calls[system] = report.api_calls.get(system, 0) + int(n)
         report.retries += int(c.get("retries", 0))

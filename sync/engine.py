@@ -213,6 +213,9 @@ class _Ctx:
     failed_hashes: dict[str, set[str]] | None = None
     #: batches committed so far (kept on the run's row, so a crashed run says how far it got)
     batches: int = 0
+    #: whether this process keeps the run's row up to date after each batch (a distributed worker does not: its
+    #: dispatcher owns the run)
+    track_progress: bool = True
 
 
 class JobRunner:
@@ -738,7 +741,7 @@ class JobRunner:
                                          "under way is read again by the next run", system=side.system)
 
     def _note_progress(self, tx: StoreTx, ctx: _Ctx) -> None:
-        if not ctx.dry_run and ctx.run_id:
+        if not ctx.dry_run and ctx.run_id and ctx.track_progress:
             tx.note_run_progress(ctx.run_id, {**ctx.report.counts(), "batches": ctx.batches})
 
     def _record(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> list[LedgerEntryIn]:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from crmbridge.sync.ledger import Action
 
-__all__ = ["EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "PlannedChange", "RunReport", "outcome_of", "render_plan",
-           "render_summary"]
+__all__ = ["COMPLETED", "EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "PlannedChange", "RunReport", "outcome_of",
+           "render_plan", "render_summary"]
 
 
 @dataclass
@@ -38,6 +38,9 @@ _OUTCOME_OF_ACTION = {
     Action.FAILED: "dead_lettered", Action.DELETED: "deleted",
 }
 
+#: statuses of a run that went through to its end (every record read is accounted for; a partial run's refused
+#: records are dead letters, retried by later runs)
+COMPLETED = ("succeeded", "partial")
 #: run statuses, and the exit code of ``crmbridge run`` for each (README, "Run outcomes")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "partial": 3, "unreachable": 4, "suspicious": 5, "stopped": 6,
               "crashed": 1}

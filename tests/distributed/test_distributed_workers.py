@@ -42,6 +42,7 @@ from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
 from crmbridge.sync.engine import _iso, run_job
 from crmbridge.sync.ledger import Action, Ledger
+from crmbridge.sync.report import COMPLETED
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
@@ -55,7 +56,7 @@ def _single_process_result(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], s
         rt = bootstrap(env.config_path)
         try:
             report = run_job(rt, JOB)
-            assert report.status == "succeeded", report.error
+            assert report.status in COMPLETED, report.error
             with rt.store.transaction() as tx:
                 letters = {d["external_id"] for d in tx.list_dead_letters(JOB, status=["open"], limit=1000)}
             return zoho_by_source(env, rt), letters
@@ -131,7 +132,7 @@ def _run_and_kill(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, 
                 report = outcome["report"]
                 if via_cli:
                     assert outcome["exit"] == 0, outcome["stderr"]
-                assert report["status"] == "succeeded", f"{report.get('error')}\n{survivor.log()}"
+                assert report["status"] in COMPLETED, f"{report.get('error')}\n{survivor.log()}"
                 assert report["read"] == CUSTOMERS
                 assert report["retries"] >= 1 or report["throttled"] >= 1
 
@@ -172,12 +173,12 @@ def _run_and_kill(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, 
                 newest = max(r.modified_at for p in rt.adapter("corebank").extract("Customer") for r in p.records)
                 assert cursor is not None and cursor.value is not None
                 assert cursor.value == _iso(newest)
-                assert [r["status"] for r in runs] == ["succeeded"]
+                assert [r["status"] for r in runs] in (["succeeded"], ["partial"])
 
                 # a second dispatch finds nothing new: no write at all
                 upserts = env.zoho.requests_seen["POST /crm/v8/Contacts/upsert"]
                 again_report = dispatch(rt, JOB)
-                assert again_report.status == "succeeded"
+                assert again_report.status in COMPLETED
                 assert env.zoho.requests_seen["POST /crm/v8/Contacts/upsert"] == upserts
         finally:
             delete_queue(app, queue)
