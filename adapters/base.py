@@ -478,7 +478,9 @@ def _call_failure(exc: AdapterError, obj: str, size: int) -> RecordError:
         code, what = "bad_response", "the answer could not be read (the write may have been applied)"
     else:
         code, what = (exc.vendor_code or "request_refused"), "the vendor refused the call"
-    return RecordError(f"write of {size} {obj} record(s): {what}: {exc}", code=code)
+    err = RecordError(f"write of {size} {obj} record(s): {what}: {exc}", code=code)
+    err.__cause__ = exc   # the call's own error, with its status, vendor code and request id
+    return err
 
 
 def _path(url: str) -> str:

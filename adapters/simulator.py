@@ -167,7 +167,7 @@ class Simulator:
         #: TCP connections accepted (a client that keeps its connections alive opens few)
         self.connections = 0
         self.lock = threading.RLock()
-        self._faults: deque[Fault] = deque()
+        self._faults: deque[tuple[Fault, str | None]] = deque()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._inflight = 0
@@ -204,10 +204,11 @@ class Simulator:
         return [f"{self.vendor} simulator serving {self.url}"]
 
     # ---------------------------------------------------------------- faults
-    def inject(self, fault: Fault, times: int = 1) -> None:
-        """Make the next ``times`` requests (token calls included) fail with ``fault``."""
+    def inject(self, fault: Fault, times: int = 1, *, path: str | None = None) -> None:
+        """Make the next ``times`` requests (token calls included) fail with ``fault``; with ``path``, the next
+        ``times`` requests whose path starts with it (the others pass, in order)."""
         with self.lock:
-            self._faults.extend([fault] * times)
+            self._faults.extend([(fault, path)] * times)
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -227,11 +228,19 @@ class Simulator:
         return req.method in ("POST", "PUT", "PATCH", "DELETE")
 
     # ---------------------------------------------------------------- dispatch
+    def _next_fault(self, path: str) -> Fault | None:
+        """The first queued fault meant for ``path`` (callers hold the lock)."""
+        for i, (fault, prefix) in enumerate(self._faults):
+            if prefix is None or path.startswith(prefix):
+                del self._faults[i]
+                return fault
+        return None
+
     def _dispatch(self, req: Request) -> Response | None:
         k = self.knobs
         with self.lock:
             self.requests_seen[f"{req.method} {req.path}"] += 1
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._next_fault(req.path)
             if fault is None and k.drop_rate and self.rng.random() < k.drop_rate:
                 fault = Fault.DROP
             if fault is None and k.error_rate and self.rng.random() < k.error_rate:

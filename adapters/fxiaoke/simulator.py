@@ -475,7 +475,7 @@ class FxiaokeSimulator(Simulator):
             if hit is not None:
                 _, fault = self._targeted[hit]
                 del self._targeted[hit]
-                self._faults.appendleft(fault)
+                self._faults.appendleft((fault, None))
         return super()._dispatch(req)
 
     def _system(self, h: int, api: str, lmt: int) -> dict[str, Any]:

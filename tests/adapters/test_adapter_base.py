@@ -292,3 +292,30 @@ def test_entry_point_group_is_consulted(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "acme_crm" in registry.adapter_names()
     assert registry.adapter_class("acme-crm") is MemoryAdapter
+
+
+# ---------------------------------------------------------------------- one call's failure is its records'
+def test_a_token_refresh_is_not_charged_to_the_call_s_retries(sim: MemorySimulator) -> None:
+    """Two tries allowed: the token refresh in the middle is the client's own housekeeping, so the call still has
+    its second try for the server error (before, the refresh used it up and the record was lost to the run)."""
+    adapter = make(sim, retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.01, jitter=0.0))
+    adapter.write(OBJ, items(1))                       # a token in hand
+    sim.inject(Fault.TOKEN_EXPIRED, path=f"/records/{OBJ}/upsert")
+    sim.inject(Fault.SERVER_ERROR, path=f"/records/{OBJ}/upsert")
+    (result,) = adapter.write(OBJ, items(1, start=1))
+    assert result.status is WriteStatus.CREATED
+    assert adapter.stats.token_refreshes == 1 and sim.requests_seen[UPSERT] == 4
+
+
+def test_a_call_failing_after_every_retry_fails_its_records_and_the_others_stand(sim: MemorySimulator) -> None:
+    adapter = make(sim, max_concurrency=1, retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.01))
+    sim.inject(Fault.SERVER_ERROR, times=2, path=f"/records/{OBJ}/upsert")   # the first call, both tries
+    results = adapter.write(OBJ, items(MemoryAdapter.max_batch_size + 50))
+    failed = [r for r in results if r.status is WriteStatus.FAILED]
+    assert len(failed) == MemoryAdapter.max_batch_size and all(r.error and r.error.code == "unreachable"
+                                                               for r in failed)
+    assert [r.status for r in results[MemoryAdapter.max_batch_size:]] == [WriteStatus.CREATED] * 50
+    assert sim.count(OBJ) == 50 and adapter.stats.consecutive_failed_calls == 0   # reset by the call that worked
+    sim.inject(Fault.SERVER_ERROR, times=2, path=f"/records/{OBJ}/upsert")
+    adapter.write(OBJ, items(1, start=500))
+    assert adapter.stats.consecutive_failed_calls == 1   # what the engine's circuit breaker reads

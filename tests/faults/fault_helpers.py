@@ -266,3 +266,12 @@ def kill_loop(env: DemoEnvironment, rt: Runtime, job: str, t: Truth, *, kills: i
     stats.seconds = time.monotonic() - started
     print(f"\n[fault] {job}: {stats.line()}", file=sys.stderr)
     return stats
+
+
+def call_error(results: list[Any]) -> list[Any]:
+    """A write whose call failed as a whole comes back as failed records (each a dead letter for the engine):
+    raise the call's own error, as the adapter raised it, for a test of how that error was classified."""
+    causes = [r.error.__cause__ for r in results if r.error is not None and r.error.__cause__ is not None]
+    if causes and len(causes) == len(results):
+        raise causes[0]
+    return results

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fault_helpers import call_error
 
 from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.adapters.simulator import Knobs
@@ -65,7 +66,8 @@ OPS: dict[str, tuple[str, Callable[[ZohoAdapter, ZohoSimulator], Any]]] = {
     "list": ("/crm/v8/Contacts", lambda a, s: [r for p in a.extract("Contacts", fields=["Last_Name"])
                                                   for r in p.records]),
     "get": ("/crm/v8/Contacts/", lambda a, s: a.get("Contacts", sorted(s.stores["Contacts"].records)[0])),
-    "upsert": ("/crm/v8/Contacts/upsert", lambda a, s: a.write("Contacts", _items(3))),
+    # a write whose call failed comes back as failed records: call_error raises the call's error they carry
+    "upsert": ("/crm/v8/Contacts/upsert", lambda a, s: call_error(a.write("Contacts", _items(3)))),
     "deleted": ("/crm/v8/Contacts/deleted", lambda a, s: [r for p in a.extract_deleted("Contacts")
                                                           for r in p.records]),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from sync_helpers import CUSTOMERS, custno, share_granted, synthetic
+from sync_helpers import CUSTOMERS, custno, expected_in_zoho, share_granted, synthetic, zoho_party_ids
 
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.demo import DemoEnvironment
@@ -14,20 +14,6 @@ from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.reconcile import reconcile
 
 UPSERT = "POST /crm/v8/Contacts/upsert"
-
-
-def zoho_party_ids(env: DemoEnvironment) -> list[str]:
-    return [r.get("Party_ID") for r in env.zoho.stores["Contacts"].records.values()]
-
-
-def expected_in_zoho() -> set[str]:
-    out = set()
-    for i in range(CUSTOMERS):
-        c = synthetic(i)
-        # the core simulator seeds every customer open (RECORD_STAT O), whatever the generator's lifecycle says
-        if c.is_individual and c.should_validate and share_granted(c):
-            out.add(custno(i))
-    return out
 
 
 def rejected() -> set[str]:
