@@ -31,9 +31,7 @@ from requests.adapters import HTTPAdapter
 
 from crmbridge.core.errors import (
     AdapterError,
-    AuthenticationError,
     BadResponseError,
-    PermissionDeniedError,
     RecordError,
     RetryableError,
     ThrottledError,
@@ -311,11 +309,12 @@ class Adapter(ABC):
                 results = self._retrying(attempt)
                 if len(results) != len(batch):
                     raise BadResponseError(f"{len(results)} results for {len(batch)} records", vendor=self.name)
-            except (AuthenticationError, PermissionDeniedError):
-                raise   # configuration: the run stops
-            except AdapterError as exc:
-                # this call's records failed, not the run: each becomes a record failure (a dead letter) and the
-                # other batches' results stand; whether the system as a whole is down is the engine's call
+            except (RetryableError, BadResponseError) as exc:
+                # no usable answer after every retry: this call's records failed, not the run. Each becomes a record
+                # failure (a dead letter, its write intent kept pending: the write may have been applied) and the
+                # other batches' results stand; whether the system as a whole is down is the engine's call. A
+                # refusal of the request itself (credentials, permissions, a module or key field that does not
+                # exist) is configuration: it is raised and stops the run.
                 with self.stats._lock:
                     self.stats.consecutive_failed_calls += 1
                 return [WriteResult(key=i.key, status=WriteStatus.FAILED, external_id=i.external_id,
@@ -471,13 +470,11 @@ class Adapter(ABC):
 
 
 def _call_failure(exc: AdapterError, obj: str, size: int) -> RecordError:
-    """A record error for each record of a write call that failed as a whole, keeping the vendor's code."""
+    """A record error for each record of a write call that got no usable answer (UNCERTAIN_CODES)."""
     if isinstance(exc, RetryableError):
         code, what = "unreachable", "no answer after every retry"
-    elif isinstance(exc, BadResponseError):
-        code, what = "bad_response", "the answer could not be read (the write may have been applied)"
     else:
-        code, what = (exc.vendor_code or "request_refused"), "the vendor refused the call"
+        code, what = "bad_response", "the answer could not be read (the write may have been applied)"
     err = RecordError(f"write of {size} {obj} record(s): {what}: {exc}", code=code)
     err.__cause__ = exc   # the call's own error, with its status, vendor code and request id
     return err

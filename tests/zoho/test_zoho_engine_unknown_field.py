@@ -4,8 +4,6 @@ the field and the code."""
 
 from __future__ import annotations
 
-import pytest
-
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
@@ -36,12 +34,14 @@ def test_writes_refused_for_a_missing_field_are_failed_and_dead_lettered_naming_
         env.stop()
 
 
-@pytest.mark.xfail(reason="engine (lead's area): a run whose every write failed still reports 'succeeded'; the "
-                          "adapter returns FAILED results naming field and code (test above)", strict=False)
 def test_a_run_whose_writes_all_fail_on_a_missing_field_is_not_succeeded(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env, rt = _run(tmp_path)
     try:
-        assert run_job(rt, "core_to_zoho").status != "succeeded"
+        report = run_job(rt, "core_to_zoho")
+        # every write refused: far above max_failed_ratio, so failed (exit 1), the reason and its count named
+        assert report.status == "failed" and report.exit_code == 1, report.as_dict()
+        assert report.refusals["target: INVALID_DATA"] == report.outcomes["dead_lettered"] > 0
+        assert "target: INVALID_DATA" in (report.error or "")
     finally:
         rt.close()
         env.stop()
