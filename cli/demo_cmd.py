@@ -112,7 +112,8 @@ def demo(
         exe = _short(Path(sys.executable).with_name("crmbridge"))
         console.print(Panel.fit(
             f"export CRMBRIDGE_CONFIG={cfg}\n"
-            f"{exe} ledger runs\n"
+            f"{exe} runs list           (every run: status, counts, refusal reasons)\n"
+            f"{exe} doctor corebank     (what the live core does: change-filter boundary, page size, clock)\n"
             f"{exe} ledger verify\n"
             f"{exe} deadletters list\n"
             + (f"{exe} conflicts show {conflicts[0]['id']}\n" if conflicts else "")

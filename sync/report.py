@@ -168,28 +168,35 @@ _ACTION_LABELS = {
 
 
 def render_summary(report: RunReport, console: Console | None = None) -> None:
-    """The end-of-run summary table: what was read, each decision taken (only those that happened), the vendor
-    calls it cost, retries and duration."""
+    """The end-of-run summary: the records read and what each ended as (one row per outcome that happened, the
+    rows adding up to the records read), the vendor calls it cost, retries, duration, then the status with the
+    top refusal reasons. Narrow enough for an 80-column terminal or a cron mail."""
     console = console or Console()
     title = f"{'DRY RUN — ' if report.dry_run else ''}job {report.job} · run {report.run_id}"
-    cols: list[tuple[str, str]] = [("read", str(report.read))]
+    t = Table(title=title, show_header=True, header_style="bold", title_justify="left")
+    t.add_column("records", no_wrap=True)
+    t.add_column("", justify="right", no_wrap=True)
+    t.add_column("", no_wrap=True)
+    t.add_row("[bold]read[/]", f"[bold]{report.read}[/]", "")
     for outcome in OUTCOMES:   # every record read ends in exactly one of these: they add up to "read"
         n = report.outcomes.get(outcome, 0)
         if n or outcome in ("created", "updated", "dead_lettered"):
-            cols.append((_OUTCOME_LABELS[outcome], str(n)))
-    if report.dry_run:
-        cols.append(("write calls planned", str(report.planned_write_calls)))
-    cols += [("API calls", str(sum(report.api_calls.values()))), ("retries", str(report.retries)),
-             ("time", f"{report.duration_seconds:.1f}s")]
-    t = Table(title=title, show_header=True, header_style="bold", title_justify="left")
-    for label, _ in cols:
-        t.add_column(label, justify="right", no_wrap=True)
-    t.add_row(*(value for _, value in cols))
+            bad = outcome in NOT_SYNCED and n
+            t.add_row(f"  {_OUTCOME_LABELS[outcome]}", f"[bold red]{n}[/]" if bad else str(n),
+                      "[yellow]not synced[/]" if bad else "")
+    if report.accounted != report.read:
+        t.add_row("[bold red]  not accounted for[/]", f"[bold red]{report.read - report.accounted}[/]", "")
     console.print(t)
-    style = _STATUS_STYLE.get(report.status, "")
     calls = ", ".join(f"{k} {v}" for k, v in sorted(report.api_calls.items()))
-    console.print(f"status: [{style}]{report.status}[/]" + (f" — {report.error}" if report.error else "")
-                  + (f"   (API calls: {calls})" if calls else ""), highlight=False)
+    parts = [f"API calls {sum(report.api_calls.values())}" + (f" ({calls})" if calls else ""),
+             f"retries {report.retries}", f"time {report.duration_seconds:.1f}s"]
+    if report.dry_run:
+        parts.insert(0, f"write calls planned {report.planned_write_calls}")
+    console.print(" · ".join(parts), highlight=False)
+    style = _STATUS_STYLE.get(report.status, "")
+    code = f" (exit {report.exit_code})" if report.exit_code else ""
+    console.print(f"status: [{style}]{report.status}[/]{code}" + (f" — {report.error}" if report.error else ""),
+                  highlight=False)
     if report.refusals:
         console.print("top refusal reasons: " + report.top_refusals(5), highlight=False)
     if report.unreachable:
