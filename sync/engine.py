@@ -611,7 +611,7 @@ class JobRunner:
             except CrmBridgeError:
                 d.previous = None  # erased or unreadable: the diff shows every field as new
         d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
-                           key_field=tgt.mapping.spec.key_field)
+                           key_field=tgt.mapping.spec.key_field, duplicate_search=ctx.job.duplicate_search)
         if ctx.job.direction == "two_way":
             d.canonical = {k: v for k, v in d.canonical.items() if k != "source_refs"}  # bookkeeping, not merged
             d.echo_hash = keyed_hash(_project(flatten(d.canonical), _path_filter(tgt.mapping.owned_canonical_paths(
@@ -643,7 +643,7 @@ class JobRunner:
                 d.party, d.canonical = closed, closed.canonical_dict()
                 d.payload_hash = keyed_hash(payload, ctx.hash_key)
                 d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
-                                   key_field=tgt.mapping.spec.key_field)
+                                   key_field=tgt.mapping.spec.key_field, duplicate_search=job.duplicate_search)
         return d
 
     # -- identity ------------------------------------------------------------------------------
@@ -693,8 +693,7 @@ class JobRunner:
                 if d.item.external_id is None and d.item.key_field:
                     found = tgt.adapter.find(tgt.object, d.item.key_field, d.item.key)
                     if found is not None:
-                        d.item = WriteItem(key=d.item.key, payload=d.item.payload, external_id=found.external_id,
-                                           key_field=d.item.key_field)
+                        d.item = dataclasses.replace(d.item, external_id=found.external_id)
                 tx.complete_write_intent(earlier["id"], external_id=d.item.external_id, failed=True)
             if d.item.external_id is None and earlier is None and d.item.key not in ctx.unfinished_keys:
                 d.item = dataclasses.replace(d.item, known_new=True)  # never written: create without a lookup
@@ -1052,7 +1051,7 @@ class JobRunner:
                 if payload is not None:
                     d.payload_hash = keyed_hash(payload, ctx.hash_key)
                     d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id,
-                                       key_field=tgt.mapping.spec.key_field)
+                                       key_field=tgt.mapping.spec.key_field, duplicate_search=ctx.job.duplicate_search)
                     to_target.append((d, result.to_target))
                 if payload_s is not None:
                     linked_s = tx.xrefs_for_party(pid, src.system, src.object)

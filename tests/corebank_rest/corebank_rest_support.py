@@ -31,6 +31,12 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def fineract_config(sim: CorebankRestSimulator, *, bad: bool = False, page_size: int = 10,
                     **over: Any) -> CorebankRestConfig:
     """Fineract: the adapter's built-in Client resource, with a smaller page and the simulator's version."""
+    return CorebankRestConfig.model_validate(fineract_data(sim, bad=bad, page_size=page_size, **over))
+
+
+def fineract_data(sim: CorebankRestSimulator, *, bad: bool = False, page_size: int = 10,
+                  **over: Any) -> dict[str, Any]:
+    """The Fineract system's configuration as it is written in crmbridge.yaml."""
     data: dict[str, Any] = {
         "adapter": "corebank_rest",
         "base_url": f"{sim.url}/fineract-provider/api",
@@ -50,7 +56,7 @@ def fineract_config(sim: CorebankRestSimulator, *, bad: bool = False, page_size:
         }},
     }
     data.update(over)
-    return CorebankRestConfig.model_validate(data)
+    return data
 
 
 def openbank_config(sim: CorebankRestSimulator, *, bad: bool = False, page_size: int = 10,

@@ -126,3 +126,47 @@ def test_closed_customers_never_synced_are_counted(tmp_path) -> None:  # type: i
             assert report.outcomes["out_of_scope"] >= 5
         finally:
             rt.close()
+
+
+@pytest.mark.parametrize("duplicate_search", [True, False])
+def test_fxiaoke_duplicate_rule_refusals_are_named_and_the_run_does_not_say_succeeded(
+        env, rt, duplicate_search: bool) -> None:  # type: ignore[no-untyped-def]
+    """The tenant's duplicate rule is on the account name; crmbridge sends masked names (张*), which collide. With
+    the job's duplicate search on, Fxiaoke refuses most creates: the run fails, naming the rule as the reason (it
+    said succeeded, exit 0, and "unknown errorCode"). Off, crmbridge's own key keeps one account per customer."""
+    env.fxiaoke.duplicate_rules = {"AccountObj": [["name"]]}
+    rt.config.jobs["core_fxiaoke"] = rt.config.jobs["core_fxiaoke"].model_copy(
+        update={"duplicate_search": duplicate_search})
+    report = run_job(rt, "core_fxiaoke")
+    accounted(report)
+    refused = report.refusals["target: duplicate_rule"]
+    if duplicate_search:
+        assert refused > report.read * 0.1 and report.status == "failed" and report.exit_code == 1
+        assert "target: duplicate_rule" in (report.error or "")
+        with rt.store.transaction() as tx:
+            letters = [d for d in tx.list_dead_letters("core_fxiaoke", limit=1000)
+                       if d["reason_code"] == "duplicate_rule"]
+        assert len(letters) == refused and all("name" in d["message"] for d in letters)
+    else:
+        assert refused == 0 and report.status == "partial"   # only the generated bad records are refused
+        assert report.outcomes["created"] == len(env.fxiaoke.records("AccountObj"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_crashed_runs_and_outcomes_are_kept_on_either_database(tmp_path, request, backend: str) -> None:  # type: ignore
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with DemoEnvironment(tmp_path / "demo", customers=30, bad_fraction=0.1, seed=8, state_url=url) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            with rt.store.transaction() as tx:
+                dead = tx.start_run(JOB, actor="scheduler")
+            report = run_job(rt, JOB)
+            accounted(report)
+            with rt.store.transaction() as tx:
+                runs = {r["id"]: r for r in tx.list_runs(JOB)}
+            assert runs[dead]["status"] == "crashed" and "no batch was committed" in runs[dead]["error_summary"]
+            row = runs[int(report.run_id)]
+            assert row["status"] == report.status and row["counts"]["outcomes"] == dict(report.outcomes)
+            assert sum(row["counts"]["refusals"].values()) == report.outcomes["dead_lettered"] > 0
+        finally:
+            rt.close()
