@@ -42,7 +42,7 @@ from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
 from crmbridge.sync.engine import _iso, run_job
 from crmbridge.sync.ledger import Action, Ledger
-from crmbridge.sync.report import COMPLETED
+from crmbridge.sync.report import COMPLETED, EXIT_CODES
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
@@ -131,7 +131,7 @@ def _run_and_kill(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, 
                     raise outcome["error"]
                 report = outcome["report"]
                 if via_cli:
-                    assert outcome["exit"] == 0, outcome["stderr"]
+                    assert outcome["exit"] == EXIT_CODES[report["status"]], outcome["stderr"]
                 assert report["status"] in COMPLETED, f"{report.get('error')}\n{survivor.log()}"
                 assert report["read"] == CUSTOMERS
                 assert report["retries"] >= 1 or report["throttled"] >= 1
