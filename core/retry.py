@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import tenacity
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crmbridge.core.errors import RetryableError
 
-__all__ = ["RetryPolicy", "call_with_retry"]
+__all__ = ["RetryPolicy", "call_with_retry", "retry_after_seconds"]
 
 T = TypeVar("T")
 
@@ -44,6 +46,24 @@ class RetryPolicy(BaseModel):
         if retry_after is not None:
             base = max(base, min(retry_after, self.max_wait))
         return base
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); ``None`` when absent
+    or unreadable (the policy's own backoff applies). Vendors and the gateways in front of them send either."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def call_with_retry(

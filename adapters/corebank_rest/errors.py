@@ -28,8 +28,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -47,6 +46,7 @@ from crmbridge.core.errors import (
     TransientServerError,
 )
 from crmbridge.core.logsafe import mask_text
+from crmbridge.core.retry import retry_after_seconds
 
 __all__ = [
     "DEFAULT_ERROR_PATHS",
@@ -158,20 +158,7 @@ def scrub(text: Any, limit: int = 200) -> str:
 def retry_after(resp: requests.Response, now: datetime | None = None) -> float | None:
     """``Retry-After`` in seconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); ``None`` when absent or
     unreadable (the policy's own backoff applies)."""
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return retry_after_seconds(resp.headers.get("Retry-After"), now)
 
 
 def _body_kind(resp: requests.Response) -> str:

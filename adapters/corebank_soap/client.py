@@ -14,13 +14,12 @@ a name applied to a list of structures reads its first entry (T24 single-valued 
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -45,6 +44,7 @@ from crmbridge.adapters.corebank_soap.errors import (
     to_error,
 )
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
+from crmbridge.core.retry import retry_after_seconds
 
 __all__ = [
     "BusinessStatus",
@@ -445,22 +445,7 @@ def _broken_200(resp: requests.Response | None) -> str:
 
 def _retry_after(resp: requests.Response | None) -> float | None:
     """Seconds from a Retry-After header: a number or an HTTP date."""
-    if resp is None:
-        return None
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None if resp is None else retry_after_seconds(resp.headers.get("Retry-After"))
 
 
 def _call_label(exc: BaseException) -> str:

@@ -47,6 +47,7 @@ from crmbridge.core.errors import (
     TokenExpiredError,
     TransientServerError,
 )
+from crmbridge.core.retry import retry_after_seconds
 from crmbridge.core.secrets import SecretRef, resolve_secret
 
 __all__ = ["ERROR_TABLE", "MemoryAdapter", "MemoryConfig"]
@@ -280,10 +281,4 @@ class MemoryAdapter(Adapter):
 
 
 def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: the policy's own backoff applies
+    return retry_after_seconds(resp.headers.get("Retry-After"))

@@ -13,10 +13,8 @@ the table does not know; :data:`TOKEN_ERROR_TABLE` covers the accounts server. M
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -33,6 +31,7 @@ from crmbridge.core.errors import (
     TokenExpiredError,
     TransientServerError,
 )
+from crmbridge.core.retry import retry_after_seconds
 
 __all__ = [
     "ERROR_TABLE",
@@ -168,20 +167,7 @@ def credits_remaining(resp: requests.Response) -> int | None:
 def retry_after(resp: requests.Response) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), else ``None``. Zoho itself never sends it; a gateway or
     load balancer in front of it may."""
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(resp.headers.get("Retry-After"))
 
 
 def request_error(code: str | None, *, status: int | None, where: str, request_id: str | None = None,
