@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from fxiaoke_support import SECRETS, make
 from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from crmbridge.adapters.base import WriteItem, WriteStatus
-from crmbridge.adapters.fxiaoke import FxiaokeAdapter, FxiaokeConfig
+from crmbridge.adapters.fxiaoke import FxiaokeConfig
 from crmbridge.adapters.fxiaoke.auth import CorpToken, TokenCache
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Fault, Knobs
@@ -22,30 +23,20 @@ from crmbridge.core.errors import (
     RecordRejectedError,
     RequestError,
 )
-from crmbridge.core.retry import RetryPolicy
 
-FAST = RetryPolicy(max_attempts=4, initial_wait=0.001, max_wait=0.01, jitter=0.0)
 TOKEN = "POST /cgi/corpAccessToken/get/V2"
 
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FXT_SECRET", FxiaokeSimulator.APP_SECRET)
-    monkeypatch.setenv("FXT_CODE", FxiaokeSimulator.PERMANENT_CODE)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
 def sim() -> Iterator[FxiaokeSimulator]:
     with FxiaokeSimulator(Knobs(records=30, extra={"contacts": 10})) as s:
         yield s
-
-
-def make(sim: FxiaokeSimulator, **kw: object) -> FxiaokeAdapter:
-    settings: dict[str, object] = dict(base_url=sim.url, app_id=sim.app_id, app_secret="env:FXT_SECRET",
-                                       permanent_code="env:FXT_CODE", open_user_id=sim.ADMIN_OPEN_USER_ID,
-                                       page_size=7, rate_per_second=None, retry=FAST, timeout=5.0)
-    settings.update(kw)
-    return FxiaokeAdapter(FxiaokeConfig(**settings))  # type: ignore[arg-type]
 
 
 def ids_of(pages: list) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from fxiaoke_support import SECRETS, make
 
 from crmbridge.adapters.base import Finding, WriteItem, WriteStatus
 from crmbridge.adapters.fxiaoke import FxiaokeAdapter, FxiaokeConfig
@@ -17,16 +18,14 @@ from crmbridge.adapters.fxiaoke.errors import DUPLICATE_RULE_CODE, check_respons
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Fault, Knobs
 from crmbridge.core.errors import RecordRejectedError, RequestError
-from crmbridge.core.retry import RetryPolicy
 
-FAST = RetryPolicy(max_attempts=4, initial_wait=0.001, max_wait=0.01, jitter=0.0)
 NAME_RULE = {"AccountObj": [["name"]], "object_party__c": [["name"]]}
 
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FXT_SECRET", FxiaokeSimulator.APP_SECRET)
-    monkeypatch.setenv("FXT_CODE", FxiaokeSimulator.PERMANENT_CODE)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
 
 
 def simulator(**extra: Any) -> FxiaokeSimulator:
@@ -37,14 +36,6 @@ def simulator(**extra: Any) -> FxiaokeSimulator:
 def dup_sim() -> Iterator[FxiaokeSimulator]:
     with simulator(duplicate_rules=NAME_RULE) as s:
         yield s
-
-
-def make(sim: FxiaokeSimulator, **kw: object) -> FxiaokeAdapter:
-    settings: dict[str, object] = dict(base_url=sim.url, app_id=sim.app_id, app_secret="env:FXT_SECRET",
-                                       permanent_code="env:FXT_CODE", open_user_id=sim.ADMIN_OPEN_USER_ID,
-                                       page_size=7, rate_per_second=None, retry=FAST, timeout=5.0)
-    settings.update(kw)
-    return FxiaokeAdapter(FxiaokeConfig(**settings))  # type: ignore[arg-type]
 
 
 def item(key: str, name: str, dup: bool | None = None, **payload: object) -> WriteItem:
