@@ -296,6 +296,10 @@ class JobRunner:
                 report.error = f"{type(exc).__name__}: {exc}"
                 report.unreachable = self._unreachable(exc, src, tgt)
                 log.error("run %s of job %s failed: %s", run_id, self.name, report.error)
+            except Exception as exc:  # noqa: BLE001 - a bug must still end the run as failed, never leave it running
+                report.status = "failed"
+                report.error = f"internal error: {type(exc).__name__}: {exc}"
+                log.exception("run %s of job %s failed on an internal error", run_id, self.name)
             report.duration_seconds = time.monotonic() - started
             for s in (src, tgt):
                 report.api_calls[s.system] = report.api_calls.get(s.system, 0) + (
@@ -588,7 +592,8 @@ class JobRunner:
     def _plan_write(self, tx: StoreTx, ctx: _Ctx, d: _Decision, party: Party) -> None:
         """Map the party out for the target and decide whether a write is needed."""
         tgt = ctx.target
-        assert d.party_id is not None
+        if d.party_id is None:
+            raise FatalSyncError(f"internal: {ctx.source.system} record {d.raw.external_id} has no party id at map-out")
         try:
             payload = tgt.mapping.map_out(party)
         except RecordError as exc:
@@ -746,7 +751,8 @@ class JobRunner:
     def _record(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> list[LedgerEntryIn]:
         """Store one decision's outcome; returns its ledger entries."""
         src, tgt, rt = ctx.source, ctx.target, self.rt
-        assert d.action is not None
+        if d.action is None:
+            raise FatalSyncError(f"internal: no decision for {src.system} record {d.raw.external_id}")
         ctx.report.actions[d.action] += 1
         if d.action is Action.FAILED:
             self._dead_letter(tx, ctx, d)
@@ -761,7 +767,9 @@ class JobRunner:
             tx.put_snapshot(d.party_id, src.system, _read_key(src.object, ctx.name), content_hash=d.raw_hash or "",
                             blob=b"", version=d.raw.version)
         if d.action in (Action.CREATED, Action.UPDATED) or (d.action is Action.DELETED and d.item is not None):
-            assert d.party_id and d.canonical is not None and d.party is not None
+            if not d.party_id or d.canonical is None or d.party is None:
+                raise FatalSyncError(f"internal: {d.action} of {src.system} record {d.raw.external_id} "
+                                     "without its party")
             if d.target_id:
                 tx.put_xref(tgt.system, tgt.object, d.target_id, d.party_id)
             blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
