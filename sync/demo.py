@@ -47,6 +47,8 @@ class DemoEnvironment:
         latency_ms: simulated latency on every vendor call.
         state_url: state database URL (default: SQLite in ``workdir``).
         jobs: override the jobs written to the configuration.
+        core_extra: modes of the core-banking simulator (``since_boundary``, ``same_second``, ``edits_during_read``,
+            ``gateway``...: see :mod:`crmbridge.adapters.corebank_soap.simulator`).
     """
 
     workdir: Path
@@ -56,6 +58,7 @@ class DemoEnvironment:
     latency_ms: float = 0.0
     state_url: str | None = None
     jobs: dict[str, Any] | None = None
+    core_extra: dict[str, Any] | None = None
     core: CorebankSoapSimulator = field(init=False)
     zoho: ZohoSimulator = field(init=False)
     fxiaoke: FxiaokeSimulator = field(init=False)
@@ -70,7 +73,7 @@ class DemoEnvironment:
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
         self.core = CorebankSoapSimulator(Knobs(seed=self.seed, records=self.customers, bad_fraction=self.bad_fraction,
-                                                latency_ms=self.latency_ms))
+                                                latency_ms=self.latency_ms, extra=dict(self.core_extra or {})))
         self.zoho = ZohoSimulator(Knobs(seed=self.seed, records=0, latency_ms=self.latency_ms,
                                         extra={"accounts": 0}))
         self.fxiaoke = FxiaokeSimulator(Knobs(seed=self.seed, records=0, latency_ms=self.latency_ms,
