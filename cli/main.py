@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with a ``register(app)`` function; :data:`COMMAND_MODULES`
 lists them. Errors from crmbridge are shown as one clear line (no traceback unless ``--debug``) and map
-to exit codes: 2 configuration, 3 data (records rejected), 4 external system, 1 anything else.
+to exit codes: 2 configuration, 3 data (records rejected), 4 external system, 7 a run refused because another
+process is running its job, 1 anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, RecordError
+from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, LeaseHeldError, RecordError
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
@@ -69,6 +70,11 @@ for _mod in COMMAND_MODULES:
 
 
 def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error that ended a command (README, "Run outcomes and exit codes")."""
+    if isinstance(exc, LeaseHeldError):   # another process runs the job: this run was refused, nothing failed
+        from crmbridge.sync.report import EXIT_CODES
+
+        return EXIT_CODES["refused"]
     if isinstance(exc, ConfigurationError):
         return 2
     if isinstance(exc, RecordError):

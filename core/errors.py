@@ -23,7 +23,8 @@ named by **what the runtime does next**, so callers catch by consequence, never 
     │   ├── RequestError            crmbridge sent something the vendor refused (a bug or a limit)
     │   └── BadResponseError        garbage, truncated or unparsable body
     └── FatalSyncError              abort the run; the cursor stays where the last committed batch left it
-        └── SystemUnavailableError  a system is down as a whole (circuit breaker): exit "unreachable"
+        ├── SystemUnavailableError  a system is down as a whole (circuit breaker): exit "unreachable"
+        └── LeaseHeldError          another process holds the job's lease: the run was refused (exit "refused")
 
 Messages carry masked values only; never a secret or personal data in clear.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "CrmBridgeError",
     "FatalSyncError",
     "ForbiddenDataError",
+    "LeaseHeldError",
     "MappingError",
     "PermissionDeniedError",
     "RecordError",
@@ -213,3 +215,26 @@ class SystemUnavailableError(FatalSyncError):
     def __init__(self, message: str, *, system: str, where: str | None = None) -> None:
         super().__init__(message, where=where)
         self.system = system
+
+
+class LeaseHeldError(FatalSyncError):
+    """The run was refused before it started: another process holds the job's lease (it is running the job). Not a
+    failure of the job: nothing was read or written. ``crmbridge run`` exits with the "refused" code; the
+    scheduler skips the fire.
+
+    Attributes:
+        job: the job.
+        holder: the lease holder (``host:pid:nonce``), or None if the lease ended meanwhile.
+        run_id: the run row recording the refused attempt (status ``refused``), once recorded.
+    """
+
+    def __init__(self, job: str, holder: str | None, *, where: str | None = None) -> None:
+        super().__init__(f"job {job} is already running (lease held by {holder}); this run was refused",
+                         where=where)
+        self.job = job
+        self.holder = holder
+        self.run_id: int | None = None
+
+    def __str__(self) -> str:
+        recorded = f" (recorded as run {self.run_id})" if self.run_id is not None else ""
+        return super().__str__() + recorded

@@ -78,11 +78,11 @@ from sqlalchemy.exc import DBAPIError
 
 from crmbridge.adapters.base import RawRecord
 from crmbridge.core.config import CrmBridgeConfig, DistributedConfig
-from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, LeaseHeldError, RecordError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.sync.db import Base
 from crmbridge.sync.protect import register_encrypted_column, seal, unseal
-from crmbridge.sync.store import UTCDateTime
+from crmbridge.sync.store import RunStatus, UTCDateTime
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -646,7 +646,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
 
     Raises:
         ConfigurationError: no ``distributed`` block, not PostgreSQL, unknown or two-way job.
-        FatalSyncError: the job is already running.
+        LeaseHeldError: the job is already running (the refused attempt is recorded as a ``refused`` run).
     """
     from crmbridge.sync import engine as eng
     from crmbridge.sync.report import RunReport
@@ -659,9 +659,14 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
     own_app = app is None
     app = app or make_celery_app(rt.config, queue=queue)
     started = time.monotonic()
-    if not runner._acquire_lease():
-        holder = rt.store.lease_holder(job_name) or {}
-        raise FatalSyncError(f"job {job_name} is already running (lease held by {holder.get('holder')})")
+    if not runner._acquire_lease():  # refused: recorded as a run of its own (`runs list`)
+        refused = LeaseHeldError(job_name, (rt.store.lease_holder(job_name) or {}).get("holder"))
+        if own_app:
+            close_celery_app(app)
+        with rt.store.transaction() as tx:
+            refused.run_id = tx.start_run(job_name, actor=actor)
+            tx.finish_run(refused.run_id, RunStatus.REFUSED, error_summary=refused.message)
+        raise refused
     try:
         with rt.store.transaction() as tx:
             previous = tx.list_runs(job_name, limit=5)

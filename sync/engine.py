@@ -231,6 +231,9 @@ class JobRunner:
         lease_ttl: seconds the job's lease lives without a heartbeat (a crashed holder's lease expires).
     """
 
+    #: whether a run refused by the job's lease leaves a ``refused`` run row (the scheduler's skipped fires do not)
+    record_refusal: bool = True
+
     def __init__(self, rt: Runtime, job_name: str, *, actor: str = "user",
                  progress: Callable[[int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, lease_ttl: float = LEASE_TTL_SECONDS) -> None:
@@ -260,9 +263,14 @@ class JobRunner:
         size = effective_batch_size(job, tgt.adapter)
         if size != job.batch_size:
             job = self.job = job.model_copy(update={"batch_size": size})
-        if not dry_run and not self._acquire_lease():
-            holder = rt.store.lease_holder(self.name) or {}
-            raise FatalSyncError(f"job {self.name} is already running (lease held by {holder.get('holder')})")
+        if not dry_run and not self._acquire_lease():  # refused: recorded as a run of its own (`runs list`)
+            from crmbridge.core.errors import LeaseHeldError
+            refused = LeaseHeldError(self.name, (rt.store.lease_holder(self.name) or {}).get("holder"))
+            if self.record_refusal:
+                with rt.store.transaction() as tx:
+                    refused.run_id = tx.start_run(self.name, actor=self.actor)
+                    tx.finish_run(refused.run_id, RunStatus.REFUSED, error_summary=refused.message)
+            raise refused
         log_token = bind_log_context(job=self.name)  # job and run id on every log line of the run (core.logsafe)
         try:
             with rt.store.transaction() as tx:

@@ -43,7 +43,7 @@ _OUTCOME_OF_ACTION = {
 COMPLETED = ("succeeded", "partial")
 #: run statuses, and the exit code of ``crmbridge run`` for each (README, "Run outcomes")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "partial": 3, "unreachable": 4, "suspicious": 5, "stopped": 6,
-              "crashed": 1}
+              "crashed": 1, "refused": 7}
 
 
 def outcome_of(action: Action | str) -> str:

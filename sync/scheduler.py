@@ -47,9 +47,10 @@ from typing import Any
 
 from sqlalchemy import Column, Float, Index, LargeBinary, Table, Unicode, select
 
-from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, LeaseHeldError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.db import Base
+from crmbridge.sync.store import RunStatus, runs
 
 __all__ = [
     "JOB_ID_PREFIX",
@@ -339,6 +340,9 @@ class SchedulerService:
                                lease_ttl=self.options.lease_ttl)
             if holder is not None:
                 runner.holder = holder
+            # a fire that finds the job running elsewhere is a skip (crmbridge_lease_skips_total, looked at again
+            # when the lease would expire), not a run: it leaves no run row
+            runner.record_refusal = False
             adapters = {s: rt.adapter(s) for s in {job.source_system, job.target_system}}
             before_stats = snapshot_stats(adapters)
             before = dict(zip(("dead_letters", "conflicts"), self.metrics.state_counts(rt.store, name), strict=True))
@@ -353,10 +357,9 @@ class SchedulerService:
             log.info("run of job %s requested (fired %s)", name, fired_at.isoformat(timespec="seconds"))
             try:
                 report = runner.run()
-            except FatalSyncError as exc:
-                if "already running" in str(exc):  # another live process holds the lease
-                    return self._skip(name, rt.store.lease_holder(name) or {}, fired_at)
-                raise
+            except LeaseHeldError as exc:  # another live process holds the lease
+                held = rt.store.lease_holder(name) or {"holder": exc.holder}
+                return self._skip(name, held, fired_at)
             finally:
                 self.metrics.running.labels(name).set(0)
             bind_log_context(run_id=report.run_id)  # the lines about this run's outcome carry its id too
@@ -406,8 +409,10 @@ class SchedulerService:
             self.run_job(name, fired_at=fired_at)
             return
         try:
-            with rt.store.transaction() as tx:
-                latest = next(iter(tx.list_runs(name, limit=1)), None)
+            with rt.store.transaction() as tx:   # a refused run (`crmbridge run` meanwhile) served nothing
+                latest = tx.connection.execute(
+                    select(runs).where(runs.c.job == name, runs.c.status != RunStatus.REFUSED.value)
+                    .order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(1)).mappings().first()
         except Exception:
             rt.store.release_lease(name, holder)
             raise

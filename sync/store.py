@@ -134,6 +134,7 @@ class RunStatus(enum.StrEnum):
     STOPPED = "stopped"          # stopped on request after a committed batch
     SUSPICIOUS = "suspicious"    # a full scan read nothing after runs that read plenty
     CRASHED = "crashed"          # found running with its process gone: recorded so by a later run
+    REFUSED = "refused"          # not started: another process held the job's lease (its holder in error_summary)
     ABORTED = "aborted"          # (rows of earlier versions: stopped, or its process gone)
 
 

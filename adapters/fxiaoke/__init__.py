@@ -28,6 +28,8 @@ Spec: ``shared/vendor-notes/FXIAOKE.md``. What the sync engine should know:
   crmbridge's own key lookup already keeps one record per key, and a tenant rule on fields crmbridge
   minimises or masks, such as names, matches unrelated customers). A refusal by a rule is a FAILED record
   with ``code == "duplicate_rule"`` naming the fields and the masked values involved.
+* **Tokens**: one corpAccessToken per process, or with ``token_cache`` one per system, shared by its processes
+  through an encrypted file (:mod:`crmbridge.adapters.fxiaoke.auth`); the token endpoint allows 10 calls a minute.
 * ``doctor`` (:meth:`FxiaokeAdapter._probe`) checks the token, the page-size limit, the change filter's
   boundary (by reading), clock skew, rate-limit signals and says how to check for a duplicate rule.
 """
@@ -37,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -102,6 +105,9 @@ class FxiaokeConfig(AdapterConfig):
     page_size: int = Field(MAX_LIMIT, ge=1, le=MAX_LIMIT)
     overlap_seconds: float = Field(300.0, ge=0)
     token_calls_per_minute: int = Field(10, ge=1, le=10)
+    token_cache: str | None = Field(None, description=(
+        "file sharing the corpAccessToken among this system's processes (encrypted, mode 0600; relative to the "
+        "configuration's folder). Unset: one token per process - the token endpoint allows 10 calls a minute"))
     hard_delete: bool = Field(False, description="after invalidating (作废), also delete from the recycle bin")
     #: per-interface window: 60 calls / 20 s by the juejin summary (100 / 20 s by the rate guide)
     rate_per_second: float | None = 3.0
@@ -196,13 +202,17 @@ class FxiaokeAdapter(Adapter):
     def __init__(self, config: AdapterConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
         cfg = self.cfg
+        cache = None
+        if cfg.token_cache:
+            cache = Path(cfg.token_cache)
+            cache = cache if cache.is_absolute() or self.base_dir is None else Path(self.base_dir) / cache
         self.client = FxiaokeClient(
             self._http, base_url=cfg.base_url, app_id=cfg.app_id,
             app_secret=lambda: resolve_secret(cfg.app_secret, where="fxiaoke.app_secret"),
             permanent_code=lambda: resolve_secret(cfg.permanent_code, where="fxiaoke.permanent_code"),
             open_user_id=cfg.open_user_id, admin_mobile=cfg.admin_mobile,
             token_calls_per_minute=cfg.token_calls_per_minute, sleep=self._sleep,
-            duplicate_codes=cfg.duplicate_rule_codes)
+            duplicate_codes=cfg.duplicate_rule_codes, token_cache=cache)
 
     @property
     def cfg(self) -> FxiaokeConfig:

@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
 from pydantic import SecretStr
 
-from crmbridge.adapters.fxiaoke.auth import CorpToken, TokenCache
+from crmbridge.adapters.fxiaoke.auth import CorpToken, TokenCache, token_file
 from crmbridge.adapters.fxiaoke.errors import VENDOR, check_response
 from crmbridge.core.errors import AuthenticationError, BadResponseError
 
@@ -52,12 +53,14 @@ class FxiaokeClient:
         admin_mobile: mobile of the CRM administrator to resolve with getByMobile once.
         token_calls_per_minute: the token endpoint limit.
         sleep: sleep for the token-endpoint rate limit.
+        token_cache: the file sharing the token with the system's other processes (None: this process only).
     """
 
     def __init__(self, http: Callable[..., requests.Response], *, base_url: str, app_id: str,
                  app_secret: Callable[[], SecretStr], permanent_code: Callable[[], SecretStr],
                  open_user_id: str | None, admin_mobile: str | None, token_calls_per_minute: int = 10,
-                 sleep: Callable[[float], None] = time.sleep, duplicate_codes: Sequence[int] = ()) -> None:
+                 sleep: Callable[[float], None] = time.sleep, duplicate_codes: Sequence[int] = (),
+                 token_cache: Path | None = None) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._app_id = app_id
@@ -66,7 +69,10 @@ class FxiaokeClient:
         self._open_user_id = open_user_id
         self._admin_mobile = admin_mobile
         self._user_lock = threading.Lock()
-        self.tokens = TokenCache(self._fetch_token, calls_per_minute=token_calls_per_minute, sleep=sleep)
+        shared = None if token_cache is None else (
+            lambda: token_file(token_cache, app_secret(), permanent_code(), base_url=self.base_url, app_id=app_id))
+        self.tokens = TokenCache(self._fetch_token, calls_per_minute=token_calls_per_minute, sleep=sleep,
+                                 file=shared)
         self._last_token = threading.local()
         self._last = threading.local()
         self.duplicate_codes = frozenset(duplicate_codes)

@@ -11,29 +11,24 @@ system too: runs started by cron, a scheduler restarting after crashes, Celery w
 process fetches its own token, and ten restarts within ten minutes lock the integration out of Zoho. The file
 holds the token encrypted (AES-256-GCM) under a key derived from the client secret and refresh token, so only a
 process that has those secrets can read it; it is written atomically with mode 0600, and refreshes are
-serialised across processes by an advisory lock beside it.
+serialised across processes by an advisory lock beside it (:mod:`crmbridge.adapters._token_file`, shared with
+the Fxiaoke adapter).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
-import hmac
-import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
+from crmbridge.adapters._token_file import TokenFile as SharedTokenFile
 from crmbridge.adapters.zoho.errors import raise_for_token_body
 from crmbridge.core.errors import BadResponseError
 
@@ -54,8 +49,9 @@ class AccessToken:
         return f"Zoho-oauthtoken {self.value.get_secret_value()}"
 
 
-class TokenFile:
-    """An access token shared by the processes of one system, in a file (see the module docstring).
+class TokenFile(SharedTokenFile):
+    """Zoho's token file (see :mod:`crmbridge.adapters._token_file`): the body holds ``token`` and ``refresh_at``
+    (wall clock).
 
     Args:
         path: the file; ``<path>.lock`` beside it serialises refreshes.
@@ -65,58 +61,7 @@ class TokenFile:
     """
 
     def __init__(self, path: Path, secret_material: bytes, binding: str) -> None:
-        self.path = path
-        self._key = hmac.new(b"crmbridge zoho token cache v1", secret_material, hashlib.sha256).digest()
-        self._aad = binding.encode()
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive across processes (advisory ``flock``; where there is none, only across threads)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            yield
-            return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)   # closing releases the lock
-
-    def read(self) -> tuple[str, float] | None:
-        """(token, wall-clock time to refresh at), or None when there is none this process can use."""
-        try:
-            doc = json.loads(self.path.read_text(encoding="ascii"))
-            nonce, sealed = base64.b64decode(doc["nonce"]), base64.b64decode(doc["sealed"])
-            body = json.loads(AESGCM(self._key).decrypt(nonce, sealed, self._aad))
-            return str(body["token"]), float(body["refresh_at"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, InvalidTag):
-            log.warning("zoho token file %s is unreadable or belongs to other credentials; fetching a new token",
-                        self.path.name)
-            return None
-
-    def write(self, token: str, refresh_at_wall: float) -> None:
-        nonce = os.urandom(12)
-        sealed = AESGCM(self._key).encrypt(nonce, json.dumps({"token": token, "refresh_at": refresh_at_wall})
-                                           .encode(), self._aad)
-        doc = json.dumps({"v": 1, "nonce": base64.b64encode(nonce).decode(), "sealed": base64.b64encode(sealed)
-                          .decode()})
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(doc)
-        os.replace(tmp, self.path)
-
-    def discard(self, token: str) -> None:
-        """Remove the file if it still holds ``token`` (rejected by Zoho)."""
-        held = self.read()
-        if held is not None and held[0] == token:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        super().__init__(path, secret_material, binding, context=b"crmbridge zoho token cache v1", vendor="zoho")
 
 
 class TokenManager:
@@ -165,16 +110,17 @@ class TokenManager:
             if self.file is None:
                 self._token = self._refresh(post)
                 return self._token
-            with self.file.locked():
-                held = self.file.read()
-                left = held[1] - self._wall() if held is not None else 0.0
-                if held is not None and left > 0:   # another process refreshed it: use that one
-                    self._token = AccessToken(SecretStr(held[0]), self._clock() + left)
-                    return self._token
+            def fetch() -> dict[str, object]:
                 mono, wall = self._clock(), self._wall()
-                self._token = self._refresh(post)
-                self.file.write(self._token.value.get_secret_value(), wall + (self._token.refresh_at - mono))
-                return self._token
+                fresh = self._refresh(post)
+                return {"token": fresh.value.get_secret_value(), "refresh_at": wall + (fresh.refresh_at - mono)}
+
+            body, _ = self.file.get_or_fetch(lambda held: _number(held.get("refresh_at")) > self._wall(), fetch,
+                                             wall=self._wall)
+            # another process's token, or this one's: either way it is used until its refresh time
+            left = _number(body.get("refresh_at")) - self._wall()
+            self._token = AccessToken(SecretStr(str(body["token"])), self._clock() + left)
+            return self._token
 
     def invalidate(self, rejected: AccessToken | None = None) -> None:
         """Drop ``rejected`` (or the current token); a token another thread already replaced is kept."""
@@ -205,6 +151,11 @@ class TokenManager:
         domain = body.get("api_domain")
         self.api_domain = domain.rstrip("/") if isinstance(domain, str) and domain else self.api_domain
         return AccessToken(SecretStr(value), started + lifetime - min(EXPIRY_MARGIN, lifetime / 10))
+
+
+def _number(value: object) -> float:
+    """A stored time as a float (0.0 when it is not a number: then the token is not used)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _lifetime(body: dict[str, object]) -> float | None:
