@@ -27,8 +27,8 @@ def runtime(config: Path | None):  # type: ignore[no-untyped-def]
 
 def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
     """Show a run report (JSON, the dry run's plan, or the summary) and exit as operators script against
-    (``RunReport.exit_code``): 0 succeeded, 1 failed, 3 partial, 4 a system unreachable, 5 suspicious, 6 stopped.
-    Configuration and usage errors exit 2 before any run."""
+    (``RunReport.exit_code``): 0 succeeded, 1 failed, 3 partial, 4 a system unreachable, 5 suspicious, 6 stopped;
+    7 (raised before any report) when another process holds the job. Configuration and usage errors exit 2."""
     import json
 
     from crmbridge.sync.report import render_plan, render_summary

@@ -25,7 +25,8 @@ runs_app = typer.Typer(help="The runs recorded in the state store: list them, sh
                        no_args_is_help=True)
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "crashed": "bold red", "partial": "yellow",
-                 "stopped": "yellow", "aborted": "yellow", "suspicious": "yellow", "running": "cyan"}
+                 "stopped": "yellow", "aborted": "yellow", "suspicious": "yellow", "refused": "magenta",
+                 "running": "cyan"}
 #: counts that are not record decisions
 _NOT_DECISIONS = ("read", "api_calls", "retries", "throttled", "refusals")
 _WRITES = ("created", "updated", "deleted")

@@ -124,7 +124,7 @@ class DemoEnvironment:
                             "app_secret": "env:CRMBRIDGE_DEMO_FXIAOKE_APP_SECRET",
                             "permanent_code": "env:CRMBRIDGE_DEMO_FXIAOKE_PERMANENT_CODE",
                             "open_user_id": FxiaokeSimulator.ADMIN_OPEN_USER_ID, "rate_per_second": None,
-                            "retry": fast},
+                            "token_cache": "fxiaoke.token", "retry": fast},
             },
             "jobs": self.jobs if self.jobs is not None else {
                 "core_to_zoho": {

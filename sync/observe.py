@@ -228,9 +228,9 @@ def observe_run(rt: Any, job: str, *, dry_run: bool = False, floor: int | None =
 
 
 def _crashed(metrics: Any, notifier: Any, job: str, exc: Exception, duration: float) -> None:
-    from crmbridge.core.errors import FatalSyncError
+    from crmbridge.core.errors import LeaseHeldError
 
-    if isinstance(exc, FatalSyncError) and "already running" in str(exc):
+    if isinstance(exc, LeaseHeldError):
         log.warning("job %s not run: %s", job, mask_text(str(exc)))  # another process runs it: not a crash
         return
     error = mask_text(f"{type(exc).__name__}: {exc}")

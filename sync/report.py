@@ -92,7 +92,7 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         """What ``crmbridge run`` exits with: 0 succeeded, 1 failed, 3 partial, 4 a system unreachable,
-        5 suspicious, 6 stopped."""
+        5 suspicious, 6 stopped (7, a run refused because another process holds the job, has no report)."""
         if self.status == "failed" and self.unreachable:
             return EXIT_CODES["unreachable"]
         return EXIT_CODES.get(self.status, 1)
