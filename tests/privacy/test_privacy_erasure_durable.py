@@ -287,3 +287,74 @@ def test_a_crash_between_the_crms_answer_and_the_commit_leaves_the_propagation_p
     assert [k["propagation"] for k in pending(rt)] == (["deactivated"] if policy == "deactivate" else ["gone"])
     assert len(env.zoho.stores["Contacts"].records) == contacts - (policy == "propagate")
     assert all(r["Party_ID"] != pid or r["id"] == zid for r in env.zoho.stores["Contacts"].records.values())
+
+
+# ------------------------------------------------------------------------------------------------ distributed
+
+
+class _ThreadWorker:
+    """Stands in for Celery's transport: ``send_task`` queues a batch id, a thread with its own runtime runs it
+    through crmbridge's own worker step (as tests/distributed/test_distributed_parties.py does)."""
+
+    def __init__(self, config_path: Path) -> None:
+        import queue
+        import threading
+        import types
+
+        self.conf = types.SimpleNamespace(crmbridge_queue="in-process")
+        self.queue: queue.Queue[int | None] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self.rt = bootstrap(config_path, migrate=False)
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def send_task(self, name: str, args: list[Any], **_: Any) -> None:
+        self.queue.put(args[0])
+
+    def _work(self) -> None:
+        from crmbridge.sync.distributed import process_batch
+
+        while (batch_id := self.queue.get()) is not None:
+            try:
+                process_batch(self.rt, batch_id, worker="t0")
+            except BaseException as exc:  # reported by the test
+                self.errors.append(exc)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+        self.rt.close()
+
+
+@pytest.mark.postgres
+def test_distributed_runs_suppress_and_propagate_as_a_single_process_does(tmp_path, pg_url, capsys,
+                                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from crmbridge.sync.distributed import dispatch
+
+    monkeypatch.setenv("COLUMNS", "250")
+    with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=0.0, seed=5, state_url=pg_url) as env:
+        data = yaml.safe_load(env.config_path.read_text(encoding="utf-8"))
+        data["jobs"][ONE_WAY]["batch_size"] = 5
+        data["distributed"] = {"broker_url": "redis://127.0.0.1:6379/15", "batch_timeout_seconds": 5,
+                               "lock_timeout_seconds": 30, "wait_timeout_seconds": 60}
+        env.config_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        rt = bootstrap(env.config_path)
+        pool = _ThreadWorker(env.config_path)
+        try:
+            assert dispatch(rt, ONE_WAY, app=pool, poll_seconds=0.05).status in COMPLETED
+            custno, pid, zid = synced_person(env, rt)
+            erase(capsys, env, pid)
+            env.core.store.touch(custno, segment="PRIVATE")
+            report = dispatch(rt, ONE_WAY, app=pool, poll_seconds=0.05)
+        finally:
+            pool.close()
+        assert not pool.errors, pool.errors
+        assert report.status in COMPLETED, report.error
+        assert report.outcomes["suppressed"] == 1 and not report.outcomes["updated"] + report.outcomes["created"]
+        mine = {e["action"] for e in entries(rt, run_id=report.run_id) if e["party_id"] == pid}
+        assert mine == {"suppressed-erased", "deleted"}
+        assert env.zoho.stores["Contacts"].records[zid]["Lifecycle_Stage"] == "CLOSED"
+        assert party_of(rt, custno) == pid
+        rt.close()
