@@ -124,6 +124,9 @@ def test_an_erased_party_is_never_ingested_or_pushed_again_and_its_crm_record_is
     assert "zoho_cn.Contacts/" + zid in out and "fxiaoke" not in out   # synced to Zoho only so far
 
     env.core.store.touch(custno, segment="PRIVATE")   # the core changes the customer after the erasure
+    dry = run_job(rt, ONE_WAY, dry_run=True)          # plans the same, carries nothing out
+    assert dry.outcomes["suppressed"] == 1 and any("1 erasure(s) to propagate" in w for w in dry.warnings)
+    assert env.zoho.stores["Contacts"].records[zid]["Lifecycle_Stage"] != "CLOSED"
     report = run(rt)
     # no re-ingestion, no push: the record is suppressed and ledgered as such
     assert report.outcomes["suppressed"] == 1 and not report.outcomes["created"] and not report.outcomes["updated"]
