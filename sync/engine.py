@@ -700,7 +700,8 @@ class JobRunner:
                 return changes
             for pid, raw_s, raw_t in changes:
                 side, raw = (ctx.target, raw_t) if raw_t is not None else (ctx.source, raw_s)
-                assert raw is not None
+                if raw is None:   # nothing read: nothing to merge or to suppress
+                    continue
                 hit = tx.erasure_for_record(side.system, side.object, raw.external_id)
                 if hit is None:
                     er = tx.erasure_for_party(pid)
