@@ -248,6 +248,31 @@ def test_a_returning_customer_is_suppressed_until_the_erasure_is_lifted_then_ing
     # the old CRM record stays as the erasure left it; the erased history stays with the erased party id
     assert env.zoho.stores["Contacts"].records[zid]["Last_Name"] == "已**"
     assert not [e for e in entries(rt, party_ids=[new_pid]) if e["action"] in ("erased", "suppressed-erased")]
+    # a lift is deliberate: there is nothing left to lift, and a lift without a reason is refused
+    from crmbridge.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no erasure in force"):
+        cli(capsys, "erase", "--lift", pid, "--reason", "again", "-y", "-c", str(env.config_path))
+    with pytest.raises(ConfigurationError, match="needs a reason"):
+        cli(capsys, "erase", "--lift", pid, "-y", "-c", str(env.config_path))
+
+
+def test_a_refused_propagation_is_ledgered_warned_and_done_by_the_next_run(env, rt, capsys) -> None:  # type: ignore[no-untyped-def]
+    run(rt)
+    custno, pid, zid = synced_person(env, rt)
+    erase(capsys, env, pid)
+    env.zoho.inject(Fault.SERVER_ERROR, times=5, path="/crm/v8/Contacts/upsert")   # every retry of the write
+    report = run(rt)
+    assert any(f"{pid} did not reach zoho_cn.Contacts/{zid}" in w for w in report.warnings)
+    (failed,) = [e for e in entries(rt, run_id=report.run_id) if e["party_id"] == pid]
+    assert failed["action"] == "failed" and "not propagated" in failed["reason"]
+    assert [k["propagation"] for k in pending(rt)] == ["pending"]
+    assert env.zoho.stores["Contacts"].records[zid]["Lifecycle_Stage"] != "CLOSED"
+    env.zoho.clear_faults()
+    after = run(rt)
+    assert [e["action"] for e in entries(rt, run_id=after.run_id) if e["party_id"] == pid] == ["deleted"]
+    assert env.zoho.stores["Contacts"].records[zid]["Lifecycle_Stage"] == "CLOSED"
+    assert [k["propagation"] for k in pending(rt)] == ["deactivated"]
 
 
 # ------------------------------------------------------------------------------------------------ crash safety
