@@ -157,6 +157,12 @@ def test_an_erased_party_is_never_ingested_or_pushed_again_and_its_crm_record_is
     assert full.outcomes["suppressed"] == 1
     assert not [e for e in entries(rt, run_id=full.run_id) if e["party_id"] == pid]
 
+    # reconcile accounts for the erased party as not pushed on purpose, not as a difference
+    from crmbridge.sync.reconcile import ERASED, reconcile
+
+    rec_report = reconcile(rt, ONE_WAY)
+    assert rec_report.not_pushed.get(ERASED) == 1 and zid not in rec_report.extra + rec_report.missing
+    assert pid not in rec_report.different and custno not in rec_report.missing
     # the history is still found by identifier (blind index), erasure included; the ledger verifies
     hist = cli(capsys, "ledger", "history", "--identifier", f"CN_RIC:{ric}", "-c", str(env.config_path))
     assert pid in hist and "erased" in hist and "suppressed-erased" in hist and ric not in hist
