@@ -14,11 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.blindindex import BlindIndexer
 from crmbridge.sync.ledger import Ledger, VerifyResult, export_ledger, load_public_key, read_export, verify_records
 
 __all__ = ["register"]
@@ -122,13 +120,10 @@ def history(
                 scheme, sep, value = identifier.partition(":")
                 if not sep or not value:
                     raise ConfigurationError("must be SCHEME:VALUE", where="--identifier")
-                from crmbridge.sync.db import import_models
+                from crmbridge.sync.privacy import party_ids_for_identifier
 
-                ident = import_models().tables["identity_index"]
-                indexer = BlindIndexer.from_cipher(conn, ctx.cipher())
-                bidx = indexer.identifier(scheme, value)
-                ids = list(conn.execute(select(ident.c.party_id).where(
-                    ident.c.scheme == scheme.upper(), ident.c.bidx == bidx)).scalars())
+                # the identity index, and erased parties' suppression entries (their index entries are gone)
+                ids = party_ids_for_identifier(conn, ctx.cipher(), scheme, value)
             else:
                 ids = [party_id]  # type: ignore[list-item]
             entries = list(Ledger(conn).iter_entries(party_ids=ids)) if ids else []

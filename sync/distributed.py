@@ -715,6 +715,7 @@ def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, setting
     from crmbridge.sync.store import DeadLetterStatus
 
     job, src = ctx.job, ctx.source
+    runner._propagate_erasures(ctx)   # erasures pending at the job's target first, as a single-process run
     with rt.store.transaction() as tx:
         cursor = runner._cursor(tx, ctx, src)
         due = runner._due_dead_letters(tx, ctx)

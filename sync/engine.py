@@ -289,6 +289,7 @@ class JobRunner:
             stats_before = [(s.adapter.stats.retries, s.adapter.stats.throttled) for s in (src, tgt)]
             full_scan = False
             try:
+                self._propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
                 full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
                 report.status = "succeeded"
                 self._flag_suspicious(report, previous, full_scan)
@@ -524,6 +525,8 @@ class JobRunner:
                 retry: bool = False) -> _Decision:
         src = ctx.source
         d = _Decision(raw, raw_hash=keyed_hash(dict(raw.data), ctx.hash_key))
+        if self._suppress_erased(tx, ctx, d, src, tx.erasure_for_record(src.system, src.object, raw.external_id)):
+            return d   # an erased party's record: never ingested or pushed again (ledgered suppressed-erased)
         if cursor is not None and cursor.boundary.get(raw.external_id) == d.raw_hash:
             return d.quiet("unchanged")   # read again at the watermark, handled before
         if not retry and self._failed_as_is(tx, ctx, raw, d.raw_hash):
@@ -582,6 +585,8 @@ class JobRunner:
             d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
             return None
         if d.party_id is None:
+            if self._suppress_erased(tx, ctx, d, src, self._erased_identity(tx, ctx, party, d.raw)):
+                return None   # a new record of an erased person (same identifier): suppressed until lifted
             try:
                 matched = self._match(tx, ctx, party)
             except RecordError as exc:
@@ -658,6 +663,143 @@ class JobRunner:
                 d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
                                    key_field=tgt.mapping.spec.key_field, duplicate_search=job.duplicate_search)
         return d
+
+    # -- durable erasure (PIPL Art. 47; docs/erasure.md) ----------------------------------------
+    def _suppress_erased(self, tx: StoreTx, ctx: _Ctx, d: _Decision, side: _Side,
+                         hit: dict[str, Any] | None) -> bool:
+        """Settle a record of an erased party (``hit``: its erasure, see StoreTx.erasure_for_record): counted
+        ``suppressed``, ledgered ``suppressed-erased`` once per version of the record and job (in this
+        transaction, so the decision and its entry commit together), nothing ingested, nothing pushed."""
+        if hit is None:
+            return False
+        d.party_id = hit["party_id"]
+        d.quiet("suppressed")
+        if tx.note_suppressed(hit["key_id"], ctx.name, d.raw_hash or keyed_hash(dict(d.raw.data), ctx.hash_key)):
+            ctx.report.actions[Action.SUPPRESSED_ERASED] += 1
+            other = ctx.target if side is ctx.source else ctx.source
+            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append([LedgerEntryIn(
+                action=Action.SUPPRESSED_ERASED, run_id=str(ctx.run_id), job=ctx.name, source_system=side.system,
+                source_object=side.object, source_id=d.raw.external_id, target_system=other.system,
+                target_object=other.object, party_id=hit["party_id"], actor=ctx.actor,
+                reason=f"party erased on {hit['erased_at']:%Y-%m-%d} (PIPL Art. 47): not ingested, not pushed; "
+                       "if the person is a customer again: crmbridge erase --lift")])
+        return True
+
+    def _erased_identity(self, tx: StoreTx, ctx: _Ctx, party: Party, raw: RawRecord) -> dict[str, Any] | None:
+        """The erasure in force whose blind-indexed identities this new record carries (the job's match keys
+        and the identifier of each scheme), or ``None``; the record becomes one of the erasure's source
+        records, so its later reads are suppressed by id (and re-read when the erasure is lifted)."""
+        if not tx.has_erasures():
+            return None
+        indexer = self.rt.indexer()
+        keys = self._identity_keys(ctx, party) + [
+            (str(getattr(i.scheme, "value", i.scheme)), indexer.identifier(str(getattr(i.scheme, "value", i.scheme)),
+                                                                           i.value))
+            for i in party.identifiers if i.value]
+        hit = tx.erasure_by_identity(dict.fromkeys(keys))
+        if hit is None:
+            return None
+        key_id = tx.add_erasure_key(hit["erasure_id"], "source", system=ctx.source.system, obj=ctx.source.object,
+                                    external_id=raw.external_id)
+        return {**hit, "key_id": key_id}
+
+    def _drop_erased(self, ctx: _Ctx, changes: list[tuple[str, RawRecord | None, RawRecord | None]]
+                     ) -> list[tuple[str, RawRecord | None, RawRecord | None]]:
+        """Two-way: the changes of erased parties (from either side) are ledgered suppressed-erased and counted
+        suppressed instead of being merged (the job used to skip them silently, for ever)."""
+        kept = []
+        with self._tx(ctx) as tx:
+            if not tx.has_erasures():
+                return changes
+            for pid, raw_s, raw_t in changes:
+                side, raw = (ctx.target, raw_t) if raw_t is not None else (ctx.source, raw_s)
+                if raw is None:   # nothing read: nothing to merge or to suppress
+                    continue
+                hit = tx.erasure_for_record(side.system, side.object, raw.external_id)
+                if hit is None:
+                    er = tx.erasure_for_party(pid)
+                    hit = None if er is None else {
+                        "party_id": pid, "erased_at": er["erased_at"], "key_id": tx.add_erasure_key(
+                            er["id"], "target" if side is ctx.target else "source", system=side.system,
+                            obj=side.object, external_id=raw.external_id)}
+                if hit is None:
+                    kept.append((pid, raw_s, raw_t))
+                    continue
+                self._suppress_erased(tx, ctx, _Decision(raw, party_id=pid), side, hit)
+                ctx.report.count("suppressed", _reads(raw_s, raw_t))
+        return kept
+
+    def _propagate_erasures(self, ctx: _Ctx) -> None:
+        """Carry out the erasures pending at this job's target, first thing in the run, by the job's delete policy:
+        ``propagate`` deletes the CRM record; ``deactivate`` (and ``ignore``: an erasure is never ignored)
+        anonymises it (lifecycle CLOSED, every field the mapping writes emptied, a placeholder name where the
+        CRM requires one). Each outcome is ledgered (``deleted``) and marked done in one transaction after the
+        CRM's answer; a crash before that commit leaves it pending and the next run repeats it: deleting a record
+        already gone and rewriting the same anonymised values are both harmless. A refusal stays pending (a
+        ``failed`` ledger entry and a warning) and is tried again by the next run."""
+        tgt, job = ctx.target, ctx.job
+        with self.rt.store.transaction() as tx:
+            pending = tx.pending_propagations(tgt.system, tgt.object) if tx.has_erasures() else []
+        if not pending:
+            return
+        how = "delete" if job.delete_policy == "propagate" else "deactivate"
+        if ctx.dry_run:
+            ctx.report.warnings.append(f"{len(pending)} erasure(s) to propagate to {tgt.system}.{tgt.object} "
+                                       f"({how}): not carried out in a dry run")
+            return
+        for chunk in chunked(pending, job.batch_size):
+            outcomes: list[tuple[dict[str, Any], str, str | None]] = []
+            if how == "delete":
+                results = tgt.adapter.delete(tgt.object, [p["external_id"] for p in chunk])
+                for p, r in zip(chunk, results, strict=True):
+                    if r.status is WriteStatus.DELETED:
+                        outcomes.append((p, "deleted", None))
+                    elif tgt.adapter.get(tgt.object, p["external_id"]) is None:
+                        outcomes.append((p, "gone", None))   # already deleted (by us before a crash, or by hand)
+                    else:
+                        outcomes.append((p, "failed", f"{r.error.code if r.error else 'rejected'}: {r.error}"))
+            else:
+                items: list[tuple[dict[str, Any], WriteItem]] = []
+                for p in chunk:
+                    if tgt.adapter.get(tgt.object, p["external_id"]) is None:
+                        outcomes.append((p, "gone", None))   # an upsert must not create it again
+                        continue
+                    try:
+                        payload = _anonymised_payload(tgt, p["party_id"], p["party_type"])
+                    except RecordError as exc:
+                        outcomes.append((p, "failed", f"anonymise: {exc.code}: {exc}"))
+                        continue
+                    items.append((p, WriteItem(key=p["party_id"], payload=payload, external_id=p["external_id"],
+                                               key_field=tgt.mapping.spec.key_field, duplicate_search=False)))
+                results = tgt.adapter.write(tgt.object, [i for _, i in items]) if items else []
+                for (p, _), r in zip(items, results, strict=True):
+                    ok = r.status in (WriteStatus.UPDATED, WriteStatus.UNCHANGED, WriteStatus.CREATED)
+                    outcomes.append((p, "deactivated", None) if ok else
+                                    (p, "failed", f"{r.error.code if r.error else 'rejected'}: {r.error}"))
+            with self.rt.store.transaction() as tx:
+                entries = []
+                for p, outcome, error in outcomes:
+                    if outcome == "failed":
+                        ctx.report.actions[Action.FAILED] += 1
+                        ctx.report.refusals[f"erasure {how}: {(error or '').split(':', 1)[0]}"] += 1
+                        ctx.report.warnings.append(f"the erasure of party {p['party_id']} did not reach "
+                                                   f"{tgt.system}.{tgt.object}/{p['external_id']} ({error}); "
+                                                   "it stays pending and the next run tries again")
+                    else:
+                        ctx.report.actions[Action.DELETED] += 1
+                        tx.finish_propagation(p["key_id"], outcome)
+                        if outcome != "deactivated":
+                            tx.delete_xref(tgt.system, tgt.object, p["external_id"])
+                    done = {"deleted": "deleted at the target", "gone": "already gone from the target",
+                            "deactivated": "anonymised and closed at the target"}.get(outcome, f"not propagated: "
+                                                                                             f"{error}")
+                    entries.append(LedgerEntryIn(
+                        action=Action.FAILED if outcome == "failed" else Action.DELETED, run_id=str(ctx.run_id),
+                        job=ctx.name, target_system=tgt.system, target_object=tgt.object,
+                        target_id=p["external_id"], party_id=p["party_id"], actor=ctx.actor,
+                        reason=f"erasure (PIPL Art. 47), delete policy {job.delete_policy}: {done}"))
+                Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+            self._breaker(ctx, tgt)
 
     # -- identity ------------------------------------------------------------------------------
     def _identity_keys(self, ctx: _Ctx, party: Party) -> list[tuple[str, str]]:
@@ -981,6 +1123,9 @@ class JobRunner:
         fresh: list[RawRecord] = []
         with self.rt.store.transaction() as tx:
             for raw in raws:
+                if tx.erasure_for_record(side.system, side.object, raw.external_id) is not None:
+                    fresh.append(raw)   # an erased party's: the shared decide step records it suppressed-erased
+                    continue
                 pid = tx.get_xref(side.system, side.object, raw.external_id)
                 if pid is None or not tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object):
                     fresh.append(raw)
@@ -1018,6 +1163,7 @@ class JobRunner:
         to_target: list[tuple[_Decision, dict[str, Any]]] = []
         to_source: list[tuple[_Decision, dict[str, Any]]] = []
         records: list[tuple[_Decision, list[Any], dict[str, Any]]] = []
+        changes = self._drop_erased(ctx, changes)   # an erased party's changes: ledgered, never merged
         reads = {pid: (raw_s, raw_t) for pid, raw_s, raw_t in changes}
         with self._tx(ctx) as tx:
             for pid, raw_s, raw_t in changes:
@@ -1188,6 +1334,22 @@ class JobRunner:
             d.action, reason = Action.FAILED, f"{r.error.code if r.error else 'rejected'}: {r.error}"
         ctx.report.actions[d.action] += 1
         return self._entry(ctx, d, reason=reason, changed=changed, direction=direction)
+
+
+#: the name an erased party's CRM record keeps where the CRM requires one (masked by the mapping like any name)
+ERASED_NAME = "已删除"
+
+
+def _anonymised_payload(side: _Side, party_id: str, party_type: str | None) -> dict[str, Any]:
+    """What an erased party's CRM record is overwritten with when it is deactivated rather than deleted: the key,
+    lifecycle CLOSED, the placeholder name, and an empty value for every other field the mapping writes."""
+    ptype = side.mapping.fixed_party_type or party_type or "INDIVIDUAL"
+    party = parse_party({"party_id": party_id, "party_type": ptype, "lifecycle_stage": "CLOSED",
+                         "name": {"legal_zh": ERASED_NAME}})
+    payload = side.mapping.map_out(party)
+    for name in side.mapping.vendor_fields("out"):
+        payload.setdefault(name, None)
+    return payload
 
 
 def _reads(*raws: RawRecord | None) -> int:

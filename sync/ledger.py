@@ -110,6 +110,10 @@ class Action(enum.StrEnum):
     FAILED = "failed"
     DELETED = "deleted"
     ERASED = "erased"
+    #: a record of an erased party read again (from any side of a job): not ingested, not pushed (PIPL Art. 47)
+    SUPPRESSED_ERASED = "suppressed-erased"
+    #: an erasure's suppression lifted on purpose (the person came back as a customer): the next run ingests anew
+    ERASURE_LIFTED = "erasure-lifted"
     KEY_ROTATED = "key-rotated"
 
 

@@ -7,7 +7,12 @@
   the canonical classification marks ``B`` (identifiers by scheme, contact points by type, names).
 - :func:`ledger_changes` ``(before, after)``: changed field paths, masked before/after values (per each field's
   classification) and the clear diff the ledger encrypts under the party key.
-- :func:`erase_party`: crypto-shredding plus row deletion for one party, recorded in the ledger.
+- :func:`erase_party`: crypto-shredding plus row deletion for one party, recorded in the ledger, leaving a
+  suppression entry (blind-indexed identifiers, source ids, the CRM records to propagate the erasure to) so that
+  later runs skip the party (``suppressed-erased``) instead of ingesting it again (docs/erasure.md).
+- :func:`lift_erasure`: the deliberate way back (a former customer opens a new account): ledgered with actor and
+  reason; the next run of each job reading the party's source records ingests them as a new party.
+- :func:`party_ids_for_identifier`: party ids by identifier (blind index), erased parties included.
 - :func:`security_from_config`: the cipher and the ledger signer the configuration's ``keys:`` section describes.
 """
 
@@ -23,21 +28,25 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, tuple_
 
 from crmbridge.canonical.classification import FieldPolicy, iter_classified_values
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.sync.blindindex import BlindIndexer
 from crmbridge.sync.crypto import Conn, FieldCipher, as_connection, load_key_provider
 from crmbridge.sync.db import import_models
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
-from crmbridge.sync.protect import ENCRYPTED_COLUMNS
+from crmbridge.sync.protect import ENCRYPTED_COLUMNS, unseal
 
 __all__ = [
     "ErasureReport",
     "LedgerChanges",
+    "LiftReport",
     "Security",
     "consent_gate",
     "erase_party",
     "identity_keys",
     "ledger_changes",
+    "lift_erasure",
+    "party_ids_for_identifier",
     "security_from_config",
 ]
 
@@ -226,43 +235,67 @@ class ErasureReport:
     keys_destroyed: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)
     ledger_seq: int | None = None
+    #: blind-indexed identities and source records that now suppress the party in every later run
+    suppressed_by: int = 0
+    #: CRM records (system.object/external id) the erasure is to be propagated to by the next run of their job
+    to_propagate: list[str] = field(default_factory=list)
 
 
 def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Ledger | None = None,
                 reason: str = "erasure request (PIPL Art. 47)", actor: str = "user",
-                drop_xref: bool = False) -> ErasureReport:
+                drop_xref: bool = False, targets: Iterable[tuple[str, str]] | None = None) -> ErasureReport:
     """Remove a party's personal data from crmbridge's stores, for good, inside the caller's transaction.
 
-    1. Deletes the rows that belong to the party: every registered encrypted column's table with a party column
+    1. Records the suppression entry (``erasures`` / ``erasure_keys``): the party's blind-indexed identities
+       (its identity-index entries and the blind index of each identifier it held), the vendor records it was
+       known as (cross-references), and, for those in ``targets`` (the (system, object) the jobs write to), a
+       pending propagation the next run of each such job carries out by its delete policy. Later runs skip
+       every record matching it with a ledgered ``suppressed-erased``: nothing is ingested or pushed again.
+    2. Deletes the rows that belong to the party: every registered encrypted column's table with a party column
        (snapshots, conflicts), its identity-index entries, and dead letters of its known external ids.
-    2. Destroys the party's data keys: every ciphertext under them (including ledger diffs, which cannot be
+    3. Destroys the party's data keys: every ciphertext under them (including ledger diffs, which cannot be
        deleted) becomes unreadable. The ledger chain still verifies: its hashes cover the ciphertext.
-    3. Appends an ``erased`` ledger entry (party id + reason only).
+    4. Appends an ``erased`` ledger entry (party id + reason only).
 
-    The cross-reference (vendor ids → party id, C1) is kept by default so the deletion can still be propagated
-    to every CRM; ``drop_xref=True`` deletes it too.
+    The cross-reference (vendor ids → party id, C1) is kept by default; ``drop_xref=True`` deletes it too (the
+    suppression entry keeps what the propagation needs). Erasing an erased party again is harmless.
     """
+    from crmbridge.sync.store import StoreTx, utcnow
+
     c = as_connection(conn)
     pid = str(party_id)
     report = ErasureReport(pid)
     md = import_models()
     existing = set(c.dialect.get_table_names(c))
+    target_set = {(str(s), str(o)) for s, o in targets or ()}
 
     def count(table: str, n: int) -> None:
         if n:
             report.rows_deleted[table] = report.rows_deleted.get(table, 0) + n
 
     xref = md.tables.get("xref")
+    refs: list[tuple[str, str, str]] = []
     if xref is not None and "xref" in existing:
-        refs = [tuple(r) for r in c.execute(select(xref.c.system, xref.c.object, xref.c.external_id)
+        refs = [tuple(r) for r in c.execute(select(xref.c.system, xref.c.object, xref.c.external_id)  # type: ignore[misc]
                                             .where(xref.c.party_id == pid))]
+    if "erasures" in existing:
+        identities, party_type = _identities_before_erasure(c, cipher, pid, md, existing)
+        sources = [r for r in refs if (r[0], r[1]) not in target_set]
+        crm = [r for r in refs if (r[0], r[1]) in target_set]
+        tx = StoreTx(c, utcnow)
+        eid = tx.add_erasure(pid, reason=mask_text(reason), actor=actor, party_type=party_type,
+                             identities=identities, sources=sources, targets=crm)
+        report.suppressed_by = len(tx.erasure_keys_of(eid, "identity")) + len(tx.erasure_keys_of(eid, "source"))
+        report.to_propagate = [f"{k['system']}.{k['object']}/{k['external_id']}"
+                               for k in tx.erasure_keys_of(eid, "target") if k["propagation"] == "pending"]
+    if refs:
         dl = md.tables.get("dead_letters")
-        if refs and dl is not None and "dead_letters" in existing:
+        if dl is not None and "dead_letters" in existing:
             for i in range(0, len(refs), 200):
                 chunk = refs[i:i + 200]
                 count("dead_letters", c.execute(delete(dl).where(
                     tuple_(dl.c.source_system, dl.c.source_object, dl.c.external_id).in_(chunk))).rowcount or 0)
-        if drop_xref:
+        if drop_xref and xref is not None:
             count("xref", c.execute(delete(xref).where(xref.c.party_id == pid)).rowcount or 0)
     for tname in sorted({reg.table for reg in ENCRYPTED_COLUMNS.values() if reg.party_column}):
         table = md.tables.get(tname)
@@ -279,3 +312,121 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
                                                 changed_fields=sorted(report.rows_deleted))])
         report.ledger_seq = appended[0].seq
     return report
+
+
+def _identities_before_erasure(c: Any, cipher: FieldCipher, pid: str, md: Any,
+                               existing: set[str]) -> tuple[list[tuple[str, str]], str | None]:
+    """The blind-indexed identities that must keep suppressing the party, read before its rows and keys go: its
+    identity-index entries (the jobs' match keys) plus the identifier blind index of every identifier its
+    snapshots hold (so a job matching on another identifier scheme is covered too); and its party type (C1)."""
+    from crmbridge.canonical.model import parse_party
+
+    out: list[tuple[str, str]] = []
+    ident = md.tables.get("identity_index")
+    if ident is not None and "identity_index" in existing:
+        out += [(r.scheme, r.bidx) for r in c.execute(select(ident.c.scheme, ident.c.bidx).where(
+            ident.c.party_id == pid).order_by(ident.c.id))]
+    party_type = None
+    snaps = md.tables.get("snapshots")
+    if snaps is not None and "snapshots" in existing:
+        indexer = BlindIndexer.from_cipher(c, cipher)
+        for r in c.execute(select(snaps).where(snaps.c.party_id == pid)).mappings():
+            if not r["blob"]:
+                continue   # a source read's hash only
+            try:
+                data = unseal(c, cipher, "snapshots", "blob", row=dict(r), token=r["blob"])
+                party = parse_party({**data, "party_id": pid})
+            except (CrmBridgeError, ValueError):
+                continue   # already shredded, or not a whole party: the identity index still covers the match keys
+            party_type = party_type or str(_val(party.party_type))
+            for ident_ in getattr(party, "identifiers", None) or []:
+                if ident_.value:
+                    out.append((str(_val(ident_.scheme)), indexer.identifier(str(_val(ident_.scheme)),
+                                                                             str(ident_.value))))
+    return list(dict.fromkeys(out)), party_type
+
+
+@dataclass
+class LiftReport:
+    party_ids: list[str] = field(default_factory=list)
+    #: (job, system.object/external id): source records each job reads again at its next run
+    rereads: list[tuple[str, str]] = field(default_factory=list)
+    ledger_seqs: list[int] = field(default_factory=list)
+
+
+def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, party_id: str | None = None,
+                 identifier: tuple[str, str] | None = None, ledger: Ledger | None = None,
+                 job_sources: Mapping[str, tuple[str, str]] | None = None) -> LiftReport:
+    """Lift the erasure of a party who came back as a customer (e.g. a new account opening), by party id or by
+    identifier (``("CN_RIC", "1101...")``, looked up by blind index), inside the caller's transaction.
+
+    The erasure stops suppressing the party's identities and source records; the source cross-references of the
+    erased party id are removed, so the person is ingested as a NEW party (a new party id and data key: the
+    erased history stays unreadable and unlinked); each job of ``job_sources`` (job → its source system and
+    object) gets the party's source records due for a re-read at its next run (a dead letter with reason
+    ``erasure_lifted``, no payload). The CRM records the erasure was propagated to stay suppressed. Ledgered as
+    ``erasure-lifted`` with the actor and reason.
+
+    Raises:
+        ConfigurationError: no reason given, or no erasure in force for that party or identifier.
+    """
+    from crmbridge.sync.store import ERASURE_SOURCE, StoreTx, utcnow, xref
+
+    if not reason or not reason.strip():
+        raise ConfigurationError("lifting an erasure needs a reason (recorded in the ledger)", where="--reason")
+    if (party_id is None) == (identifier is None):
+        raise ConfigurationError("give the erased PARTY_ID or --identifier SCHEME:VALUE (one of them)")
+    c = as_connection(conn)
+    tx = StoreTx(c, utcnow)
+    if identifier is not None:
+        scheme, value = identifier
+        bidx = BlindIndexer.from_cipher(c, cipher).identifier(scheme, value)
+        found = tx.list_erasures(identity=(scheme.upper(), bidx), in_force=True)
+        what = f"identifier {scheme.upper()}:{mask_text(value)}"
+    else:
+        found = tx.list_erasures(party_id=str(party_id), in_force=True)
+        what = f"party {party_id}"
+    if not found:
+        raise ConfigurationError(f"no erasure in force for {what}", where="erase --lift")
+    report = LiftReport()
+    now = utcnow()
+    for er in found:
+        pid = er["party_id"]
+        tx.lift_erasure(er["id"], actor=actor, reason=mask_text(reason))
+        report.party_ids.append(pid)
+        for k in tx.erasure_keys_of(er["id"], ERASURE_SOURCE):
+            system, obj, ext = k["system"], k["object"], k["external_id"]
+            c.execute(delete(xref).where(xref.c.system == system, xref.c.object == obj,
+                                         xref.c.external_id == ext, xref.c.party_id == pid))
+            for job, (s_sys, s_obj) in sorted((job_sources or {}).items()):
+                if (s_sys, s_obj) != (system, obj):
+                    continue
+                tx.add_dead_letter(job, stage="erasure-lift", reason_code="erasure_lifted",
+                                   message=f"the erasure of party {pid} was lifted: read again, to be ingested as a "
+                                           "new party", source_system=system, source_object=obj, external_id=ext,
+                                   payload=None, next_attempt_at=now)
+                report.rereads.append((job, f"{system}.{obj}/{ext}"))
+        if ledger is not None:
+            appended = ledger.append([LedgerEntryIn(action=Action.ERASURE_LIFTED, party_id=pid, actor=actor,
+                                                    reason=reason)])
+            report.ledger_seqs.append(appended[0].seq)
+    return report
+
+
+def party_ids_for_identifier(conn: Conn, cipher: FieldCipher, scheme: str, value: str) -> list[str]:
+    """Party ids known by identifier ``scheme:value`` (blind index): the identity index, then erased parties
+    (whose identity-index entries are gone but whose suppression entry keeps the blind index), so a party's
+    history, erasure included, is still found by identifier."""
+    from crmbridge.sync.store import ERASURE_IDENTITY, erasure_keys, erasures, identity_index
+
+    c = as_connection(conn)
+    bidx = BlindIndexer.from_cipher(c, cipher).identifier(scheme, value)
+    scheme = scheme.upper()
+    existing = set(c.dialect.get_table_names(c))
+    ids = list(c.execute(select(identity_index.c.party_id).where(
+        identity_index.c.scheme == scheme, identity_index.c.bidx == bidx).order_by(identity_index.c.id)).scalars())
+    if "erasure_keys" in existing:
+        ids += list(c.execute(select(erasures.c.party_id).join(erasure_keys, erasure_keys.c.erasure_id == erasures.c.id)
+                              .where(erasure_keys.c.kind == ERASURE_IDENTITY, erasure_keys.c.scheme == scheme,
+                                     erasure_keys.c.bidx == bidx).order_by(erasures.c.id)).scalars())
+    return list(dict.fromkeys(ids))

@@ -27,6 +27,9 @@ from crmbridge.core.errors import RecordError
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine import CLOCK_SKEW, keyed_hash
 
+#: ``not_pushed`` reason of an erased party's source records (suppressed on purpose, docs/erasure.md)
+ERASED = "erased (PIPL Art. 47)"
+
 __all__ = ["ReconcileReport", "reconcile"]
 
 
@@ -84,6 +87,9 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                 if raw.deleted or smap.is_deleted(raw.data):
                     continue
                 pid = tx.get_xref(job.source_system, job.source_object, raw.external_id)
+                if tx.erasure_for_record(job.source_system, job.source_object, raw.external_id) is not None:
+                    report.not_pushed[ERASED] = report.not_pushed.get(ERASED, 0) + 1   # suppressed on purpose
+                    continue
                 try:
                     party = smap.to_party(raw.data, party_id=uuid.UUID(pid) if pid else uuid.uuid4())
                 except RecordError:
@@ -112,6 +118,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                 if raw.deleted:
                     continue
                 report.target_records += 1
+                if tx.erasure_for_record(job.target_system, job.target_object, raw.external_id) is not None:
+                    continue   # an erased party's CRM record, deleted or anonymised by the erasure (counted above)
                 pid = tx.get_xref(job.target_system, job.target_object, raw.external_id)
                 if pid is None and key_path is not None:
                     v = path_get(raw.data, key_path)

@@ -14,6 +14,10 @@ dead_letters      records that failed a stage, with reason, masked message and e
 conflicts         fields changed on both sides of a two-way job, waiting for a decision
 job_leases        one holder per job at a time, across processes and hosts
 write_intents     a write about to be sent, so a crash between send and commit is recognised on resume
+erasures          one row per erased party (migration ``0005``): when, why, by whom; lifted or not
+erasure_keys      what suppresses an erased party: blind-indexed identifiers (scheme, bidx) and the vendor
+                  records (system, object, external id) it was known as; a CRM record's key also carries the
+                  erasure's propagation to that CRM (pending until a job targeting it carried it out)
 ================= ==============================================================================
 
 The repository is explicit SQL (SQLAlchemy Core statements) in explicit transactions::
@@ -87,6 +91,8 @@ __all__ = [
     "conflicts",
     "cursors",
     "dead_letters",
+    "erasure_keys",
+    "erasures",
     "identity_index",
     "job_leases",
     "runs",
@@ -302,6 +308,42 @@ write_intents = Table(
     Index(None, "run_id"),
 )
 
+erasures = Table(
+    "erasures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("party_id", String(_PARTY), nullable=False),
+    Column("party_type", String(16)),           # C1: which mapping branch anonymises the CRM records
+    Column("reason", Text, nullable=False),     # masked; no personal data
+    Column("actor", String(128), nullable=False),
+    Column("erased_at", UTCDateTime, nullable=False),
+    Column("lifted_at", UTCDateTime),
+    Column("lifted_by", String(128)),
+    Column("lift_reason", Text),
+    UniqueConstraint("party_id"),
+)
+
+#: erasure_keys.kind
+ERASURE_IDENTITY, ERASURE_SOURCE, ERASURE_TARGET = "identity", "source", "target"
+
+erasure_keys = Table(
+    "erasure_keys", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("erasure_id", Integer, ForeignKey("erasures.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),          # identity | source | target
+    Column("scheme", String(64)),                        # identity: match rule / scheme (CN_RIC, CN_USCC...)
+    Column("bidx", String(128)),                         # identity: its blind index
+    Column("system", String(_SYS)),                      # source / target: the vendor record
+    Column("object", String(_OBJ)),
+    Column("external_id", String(_EXT)),
+    Column("seen", JSON, nullable=False, default=dict),  # job -> keyed hash of the record last suppressed
+    Column("propagation", String(16)),                   # target: pending | deleted | deactivated | gone
+    Column("propagated_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "scheme", "bidx"),
+    Index(None, "system", "object", "external_id"),
+    Index(None, "erasure_id"),
+)
+
 
 # ---------------------------------------------------------------------------------------------- records
 @dataclass(frozen=True, slots=True)
@@ -371,6 +413,8 @@ class StoreTx:
         self._xref_c: dict[tuple[str, str, str], str | None] = {}
         self._xfor_c: dict[tuple[str, str], dict[str, list[tuple[str, str, str]]]] = {}
         self._snap_c: dict[tuple[str, str, str], Snapshot | None] = {}
+        self._erased_c: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+        self._any_erasure: bool | None = None
 
     # -- batch prefetch ------------------------------------------------------------------------
     def prefetch_xrefs(self, system: str, obj: str, external_ids: Iterable[str]) -> None:
@@ -383,6 +427,7 @@ class StoreTx:
             for r in self.connection.execute(select(xref.c.external_id, xref.c.party_id).where(
                     xref.c.system == system, xref.c.object == obj, xref.c.external_id.in_(chunk))):
                 self._xref_c[(system, obj, r.external_id)] = r.party_id
+        self.prefetch_erasures(system, obj, ids)
 
     def prefetch_parties(self, party_ids: Iterable[str], *, snapshots_of: Iterable[tuple[str, str]] = (),
                          xrefs_of: Iterable[tuple[str, str]] = ()) -> None:
@@ -556,6 +601,176 @@ class StoreTx:
         if scheme is not None:
             q = q.where(identity_index.c.scheme == scheme)
         return self.connection.execute(q).rowcount
+
+    # -- erasures (PIPL Art. 47) -------------------------------------------------------------------
+    def has_erasures(self) -> bool:
+        """Whether any party was ever erased (asked once per transaction): without one, no record needs a
+        suppression lookup."""
+        if self._any_erasure is None:
+            self._any_erasure = self.connection.execute(select(erasures.c.id).limit(1)).first() is not None
+        return self._any_erasure
+
+    def add_erasure(self, party_id: str, *, reason: str, actor: str, party_type: str | None = None,
+                    identities: Iterable[tuple[str, str]] = (), sources: Iterable[tuple[str, str, str]] = (),
+                    targets: Iterable[tuple[str, str, str]] = ()) -> int:
+        """Record ``party_id`` as erased, with what suppresses it: blind-indexed ``identities`` (scheme, bidx), the
+        ``sources`` and ``targets`` (system, object, external id) it was known as; each target's propagation
+        starts ``pending``. Erasing an erased party again adds keys only; erasing a lifted one re-activates it.
+        Returns the erasure's id."""
+        now = self._now()
+        row = self.connection.execute(select(erasures).where(erasures.c.party_id == party_id)).mappings().first()
+        if row is None:
+            eid = int(self.connection.execute(insert(erasures).values(
+                party_id=party_id, party_type=party_type, reason=reason, actor=actor, erased_at=now)
+                .returning(erasures.c.id)).scalar_one())
+        else:
+            eid = int(row["id"])
+            if row["lifted_at"] is not None:
+                self.connection.execute(update(erasures).where(erasures.c.id == eid).values(
+                    reason=reason, actor=actor, erased_at=now, lifted_at=None, lifted_by=None, lift_reason=None,
+                    party_type=party_type or row["party_type"]))
+        for scheme, bidx in identities:
+            self.add_erasure_key(eid, ERASURE_IDENTITY, scheme=scheme, bidx=bidx)
+        for kind, refs in ((ERASURE_SOURCE, sources), (ERASURE_TARGET, targets)):
+            for system, obj, ext in refs:
+                self.add_erasure_key(eid, kind, system=system, obj=obj, external_id=ext)
+        self._any_erasure = True
+        self._erased_c.clear()
+        return eid
+
+    def add_erasure_key(self, erasure_id: int, kind: str, *, scheme: str | None = None, bidx: str | None = None,
+                        system: str | None = None, obj: str | None = None, external_id: str | None = None,
+                        seen: Mapping[str, str] | None = None) -> int:
+        """One suppression key of an erasure (idempotent: an existing identical key's id is returned)."""
+        k = erasure_keys
+        if kind not in (ERASURE_IDENTITY, ERASURE_SOURCE, ERASURE_TARGET):
+            raise ValueError(f"erasure key kind must be identity, source or target, not {kind!r}")
+        found = self.connection.execute(select(k.c.id).where(
+            k.c.erasure_id == erasure_id, k.c.kind == kind,
+            *((k.c.scheme == scheme, k.c.bidx == bidx) if kind == ERASURE_IDENTITY else
+              (k.c.system == system, k.c.object == obj, k.c.external_id == external_id)))).scalar()
+        if found is not None:
+            return int(found)
+        self._erased_c.pop((system or "", obj or "", external_id or ""), None)
+        return int(self.connection.execute(insert(erasure_keys).values(
+            erasure_id=erasure_id, kind=kind, scheme=scheme, bidx=bidx, system=system, object=obj,
+            external_id=external_id, seen=dict(seen or {}), created_at=self._now(),
+            propagation="pending" if kind == ERASURE_TARGET else None).returning(k.c.id)).scalar_one())
+
+    _ERASED_COLS = (erasures.c.id.label("erasure_id"), erasures.c.party_id, erasures.c.party_type,
+                    erasures.c.erased_at, erasure_keys.c.id.label("key_id"), erasure_keys.c.kind,
+                    erasure_keys.c.seen, erasure_keys.c.external_id)
+
+    def prefetch_erasures(self, system: str, obj: str, external_ids: Iterable[str]) -> None:
+        """Load, for many records at once, the erasure suppressing each (see :meth:`erasure_for_record`)."""
+        ids = sorted({e for e in external_ids if (system, obj, e) not in self._erased_c})
+        if not ids:
+            return
+        if not self.has_erasures():
+            self._erased_c.update(dict.fromkeys(((system, obj, e) for e in ids), None))
+            return
+        k = erasure_keys
+        for chunk in chunked(ids):
+            for e in chunk:
+                self._erased_c[(system, obj, e)] = None
+            for r in self.connection.execute(select(*self._ERASED_COLS).join(
+                    erasures, erasures.c.id == k.c.erasure_id).where(
+                    k.c.system == system, k.c.object == obj, k.c.external_id.in_(chunk),
+                    or_(and_(k.c.kind == ERASURE_SOURCE, erasures.c.lifted_at.is_(None)),
+                        k.c.kind == ERASURE_TARGET)).order_by(erasures.c.id)).mappings():
+                self._erased_c[(system, obj, r["external_id"])] = dict(r)
+
+    def erasure_for_record(self, system: str, obj: str, external_id: str) -> dict[str, Any] | None:
+        """The erasure that suppresses the vendor record (system, object, external id), or ``None``: an erasure
+        in force that knew it as a source record, or any erasure that knew it as a CRM record (the old CRM
+        record of an erased party is never merged again, even after a lift). Keys: erasure_id, party_id,
+        party_type, erased_at, key_id, kind, seen."""
+        key = (system, obj, external_id)
+        if key not in self._erased_c:
+            self.prefetch_erasures(system, obj, [external_id])
+        return self._erased_c.get(key)
+
+    def erasure_for_party(self, party_id: str, *, in_force: bool = True) -> dict[str, Any] | None:
+        """The erasure of ``party_id`` (by default only if in force, i.e. not lifted), or ``None``."""
+        if not self.has_erasures():
+            return None
+        q = select(erasures).where(erasures.c.party_id == party_id)
+        if in_force:
+            q = q.where(erasures.c.lifted_at.is_(None))
+        return _row(self.connection.execute(q).mappings().first())
+
+    def erasure_by_identity(self, keys: Iterable[tuple[str, str]]) -> dict[str, Any] | None:
+        """The erasure in force that one of ``keys`` (scheme, blind index) belongs to, or ``None``."""
+        keys = list(keys)
+        if not keys or not self.has_erasures():
+            return None
+        k = erasure_keys
+        r = self.connection.execute(select(erasures.c.id.label("erasure_id"), erasures.c.party_id,
+                                           erasures.c.party_type, erasures.c.erased_at).join(
+            erasures, erasures.c.id == k.c.erasure_id).where(
+            k.c.kind == ERASURE_IDENTITY, erasures.c.lifted_at.is_(None),
+            or_(*(and_(k.c.scheme == s, k.c.bidx == b) for s, b in keys))).order_by(erasures.c.id).limit(1)
+        ).mappings().first()
+        return _row(r)
+
+    def note_suppressed(self, key_id: int, job: str, record_hash: str) -> bool:
+        """Remember that ``job`` suppressed this version of an erased party's record; False if it already had
+        (an unchanged re-read: nothing new to record)."""
+        seen = self.connection.execute(select(erasure_keys.c.seen).where(erasure_keys.c.id == key_id)).scalar()
+        seen = dict(seen or {})
+        if seen.get(job) == record_hash:
+            return False
+        seen[job] = record_hash
+        self.connection.execute(update(erasure_keys).where(erasure_keys.c.id == key_id).values(seen=seen))
+        for cached in self._erased_c.values():
+            if cached is not None and cached["key_id"] == key_id:
+                cached["seen"] = seen
+        return True
+
+    def list_erasures(self, *, party_id: str | None = None, identity: tuple[str, str] | None = None,
+                      in_force: bool | None = None) -> list[dict[str, Any]]:
+        """Erasures, oldest first, by party id and/or an identity key; ``in_force`` True/False narrows to erasures
+        not lifted / lifted."""
+        q = select(erasures).order_by(erasures.c.id)
+        if party_id is not None:
+            q = q.where(erasures.c.party_id == party_id)
+        if identity is not None:
+            k = erasure_keys
+            q = q.where(erasures.c.id.in_(select(k.c.erasure_id).where(
+                k.c.kind == ERASURE_IDENTITY, k.c.scheme == identity[0], k.c.bidx == identity[1])))
+        if in_force is not None:
+            q = q.where(erasures.c.lifted_at.is_(None) if in_force else erasures.c.lifted_at.is_not(None))
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def erasure_keys_of(self, erasure_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        q = select(erasure_keys).where(erasure_keys.c.erasure_id == erasure_id).order_by(erasure_keys.c.id)
+        if kind is not None:
+            q = q.where(erasure_keys.c.kind == kind)
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def lift_erasure(self, erasure_id: int, *, actor: str, reason: str) -> bool:
+        """Lift an erasure in force (its identities and source records stop suppressing); False if it was not in
+        force. The CRM records it propagated to stay suppressed."""
+        res = self.connection.execute(update(erasures).where(
+            erasures.c.id == erasure_id, erasures.c.lifted_at.is_(None)).values(
+            lifted_at=self._now(), lifted_by=actor, lift_reason=reason))
+        self._erased_c.clear()
+        return res.rowcount == 1
+
+    def pending_propagations(self, system: str, obj: str) -> list[dict[str, Any]]:
+        """The CRM records of erased parties in (system, object) the erasure has not reached yet, oldest first.
+        Keys: key_id, erasure_id, party_id, party_type, external_id."""
+        k = erasure_keys
+        return [dict(r) for r in self.connection.execute(select(
+            k.c.id.label("key_id"), erasures.c.id.label("erasure_id"), erasures.c.party_id, erasures.c.party_type,
+            k.c.external_id).join(erasures, erasures.c.id == k.c.erasure_id).where(
+            k.c.kind == ERASURE_TARGET, k.c.system == system, k.c.object == obj,
+            k.c.propagation == "pending").order_by(k.c.id)).mappings()]
+
+    def finish_propagation(self, key_id: int, outcome: str) -> None:
+        """Record how an erasure reached a CRM record (deleted, deactivated, gone)."""
+        self.connection.execute(update(erasure_keys).where(erasure_keys.c.id == key_id).values(
+            propagation=outcome, propagated_at=self._now()))
 
     # -- snapshots -----------------------------------------------------------------------------
     def get_snapshot(self, party_id: str, system: str, obj: str) -> Snapshot | None:
@@ -845,7 +1060,7 @@ class StateStore:
         with self.engine.connect() as conn:
             return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                     for t in (runs, cursors, xref, identity_index, snapshots, dead_letters, conflicts,
-                              job_leases, write_intents)}
+                              job_leases, write_intents, erasures, erasure_keys)}
 
 
 def _pid_alive(pid: int) -> bool:
