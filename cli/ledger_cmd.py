@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.blindindex import BlindIndexer
@@ -95,11 +96,20 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigO
         _print_values(entries)
 
 
+def _by_class(path: str, value: Any) -> Any:
+    """A stored (masked) value masked again by its path's class: an entry written before masking was by class,
+    or by a writer that treated a list of personal values (``name.aliases``) as C1, shows nothing in clear.
+    Masking a masked value keeps it as it is."""
+    if value is None or value in ("[]", "{}", ""):
+        return value
+    return mask_canonical(path, value)
+
+
 def _print_values(entries: list[dict[str, Any]]) -> None:
     for e in entries:
         for path in e.get("changed_fields") or []:
-            before = (e.get("masked_before") or {}).get(path)
-            after = (e.get("masked_after") or {}).get(path)
+            before = _by_class(path, (e.get("masked_before") or {}).get(path))
+            after = _by_class(path, (e.get("masked_after") or {}).get(path))
             console.print(f"  {e['seq']}: {path}: {before!r} → {after!r}", highlight=False, markup=False)
 
 

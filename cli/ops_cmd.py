@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crmbridge.cli._common import ConfigOption, console, runtime
+from crmbridge.core.logsafe import mask_text
 
 __all__ = ["register"]
 
@@ -23,35 +25,21 @@ def _when(v: Any) -> str:
     return v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else ""
 
 
-def _masked_payload(data: Any, prefix: str = "") -> list[tuple[str, str]]:
-    from crmbridge.core.logsafe import mask_text
-
-    rows: list[tuple[str, str]] = []
-    if isinstance(data, dict):
-        for k, v in data.items():
-            rows.extend(_masked_payload(v, f"{prefix}{k}."))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            rows.extend(_masked_payload(v, f"{prefix}{i}."))
-    else:
-        rows.append((prefix.rstrip("."), "" if data is None else _mask_leaf(prefix.rstrip("."), str(data), mask_text)))
-    return rows
-
-
-def _mask_leaf(key: str, value: str, mask_text: Any) -> str:
-    from crmbridge.canonical.masking import mask
-
-    masked = mask_text(value)
-    if masked != value:
-        return masked
-    low = key.lower()
-    if any(w in low for w in ("name", "名")):
-        return mask("name", value)
-    if any(w in low for w in ("addr", "street", "地址")):
-        return mask("address", value)
-    if any(w in low for w in ("birth", "dob", "amount", "aum", "balance")):
-        return "***"
-    return value
+def _record_mapping(rt: Any, letter: dict[str, Any]) -> Any:
+    """The mapping that reads the dead letter's record (the job's source or target mapping, by the letter's system
+    and object), or ``None`` when the job or its mapping is gone (every field then masks by the fallback)."""
+    job = rt.config.jobs.get(letter["job"])
+    if job is None:
+        return None
+    here = (letter["source_system"], letter["source_object"])
+    ref = (job.source_mapping if here == (job.source_system, job.source_object)
+           else job.target_mapping if here == (job.target_system, job.target_object) else None)
+    if ref is None:
+        return None
+    try:
+        return rt.mapping(ref)
+    except Exception:   # a mapping that no longer loads: mask without it (fail closed)
+        return None
 
 
 @dl_app.command("list")
@@ -68,8 +56,8 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
         t.add_column(col)
     for r in rows:
         t.add_row(str(r["id"]), r["job"], f"{r['source_system']}.{r['source_object']}", r["external_id"] or "",
-                  r["stage"], r["reason_code"], r["message"][:80], str(r["attempts"]), _when(r["next_attempt_at"]),
-                  r["status"])
+                  r["stage"], r["reason_code"], Text(mask_text(r["message"])[:80]), str(r["attempts"]),
+                  _when(r["next_attempt_at"]), r["status"])
     console.print(t)
     if not rows:
         console.print("no dead letters")
@@ -77,7 +65,8 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 
 @dl_app.command("show")
 def dl_show(dl_id: int, config: ConfigOption = None) -> None:
-    """One dead letter with its record's fields, masked."""
+    """One dead letter with its record's fields, each masked by the class of the canonical field it feeds."""
+    from crmbridge.canonical.masking import mask_vendor_record
     from crmbridge.sync.protect import unseal
 
     rt = runtime(config)
@@ -88,16 +77,18 @@ def dl_show(dl_id: int, config: ConfigOption = None) -> None:
             raise typer.BadParameter(f"no dead letter {dl_id}")
         payload = unseal(tx.connection, rt.cipher, "dead_letters", "payload", row=r, token=r["payload"]) \
             if r["payload"] else None
+    mapping = _record_mapping(rt, r) if payload is not None else None
     rt.close()
     for k in ("id", "job", "run_id", "source_system", "source_object", "external_id", "stage", "reason_code",
               "message", "attempts", "status", "created_at", "next_attempt_at"):
-        console.print(f"[bold]{k}[/]: {r[k]}", highlight=False)
+        value = mask_text(r[k]) if k == "message" and r[k] else r[k]   # free text: the pattern net, again
+        console.print(f"[bold]{k}[/]: ", Text(str(value)), sep="", highlight=False)
     if payload is not None:
         t = Table(title="record (masked)")
         t.add_column("field")
         t.add_column("value")
-        for k, v in _masked_payload(payload):
-            t.add_row(k, v)
+        for k, v in mask_vendor_record(payload, mapping):
+            t.add_row(Text(k), Text(v))
         console.print(t)
 
 
@@ -159,8 +150,8 @@ def cf_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 def cf_show(conflict_id: int, config: ConfigOption = None,
             reveal: Annotated[bool, typer.Option("--reveal", help="Show values in clear (audited reviewers).")]
             = False) -> None:
-    """One conflict: the last synced value and each side's value, masked unless --reveal."""
-    from crmbridge.sync.engine import _masked
+    """One conflict: the last synced value and each side's value, masked by class unless --reveal."""
+    from crmbridge.canonical.masking import mask_canonical
     from crmbridge.sync.resolution import conflict_values
 
     rt = runtime(config)
@@ -178,8 +169,8 @@ def cf_show(conflict_id: int, config: ConfigOption = None,
     for path in row["field_paths"]:
         def show(side: str, p: str = path) -> str:
             v = values[side].get(p)
-            return "∅" if v is None else str(v) if reveal else (_masked(p, v, None) or "")
-        t.add_row(path, show("base"), show("source"), show("target"))
+            return "∅" if v is None else str(v) if reveal else mask_canonical(p, v, None)
+        t.add_row(Text(path), Text(show("base")), Text(show("source")), Text(show("target")))
     console.print(t)
     console.print(f"resolve with: crmbridge conflicts resolve {conflict_id} --take source|target|value")
 
