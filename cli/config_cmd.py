@@ -67,8 +67,9 @@ def schema(
 def check_job_mappings(cfg: Any) -> list[str]:
     """Load every job's mappings as ``crmbridge run`` does and check each fits its end of the job: a file that
     does not load, a source mapping that reads nothing, a target mapping that writes nothing (or, two-way, reads
-    nothing back). Each problem names the job and the file."""
-    from crmbridge.canonical.mapping import MappingLoadError, load_mapping
+    nothing back), a step reading or writing a C3-looking vendor field. Each problem names the job and the file."""
+    from crmbridge.canonical.c3 import mapping_c3_fields
+    from crmbridge.canonical.mapping import MappingLoadError, _keypath, _line_for, load_mapping
 
     out: list[str] = []
     for name, job in sorted(cfg.jobs.items()):
@@ -83,6 +84,10 @@ def check_job_mappings(cfg: Any) -> list[str]:
             except ConfigurationError as exc:
                 out.append(f"jobs.{name}.{key}: {exc}")
                 continue
+            for rel, msg in mapping_c3_fields(mapping):
+                line = _line_for(mapping.lines, rel)
+                out.append(f"jobs.{name}.{key}: {mapping.path}:{line if line is not None else '?'}: "
+                           f"{_keypath(rel)}: {msg}")
             for d in directions:
                 if not mapping.vendor_paths(d):    # type: ignore[arg-type]
                     verb = "reads nothing from" if d == "in" else "writes nothing to"

@@ -97,7 +97,11 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
              config: ConfigOption = None,
              all_: Annotated[bool, typer.Option("--all", help="Every open dead letter.")] = False,
              run: Annotated[bool, typer.Option(help="Run the jobs concerned now.")] = True) -> None:
-    """Make dead letters due now (attempt counter kept) and, by default, run their jobs to retry them."""
+    """Make dead letters due now (attempt counter kept) and, by default, run their jobs to retry them.
+
+    A letter whose record, read again from its system, carries C3 authentication data (a PIN, a CVV...) is refused:
+    it is not made due, the refusal names the key paths (never a value), and the command exits 1.
+    """
     from crmbridge.sync.engine import run_job
     from crmbridge.sync.report import render_summary
 
@@ -111,11 +115,15 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
             rows = [r for r in rows if r is not None]
             if not rows:
                 raise typer.BadParameter(f"no dead letter {dl_id}" if dl_id is not None else "no open dead letters")
+        refused = _c3_refusals(rt, rows)
+        rows = [r for r in rows if r["id"] not in refused]
+        with rt.store.transaction() as tx:
             for r in rows:
                 tx.mark_dead_letter(r["id"], "open", next_attempt_at=datetime.now(UTC))
         jobs = sorted({r["job"] for r in rows})
-        console.print(f"{len(rows)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
-        failed = False
+        if rows:
+            console.print(f"{len(rows)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
+        failed = bool(refused)
         if run:
             for job in jobs:
                 report = run_job(rt, job, actor="user:deadletters-retry")
@@ -125,6 +133,34 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
         rt.close()
     if failed:
         raise typer.Exit(1)
+
+
+def _c3_refusals(rt: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Letters whose record carries C3 data now (read again from its system; the engine reads it the same way to
+    retry it), by id → the refusal. A record that cannot be read, or is gone, is left to the run to judge."""
+    from crmbridge.canonical.c3 import refuse_c3
+    from crmbridge.core.errors import CrmBridgeError, ForbiddenDataError
+
+    out: dict[int, str] = {}
+    for r in rows:
+        if not r["external_id"] or not r["source_system"]:
+            continue
+        where = f"{r['source_system']}:{r['source_object']}/{r['external_id']}"
+        try:
+            raw = rt.adapter(r["source_system"]).get(r["source_object"], r["external_id"])
+        except (CrmBridgeError, OSError) as exc:
+            console.print(Text(f"dead letter {r['id']}: {where} could not be read before the retry "
+                               f"({mask_text(str(exc))}); the run reads it again"))
+            continue
+        data = getattr(raw, "data", raw)
+        if not isinstance(data, dict):
+            continue
+        try:
+            refuse_c3(data, where=where)
+        except ForbiddenDataError as exc:
+            out[r["id"]] = str(exc)
+            console.print(Text(f"dead letter {r['id']} not retried: {exc} (remove it at the source, then retry)"))
+    return out
 
 
 @cf_app.command("list")
