@@ -18,6 +18,9 @@ account     first 6 + last 4 (or last 4 with ``short``)   ``622848******6789``
 amount      hidden                                        ``***``
 generic     first 1 + last 1                              ``a***z``
 =========== ============================================ ========================
+
+A value whose shape is not its kind's (a 12-digit mobile, a 6-character RIC, a short passport number) keeps fewer
+characters, so that at least half of it is hidden: ``138******789``, ``1***56``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["MASK_KINDS", "canonical_kind", "mask", "mask_address", "mask_canonical", "mask_email", "mask_name",
-           "mask_vendor_record"]
+__all__ = ["C3_WITHHELD", "MASK_KINDS", "canonical_kind", "mask", "mask_address", "mask_canonical", "mask_email",
+           "mask_name", "mask_vendor_record"]
 
 _STAR = "*"
 
@@ -43,6 +46,18 @@ def _keep(value: str, first: int, last: int) -> str:
     if len(value) <= first + last:
         return _STAR * len(value) if len(value) > 1 else _STAR
     return value[:first] + _STAR * (len(value) - first - last) + value[len(value) - last:]
+
+
+def _keep_half(value: str, first: int, last: int) -> str:
+    """:func:`_keep` for a value whose shape is not the kind's (a 12-digit mobile, a 6-character ID number): the
+    kept characters shrink until at least half of the value is hidden, so a malformed value is never shown all
+    but one character."""
+    while first + last > 0 and len(value) - first - last < (len(value) + 1) // 2:
+        if last >= first:
+            last -= 1
+        else:
+            first -= 1
+    return _keep(value, first, last)
 
 
 def mask_name(value: str) -> str:
@@ -76,6 +91,8 @@ def mask_address(value: str) -> str:
 def _mask_ric(value: str) -> str:
     # an 18-character number ends with 3 sequence digits + check; a legacy 15-digit one with 3 sequence digits
     # only, so its last 4 would show a birth-date digit: keep 3 there
+    if len(value) not in (15, 18):
+        return _keep_half(value, 1, 4)
     return _keep(value, 1, 3 if len(value) == 15 else 4)
 
 
@@ -84,6 +101,8 @@ def _mask_mobile(value: str) -> str:
     prefix = ""
     if v.startswith("+86"):
         prefix, v = "+86", v[3:]
+    if not re.fullmatch(r"1\d{10}", v):   # malformed (12 digits, a letter): hide at least half
+        return prefix + _keep_half(v, 3, 4)
     return prefix + _keep(v, 3, 4)
 
 
@@ -94,9 +113,9 @@ def _mask_account(value: str) -> str:
 
 MASK_KINDS: dict[str, Callable[[str], str]] = {
     "ric": lambda v: _mask_ric(v.strip().upper()),
-    "passport": lambda v: _keep(v.strip().upper(), 1, 3),
-    "permit": lambda v: _keep(v.strip().upper(), 1, 3),
-    "uscc": lambda v: _keep(v.strip().upper(), 2, 4),
+    "passport": lambda v: _keep_half(v.strip().upper(), 1, 3),
+    "permit": lambda v: _keep_half(v.strip().upper(), 1, 3),
+    "uscc": lambda v: _keep(v.strip().upper(), 2, 4) if len(v.strip()) == 18 else _keep_half(v.strip().upper(), 2, 4),
     "mobile": _mask_mobile,
     "landline": lambda v: _keep(re.sub(r"[\s-]", "", v), 0, 4),
     "email": mask_email,
@@ -224,6 +243,10 @@ def _vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...]
     return out
 
 
+#: what a view shows in place of C3 authentication data
+C3_WITHHELD = "[C3 data withheld]"
+
+
 def mask_vendor_record(record: object, mapping: object | None = None) -> list[tuple[str, str]]:
     """A raw vendor record as ``(field path, masked value)`` rows, masked field by field **by class**.
 
@@ -231,8 +254,10 @@ def mask_vendor_record(record: object, mapping: object | None = None) -> list[tu
     mobile field is a mobile, whatever its shape); a header field (id, modified stamp, type) is C1. Every other
     field falls back, failing closed: its value is masked unless it is clearly not personal (a short code, a
     boolean), after pattern masking of free text and the field-name hints (``name``, ``address``, ``birth``).
-    Without a mapping every field takes the fallback.
+    Without a mapping every field takes the fallback. C3 authentication data (a key such as ``CARD_PIN``, or a
+    name/value pair naming one) is never shown, masked or not: its value reads ``[C3 data withheld]``.
     """
+    from crmbridge.canonical.c3 import _carries_data, _pair, c3_rule
     from crmbridge.core.logsafe import mask_text
 
     known = _vendor_kinds(mapping, record) if mapping is not None else {}
@@ -241,7 +266,13 @@ def mask_vendor_record(record: object, mapping: object | None = None) -> list[tu
     def walk(node: object, loc: tuple[str | int, ...], inherited: tuple[bool, str | None]) -> None:
         here = (True, known[loc]) if loc in known else inherited
         if isinstance(node, dict):
+            pair = _pair(node)
             for k, v in node.items():
+                if (pair is not None and str(k) == pair[0]) or (c3_rule(str(k)) and _carries_data(v)):
+                    # C3 authentication data (a PIN, a CVV) is never shown, not even masked: a masked 4-digit PIN
+                    # would still show half of it
+                    rows.append((".".join(str(x) for x in (*loc, k)), C3_WITHHELD))
+                    continue
                 walk(v, (*loc, k), here)
             return
         if isinstance(node, list):

@@ -29,6 +29,7 @@ MOBILE_LETTERS = "1381234567O"    # 11 characters, the last a letter O
 SHORT_ID = "123456"               # a truncated RIC
 AUM = "17103.39"
 PHONE_UNMAPPED = "075512345678"   # a field no step maps (TELEPHNO)
+PIN, CVV = "2468", "913"          # C3: never shown, not even masked (a masked 4-digit PIN shows half of it)
 
 
 def _cli(env: DemoEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,12 +64,16 @@ def test_a_vendor_record_is_masked_by_the_class_of_the_canonical_field_each_fiel
 
 
 def test_canonical_values_are_masked_by_class_including_parents_and_unknown_paths() -> None:
-    assert mask_canonical("contact_points[type=MOBILE].value", MOBILE_12) == "138*****6789"
+    assert mask_canonical("contact_points[type=MOBILE].value", MOBILE_12) == "138******789"
     assert MOBILE_12 not in mask_canonical("contact_points[type=MOBILE]", {"type": "MOBILE", "value": MOBILE_12})
     assert "张三丰" not in mask_canonical("name.aliases", ["张三丰"])
     assert "长安街" not in mask_canonical("addresses[type=HOME].adr_lines", ["长安街1号"])
     assert MOBILE_LETTERS not in mask_canonical("extensions.mobile_backup", MOBILE_LETTERS)   # unknown: closed
     assert mask_canonical("segment.code", "WEALTH") == "WEALTH"                              # C1: clear
+    # a malformed value keeps fewer characters: at least half of it is hidden
+    assert mask_canonical("identifiers[scheme=CN_RIC].value", SHORT_ID) == "1***56"
+    assert mask_canonical("contact_points[type=MOBILE].value", MOBILE_LETTERS) == "138******7O"
+    assert mask_canonical("contact_points[type=MOBILE].value", "13812345678") == "138****5678"   # as ever
 
 
 @pytest.fixture
@@ -84,7 +89,7 @@ def test_deadletters_conflicts_and_ledger_show_nothing_in_clear(env: DemoEnviron
     shown = [_cli(env, "deadletters", "show", str(i)) for i in (1, 2)]
     assert all(s.returncode == 0 for s in shown), [s.stderr for s in shown]
     out = "\n".join(s.stdout for s in shown)
-    assert "record (masked)" in out and "138*****6789" in out
+    assert "record (masked)" in out and "138******789" in out
     for clear in (MOBILE_12, SHORT_ID):
         assert clear not in out
     assert _cli(env, "deadletters", "list").stdout.count(MOBILE_12) == 0
@@ -100,11 +105,23 @@ def test_deadletters_conflicts_and_ledger_show_nothing_in_clear(env: DemoEnviron
             tx.add_conflict("core_to_zoho", pid, list(values), run_id=None, **{
                 f"{side}_value": seal(tx.connection, rt.cipher, "conflicts", f"{side}_value", row=row, value=values)
                 for side in ("base", "source", "target")})
+            # a record refused for C3 keeps its payload (sealed) in its dead letter, as the engine writes it
+            letter = {"job": "core_to_zoho", "source_system": "corebank", "source_object": "Customer",
+                      "external_id": "000000099"}
+            pin_letter = tx.add_dead_letter(
+                "core_to_zoho", stage="map_in", reason_code="c3_data", message="record carries C3 data: CARD_PIN",
+                source_system="corebank", source_object="Customer", external_id="000000099",
+                payload=seal(tx.connection, rt.cipher, "dead_letters", "payload", row=letter, value={
+                    **_fcubs(), "CUSTNO": "000000099", "CARD_PIN": PIN,
+                    "UDFDETAILS": [{"FLDNAM": "CVV2", "FLDVAL": CVV}]}))
             Ledger(tx.connection, rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
                 action=Action.UPDATED, run_id="77", job="core_to_zoho", party_id=pid,
                 changed_fields=["name.aliases"], after={"name.aliases": "['张三丰']"})])
     finally:
         rt.close()
+    shown = _cli(env, "deadletters", "show", str(pin_letter))
+    assert shown.returncode == 0, shown.stderr
+    assert PIN not in shown.stdout and CVV not in shown.stdout and shown.stdout.count("[C3 data withheld]") == 2
     conflict = _cli(env, "conflicts", "show", "1")
     assert conflict.returncode == 0, conflict.stderr
     assert MOBILE_LETTERS not in conflict.stdout and "张三丰" not in conflict.stdout
