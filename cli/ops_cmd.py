@@ -135,6 +135,10 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
         raise typer.Exit(1)
 
 
+#: reads in a row that fail before ``deadletters retry`` stops reading a system (the run's breaker judges it)
+_READS_BEFORE_DOWN = 3
+
+
 def _c3_refusals(rt: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
     """Letters whose record carries C3 data now (read again from its system; the engine reads it the same way to
     retry it), by id → the refusal. A record that cannot be read, or is gone, is left to the run to judge."""
@@ -142,16 +146,19 @@ def _c3_refusals(rt: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
     from crmbridge.core.errors import CrmBridgeError, ForbiddenDataError
 
     out: dict[int, str] = {}
+    down: dict[str, int] = {}    # consecutive read failures per system: a system that is down is not read on
     for r in rows:
-        if not r["external_id"] or not r["source_system"]:
+        if not r["external_id"] or not r["source_system"] or down.get(r["source_system"], 0) >= _READS_BEFORE_DOWN:
             continue
         where = f"{r['source_system']}:{r['source_object']}/{r['external_id']}"
         try:
             raw = rt.adapter(r["source_system"]).get(r["source_object"], r["external_id"])
         except (CrmBridgeError, OSError) as exc:
+            down[r["source_system"]] = down.get(r["source_system"], 0) + 1
             console.print(Text(f"dead letter {r['id']}: {where} could not be read before the retry "
                                f"({mask_text(str(exc))}); the run reads it again"))
             continue
+        down[r["source_system"]] = 0
         data = getattr(raw, "data", raw)
         if not isinstance(data, dict):
             continue
