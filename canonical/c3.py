@@ -33,6 +33,11 @@ Chinese substring        密码 (交易/查询/登录/支付密码), 口令, 验
                          生物特征模板
 ======================== =========================================================== ===========================
 
+**Name/value pairs.** Core banking systems carry bank-specific fields as pairs (FLEXCUBE ``UDFDETAILS[]{FLDNAM,
+FLDVAL}``, ``{name, value}``, ``{key, value}``): a pair whose *name* is a C3 key and whose *value* carries data is
+refused at the value's path (``UDFDETAILS[3].FLDVAL``), the rule naming the pair (``pair FLDNAM=CARD_PIN:
+substring:cardpin``).
+
 Not refused (no data is carried): a value that is ``None``, ``""`` or a boolean (``otp_verified: true``,
 ``has_pin: false``). Keys that merely look alike are not matched: ``pinyin``, ``shipping``, ``opinion``,
 ``expires_on`` / ``证件有效期至`` (identifier expiry), ``postcode``, ``spin``, ``cid``, ``device_fingerprint``,
@@ -50,7 +55,7 @@ from typing import Any
 
 from crmbridge.core.errors import ForbiddenDataError
 
-__all__ = ["C3_SUBSTRINGS", "C3_TOKENS", "c3_rule", "find_c3", "refuse_c3"]
+__all__ = ["C3_SUBSTRINGS", "C3_TOKENS", "c3_rule", "find_c3", "mapping_c3_fields", "path_c3_rule", "refuse_c3"]
 
 C3_TOKENS: frozenset[str] = frozenset("""
 pin pwd passwd password passcode passphrase pinblock pincode
@@ -110,12 +115,37 @@ def _carries_data(value: Any) -> bool:
     return not (value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()))
 
 
+#: keys that name the field of a name/value pair, and keys that hold its value (compared lower-case)
+PAIR_NAME_KEYS = frozenset({"fldnam", "fld_name", "fieldname", "field_name", "field", "name", "key", "attrname",
+                            "attr_name", "attribute", "udfname", "udf_name", "paramname", "code"})
+PAIR_VALUE_KEYS = frozenset({"fldval", "fld_val", "fieldvalue", "field_value", "value", "val", "attrvalue",
+                             "attr_value", "udfvalue", "udf_value", "paramvalue"})
+
+
+def _pair(node: Mapping[Any, Any]) -> tuple[str, str, str] | None:
+    """``(value key, pair name, rule)`` when ``node`` is a name/value pair whose name is a C3 key."""
+    names = [k for k in node if str(k).lower() in PAIR_NAME_KEYS and isinstance(node[k], str)]
+    values = [k for k in node if str(k).lower() in PAIR_VALUE_KEYS]
+    for n in names:
+        rule = c3_rule(node[n])
+        if rule is None:
+            continue
+        for v in values:
+            if _carries_data(node[v]):
+                return str(v), f"{n}={node[n]}", rule
+    return None
+
+
 def find_c3(record: Any, where: str = "") -> list[tuple[str, str]]:
     """Every ``(key path, rule)`` in ``record`` (mappings and lists, recursively) holding C3 data."""
     found: list[tuple[str, str]] = []
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, Mapping):
+            pair = _pair(node)
+            if pair is not None:
+                vkey, name, rule = pair
+                found.append((f"{path}.{vkey}" if path else vkey, f"pair {name}: {rule}"))
             for key, value in node.items():
                 sub = f"{path}.{key}" if path else str(key)
                 rule = c3_rule(str(key))
@@ -149,3 +179,56 @@ def refuse_c3(record: Mapping[str, Any], where: str) -> None:
         raise ForbiddenDataError(
             f"record carries C3 authentication data, which crmbridge never accepts: {paths}{more}",
             where=where, field=found[0][0], code="c3_data")
+
+
+def path_c3_rule(path: Any) -> str | None:
+    """The rule that marks a mapping path (parsed: ``.ops`` of keys and selectors) as reaching C3 data: a key
+    (``Custpersonal.CARD_PIN``) or a selector naming a pair (``UDFDETAILS[FLDNAM=CVV2].FLDVAL``); else ``None``."""
+    for op in getattr(path, "ops", ()):
+        name = getattr(op, "name", None)
+        if isinstance(name, str):
+            rule = c3_rule(name)
+            if rule is not None:
+                return f"key {name}: {rule}"
+        for _k, v in getattr(op, "conds", ()):
+            rule = c3_rule(v)
+            if rule is not None:
+                return f"selector {v}: {rule}"
+    return None
+
+
+def mapping_c3_fields(mapping: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every place a mapping (:class:`crmbridge.canonical.mapping.Mapping`) reads or writes a C3-looking vendor
+    field, as ``(key path in the mapping file, message)``: crmbridge never carries C3 data, so such a mapping is an
+    error however it transforms or masks the value."""
+    from crmbridge.canonical.mapping import parse_path
+
+    out: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(rel: tuple[str | int, ...], text: Any) -> None:
+        if not isinstance(text, str):
+            return
+        try:
+            p = parse_path(text)
+        except ValueError:
+            return   # reported by the mapping's own checks
+        rule = path_c3_rule(p)
+        if rule is not None:
+            out.append((rel, f"vendor field {text!r} is C3 authentication data ({rule}), which crmbridge never "
+                             "carries (JR/T 0171-2020): remove the step"))
+
+    spec = mapping.spec
+    for i, step in enumerate(spec.steps):
+        vendor = getattr(step, "vendor", None)
+        if isinstance(vendor, list):
+            for j, v in enumerate(vendor):
+                check(("steps", i, "vendor", j), v)
+        else:
+            check(("steps", i, "vendor"), vendor)
+        for j, part in enumerate(getattr(step, "parts", None) or []):
+            check(("steps", i, "parts", j, "vendor"), getattr(part, "vendor", None))
+    check(("external_id",), spec.external_id)
+    check(("key_field",), spec.key_field)
+    for key in ("modified_at", "deleted_when", "party_type"):
+        check((key, "vendor"), getattr(getattr(spec, key), "vendor", None))
+    return out

@@ -18,6 +18,9 @@ account     first 6 + last 4 (or last 4 with ``short``)   ``622848******6789``
 amount      hidden                                        ``***``
 generic     first 1 + last 1                              ``a***z``
 =========== ============================================ ========================
+
+A value whose shape is not its kind's (a 12-digit mobile, a 6-character RIC, a short passport number) keeps fewer
+characters, so that at least half of it is hidden: ``138******789``, ``1***56``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["MASK_KINDS", "mask", "mask_address", "mask_email", "mask_name"]
+__all__ = ["C3_WITHHELD", "MASK_KINDS", "canonical_kind", "mask", "mask_address", "mask_canonical", "mask_email",
+           "mask_name", "mask_vendor_record"]
 
 _STAR = "*"
 
@@ -42,6 +46,18 @@ def _keep(value: str, first: int, last: int) -> str:
     if len(value) <= first + last:
         return _STAR * len(value) if len(value) > 1 else _STAR
     return value[:first] + _STAR * (len(value) - first - last) + value[len(value) - last:]
+
+
+def _keep_half(value: str, first: int, last: int) -> str:
+    """:func:`_keep` for a value whose shape is not the kind's (a 12-digit mobile, a 6-character ID number): the
+    kept characters shrink until at least half of the value is hidden, so a malformed value is never shown all
+    but one character."""
+    while first + last > 0 and len(value) - first - last < (len(value) + 1) // 2:
+        if last >= first:
+            last -= 1
+        else:
+            first -= 1
+    return _keep(value, first, last)
 
 
 def mask_name(value: str) -> str:
@@ -75,6 +91,8 @@ def mask_address(value: str) -> str:
 def _mask_ric(value: str) -> str:
     # an 18-character number ends with 3 sequence digits + check; a legacy 15-digit one with 3 sequence digits
     # only, so its last 4 would show a birth-date digit: keep 3 there
+    if len(value) not in (15, 18):
+        return _keep_half(value, 1, 4)
     return _keep(value, 1, 3 if len(value) == 15 else 4)
 
 
@@ -83,6 +101,8 @@ def _mask_mobile(value: str) -> str:
     prefix = ""
     if v.startswith("+86"):
         prefix, v = "+86", v[3:]
+    if not re.fullmatch(r"1\d{10}", v):   # malformed (12 digits, a letter): hide at least half
+        return prefix + _keep_half(v, 3, 4)
     return prefix + _keep(v, 3, 4)
 
 
@@ -93,9 +113,9 @@ def _mask_account(value: str) -> str:
 
 MASK_KINDS: dict[str, Callable[[str], str]] = {
     "ric": lambda v: _mask_ric(v.strip().upper()),
-    "passport": lambda v: _keep(v.strip().upper(), 1, 3),
-    "permit": lambda v: _keep(v.strip().upper(), 1, 3),
-    "uscc": lambda v: _keep(v.strip().upper(), 2, 4),
+    "passport": lambda v: _keep_half(v.strip().upper(), 1, 3),
+    "permit": lambda v: _keep_half(v.strip().upper(), 1, 3),
+    "uscc": lambda v: _keep(v.strip().upper(), 2, 4) if len(v.strip()) == 18 else _keep_half(v.strip().upper(), 2, 4),
     "mobile": _mask_mobile,
     "landline": lambda v: _keep(re.sub(r"[\s-]", "", v), 0, 4),
     "email": mask_email,
@@ -121,3 +141,167 @@ def mask(kind: str, value: object) -> str:
     except KeyError:
         raise ValueError(f"unknown mask kind {kind!r}; known: {', '.join(sorted(MASK_KINDS))}") from None
     return fn(str(value))
+
+
+# ==============================================================================================================
+# masking by class: canonical values and raw vendor records
+
+#: text in a field nobody classified that is clearly not personal: a short upper-case code (``RIC``, ``N``,
+#: ``INDIVIDUAL``, ``CUSTOMER_SEGMENTATION``) or a boolean word. Anything else there is masked (fail closed).
+_CLEARLY_C1 = re.compile(r"[A-Z][A-Z_]{0,31}|true|false|True|False|yes|no")
+
+
+def _unclassified(value: object) -> str:
+    """An unclassified leaf: clear only if clearly C1, else masked generically (never shown as it is)."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    text = str(value)
+    if not text.strip() or _CLEARLY_C1.fullmatch(text.strip()):
+        return text
+    return mask("generic", text)
+
+
+def canonical_kind(path: str, party_type: str | None = None) -> str | None:
+    """The mask kind of a canonical ``path`` by its declared class; ``None`` only for a path the model declares
+    non-personal (C1). A path the model does not know, or a parent of personal leaves (``name.aliases``,
+    ``addresses[type=HOME].adr_lines``), gets a kind: masking fails closed."""
+    from crmbridge.canonical.classification import policy_for
+    from crmbridge.canonical.mapping import mask_kind_for, parse_path
+
+    try:
+        kind = mask_kind_for(path, party_type)
+        template = parse_path(path).template()
+    except Exception:   # a path that does not even parse: mask it
+        return "generic"
+    if kind is not None:
+        return kind
+    try:
+        policy_for(template)
+        return None     # a declared C1 leaf
+    except (KeyError, TypeError, ValueError):
+        pass
+    try:
+        item = mask_kind_for(f"{path}[0]", party_type)    # a list of personal values
+    except Exception:
+        item = None
+    return item or "generic"
+
+
+def mask_canonical(path: str, value: object, party_type: str | None = None) -> str:
+    """``value`` at canonical ``path`` for display, masked by the path's class whatever its shape (a 12-digit
+    mobile, a short ID). Nested values (a contact point, a list of street lines) are masked leaf by leaf."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}: {mask_canonical(f'{path}.{k}', v, party_type)}" for k, v in value.items())
+        return "{" + inner + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(mask_canonical(f"{path}[{i}]", v, party_type) for i, v in enumerate(value)) + "]"
+    kind = canonical_kind(path, party_type)
+    if kind is None:
+        return str(getattr(value, "value", value))
+    return mask(kind, value)
+
+
+def _vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...], str | None]:
+    """Concrete locations in ``record`` the mapping knows → the mask kind of the canonical path they feed (``None``:
+    C1). A location several steps use takes the most protective answer (any kind beats ``None``)."""
+    from crmbridge.canonical.mapping import _cond_matches, _Index, _Key, _Select
+
+    out: dict[tuple[str | int, ...], str | None] = {}
+
+    def locations(ops: tuple[object, ...]) -> list[tuple[str | int, ...]]:
+        found: list[tuple[tuple[str | int, ...], object]] = [((), record)]
+        for op in ops:
+            nxt: list[tuple[tuple[str | int, ...], object]] = []
+            for loc, cur in found:
+                if isinstance(op, _Key) and isinstance(cur, dict) and op.name in cur:
+                    nxt.append(((*loc, op.name), cur[op.name]))
+                elif isinstance(op, _Index) and isinstance(cur, list) and op.index < len(cur):
+                    nxt.append(((*loc, op.index), cur[op.index]))
+                elif isinstance(op, _Select) and isinstance(cur, list):
+                    nxt.extend(((*loc, i), x) for i, x in enumerate(cur) if _cond_matches(x, op.conds))
+            found = nxt
+        return [loc for loc, _ in found]
+
+    def note(path: object, kind: str | None) -> None:
+        if path is None:
+            return
+        for loc in locations(path.ops):  # type: ignore[attr-defined]
+            out[loc] = out.get(loc) or kind
+
+    spec = mapping.spec  # type: ignore[attr-defined]
+    fixed = mapping.fixed_party_type  # type: ignore[attr-defined]
+    for step in spec.steps:
+        ptype = step.party_type or fixed
+        kinds = [canonical_kind(p.text, ptype) for p in step.canonical_paths()]
+        kind = next((k for k in kinds if k), None)
+        for vp in step.vendor_paths():
+            note(vp, kind)
+    for attr in ("_external", "_modified", "_deleted", "_type_rule", "_key"):   # record header fields: C1
+        note(getattr(mapping, attr, None), None)
+    return out
+
+
+#: what a view shows in place of C3 authentication data
+C3_WITHHELD = "[C3 data withheld]"
+
+
+def mask_vendor_record(record: object, mapping: object | None = None) -> list[tuple[str, str]]:
+    """A raw vendor record as ``(field path, masked value)`` rows, masked field by field **by class**.
+
+    A field the ``mapping`` maps to a canonical path is masked as that path's class says (a 12-digit mobile in the
+    mobile field is a mobile, whatever its shape); a header field (id, modified stamp, type) is C1. Every other
+    field falls back, failing closed: its value is masked unless it is clearly not personal (a short code, a
+    boolean), after pattern masking of free text and the field-name hints (``name``, ``address``, ``birth``).
+    Without a mapping every field takes the fallback. C3 authentication data (a key such as ``CARD_PIN``, or a
+    name/value pair naming one) is never shown, masked or not: its value reads ``[C3 data withheld]``.
+    """
+    from crmbridge.canonical.c3 import _carries_data, _pair, c3_rule
+    from crmbridge.core.logsafe import mask_text
+
+    known = _vendor_kinds(mapping, record) if mapping is not None else {}
+    rows: list[tuple[str, str]] = []
+
+    def walk(node: object, loc: tuple[str | int, ...], inherited: tuple[bool, str | None]) -> None:
+        here = (True, known[loc]) if loc in known else inherited
+        if isinstance(node, dict):
+            pair = _pair(node)
+            for k, v in node.items():
+                if (pair is not None and str(k) == pair[0]) or (c3_rule(str(k)) and _carries_data(v)):
+                    # C3 authentication data (a PIN, a CVV) is never shown, not even masked: a masked 4-digit PIN
+                    # would still show half of it
+                    rows.append((".".join(str(x) for x in (*loc, k)), C3_WITHHELD))
+                    continue
+                walk(v, (*loc, k), here)
+            return
+        if isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*loc, i), here)
+            return
+        label = ".".join(str(x) for x in loc)
+        mapped, kind = here
+        if node is None:
+            rows.append((label, ""))
+        elif mapped:
+            rows.append((label, mask(kind, node) if kind else str(node)))
+        else:
+            rows.append((label, _fallback(label, node, mask_text)))
+
+    walk(record, (), (False, None))
+    return rows
+
+
+def _fallback(label: str, value: object, mask_text: Callable[[str], str]) -> str:
+    text = str(value)
+    low = label.lower()
+    if any(w in low for w in ("name", "名")):
+        return mask("name", text)
+    if any(w in low for w in ("addr", "street", "地址")):
+        return mask("address", text)
+    if any(w in low for w in ("birth", "dob", "amount", "aum", "balance", "capital", "income")):
+        return "***"
+    masked = mask_text(text)
+    if masked != text:
+        return masked
+    return _unclassified(value)

@@ -40,6 +40,9 @@ def check(config: ConfigOption = None) -> None:
     if problems:
         _fail([f"{cfg.source_file}: {len(problems)} secret reference(s) cannot be resolved",
                *(f"  {p}" for p in problems)])
+    problems = check_keys(cfg)
+    if problems:
+        _fail([f"{cfg.source_file}: {len(problems)} problem(s) with the keys", *(f"  {p}" for p in problems)])
     problems = check_job_mappings(cfg)
     if problems:
         _fail([f"{cfg.source_file}: {len(problems)} problem(s) in the jobs' mappings", *(f"  {p}" for p in problems)])
@@ -64,11 +67,71 @@ def schema(
     typer.echo(f"wrote {target}")
 
 
+_ALGORITHMS = {"aes-256-gcm": "AES-256-GCM", "sm4-gcm": "SM4-GCM"}
+
+
+def check_keys(cfg: Any) -> list[str]:
+    """Load the master key and the ledger signing key as a run would, without touching the database: the master
+    key decodes (64 hex characters or base64) to the 32 bytes the algorithm needs (AES-256-GCM uses them as its
+    key; SM4-GCM derives its 16-byte key from them), a key-service plugin named is installed (it is not started),
+    and the signing key is an Ed25519 private key. A reference that does not resolve is left to the secret check.
+    Each problem is located (``file:line: keys.master_key: ...``) and never shows the key."""
+    from importlib.metadata import entry_points
+
+    from crmbridge.core.errors import SecretError
+    from crmbridge.core.secrets import resolve_secret
+    from crmbridge.sync.crypto import _decode_master, load_key_provider
+    from crmbridge.sync.ledger import LedgerSigner
+
+    keys, out = cfg.keys, []
+
+    def located(key: str, message: str) -> str:
+        return f"{cfg.where(('keys', key))}: keys.{key}: {message}"
+
+    ref = keys.master_key
+    local = keys.provider in (None, "env", "file") and ref.startswith(("env:", "file:"))
+    if local:
+        try:
+            secret = resolve_secret(ref, base_dir=cfg.base_dir).get_secret_value()
+        except SecretError:
+            secret = None
+        if secret is not None:
+            try:
+                load_key_provider(ref, provider=keys.provider, algorithm=_ALGORITHMS[keys.algorithm],
+                                  base_dir=cfg.base_dir)
+            except SecretError as exc:
+                try:
+                    size = f"; it decodes to {len(_decode_master(secret))} bytes"
+                except SecretError:
+                    size = ""
+                out.append(located("master_key", f"{exc.message}{size} ({keys.algorithm} needs a 32-byte master key;"
+                                                 f" reference {ref!r})"))
+    else:
+        name = keys.provider or ref.partition(":")[0]
+        installed = {ep.name for ep in entry_points(group="crmbridge.key_providers")}
+        if name not in installed:
+            out.append(located("provider" if keys.provider else "master_key",
+                               f"unknown key provider {name!r}; use env:NAME, file:PATH or an installed "
+                               f"crmbridge.key_providers plugin: {', '.join(sorted(installed)) or '(none installed)'}"))
+    if keys.signing_key:
+        try:
+            resolve_secret(keys.signing_key, base_dir=cfg.base_dir)
+        except SecretError:
+            pass
+        else:
+            try:
+                LedgerSigner.load(keys.signing_key, base_dir=cfg.base_dir)
+            except SecretError as exc:
+                out.append(located("signing_key", f"{exc.message} (reference {keys.signing_key!r})"))
+    return out
+
+
 def check_job_mappings(cfg: Any) -> list[str]:
     """Load every job's mappings as ``crmbridge run`` does and check each fits its end of the job: a file that
     does not load, a source mapping that reads nothing, a target mapping that writes nothing (or, two-way, reads
-    nothing back). Each problem names the job and the file."""
-    from crmbridge.canonical.mapping import MappingLoadError, load_mapping
+    nothing back), a step reading or writing a C3-looking vendor field. Each problem names the job and the file."""
+    from crmbridge.canonical.c3 import mapping_c3_fields
+    from crmbridge.canonical.mapping import MappingLoadError, _keypath, _line_for, load_mapping
 
     out: list[str] = []
     for name, job in sorted(cfg.jobs.items()):
@@ -83,6 +146,10 @@ def check_job_mappings(cfg: Any) -> list[str]:
             except ConfigurationError as exc:
                 out.append(f"jobs.{name}.{key}: {exc}")
                 continue
+            for rel, msg in mapping_c3_fields(mapping):
+                line = _line_for(mapping.lines, rel)
+                out.append(f"jobs.{name}.{key}: {mapping.path}:{line if line is not None else '?'}: "
+                           f"{_keypath(rel)}: {msg}")
             for d in directions:
                 if not mapping.vendor_paths(d):    # type: ignore[arg-type]
                     verb = "reads nothing from" if d == "in" else "writes nothing to"

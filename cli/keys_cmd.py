@@ -7,7 +7,6 @@ The shared :class:`SecurityContext` (state URL, cipher, signer from the configur
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from crmbridge.sync.db import make_engine
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner, generate_signing_key
 from crmbridge.sync.migrate import upgrade
 from crmbridge.sync.protect import reencrypt
+from crmbridge.sync.store import open_private
 
 __all__ = ["ConfigOption", "SecurityContext", "UrlOption", "register"]
 
@@ -100,8 +100,7 @@ def _write_secret_file(path: Path, content: str) -> None:
     if path.exists():
         raise ConfigurationError(f"{path} already exists; refusing to overwrite a key file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
+    with open_private(path, exclusive=True, encoding="ascii") as fh:   # 0600 whatever the umask
         fh.write(content + "\n")
 
 

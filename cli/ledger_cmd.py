@@ -15,9 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.ledger import Ledger, VerifyResult, export_ledger, load_public_key, read_export, verify_records
+from crmbridge.sync.store import open_private
 
 __all__ = ["register"]
 
@@ -93,11 +95,20 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigO
         _print_values(entries)
 
 
+def _by_class(path: str, value: Any) -> Any:
+    """A stored value as shown: one that carries the mask character was masked by its class when written and is
+    shown as stored; any other is masked now by its path's class (an entry written by a writer that took a list
+    of personal values such as ``name.aliases`` for C1 shows nothing in clear). C1 values stay readable."""
+    if value is None or value in ("[]", "{}", "") or "*" in str(value):
+        return value
+    return mask_canonical(path, value)
+
+
 def _print_values(entries: list[dict[str, Any]]) -> None:
     for e in entries:
         for path in e.get("changed_fields") or []:
-            before = (e.get("masked_before") or {}).get(path)
-            after = (e.get("masked_after") or {}).get(path)
+            before = _by_class(path, (e.get("masked_before") or {}).get(path))
+            after = _by_class(path, (e.get("masked_after") or {}).get(path))
             console.print(f"  {e['seq']}: {path}: {before!r} → {after!r}", highlight=False, markup=False)
 
 
@@ -164,7 +175,7 @@ def export(
                 n = export_ledger(ledger, sys.stdout, fmt=fmt, since=_when(since, "--since"),
                                   until=_when(until, "--until"), job=job)
             else:
-                with output.open("w", encoding="utf-8", newline="") as fh:
+                with open_private(output, newline="") as fh:   # 0600 whatever the umask
                     n = export_ledger(ledger, fh, fmt=fmt, since=_when(since, "--since"),
                                       until=_when(until, "--until"), job=job)
     finally:
@@ -241,7 +252,8 @@ def public_key_cmd(
     if output is None:
         sys.stdout.write(pem)
     else:
-        output.write_text(pem, encoding="ascii")
+        with open_private(output, encoding="ascii") as fh:
+            fh.write(pem)
         console.print(f"wrote public key {signer.key_id} to {output}")
 
 

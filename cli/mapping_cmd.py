@@ -20,15 +20,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from crmbridge.canonical.c3 import mapping_c3_fields, refuse_c3
 from crmbridge.canonical.mapping import (
+    MappingProblem,
     TraceRow,
+    _keypath,
+    _line_for,
     check_mapping_file,
     load_mapping,
     mapping_json_schema,
     validate_against,
 )
 from crmbridge.canonical.masking import mask
-from crmbridge.core.errors import ValidationError
+from crmbridge.core.errors import ForbiddenDataError, ValidationError
 
 __all__ = ["register"]
 
@@ -76,6 +80,8 @@ def validate(
     failed = 0
     for f in targets:
         mapping, problems = check_mapping_file(f)
+        if mapping is not None:
+            problems = sorted([*problems, *c3_problems(mapping, str(f))], key=lambda pr: (pr.line or 0, pr.path))
         if adapter is not None and mapping is not None:
             if mapping.system != adapter.name:
                 out.print(f"skipped against {against}: {f} maps {mapping.system}, not {adapter.name}", markup=False)
@@ -92,6 +98,12 @@ def validate(
     if failed:
         out.print(f"{failed} of {len(targets)} mapping file(s) have errors", markup=False)
         sys.exit(EXIT_CONFIG)
+
+
+def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
+    """A step (or header) reading or writing a C3-looking vendor field, located in the file."""
+    return [MappingProblem(file, _line_for(mapping.lines, rel), _keypath(rel), msg)
+            for rel, msg in mapping_c3_fields(mapping)]
 
 
 def _adapter_for(system: str, config: Path | None) -> Any:
@@ -164,6 +176,10 @@ def preview(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     title = f"{mapping.system}/{mapping.object} v{mapping.spec.version} ({direction.value})"
     try:
+        # C3 authentication data is refused before anything is mapped or shown (a PIN is never previewed, not even
+        # masked), in a vendor record and in a canonical one alike
+        if isinstance(data, dict):
+            refuse_c3(data, where=str(record))
         if direction is DirectionOpt.IN:
             _, rows = mapping.trace_in(data)
             party = mapping.to_party(data)
@@ -175,6 +191,9 @@ def preview(
             party = parse_party(data, where=str(record))
             _, rows = mapping.trace_out(party)
             console.print(_table(title, rows, reveal, "out"))
+    except ForbiddenDataError as exc:
+        err.print(f"{record}: record refused: {exc.message}", markup=False)
+        sys.exit(EXIT_RECORD)
     except ValidationError as exc:
         err.print(f"{record}: record error: {exc}", markup=False)
         sys.exit(EXIT_RECORD)

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crmbridge.cli._common import ConfigOption, console, runtime
+from crmbridge.core.logsafe import mask_text
 
 __all__ = ["register"]
 
@@ -23,35 +25,21 @@ def _when(v: Any) -> str:
     return v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else ""
 
 
-def _masked_payload(data: Any, prefix: str = "") -> list[tuple[str, str]]:
-    from crmbridge.core.logsafe import mask_text
-
-    rows: list[tuple[str, str]] = []
-    if isinstance(data, dict):
-        for k, v in data.items():
-            rows.extend(_masked_payload(v, f"{prefix}{k}."))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            rows.extend(_masked_payload(v, f"{prefix}{i}."))
-    else:
-        rows.append((prefix.rstrip("."), "" if data is None else _mask_leaf(prefix.rstrip("."), str(data), mask_text)))
-    return rows
-
-
-def _mask_leaf(key: str, value: str, mask_text: Any) -> str:
-    from crmbridge.canonical.masking import mask
-
-    masked = mask_text(value)
-    if masked != value:
-        return masked
-    low = key.lower()
-    if any(w in low for w in ("name", "名")):
-        return mask("name", value)
-    if any(w in low for w in ("addr", "street", "地址")):
-        return mask("address", value)
-    if any(w in low for w in ("birth", "dob", "amount", "aum", "balance")):
-        return "***"
-    return value
+def _record_mapping(rt: Any, letter: dict[str, Any]) -> Any:
+    """The mapping that reads the dead letter's record (the job's source or target mapping, by the letter's system
+    and object), or ``None`` when the job or its mapping is gone (every field then masks by the fallback)."""
+    job = rt.config.jobs.get(letter["job"])
+    if job is None:
+        return None
+    here = (letter["source_system"], letter["source_object"])
+    ref = (job.source_mapping if here == (job.source_system, job.source_object)
+           else job.target_mapping if here == (job.target_system, job.target_object) else None)
+    if ref is None:
+        return None
+    try:
+        return rt.mapping(ref)
+    except Exception:   # a mapping that no longer loads: mask without it (fail closed)
+        return None
 
 
 @dl_app.command("list")
@@ -68,8 +56,8 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
         t.add_column(col)
     for r in rows:
         t.add_row(str(r["id"]), r["job"], f"{r['source_system']}.{r['source_object']}", r["external_id"] or "",
-                  r["stage"], r["reason_code"], r["message"][:80], str(r["attempts"]), _when(r["next_attempt_at"]),
-                  r["status"])
+                  r["stage"], r["reason_code"], Text(mask_text(r["message"])[:80]), str(r["attempts"]),
+                  _when(r["next_attempt_at"]), r["status"])
     console.print(t)
     if not rows:
         console.print("no dead letters")
@@ -77,7 +65,8 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 
 @dl_app.command("show")
 def dl_show(dl_id: int, config: ConfigOption = None) -> None:
-    """One dead letter with its record's fields, masked."""
+    """One dead letter with its record's fields, each masked by the class of the canonical field it feeds."""
+    from crmbridge.canonical.masking import mask_vendor_record
     from crmbridge.sync.protect import unseal
 
     rt = runtime(config)
@@ -88,16 +77,18 @@ def dl_show(dl_id: int, config: ConfigOption = None) -> None:
             raise typer.BadParameter(f"no dead letter {dl_id}")
         payload = unseal(tx.connection, rt.cipher, "dead_letters", "payload", row=r, token=r["payload"]) \
             if r["payload"] else None
+    mapping = _record_mapping(rt, r) if payload is not None else None
     rt.close()
     for k in ("id", "job", "run_id", "source_system", "source_object", "external_id", "stage", "reason_code",
               "message", "attempts", "status", "created_at", "next_attempt_at"):
-        console.print(f"[bold]{k}[/]: {r[k]}", highlight=False)
+        value = mask_text(r[k]) if k == "message" and r[k] else r[k]   # free text: the pattern net, again
+        console.print(f"[bold]{k}[/]: ", Text(str(value)), sep="", highlight=False)
     if payload is not None:
         t = Table(title="record (masked)")
         t.add_column("field")
         t.add_column("value")
-        for k, v in _masked_payload(payload):
-            t.add_row(k, v)
+        for k, v in mask_vendor_record(payload, mapping):
+            t.add_row(Text(k), Text(v))
         console.print(t)
 
 
@@ -106,7 +97,11 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
              config: ConfigOption = None,
              all_: Annotated[bool, typer.Option("--all", help="Every open dead letter.")] = False,
              run: Annotated[bool, typer.Option(help="Run the jobs concerned now.")] = True) -> None:
-    """Make dead letters due now (attempt counter kept) and, by default, run their jobs to retry them."""
+    """Make dead letters due now (attempt counter kept) and, by default, run their jobs to retry them.
+
+    A letter whose record, read again from its system, carries C3 authentication data (a PIN, a CVV...) is refused:
+    it is not made due, the refusal names the key paths (never a value), and the command exits 1.
+    """
     from crmbridge.sync.engine import run_job
     from crmbridge.sync.report import render_summary
 
@@ -120,11 +115,15 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
             rows = [r for r in rows if r is not None]
             if not rows:
                 raise typer.BadParameter(f"no dead letter {dl_id}" if dl_id is not None else "no open dead letters")
+        refused = _c3_refusals(rt, rows)
+        rows = [r for r in rows if r["id"] not in refused]
+        with rt.store.transaction() as tx:
             for r in rows:
                 tx.mark_dead_letter(r["id"], "open", next_attempt_at=datetime.now(UTC))
         jobs = sorted({r["job"] for r in rows})
-        console.print(f"{len(rows)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
-        failed = False
+        if rows:
+            console.print(f"{len(rows)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
+        failed = bool(refused)
         if run:
             for job in jobs:
                 report = run_job(rt, job, actor="user:deadletters-retry")
@@ -134,6 +133,41 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
         rt.close()
     if failed:
         raise typer.Exit(1)
+
+
+#: reads in a row that fail before ``deadletters retry`` stops reading a system (the run's breaker judges it)
+_READS_BEFORE_DOWN = 3
+
+
+def _c3_refusals(rt: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Letters whose record carries C3 data now (read again from its system; the engine reads it the same way to
+    retry it), by id → the refusal. A record that cannot be read, or is gone, is left to the run to judge."""
+    from crmbridge.canonical.c3 import refuse_c3
+    from crmbridge.core.errors import CrmBridgeError, ForbiddenDataError
+
+    out: dict[int, str] = {}
+    down: dict[str, int] = {}    # consecutive read failures per system: a system that is down is not read on
+    for r in rows:
+        if not r["external_id"] or not r["source_system"] or down.get(r["source_system"], 0) >= _READS_BEFORE_DOWN:
+            continue
+        where = f"{r['source_system']}:{r['source_object']}/{r['external_id']}"
+        try:
+            raw = rt.adapter(r["source_system"]).get(r["source_object"], r["external_id"])
+        except (CrmBridgeError, OSError) as exc:
+            down[r["source_system"]] = down.get(r["source_system"], 0) + 1
+            console.print(Text(f"dead letter {r['id']}: {where} could not be read before the retry "
+                               f"({mask_text(str(exc))}); the run reads it again"))
+            continue
+        down[r["source_system"]] = 0
+        data = getattr(raw, "data", raw)
+        if not isinstance(data, dict):
+            continue
+        try:
+            refuse_c3(data, where=where)
+        except ForbiddenDataError as exc:
+            out[r["id"]] = str(exc)
+            console.print(Text(f"dead letter {r['id']} not retried: {exc} (remove it at the source, then retry)"))
+    return out
 
 
 @cf_app.command("list")
@@ -159,8 +193,8 @@ def cf_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 def cf_show(conflict_id: int, config: ConfigOption = None,
             reveal: Annotated[bool, typer.Option("--reveal", help="Show values in clear (audited reviewers).")]
             = False) -> None:
-    """One conflict: the last synced value and each side's value, masked unless --reveal."""
-    from crmbridge.sync.engine import _masked
+    """One conflict: the last synced value and each side's value, masked by class unless --reveal."""
+    from crmbridge.canonical.masking import mask_canonical
     from crmbridge.sync.resolution import conflict_values
 
     rt = runtime(config)
@@ -178,8 +212,8 @@ def cf_show(conflict_id: int, config: ConfigOption = None,
     for path in row["field_paths"]:
         def show(side: str, p: str = path) -> str:
             v = values[side].get(p)
-            return "∅" if v is None else str(v) if reveal else (_masked(p, v, None) or "")
-        t.add_row(path, show("base"), show("source"), show("target"))
+            return "∅" if v is None else str(v) if reveal else mask_canonical(p, v, None)
+        t.add_row(Text(path), Text(show("base")), Text(show("source")), Text(show("target")))
     console.print(t)
     console.print(f"resolve with: crmbridge conflicts resolve {conflict_id} --take source|target|value")
 

@@ -545,8 +545,10 @@ def _parse(data: Any, source: _Source, errors: _Collected) -> CrmBridgeConfig:
 
     systems_raw = data.get("systems", {})
     systems: dict[str, AdapterConfig] = {}
+    listed: dict[str, Any] = {}
     if not isinstance(systems_raw, Mapping):
-        errors.append(_line(source, ("systems",), "must be a mapping of system name → settings", systems_raw))
+        message, listed = _systems_not_a_mapping(systems_raw)
+        errors.append(_line(source, ("systems",), message, systems_raw))
         systems_raw = {}
     try:        # the top-level retry policy is every system's default (errors in it are reported below)
         default_retry: RetryPolicy | None = RetryPolicy.model_validate(data.get("retry") or {})
@@ -567,13 +569,36 @@ def _parse(data: Any, source: _Source, errors: _Collected) -> CrmBridgeConfig:
         errors.extend(_pydantic_lines(exc, source, ()))
 
     base_dir = source.path.parent if source.path else Path.cwd()
-    errors.extend(_cross_checks(data, dict(systems_raw), source, base_dir))
+    # a job naming a system the malformed systems: list holds is not also "an unknown system"
+    errors.extend(_cross_checks(data, dict(systems_raw) or listed, source, base_dir))
     if config is not None:
         errors.extend(_misplaced_references(config, source))
     errors.raise_if_any(source)
     assert config is not None
     config._source = source
     return config
+
+
+def _systems_not_a_mapping(value: Any) -> tuple[str, dict[str, Any]]:
+    """What is wrong with a ``systems:`` that is not a mapping, and the system names it seems to hold (an item
+    ``- corebank: {...}``, ``- name: corebank``, or ``- corebank``), so jobs naming them are not reported as naming
+    an unknown system as well."""
+    shape = "write each system as 'NAME:' with its settings indented under it (adapter: ...), without a leading '- '"
+    if value is None:
+        return f"is empty: give a mapping of system name → settings; {shape}", {}
+    if not isinstance(value, list):
+        return f"must be a mapping of system name → settings, not a {type(value).__name__}; {shape}", {}
+    names: dict[str, Any] = {}
+    for item in value:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            names[item["name"]] = dict(item)
+        elif isinstance(item, Mapping) and len(item) == 1:
+            key, body = next(iter(item.items()))
+            names[str(key)] = body if isinstance(body, Mapping) else {}
+        elif isinstance(item, str):
+            names[item] = {}
+    held = f" (its items name {', '.join(names)})" if names else ""
+    return f"must be a mapping of system name → settings, not a list{held}; {shape}", names
 
 
 def _validate_system(name: str, body: Any, source: _Source, errors: list[str]) -> AdapterConfig | None:

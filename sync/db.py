@@ -54,6 +54,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine for ``url``. SQLite gets its folder created, WAL journaling, foreign keys on and a busy
     timeout, so a scheduler and a CLI command can share the file."""
     if url.startswith("sqlite"):
+        import crmbridge.sync.store  # noqa: F401  (its do_connect hook creates the database file 0600)
+
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs, Simulator
 from crmbridge.adapters.zoho.simulator import ZohoSimulator
 from crmbridge.sync.ledger import generate_signing_key
+from crmbridge.sync.store import open_private
 
 __all__ = ["DemoEnvironment"]
 
@@ -83,8 +84,8 @@ class DemoEnvironment:
             sim.start()
         for name, value in self.secrets().items():
             os.environ[name] = value
-        (self.workdir / "master.key").write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-        os.chmod(self.workdir / "master.key", 0o600)
+        with open_private(self.workdir / "master.key", exclusive=True) as fh:   # 0600 whatever the umask
+            fh.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         generate_signing_key(self.workdir / "ledger-signing.pem")
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False, allow_unicode=True))
         return self

@@ -63,6 +63,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    event,
     func,
     insert,
     or_,
@@ -95,6 +96,8 @@ __all__ = [
     "erasures",
     "identity_index",
     "job_leases",
+    "open_private",
+    "private_file",
     "runs",
     "snapshots",
     "utcnow",
@@ -1075,3 +1078,58 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+# ============================================================================================== file modes
+#: the mode of every file crmbridge creates that holds state, keys or exports, whatever the process umask
+PRIVATE_MODE = 0o600
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def open_private(path: str | os.PathLike[str], mode: str = "w", *, exclusive: bool = False,
+                 encoding: str | None = "utf-8", newline: str | None = None) -> Any:
+    """Open ``path`` for writing as a file only its owner can read (0600 whatever the umask; an existing file is
+    truncated and tightened to 0600). ``exclusive`` refuses to replace an existing file (FileExistsError)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_MODE)   # the umask may have taken bits away (0400) or an existing file had more
+        return os.fdopen(fd, mode, encoding=None if "b" in mode else encoding,
+                         newline=None if "b" in mode else newline)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def private_file(path: str | os.PathLike[str]) -> None:
+    """Make sure ``path`` exists with mode 0600 before anything is written to it (an empty SQLite file is an empty
+    database), and tighten the SQLite journal files beside it: SQLite creates them with the database's mode."""
+    with suppress(OSError):   # not ours to fix (another owner, a read-only folder): SQLite reports what matters
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_MODE)
+        finally:
+            os.close(fd)
+    for suffix in _SQLITE_SIDE_FILES:
+        side = f"{os.fspath(path)}{suffix}"
+        with suppress(OSError):
+            if os.path.exists(side):
+                os.chmod(side, PRIVATE_MODE)
+
+
+def _sqlite_file(cargs: Sequence[Any], cparams: Mapping[str, Any]) -> str | None:
+    name = cparams.get("database", cargs[0] if cargs else None)
+    if not isinstance(name, str) or not name or name == ":memory:" or cparams.get("uri") or name.startswith("file:"):
+        return None
+    return name
+
+
+@event.listens_for(Engine, "do_connect")
+def _private_sqlite_database(dialect: Dialect, _conn_rec: Any, cargs: Sequence[Any],
+                             cparams: Mapping[str, Any]) -> None:
+    """Every SQLite state database (and its -wal/-shm/-journal) is created 0600 before SQLite opens it: every
+    engine of the process (runs, migrations, the key and ledger commands) connects through here."""
+    if dialect.name == "sqlite":
+        path = _sqlite_file(cargs, cparams)
+        if path is not None:
+            private_file(path)

@@ -21,6 +21,9 @@ CRMBRIDGE = Path(sys.executable).parent / "crmbridge"
 app = typer.Typer()
 config_cmd.register(app)
 
+#: base64 of 32 bytes: the only master key shape config check accepts
+VALID_MASTER_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
 CONFIG = """\
 keys:
   master_key: env:CRMBRIDGE_CLI_MASTER_KEY
@@ -72,6 +75,7 @@ def config_file(tmp_path: Path) -> Path:
 def secrets_set(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CRMBRIDGE_CLI_MASTER_KEY", "CRMBRIDGE_CLI_A_SECRET", "CRMBRIDGE_CLI_B_SECRET"):
         monkeypatch.setenv(name, "s3cr3t-value")
+    monkeypatch.setenv("CRMBRIDGE_CLI_MASTER_KEY", VALID_MASTER_KEY)   # config check decodes the master key
 
 
 def test_check_ok(config_file: Path, secrets_set: None) -> None:
@@ -122,7 +126,7 @@ def test_schema_prints_json_and_writes(tmp_path: Path) -> None:
 
 
 def test_installed_script(config_file: Path) -> None:
-    env = {**os.environ, "CRMBRIDGE_CLI_MASTER_KEY": "k", "CRMBRIDGE_CLI_A_SECRET": "a",
+    env = {**os.environ, "CRMBRIDGE_CLI_MASTER_KEY": VALID_MASTER_KEY, "CRMBRIDGE_CLI_A_SECRET": "a",
            "CRMBRIDGE_CLI_B_SECRET": "b"}
     ok = subprocess.run([str(CRMBRIDGE), "config", "check", "--config", str(config_file)], env=env,
                         capture_output=True, text=True, timeout=60, cwd=REPO)
