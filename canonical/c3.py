@@ -55,7 +55,8 @@ from typing import Any
 
 from crmbridge.core.errors import ForbiddenDataError
 
-__all__ = ["C3_SUBSTRINGS", "C3_TOKENS", "c3_rule", "find_c3", "mapping_c3_fields", "path_c3_rule", "refuse_c3"]
+__all__ = ["C3_SUBSTRINGS", "C3_TOKENS", "C3_WITHHELD", "c3_rule", "find_c3", "mapping_c3_fields", "path_c3_rule",
+           "refuse_c3", "without_c3"]
 
 C3_TOKENS: frozenset[str] = frozenset("""
 pin pwd passwd password passcode passphrase pinblock pincode
@@ -111,8 +112,13 @@ def c3_rule(key: str) -> str | None:
     return None
 
 
+#: what stands in for a C3 value crmbridge withheld (it carries no data)
+C3_WITHHELD = "[C3 data withheld]"
+
+
 def _carries_data(value: Any) -> bool:
-    return not (value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()))
+    return not (value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip())
+                or value == C3_WITHHELD)
 
 
 #: keys that name the field of a name/value pair, and keys that hold its value (compared lower-case)
@@ -159,6 +165,23 @@ def find_c3(record: Any, where: str = "") -> list[tuple[str, str]]:
 
     walk(record, where)
     return found
+
+
+def without_c3(record: Any) -> Any:
+    """A copy of ``record`` with every C3 value withheld (a C3 key's value, a C3 name/value pair's value), for
+    what crmbridge keeps of a refused record: a dead letter must not store the PIN it was refused for."""
+    if isinstance(record, Mapping):
+        pair = _pair(record)
+        out: dict[Any, Any] = {}
+        for key, value in record.items():
+            if (pair is not None and str(key) == pair[0]) or (c3_rule(str(key)) is not None and _carries_data(value)):
+                out[key] = C3_WITHHELD
+            else:
+                out[key] = without_c3(value)
+        return out
+    if isinstance(record, Sequence) and not isinstance(record, str | bytes | bytearray):
+        return [without_c3(item) for item in record]
+    return record
 
 
 def refuse_c3(record: Mapping[str, Any], where: str) -> None:

@@ -25,6 +25,7 @@ characters, so that at least half of it is hidden: ``138******789``, ``1***56``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -161,6 +162,7 @@ def _unclassified(value: object) -> str:
     return mask("generic", text)
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_kind(path: str, party_type: str | None = None) -> str | None:
     """The mask kind of a canonical ``path`` by its declared class; ``None`` only for a path the model declares
     non-personal (C1). A path the model does not know, or a parent of personal leaves (``name.aliases``,

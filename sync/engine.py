@@ -46,9 +46,9 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from crmbridge.adapters.base import UNCERTAIN_CODES, Adapter, Page, RawRecord, WriteItem, WriteResult, WriteStatus
-from crmbridge.canonical.c3 import refuse_c3
+from crmbridge.canonical.c3 import refuse_c3, without_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
-from crmbridge.canonical.masking import mask
+from crmbridge.canonical.masking import mask, mask_canonical
 from crmbridge.canonical.model import Party, hash_canonical, parse_party
 from crmbridge.core.config import MAX_BATCH_SIZE, JobConfig
 from crmbridge.core.errors import (
@@ -949,7 +949,9 @@ class JobRunner:
             ctx.name, stage=d.stage or "unknown", reason_code=err.code or type(err).__name__, message=str(err),
             run_id=ctx.run_id or None, source_system=src.system, source_object=src.object,
             external_id=d.raw.external_id,
-            payload=seal(tx.connection, self.rt.cipher, "dead_letters", "payload", row=row, value=dict(d.raw.data)),
+            # kept to retry it, never with the C3 data a record may have been refused for
+            payload=seal(tx.connection, self.rt.cipher, "dead_letters", "payload", row=row,
+                         value=without_c3(dict(d.raw.data))),
             next_attempt_at=datetime.now(UTC) + DEAD_LETTER_BACKOFF, record_hash=d.raw_hash)
 
     def _open_letters(self, tx: StoreTx, ctx: _Ctx, external_ids: list[str]) -> set[str]:
@@ -1145,6 +1147,7 @@ class JobRunner:
         over the last synced state, and the result validated as a whole party, so values compare in the same
         normalised form. Source references are bookkeeping, not content, and are left out of the merge.
         """
+        refuse_c3(raw.data, where=f"{side.system}:{side.object}/{raw.external_id}")   # two-way reads too
         partial = side.mapping.map_in_partial(raw.data, party_id=uuid.UUID(pid))
         overlay = {k: v for k, v in flatten(partial).items() if not k.startswith("source_refs")}
         view = {**base, **overlay}
@@ -1423,13 +1426,18 @@ def _project(flat: dict[str, Any], covered: Callable[[str], bool]) -> dict[str, 
 
 
 def _masked(path: str, value: Any, party_type: str | None) -> str | None:
+    """A value as the ledger and plans may show it: masked by its path's class, failing closed (a list of street
+    lines or aliases, an unknown path: masked leaf by leaf)."""
     if value is None:
         return None
-    try:
-        kind = mask_kind_for(path, party_type)
-    except Exception:  # an unknown path is masked generically rather than shown
-        kind = "generic"
-    return mask(kind, value) if kind else str(value)
+    if not isinstance(value, dict | list | tuple):
+        try:
+            kind = mask_kind_for(path, party_type)
+        except Exception:  # noqa: BLE001 - an unknown path is masked rather than shown
+            kind = "generic"
+        if kind:
+            return mask(kind, value)
+    return mask_canonical(path, value, party_type)
 
 
 def _match_value(party: Party, key: str) -> str | None:

@@ -125,8 +125,8 @@ class RunReport:
             self.error = (f"{refused} of {self.read} records refused or dead-lettered "
                           f"({refused / self.read:.0%}, above max_failed_ratio {max_failed_ratio:.0%})"
                           + (f"; top reasons: {self.top_refusals()}" if self.refusals else ""))
-        elif self.status == "succeeded" and any(self.outcomes[o] for o in NOT_SYNCED):
-            self.status = "partial"
+        elif self.status == "succeeded" and (any(self.outcomes[o] for o in NOT_SYNCED) or self.refusals):
+            self.status = "partial"   # records not synced, or other work refused (an erasure not yet propagated)
 
     def top_refusals(self, n: int = 3) -> str:
         return ", ".join(f"{reason} ×{k}" for reason, k in self.refusals.most_common(n))

@@ -64,3 +64,17 @@ def test_many_offenders_are_summarised() -> None:
     with pytest.raises(ForbiddenDataError) as err:
         refuse_c3(record, "t")
     assert "and 5 more" in err.value.message
+
+
+def test_without_c3_withholds_every_c3_value_and_keeps_the_rest() -> None:
+    """What a dead letter keeps of a record refused for C3 data: everything but the C3 values (a key, a name/value
+    pair, nested in lists), so retrying it later needs no PIN stored anywhere."""
+    from crmbridge.canonical.c3 import C3_WITHHELD, find_c3, without_c3
+
+    record = {"CUSTNO": "000000099", "CARD_PIN": "2468", "Custpersonal": {"CVV2": "123", "MOBNUM": "13800138000"},
+              "UDFDETAILS": [{"FLDNAM": "CARD_PIN", "FLDVAL": "9753"}, {"FLDNAM": "AUM_CCY", "FLDVAL": "CNY"}]}
+    kept = without_c3(record)
+    assert find_c3(kept) == [] and "2468" not in str(kept) and "9753" not in str(kept) and "123'" not in str(kept)
+    assert kept["CARD_PIN"] == kept["Custpersonal"]["CVV2"] == kept["UDFDETAILS"][0]["FLDVAL"] == C3_WITHHELD
+    assert kept["CUSTNO"] == "000000099" and kept["Custpersonal"]["MOBNUM"] == "13800138000"
+    assert kept["UDFDETAILS"][1] == {"FLDNAM": "AUM_CCY", "FLDVAL": "CNY"} and record["CARD_PIN"] == "2468"
