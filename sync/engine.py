@@ -358,9 +358,10 @@ class JobRunner:
         for system, ahead in sorted(report.clock_ahead_seconds.items()):
             if ahead > CLOCK_AHEAD_WARN_SECONDS:
                 report.warnings.append(
-                    f"clock skew: {system} stamps records at least {ahead:.0f} s ahead of this host's clock; "
-                    "consent is judged by the consent records themselves, but check both clocks (NTP): change "
-                    "windows, last-writer-wins conflicts and audit times compare these stamps")
+                    f"clock skew: {system} stamps records at least {ahead:.0f} s ahead of this host's clock (or "
+                    "its configured time zone is wrong); consent is judged by the consent records themselves, but "
+                    "check both clocks (NTP): change windows, last-writer-wins conflicts and audit times compare "
+                    "these stamps")
 
     def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
         last_ok = next((r for r in previous if r["status"] in (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
