@@ -717,14 +717,27 @@ class Party(CanonicalModel):
         return next((c for c in matches if c.preferred), matches[0] if matches else None)
 
     def has_consent(self, purpose: str | ConsentPurpose, at: dt.datetime | None = None) -> bool:
-        """Whether ``purpose`` is consented at ``at`` (default now): the latest record captured by then decides."""
-        when = at or dt.datetime.now(dt.UTC)
-        if when.tzinfo is None:
-            raise ValueError("has_consent needs an aware datetime")
-        records = [c for c in self.consents if c.purpose == purpose and c.captured_at <= when]
+        """Whether ``purpose`` is consented.
+
+        Without ``at``: as the consent records say now. The latest record by its own capture order decides (on
+        equal capture times a refusal or withdrawal wins over a grant): it is in force if it is GRANTED and
+        records no withdrawal. Its times are never compared with this host's clock: a source whose clock runs
+        ahead stamps a fresh consent "in the future", and that consent is granted all the same; a withdrawal is
+        honoured whatever its stamp says.
+
+        With ``at`` (aware): the history, what was in force at that instant: the latest record captured by then
+        decides, and a withdrawal counts from its ``withdrawn_at``.
+        """
+        records = [c for c in self.consents if c.purpose == purpose]
+        if at is not None:
+            if at.tzinfo is None:
+                raise ValueError("has_consent needs an aware datetime")
+            records = [c for c in records if c.captured_at <= at]
+            return bool(records) and max(records, key=lambda c: c.captured_at).in_force(at)
         if not records:
             return False
-        return max(records, key=lambda c: c.captured_at).in_force(when)
+        latest = max(records, key=lambda c: (c.captured_at, c.status is not ConsentStatus.GRANTED))
+        return latest.status is ConsentStatus.GRANTED and latest.withdrawn_at is None
 
     def canonical_dict(self, *, include_volatile: bool = False) -> dict[str, Any]:
         """The JSON-able dict behind :meth:`canonical_json` (see the module docstring for the rules)."""

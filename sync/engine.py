@@ -63,7 +63,7 @@ from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.db import chunked
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
-from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
+from crmbridge.sync.merge import ConflictPolicy, diff, flatten, merge_unseen, three_way_merge, unflatten
 from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport, outcome_of
 from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
@@ -79,10 +79,12 @@ _ACTIVE_HOLDERS: set[str] = set()
 SUSPICIOUS_DROP_FROM = 100
 #: when a failed record is tried again
 DEAD_LETTER_BACKOFF = timedelta(minutes=5)
-#: a source's clock may run ahead of ours: a consent captured (or withdrawn) this far in "the future" counts now
-CLOCK_SKEW = timedelta(minutes=5)
+#: a system whose records are stamped more than this far ahead of this host's clock is reported (run warning)
+CLOCK_AHEAD_WARN_SECONDS = 30.0
 CLOSED_STAGES = frozenset({"CLOSED", "DECEASED", "DISSOLVED", "MERGED"})
 TOMBSTONE = "tombstone"
+#: ledger reason of the writes that recover a create a run which did not finish may have applied (two-way)
+RECOVERED = "recovered a create a run that did not finish may have applied: merged with the target's current record"
 
 
 def effective_batch_size(job: JobConfig, target: Adapter) -> int:
@@ -216,6 +218,9 @@ class _Ctx:
     #: whether this process keeps the run's row up to date after each batch (a distributed worker does not: its
     #: dispatcher owns the run)
     track_progress: bool = True
+    #: two-way: party id -> (the target's record found for a create a run that did not finish journaled, that
+    #: intent's id): merged with the source like any two-way change instead of overwritten (see _guard_intents)
+    recovered: dict[str, tuple[RawRecord, int]] = field(default_factory=dict)
 
 
 class JobRunner:
@@ -292,6 +297,7 @@ class JobRunner:
                 self._propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
                 full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
                 report.status = "succeeded"
+                self._warn_clock_ahead(report)
                 self._flag_suspicious(report, previous, full_scan)
                 report.conclude(job.max_failed_ratio)
                 if report.status == "failed" and tgt.adapter.stats.consecutive_failed_calls and any(
@@ -359,6 +365,17 @@ class JobRunner:
             return next((s.system for s in sides if s.adapter.name == exc.vendor), exc.vendor or "unknown")
         return None
 
+    @staticmethod
+    def _warn_clock_ahead(report: RunReport) -> None:
+        """A run warning per system whose records were stamped ahead of this host's clock (see _reading)."""
+        for system, ahead in sorted(report.clock_ahead_seconds.items()):
+            if ahead > CLOCK_AHEAD_WARN_SECONDS:
+                report.warnings.append(
+                    f"clock skew: {system} stamps records at least {ahead:.0f} s ahead of this host's clock (or "
+                    "its configured time zone is wrong); consent is judged by the consent records themselves, but "
+                    "check both clocks (NTP): change windows, last-writer-wins conflicts and audit times compare "
+                    "these stamps")
+
     def _flag_suspicious(self, report: RunReport, previous: list[dict[str, Any]], full_scan: bool) -> None:
         last_ok = next((r for r in previous if r["status"] in (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
                         and not r["dry_run"]), None)
@@ -412,11 +429,12 @@ class JobRunner:
         # 2. what changed since the cursor, oldest first
         since = cur.since
         fields = src.mapping.vendor_fields("in") or None
-        for chunk in _batched(_reading(src, src.adapter.extract(src.object, since=since, fields=fields)),
+        for chunk in _batched(_reading(src, src.adapter.extract(src.object, since=since, fields=fields), ctx.report),
                               job.batch_size):
             self._one_way_batch(ctx, chunk, cur)
         # 3. deletions and closures
-        for chunk in _batched(_reading(src, src.adapter.extract_deleted(src.object, since=since)), job.batch_size):
+        for chunk in _batched(_reading(src, src.adapter.extract_deleted(src.object, since=since), ctx.report),
+                              job.batch_size):
             self._one_way_batch(ctx, chunk, None)
         if not cur.ordered and cur.max_seen is not None:
             with self._tx(ctx) as tx:
@@ -484,8 +502,14 @@ class JobRunner:
             finally:
                 ctx.failed_hashes = None
             self._guard_intents(tx, ctx, decisions)
+        # two-way: a create a dead run may have applied, found at the target, is merged with what the target holds
+        recovered = [d for d in decisions if d.party_id is not None and d.party_id in ctx.recovered]
+        if recovered:
+            decisions = [d for d in decisions if d.party_id is None or d.party_id not in ctx.recovered]
         if ctx.dry_run:
             self._plan(ctx, decisions)
+            if recovered:
+                self._merge_batch(ctx, [(d.party_id or "", d.raw, None) for d in recovered])
             return
         self._write(ctx, decisions)
         for d in decisions:
@@ -503,9 +527,11 @@ class JobRunner:
             if cursor is not None:
                 self._advance(tx, ctx, cursor, decisions)
             self._note_progress(tx, ctx)
+        if recovered:
+            self._merge_batch(ctx, [(d.party_id or "", d.raw, None) for d in recovered])
         self._heartbeat(ctx)
         if self.progress is not None:
-            self.progress(len(decisions))
+            self.progress(len(decisions) + len(recovered))
 
     def _prefetch(self, tx: StoreTx, ctx: _Ctx, raws: list[RawRecord], *, retry: bool) -> None:
         """What deciding a batch reads, in one query per kind for the whole batch instead of one per record:
@@ -547,8 +573,9 @@ class JobRunner:
             return d.quiet("out_of_scope")
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
-        if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose,
-                                                             at=datetime.now(UTC) + CLOCK_SKEW):
+        # the consent records' own status, capture order and withdrawal decide, never this host's clock against
+        # stamps the source's clock made (a core running ahead would otherwise refuse every fresh consent)
+        if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose):
             d.action, d.reason = Action.SKIPPED_NO_CONSENT, f"no granted consent for {ctx.job.consent_purpose}"
             return d
         self._plan_write(tx, ctx, d, party)
@@ -836,7 +863,15 @@ class JobRunner:
     # -- intents, writes, records --------------------------------------------------------------
     def _guard_intents(self, tx: StoreTx, ctx: _Ctx, decisions: list[_Decision]) -> None:
         """Where the target has no upsert: journal each write before the call, and look up by key any create that a
-        run which did not finish journaled, so that it becomes an update instead of a duplicate."""
+        run which did not finish journaled, so that it becomes an update instead of a duplicate.
+
+        Recovery never overwrites what it did not see: the record found may have been edited since the dead run
+        created it (a relationship manager's correction). In a two-way job it is the target's current state and is
+        merged with the source like any two-way change (:meth:`_merge_batch`: against what was last synced, or,
+        never synced, :func:`~crmbridge.sync.merge.merge_unseen`: fields the target owns keep its value); the earlier
+        intent stays pending until that merge commits, so a crash in between recovers the same way again. A one-way
+        job owns every field it writes (the target's copy is a projection of the source): the found record is
+        updated with it, as every later update would (docs/engine_guarantees.md)."""
         tgt = ctx.target
         if getattr(tgt.adapter, "supports_upsert", True):
             return
@@ -847,6 +882,10 @@ class JobRunner:
             if earlier is not None:
                 if d.item.external_id is None and d.item.key_field:
                     found = tgt.adapter.find(tgt.object, d.item.key_field, d.item.key)
+                    if found is not None and ctx.job.direction == "two_way":
+                        ctx.recovered[d.item.key] = (found, earlier["id"])
+                        d.item = None
+                        continue
                     if found is not None:
                         d.item = dataclasses.replace(d.item, external_id=found.external_id)
                 tx.complete_write_intent(earlier["id"], external_id=d.item.external_id, failed=True)
@@ -1079,7 +1118,7 @@ class JobRunner:
         changed_t: dict[str, RawRecord] = {}
         seen_t: list[_Decision] = []
         for page in _reading(tgt, tgt.adapter.extract(tgt.object, since=cur_t.since,
-                                                      fields=tgt.mapping.vendor_fields("in") or None)):
+                                                      fields=tgt.mapping.vendor_fields("in") or None), ctx.report):
             with self.rt.store.transaction() as tx:
                 for raw in page.records:
                     ctx.report.read += 1
@@ -1098,7 +1137,7 @@ class JobRunner:
                     else:
                         changed_t[pid] = raw
         for page in _reading(src, src.adapter.extract(src.object, since=cur_s.since,
-                                                      fields=src.mapping.vendor_fields("in") or None)):
+                                                      fields=src.mapping.vendor_fields("in") or None), ctx.report):
             for chunk in chunked(page.records, job.batch_size):
                 known, fresh = self._split_known(ctx, src, chunk)
                 if fresh:
@@ -1168,20 +1207,30 @@ class JobRunner:
         records: list[tuple[_Decision, list[Any], dict[str, Any]]] = []
         changes = self._drop_erased(ctx, changes)   # an erased party's changes: ledgered, never merged
         reads = {pid: (raw_s, raw_t) for pid, raw_s, raw_t in changes}
+        #: party id -> the intent of a recovered create (see _guard_intents), completed when its merge commits
+        recovered_intents: dict[str, int] = {}
         with self._tx(ctx) as tx:
             for pid, raw_s, raw_t in changes:
                 d = _Decision(raw_s or raw_t, party_id=pid)  # type: ignore[arg-type]
                 snap = tx.get_snapshot(pid, tgt.system, tgt.object)
-                if snap is None or snap.written_hash == TOMBSTONE:
+                found: RawRecord | None = None
+                if pid in ctx.recovered:   # a create a dead run may have applied: the target's record as it is now
+                    found, recovered_intents[pid] = ctx.recovered.pop(pid)
+                elif snap is None or snap.written_hash == TOMBSTONE:
                     # never synced, or deleted: a two-way job never resurrects a party
                     ctx.report.count("suppressed", _reads(raw_s, raw_t))
                     continue
-                base = _content(flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
-                                               row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
+                cur_t = raw_t or found
+                # what was last synced; None: never recorded as synced (a recovered create)
+                base: dict[str, Any] | None = None
+                if snap is not None and snap.written_hash != TOMBSTONE:
+                    base = _content(flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                                                   row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
                 try:
-                    s_flat = self._read_side(src, raw_s, pid, base) if raw_s else dict(base)
-                    d.origin = "target"
-                    t_flat = self._read_side(tgt, raw_t, pid, base) if raw_t else dict(base)
+                    s_flat = self._read_side(src, raw_s, pid, base or {}) if raw_s else dict(base or {})
+                    d.origin = "target" if found is None else "source"   # a recovery retries from the source
+                    under = s_flat if base is None else base   # never synced: the target's view over the source's
+                    t_flat = self._read_side(tgt, cur_t, pid, under) if cur_t else dict(under)
                     d.origin = "source"
                 except RecordError as exc:
                     # dead-letter the record that failed, under the system it came from
@@ -1189,17 +1238,20 @@ class JobRunner:
                     d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
                     records.append((d, [], {}))
                     continue
-                echo = raw_t is not None and keyed_hash(_project(t_flat, t_paths), ctx.hash_key) == snap.written_hash
-                if echo:
+                echo = (raw_t is not None and snap is not None and base is not None
+                        and keyed_hash(_project(t_flat, t_paths), ctx.hash_key) == snap.written_hash)
+                if echo and base is not None:
                     t_flat = dict(base)  # our own write coming back, whatever else the CRM's automation touched
                     d.reason = "echo of crmbridge's own write"
-                s_view = {p: v for p, v in base.items() if not s_paths(p)} | {p: v for p, v in s_flat.items()
-                                                                             if s_paths(p)}
-                t_view = {p: v for p, v in base.items() if not t_paths(p)} | {p: v for p, v in t_flat.items()
-                                                                             if t_paths(p)}
-                result = three_way_merge(base, s_view, t_view, policy,
-                                         source_modified=raw_s.modified_at if raw_s else None,
-                                         target_modified=raw_t.modified_at if raw_t else None)
+                under = s_flat if base is None else base
+                s_view = {p: v for p, v in under.items() if not s_paths(p)} | {p: v for p, v in s_flat.items()
+                                                                              if s_paths(p)}
+                t_view = {p: v for p, v in under.items() if not t_paths(p)} | {p: v for p, v in t_flat.items()
+                                                                              if t_paths(p)}
+                modified = {"source_modified": raw_s.modified_at if raw_s else None,
+                            "target_modified": cur_t.modified_at if cur_t else None}
+                result = (three_way_merge(base, s_view, t_view, policy, **modified) if base is not None
+                          else merge_unseen(s_view, t_view, policy, seen=t_paths, **modified))
                 try:   # the merged state must itself be a valid party and map to both sides
                     merged_party = parse_party({**unflatten(result.merged), "party_id": pid})
                     payload = tgt.mapping.map_out(merged_party) if result.to_target else None
@@ -1212,7 +1264,7 @@ class JobRunner:
                     continue
                 d.party, d.canonical, d.previous = merged_party, merged_party.canonical_dict(), base
                 linked = tx.xrefs_for_party(pid, tgt.system, tgt.object)
-                d.target_id = linked[0][2] if linked else None
+                d.target_id = linked[0][2] if linked else (found.external_id if found is not None else None)
                 if payload is not None:
                     d.payload_hash = keyed_hash(payload, ctx.hash_key)
                     d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id,
@@ -1259,13 +1311,15 @@ class JobRunner:
                 refused: list[tuple[_Decision, WriteResult]] = []
                 if moves["to_target"]:
                     r = outcome_t[pid]
-                    entries.append(self._outcome_entry(ctx, d, r, moves["to_target"], "to_target"))
+                    entries.append(self._outcome_entry(ctx, d, r, moves["to_target"], "to_target",
+                                                       RECOVERED if pid in recovered_intents else None))
                     ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
                     if r.status is WriteStatus.FAILED:
                         refused.append((d, r))
                 if moves["to_source"]:
                     ds, r, f = outcome_s[pid]
-                    entries.append(self._outcome_entry(ctx, ds, r, f, "to_source"))
+                    entries.append(self._outcome_entry(ctx, ds, r, f, "to_source",
+                                                       RECOVERED if pid in recovered_intents else None))
                     ok = ok and r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED)
                     if r.status is WriteStatus.FAILED:
                         refused.append((ds, r))
@@ -1299,6 +1353,10 @@ class JobRunner:
                     ctx.report.actions[quiet] += 1
                     entries.append(self._entry(ctx, _Decision(d.raw, action=quiet, party_id=pid, target_id=d.target_id),
                                                reason=d.reason or "no change to carry"))
+                if ok and pid in recovered_intents:   # the recovered create is now linked and recorded as synced
+                    if d.target_id:
+                        tx.put_xref(tgt.system, tgt.object, d.target_id, pid)
+                    tx.complete_write_intent(recovered_intents[pid], external_id=d.target_id)
                 if ok:
                     self._remember_reads(tx, ctx, pid, *reads[pid])
                     if reads[pid][0] is not None:
@@ -1326,11 +1384,11 @@ class JobRunner:
                             content_hash=keyed_hash(dict(raw_t.data), ctx.hash_key))
 
     def _outcome_entry(self, ctx: _Ctx, d: _Decision, r: WriteResult, moved: dict[str, Any],
-                       direction: Literal["to_target", "to_source"]) -> LedgerEntryIn:
+                       direction: Literal["to_target", "to_source"], note: str | None = None) -> LedgerEntryIn:
         base = d.previous or {}
         changed = {p: (base.get(p), v) for p, v in moved.items()}
         if r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED):
-            d.action, reason = Action.UPDATED, None
+            d.action, reason = Action.UPDATED, note
         elif r.status is WriteStatus.CONFLICT:
             d.action, reason = Action.CONFLICT, "stale version: the record changed since it was read"
         else:
@@ -1360,8 +1418,12 @@ def _reads(*raws: RawRecord | None) -> int:
     return sum(r is not None for r in raws)
 
 
-def _reading(side: _Side, pages: Iterator[Page]) -> Iterator[Page]:
-    """A side's pages; a change list that cannot be read after every retry means the system is down."""
+def _reading(side: _Side, pages: Iterator[Page], report: RunReport | None = None) -> Iterator[Page]:
+    """A side's pages; a change list that cannot be read after every retry means the system is down.
+
+    With ``report``, the side's clock is measured as the pages arrive: a record stamped after the instant it was
+    read was stamped by a clock running ahead of this host's by at least that much (the run reports it; nothing
+    is compensated)."""
     while True:
         try:
             page = next(pages)
@@ -1370,6 +1432,11 @@ def _reading(side: _Side, pages: Iterator[Page]) -> Iterator[Page]:
         except RetryableError as exc:
             raise SystemUnavailableError(f"reading {side.object} changes failed after every retry: {exc}",
                                          system=side.system) from exc
+        if report is not None:
+            now = datetime.now(UTC)
+            stamps = [r.modified_at for r in page.records if r.modified_at is not None]
+            if stamps:
+                report.note_clock_ahead(side.system, (max(stamps) - now).total_seconds())
         yield page
 
 

@@ -16,7 +16,7 @@ per field, last writer wins within a clock tolerance, or the manual review queue
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -27,6 +27,7 @@ __all__ = [
     "MergeResult",
     "diff",
     "flatten",
+    "merge_unseen",
     "three_way_merge",
     "unflatten",
 ]
@@ -228,6 +229,75 @@ def three_way_merge(
                 "clock_tolerance" if policy.type == "last_writer_wins" else "both_changed")
             result.conflicts.append(FieldConflict(path, _v(b), _v(s), _v(t), reason))
             _put(result.merged, path, b)
+    return result
+
+
+def merge_unseen(
+    source: Mapping[str, Any],
+    target: Mapping[str, Any],
+    policy: ConflictPolicy,
+    *,
+    seen: Callable[[str], bool],
+    source_modified: datetime | None = None,
+    target_modified: datetime | None = None,
+) -> MergeResult:
+    """Merge a source record with a target record crmbridge never recorded as synced (no base): the recovery of a
+    create that a run which did not finish may have applied, the target's record found by its key.
+
+    Nothing is known of what the target held before, so a value the target shows (``seen``: the paths the job
+    reads from the target) is never overwritten just because the source has another one:
+
+    * a path the target does not show: the source's value (written as a create would have written it);
+    * both agree: nothing to settle;
+    * a path the target owns (``policy.owner_of``): the target's value stays and flows to the source;
+    * any other path the target holds differently: the job's policy settles it as a field changed on both sides
+      (the owner wins under ``source_of_truth``, the later writer under ``last_writer_wins``, else a conflict for
+      review that leaves the target's value in place); a value only the target holds, for a field the source
+      owns, is a proposal for review under ``protect_owned``, as in :func:`three_way_merge`.
+
+    ``to_target`` lists every path the target is to be written with (those it does not show included: the write
+    that follows is the create's full projection, minus what the target keeps).
+    """
+    result = MergeResult(merged={})
+    for path in sorted(source.keys() | target.keys()):
+        s = _or_missing(source.get(path))
+        if not seen(path):
+            _put(result.merged, path, s)
+            if s is not _MISSING:
+                result.to_target[path] = _v(s)
+            continue
+        t = _or_missing(target.get(path))
+        owner = policy.owner_of(path)
+        if s == t:
+            _put(result.merged, path, s)
+            continue
+        if t is _MISSING:   # the target shows nothing there: nothing of its own to keep
+            _put(result.merged, path, s)
+            result.to_target[path] = _v(s)
+            continue
+        if owner == "target":
+            _put(result.merged, path, t)
+            result.to_source[path] = _v(t)
+            continue
+        if s is _MISSING:
+            if policy.protect_owned and policy.type == "source_of_truth" and owner == "source":
+                result.conflicts.append(FieldConflict(path, None, None, _v(t), "not_owner"))
+            else:
+                result.to_source[path] = _v(t)
+            _put(result.merged, path, t)
+            continue
+        winner = _settle(policy, owner, source_modified, target_modified)
+        if winner == "source":
+            _put(result.merged, path, s)
+            result.to_target[path] = _v(s)
+        elif winner == "target":
+            _put(result.merged, path, t)
+            result.to_source[path] = _v(t)
+        else:
+            reason: Literal["both_changed", "clock_tolerance"] = (
+                "clock_tolerance" if policy.type == "last_writer_wins" else "both_changed")
+            result.conflicts.append(FieldConflict(path, None, _v(s), _v(t), reason))
+            _put(result.merged, path, t)   # the target keeps what it holds until a reviewer decides
     return result
 
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from crmbridge.canonical.mapping import parse_path, path_get
 from crmbridge.core.errors import RecordError
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.engine import CLOCK_SKEW, keyed_hash
+from crmbridge.sync.engine import keyed_hash
 
 #: ``not_pushed`` reason of an erased party's source records (suppressed on purpose, docs/erasure.md)
 ERASED = "erased (PIPL Art. 47)"
@@ -98,8 +97,7 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                     continue
                 if tmap.fixed_party_type and str(party.party_type) != tmap.fixed_party_type:
                     continue  # not this job's kind of party
-                if job.consent_purpose and not party.has_consent(job.consent_purpose,
-                                                                 at=datetime.now(UTC) + CLOCK_SKEW):
+                if job.consent_purpose and not party.has_consent(job.consent_purpose):
                     report.not_pushed["no consent"] = report.not_pushed.get("no consent", 0) + 1
                     continue
                 if pid is None:

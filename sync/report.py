@@ -84,6 +84,15 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     plan: list[PlannedChange] = field(default_factory=list)
     planned_write_calls: int = 0
+    #: system -> how far ahead of this host's clock its records were seen stamped in this run, in seconds (the
+    #: newest modified stamp of a page minus the instant the page was read: a lower bound, only a clock running
+    #: ahead shows); absent: none seen ahead. Measured and reported, never compensated.
+    clock_ahead_seconds: dict[str, float] = field(default_factory=dict)
+
+    def note_clock_ahead(self, system: str, seconds: float) -> None:
+        """Record that ``system`` stamped a record ``seconds`` after the instant it was read (if positive)."""
+        if seconds > 0:
+            self.clock_ahead_seconds[system] = round(max(seconds, self.clock_ahead_seconds.get(system, 0.0)), 3)
 
     @property
     def failed(self) -> bool:
@@ -140,6 +149,8 @@ class RunReport:
             out["refusals"] = dict(self.refusals.most_common(20))
         if self.unreachable:
             out["unreachable"] = self.unreachable
+        if self.clock_ahead_seconds:
+            out["clock_ahead_seconds"] = dict(self.clock_ahead_seconds)
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -149,7 +160,8 @@ class RunReport:
                 "out_of_scope": self.out_of_scope, "actions": dict(self.actions),
                 "api_calls": self.api_calls,
                 "retries": self.retries, "throttled": self.throttled, "credits_remaining": self.credits_remaining,
-                "duration_seconds": round(self.duration_seconds, 3), "error": self.error, "warnings": self.warnings}
+                "duration_seconds": round(self.duration_seconds, 3), "error": self.error, "warnings": self.warnings,
+                "clock_ahead_seconds": dict(self.clock_ahead_seconds)}
 
 
 _STATUS_STYLE = {"succeeded": "green", "partial": "bold yellow", "failed": "bold red", "suspicious": "yellow",

@@ -38,6 +38,10 @@ a client could wrongly make of a real core:
   ``empty502``, ``html429``, ``empty200``, ``truncated200``, ``html200``); ``sim.queue_gateway(KIND, times)`` for
   tests.
 - ``max_page_size=N`` (default 1000): larger PAGE_SIZE values are refused (``ST-REQ-001``).
+- ``clock_offset_seconds=S`` (default 0): the core's clock runs S seconds ahead of the host's (negative: behind).
+  Modifications are stamped by that clock and the WS-Security ``Created`` check judges by it (a PasswordDigest
+  more than 300 s off the core's clock is ``wsse:MessageExpired``, as a real service refuses it). Settable while
+  running: ``sim.clock_offset_seconds = 600``.
 
 The change list takes an optional ``UNTIL`` (inclusive upper bound) and reports ``Page-Info/AS_OF``, the newest
 stamp its answer covers.
@@ -454,13 +458,16 @@ class _SoapSimulator(Simulator):
     def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  since_boundary: str | None = None, same_second: int | None = None,
                  edits_during_read: int | None = None, gateway: str | None = None,
-                 gateway_every: int | None = None, max_page_size: int | None = None) -> None:
+                 gateway_every: int | None = None, max_page_size: int | None = None,
+                 clock_offset_seconds: float | None = None) -> None:
         super().__init__(knobs, host=host, port=port)
         k = self.knobs
         x = k.extra
         self.username: str = str(x.get("username", "CRMBRIDGE"))
         self.password: str = str(x.get("password", "sim-password"))
-        self.store = CustomerStore(k.records, k.seed, k.bad_fraction,
+        #: how far the core's clock runs ahead of the host's (see the module docstring)
+        self.clock_offset_seconds = float(_mode(clock_offset_seconds, x, "clock_offset_seconds", 0))
+        self.store = CustomerStore(k.records, k.seed, k.bad_fraction, clock=self._core_clock,
                                    since_boundary=str(_mode(since_boundary, x, "since_boundary", "inclusive")),
                                    same_second=int(_mode(same_second, x, "same_second", 0)))
         self.response_encoding = "UTF-8"
@@ -476,6 +483,13 @@ class _SoapSimulator(Simulator):
         self.gateway: str | None = None if kind is None else str(kind)
         self.gateway_every = max(1, int(_mode(gateway_every, x, "gateway_every", 3)))
         self._posts = 0
+
+    def core_now(self, tz: Any = CORE_TZ) -> datetime:
+        """The core's clock (the host's plus ``clock_offset_seconds``), aware, in ``tz``."""
+        return datetime.now(tz) + timedelta(seconds=self.clock_offset_seconds)
+
+    def _core_clock(self) -> datetime:
+        return self.core_now().replace(tzinfo=None, microsecond=0)
 
     # ---------------------------------------------------------------- test hooks
     def queue_raw(self, body: bytes | str, *, status: int = 200,
@@ -508,6 +522,8 @@ class _SoapSimulator(Simulator):
             modes.append(f"edits_during_read={self.edits_during_read}")
         if self.gateway:
             modes.append(f"gateway={self.gateway} every {self.gateway_every} calls")
+        if self.clock_offset_seconds:
+            modes.append(f"clock_offset_seconds={self.clock_offset_seconds:+g}")
         return [f"{self.vendor} simulator: {self.store.n} customers (seed {self.knobs.seed}); {', '.join(modes)}",
                 f"WSDL      {self.wsdl_url}",
                 f"endpoint  {self.endpoint}",
@@ -625,7 +641,7 @@ class _SoapSimulator(Simulator):
                 when = datetime.fromisoformat(created.replace("Z", "+00:00"))
             except ValueError as exc:
                 raise SoapFault("wsse:InvalidSecurityToken", "Malformed Created timestamp") from exc
-            if when.tzinfo is not None and abs((datetime.now(when.tzinfo) - when).total_seconds()) > 300:
+            if when.tzinfo is not None and abs((self.core_now(when.tzinfo) - when).total_seconds()) > 300:
                 raise SoapFault("wsse:MessageExpired", "The message has expired")
         elif (pwd_el.text or "") != self.password:
             raise SoapFault("wsse:FailedAuthentication", "The security token could not be authenticated")

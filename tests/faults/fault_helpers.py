@@ -7,7 +7,9 @@ The invariants every fault test ends on (issue 9):
 * no record is lost: every bad record is a dead letter, every other one has a committed outcome;
 * the ledger verifies (hash chain and signed checkpoints);
 * the cursor is not ahead of the work done: every source record at or before the stored watermark has a committed
-  outcome (a ledger entry, a dead letter, or, for records out of the job's scope, its cross-reference).
+  outcome (a ledger entry, a dead letter, or, for records out of the job's scope, its cross-reference);
+* with the relationship-manager workload (:class:`RmEdits`, two-way job): no RM edit is lost, in Fxiaoke or in
+  core banking.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crmbridge.adapters.base import WriteItem
 from crmbridge.adapters.corebank_soap.simulator import CORE_TZ, CustomerStore
 from crmbridge.canonical.synthetic import customer_at
 from crmbridge.sync.bootstrap import Runtime
@@ -129,8 +133,17 @@ def read_state(rt: Runtime, job: str) -> StateView:
     return StateView(cursor, committed, letters, party_of, custno_of, target_xref, pending, verdict.ok, detail)
 
 
+def refresh_modified(env: DemoEnvironment, t: Truth) -> None:
+    """Customers' modified times as the core holds them now (a two-way job's write-backs restamp them)."""
+    for no in t.modified:
+        rec = env.core.store.get(no)
+        if rec is not None:
+            t.modified[no] = datetime.fromisoformat(rec["stamp"]).replace(tzinfo=CORE_TZ).astimezone(UTC)
+
+
 def check_progress(env: DemoEnvironment, rt: Runtime, job: str, t: Truth) -> StateView:
     """Invariants that hold at every instant, in particular right after a kill."""
+    refresh_modified(env, t)
     st = read_state(rt, job)
     assert st.ledger_ok, f"ledger does not verify: {st.ledger_detail}"
     keys = [k for _, k in target_keys(env, job)]
@@ -220,9 +233,11 @@ def run_command(env: DemoEnvironment, job: str) -> list[str]:
 
 
 def kill_loop(env: DemoEnvironment, rt: Runtime, job: str, t: Truth, *, kills: int, seed: int,
-              delay: tuple[float, float], max_writes: int, log_dir: Path, max_seconds: float = 480.0) -> KillStats:
+              delay: tuple[float, float], max_writes: int, log_dir: Path, max_seconds: float = 480.0,
+              between_runs: Callable[[], None] | None = None) -> KillStats:
     """Start the run as a subprocess, SIGKILL it after a random delay, check the invariants, repeat ``kills``
-    times (or until a run completes its work before being killed), then run it to completion."""
+    times (or until a run completes its work before being killed), then run it to completion. ``between_runs``
+    is called after each kill, before the next run starts (e.g. :class:`RmEdits`)."""
     rng = random.Random(seed)
     stats = KillStats(seed)
     started = time.monotonic()
@@ -258,6 +273,8 @@ def kill_loop(env: DemoEnvironment, rt: Runtime, job: str, t: Truth, *, kills: i
             stats.progress.append(len(st.committed | set(st.letters)))
         except AssertionError as exc:
             raise AssertionError(f"after kill {stats.kills} ({stats.line()}): {exc}") from exc
+        if between_runs is not None:
+            between_runs()
     out = log_dir / "final.out"
     with out.open("wb") as fh:
         p = subprocess.run(run_command(env, job), stdout=fh, stderr=subprocess.STDOUT, env=env_vars, cwd=REPO,
@@ -279,3 +296,57 @@ def call_error(results: list[Any]) -> list[Any]:
     if causes and len(causes) == len(results):
         raise causes[0]
     return results
+
+
+# ============================================================================== relationship managers at work
+@dataclass
+class RmEdits:
+    """Relationship managers correcting customers' e-mails in Fxiaoke (a field the CRM owns) between the runs of
+    the two-way job, through Fxiaoke's API (issue 14): after each kill, every account a dead run created without
+    recording it (the case that lost edits), then recorded accounts, ``per_kill`` edits in all. An edit is lost
+    if, once the job has settled, Fxiaoke or core banking does not hold the RM's latest value."""
+
+    env: DemoEnvironment
+    rt: Runtime
+    seed: int
+    per_kill: int = 4
+    job: str = "core_fxiaoke"
+    made: dict[str, tuple[str, str]] = field(default_factory=dict)   # party id -> (Fxiaoke id, latest e-mail)
+    edits: int = 0
+    unrecorded: int = 0          # edits of accounts a dead run created and did not record
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def __call__(self) -> None:
+        st = read_state(self.rt, self.job)
+        people = [a for a in self.env.fxiaoke.records("AccountObj") if a.get("party_type__c") == "INDIVIDUAL"]
+        fresh = [a for a in people if a["_id"] not in st.target_xref]
+        known = [a for a in people if a["_id"] in st.target_xref]
+        picks = self.rng.sample(fresh, min(len(fresh), self.per_kill - 1))
+        picks += self.rng.sample(known, min(len(known), self.per_kill - len(picks)))
+        adapter = self.rt.adapter("fxiaoke")
+        for a in picks:
+            self.edits += 1
+            email = f"rm.{self.edits}@example.com"
+            (res,) = adapter.write("AccountObj", [WriteItem(key="rm", payload={"email": email},
+                                                            external_id=a["_id"])])
+            assert res.status.value == "updated", f"the RM's edit was refused: {res.error}"
+            self.made[a["party_id__c"]] = (a["_id"], email)
+            self.unrecorded += a in fresh
+
+    def lost(self) -> list[str]:
+        """Party ids whose RM e-mail is not what Fxiaoke (one account) and core banking hold."""
+        st = read_state(self.rt, self.job)
+        out = []
+        accounts = Counter(a.get("party_id__c") for a in self.env.fxiaoke.records("AccountObj"))
+        by_id = {a["_id"]: a for a in self.env.fxiaoke.records("AccountObj")}
+        for pid, (fx_id, email) in sorted(self.made.items()):
+            core = [self.env.core.store.get(no) or {} for no in st.custno_of.get(pid, [])]
+            if (accounts[pid] != 1 or by_id.get(fx_id, {}).get("email") != email
+                    or [c.get("email") for c in core] != [email]):
+                out.append(pid)
+        return out
+
+    def line(self) -> str:
+        return f"rm_edits={self.edits} of_unrecorded_accounts={self.unrecorded} parties={len(self.made)}"

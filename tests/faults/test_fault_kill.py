@@ -5,20 +5,27 @@ there that should not be, the ledger verifies, the cursor not ahead of the commi
 completed run, nothing is missing either. Both jobs: core_to_zoho (Zoho upserts by Party_ID) and core_fxiaoke
 (two-way; Fxiaoke has no upsert, so the write-intent journal and the lookup by party_id__c prevent duplicates).
 The RNG seed is in every failure message (``seed=``); set CRMBRIDGE_FAULT_SEED to replay one.
+
+The relationship-manager workload (issue 14): between the kills of the two-way job, RMs correct e-mails in Fxiaoke
+(a CRM-owned field), above all on accounts a killed run created without recording them; once the job settles,
+every RM's latest value must be in Fxiaoke and in core banking: edits lost must be 0.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
 import yaml
-from fault_helpers import check_final, kill_loop, truth
+from fault_helpers import RmEdits, check_final, kill_loop, truth
 
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.sync.engine import run_job
+from crmbridge.sync.report import COMPLETED
 
 pytestmark = pytest.mark.slow
 
@@ -63,5 +70,42 @@ def test_killed_runs_resume_without_loss_or_duplicates(
             assert stats.kills >= kills // 2, f"too few kills landed inside the work ({stats.line()})"
             landed = {n for n in stats.progress if n}
             assert len(landed) >= 2, f"the kills did not land across the work ({stats.line()})"
+        finally:
+            rt.close()
+
+
+# Fxiaoke grants a corpAccessToken 10 times a minute and each run process takes its own (issue 14, item 6): the
+# kills, the final run and this process's RM adapter stay within it
+RM_CASES = [
+    pytest.param("sqlite", 300, 7, id="rm-edits-sqlite"),
+    pytest.param("postgresql", 200, 7, id="rm-edits-postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.mark.parametrize(("backend", "customers", "kills"), RM_CASES)
+def test_killed_two_way_runs_lose_no_rm_edit(tmp_path: Path, request: pytest.FixtureRequest, backend: str,
+                                            customers: int, kills: int) -> None:
+    job = "core_fxiaoke"
+    seed = int(os.environ.get("CRMBRIDGE_FAULT_SEED", "0")) or zlib.crc32(f"rm/{backend}".encode()) % 100_000
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    t = truth(customers, DATA_SEED, BAD, job)
+    with DemoEnvironment(tmp_path / "demo", customers=customers, bad_fraction=BAD, seed=DATA_SEED,
+                         state_url=url) as env:
+        cfg = yaml.safe_load(env.config_path.read_text())
+        cfg["jobs"][job]["batch_size"] = 25
+        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        env.fxiaoke.knobs.latency_ms = 25
+        rt = bootstrap(env.config_path)
+        try:
+            rm = RmEdits(env, rt, seed)
+            stats = kill_loop(env, rt, job, t, kills=kills, seed=seed, delay=(0.0, 0.6), max_writes=30,
+                              log_dir=tmp_path / "runs", between_runs=rm)
+            settle = run_job(rt, job)   # the final run's write-backs to the core come back once, as echoes
+            assert settle.status in COMPLETED, settle.error
+            lost = rm.lost()
+            print(f"[fault] {job} rm: {stats.line()} {rm.line()} rm_edits_lost={len(lost)}", file=sys.stderr)
+            assert rm.edits >= kills and rm.unrecorded >= 1, f"the workload did not reach its case ({rm.line()})"
+            assert not lost, f"{len(lost)} RM edits lost ({rm.line()}; {stats.line()})"
+            check_final(env, rt, job, t)
         finally:
             rt.close()
