@@ -115,6 +115,14 @@ class BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML lets a constructor's own ValueError out (a timestamp 2026-13-45, a huge exponent): locate it
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value ({exc})",
+                                                    node.start_mark) from None
+
     def compose_document(self) -> Any:
         self.anchors = _OpenAnchors(self)
         return super().compose_document()
