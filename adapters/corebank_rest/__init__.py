@@ -1006,16 +1006,17 @@ _INTEGER = re.compile(r"[+-]?\d{1,18}")
 
 def _version_problem(v: Any, *, etag: bool) -> str | None:
     """Why ``v`` cannot be a record's version, or None. A version is an integer (a JSON number or a string of
-    digits); a service that sends it as an ``If-Match`` header (``version_in: header``) may use any ETag text."""
+    digits, below 10^18); a service that sends it as an ``If-Match`` header (``version_in: header``) may use any
+    ETag text of at most 64 printable characters (what the state database keeps)."""
     if v is None:
         return None
     if isinstance(v, bool) or isinstance(v, float | dict | list):
         return f"is a JSON {_json_type(v)}, not an integer"
-    if isinstance(v, int):
-        return None
+    if isinstance(v, int):   # the state database keeps a version in 64 characters
+        return None if -10**18 < v < 10**18 else f"is an integer of {len(str(abs(v)))} digits, too large"
     text = str(v)
     if etag:
-        if not text.strip() or len(text) > 256 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        if not text.strip() or len(text) > 64 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
             return f"is not a usable ETag (a {len(text)}-character value)"
         return None
     if not _INTEGER.fullmatch(text.strip()):

@@ -40,6 +40,14 @@ def test_hostile_yaml_is_refused_with_file_and_line(tmp_path: Path, text: str, l
     assert f"{path}:{line}:" in str(info.value) and words in str(info.value), str(info.value)
 
 
+def test_a_value_its_yaml_type_cannot_hold_is_a_located_error(tmp_path: Path) -> None:
+    path = tmp_path / "crmbridge.yaml"
+    path.write_text("state:\n  url: sqlite:///x.db\nlogging:\n  since: 2026-13-45\n")
+    with pytest.raises(ConfigurationError) as info:   # was a bare ValueError out of PyYAML's constructor
+        load_config(path)
+    assert f"{path}:4:" in str(info.value) and "month must be in 1..12" in str(info.value), str(info.value)
+
+
 def test_a_config_larger_than_the_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "crmbridge.yaml"
     path.write_text("# " + "x" * (2 << 20) + "\n")

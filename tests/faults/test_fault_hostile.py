@@ -223,7 +223,7 @@ def test_a_run_dead_letters_a_record_whose_modno_is_not_an_integer(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("value", "ok"), [(7, True), ("12", True), ("abc", False), (1.5, False), (True, False),
-                                           ({"v": 1}, False), ([1], False), ("", False)])
+                                           ({"v": 1}, False), ([1], False), ("", False), (10**400, False)])
 def test_a_rest_core_version_that_is_not_an_integer_is_a_record_error(vendors: dict[str, Any], value: Any,
                                                                       ok: bool) -> None:
     row = {"id": 1, "version": value, "displayName": "x"}
