@@ -155,6 +155,27 @@ def test_a_deeply_nested_json_reply_is_a_bad_response_naming_the_call(vendors: d
     assert "/" in (info.value.where or ""), info.value.where   # the call (method and path) is named
 
 
+def test_a_run_whose_crm_answers_deep_json_ends_and_is_not_left_running(tmp_path: Path, raw_server: str) -> None:
+    """The review's run: Zoho answering JSON nested 100,000 deep died with RecursionError, the run left `running`."""
+    from crmbridge.sync.engine import run_job
+
+    _Raw.body, _Raw.status = b'{"data":' + _deep(100_000, "{") + b"}", 200
+    with DemoEnvironment(tmp_path / "demo", customers=5, seed=7) as env:
+        cfg = yaml.safe_load(env.config_path.read_text())
+        cfg["systems"]["zoho_cn"].update(accounts_url=raw_server, api_domain=raw_server)
+        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        rt = bootstrap(env.config_path)
+        try:
+            report = run_job(rt, "core_to_zoho")
+            assert report.status in ("failed", "partial"), report.status
+            assert "deeper than 100 levels" in (report.error or "") or report.outcomes.get("dead_lettered"), report
+            with rt.store.transaction() as tx:
+                runs = tx.list_runs("core_to_zoho")
+            assert runs and all(r["status"] != "running" for r in runs), runs
+        finally:
+            rt.close()
+
+
 # ============================================================================== behaviour: versions
 def _bad_modno_env(tmp_path: Path, value: str) -> tuple[DemoEnvironment, str]:
     env = DemoEnvironment(tmp_path / "demo", customers=6, seed=5)
