@@ -74,6 +74,9 @@ class RawRecord:
         modified_at: last modification, timezone-aware UTC (``None`` if the vendor does not say).
         version: the vendor's record version (FLEXCUBE MODNO, T24 CURR.NO), for optimistic concurrency.
         deleted: a tombstone (deleted, invalidated or closed record).
+        error: the record cannot be used as read (e.g. a version field that is not an integer): the engine
+            dead-letters it with this error instead of syncing it (a record without its version would lose the
+            stale-version check of later write-backs).
     """
 
     object: str
@@ -82,6 +85,7 @@ class RawRecord:
     modified_at: datetime | None = None
     version: str | None = None
     deleted: bool = False
+    error: RecordError | None = None
 
 
 @dataclass(frozen=True, slots=True)

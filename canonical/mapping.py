@@ -60,6 +60,7 @@ from crmbridge.canonical.transforms import (
     transform_names,
 )
 from crmbridge.core.errors import MappingError, ValidationError
+from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
 
 if TYPE_CHECKING:
     from crmbridge.adapters.base import FieldInfo
@@ -1506,11 +1507,21 @@ def _keypath(path: Sequence[str | int]) -> str:
     return out
 
 
+def _refusal(file: str, exc: YamlLimitError) -> MappingProblem:
+    mark = exc.problem_mark
+    return MappingProblem(file, mark.line + 1 if mark else None, "", str(exc.problem))
+
+
 def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[str | int, ...], int], list[MappingProblem]]:
     lines: dict[tuple[str | int, ...], int] = {}
     problems: list[MappingProblem] = []
     try:
-        loader = yaml.SafeLoader(text)   # the reader checks the characters here (a NUL byte is refused)
+        # bounded: no alias bombs, no deep nesting, no huge documents (core/safeyaml.py); the reader checks the
+        # characters here (a NUL byte is refused)
+        loader = BoundedLoader(text)
+    except YamlLimitError as exc:
+        problems.append(_refusal(file, exc))
+        return None, lines, problems
     except yaml.YAMLError as exc:
         problems.append(MappingProblem(file, None, "", f"YAML error: {exc}"))
         return None, lines, problems
@@ -1539,6 +1550,9 @@ def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[str | int, ...], i
     try:
         node = loader.get_single_node()
         data = walk(node, ()) if node is not None else None
+    except YamlLimitError as exc:
+        problems.append(_refusal(file, exc))
+        return None, lines, problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = f"YAML syntax error: {exc.problem or exc.context}"
@@ -2080,9 +2094,11 @@ def check_mapping_file(path: str | FsPath, *, display: str | None = None
     p = FsPath(path)
     file = display or str(path)
     try:
-        raw = p.read_bytes()
+        raw = read_bounded(p)
     except OSError as exc:
         return None, [MappingProblem(file, None, "", f"cannot read the file: {exc.strerror or exc}")]
+    if (too_big := size_problem(len(raw))) is not None:
+        return None, [MappingProblem(file, None, "", too_big)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -21,11 +21,10 @@ from sqlalchemy.engine import Connection, Engine
 from crmbridge.core.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.crypto import FieldCipher, generate_master_key, load_key_provider
-from crmbridge.sync.db import make_engine
 from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner, generate_signing_key
 from crmbridge.sync.migrate import upgrade
 from crmbridge.sync.protect import reencrypt
-from crmbridge.sync.store import open_private
+from crmbridge.sync.store import open_engine, open_private
 
 __all__ = ["ConfigOption", "SecurityContext", "UrlOption", "register"]
 
@@ -74,7 +73,8 @@ class SecurityContext:
         return path if path.is_absolute() else self.config.base_dir / path
 
     def engine(self) -> Engine:
-        return make_engine(self.url)
+        # connected once: an unreachable state database is one clear error naming host and port (exit 4)
+        return open_engine(self.url)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

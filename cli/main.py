@@ -17,7 +17,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, LeaseHeldError, RecordError
+from crmbridge.core.errors import (
+    AdapterError,
+    ConfigurationError,
+    CrmBridgeError,
+    LeaseHeldError,
+    RecordError,
+    SystemUnavailableError,
+)
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
@@ -79,7 +86,7 @@ def exit_code_for(exc: BaseException) -> int:
         return 2
     if isinstance(exc, RecordError):
         return 3
-    if isinstance(exc, AdapterError):
+    if isinstance(exc, AdapterError | SystemUnavailableError):   # a system (or the state database) unreachable
         return 4
     return 1
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from crmbridge.adapters._json import loads
 from crmbridge.canonical.c3 import mapping_c3_fields, refuse_c3
 from crmbridge.canonical.mapping import (
     MappingProblem,
@@ -32,7 +33,7 @@ from crmbridge.canonical.mapping import (
     validate_against,
 )
 from crmbridge.canonical.masking import mask
-from crmbridge.core.errors import ForbiddenDataError, ValidationError
+from crmbridge.core.errors import BadResponseError, ForbiddenDataError, ValidationError
 
 __all__ = ["register"]
 
@@ -168,8 +169,9 @@ def preview(
     """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
     mapping = load_mapping(file)
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        # nesting bounded: a crafted file is an error, never a RecursionError
+        data = loads(record.read_text(encoding="utf-8"), vendor="record file", where=str(record))
+    except (OSError, ValueError, BadResponseError) as exc:
         typer.echo(f"error: cannot read {record}: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     console = Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)

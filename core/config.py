@@ -48,6 +48,7 @@ from crmbridge.adapters.base import AdapterConfig
 from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
 from crmbridge.core.secrets import SecretRef, is_secret_reference, resolve_secret
 
 __all__ = [
@@ -381,8 +382,9 @@ class CrmBridgeConfig(_Model):
 
 
 # ============================================================================================ YAML + marks
-class _MarkingLoader(yaml.SafeLoader):
-    """A SafeLoader; :func:`_load_yaml` walks its node tree to record each key path's line."""
+class _MarkingLoader(BoundedLoader):
+    """A bounded SafeLoader (no alias bombs, no deep nesting: core/safeyaml.py); :func:`_load_yaml` walks its node
+    tree to record each key path's line."""
 
 
 def _record_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
@@ -406,10 +408,20 @@ def _record_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple
             _record_lines(item, loc + (i,), lines, problems)
 
 
+def _yaml_refusal(name: str, exc: YamlLimitError) -> str:
+    mark = exc.problem_mark
+    return f"{name}{f':{mark.line + 1}:{mark.column + 1}' if mark else ''}: {exc.problem}"
+
+
 def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
-    """Parse YAML, recording line numbers in ``source``; returns (data, error lines)."""
+    """Parse YAML, recording line numbers in ``source``; returns (data, error lines).
+
+    The document is bounded (size, nesting, aliases: core/safeyaml.py); a refusal is an error line naming the
+    file, line and column."""
     try:
         loader = _MarkingLoader(text)   # the reader checks the characters here (a NUL byte is refused)
+    except YamlLimitError as exc:
+        return None, [_yaml_refusal(source.name, exc)]
     except yaml.YAMLError as exc:
         return None, [f"{source.name}: YAML error: {exc}"]
     try:
@@ -420,6 +432,8 @@ def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
         _record_lines(node, (), source.lines, problems)
         source.lines[()] = node.start_mark.line + 1
         data = loader.construct_document(node)
+    except YamlLimitError as exc:
+        return None, [_yaml_refusal(source.name, exc)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -519,11 +533,17 @@ def load_config(path: str | Path | None = None) -> CrmBridgeConfig:
     p = Path(path) if path is not None else default_config_path()
     source = _Source(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = read_bounded(p)
     except FileNotFoundError:
         raise ConfigurationError(f"configuration file {p} not found (use --config FILE or set {CONFIG_ENV})") \
             from None
     except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read configuration file {p}: {exc}") from None
+    if (too_big := size_problem(len(raw))) is not None:
+        raise ConfigurationError(f"{p}: {too_big}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigurationError(f"cannot read configuration file {p}: {exc}") from None
     data, errors = _load_yaml(text, source)
     if errors and data is None:
@@ -657,7 +677,14 @@ def _mapping_mismatch(path: Path, adapter: Any, obj: str) -> str | None:
     Only the header is compared; ``crmbridge mapping validate`` checks the rest of the file.
     """
     try:
-        head = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_bounded(path)
+        if size_problem(len(raw)) is not None:
+            return None                  # reported by the mapping loader
+        loader = BoundedLoader(raw.decode("utf-8"))
+        try:
+            head = loader.get_single_data()
+        finally:
+            loader.dispose()
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None                      # reported by the mapping loader, with its own line numbers
     if not isinstance(head, Mapping):

@@ -8,21 +8,23 @@ database) and may inject an HTTP session factory or a clock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from crmbridge.adapters.base import Adapter
 from crmbridge.adapters.registry import adapter_class
 from crmbridge.canonical.mapping import Mapping, load_mapping
 from crmbridge.core.config import CrmBridgeConfig, load_config
-from crmbridge.core.errors import ConfigurationError
+from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
 from crmbridge.sync.blindindex import BlindIndexer
 from crmbridge.sync.crypto import FieldCipher, load_key_provider
 from crmbridge.sync.ledger import LedgerSigner
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.store import StateStore, unreachable
 
 __all__ = ["Runtime", "bootstrap"]
 
@@ -77,6 +79,22 @@ class Runtime:
 
 
 
+@contextmanager
+def _state_database(url: str) -> Iterator[None]:
+    """Opening the state database: a server that cannot be reached (refused, unknown host, timed out, password
+    refused) is one clear error naming where it was looked for (host and port, never the password), not
+    ``internal error: OperationalError``."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, DisconnectionError) as exc:
+        raise unreachable(url, exc) from None
+    except FatalSyncError as exc:      # the store's own translation of the same failure
+        cause = exc.__cause__
+        if isinstance(exc, SystemUnavailableError) or not isinstance(cause, Exception):
+            raise
+        raise unreachable(url, cause) from None
+
+
 def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
               session_factory: Callable[[], requests.Session] | None = None,
               migrate: bool = True) -> Runtime:
@@ -88,16 +106,17 @@ def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
         migrate: bring the state database schema up to date first (``crmbridge db upgrade``).
     """
     cfg = config if isinstance(config, CrmBridgeConfig) else load_config(config)
-    if migrate:
-        from crmbridge.sync.migrate import upgrade
+    store = StateStore.from_url(cfg.state.url)   # a URL no driver serves: a ConfigurationError
+    with _state_database(cfg.state.url):
+        if migrate:
+            from crmbridge.sync.migrate import upgrade
 
-        upgrade(cfg.state.url)
-    store = StateStore.from_url(cfg.state.url)
+            upgrade(store.engine)
     algorithm = _ALGORITHMS[cfg.keys.algorithm]
     provider = load_key_provider(cfg.keys.master_key, provider=cfg.keys.provider, algorithm=algorithm,
                                  base_dir=cfg.base_dir)
     cipher = FieldCipher(provider, algorithm=algorithm)
-    with store.transaction() as tx:
+    with _state_database(cfg.state.url), store.transaction() as tx:
         cipher.init(tx.connection)
     signer = (LedgerSigner.load(cfg.keys.signing_key, base_dir=cfg.base_dir, where="keys.signing_key")
               if cfg.keys.signing_key else None)

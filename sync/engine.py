@@ -557,6 +557,9 @@ class JobRunner:
             return d.quiet("unchanged")   # read again at the watermark, handled before
         if not retry and self._failed_as_is(tx, ctx, raw, d.raw_hash):
             return d.quiet("deferred")    # failed before exactly as it is now: the dead-letter schedule retries it
+        if raw.error is not None:         # unusable as read (e.g. a version that is not an integer)
+            d.action, d.error, d.stage = Action.FAILED, raw.error, "read"
+            return d
         d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
         if d.party_id is not None and not raw.deleted:
             snap = tx.get_snapshot(d.party_id, src.system, _read_key(src.object, ctx.name))
@@ -1168,7 +1171,8 @@ class JobRunner:
                     fresh.append(raw)   # an erased party's: the shared decide step records it suppressed-erased
                     continue
                 pid = tx.get_xref(side.system, side.object, raw.external_id)
-                if pid is None or not tx.xrefs_for_party(pid, ctx.target.system, ctx.target.object):
+                if raw.error is not None or pid is None or not tx.xrefs_for_party(pid, ctx.target.system,
+                                                                                  ctx.target.object):
                     fresh.append(raw)
                     continue
                 seen = tx.get_snapshot(pid, side.system, _read_key(side.object, ctx.name))

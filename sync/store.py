@@ -72,11 +72,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from crmbridge.core.errors import FatalSyncError
+from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
 from crmbridge.sync.db import Base, chunked, make_engine
 
 __all__ = [
@@ -950,6 +957,59 @@ class StoreTx:
 
 
 # ---------------------------------------------------------------------------------------------- store
+def database_location(url: str | URL) -> str:
+    """Where a state database is, for messages: ``host:port/database`` (``file`` for SQLite); never the user's
+    password or the URL's query (which may carry one)."""
+    try:
+        u = make_url(url)
+    except Exception:   # noqa: BLE001 - an unparsable URL is reported by whoever uses it
+        return "the configured state database (an unparsable state.url)"
+    if u.get_backend_name() == "sqlite":
+        return f"SQLite file {u.database or ':memory:'}"
+    where = f"{u.host or 'localhost'}:{u.port or _DEFAULT_PORTS.get(u.get_backend_name(), '?')}"
+    return f"{u.get_backend_name()} at {where}" + (f"/{u.database}" if u.database else "")
+
+
+def engine_for(url: str) -> Engine:
+    """:func:`make_engine`, with a URL no installed driver serves refused as a ConfigurationError (it was
+    ``internal error: ModuleNotFoundError``). Does not connect."""
+    try:
+        return make_engine(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"not a database URL SQLAlchemy understands: {exc}", where="state.url") from None
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        raise ConfigurationError(f"the database driver for {database_location(url)} is not installed ({exc})",
+                                 where="state.url") from None
+
+
+def unreachable(url: str | URL, exc: Exception) -> SystemUnavailableError:
+    """The error for a state database that cannot be opened (refused, unknown host, timed out, login refused):
+    where it was looked for (host and port, never the password) and the driver's first line."""
+    return SystemUnavailableError(f"cannot open the state database ({database_location(url)}): {_db_reason(exc)}",
+                                  system="state", where="state.url")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url`` that has connected once: an unreachable database is one clear
+    :class:`SystemUnavailableError` here (exit code 4), not ``internal error: OperationalError`` at first use.
+
+    Raises:
+        ConfigurationError: see :func:`engine_for`.
+        SystemUnavailableError: the database cannot be opened.
+    """
+    engine = engine_for(url)
+    try:
+        with engine.connect():
+            pass
+    except (OperationalError, InterfaceError, DisconnectionError) as exc:
+        engine.dispose()
+        raise unreachable(url, exc) from None
+    return engine
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
+
+
 def _db_reason(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [""])[0]
@@ -970,7 +1030,13 @@ class StateStore:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StateStore:
-        return cls(make_engine(url), **kwargs)
+        """A store over a new engine for ``url``. Connecting happens at the first transaction (an unreachable
+        server is a FatalSyncError naming host and port there); a URL no driver serves is refused here.
+
+        Raises:
+            ConfigurationError: the URL is not one SQLAlchemy understands, or its driver is not installed.
+        """
+        return cls(engine_for(url), **kwargs)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -1002,8 +1068,8 @@ class StateStore:
         except (OperationalError, InterfaceError, DisconnectionError) as exc:
             # locked past the busy timeout, connection dropped, server gone: the transaction did not commit (no
             # half-written state); say so in one line, without the SQL and its parameters
-            raise FatalSyncError(f"state database unavailable (the transaction did not complete): "
-                                 f"{_db_reason(exc)}") from exc
+            raise FatalSyncError(f"state database unavailable ({database_location(self.engine.url)}; "
+                                 f"the transaction did not complete): {_db_reason(exc)}") from exc
 
     # -- leases: each call is its own short transaction, visible to every process at once ----------
     def acquire_lease(self, job: str, holder: str, ttl_seconds: float) -> bool:

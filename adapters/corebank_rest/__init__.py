@@ -53,6 +53,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -65,6 +66,7 @@ from zoneinfo import ZoneInfo
 import requests
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crmbridge.adapters._json import response_json
 from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -104,6 +106,7 @@ from crmbridge.core.errors import (
     RecordRejectedError,
     RequestError,
     RetryableError,
+    ValidationError,
 )
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
@@ -767,6 +770,8 @@ class CorebankRestAdapter(Adapter):
                 current = self._get(obj, target)
                 if current is None:
                     return failed("not_found", "the customer no longer exists")
+                if current.error is not None:   # never compare against (or write over) an unusable version
+                    return WriteResult(item.key, WriteStatus.FAILED, external_id=target, error=current.error)
                 if res.paths.version is not None and current.version != item.expected_version:
                     return self._conflict_or_unchanged(obj, item, target, current)
         url = self._url(res.write_path.format(id=quote(str(target), safe="")))
@@ -902,7 +907,7 @@ class CorebankRestAdapter(Adapter):
                                        status=resp.status_code, request_id=rid)
             return {}
         try:
-            return resp.json()
+            return response_json(resp, vendor=VENDOR, where=where, request_id=rid)
         except ValueError as exc:
             raise BadResponseError(f"{where}: reply is not JSON: {_describe_body(resp)}", vendor=VENDOR,
                                    status=resp.status_code, request_id=rid) from exc
@@ -920,7 +925,13 @@ class CorebankRestAdapter(Adapter):
                 raise BadResponseError(f"record {rid}: unparsable modification time at "
                                        f"'{res.paths.modified}'", vendor=VENDOR) from exc
         version = json_get(row, res.paths.version) if res.paths.version else None
-        return RawRecord(obj, str(rid), dict(row), modified, None if version is None else str(version))
+        problem = _version_problem(version, etag=res.version_in == "header")
+        error = None if problem is None else ValidationError(
+            f"{res.paths.version} (the record's version) {problem}: not synced until the core sends a valid one (a "
+            "record stored without its version loses the stale-version check)", field=res.paths.version,
+            code="bad_version", where=f"{self.system}:{obj}/{rid}")
+        return RawRecord(obj, str(rid), dict(row), modified,
+                         None if version is None or error is not None else str(version), error=error)
 
     @staticmethod
     def _flag_at(body: Any, path: str | None) -> bool | None:
@@ -987,6 +998,29 @@ def _first_str(body: Any, paths: Sequence[str]) -> str | None:
         v = json_get(body, p)
         if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
             return str(v)
+    return None
+
+
+_INTEGER = re.compile(r"[+-]?\d{1,18}")
+
+
+def _version_problem(v: Any, *, etag: bool) -> str | None:
+    """Why ``v`` cannot be a record's version, or None. A version is an integer (a JSON number or a string of
+    digits, below 10^18); a service that sends it as an ``If-Match`` header (``version_in: header``) may use any
+    ETag text of at most 64 printable characters (what the state database keeps)."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or isinstance(v, float | dict | list):
+        return f"is a JSON {_json_type(v)}, not an integer"
+    if isinstance(v, int):   # the state database keeps a version in 64 characters
+        return None if -10**18 < v < 10**18 else f"is an integer of {len(str(abs(v)))} digits, too large"
+    text = str(v)
+    if etag:
+        if not text.strip() or len(text) > 64 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+            return f"is not a usable ETag (a {len(text)}-character value)"
+        return None
+    if not _INTEGER.fullmatch(text.strip()):
+        return f"is not an integer (a {len(text)}-character value)"
     return None
 
 

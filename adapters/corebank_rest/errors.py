@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 
+from crmbridge.adapters._json import response_json
 from crmbridge.adapters.corebank_rest.client import json_get
 from crmbridge.core.errors import (
     AdapterError,
@@ -184,7 +185,7 @@ def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
              request_id_header: str = "X-Request-Id") -> Classified:
     """Classify a non-2xx reply."""
     try:
-        body: Any = resp.json()
+        body: Any = response_json(resp, vendor=VENDOR, request_id=resp.headers.get(request_id_header))
     except ValueError:
         body = None
     text = resp.text[:500] if body is None else ""

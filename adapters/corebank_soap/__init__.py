@@ -78,9 +78,11 @@ from crmbridge.adapters.base import (
 )
 from crmbridge.adapters.corebank_soap.client import (
     BusinessStatus,
+    IntegerGuard,
     SoapClient,
     get_path,
     header_values,
+    is_integer_text,
     new_message_id,
     set_path,
 )
@@ -97,6 +99,7 @@ from crmbridge.core.errors import (
     RequestError,
     RetryableError,
     TokenExpiredError,
+    ValidationError,
 )
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
@@ -318,12 +321,16 @@ class CorebankSoapAdapter(Adapter):
         status = BusinessStatus(path=c.status.path, success=tuple(c.status.success), errors=c.status.errors,
                                 code=c.status.code, text=c.status.text, code_pattern=c.status.code_pattern,
                                 rules=rules)
+        # the version must be an integer: checked in the raw reply, per record (see IntegerGuard)
+        version_name = c.record.version.strip("/").split("/")[-1] if c.record.version else None
+        self._guard = IntegerGuard({version_name: c.record.version} if version_name and c.record.version else {},
+                                   c.record.id)
         self.client = SoapClient(
             wsdl=c.wsdl, session=self.session, username=c.username, password=self._password, wsse=c.wsse,
             use_digest=c.wsse_digest, service=c.service, port=c.port, endpoint=c.endpoint,
             load_timeout=c.load_timeout, operation_timeout=lambda: (self.config.connect_timeout, self.config.timeout),
             huge_tree=c.huge_tree, status=status, on_call=self.stats.count_call, slot=self._gate.slot,
-            vendor=self.name)
+            vendor=self.name, plugins=[self._guard])
 
     # ------------------------------------------------------------------ request building
     def _body(self, business_name: str | None, static: Mapping[str, Any]) -> dict[str, Any]:
@@ -362,8 +369,20 @@ class CorebankSoapAdapter(Adapter):
             raise BadResponseError(f"a customer record has no id at {rc.id}", vendor=self.name)
         version = get_path(data, rc.version) if rc.version else None
         closed = rc.closed_path is not None and str(get_path(data, rc.closed_path, "")) in rc.closed_values
+        error = None
+        refused = self._guard.refused().get(str(ext).strip())
+        if refused:
+            path, length = refused[0]
+            error = ValidationError(
+                f"{path} (the record's version) is not an integer (a {length}-character value): not synced until "
+                "the core sends a valid one (a record stored without its version loses the stale-version check)",
+                field=path, code="bad_version", where=f"{self.system}:{obj}/{ext}")
+        elif version is not None and not isinstance(version, int) and not is_integer_text(str(version)):
+            error = ValidationError(f"{rc.version} (the record's version) is not an integer", field=rc.version,
+                                    code="bad_version", where=f"{self.system}:{obj}/{ext}")
         return RawRecord(object=obj, external_id=str(ext), data=data, modified_at=self._modified_at(data, ext),
-                         version=None if version is None else str(version), deleted=closed)
+                         version=None if version is None or error is not None else str(version), deleted=closed,
+                         error=error)
 
     def _modified_at(self, data: Mapping[str, Any], ext: Any) -> datetime | None:
         rc = self.config.record
@@ -661,6 +680,8 @@ class CorebankSoapAdapter(Adapter):
             current = self._get(obj, item.external_id)
             if current is None:
                 return _failed(item, RecordRejectedError("no such customer", code="not_found"))
+            if current.error is not None:   # never write without the version the core holds
+                return _failed(item, current.error)
             version = current.version
         body = self._body(op.name, op.static)
         record: dict[str, Any] = {}

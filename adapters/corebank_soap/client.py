@@ -14,6 +14,7 @@ a name applied to a list of structures reads its first entry (T24 single-valued 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import uuid
@@ -28,6 +29,7 @@ from typing import Any
 import requests
 import zeep
 import zeep.exceptions as zx
+from lxml import etree
 from pydantic import SecretStr
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
@@ -61,6 +63,80 @@ _MISSING = object()
 
 
 # ---------------------------------------------------------------------------------------------- paths
+_INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
+
+
+def is_integer_text(text: str) -> bool:
+    """Whether ``text`` is an integer as XML carries one (optional sign, digits, surrounding blanks)."""
+    return _INTEGER.fullmatch(text) is not None
+
+
+class IntegerGuard(zeep.Plugin):
+    """Checks the record's integer fields (the version: FLEXCUBE ``MODNO``, T24 ``CURR.NO``) in the raw reply,
+    before zeep reads it.
+
+    zeep turns a value that does not parse as its XSD type into ``None`` and logs a full traceback (with the value
+    in it) for each one: a core answering ``MODNO`` "abc" gave a traceback per record, a run that "succeeded",
+    and a stored version of NULL, so later write-backs lost their stale-version check. This plugin empties such a
+    value (zeep then reads an absent element, quietly) and remembers which record, by its id, held it; the
+    adapter turns that into a record error naming the field (:meth:`refused`).
+    """
+
+    def __init__(self, fields: Mapping[str, str], id_path: str) -> None:
+        """``fields``: the configured path (inside a record) of each integer field, by its element's local
+        name; ``id_path``: the record's id path (``CUSTNO``)."""
+        self._fields = {name: _segments(path) for name, path in fields.items()}
+        self._id = _segments(id_path)
+        self._local = threading.local()
+
+    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
+        found: dict[str, list[tuple[str, int]]] = {}
+        for name, segs in self._fields.items():
+            for el in envelope.iter(f"{{*}}{name}"):
+                text = el.text
+                if text is None or not text.strip() or _INTEGER.fullmatch(text):
+                    continue
+                record = el
+                for _ in segs:
+                    record = record.getparent() if record is not None else None
+                found.setdefault(self._record_id(record), []).append(("/".join(segs), len(text)))
+                el.text = None
+                for child in list(el):
+                    el.remove(child)
+        self._local.found = found
+        return envelope, http_headers
+
+    def _record_id(self, record: Any) -> str:
+        cur = record
+        for seg in self._id:
+            cur = next((c for c in (cur if cur is not None else ()) if isinstance(c.tag, str)
+                        and etree.QName(c).localname == seg), None)
+        return (cur.text or "").strip() if cur is not None else ""
+
+    def refused(self) -> dict[str, list[tuple[str, int]]]:
+        """This thread's last reply: record id -> [(field path, length of the refused value)]."""
+        return getattr(self._local, "found", {})
+
+
+class _QuietTranslation(logging.Filter):
+    """zeep logs ``logger.exception`` (a traceback carrying the value, possibly personal data) for every value
+    that does not parse as its XSD type. One line without the value instead; the integer fields crmbridge relies
+    on never get here (:class:`IntegerGuard`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.getMessage().startswith("Error during xml -> python translation"):
+            exc = record.exc_info[1]
+            record.msg = ("a value in the core's reply does not parse as its XSD type (%s); zeep reads it as "
+                          "empty")
+            record.args = (type(exc).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("zeep.xsd.types.simple").addFilter(_QuietTranslation())
+
+
 def _segments(path: str) -> list[str]:
     return [s for s in path.strip("/").split("/") if s]
 
@@ -288,7 +364,7 @@ class SoapClient:
                  huge_tree: bool = False, status: BusinessStatus | None = None,
                  on_call: Callable[[int | str], None] = lambda s: None,
                  slot: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-                 vendor: str = "corebank_soap") -> None:
+                 vendor: str = "corebank_soap", plugins: Iterable[Any] = ()) -> None:
         self._wsdl = wsdl
         self._username = username
         self._password = password
@@ -306,6 +382,7 @@ class SoapClient:
                                              operation_timeout_fn=timeout_fn)
         self.settings = zeep.Settings(strict=True, xml_huge_tree=huge_tree, forbid_dtd=True,
                                       forbid_entities=True, forbid_external=True)
+        self._plugins = list(plugins)
         self._client: zeep.Client | None = None
         self._proxy: Any = None
         self._lock = threading.Lock()
@@ -323,7 +400,8 @@ class SoapClient:
                 wsse = UsernameToken(self._username, self._password.get_secret_value(),
                                      use_digest=self._use_digest)
             with self._translated("loading the WSDL"):
-                client = zeep.Client(location, transport=self.transport, wsse=wsse, settings=self.settings)
+                client = zeep.Client(location, transport=self.transport, wsse=wsse, settings=self.settings,
+                                     plugins=self._plugins)
             services = client.wsdl.services
             if not services:
                 raise ConfigurationError("the WSDL declares no service", where="wsdl")

@@ -46,13 +46,13 @@ or non-JSON HTTP 200 a :class:`BadResponseError` that says which; on the token e
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from crmbridge.adapters._json import loads
 from crmbridge.core.errors import (
     AuthenticationError,
     BadResponseError,
@@ -414,7 +414,7 @@ def check_response(status: int, body: bytes, *, where: str, record_level: bool =
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     trace: str | None = None
     try:
-        doc = json.loads(body.decode("utf-8")) if body else None
+        doc = loads(body.decode("utf-8"), vendor=VENDOR, where=where, status=status) if body else None
     except (UnicodeDecodeError, ValueError):
         doc = None
     if isinstance(doc, Mapping):

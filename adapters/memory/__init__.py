@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 import requests
 from pydantic import Field
 
+from crmbridge.adapters._json import response_json
 from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -224,7 +225,7 @@ class MemoryAdapter(Adapter):
         if status == 204:
             return {}
         try:
-            body = resp.json()
+            body = response_json(resp, vendor=VENDOR, request_id=rid)
         except ValueError as exc:
             raise BadResponseError("response is not JSON", vendor=VENDOR, status=status,
                                    request_id=rid) from exc

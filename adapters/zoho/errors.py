@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from crmbridge.adapters._json import response_json
 from crmbridge.core.errors import (
     AdapterError,
     AuthenticationError,
@@ -199,7 +200,7 @@ def _json_body(resp: requests.Response) -> tuple[Any, str | None]:
     if not raw.strip():
         return None, "an empty body"
     try:
-        return resp.json(), None
+        return response_json(resp, vendor=VENDOR, request_id=_request_id(resp)), None
     except (ValueError, UnicodeDecodeError):
         pass
     head = raw.lstrip()[:1]
