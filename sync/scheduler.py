@@ -169,11 +169,21 @@ class SchedulerService:
             timezone=UTC,
         )
         _SERVICE[:] = [self]
+        self._mark_crashed(cfg)
         self.scheduler.start()
         self.sync_jobs()
         if self.options.run_now:
             self.run_all_now()
         log.info("scheduler %s started: %d scheduled job(s)", self.holder, len(self._scheduled(cfg)))
+
+    def _mark_crashed(self, cfg: Any) -> None:
+        """Runs this host left ``running`` in processes that no longer exist (killed, host rebooted) are recorded
+        ``crashed`` as the scheduler starts, not only when their job next runs."""
+        with self.rt.store.transaction() as tx:
+            for name in sorted(cfg.jobs):
+                for dead in tx.mark_crashed_runs(name, current=0, lease_held=False):
+                    log.warning("run %s of job %s ended without finishing (its process died): recorded crashed",
+                                dead, name)
 
     def run_all_now(self) -> list[str]:
         """Fire every scheduled job once now (``--run-now``, SIGUSR1); the lease still allows one run per job."""

@@ -491,16 +491,19 @@ class StoreTx:
         self.connection.execute(update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
                                 .values(counts=dict(counts)))
 
-    def mark_crashed_runs(self, job: str, *, current: int, dry_runs_of_dead_local: bool = True) -> list[int]:
+    def mark_crashed_runs(self, job: str, *, current: int, dry_runs_of_dead_local: bool = True,
+                          lease_held: bool = True) -> list[int]:
         """Record as ``crashed`` the runs of ``job`` still marked running other than ``current``: called by the
         holder of the job's lease, so no other real run can be alive. Dry runs hold no lease: one is crashed only
-        if it ran on this host in a process that no longer exists. Returns the ids marked."""
+        if it ran on this host in a process that no longer exists; without the lease (``lease_held=False``, a
+        scheduler starting) the same holds for every run. Returns the ids marked."""
         marked = []
         rows = self.connection.execute(select(runs).where(
             runs.c.job == job, runs.c.status == RunStatus.RUNNING.value, runs.c.id != current)).mappings().all()
         for r in rows:
-            if r["dry_run"] and not (dry_runs_of_dead_local and r["host"] == socket.gethostname()[:255]
-                                     and r["pid"] and not _pid_alive(int(r["pid"]))):
+            dead_local = (r["host"] == socket.gethostname()[:255] and bool(r["pid"])
+                          and not _pid_alive(int(r["pid"])))
+            if (r["dry_run"] or not lease_held) and not (dry_runs_of_dead_local and dead_local):
                 continue
             counts = dict(r["counts"] or {})
             done = (f"its last committed batch had read {counts['read']} records" if counts.get("read")

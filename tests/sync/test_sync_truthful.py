@@ -203,3 +203,36 @@ def test_a_core_with_an_exclusive_boundary_loses_no_customer_with_the_default_co
             assert got == want, f"{len(want - got)} customers lost"
         finally:
             rt.close()
+
+
+def test_a_starting_scheduler_records_this_host_s_dead_runs_crashed(tmp_path) -> None:  # type: ignore
+    """Without waiting for the job's next run: a run this host left "running" in a process that no longer exists
+    is crashed as soon as a scheduler starts; a run of a live process, or of another host, is left alone."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
+    from crmbridge.sync.store import runs
+
+    with DemoEnvironment(tmp_path / "demo", customers=2, bad_fraction=0.0, seed=2) as env:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+        rt = bootstrap(env.config_path)
+        try:
+            with rt.store.transaction() as tx:
+                dead, alive, remote = (tx.start_run(JOB, actor="scheduler") for _ in range(3))
+                tx.connection.execute(update(runs).where(runs.c.id == dead).values(pid=int(gone.stdout)))
+                tx.connection.execute(update(runs).where(runs.c.id == remote).values(host="otherhost"))
+        finally:
+            rt.close()
+        service = SchedulerService(env.config_path, SchedulerOptions(lease_ttl=5, poll_interval=0.2))
+        service.start()
+        try:
+            with service.rt.store.transaction() as tx:
+                status = {r["id"]: r["status"] for r in tx.list_runs(JOB)}
+        finally:
+            service.request_stop()
+            service.shutdown()
+        assert status == {dead: "crashed", alive: "running", remote: "running"}
