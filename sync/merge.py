@@ -216,19 +216,8 @@ def three_way_merge(
             _put(result.merged, path, t)
             result.to_source[path] = _v(t)
             continue
-        # both changed, differently
-        winner = _settle(policy, owner, source_modified, target_modified)
-        if winner == "source":
-            _put(result.merged, path, s)
-            result.to_target[path] = _v(s)
-        elif winner == "target":
-            _put(result.merged, path, t)
-            result.to_source[path] = _v(t)
-        else:
-            reason: Literal["both_changed", "clock_tolerance"] = (
-                "clock_tolerance" if policy.type == "last_writer_wins" else "both_changed")
-            result.conflicts.append(FieldConflict(path, _v(b), _v(s), _v(t), reason))
-            _put(result.merged, path, b)
+        # both changed, differently: the base stays until a reviewer decides
+        _both_changed(result, policy, owner, path, b, s, t, source_modified, target_modified, undecided=b)
     return result
 
 
@@ -286,19 +275,27 @@ def merge_unseen(
                 result.to_source[path] = _v(t)
             _put(result.merged, path, t)
             continue
-        winner = _settle(policy, owner, source_modified, target_modified)
-        if winner == "source":
-            _put(result.merged, path, s)
-            result.to_target[path] = _v(s)
-        elif winner == "target":
-            _put(result.merged, path, t)
-            result.to_source[path] = _v(t)
-        else:
-            reason: Literal["both_changed", "clock_tolerance"] = (
-                "clock_tolerance" if policy.type == "last_writer_wins" else "both_changed")
-            result.conflicts.append(FieldConflict(path, None, _v(s), _v(t), reason))
-            _put(result.merged, path, t)   # the target keeps what it holds until a reviewer decides
+        # the target keeps what it holds until a reviewer decides
+        _both_changed(result, policy, owner, path, _MISSING, s, t, source_modified, target_modified, undecided=t)
     return result
+
+
+def _both_changed(result: MergeResult, policy: ConflictPolicy, owner: str | None, path: str, b: Any, s: Any, t: Any,
+                  source_modified: datetime | None, target_modified: datetime | None, *, undecided: Any) -> None:
+    """Both sides hold a different value for ``path``: the policy's winner is carried to the other side, or the
+    field waits for review in conflict, ``undecided`` kept meanwhile."""
+    winner = _settle(policy, owner, source_modified, target_modified)
+    if winner == "source":
+        _put(result.merged, path, s)
+        result.to_target[path] = _v(s)
+    elif winner == "target":
+        _put(result.merged, path, t)
+        result.to_source[path] = _v(t)
+    else:
+        reason: Literal["both_changed", "clock_tolerance"] = (
+            "clock_tolerance" if policy.type == "last_writer_wins" else "both_changed")
+        result.conflicts.append(FieldConflict(path, None if b is _MISSING else _v(b), _v(s), _v(t), reason))
+        _put(result.merged, path, undecided)
 
 
 def _settle(policy: ConflictPolicy, owner: str | None, s_mod: datetime | None,

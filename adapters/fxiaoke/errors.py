@@ -49,7 +49,6 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from crmbridge.adapters._json import loads
@@ -64,6 +63,7 @@ from crmbridge.core.errors import (
     TransientServerError,
 )
 from crmbridge.core.logsafe import mask_text
+from crmbridge.core.retry import retry_after_seconds as parse_retry_after
 
 __all__ = [
     "BUSINESS_CODES",
@@ -364,18 +364,7 @@ def is_not_found(exc: BaseException) -> bool:
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` (delta-seconds or an HTTP date) in seconds, or ``None`` if absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    v = value.strip()
-    if v.isdigit():
-        return float(v)
-    try:
-        when = parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return parse_retry_after(value.strip() if value else None, now)
 
 
 def _body_kind(body: bytes, content_type: str | None) -> str:
