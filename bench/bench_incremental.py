@@ -16,6 +16,7 @@ from pathlib import Path
 from common import Table, append_results, calls_by_kind, ceil_div, run_worker, snapshot_calls
 
 from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.sync.report import COMPLETED
 
 #: a segment change that stays valid for the party type (individual ↔ individual, organisation ↔ organisation)
 SWAP = {"MASS": "AFFLUENT", "AFFLUENT": "MASS", "WEALTH": "PRIVATE", "PRIVATE": "WEALTH", "MICRO": "SMALL",
@@ -58,7 +59,7 @@ def main() -> None:
                 before = snapshot_calls(*sims)
                 res = run_worker(["run", "--config", str(env.config_path), "--job", job], timeout=args.timeout)
                 rep = res["reports"][0]
-                if rep["status"] != "succeeded":
+                if rep["status"] not in COMPLETED:   # partial: the seeded bad records are dead letters
                     raise RuntimeError(f"{job} {phase}: {rep['status']} {rep['error']}")
                 seen = calls_by_kind(before, *sims)
                 tcalls = seen["ZohoSimulator" if system == "zoho" else "FxiaokeSimulator"]
