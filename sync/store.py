@@ -1174,11 +1174,16 @@ def private_file(path: str | os.PathLike[str]) -> None:
     """Make sure ``path`` exists with mode 0600 before anything is written to it (an empty SQLite file is an empty
     database), and tighten the SQLite journal files beside it: SQLite creates them with the database's mode."""
     with suppress(OSError):   # not ours to fix (another owner, a read-only folder): SQLite reports what matters
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
-        try:
-            os.fchmod(fd, PRIVATE_MODE)
-        finally:
-            os.close(fd)
+        if os.path.exists(path):
+            # never open an existing database here: closing any descriptor of it drops every POSIX lock this
+            # process's SQLite connections hold on it (a "disk I/O error", or worse, under concurrency)
+            os.chmod(path, PRIVATE_MODE)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+            try:
+                os.fchmod(fd, PRIVATE_MODE)
+            finally:
+                os.close(fd)
     for suffix in _SQLITE_SIDE_FILES:
         side = f"{os.fspath(path)}{suffix}"
         with suppress(OSError):
