@@ -239,6 +239,9 @@ class Adapter(ABC):
     supports_upsert: ClassVar[bool] = True
     #: extract yields records oldest first, so a cursor may move after each batch
     ordered_extract: ClassVar[bool] = True
+    #: vendor-required fields the adapter fills itself when a mapping does not (Fxiaoke's owner on create):
+    #: ``mapping validate --against`` and ``doctor`` do not ask the mapping for them
+    fills_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: AdapterConfig, *, system: str | None = None,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,

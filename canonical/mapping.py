@@ -198,6 +198,10 @@ class Path:
                 out += "[]"
         return out
 
+    def parent(self) -> Path:
+        """The path one step up (``Custpersonal.MOBNUM`` → ``Custpersonal``)."""
+        return Path(self.text.rsplit(".", 1)[0] if "." in self.text else self.text, self.ops[:-1])
+
     def selector_value(self, key: str) -> str | None:
         for op in self.ops:
             if isinstance(op, _Select):
@@ -2160,12 +2164,13 @@ def load_mapping(path: str | FsPath) -> Mapping:
     return m
 
 
-def validate_against(mapping: Mapping, fields: Iterable[FieldInfo]) -> list[MappingProblem]:
+def validate_against(mapping: Mapping, fields: Iterable[FieldInfo], *,
+                     filled: Iterable[str] = ()) -> list[MappingProblem]:
     """Check a mapping against the vendor's field metadata (``crmbridge mapping validate --against SYSTEM``).
 
     Reports vendor fields that do not exist, read-only fields written on the way out, vendor-required fields the out
-    direction does not write, and code-table values that are not in the vendor picklist (and picklist values the
-    in direction cannot read).
+    direction does not write (but those in ``filled``, which the adapter fills itself), and code-table values that
+    are not in the vendor picklist (and picklist values the in direction cannot read).
     """
     by_name = {f.name: f for f in fields}
     file = mapping.path
@@ -2202,7 +2207,7 @@ def validate_against(mapping: Mapping, fields: Iterable[FieldInfo]) -> list[Mapp
                         if v not in table.map:
                             add(("code_tables", step.table), f"{p.head} picklist value {v!r} is not covered by map")
     if writes_out:
-        written = set(mapping.vendor_fields("out"))
+        written = set(mapping.vendor_fields("out")) | set(filled)
         for f in fields:
             if f.required and not f.read_only and f.name not in written:
                 add(("steps",), f"{spec.system} requires {f.name!r} but the out direction does not write it")

@@ -50,28 +50,35 @@ def collect(cfg: Any, system: str, adapter: Any) -> list[Any]:
                                     obj=obj))
             meta = []
         sample: list[Any] | None = None
-        for job, ref, direction in sorted(set(refs)):
+        ends: dict[tuple[str, str], set[str]] = {}
+        for job, ref, direction in refs:
+            ends.setdefault((job, ref), set()).add(direction)
+        for (job, ref), directions in sorted(ends.items()):
             try:
                 mapping = load_mapping(cfg.mapping_path(ref))
             except ConfigurationError as exc:
                 findings.append(Finding("mapping", "fail", f"job {job}: {exc}", obj=obj))
                 continue
             if meta:
-                problems = validate_against(mapping, meta)
+                problems = validate_against(mapping, meta, filled=adapter.fills_fields)
                 findings.append(Finding(
                     "fields", "fail" if problems else "ok",
                     f"job {job} ({ref}): " + ("; ".join(f"{p.path}: {p.message}" for p in problems[:8])
                                               + (f" … and {len(problems) - 8} more" if len(problems) > 8 else "")
                                               if problems else "every mapped field exists in the live metadata"),
                     obj=obj))
-            if direction != "in":
+            if "in" not in directions:
                 continue
             if sample is None:
                 sample = _sample(adapter, obj, findings)
             if sample:
                 paths = {str(p): p for p in mapping.vendor_paths("in")}
+                # a path is suspect when its parent element appears in the records read but it never does (a
+                # corporate-only element in a sample of individuals says nothing)
                 never = sorted(text for text, p in paths.items()
-                               if all(_absent(path_get(r.data, p)) for r in sample))
+                               if all(_absent(path_get(r.data, p)) for r in sample)
+                               and (len(p.ops) < 2 or any(not _absent(path_get(r.data, p.parent()))
+                                                          for r in sample)))
                 findings.append(Finding(
                     "paths", "warn" if never else "ok",
                     f"job {job} ({ref}): " + (f"never present in {len(sample)} records read: {', '.join(never[:10])}"

@@ -87,7 +87,8 @@ def validate(
             if mapping.system != adapter.name:
                 out.print(f"skipped against {against}: {f} maps {mapping.system}, not {adapter.name}", markup=False)
                 continue
-            problems = [*problems, *validate_against(mapping, adapter.describe(mapping.object))]
+            problems = [*problems, *validate_against(mapping, adapter.describe(mapping.object),
+                                                     filled=adapter.fills_fields)]
         errors = [p for p in problems if p.severity == "error"]
         for p in problems:
             out.print(str(p), markup=False)

@@ -198,6 +198,7 @@ class FxiaokeAdapter(Adapter):
     max_batch_size: ClassVar[int] = 1
     default_concurrency: ClassVar[int] = 1
     supports_upsert: ClassVar[bool] = False   # create/update only: the engine journals write intents
+    fills_fields: ClassVar[frozenset[str]] = frozenset({"owner"})   # default_owner, else the operator
 
     def __init__(self, config: AdapterConfig, **kw: Any) -> None:
         super().__init__(config, **kw)
