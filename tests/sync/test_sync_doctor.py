@@ -50,8 +50,8 @@ def test_doctor_names_a_mapped_path_that_real_records_never_carry(tmp_path: Path
     with DemoEnvironment(tmp_path / "demo", customers=10, bad_fraction=0.0, seed=4) as env:
         mapping = yaml.safe_load((Path(__file__).resolve().parents[2] / "mappings" /
                                   "corebank_soap_customer.yaml").read_text(encoding="utf-8"))
-        mapping["steps"].append({"type": "field", "vendor": "Custpersonal.NO_SUCH_ELEMENT", "canonical": "relationship_manager.employee_id",
-                                 "direction": "in"})
+        mapping["steps"].append({"type": "field", "vendor": "Custpersonal.NO_SUCH_ELEMENT",
+                                 "canonical": "relationship_manager.employee_id", "direction": "in"})
         (env.workdir / "core_copy.yaml").write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
         cfg = yaml.safe_load(env.config_path.read_text(encoding="utf-8"))
         cfg["jobs"]["core_to_zoho"]["source_mapping"] = "core_copy.yaml"
