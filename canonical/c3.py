@@ -1,4 +1,4 @@
-"""Refusal of C3 authentication data (JR/T 0171-2020; CANONICAL.md §3, §8).
+"""Refusal of C3 authentication data (JR/T 0171-2020; docs/canonical.md §3, §8).
 
 crmbridge never carries C3 data: passwords, PINs, card security codes, track or chip data, card expiry, one-time
 codes that alone authenticate, and biometric templates. :func:`refuse_c3` scans a raw record (nested mappings and

@@ -1,4 +1,4 @@
-"""Data classification of canonical fields (JR/T 0171-2020) and how each is protected (CANONICAL.md §3, §8).
+"""Data classification of canonical fields (JR/T 0171-2020) and how each is protected (docs/canonical.md §3, §8).
 
 Every leaf field of the canonical model declares, next to its type, its class and treatments with
 :func:`classified`::
@@ -17,8 +17,8 @@ that protects data reads it, never a hand-written field list:
 - :func:`masked_dump` gives a JSON-able copy of a party with every C2 value masked, for logs, ledger diffs and
   dead letters.
 
-Treatments (CANONICAL §3): ``E`` encrypt at rest, ``B`` blind index (equality lookup), ``M`` keep a masked copy for
-display, ``P`` plain. C3 data is never carried (see :mod:`crmbridge.canonical.c3`), so it has no class here.
+Treatments (docs/canonical.md §3): ``E`` encrypt at rest, ``B`` blind index (equality lookup), ``M`` keep a masked
+copy for display, ``P`` plain. C3 data is never carried (see :mod:`crmbridge.canonical.c3`), so it has no class here.
 
 A parent field may declare a policy too; it then applies to every leaf below it (used where a shared sub-model, such
 as :class:`~crmbridge.canonical.model.Money`, is less sensitive in one place than another). A leaf with no policy
@@ -75,7 +75,7 @@ class Treatment(StrEnum):
 
 
 class Projection(StrEnum):
-    """What the default CRM projection does with the field (CANONICAL §3, last column)."""
+    """What the default CRM projection does with the field (docs/canonical.md §3, last column)."""
 
     PUSH = "push"          # pushed as is
     MASKED = "masked"      # pushed masked (full only when a documented purpose / consent allows it)

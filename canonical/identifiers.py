@@ -1,4 +1,4 @@
-"""Validation and normalisation of party identifiers (CANONICAL.md §2, §5).
+"""Validation and normalisation of party identifiers (docs/canonical.md §2, §5).
 
 One entry point, :func:`normalise_identifier`, takes a scheme name and a raw value as it came from a source system and
 returns the normalised value plus data-quality flags, or raises :class:`crmbridge.core.errors.ValidationError` with a
@@ -26,7 +26,7 @@ PASSPORT              5-20 chars ``[A-Z0-9]``, stored as issued (no checksum out
 HK_MO_PERMIT          ``H``/``M`` + 8 digits (+ 2-digit issue count) (unverified)
 TW_PERMIT             8 digits (2015 card) or 10 digits + optional letter (older) (unverified)
 FOREIGN_PR_ID         2017: 3 letters + 12 digits; 2023: 18 digits starting with 9 (length and
-                      charset only, CANONICAL §5)
+                      charset only, docs/canonical.md §5)
 CIF                   1-32 chars ``[A-Z0-9-_]`` (a core-banking customer number)
 ===================== ====================================================================== ======================
 
@@ -35,7 +35,7 @@ Error codes: ``unknown_scheme``, ``empty_value``, ``invalid_format``, ``invalid_
 ``invalid_area_code`` (never a GB/T 2260 division, or a residence permit outside 810000/820000/830000). The checks
 run in that order, so a number with a wrong check character is ``invalid_checksum`` whatever its area code.
 
-python-stdnum traps avoided here (CANONICAL §5): ``ric.calc_check_digit`` wants 18 chars (we use our own
+python-stdnum traps avoided here (docs/canonical.md §5): ``ric.calc_check_digit`` wants 18 chars (we use our own
 :func:`ric_check_digit` over the 17-digit body); ``ric.validate`` raises ``KeyError('county')`` for city-level codes
 and only accepts a code in use in the *birth* year (a 1949 birth registered under a 1983 county code is legitimate),
 so the area check uses :mod:`crmbridge.canonical.gb2260` instead; ``uscc.validate`` rejects letter-prefixed codes (we
@@ -75,7 +75,7 @@ __all__ = [
 
 
 class IdentifierScheme(StrEnum):
-    """Identifier schemes of CANONICAL.md §2 (plus ``CIF``, a core-banking customer number)."""
+    """Identifier schemes of docs/canonical.md §2 (plus ``CIF``, a core-banking customer number)."""
 
     CN_RIC = "CN_RIC"                              # 居民身份证
     CN_TEMP_RIC = "CN_TEMP_RIC"                    # 临时居民身份证 (same number as the RIC)

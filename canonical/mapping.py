@@ -12,7 +12,7 @@ Public API::
     m = load_mapping("mappings/zoho_contacts.yaml")     # MappingLoadError: every problem with file:line: key.path
     canon = m.map_in(raw, party_id=pid)                  # canonical dict (ValidationError on a bad record)
     party = m.to_party(raw, party_id=pid)                # Individual | Organisation
-    payload = m.map_out(party)                           # vendor payload (minimised per CANONICAL §3/§4)
+    payload = m.map_out(party)                           # vendor payload (minimised per docs/canonical.md §3/§4)
     m.external_id(raw); m.modified_at(raw); m.is_deleted(raw)
     m.vendor_fields("in"); m.owned_canonical_paths("in"); m.version_hash
     problems = check_mapping_file(path)                  # everything ``crmbridge mapping validate`` reports
@@ -115,8 +115,8 @@ MANDATORY_VENDOR_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("fxiaoke", "LeadsObj"): ("name",),
 }
 
-#: Systems that receive the minimised CRM projection (CANONICAL §3/§4): C2 values go out masked unless the step says
-#: why not (``when_consent`` or ``unmasked_reason``).
+#: Systems that receive the minimised CRM projection (docs/canonical.md §3/§4): C2 values go out masked unless the
+#: step says why not (``when_consent`` or ``unmasked_reason``).
 CRM_SYSTEMS = frozenset({"zoho", "fxiaoke"})
 
 #: SourceRef.system for adapters whose name says which system they are.
@@ -874,15 +874,15 @@ class _ValueStep(_Step):
             return
         proj = _crm_projection(self._cpath, ctx.party_type)
         if self._cpath.template() == "identifiers[].value" and self._cpath.selector_value("scheme") in _ORG_SCHEMES:
-            proj = "push"  # a legal entity's USCC may go out in full (CANONICAL §3)
+            proj = "push"  # a legal entity's USCC may go out in full (docs/canonical.md §3)
         masked = self._mask_out is not None or any(isinstance(t, Mask) for t, _ in self._out_chain)
         derived = any(isinstance(t, AumBand) for t, _ in self._out_chain)
         if proj == "never" and not derived and not self.unmasked_reason:
-            ctx.error(self._canonical_rel(), f"{self._cpath.text} is never pushed to a CRM (CANONICAL §3); "
+            ctx.error(self._canonical_rel(), f"{self._cpath.text} is never pushed to a CRM (docs/canonical.md §3); "
                                              "use direction: in")
         elif proj == "derived" and not derived and not self.unmasked_reason:
             ctx.error(self._canonical_rel(), f"{self._cpath.text} goes to a CRM only as a derived value "
-                                             "(e.g. aum_band); never the amount (CANONICAL §3)")
+                                             "(e.g. aum_band); never the amount (docs/canonical.md §3)")
         elif proj == "masked" and not masked and not self.when_consent and not self.unmasked_reason:
             ctx.error(self._canonical_rel(), f"{self._cpath.text} is personal data (C2): push it masked (out_mask "
                                              "or mask:<kind>), only with consent (when_consent), or state "
@@ -1044,7 +1044,7 @@ class CodeStep(_ValueStep):
 
 class IdentifierStep(_ValueStep):
     """A vendor field ↔ ``identifiers[scheme=SCHEME].value``. Out: masked by default (``1*************002X``);
-    the USCC and other organisation identifiers go out in clear (CANONICAL §3).
+    the USCC and other organisation identifiers go out in clear (docs/canonical.md §3).
 
     Example::
 
@@ -1338,7 +1338,7 @@ class UniqueMaskedStep(_Step):
                 proj = "push"
             if proj in ("never", "derived", "internal"):
                 ctx.error(("parts", i, "canonical"), f"{cpath.text} is not part of the CRM projection "
-                                                     f"({proj}; CANONICAL §3): it cannot be part of a value")
+                                                     f"({proj}; docs/canonical.md §3): it cannot be part of a value")
             elif proj == "masked":
                 kind = mask_kind_for(cpath, ctx.party_type) or "generic"
                 if part.mask is None:

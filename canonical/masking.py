@@ -1,7 +1,7 @@
 """Masking for display: one function per value kind, used by every display path.
 
 CLI output, logs, error messages, ledger diffs and exports all mask through :func:`mask`, so what an
-operator or auditor sees follows one rule per kind (CANONICAL.md §8):
+operator or auditor sees follows one rule per kind (docs/canonical.md §8):
 
 =========== ============================================ ========================
 kind        rule                                          example

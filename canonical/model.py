@@ -1,4 +1,4 @@
-"""The canonical party model (CANONICAL.md §2): what every adapter maps to and from.
+"""The canonical party model (docs/canonical.md §2): what every adapter maps to and from.
 
 A canonical party is a BIAN *Party Reference Data Directory* entry: :class:`Individual` or :class:`Organisation`,
 both derived from :class:`Party`, discriminated by ``party_type`` (:data:`AnyParty`, :func:`parse_party`).
@@ -27,8 +27,8 @@ canonical path such as ``identifiers[0].value``) and ``code``, and a message tha
   ``synced_at``, and ``source_refs[].{source_updated_at, record_version, etag, last_seen_at}``. ``created_at`` and
   ``deleted_at`` are content and are kept.
 
-``content_hash(key)`` is HMAC-SHA256 over that JSON with ``key`` (use a managed key, CANONICAL §3) or plain SHA-256
-without one, as lower-case hex.
+``content_hash(key)`` is HMAC-SHA256 over that JSON with ``key`` (use a managed key, docs/canonical.md §2) or plain
+SHA-256 without one, as lower-case hex.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ class Money(CanonicalModel):
 
 
 class Aum(Money):
-    """Assets under management. The CRM receives ``band`` only (CANONICAL §3); derived from a CNY amount if absent."""
+    """Assets under management. The CRM receives ``band`` only (docs/canonical.md §3); derived from CNY if absent."""
 
     as_of: dt.date | None = classified(None, cls="C1", crm="internal")
     band: str | None = classified(None, cls="C1", max_length=20)

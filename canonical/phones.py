@@ -1,4 +1,4 @@
-"""Phone-number and e-mail normalisation (CANONICAL.md §6).
+"""Phone-number and e-mail normalisation (docs/canonical.md §6).
 
 Phones are parsed with ``phonenumbers`` in the given default region and accepted only when
 ``phonenumbers.is_valid_number`` says so (``is_possible_number`` would accept ``12345678901``). The stored form is

@@ -1,4 +1,4 @@
-"""Deterministic synthetic customers for the simulators and tests (CANONICAL.md §4: no real personal data in test).
+"""Deterministic synthetic customers for the simulators and tests (docs/canonical.md §4: no real personal data in test).
 
 Every record is built from ``(seed, index)`` alone (``random.Random(f"crmbridge-synthetic:{seed}:{index}")``), so
 :func:`customer_at` can page lazily and record *i* is the same whatever ``n`` is; :func:`generate_customers` just

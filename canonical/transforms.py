@@ -34,7 +34,7 @@ bool                        true/false/Y/N/1/0/是/否 → bool                 
 first                       list → its first element                         value → one-element list
 split_name (part)           ``张三`` → family ``张`` or given ``三``        unchanged
 join_name                   [family, given] → ``张三`` / ``San Zhang``      full name → [family, given]
-mask (kind)                 (not allowed on the way in)                      masked value (CANONICAL §8)
+mask (kind)                 (not allowed on the way in)                      masked value (docs/canonical.md §8)
 drop_masked                 a masked value (``张*``) → None (treated missing) unchanged
 aum_band                    amount → band code                               amount → band code
 default (value)             None/"" → value                                  None/"" → value
@@ -813,7 +813,7 @@ class JoinName(Transform):
 
 @register_transform
 class Mask(Transform):
-    """Out only: push the masked form (CANONICAL §8) instead of the value, e.g. ``mask:ric`` → ``1*************002X``.
+    """Out only: push the masked form (docs/canonical.md §8), e.g. ``mask:ric`` → ``1*************002X``.
 
     Kinds: the keys of :data:`crmbridge.canonical.masking.MASK_KINDS`.
     """

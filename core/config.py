@@ -81,7 +81,7 @@ DEFAULT_STATE_URL = "sqlite:///var/crmbridge.db"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MAX_BATCH_SIZE = 5000
 
-#: canonical keys a match rule may combine: identifier schemes (CANONICAL.md §2), contact point types, name fields
+#: canonical keys a match rule may combine: identifier schemes (docs/canonical.md §2), contact point types, name fields
 MATCH_KEYS = frozenset({
     "CN_RIC", "CN_TEMP_RIC", "PASSPORT", "HK_MO_PERMIT", "TW_PERMIT", "HMT_RESIDENCE_PERMIT", "FOREIGN_PR_ID",
     "CN_USCC", "ORG_CODE", "BUSINESS_LICENCE",

@@ -1,6 +1,6 @@
 """Blind indexes: keyed, truncated HMACs of normalised values, for equality matching without decryption.
 
-``index = HMAC(k_field, normalise(value))`` truncated to ``bits`` (64 by default, 32-64 allowed; CANONICAL.md
+``index = HMAC(k_field, normalise(value))`` truncated to ``bits`` (64 by default, 32-64 allowed; docs/canonical.md
 §9), with ``k_field = HKDF(root_key, info="blind-index|<field>")`` so each field has its own key and an index
 of one field says nothing about another. The root key is a data key kept (wrapped) in ``crypto_data_keys``;
 :meth:`BlindIndexer.from_cipher` loads it. HMAC-SHA256 by default, HMAC-SM3 for national-algorithm deployments;
@@ -73,7 +73,7 @@ _NORMALISERS: dict[str, Callable[[str], str]] = {
     "raw": lambda v: v,  # the caller normalised already (composite match keys)
 }
 
-#: identifier and contact-point schemes (CANONICAL.md §2) → normalisation kind
+#: identifier and contact-point schemes (docs/canonical.md §2) → normalisation kind
 SCHEME_KINDS: dict[str, str] = {
     **dict.fromkeys(["CN_RIC", "CN_TEMP_RIC", "PASSPORT", "HK_MO_PERMIT", "TW_PERMIT", "HMT_RESIDENCE_PERMIT",
                      "FOREIGN_PR_ID", "CN_USCC", "ORG_CODE", "BUSINESS_LICENCE", "ACCOUNT"], "id"),

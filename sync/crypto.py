@@ -1,6 +1,6 @@
 """Field-level envelope encryption: a master key (KEK), versioned data keys (DEKs) and self-describing tokens.
 
-How the keys fit together (CANONICAL.md §9)::
+How the keys fit together (docs/canonical.md §9)::
 
     KeyProvider (env:/file: master key, or a KMS/HSM plugin)     wraps/unwraps ─┐
         └── crypto_data_keys rows: (kid, scope, version, algorithm, wrapped) ◄──┘

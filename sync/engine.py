@@ -1,6 +1,6 @@
 """The sync engine: one run of one job, with no loss and no duplicates.
 
-A run streams the source in pages and handles them in batches (DESIGN.md, "One sync run, as data flows")::
+A run streams the source in pages and handles them in batches::
 
     extract ─► map in ─► identify ─► consent ─► diff ─► map out ─► (intents) ─► write ─► record
                  │           │                    │                                      │

@@ -5,7 +5,7 @@ with masked before/after values only; the full diff is encrypted under the party
 party (destroying that key) erases the diff while every hash still verifies. Nothing in a ledger row is ever
 updated or deleted (PostgreSQL refuses it by trigger, see migration ``0002``).
 
-Hashing (CANONICAL.md §9)::
+Hashing (docs/canonical.md §9)::
 
     body_i      = canonical_json({seq, prev_hash, hash_alg, recorded_at, run_id, job, ..., diff_enc})
     entry_hash  = H(body_i)                      H = SHA-256, or SM3 when the deployment uses national algorithms

@@ -1,6 +1,6 @@
 """A Fineract-shaped core-banking REST service on loopback (and a second, differently shaped bank service).
 
-Dialect ``fineract`` (default), after Apache Fineract's ``ClientsApiResource`` (COREBANK.md §5):
+Dialect ``fineract`` (default), after Apache Fineract's ``ClientsApiResource`` (docs/vendors/corebank.md §5):
 
 =================================================================== ===============================================
 ``GET  /fineract-provider/api/v1/clients``                           ``offset, limit`` (default 200, ``<= 0`` =

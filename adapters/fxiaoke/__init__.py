@@ -1,6 +1,6 @@
 """The Fxiaoke (纷享销客 / ShareCRM) adapter: v2 object-data API with corpAccessToken credentials.
 
-Spec: ``shared/vendor-notes/FXIAOKE.md``. What the sync engine should know:
+Spec: ``docs/vendors/fxiaoke.md``. What the sync engine should know:
 
 * **Reads** (``extract``) filter ``last_modified_time`` from ``since − overlap_seconds`` (epoch ms), order by
   ``last_modified_time`` then ``_id`` ascending, and page by keyset: each page restarts the filter at the last

@@ -1,6 +1,6 @@
 """The corpAccessToken cache: one token per adapter, fetched under a lock and never too often.
 
-FXIAOKE.md §2.1: a token lives 7200 s; asking again within 6600 s of issue returns the same token, asking
+docs/vendors/fxiaoke.md §2.1: a token lives 7200 s; asking again within 6600 s of issue returns the same token, asking
 between 6600 s and 7200 s returns a new one (both valid in the overlap). The token endpoint allows at most
 10 calls a minute and must not be called concurrently. So:
 

@@ -1,4 +1,4 @@
-"""Low-level Fxiaoke Open API calls: envelopes, paths, credentials (FXIAOKE.md §2–§7).
+"""Low-level Fxiaoke Open API calls: envelopes, paths, credentials (docs/vendors/fxiaoke.md §2–§7).
 
 Every call is ``POST`` JSON with the legacy body-style credentials (``corpAccessToken``, ``corpId``,
 ``currentOpenUserId`` next to ``data``; §2.2), the style every public client uses, plus a fresh
@@ -194,7 +194,7 @@ class FxiaokeClient:
                   triggerApprovalFlow=trigger_approval_flow)
 
     def change_owner(self, obj: str, object_id: str, owner: Sequence[str]) -> None:
-        # capital "Data" and a list ownerId (FXIAOKE.md §6; the string form "[1000]" is the other variant)
+        # capital "Data" and a list ownerId (docs/vendors/fxiaoke.md §6; the string form "[1000]" is the other variant)
         self.call(data_path(obj, "changeOwner"),
                   {"dataObjectApiName": obj, "Data": [{"objectDataId": object_id, "ownerId": list(owner)}]},
                   record_level=True)

@@ -1,6 +1,6 @@
 """Fxiaoke ``errorCode`` classification: the ONE table, and the one place a response is judged.
 
-Fxiaoke answers almost every error with HTTP 200 and ``errorCode != 0`` (FXIAOKE.md §1, §11), so every
+Fxiaoke answers almost every error with HTTP 200 and ``errorCode != 0`` (docs/vendors/fxiaoke.md §1, §11), so every
 response goes through :func:`check_response`. The table below maps each documented (and each observed)
 code to what crmbridge does next; where sources disagree every variant is listed. ``errorMessage`` is
 never parsed (the docs warn it may change) and never copied into error text: it can echo field values,
@@ -23,14 +23,14 @@ SYSTEM      system error / busy / timeout                               Transien
 =========== =========================================================== ==========================
 
 Codes marked *(simulator)* are the business codes crmbridge's simulator uses. Fxiaoke does not publish
-the codes of its business-validation errors (FXIAOKE.md §11: "values unverified"); an unknown code is
+the codes of its business-validation errors (docs/vendors/fxiaoke.md §11: "values unverified"); an unknown code is
 therefore classified as BUSINESS on a per-record write (the record fails, the run goes on) and as
 PARAMETER anywhere else (the catch-all: every code gets a category). An unknown code's error names the
 code and the vendor's own ``errorMessage``, masked (:func:`vendor_message`): for an unknown code it is the
 only explanation there is.
 
 **Duplicate rules (查重规则).** A tenant's duplicate rule refusing a create or update has no documented code
-(FXIAOKE.md §5: "the code and text are unverified"; crm-cli treats any error whose message contains
+(docs/vendors/fxiaoke.md §5: "the code and text are unverified"; crm-cli treats any error whose message contains
 "duplicate" as one). A refusal is named a duplicate-rule refusal (``RecordRejectedError.code ==
 "duplicate_rule"``) when its code is one of ``duplicate_codes`` (the simulator's :data:`DUPLICATE_RULE_CODE`
 plus whatever the system configures once the live code is known), or, for an unknown code on a write, when

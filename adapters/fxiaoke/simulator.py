@@ -1,6 +1,6 @@
-"""A faithful local Fxiaoke Open API (``crmbridge simulate fxiaoke``), per FXIAOKE.md.
+"""A faithful local Fxiaoke Open API (``crmbridge simulate fxiaoke``), per docs/vendors/fxiaoke.md.
 
-What it reproduces (section numbers of FXIAOKE.md):
+What it reproduces (section numbers of docs/vendors/fxiaoke.md):
 
 * every call is ``POST`` JSON; errors are **HTTP 200** with ``errorCode != 0`` and a ``traceId`` (§1);
   ``thirdTraceId`` is accepted and not required;
@@ -35,7 +35,7 @@ Modes that break convenient assumptions (each also an attribute a test may set o
   record matches another live record on every field of a rule is refused, unless the request turned duplicate
   search off (``data.optionInfo.isDuplicateSearch: false``; on custom objects also the top-level
   ``checkDuplicateSearch: false``; both default to searching, as APL's ``duplicateSearch`` does). The live
-  code and text of that refusal are unpublished (FXIAOKE.md §5): the simulator answers errorCode
+  code and text of that refusal are unpublished (docs/vendors/fxiaoke.md §5): the simulator answers errorCode
   :data:`~crmbridge.adapters.fxiaoke.errors.DUPLICATE_RULE_CODE` with an English ``errorMessage`` that says
   "duplicate" (what crm-cli recognises), a Chinese ``errorDescription``, and ``data`` in the shape of the
   APL duplicateSearch result (``dataList`` of the matching records, ``matchType: "PRECISE"``,
@@ -164,7 +164,7 @@ _ACCOUNT_FIELDS = [
 _CONTACT_FIELDS = [
     _f("name", "姓名", "text", is_required=True, max_length=100),
     _f("account_id", "客户名称", "object_reference", target_api_name="AccountObj"),
-    _f("mobile", "手机", "phone_number", max_length=100),   # API name unverified (FXIAOKE.md §8): read describe
+    _f("mobile", "手机", "phone_number", max_length=100),  # API name unverified (docs/vendors/fxiaoke.md §8)
     _f("tel", "电话", "phone_number", max_length=100),
     _f("email", "邮件", "email", max_length=100),
     _f("job_title", "职务", "text", max_length=100),
@@ -1040,7 +1040,7 @@ class FxiaokeSimulator(Simulator):
                 raise _biz("LOCKED", "数据已锁定，不能编辑")
             clean = self._validate(table, od, creating=False, rid=rid)  # owner is ignored: use changeOwner
             row = dict(old)
-            for k, v in clean.items():  # PATCH semantics (assumed in FXIAOKE.md §5)
+            for k, v in clean.items():  # PATCH semantics (assumed in docs/vendors/fxiaoke.md §5)
                 if v is None:
                     row.pop(k, None)
                 else:

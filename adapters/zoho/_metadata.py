@@ -1,5 +1,5 @@
-"""Field metadata the Zoho simulator serves: standard Contacts and Accounts fields (ZOHO.md §10) plus the bank's
-custom fields, rendered in the shape of ``GET /crm/v8/settings/fields`` (§9).
+"""Field metadata the Zoho simulator serves: standard Contacts and Accounts fields (docs/vendors/zoho.md §10)
+plus the bank's custom fields, rendered in the shape of ``GET /crm/v8/settings/fields`` (§9).
 
 The bank's custom fields are named as ``mappings/zoho_contacts.yaml`` and ``mappings/zoho_accounts.yaml`` use them:
 

@@ -1,6 +1,6 @@
 """Zoho OAuth 2.0: the refresh-token grant, with one cached access token per refresh token.
 
-Zoho allows 10 access-token requests per 10 minutes per refresh token (ZOHO.md §2.2), so tokens are cached
+Zoho allows 10 access-token requests per 10 minutes per refresh token (docs/vendors/zoho.md §2.2), so tokens are cached
 per process (shared by every adapter built with the same accounts server, client and refresh token) and
 refreshed by one thread at a time: a thread that finds a fresh token after waiting for the lock uses it.
 A token is refreshed shortly before it expires and when Zoho answers INVALID_TOKEN (the adapter base class

@@ -1,7 +1,7 @@
 """The Zoho CRM adapter (REST API v8, China data centre by default).
 
 Reads incrementally with ``sort_by=Modified_Time&sort_order=asc``, ``If-Modified-Since`` = since − overlap,
-``page`` up to record 2000 and ``page_token`` beyond (ZOHO.md §3); writes with upsert keyed by crmbridge's
+``page`` up to record 2000 and ``page_token`` beyond (docs/vendors/zoho.md §3); writes with upsert keyed by crmbridge's
 external key (``duplicate_check_fields: [key_field]``, ``trigger: []``, ≤100 records per call, §4); reads
 deletions from ``/{module}/deleted`` as tombstones (§5); finds by key with COQL (read-after-write, unlike
 search, §6); keeps the edition's concurrency (§8). Every response goes through
@@ -59,7 +59,7 @@ __all__ = ["EDITION_CONCURRENCY", "ZohoAdapter", "ZohoConfig"]
 
 log = logging.getLogger(__name__)
 
-#: simultaneous calls per user per OAuth app (ZOHO.md §8)
+#: simultaneous calls per user per OAuth app (docs/vendors/zoho.md §8)
 EDITION_CONCURRENCY: Mapping[str, int] = {
     "free": 5, "standard": 10, "professional": 15, "enterprise": 20, "ultimate": 25,
 }
@@ -73,7 +73,7 @@ MAX_FIELDS = 50
 _NOT_IN_LISTS = frozenset({"subform", "multiselectlookup"})
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_$]*$")
 _CHINA_HOSTS = (".zoho.com.cn", ".zohoapis.com.cn")
-#: API domain suffix -> data centre (ZOHO.md §1)
+#: API domain suffix -> data centre (docs/vendors/zoho.md §1)
 _DATA_CENTRES = {".com.cn": "CN", ".com.au": "AU", ".eu": "EU", ".in": "IN", ".jp": "JP", ".ca": "CA", ".sa": "SA",
                  ".uk": "UK", ".com": "US"}
 #: clock skew the doctor accepts without a warning, seconds

@@ -1,6 +1,6 @@
 """The ONE place a Zoho CRM response is read and classified.
 
-Zoho reports errors three ways (ZOHO.md §2.2, §2.3, §4.4, §11):
+Zoho reports errors three ways (docs/vendors/zoho.md §2.2, §2.3, §4.4, §11):
 
 * request-level: a top-level ``{"code","details","message","status":"error"}`` with an HTTP error status;
 * per record: items inside ``{"data":[...]}`` with HTTP 200/201/207/400/412;

@@ -1,7 +1,7 @@
 """A faithful Zoho CRM simulator: the accounts server's token endpoint and the ``/crm/{v}`` REST API.
 
-Serves, on loopback, the paths, status codes, headers and bodies of ZOHO.md: the refresh-token grant (query and
-form parameters merged, HTTP-200 ``error`` bodies, the 10-per-10-minutes throttle), record lists (mandatory
+Serves, on loopback, the paths, status codes, headers and bodies of docs/vendors/zoho.md: the refresh-token grant
+(query and form parameters merged, HTTP-200 ``error`` bodies, the 10-per-10-minutes throttle), record lists (mandatory
 ``fields`` on v7+, ≤50 fields, ``per_page`` ≤200, ``page`` to record 2000 then bound ``page_token`` to 100,000,
 ``sort_by``/``sort_order``, ``If-Modified-Since`` with 304, 204 without body or Content-Type), single GET,
 insert/update/upsert with per-record results (201/200/207/400/412), field validation from the metadata,
@@ -15,7 +15,7 @@ key                 default     meaning
 =================== =========== ===================================================================
 edition             enterprise  sets the concurrency limit (5/10/15/20/25) unless concurrency_limit is set
 ims_boundary        exclusive   If-Modified-Since keeps records modified after (>) the time ("exclusive") or at
-                                or after it (>=, "inclusive"); Zoho does not document which (ZOHO.md §3.4)
+                                or after it (>=, "inclusive"); Zoho does not document which (docs/vendors/zoho.md §3.4)
 ims_inclusive       False       legacy spelling of ims_boundary: inclusive
 clock_skew          0           seconds the Date header is ahead of the real time (negative: behind)
 api_domain          own URL     the api_domain the token response names (another DC's: a wrong accounts_url)

@@ -1,4 +1,4 @@
-"""Every canonical field is classified, and the policies match CANONICAL.md §3."""
+"""Every canonical field is classified, and the policies match docs/canonical.md §3."""
 
 from __future__ import annotations
 

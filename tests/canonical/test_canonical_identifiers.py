@@ -38,7 +38,7 @@ def _code(scheme: str, raw: str) -> str | None:
 
 
 def test_standard_example_ric_is_valid() -> None:
-    # GB 11643-1999 example; S = 167, 167 mod 11 = 2 -> X (CANONICAL §5)
+    # GB 11643-1999 example; S = 167, 167 mod 11 = 2 -> X (docs/canonical.md §5)
     assert ric_check_digit("11010519491231002") == "X"
     assert normalise_identifier("CN_RIC", "11010519491231002X") == NormalisedId("11010519491231002X", ())
 
@@ -242,7 +242,7 @@ def test_ric_round_trip(born: dt.date, seq: int) -> None:
 
 
 def test_uscc_examples() -> None:
-    # 91110000600037341L: sum 538, 538 mod 31 = 11, 31 - 11 = 20 -> L (CANONICAL §5)
+    # 91110000600037341L: sum 538, 538 mod 31 = 11, 31 - 11 = 20 -> L (docs/canonical.md §5)
     assert uscc_check_digit("91110000600037341") == "L"
     assert normalise_identifier("CN_USCC", "91110000600037341L").value == "91110000600037341L"
     assert normalise_identifier("CN_USCC", "911000001000013428").value == "911000001000013428"  # Bank of China

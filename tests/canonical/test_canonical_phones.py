@@ -1,4 +1,4 @@
-"""Phone and e-mail normalisation (CANONICAL.md §6 examples)."""
+"""Phone and e-mail normalisation (docs/canonical.md §6 examples)."""
 
 from __future__ import annotations
 

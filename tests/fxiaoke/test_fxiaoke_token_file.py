@@ -1,6 +1,6 @@
 """Fxiaoke's corpAccessToken shared by a system's processes through the encrypted token file (``token_cache``).
 
-The token endpoint allows 10 calls a minute and no concurrent calls (FXIAOKE.md §2.1, §10); the simulator
+The token endpoint allows 10 calls a minute and no concurrent calls (docs/vendors/fxiaoke.md §2.1, §10); the simulator
 enforces both (14001). A token cached per process breaks that as soon as more than ten runs, restarts or workers
 start within a minute: these tests start real processes against the simulator.
 """

@@ -81,7 +81,7 @@ def test_unset_secret_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) 
     assert info.value.where == "systems.zoho_cn.client_secret"
 
 
-# the codes the issue and ZOHO.md §11 name, with what crmbridge must do next
+# the codes the issue and docs/vendors/zoho.md §11 name, with what crmbridge must do next
 EXPECTED = {
     "INVALID_TOKEN": TokenExpiredError, "AUTHENTICATION_FAILURE": AuthenticationError,
     "OAUTH_SCOPE_MISMATCH": PermissionDeniedError, "INVALID_URL_PATTERN": RequestError,

@@ -129,7 +129,7 @@ def test_official_sdk_pages_past_2000_and_upserts(tmp_path: Path) -> None:
     got = [str(i) for i in out["ids"]]  # the SDK turns ids into ints
     assert len(got) == 2300 and set(got) == seeded, "the SDK did not read every record exactly once"
     assert out["token_pages"] == 2, "records 2001-2300 must come through page_token"
-    # start-up sequence of ZOHO.md §12: one token grant, current user, org, field metadata (plus the lookup's module)
+    # start-up sequence (docs/vendors/zoho.md §12): token grant, current user, org, field metadata (+ lookup's module)
     assert seen["POST /oauth/v2/token"] == 1
     assert seen["GET /crm/v8/users"] == 1 and seen["GET /crm/v8/org"] == 1
     assert seen["GET /crm/v8/settings/fields"] >= 1

@@ -1,5 +1,5 @@
-"""The Zoho simulator speaks Zoho's HTTP: paths, status codes, headers and bodies of ZOHO.md, checked with raw
-HTTP (no crmbridge adapter in between)."""
+"""The Zoho simulator speaks Zoho's HTTP: paths, status codes, headers and bodies of docs/vendors/zoho.md, checked
+with raw HTTP (no crmbridge adapter in between)."""
 
 from __future__ import annotations
 
