@@ -57,8 +57,24 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
+def _version_callback(value: bool) -> None:
+    """``--version``: the installed distribution's version (its metadata, not a constant in the code)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("crmbridge")
+    except PackageNotFoundError:   # running from a source tree that was never installed
+        number = "unknown (not installed)"
+    typer.echo(f"crmbridge {number}")
+    raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print crmbridge's version and exit.", callback=_version_callback, is_eager=True)] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
     config: Annotated[str | None, typer.Option(

@@ -147,3 +147,11 @@ def test_check_refuses_a_job_whose_mapping_does_not_load(config_file: Path, secr
     result = CliRunner().invoke(app, ["config", "check", "--config", str(config_file)])
     assert result.exit_code == 2
     assert "jobs.a_to_b.target_mapping" in result.output and "b.yaml" in result.output
+
+
+def test_committed_schema_is_what_the_command_prints() -> None:
+    """config/schema.json, the whole document, equals ``crmbridge config schema`` (the installed script)."""
+    res = subprocess.run([str(CRMBRIDGE), "config", "schema"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    committed = json.loads((REPO / "config" / "schema.json").read_text(encoding="utf-8"))
+    assert json.loads(res.stdout) == committed, "regenerate: crmbridge config schema --write"

@@ -164,3 +164,15 @@ def test_published_schema_is_current_and_validates_shipped_yaml():
     assert list(validator.iter_errors(broken))
     broken["steps"][3]["transform"] = ["trim", {"name": "phone_e164", "format": "digits"}, "mask:mobile"]
     assert not list(validator.iter_errors(broken))
+
+
+def test_committed_schema_is_what_the_command_prints():
+    """mappings/mapping.schema.json, the whole document, equals ``crmbridge mapping schema`` (the installed script)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([str(Path(sys.executable).parent / "crmbridge"), "mapping", "schema"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    committed = json.loads((MAPPINGS / "mapping.schema.json").read_text(encoding="utf-8"))
+    assert json.loads(res.stdout) == committed, "regenerate: crmbridge mapping schema > mappings/mapping.schema.json"
