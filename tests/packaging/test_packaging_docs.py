@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 MD_REF = re.compile(r"(?<![\w/.:-])((?:\.{1,2}/|[\w-]+/)*[\w.-]*\w\.md)(?:#([\w-]+))?(?![\w])")
 #: the guidance documents' names cited by section without the extension ("CANONICAL §3")
 GUIDE_REF = re.compile(r"\b(CANONICAL|DESIGN|STYLE|ZOHO|FXIAOKE|COREBANK|OBJECTS)(\.md| §)")
+#: a document cited by section: "docs/canonical.md §3", "[docs/canonical.md §5](...)", "`docs/x.md` §2.1"
+SECTION_REF = re.compile(r"([\w./-]+\.md)`?\]?,? §(\d+(?:\.\d+)*)")
 SKIP_SUFFIXES = (".png", ".jpg", ".whl", ".gz", ".zip", ".sqlite", ".db", ".ico", ".pdf")
 
 
@@ -47,6 +49,16 @@ def anchors(md: Path) -> set[str]:
             found.add(s if n == 0 else f"{s}-{n}")
     for m in re.finditer(r'<a (?:name|id)="([^"]+)"', md.read_text(encoding="utf-8")):
         found.add(m.group(1))
+    return found
+
+
+def sections(md: Path) -> set[str]:
+    """Section numbers of a page's headings ("## 3. Data classes…" → "3", "### 2.1 Refresh…" → "2.1")."""
+    found = set()
+    for line in md.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6}\s+(\d+(?:\.\d+)*)[.\s]", line)
+        if m:
+            found.add(m.group(1))
     return found
 
 
@@ -88,6 +100,11 @@ def broken_references() -> list[str]:
                     problems.append(f"{rel}:{lineno}: names {ref!r}, which does not exist in this repository")
                 elif anchor and anchor not in anchors(target):
                     problems.append(f"{rel}:{lineno}: {ref}#{anchor}: no such heading in {target.relative_to(REPO)}")
+            for m in SECTION_REF.finditer(line):
+                target = resolve(path, m.group(1))
+                if target is not None and m.group(2) not in sections(target):
+                    problems.append(f"{rel}:{lineno}: {m.group(1)} §{m.group(2)}: no such section in "
+                                    f"{target.relative_to(REPO)}")
     return problems
 
 
@@ -109,3 +126,7 @@ def test_checker_catches_a_missing_document(tmp_path: Path) -> None:
     assert resolve(REPO / "README.md", "docs/nowhere.md") is None
     assert resolve(REPO / "README.md", "docs/canonical.md") is not None
     assert "3-data-classes-and-what-a-crm-receives" in anchors(REPO / "docs" / "canonical.md")
+    m = SECTION_REF.search("refused (docs/canonical.md §3.1)")
+    assert m and m.groups() == ("docs/canonical.md", "3.1")
+    assert "3" in sections(REPO / "docs" / "canonical.md") and "3.1" not in sections(REPO / "docs" / "canonical.md")
+    assert "2.1" in sections(REPO / "docs" / "vendors" / "zoho.md")
