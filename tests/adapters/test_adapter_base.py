@@ -104,7 +104,7 @@ def test_concurrency_never_exceeds_max_concurrency(sim: MemorySimulator) -> None
 def test_concurrent_calls_keep_their_connections_alive(sim: MemorySimulator) -> None:
     """As many pooled connections as calls in flight: requests keeps 10 per host by default, so 20 concurrent calls
     opened 10 new connections (a TLS handshake each, against a real vendor) in every wave and threw them away."""
-    sim.knobs.latency_ms = 30
+    sim.knobs.latency_ms = 200   # long enough for all 20 calls of a wave to be in flight on a loaded machine
     adapter = make(sim, max_concurrency=20)
     for _ in range(3):
         adapter.write(OBJ, items(20 * MemoryAdapter.max_batch_size))
