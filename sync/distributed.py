@@ -447,7 +447,7 @@ def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
     r = ctx.report
     stats = {s.system: s.adapter.stats for s in (ctx.source, ctx.target)}
     return {
-        "read": r.read, "out_of_scope": r.out_of_scope,
+        "read": r.read,
         "actions": {str(k): v for k, v in r.actions.items() if v},
         "outcomes": dict(r.outcomes), "refusals": dict(r.refusals),
         "api_calls": {k: st.api_calls - before[k][0] for k, st in stats.items()},
@@ -773,7 +773,6 @@ def _sum_counts(report: RunReport, rows: Sequence[Mapping[str, Any]]) -> None:
     for r in rows:
         c = r.get("counts") or {}
         report.read += int(c.get("read", 0))
-        report.out_of_scope += int(c.get("out_of_scope", 0))
         for action, n in (c.get("actions") or {}).items():
             report.actions[Action(action)] += int(n)
         for outcome, n in (c.get("outcomes") or {}).items():

@@ -55,6 +55,7 @@ from crmbridge.core.errors import (
     ConfigurationError,
     CrmBridgeError,
     FatalSyncError,
+    LeaseHeldError,
     RecordError,
     RetryableError,
     SystemUnavailableError,
@@ -269,7 +270,6 @@ class JobRunner:
         if size != job.batch_size:
             job = self.job = job.model_copy(update={"batch_size": size})
         if not dry_run and not self._acquire_lease():  # refused: recorded as a run of its own (`runs list`)
-            from crmbridge.core.errors import LeaseHeldError
             refused = LeaseHeldError(self.name, (rt.store.lease_holder(self.name) or {}).get("holder"))
             if self.record_refusal:
                 with rt.store.transaction() as tx:
@@ -572,8 +572,7 @@ class JobRunner:
             return d
         scope = ctx.target.mapping.fixed_party_type
         if scope is not None and str(party.party_type) != scope:
-            ctx.report.out_of_scope += 1   # not this job's kind of party (e.g. organisations for a Contacts job)
-            return d.quiet("out_of_scope")
+            return d.quiet("out_of_scope")   # not this job's kind of party (e.g. organisations for Contacts)
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
         # the consent records' own status, capture order and withdrawal decide, never this host's clock against
@@ -668,8 +667,7 @@ class JobRunner:
     def _decide_tombstone(self, tx: StoreTx, ctx: _Ctx, d: _Decision) -> _Decision:
         job, tgt = ctx.job, ctx.target
         if d.party_id is None:
-            ctx.report.out_of_scope += 1   # closed or deleted before it was ever synced: nothing to delete anywhere
-            return d.quiet("out_of_scope")
+            return d.quiet("out_of_scope")   # closed or deleted before it was ever synced: nothing to delete
         linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
         d.target_id = linked[0][2] if linked else None
         if job.delete_policy == "ignore" or d.target_id is None:

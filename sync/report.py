@@ -74,7 +74,6 @@ class RunReport:
     #: the system that could not be reached when the run stopped for that (exit code 4)
     unreachable: str | None = None
     read: int = 0
-    out_of_scope: int = 0            # records of a kind the target mapping does not take (silently not synced)
     api_calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     throttled: int = 0
@@ -105,6 +104,11 @@ class RunReport:
         if self.status == "failed" and self.unreachable:
             return EXIT_CODES["unreachable"]
         return EXIT_CODES.get(self.status, 1)
+
+    @property
+    def out_of_scope(self) -> int:
+        """Records not for this target by design (another kind of party, closed before ever synced)."""
+        return self.outcomes["out_of_scope"]
 
     def count(self, outcome: str, n: int = 1) -> None:
         """Account ``n`` records read as ``outcome``."""
