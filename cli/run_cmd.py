@@ -40,7 +40,9 @@ def run(
         "--distributed", help="Split the run into batches executed by `crmbridge worker` processes (Celery; "
                               "state on PostgreSQL); the same as `crmbridge dispatch JOB`.")] = False,
 ) -> None:
-    """Run one job now (a progress bar on a terminal, a summary at the end; exit 1 if the run failed)."""
+    """Run one job now: a progress bar on a terminal, a summary whose rows add up to the records read. Exit 0
+    succeeded, 3 partial (records dead-lettered or in conflict), 1 failed, 4 a system unreachable, 5 suspicious,
+    6 stopped, 7 another process runs the job."""
     from crmbridge.sync.engine import run_job
 
     if distributed and dry_run:

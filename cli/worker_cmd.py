@@ -53,7 +53,8 @@ def dispatch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
     actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "dispatcher",
 ) -> None:
-    """Run one job over the workers now and wait for it (exit 1 if the run failed, 5 if it looks suspicious)."""
+    """Run one job over the workers now and wait for it (exit codes as `crmbridge run`: 0, 3 partial, 1 failed,
+    4 unreachable, 5 suspicious, 7 another process runs the job)."""
     from crmbridge.cli._common import runtime
     from crmbridge.cli.run_cmd import observed
     from crmbridge.sync.distributed import dispatch as do_dispatch
