@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import Table, append_results, run_worker
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 TARGET = 2.0
 

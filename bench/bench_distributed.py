@@ -1,7 +1,7 @@
 """Benchmark 7 — distributed: one and two ``crmbridge worker`` processes (Celery) on a latency-bound job.
 
-The core → Zoho job dispatched with ``crmbridge.sync.distributed.dispatch`` (state on PostgreSQL, broker Redis or
-RabbitMQ) over 1 worker, then over 2 workers, each on a fresh environment and a fresh database; Zoho answers
+The core → Zoho job dispatched with ``crmbridge.sync.runners.distributed.dispatch`` (state on PostgreSQL, broker
+Redis or RabbitMQ) over 1 worker, then over 2 workers, each on a fresh environment and a fresh database; Zoho answers
 after ``--latency-ms`` so the job is bound by latency, not CPU. Reports the speed-up; target ≥ 1.8 ×.
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust; ``CRMBRIDGE_BENCH_PG`` overrides the admin URL) and
@@ -28,9 +28,9 @@ import yaml
 from common import Table, append_results
 from sqlalchemy import create_engine, text
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
-from crmbridge.sync.distributed import close_celery_app, dispatch, make_celery_app
+from crmbridge.sync.runners.distributed import close_celery_app, dispatch, make_celery_app
 
 TARGET = 1.8
 PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")

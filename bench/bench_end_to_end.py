@@ -22,7 +22,7 @@ from common import BENCH_DIR, Table, append_results, calls_by_kind, ceil_div, ru
 
 from crmbridge.adapters.fxiaoke import FxiaokeAdapter
 from crmbridge.adapters.zoho import ZohoAdapter
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.report import COMPLETED
 
 CORE_PAGE = 100  # the demo's SOAP page size (adapter default)

@@ -22,11 +22,11 @@ from common import Table, append_results
 from crmbridge.canonical import c3
 from crmbridge.canonical.mapping import _mask_kind, mask_kind_for, parse_path
 from crmbridge.core.errors import CrmBridgeError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.db import import_models, make_engine
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.merge import flatten
-from crmbridge.sync.store import StateStore, snapshots
+from crmbridge.sync.state.db import import_models, make_engine
+from crmbridge.sync.state.store import StateStore, snapshots
 
 
 def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def main() -> None:
     # 2. upserts
     with tempfile.TemporaryDirectory() as tmp:
         import_models()
-        from crmbridge.sync.db import Base
+        from crmbridge.sync.state.db import Base
         eng = make_engine(f"sqlite:///{Path(tmp) / 's.db'}")
         Base.metadata.create_all(eng)
         store = StateStore(eng)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import Table, append_results, calls_by_kind, ceil_div, run_worker, snapshot_calls
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.report import COMPLETED
 
 #: a segment change that stays valid for the party type (individual ↔ individual, organisation ↔ organisation)

@@ -21,7 +21,7 @@ import yaml
 from common import Table, append_results, calls_by_kind, run_worker, snapshot_calls
 
 from crmbridge.adapters.zoho import EDITION_CONCURRENCY, ZohoAdapter
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 TARGET = 0.90
 NOTES = [

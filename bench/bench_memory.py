@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common import Table, append_results, run_worker
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 TARGET = 1.2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import Table, append_results, calls_by_kind, run_worker, snapshot_calls
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 TARGET = 2.0
 

@@ -1,7 +1,7 @@
 """Shared helpers of the hand-run benchmarks (issue 9): machine description, child runs with clean peak RSS,
 API-call accounting against the simulators, a table printer and ``bench/RESULTS.md``.
 
-The simulators live in the benchmark's own process (a :class:`~crmbridge.sync.demo.DemoEnvironment`); crmbridge
+The simulators live in the benchmark's own process (a :class:`~crmbridge.demo.DemoEnvironment`); crmbridge
 itself runs in a child process (``bench/_worker.py``) so that its peak RSS and CPU time are its own, not the
 simulators'. The demo's vendor secrets reach the child through the environment, as in production.
 """

@@ -60,6 +60,8 @@ from crmbridge.canonical.transforms import (
     transform_names,
 )
 from crmbridge.core.errors import MappingError, ValidationError
+from crmbridge.core.paths import Path, PathIndex, PathKey, PathSelect, parse_path, path_get, path_set, plain_value
+from crmbridge.core.paths import try_path as _try_path
 from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
 
 if TYPE_CHECKING:
@@ -154,217 +156,6 @@ class MappingLoadError(MappingError):
 
 
 # ==============================================================================================================
-# paths
-
-
-@dataclass(frozen=True)
-class _Key:
-    name: str
-
-
-@dataclass(frozen=True)
-class _Index:
-    index: int
-
-
-@dataclass(frozen=True)
-class _Select:
-    conds: tuple[tuple[str, str], ...]
-
-
-_Op = _Key | _Index | _Select
-
-
-@dataclass(frozen=True)
-class Path:
-    """A parsed canonical or vendor path."""
-
-    text: str
-    ops: tuple[_Op, ...]
-
-    @property
-    def head(self) -> str:
-        """The first key (the vendor field name a read must request)."""
-        first = self.ops[0]
-        return first.name if isinstance(first, _Key) else self.text
-
-    def template(self) -> str:
-        """``identifiers[scheme=CN_RIC].value`` → ``identifiers[].value`` (classification paths)."""
-        out = ""
-        for op in self.ops:
-            if isinstance(op, _Key):
-                out += ("." if out else "") + op.name
-            else:
-                out += "[]"
-        return out
-
-    def parent(self) -> Path:
-        """The path one step up (``Custpersonal.MOBNUM`` → ``Custpersonal``)."""
-        return Path(self.text.rsplit(".", 1)[0] if "." in self.text else self.text, self.ops[:-1])
-
-    def selector_value(self, key: str) -> str | None:
-        for op in self.ops:
-            if isinstance(op, _Select):
-                for k, v in op.conds:
-                    if k == key:
-                        return v
-        return None
-
-    def __str__(self) -> str:
-        return self.text
-
-
-_NAME = re.compile(r'"((?:[^"\\]|\\.)+)"|([^.\[\]"=,\s][^.\[\]"=,]*)')
-
-
-def parse_path(text: str) -> Path:
-    """Parse ``a.b[0].c[key=VALUE,k2=V2]`` (and ``["DOTTED.NAME"]``) into a :class:`Path`.
-
-    Raises:
-        ValueError: with a message saying where the path is malformed.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty path")
-    s = text.strip()
-    ops: list[_Op] = []
-    i = 0
-    expect_name = True
-    while i < len(s):
-        ch = s[i]
-        if expect_name:
-            if s.startswith('["', i):
-                j = s.find('"]', i + 2)
-                if j < 0:
-                    raise ValueError(f"unterminated [\"…\"] at position {i} in {text!r}")
-                ops.append(_Key(s[i + 2:j]))
-                i = j + 2
-            else:
-                m = re.compile(r"[^.\[\]]+").match(s, i)
-                if not m:
-                    raise ValueError(f"a name is expected at position {i} in {text!r}")
-                ops.append(_Key(m.group(0).strip()))
-                i = m.end()
-            expect_name = False
-            continue
-        if ch == ".":
-            expect_name = True
-            i += 1
-            continue
-        if ch == "[":
-            j = s.find("]", i)
-            if j < 0:
-                raise ValueError(f"unterminated [ at position {i} in {text!r}")
-            inner = s[i + 1:j].strip()
-            if re.fullmatch(r"\d+", inner):
-                ops.append(_Index(int(inner)))
-            else:
-                conds = []
-                for part in inner.split(","):
-                    k, eq, v = part.partition("=")
-                    if not eq or not k.strip() or not v.strip():
-                        raise ValueError(f"a selector is [index] or [key=VALUE] (got [{inner}]) in {text!r}")
-                    conds.append((k.strip(), v.strip()))
-                ops.append(_Select(tuple(conds)))
-            i = j + 1
-            continue
-        raise ValueError(f"unexpected {ch!r} at position {i} in {text!r}")
-    if expect_name:
-        raise ValueError(f"path ends with '.' in {text!r}")
-    return Path(text=s, ops=tuple(ops))
-
-
-def _try_path(text: str) -> Path | None:
-    try:
-        return parse_path(text)
-    except ValueError:
-        return None  # reported, located, by Mapping._compile
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, enum.Enum):
-        return v.value
-    return v
-
-
-def _cond_matches(item: Any, conds: tuple[tuple[str, str], ...]) -> bool:
-    if not isinstance(item, AbcMapping):
-        return False
-    for k, v in conds:
-        have = _plain(item.get(k))
-        if isinstance(have, bool):
-            have = "true" if have else "false"
-        if have is None or str(have) != v:
-            return False
-    return True
-
-
-def path_get(obj: Any, path: Path) -> Any:
-    """The value at ``path`` in nested dicts/lists, or ``None`` when any step is missing."""
-    cur = obj
-    for op in path.ops:
-        if cur is None:
-            return None
-        if isinstance(op, _Key):
-            if isinstance(cur, AbcMapping):
-                cur = cur.get(op.name)
-            elif isinstance(cur, BaseModel):
-                cur = getattr(cur, op.name, None)
-            else:
-                return None
-        elif isinstance(op, _Index):
-            if not isinstance(cur, list | tuple) or op.index >= len(cur):
-                return None
-            cur = cur[op.index]
-        else:
-            if not isinstance(cur, list | tuple):
-                return None
-            cur = next((x for x in cur if _cond_matches(x, op.conds)), None)
-    return cur
-
-
-def _cond_value(v: str) -> Any:
-    return {"true": True, "false": False}.get(v, v)
-
-
-def path_set(obj: dict[str, Any], path: Path, value: Any) -> tuple[str | int, ...]:
-    """Set ``value`` at ``path``, creating dicts, lists and selected elements. Returns the concrete location."""
-    loc: list[str | int] = []
-    cur: Any = obj
-    ops = path.ops
-    for n, op in enumerate(ops):
-        last = n == len(ops) - 1
-        nxt = None if last else ops[n + 1]
-        fresh: Any = dict if isinstance(nxt, _Key) else list
-        if isinstance(op, _Key):
-            if last:
-                cur[op.name] = value
-            else:
-                if not isinstance(cur.get(op.name), dict | list):
-                    cur[op.name] = fresh()
-                cur = cur[op.name]
-            loc.append(op.name)
-        elif isinstance(op, _Index):
-            while len(cur) <= op.index:
-                cur.append(None)
-            if last:
-                cur[op.index] = value
-            elif not isinstance(cur[op.index], dict | list):
-                cur[op.index] = fresh()
-            loc.append(op.index)
-            cur = cur[op.index]
-        else:
-            idx = next((i for i, x in enumerate(cur) if _cond_matches(x, op.conds)), None)
-            if idx is None:
-                cur.append({k: _cond_value(v) for k, v in op.conds})
-                idx = len(cur) - 1
-            if last:
-                cur[idx] = value
-            loc.append(idx)
-            cur = cur[idx]
-    return tuple(loc)
-
-
-# ==============================================================================================================
 # the canonical model, by introspection
 
 
@@ -399,7 +190,7 @@ def _allowed_values(tp: Any) -> frozenset[str] | None:
     vals: set[str] = set()
     for a in alts:
         if typing.get_origin(a) is Literal:
-            vals.update(str(_plain(x)) for x in typing.get_args(a))
+            vals.update(str(plain_value(x)) for x in typing.get_args(a))
         elif isinstance(a, type) and issubclass(a, enum.Enum):
             vals.update(str(m.value) for m in a)
         else:
@@ -427,7 +218,7 @@ def resolve_canonical(model_cls: type[BaseModel], path: Path) -> _Leaf:
     where = model_cls.__name__
     for op in path.ops:
         nxt: list[Any] = []
-        if isinstance(op, _Key):
+        if isinstance(op, PathKey):
             names: set[str] = set()
             for tp in current:
                 if _is_model(tp):
@@ -453,7 +244,7 @@ def resolve_canonical(model_cls: type[BaseModel], path: Path) -> _Leaf:
                     items.append(Any)
             if not items:
                 raise ValueError(f"{where} is not a list; [{'…'}] selectors apply to lists only")
-            if isinstance(op, _Select):
+            if isinstance(op, PathSelect):
                 for k, v in op.conds:
                     ok_key = False
                     for it in items:
@@ -658,11 +449,11 @@ class _OutRecord:
     def consent_granted(self, purpose: str) -> bool:
         """Whether the latest consent record for ``purpose`` is GRANTED and not withdrawn."""
         records = [c for c in self.party.get("consents") or []
-                   if isinstance(c, AbcMapping) and _plain(c.get("purpose")) == purpose]
+                   if isinstance(c, AbcMapping) and plain_value(c.get("purpose")) == purpose]
         if not records:
             return False
         latest = max(records, key=lambda c: str(c.get("captured_at") or ""))
-        return _plain(latest.get("status")) == "GRANTED" and not latest.get("withdrawn_at")
+        return plain_value(latest.get("status")) == "GRANTED" and not latest.get("withdrawn_at")
 
     def put(self, vendor: Path, value: Any, canonical: str, canonical_value: Any, kind: str | None,
             note: str = "") -> None:
@@ -686,7 +477,7 @@ class _Step(BaseModel):
 
     def applies_to(self, party_type: Any) -> bool:
         """Whether the step runs for a party of ``party_type`` (always, unless the step names a type)."""
-        return self.party_type is None or party_type is None or _plain(party_type) == self.party_type
+        return self.party_type is None or party_type is None or plain_value(party_type) == self.party_type
 
     def compile(self, ctx: _CompileContext) -> None:
         """Parse paths and build transform chains; report problems through ``ctx`` (relative key paths)."""
@@ -936,7 +727,7 @@ class _ValueStep(_Step):
         if cpath is None or not vpaths:
             return
         ckind, label, mask_out = priv["_kind"], priv["_label"], priv["_mask_out"]
-        value = _plain(path_get(rec.party, cpath))
+        value = plain_value(path_get(rec.party, cpath))
         note = ""
         out: Any = None
         if value is not None:
@@ -1073,7 +864,7 @@ class IdentifierStep(_ValueStep):
 
     def _extra_in(self, rec: _InRecord, loc_path: Path) -> None:
         for k, v in self.attributes.items():
-            path_set(rec.canon, Path(k, (*loc_path.ops[:-1], _Key(k))), v)
+            path_set(rec.canon, Path(k, (*loc_path.ops[:-1], PathKey(k))), v)
 
 
 class ContactStep(_ValueStep):
@@ -1104,7 +895,7 @@ class ContactStep(_ValueStep):
 
     def _extra_in(self, rec: _InRecord, loc_path: Path) -> None:
         for k, v in self.attributes.items():
-            path_set(rec.canon, Path(k, (*loc_path.ops[:-1], _Key(k))), v)
+            path_set(rec.canon, Path(k, (*loc_path.ops[:-1], PathKey(k))), v)
 
 
 class ConsentStep(_Step):
@@ -1185,12 +976,12 @@ class ConsentStep(_Step):
         if status == "WITHDRAWN" and "withdrawn_at" not in attrs:
             attrs["withdrawn_at"] = attrs["captured_at"]
         for k, v in attrs.items():
-            path_set(rec.canon, Path(k, (*self._cpath.ops[:-1], _Key(k))), v)
+            path_set(rec.canon, Path(k, (*self._cpath.ops[:-1], PathKey(k))), v)
 
     def apply_out(self, rec: _OutRecord) -> None:
         if self._vpath is None or self._cpath is None:
             return
-        status = _plain(path_get(rec.party, self._cpath))
+        status = plain_value(path_get(rec.party, self._cpath))
         rec.put(self._vpath, self.granted if status == "GRANTED" else self.denied, self._cpath.text, status, None)
 
 
@@ -1233,7 +1024,7 @@ class ConstantStep(_Step):
         if self.canonical is not None:
             self._cpath = _compile_path(ctx, ("canonical",), self.canonical, canonical=True)
             leaf = _canonical_leaf(ctx, self._cpath) if self._cpath else None
-            if leaf and leaf.allowed and str(_plain(self.value)) not in leaf.allowed:
+            if leaf and leaf.allowed and str(plain_value(self.value)) not in leaf.allowed:
                 ctx.error(("value",), f"{self.value!r} is not a valid {self.canonical} "
                                       f"(valid: {', '.join(sorted(leaf.allowed))})")
         if self.vendor is not None:
@@ -1362,7 +1153,7 @@ class UniqueMaskedStep(_Step):
         pieces: list[str] = []
         labels = " + ".join(p.canonical for p in self.parts)
         for part, cpath in zip(self.parts, self._cpaths, strict=True):
-            value = _plain(path_get(rec.party, cpath)) if cpath is not None else None
+            value = plain_value(path_get(rec.party, cpath)) if cpath is not None else None
             text = "" if value is None else str(value).strip()
             if not text:
                 if self.required:
@@ -1632,7 +1423,7 @@ class Mapping:
         self.version_hash = version_hash
         self.lines = lines or {}
         self.tctx = TransformContext(code_tables=spec.code_tables)
-        self._external = _try_path(spec.external_id) or Path(spec.external_id, (_Key(spec.external_id),))
+        self._external = _try_path(spec.external_id) or Path(spec.external_id, (PathKey(spec.external_id),))
         self._key = _try_path(spec.key_field) if spec.key_field else None
         self._modified: Path | None = None
         self._modified_chain: list[tuple[Transform, str]] = []
@@ -1776,7 +1567,7 @@ class Mapping:
             if rule.default is None:
                 rec.problem(rule.vendor, "party_type", REQUIRED_MISSING)
             return rule.default
-        key = str(_plain(v)).strip()
+        key = str(plain_value(v)).strip()
         if key not in rule.map:
             rec.problem(rule.vendor, "party_type", f"unknown party type code {key!r}")
             return None
@@ -1889,7 +1680,7 @@ class Mapping:
         extra = (err.get("ctx") or {}).get("field")
         if isinstance(extra, str) and extra:
             try:
-                loc.extend(op.name if isinstance(op, _Key) else op.index if isinstance(op, _Index) else 0
+                loc.extend(op.name if isinstance(op, PathKey) else op.index if isinstance(op, PathIndex) else 0
                            for op in parse_path(extra).ops)
             except ValueError:
                 pass
@@ -1926,7 +1717,7 @@ class Mapping:
         data = party.model_dump(mode="python") if isinstance(party, BaseModel) else dict(party)
         data = _unsecret(data)
         rec = _OutRecord(self, data)
-        ptype = _plain(data.get("party_type"))
+        ptype = plain_value(data.get("party_type"))
         fixed = self.fixed_party_type
         if fixed and ptype and ptype != fixed:
             raise ValidationError(f"this mapping is for {fixed} parties, not {ptype}", field="party_type",

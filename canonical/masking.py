@@ -208,28 +208,14 @@ def mask_canonical(path: str, value: object, party_type: str | None = None) -> s
 def _vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...], str | None]:
     """Concrete locations in ``record`` the mapping knows → the mask kind of the canonical path they feed (``None``:
     C1). A location several steps use takes the most protective answer (any kind beats ``None``)."""
-    from crmbridge.canonical.mapping import _cond_matches, _Index, _Key, _Select
+    from crmbridge.core.paths import path_locations
 
     out: dict[tuple[str | int, ...], str | None] = {}
-
-    def locations(ops: tuple[object, ...]) -> list[tuple[str | int, ...]]:
-        found: list[tuple[tuple[str | int, ...], object]] = [((), record)]
-        for op in ops:
-            nxt: list[tuple[tuple[str | int, ...], object]] = []
-            for loc, cur in found:
-                if isinstance(op, _Key) and isinstance(cur, dict) and op.name in cur:
-                    nxt.append(((*loc, op.name), cur[op.name]))
-                elif isinstance(op, _Index) and isinstance(cur, list) and op.index < len(cur):
-                    nxt.append(((*loc, op.index), cur[op.index]))
-                elif isinstance(op, _Select) and isinstance(cur, list):
-                    nxt.extend(((*loc, i), x) for i, x in enumerate(cur) if _cond_matches(x, op.conds))
-            found = nxt
-        return [loc for loc, _ in found]
 
     def note(path: object, kind: str | None) -> None:
         if path is None:
             return
-        for loc in locations(path.ops):  # type: ignore[attr-defined]
+        for loc in path_locations(record, path):  # type: ignore[arg-type]
             out[loc] = out.get(loc) or kind
 
     spec = mapping.spec  # type: ignore[attr-defined]

@@ -80,8 +80,8 @@ def check_keys(cfg: Any) -> list[str]:
 
     from crmbridge.core.errors import SecretError
     from crmbridge.core.secrets import resolve_secret
-    from crmbridge.sync.crypto import _decode_master, load_key_provider
-    from crmbridge.sync.ledger import LedgerSigner
+    from crmbridge.sync.security.crypto import _decode_master, load_key_provider
+    from crmbridge.sync.state.ledger import LedgerSigner
 
     keys, out = cfg.keys, []
 

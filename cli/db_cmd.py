@@ -44,8 +44,8 @@ def _shown(url: str) -> str:
 def upgrade(config: ConfigOption = None, url: UrlOption = None,
             revision: Annotated[str, typer.Option(help="Target revision.")] = "heads") -> None:
     """Bring the schema to the newest revision (creates it on an empty database; safe to repeat)."""
-    from crmbridge.sync.migrate import current as current_revisions
-    from crmbridge.sync.migrate import upgrade as upgrade_db
+    from crmbridge.sync.state.migrate import current as current_revisions
+    from crmbridge.sync.state.migrate import upgrade as upgrade_db
 
     target = _url(config, url)
     before = current_revisions(target)
@@ -59,8 +59,8 @@ def upgrade(config: ConfigOption = None, url: UrlOption = None,
 @db_app.command("current")
 def current(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Show the schema revision of the state database and the newest one available."""
-    from crmbridge.sync.migrate import current as current_revisions
-    from crmbridge.sync.migrate import heads
+    from crmbridge.sync.state.migrate import current as current_revisions
+    from crmbridge.sync.state.migrate import heads
 
     target = _url(config, url)
     revs = current_revisions(target)

@@ -35,13 +35,13 @@ def demo(
     from sqlalchemy import select
 
     from crmbridge.adapters.base import WriteItem
+    from crmbridge.demo import DemoEnvironment
     from crmbridge.sync.bootstrap import bootstrap
-    from crmbridge.sync.demo import DemoEnvironment
     from crmbridge.sync.engine import run_job
-    from crmbridge.sync.ledger import Ledger, LedgerSigner
     from crmbridge.sync.reconcile import reconcile
     from crmbridge.sync.report import render_summary
-    from crmbridge.sync.store import xref
+    from crmbridge.sync.state.ledger import Ledger, LedgerSigner
+    from crmbridge.sync.state.store import xref
 
     env = DemoEnvironment(workdir.resolve(), customers=customers, bad_fraction=bad_fraction, seed=seed).start()
     failed = False

@@ -20,8 +20,8 @@ from rich.console import Console
 
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.ledger import Ledger
-from crmbridge.sync.privacy import erase_party, lift_erasure
+from crmbridge.sync.security.privacy import erase_party, lift_erasure
+from crmbridge.sync.state.ledger import Ledger
 
 __all__ = ["register"]
 

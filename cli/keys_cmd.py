@@ -20,11 +20,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmbridge.core.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.crypto import FieldCipher, generate_master_key, load_key_provider
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner, generate_signing_key
-from crmbridge.sync.migrate import upgrade
-from crmbridge.sync.protect import reencrypt
-from crmbridge.sync.store import open_engine, open_private
+from crmbridge.sync.security.crypto import FieldCipher, generate_master_key, load_key_provider
+from crmbridge.sync.security.protect import reencrypt
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner, generate_signing_key
+from crmbridge.sync.state.migrate import upgrade
+from crmbridge.sync.state.store import open_engine, open_private
 
 __all__ = ["ConfigOption", "SecurityContext", "UrlOption", "register"]
 

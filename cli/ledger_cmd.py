@@ -18,8 +18,15 @@ from rich.table import Table
 from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.ledger import Ledger, VerifyResult, export_ledger, load_public_key, read_export, verify_records
-from crmbridge.sync.store import open_private
+from crmbridge.sync.state.ledger import (
+    Ledger,
+    VerifyResult,
+    export_ledger,
+    load_public_key,
+    read_export,
+    verify_records,
+)
+from crmbridge.sync.state.store import open_private
 
 __all__ = ["register"]
 
@@ -131,7 +138,7 @@ def history(
                 scheme, sep, value = identifier.partition(":")
                 if not sep or not value:
                     raise ConfigurationError("must be SCHEME:VALUE", where="--identifier")
-                from crmbridge.sync.privacy import party_ids_for_identifier
+                from crmbridge.sync.security.privacy import party_ids_for_identifier
 
                 # the identity index, and erased parties' suppression entries (their index entries are gone)
                 ids = party_ids_for_identifier(conn, ctx.cipher(), scheme, value)

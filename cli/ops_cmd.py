@@ -67,7 +67,7 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 def dl_show(dl_id: int, config: ConfigOption = None) -> None:
     """One dead letter with its record's fields, each masked by the class of the canonical field it feeds."""
     from crmbridge.canonical.masking import mask_vendor_record
-    from crmbridge.sync.protect import unseal
+    from crmbridge.sync.security.protect import unseal
 
     rt = runtime(config)
     with rt.store.transaction() as tx:

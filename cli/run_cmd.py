@@ -52,7 +52,7 @@ def run(
         with observed(rt, job, dry_run=dry_run) as obs, _progress() as bar:  # logging:, metrics, notifications
             task = bar.add_task(f"{'planning' if dry_run else 'syncing'} {job}", total=None)
             if distributed:
-                from crmbridge.sync.distributed import dispatch
+                from crmbridge.sync.runners.distributed import dispatch
 
                 report = dispatch(rt, job, actor=actor, progress=lambda n: bar.advance(task, n))
             else:

@@ -58,7 +58,7 @@ def _read(config: Path | None, query: Any) -> Any:
 
     from crmbridge.core.config import load_config
     from crmbridge.core.errors import ConfigurationError
-    from crmbridge.sync.store import StateStore
+    from crmbridge.sync.state.store import StateStore
 
     cfg = load_config(config)
     store = StateStore.from_url(cfg.state.url)
@@ -123,7 +123,7 @@ def list_runs(
     """Runs newest first: status, duration, records read / written / failed, and the reason when not clean."""
     from sqlalchemy import select
 
-    from crmbridge.sync.store import runs
+    from crmbridge.sync.state.store import runs
 
     start = _since(since)
 

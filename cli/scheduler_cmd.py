@@ -40,7 +40,7 @@ def start(
     """Run the jobs on their crontabs until SIGTERM/SIGINT (a running job stops after its current batch)."""
     from crmbridge.core.config import load_config
     from crmbridge.sync.observe import apply_logging
-    from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
+    from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService
 
     path = _config_path(config)
     apply_logging(load_config(path))  # the same logging as `crmbridge run` (rotation-safe file)
@@ -66,7 +66,7 @@ def status(
     from crmbridge.core.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.bootstrap import bootstrap
-    from crmbridge.sync.scheduler import job_status
+    from crmbridge.sync.runners.scheduler import job_status
 
     cfg = load_config(_config_path(config))
     try:

@@ -1,4 +1,4 @@
-"""``crmbridge worker`` and ``crmbridge dispatch JOB``: distributed mode (see :mod:`crmbridge.sync.distributed`).
+"""``crmbridge worker`` and ``crmbridge dispatch JOB``: distributed mode (:mod:`crmbridge.sync.runners.distributed`).
 
 A worker is a Celery worker process consuming the configured queue; ``dispatch`` runs one job over the workers
 and waits for it, like ``crmbridge run`` does in one process.
@@ -32,7 +32,7 @@ def worker(
     """Start a worker: runs the batches that 'crmbridge dispatch' sends (until stopped with Ctrl-C / SIGTERM)."""
     from crmbridge.core.config import load_config
     from crmbridge.core.errors import ConfigurationError
-    from crmbridge.sync.distributed import check_schema, distributed_settings, make_celery_app, worker_argv
+    from crmbridge.sync.runners.distributed import check_schema, distributed_settings, make_celery_app, worker_argv
 
     if pool not in ("prefork", "threads", "solo"):
         raise ConfigurationError(f"--pool must be prefork, threads or solo, not {pool!r}")
@@ -57,7 +57,7 @@ def dispatch(
     4 unreachable, 5 suspicious, 7 another process runs the job)."""
     from crmbridge.cli._common import runtime
     from crmbridge.cli.run_cmd import observed
-    from crmbridge.sync.distributed import dispatch as do_dispatch
+    from crmbridge.sync.runners.distributed import dispatch as do_dispatch
 
     rt = runtime(config)
     try:

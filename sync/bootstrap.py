@@ -21,10 +21,10 @@ from crmbridge.adapters.registry import adapter_class
 from crmbridge.canonical.mapping import Mapping, load_mapping
 from crmbridge.core.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
-from crmbridge.sync.blindindex import BlindIndexer
-from crmbridge.sync.crypto import FieldCipher, load_key_provider
-from crmbridge.sync.ledger import LedgerSigner
-from crmbridge.sync.store import StateStore, unreachable
+from crmbridge.sync.security.blindindex import BlindIndexer
+from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
+from crmbridge.sync.state.ledger import LedgerSigner
+from crmbridge.sync.state.store import StateStore, unreachable
 
 __all__ = ["Runtime", "bootstrap"]
 
@@ -109,7 +109,7 @@ def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
     store = StateStore.from_url(cfg.state.url)   # a URL no driver serves: a ConfigurationError
     with _state_database(cfg.state.url):
         if migrate:
-            from crmbridge.sync.migrate import upgrade
+            from crmbridge.sync.state.migrate import upgrade
 
             upgrade(store.engine)
     algorithm = _ALGORITHMS[cfg.keys.algorithm]

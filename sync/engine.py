@@ -62,12 +62,12 @@ from crmbridge.core.errors import (
 )
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.db import chunked
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, merge_unseen, three_way_merge, unflatten
-from crmbridge.sync.protect import seal, unseal
 from crmbridge.sync.report import PlannedChange, RunReport, outcome_of
-from crmbridge.sync.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
+from crmbridge.sync.security.protect import seal, unseal
+from crmbridge.sync.state.db import chunked
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.state.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
 

@@ -47,7 +47,7 @@ from sqlalchemy import func, select
 from crmbridge.adapters.base import Adapter
 from crmbridge.core.config import JobConfig
 from crmbridge.sync.report import RunReport
-from crmbridge.sync.store import ConflictStatus, DeadLetterStatus, StateStore, conflicts, dead_letters
+from crmbridge.sync.state.store import ConflictStatus, DeadLetterStatus, StateStore, conflicts, dead_letters
 
 __all__ = ["SyncMetrics", "snapshot_stats", "stats_delta"]
 

@@ -44,8 +44,8 @@ from crmbridge.core.config import JobConfig, NotificationsConfig
 from crmbridge.core.errors import SecretError
 from crmbridge.core.logsafe import mask_text, register_secret
 from crmbridge.core.secrets import resolve_secret
-from crmbridge.sync.ledger import Action
 from crmbridge.sync.report import RunReport
+from crmbridge.sync.state.ledger import Action
 
 __all__ = ["EVENTS", "EVENT_HEADER", "SIGNATURE_HEADER", "Notifier", "events_for_run", "sign", "verify"]
 

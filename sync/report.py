@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from crmbridge.sync.ledger import Action
+from crmbridge.sync.state.ledger import Action
 
 __all__ = ["COMPLETED", "EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "PlannedChange", "RunReport", "outcome_of",
            "render_plan", "render_summary"]

@@ -16,9 +16,9 @@ from crmbridge.canonical.model import parse_party
 from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeError
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine import _masked, _path_filter, _project, _read_key, _snap_row, keyed_hash
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
 from crmbridge.sync.merge import flatten, unflatten
-from crmbridge.sync.protect import seal, unseal
+from crmbridge.sync.security.protect import seal, unseal
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 

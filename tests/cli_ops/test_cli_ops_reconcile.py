@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from crmbridge.adapters.base import WriteItem
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.reconcile import reconcile
 

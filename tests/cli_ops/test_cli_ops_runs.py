@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from crmbridge.cli.main import app
 from crmbridge.core.errors import ConfigurationError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 
 JOB = "core_to_zoho"

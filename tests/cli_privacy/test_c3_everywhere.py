@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from crmbridge.adapters.corebank_soap.simulator import CustomerStore, fcubs_record
 from crmbridge.canonical.c3 import find_c3
 from crmbridge.cli import mapping_cmd
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from crmbridge.cli import config_cmd, keys_cmd, ledger_cmd
 from crmbridge.core.config import load_config
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.ledger import generate_signing_key
+from crmbridge.sync.state.ledger import generate_signing_key
 
 app = typer.Typer()
 for _mod in (config_cmd, keys_cmd, ledger_cmd):
@@ -104,7 +104,7 @@ def test_state_keys_and_exports_are_0600_under_umask_000(tmp_path: Path, umask_0
     assert res.exit_code == 0, res.output
     # some ledger content to export, through the runtime as a run would write it (and the database it opens)
     from crmbridge.sync.bootstrap import bootstrap
-    from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
+    from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
 
     rt = bootstrap(cfg)
     try:
@@ -127,7 +127,7 @@ def test_state_keys_and_exports_are_0600_under_umask_000(tmp_path: Path, umask_0
 
 
 def test_an_existing_loose_state_database_is_tightened(tmp_path: Path) -> None:
-    from crmbridge.sync.store import StateStore
+    from crmbridge.sync.state.store import StateStore
 
     db = tmp_path / "state.db"
     db.touch()
@@ -140,7 +140,7 @@ def test_an_existing_loose_state_database_is_tightened(tmp_path: Path) -> None:
 
 
 def test_demo_key_files_are_0600_under_umask_000(tmp_path: Path, umask_000: None) -> None:
-    from crmbridge.sync.demo import DemoEnvironment
+    from crmbridge.demo import DemoEnvironment
 
     with DemoEnvironment(tmp_path / "demo", customers=1) as env:
         for name in ("master.key", "ledger-signing.pem"):

@@ -16,10 +16,10 @@ import pytest
 from crmbridge.adapters.corebank_soap.simulator import CustomerStore
 from crmbridge.canonical.mapping import load_mapping
 from crmbridge.canonical.masking import mask_canonical, mask_vendor_record
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
-from crmbridge.sync.protect import seal
+from crmbridge.sync.security.protect import seal
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
 
 CRMBRIDGE = Path(sys.executable).with_name("crmbridge")
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"

@@ -15,7 +15,7 @@ import pytest
 
 from crmbridge.core.config import load_config
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 REPO = Path(__file__).resolve().parents[2]
 

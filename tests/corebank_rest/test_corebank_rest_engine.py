@@ -13,8 +13,8 @@ from corebank_rest_support import fineract_data, set_env
 
 from crmbridge.adapters.corebank_rest.simulator import CorebankRestSimulator
 from crmbridge.adapters.simulator import Knobs
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 

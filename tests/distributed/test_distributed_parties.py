@@ -19,14 +19,14 @@ from sqlalchemy import select
 
 from crmbridge.adapters.corebank_soap.simulator import CustomerStore
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync import distributed
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
-from crmbridge.sync.demo import DemoEnvironment
-from crmbridge.sync.distributed import dispatch, dist_batches, process_batch
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Ledger
 from crmbridge.sync.report import COMPLETED
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.runners import distributed
+from crmbridge.sync.runners.distributed import dispatch, dist_batches, process_batch
+from crmbridge.sync.state.ledger import Ledger
+from crmbridge.sync.state.store import StateStore
 
 JOB = "core_to_zoho"
 PERSONAL = ("name", "id_number", "mobile", "email", "street")
@@ -234,7 +234,7 @@ def test_a_fixed_bad_record_is_retried_from_the_dead_letters_as_in_one_process(t
 
     from dist_helpers import BAD, CUSTOMERS, SEED, custno, rejected, share_granted, synthetic
 
-    from crmbridge.sync.ledger import Action
+    from crmbridge.sync.state.ledger import Action
 
     with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=BAD, seed=SEED,
                          state_url=pg_url) as env:

@@ -37,12 +37,12 @@ from dist_helpers import (
 from sqlalchemy import select
 
 from crmbridge.adapters.simulator import Fault
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
-from crmbridge.sync.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
 from crmbridge.sync.engine import _iso, run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.report import COMPLETED, EXIT_CODES
+from crmbridge.sync.runners.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
+from crmbridge.sync.state.ledger import Action, Ledger
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 

@@ -31,11 +31,11 @@ from typing import Any
 from crmbridge.adapters.base import WriteItem
 from crmbridge.adapters.corebank_soap.simulator import CORE_TZ, CustomerStore
 from crmbridge.canonical.synthetic import customer_at
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.demo import DemoEnvironment
-from crmbridge.sync.ledger import Ledger
 from crmbridge.sync.report import COMPLETED, EXIT_CODES
-from crmbridge.sync.store import write_intents
+from crmbridge.sync.state.ledger import Ledger
+from crmbridge.sync.state.store import write_intents
 
 #: exit codes of a run that went to its end (partial: the generated bad records are dead letters)
 COMPLETED_EXITS = {EXIT_CODES[s] for s in COMPLETED}
@@ -105,7 +105,7 @@ class StateView:
 def read_state(rt: Runtime, job: str) -> StateView:
     from sqlalchemy import select
 
-    from crmbridge.sync.store import dead_letters, xref
+    from crmbridge.sync.state.store import dead_letters, xref
 
     tsys, tobj = TARGETS[job]
     with rt.store.transaction() as tx:

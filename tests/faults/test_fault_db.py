@@ -16,8 +16,8 @@ from fault_helpers import check_final, check_progress, truth
 from sqlalchemy import create_engine, text
 
 from crmbridge.core.errors import FatalSyncError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED, RunReport
 

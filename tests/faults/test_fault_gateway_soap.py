@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 

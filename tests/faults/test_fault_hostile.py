@@ -40,8 +40,8 @@ from crmbridge.adapters.base import RawRecord
 from crmbridge.canonical.mapping import load_mapping
 from crmbridge.core.config import load_config
 from crmbridge.core.errors import AdapterError, BadResponseError, ConfigurationError, CrmBridgeError, MappingError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = sorted((REPO / "mappings").glob("*.yaml"))

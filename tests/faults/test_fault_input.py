@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping
 from crmbridge.core.config import load_config
 from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, MappingError, RecordError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 

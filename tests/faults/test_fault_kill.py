@@ -22,8 +22,8 @@ import pytest
 import yaml
 from fault_helpers import RmEdits, check_final, kill_loop, truth
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 

@@ -21,11 +21,11 @@ import yaml
 from fault_helpers import check_final, truth
 
 from crmbridge.adapters.simulator import Fault, Simulator
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action
 from crmbridge.sync.report import COMPLETED
+from crmbridge.sync.state.ledger import Action
 
 BAD = 0.1
 DATA_SEED = 11

@@ -23,7 +23,7 @@ from crmbridge.core.logsafe import configure_service_logging, unconfigure_loggin
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.notify import EVENT_HEADER, SIGNATURE_HEADER, verify
 from crmbridge.sync.observe import observe_run, write_textfile
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.state.store import StateStore
 
 HOOK_SECRET = "hook-secret-for-run-tests-0123456789"
 MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")

@@ -16,8 +16,8 @@ from scheduler_support import JOB, WebhookReceiver, demo, edit_config, free_port
 from crmbridge.core.config import load_config
 from crmbridge.core.logsafe import unconfigure_logging
 from crmbridge.sync.notify import EVENT_HEADER, SIGNATURE_HEADER, verify
-from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService
+from crmbridge.sync.state.store import StateStore
 
 HOOK_SECRET = "hook-secret-for-tests-0123456789"
 MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")

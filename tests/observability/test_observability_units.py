@@ -13,9 +13,9 @@ from scheduler_support import WebhookReceiver
 
 from crmbridge.core.config import JobConfig, NotificationsConfig
 from crmbridge.core.logsafe import JsonFormatter, PersonalDataFilter, bind_log_context, reset_log_context
-from crmbridge.sync.ledger import Action
 from crmbridge.sync.notify import Notifier, events_for_run, sign, verify
 from crmbridge.sync.report import RunReport
+from crmbridge.sync.state.ledger import Action
 
 JOB_CFG = dict(source="corebank.Customer", target="zoho_cn.Contacts", source_mapping="corebank_soap_customer.yaml",
                target_mapping="zoho_contacts.yaml")

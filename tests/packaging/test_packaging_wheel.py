@@ -23,8 +23,8 @@ def test_wheel_contents(tmp_path: Path) -> None:
                      "crmbridge/config/crmbridge.yaml", "crmbridge/config/schema.json",
                      "crmbridge/canonical/gb2260_areas.tsv",
                      "crmbridge/adapters/corebank_soap/fcubs_customer.wsdl",
-                     "crmbridge/sync/migrations/versions/0001_initial_state_store.py",
-                     "crmbridge/sync/migrations/env.py"):
+                     "crmbridge/sync/state/migrations/versions/0001_initial_state_store.py",
+                     "crmbridge/sync/state/migrations/env.py"):
         assert required in names, f"{required} missing from the wheel"
     assert not [n for n in names if n.startswith(("crmbridge/tests/", "crmbridge/bench/", "crmbridge/build/",
                                                   "crmbridge/.venv/", "crmbridge/var/"))]

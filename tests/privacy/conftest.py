@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 
-from crmbridge.sync.crypto import FieldCipher, LocalKeyProvider
-from crmbridge.sync.db import Base, import_models, make_engine
-from crmbridge.sync.ledger import LedgerSigner, generate_signing_key
+from crmbridge.sync.security.crypto import FieldCipher, LocalKeyProvider
+from crmbridge.sync.state.db import Base, import_models, make_engine
+from crmbridge.sync.state.ledger import LedgerSigner, generate_signing_key
 
 
 @pytest.fixture(scope="session")
@@ -128,11 +128,11 @@ def seed_party(engine: Engine, cipher: FieldCipher, signer: LedgerSigner):  # ty
     import logging
 
     from crmbridge.core.logsafe import mask_text
-    from crmbridge.sync.blindindex import BlindIndexer
-    from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
-    from crmbridge.sync.privacy import identity_keys, ledger_changes
-    from crmbridge.sync.protect import seal
-    from crmbridge.sync.store import StateStore
+    from crmbridge.sync.security.blindindex import BlindIndexer
+    from crmbridge.sync.security.privacy import identity_keys, ledger_changes
+    from crmbridge.sync.security.protect import seal
+    from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
+    from crmbridge.sync.state.store import StateStore
 
     store = StateStore(engine)
     log = logging.getLogger("crmbridge.sync.engine")

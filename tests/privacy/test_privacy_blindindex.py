@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.blindindex import BlindIndexer, normalise
-from crmbridge.sync.crypto import FieldCipher
-from crmbridge.sync.privacy import identity_keys
+from crmbridge.sync.security.blindindex import BlindIndexer, normalise
+from crmbridge.sync.security.crypto import FieldCipher
+from crmbridge.sync.security.privacy import identity_keys
 
 ROOT = bytes(range(32))
 

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from crmbridge.core.logsafe import PersonalDataFilter, configure_logging, unconfigure_logging
-from crmbridge.sync.crypto import FieldCipher
-from crmbridge.sync.db import import_models
+from crmbridge.sync.security.crypto import FieldCipher
+from crmbridge.sync.state.db import import_models
 
 RIC, MOBILE, EMAIL = "11010519491231002X", "13812345678", "zhang.san@example.com"
 NAME, STREET = "张三丰", "建国门外大街1号"
@@ -87,7 +87,7 @@ def test_no_c2_value_in_any_table_or_log_line(engine: Engine, cipher: FieldCiphe
 
 def test_the_scan_can_fail(engine: Engine, seed_party, make_party) -> None:  # type: ignore[no-untyped-def]
     """A control: a value written in clear is found."""
-    from crmbridge.sync.store import StateStore
+    from crmbridge.sync.state.store import StateStore
 
     seed_party(make_party(str(uuid.uuid4())))
     with StateStore(engine).transaction() as tx:

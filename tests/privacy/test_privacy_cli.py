@@ -12,10 +12,10 @@ import typer
 
 from crmbridge.cli import erase_cmd, keys_cmd, ledger_cmd
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.crypto import FieldCipher, load_key_provider
-from crmbridge.sync.db import make_engine
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
+from crmbridge.sync.state.db import make_engine
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
+from crmbridge.sync.state.store import StateStore
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_keys_ledger_erase_end_to_end(setup, capsys) -> None:  # type: ignore[no
     pid = str(uuid.uuid4())
     store = StateStore(make_engine(str(setup["url"])))
     with store.transaction() as tx:
-        from crmbridge.sync.blindindex import BlindIndexer
+        from crmbridge.sync.security.blindindex import BlindIndexer
 
         tx.add_identity("CN_RIC", BlindIndexer.from_cipher(tx.connection, cipher).identifier(
             "CN_RIC", "11010519491231002X"), pid)
@@ -130,7 +130,7 @@ def test_wrong_master_key_and_bad_options(setup, capsys) -> None:  # type: ignor
     assert "version 2" in out
     other = FieldCipher(load_key_provider("file:master.key", base_dir=d))
     engine = make_engine(str(setup["url"]))
-    from crmbridge.sync.crypto import DecryptionError
+    from crmbridge.sync.security.crypto import DecryptionError
 
     with engine.connect() as conn, pytest.raises(DecryptionError, match="wrong master key"):
         other.decrypt(conn, token, table="t", column="c", record="1")
@@ -143,10 +143,10 @@ def test_wrong_master_key_and_bad_options(setup, capsys) -> None:  # type: ignor
 
 def test_security_from_config_for_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from crmbridge.core.config import load_config
-    from crmbridge.sync.crypto import generate_master_key
-    from crmbridge.sync.db import Base, import_models
-    from crmbridge.sync.ledger import generate_signing_key
-    from crmbridge.sync.privacy import security_from_config
+    from crmbridge.sync.security.crypto import generate_master_key
+    from crmbridge.sync.security.privacy import security_from_config
+    from crmbridge.sync.state.db import Base, import_models
+    from crmbridge.sync.state.ledger import generate_signing_key
 
     monkeypatch.setenv("CRMB_TEST_MK", generate_master_key())
     generate_signing_key(tmp_path / "sk.pem")

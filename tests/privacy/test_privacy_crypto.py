@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from crmbridge.core.errors import ConfigurationError, SecretError
-from crmbridge.sync.crypto import (
+from crmbridge.sync.security.crypto import (
     DataKey,
     DecryptionError,
     FieldCipher,

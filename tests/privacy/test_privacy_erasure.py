@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from crmbridge.sync.crypto import FieldCipher, KeyDestroyedError
-from crmbridge.sync.db import import_models
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
-from crmbridge.sync.privacy import consent_gate, erase_party, ledger_changes
-from crmbridge.sync.protect import unseal
+from crmbridge.sync.security.crypto import FieldCipher, KeyDestroyedError
+from crmbridge.sync.security.privacy import consent_gate, erase_party, ledger_changes
+from crmbridge.sync.security.protect import unseal
+from crmbridge.sync.state.db import import_models
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
 
 
 def _count(engine: Engine, table: str, party_id: str) -> int:

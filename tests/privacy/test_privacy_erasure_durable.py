@@ -18,12 +18,12 @@ import typer
 
 from crmbridge.adapters.simulator import Fault
 from crmbridge.cli import erase_cmd, ledger_cmd
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.report import COMPLETED
-from crmbridge.sync.store import erasure_keys
+from crmbridge.sync.state.ledger import Action, Ledger
+from crmbridge.sync.state.store import erasure_keys
 
 ONE_WAY, TWO_WAY = "core_to_zoho", "core_fxiaoke"
 CUSTOMERS = 24
@@ -346,7 +346,7 @@ class _ThreadWorker:
         self.queue.put(args[0])
 
     def _work(self) -> None:
-        from crmbridge.sync.distributed import process_batch
+        from crmbridge.sync.runners.distributed import process_batch
 
         while (batch_id := self.queue.get()) is not None:
             try:
@@ -365,7 +365,7 @@ def test_distributed_runs_suppress_and_propagate_as_a_single_process_does(tmp_pa
                                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
-    from crmbridge.sync.distributed import dispatch
+    from crmbridge.sync.runners.distributed import dispatch
 
     monkeypatch.setenv("COLUMNS", "250")
     with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=0.0, seed=5, state_url=pg_url) as env:

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
-from crmbridge.sync.crypto import DataKey, FieldCipher, parse_header
+from crmbridge.sync.security.crypto import DataKey, FieldCipher, parse_header
 
 PARTY = "123e4567-e89b-12d3-a456-426614174000"
 
@@ -127,7 +127,7 @@ def test_batch_preparation_racing_a_single_creation_uses_the_winners_key(engine:
 
 def test_key_caches_are_bounded(engine: Engine, cipher: FieldCipher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """One cache entry per party ever synced would grow without end at a bank's size."""
-    from crmbridge.sync import crypto
+    from crmbridge.sync.security import crypto
 
     monkeypatch.setattr(crypto, "CACHE_ENTRIES", 10)
     small = FieldCipher(cipher.provider)

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from crmbridge.sync.crypto import FieldCipher
-from crmbridge.sync.ledger import (
+from crmbridge.sync.security.crypto import FieldCipher
+from crmbridge.sync.state.ledger import (
     GENESIS,
     Action,
     Ledger,
@@ -173,7 +173,7 @@ def test_edited_field_is_named(engine: Engine, cipher: FieldCipher, signer: Ledg
     # the rewriter recomputes the entry hash too: the next link and the signed checkpoint catch it
     with engine.begin() as conn:
         row = dict(conn.execute(select(LedgerEntry).where(LedgerEntry.seq == 6)).mappings().one())
-        from crmbridge.sync.ledger import _body_bytes, _body_from_record
+        from crmbridge.sync.state.ledger import _body_bytes, _body_from_record
 
         new_hash = __import__("hashlib").sha256(_body_bytes(_body_from_record(row))).hexdigest()
         tamper(conn, "UPDATE ledger_entries SET entry_hash = :h WHERE seq = 6", h=new_hash)
@@ -313,7 +313,7 @@ def test_postgres_refuses_update_and_delete(privacy_pg_url: str, signer: LedgerS
     """The triggers come with the tables (create_all here; migration 0002 in test_privacy_migrations)."""
     from sqlalchemy.exc import DBAPIError
 
-    from crmbridge.sync.db import Base, import_models, make_engine
+    from crmbridge.sync.state.db import Base, import_models, make_engine
 
     engine = make_engine(privacy_pg_url)
     with engine.begin() as conn:

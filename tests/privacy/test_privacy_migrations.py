@@ -9,9 +9,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from crmbridge.sync.db import import_models, make_engine
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn
-from crmbridge.sync.migrate import upgrade
+from crmbridge.sync.state.db import import_models, make_engine
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.state.migrate import upgrade
 
 MY_TABLES = {"crypto_data_keys", "crypto_reencrypt_progress", "ledger_entries", "ledger_checkpoints", "ledger_head"}
 

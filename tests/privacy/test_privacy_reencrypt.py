@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from crmbridge.sync.crypto import FieldCipher, parse_header
-from crmbridge.sync.db import import_models
-from crmbridge.sync.ledger import Ledger
-from crmbridge.sync.protect import ENCRYPTED_COLUMNS, ReencryptProgress, reencrypt, unseal
+from crmbridge.sync.security.crypto import FieldCipher, parse_header
+from crmbridge.sync.security.protect import ENCRYPTED_COLUMNS, ReencryptProgress, reencrypt, unseal
+from crmbridge.sync.state.db import import_models
+from crmbridge.sync.state.ledger import Ledger
 
 
 def _tokens(engine: Engine) -> list[tuple[str, str, dict, bytes]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 JOB = "core_to_zoho"
 NEVER = "0 3 * * *"  # a fire that does not happen during a test; runs come from --run-now

@@ -20,8 +20,8 @@ from crmbridge.core.config import load_config
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.reconcile import reconcile
-from crmbridge.sync.scheduler import job_status
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.runners.scheduler import job_status
+from crmbridge.sync.state.store import StateStore
 
 
 def _complete_without_duplicates(env) -> int:  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ from pathlib import Path
 from scheduler_support import JOB, demo, wait_for
 
 from crmbridge.core.config import load_config
-from crmbridge.sync.scheduler import JOB_ID_PREFIX, SchedulerOptions, SchedulerService
-from crmbridge.sync.store import StateStore
+from crmbridge.sync.runners.scheduler import JOB_ID_PREFIX, SchedulerOptions, SchedulerService
+from crmbridge.sync.state.store import StateStore
 
 
 def test_a_stored_schedule_fires_the_job(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_a_stored_schedule_fires_the_job(tmp_path: Path) -> None:
         try:
             [stored] = service.scheduler.get_jobs(jobstore="default")
             assert stored.id == JOB_ID_PREFIX + JOB and str(stored.trigger).startswith("cron[")
-            assert stored.func_ref == "crmbridge.sync.scheduler:fire"   # what another process unpickles
+            assert stored.func_ref == "crmbridge.sync.runners.scheduler:fire"   # what another process unpickles
             assert (stored.coalesce, stored.max_instances, stored.misfire_grace_time) == (True, 1, 300)
             # the crontab's next fire, brought forward: APScheduler fires it from the shared store
             service.scheduler.modify_job(stored.id, jobstore="default", next_run_time=datetime.now(UTC))

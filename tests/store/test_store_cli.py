@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from crmbridge.cli import db_cmd
-from crmbridge.sync.migrate import current, heads
+from crmbridge.sync.state.migrate import current, heads
 
 CRMBRIDGE = Path(sys.executable).parent / "crmbridge"
 

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from crmbridge.sync.db import import_models, make_engine
-from crmbridge.sync.migrate import current, heads, upgrade
+from crmbridge.sync.state.db import import_models, make_engine
+from crmbridge.sync.state.migrate import current, heads, upgrade
 
 OWN_TABLES = {"runs", "cursors", "xref", "identity_index", "snapshots", "dead_letters", "conflicts",
               "job_leases", "write_intents"}
@@ -17,7 +17,7 @@ OWN_TABLES = {"runs", "cursors", "xref", "identity_index", "snapshots", "dead_le
 def test_first_revision_is_0001() -> None:
     from alembic.script import ScriptDirectory
 
-    from crmbridge.sync.migrate import alembic_config
+    from crmbridge.sync.state.migrate import alembic_config
 
     script = ScriptDirectory.from_config(alembic_config())
     assert script.get_revision("0001").down_revision is None
@@ -60,14 +60,14 @@ def _table_of(op: object) -> str | None:
 
 
 def test_migration_0001_matches_store_tables(db_url: str) -> None:
-    """Revision 0001 creates exactly crmbridge.sync.store's tables: no column, index or type differs."""
+    """Revision 0001 creates exactly crmbridge.sync.state.store's tables: no column, index or type differs."""
     upgrade(db_url)
     mine = [op for op in _diff(db_url) if _table_of(op) in OWN_TABLES]
     assert mine == []
 
 
 def test_migrations_match_all_models(db_url: str) -> None:
-    """All revisions together create exactly every model module's schema (crmbridge.sync.db.MODEL_MODULES).
+    """All revisions together create exactly every model module's schema (crmbridge.sync.state.db.MODEL_MODULES).
 
     Fails when a module defines tables that no migration creates yet.
     """

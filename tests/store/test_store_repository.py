@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from crmbridge.sync.migrate import upgrade
-from crmbridge.sync.store import (
+from crmbridge.sync.state.migrate import upgrade
+from crmbridge.sync.state.store import (
     DeadLetterStatus,
     RunStatus,
     StateStore,

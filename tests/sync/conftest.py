@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sync_helpers import BAD, CUSTOMERS, SEED
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import yaml
 from sync_helpers import expected_in_zoho
 
 from crmbridge.canonical.model import parse_party
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.reconcile import reconcile
+from crmbridge.sync.state.ledger import Action, Ledger
 
 JOB = "core_to_zoho"
 AHEAD = 600   # the core's clock, ten minutes ahead of this host's

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from crmbridge.sync.demo import DemoEnvironment
+from crmbridge.demo import DemoEnvironment
 
 CRMBRIDGE = Path(sys.executable).with_name("crmbridge")
 

@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 from sync_helpers import CUSTOMERS, custno, expected_in_zoho, share_granted, synthetic, zoho_party_ids
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.reconcile import reconcile
+from crmbridge.sync.state.ledger import Action, Ledger
 
 UPSERT = "POST /crm/v8/Contacts/upsert"
 

@@ -6,9 +6,9 @@ import pytest
 
 from crmbridge.adapters.base import WriteItem
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.reconcile import reconcile
 from crmbridge.sync.resolution import conflict_values, resolve_conflict
+from crmbridge.sync.state.ledger import Action, Ledger
 
 JOB = "core_fxiaoke"
 

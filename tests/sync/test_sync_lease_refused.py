@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from crmbridge.core.errors import FatalSyncError, LeaseHeldError
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import JobRunner, run_job
 from crmbridge.sync.report import COMPLETED, EXIT_CODES
 
@@ -109,7 +109,7 @@ def test_two_processes_one_runs_the_other_is_refused(
 
 
 def test_the_scheduler_skips_a_refused_fire_and_still_takes_over_a_dead_holder(tmp_path: Path) -> None:
-    from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
+    from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService
 
     with DemoEnvironment(tmp_path / "demo", customers=12, bad_fraction=0.0, seed=5,
                          jobs={JOB: _job(schedule="0 3 * * *")}) as env:
@@ -152,7 +152,7 @@ def test_dispatch_refused_by_the_lease_raises_lease_held_and_is_recorded(tmp_pat
     import yaml
 
     from crmbridge.cli.main import exit_code_for
-    from crmbridge.sync.distributed import dispatch
+    from crmbridge.sync.runners.distributed import dispatch
 
     with DemoEnvironment(tmp_path / "demo", customers=5, bad_fraction=0.0, seed=6, state_url=pg_url,
                          jobs={JOB: _job()}) as env:

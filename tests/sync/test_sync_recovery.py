@@ -22,10 +22,10 @@ from sqlalchemy import select
 from crmbridge.adapters.base import WriteItem
 from crmbridge.adapters.simulator import Fault
 from crmbridge.sync.engine import RECOVERED, run_job
-from crmbridge.sync.ledger import Action, Ledger
 from crmbridge.sync.merge import ConflictPolicy, merge_unseen
 from crmbridge.sync.report import COMPLETED
-from crmbridge.sync.store import write_intents
+from crmbridge.sync.state.ledger import Action, Ledger
+from crmbridge.sync.state.store import write_intents
 
 JOB = "core_fxiaoke"
 REPO = Path(__file__).resolve().parents[2]

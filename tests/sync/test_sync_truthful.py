@@ -10,8 +10,8 @@ import pytest
 from sync_helpers import expected_in_zoho, zoho_party_ids
 
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import EXIT_CODES, OUTCOMES
 
@@ -184,7 +184,7 @@ def test_a_core_with_an_exclusive_boundary_loses_no_customer_with_the_default_co
     from sync_helpers import custno, share_granted
 
     from crmbridge.canonical.synthetic import customer_at
-    from crmbridge.sync.demo import DemoEnvironment as Demo
+    from crmbridge.demo import DemoEnvironment as Demo
 
     n, seed = 400, 13
     with Demo(tmp_path / "demo", customers=n, bad_fraction=0.0, seed=seed, core_extra=modes) as env:
@@ -213,8 +213,8 @@ def test_a_starting_scheduler_records_this_host_s_dead_runs_crashed(tmp_path) ->
 
     from sqlalchemy import update
 
-    from crmbridge.sync.scheduler import SchedulerOptions, SchedulerService
-    from crmbridge.sync.store import runs
+    from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService
+    from crmbridge.sync.state.store import runs
 
     with DemoEnvironment(tmp_path / "demo", customers=2, bad_fraction=0.0, seed=2) as env:
         gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

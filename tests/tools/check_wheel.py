@@ -13,7 +13,7 @@ REQUIRED = [
     "crmbridge/canonical/masking.py",
     "crmbridge/core/errors.py",
     "crmbridge/cli/main.py",
-    "crmbridge/sync/db.py",
+    "crmbridge/sync/state/db.py",
 ]
 
 

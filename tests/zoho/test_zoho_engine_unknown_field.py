@@ -4,10 +4,10 @@ the field and the code."""
 
 from __future__ import annotations
 
+from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.demo import DemoEnvironment
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.ledger import Action
+from crmbridge.sync.state.ledger import Action
 
 
 def _run(tmp_path):  # type: ignore[no-untyped-def]

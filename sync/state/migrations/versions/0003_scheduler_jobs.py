@@ -1,4 +1,4 @@
-"""Scheduler job store: APScheduler's ``apscheduler_jobs`` table (crmbridge.sync.scheduler).
+"""Scheduler job store: APScheduler's ``apscheduler_jobs`` table (crmbridge.sync.runners.scheduler).
 
 APScheduler 3's SQLAlchemyJobStore would create this table itself on first start; creating it here instead keeps
 the whole schema under migrations (the service account needs no DDL rights at run time) and lets the "models

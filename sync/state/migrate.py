@@ -1,8 +1,8 @@
 """Schema migrations of the state store, run programmatically (no alembic.ini needed).
 
-The Alembic scripts ship inside the package (``crmbridge/sync/migrations``)::
+The Alembic scripts ship inside the package (``crmbridge/sync/state/migrations``)::
 
-    from crmbridge.sync.migrate import upgrade, current
+    from crmbridge.sync.state.migrate import upgrade, current
     upgrade("sqlite:///var/crmbridge.db")     # create or bring the schema to the newest revision
     current("sqlite:///var/crmbridge.db")     # -> ["0001"]
 
@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from crmbridge.sync.db import make_engine
+from crmbridge.sync.state.db import make_engine
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "current", "heads", "upgrade"]
 

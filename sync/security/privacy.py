@@ -30,11 +30,11 @@ from sqlalchemy import delete, select, tuple_
 from crmbridge.canonical.classification import FieldPolicy, iter_classified_values
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
 from crmbridge.core.logsafe import mask_text
-from crmbridge.sync.blindindex import BlindIndexer
-from crmbridge.sync.crypto import Conn, FieldCipher, as_connection, load_key_provider
-from crmbridge.sync.db import import_models
-from crmbridge.sync.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
-from crmbridge.sync.protect import ENCRYPTED_COLUMNS, unseal
+from crmbridge.sync.security.blindindex import BlindIndexer
+from crmbridge.sync.security.crypto import Conn, FieldCipher, as_connection, load_key_provider
+from crmbridge.sync.security.protect import ENCRYPTED_COLUMNS, unseal
+from crmbridge.sync.state.db import import_models
+from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
 
 __all__ = [
     "ErasureReport",
@@ -260,7 +260,7 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
     The cross-reference (vendor ids → party id, C1) is kept by default; ``drop_xref=True`` deletes it too (the
     suppression entry keeps what the propagation needs). Erasing an erased party again is harmless.
     """
-    from crmbridge.sync.store import StoreTx, utcnow
+    from crmbridge.sync.state.store import StoreTx, utcnow
 
     c = as_connection(conn)
     pid = str(party_id)
@@ -370,7 +370,7 @@ def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, pa
     Raises:
         ConfigurationError: no reason given, or no erasure in force for that party or identifier.
     """
-    from crmbridge.sync.store import ERASURE_SOURCE, StoreTx, utcnow, xref
+    from crmbridge.sync.state.store import ERASURE_SOURCE, StoreTx, utcnow, xref
 
     if not reason or not reason.strip():
         raise ConfigurationError("lifting an erasure needs a reason (recorded in the ledger)", where="--reason")
@@ -417,7 +417,7 @@ def party_ids_for_identifier(conn: Conn, cipher: FieldCipher, scheme: str, value
     """Party ids known by identifier ``scheme:value`` (blind index): the identity index, then erased parties
     (whose identity-index entries are gone but whose suppression entry keeps the blind index), so a party's
     history, erasure included, is still found by identifier."""
-    from crmbridge.sync.store import ERASURE_IDENTITY, erasure_keys, erasures, identity_index
+    from crmbridge.sync.state.store import ERASURE_IDENTITY, erasure_keys, erasures, identity_index
 
     c = as_connection(conn)
     bidx = BlindIndexer.from_cipher(c, cipher).identifier(scheme, value)

@@ -63,8 +63,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.core.secrets import resolve_secret
-from crmbridge.sync.crypto import FieldCipher, as_connection, hash_bytes
-from crmbridge.sync.db import Base
+from crmbridge.sync.security.crypto import FieldCipher, as_connection, hash_bytes
+from crmbridge.sync.state.db import Base
 
 __all__ = [
     "Action",

@@ -1,6 +1,6 @@
-"""Alembic environment for the state store, run programmatically by :mod:`crmbridge.sync.migrate`.
+"""Alembic environment for the state store, run programmatically by :mod:`crmbridge.sync.state.migrate`.
 
-``target_metadata`` is every table module's metadata (:func:`crmbridge.sync.db.import_models`). The
+``target_metadata`` is every table module's metadata (:func:`crmbridge.sync.state.db.import_models`). The
 connection comes from ``config.attributes["connection"]`` when the caller passes one, else an engine is
 made from ``sqlalchemy.url``. SQLite migrations render as batch operations (ALTER TABLE is limited there).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from crmbridge.sync.db import import_models, make_engine
+from crmbridge.sync.state.db import import_models, make_engine
 
 config = context.config
 target_metadata = import_models()

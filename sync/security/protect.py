@@ -28,8 +28,8 @@ from sqlalchemy import Boolean, Integer, String, Table, Text, select, tuple_, up
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmbridge.sync.crypto import Conn, DecryptionError, FieldCipher, KeyDestroyedError, Token, is_token
-from crmbridge.sync.db import Base, import_models
+from crmbridge.sync.security.crypto import Conn, DecryptionError, FieldCipher, KeyDestroyedError, Token, is_token
+from crmbridge.sync.state.db import Base, import_models
 
 __all__ = [
     "ENCRYPTED_COLUMNS",
@@ -73,7 +73,7 @@ def register_encrypted_column(table: str, column: str, *, record_columns: tuple[
     return reg
 
 
-# the state store's encrypted columns (crmbridge.sync.store)
+# the state store's encrypted columns (crmbridge.sync.state.store)
 register_encrypted_column("snapshots", "blob", record_columns=("party_id", "system", "object"),
                           party_column="party_id")
 register_encrypted_column("dead_letters", "payload",

@@ -84,7 +84,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
-from crmbridge.sync.db import Base, chunked, make_engine
+from crmbridge.sync.state.db import Base, chunked, make_engine
 
 __all__ = [
     "ConflictStatus",
@@ -1023,7 +1023,7 @@ class StateStore:
     """The state store over one SQLAlchemy engine.
 
     Args:
-        engine: the engine (see :func:`crmbridge.sync.db.make_engine`).
+        engine: the engine (see :func:`crmbridge.sync.state.db.make_engine`).
         clock: current time, timezone-aware UTC (injected by tests).
     """
 

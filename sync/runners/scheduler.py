@@ -10,7 +10,7 @@
   ``poll_interval`` seconds); jobs are added, removed and rescheduled to match. A file that no longer validates is
   reported in the log and the schedules in force are kept.
 * **One run at a time across processes and machines**: a run takes the job's lease in the state database
-  (:meth:`crmbridge.sync.store.StateStore.acquire_lease`), heartbeated by the engine after every batch and by a
+  (:meth:`crmbridge.sync.state.store.StateStore.acquire_lease`), heartbeated by the engine after every batch and by a
   background thread here every third of ``lease_ttl``. A fire that finds the lease held is skipped and checked
   again when that lease would expire: if the holder finished a run meanwhile, the fire was served; if the holder
   died (its lease expired with its run still marked running), this process takes the job over and resumes it
@@ -49,8 +49,8 @@ from sqlalchemy import Column, Float, Index, LargeBinary, Table, Unicode, select
 
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, LeaseHeldError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
-from crmbridge.sync.db import Base
-from crmbridge.sync.store import RunStatus, runs
+from crmbridge.sync.state.db import Base
+from crmbridge.sync.state.store import RunStatus, runs
 
 __all__ = [
     "JOB_ID_PREFIX",

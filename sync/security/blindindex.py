@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.crypto import FieldCipher, hmac_bytes
+from crmbridge.sync.security.crypto import FieldCipher, hmac_bytes
 
 __all__ = [
     "BlindIndexer",

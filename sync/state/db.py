@@ -22,12 +22,12 @@ DEFAULT_URL = "sqlite:///var/crmbridge.db"
 
 #: every module that defines tables on Base
 MODEL_MODULES = [
-    "crmbridge.sync.store",
-    "crmbridge.sync.crypto",
-    "crmbridge.sync.ledger",
-    "crmbridge.sync.protect",
-    "crmbridge.sync.scheduler",
-    "crmbridge.sync.distributed",
+    "crmbridge.sync.state.store",
+    "crmbridge.sync.security.crypto",
+    "crmbridge.sync.state.ledger",
+    "crmbridge.sync.security.protect",
+    "crmbridge.sync.runners.scheduler",
+    "crmbridge.sync.runners.distributed",
 ]
 
 NAMING = {
@@ -54,7 +54,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine for ``url``. SQLite gets its folder created, WAL journaling, foreign keys on and a busy
     timeout, so a scheduler and a CLI command can share the file."""
     if url.startswith("sqlite"):
-        import crmbridge.sync.store  # noqa: F401  (its do_connect hook creates the database file 0600)
+        import crmbridge.sync.state.store  # noqa: F401  (its do_connect hook creates the database file 0600)
 
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -22,8 +22,8 @@ from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs, Simulator
 from crmbridge.adapters.zoho.simulator import ZohoSimulator
-from crmbridge.sync.ledger import generate_signing_key
-from crmbridge.sync.store import open_private
+from crmbridge.sync.state.ledger import generate_signing_key
+from crmbridge.sync.state.store import open_private
 
 __all__ = ["DemoEnvironment"]
 

@@ -1,8 +1,8 @@
 """Initial state store: runs, cursors, xref, identity index, snapshots, dead letters, conflicts, job leases,
-write intents (crmbridge.sync.store).
+write intents (crmbridge.sync.state.store).
 
 Timestamps are ``timestamp with time zone`` on PostgreSQL; on SQLite the model's ``UTCDateTime`` stores naive
-UTC text. Names follow crmbridge.sync.db.NAMING.
+UTC text. Names follow crmbridge.sync.state.db.NAMING.
 
 Revision ID: 0001
 Revises:

@@ -80,9 +80,9 @@ from crmbridge.adapters.base import RawRecord
 from crmbridge.core.config import CrmBridgeConfig, DistributedConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, LeaseHeldError, RecordError
 from crmbridge.core.logsafe import mask_text
-from crmbridge.sync.db import Base
-from crmbridge.sync.protect import register_encrypted_column, seal, unseal
-from crmbridge.sync.store import RunStatus, UTCDateTime
+from crmbridge.sync.security.protect import register_encrypted_column, seal, unseal
+from crmbridge.sync.state.db import Base
+from crmbridge.sync.state.store import RunStatus, UTCDateTime
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -309,7 +309,7 @@ def _worker_runtime(config_path: str | None) -> Runtime:
 
 def check_schema(config: CrmBridgeConfig) -> None:
     """Workers never migrate (several starting at once would race): the schema must be current already."""
-    from crmbridge.sync.migrate import current, heads
+    from crmbridge.sync.state.migrate import current, heads
 
     have, want = sorted(current(config.state.url)), sorted(heads())
     if have != want:
@@ -362,7 +362,7 @@ def process_batch(rt: Runtime, batch_id: int, *, worker: str) -> str:
 def _claim(rt: Runtime, batch_id: int, worker: str, settings: DistributedConfig) -> tuple[_Claim | None, str]:
     """Take the batch: pending, or running under a worker that stopped heart-beating. One statement: of two
     workers racing for it, one wins."""
-    from crmbridge.sync.store import RunStatus, runs
+    from crmbridge.sync.state.store import RunStatus, runs
 
     b = dist_batches
     now = _now()
@@ -711,8 +711,8 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
 def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, settings: DistributedConfig,
                   poll_seconds: float, progress: Callable[[int], None] | None) -> tuple[bool, list[dict[str, Any]]]:
     from crmbridge.sync import engine as eng
-    from crmbridge.sync.db import chunked
-    from crmbridge.sync.store import DeadLetterStatus
+    from crmbridge.sync.state.db import chunked
+    from crmbridge.sync.state.store import DeadLetterStatus
 
     job, src = ctx.job, ctx.source
     runner._propagate_erasures(ctx)   # erasures pending at the job's target first, as a single-process run
@@ -768,7 +768,7 @@ def _rows(rt: Runtime, run_id: int) -> list[dict[str, Any]]:
 
 
 def _sum_counts(report: RunReport, rows: Sequence[Mapping[str, Any]]) -> None:
-    from crmbridge.sync.ledger import Action
+    from crmbridge.sync.state.ledger import Action
 
     for r in rows:
         c = r.get("counts") or {}

@@ -1,8 +1,8 @@
 """Keys and ledger: data keys, re-encryption progress, the ledger (entries, checkpoints, head)
-(crmbridge.sync.crypto, crmbridge.sync.protect, crmbridge.sync.ledger).
+(crmbridge.sync.security.crypto, crmbridge.sync.security.protect, crmbridge.sync.state.ledger).
 
 On PostgreSQL, triggers make ``ledger_entries`` and ``ledger_checkpoints`` append-only: UPDATE, DELETE and
-TRUNCATE raise an error (erasure never needs them: it destroys keys, see crmbridge.sync.privacy).
+TRUNCATE raise an error (erasure never needs them: it destroys keys, see crmbridge.sync.security.privacy).
 ``ledger_head`` stays updatable: it is the appenders' lock row and holds the Merkle frontier.
 
 Revision ID: 0002

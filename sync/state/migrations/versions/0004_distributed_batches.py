@@ -1,4 +1,4 @@
-"""Distributed mode: ``dist_batches``, the staged batches of a distributed run (crmbridge.sync.distributed).
+"""Distributed mode: ``dist_batches``, the staged batches of a distributed run (crmbridge.sync.runners.distributed).
 
 A row per batch a dispatcher hands out: its run, place in the run, kind (retry / extract / delete), status
 (pending / running / done / failed), the claiming worker and its heartbeat, the batch's watermark (for the

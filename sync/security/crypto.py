@@ -15,7 +15,7 @@ row, column or table fails to decrypt. AES-256-GCM (algorithm id 1) is the defau
 national-algorithm alternative. Both coexist: each token names its algorithm and key.
 
 Rotation (:meth:`FieldCipher.rotate`) adds a new key version: new values use it, old versions keep
-decrypting. :func:`crmbridge.sync.protect.reencrypt` (``crmbridge keys rotate --reencrypt``) rewrites stored
+decrypting. :func:`crmbridge.sync.security.protect.reencrypt` (``crmbridge keys rotate --reencrypt``) rewrites stored
 tokens under the newest version. Key providers are pluggable through the entry-point group
 ``crmbridge.key_providers`` (a factory taking the text after ``<name>:``), so a KMS or HSM needs no caller change.
 
@@ -62,7 +62,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
 from crmbridge.core.secrets import resolve_secret
-from crmbridge.sync.db import Base, chunked
+from crmbridge.sync.state.db import Base, chunked
 
 __all__ = [
     "ALGORITHMS",
