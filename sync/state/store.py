@@ -1045,8 +1045,11 @@ class StateStore:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[StoreTx]:
+    def transaction(self, *, read_only: bool = False) -> Iterator[StoreTx]:
         """One database transaction: committed when the block ends, rolled back if it raises.
+
+        ``read_only=True`` opens a unit of work that cannot commit (a dry run): whatever its statements wrote is
+        rolled back when the block ends, normally or not, so no caller has to remember to undo anything.
 
         On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front), so two
         processes never fail half-way through upgrading a read lock; PostgreSQL uses READ COMMITTED with
@@ -1067,7 +1070,10 @@ class StateStore:
                     with suppress(SQLAlchemyError):   # a dropped connection cannot roll back: the server did
                         conn.rollback()
                     raise
-                conn.commit()
+                if read_only:
+                    conn.rollback()
+                else:
+                    conn.commit()
         except (OperationalError, InterfaceError, DisconnectionError) as exc:
             # locked past the busy timeout, connection dropped, server gone: the transaction did not commit (no
             # half-written state); say so in one line, without the SQL and its parameters

@@ -140,21 +140,21 @@ def test_cursor_get_put_move(store: StateStore, clock: Clock) -> None:
 # -------------------------------------------------------------------------------------------------- xref / identity
 def test_xref_put_get_relink_lookup(store: StateStore) -> None:
     with store.transaction() as tx:
-        assert tx.get_xref("zoho_cn", "Contacts", "z1") is None
-        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+        assert tx.get_xref("zoho_cn", "Contacts", "ro-z1") is None
+        tx.put_xref("zoho_cn", "Contacts", "ro-z1", "p-1")
         tx.put_xref("corebank", "Customer", "000123", "p-1")
-        tx.put_xref("zoho_cn", "Contacts", "z2", "p-2")
-        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")          # repeated: no duplicate
+        tx.put_xref("zoho_cn", "Contacts", "ro-z2", "p-2")
+        tx.put_xref("zoho_cn", "Contacts", "ro-z1", "p-1")          # repeated: no duplicate
     assert _count(store, xref) == 3
     with store.transaction() as tx:
-        assert tx.get_xref("zoho_cn", "Contacts", "z1") == "p-1"
+        assert tx.get_xref("zoho_cn", "Contacts", "ro-z1") == "p-1"
         assert tx.get_xref("zoho_cn", "Accounts", "z1") is None  # object is part of the key
-        assert tx.xrefs_for_party("p-1") == [("zoho_cn", "Contacts", "z1"), ("corebank", "Customer", "000123")]
+        assert tx.xrefs_for_party("p-1") == [("zoho_cn", "Contacts", "ro-z1"), ("corebank", "Customer", "000123")]
         assert tx.xrefs_for_party("p-1", system="corebank") == [("corebank", "Customer", "000123")]
-        tx.put_xref("zoho_cn", "Contacts", "z1", "p-9")          # re-link (merge)
-        assert tx.get_xref("zoho_cn", "Contacts", "z1") == "p-9"
-        assert tx.delete_xref("zoho_cn", "Contacts", "z2") is True
-        assert tx.delete_xref("zoho_cn", "Contacts", "z2") is False
+        tx.put_xref("zoho_cn", "Contacts", "ro-z1", "p-9")          # re-link (merge)
+        assert tx.get_xref("zoho_cn", "Contacts", "ro-z1") == "p-9"
+        assert tx.delete_xref("zoho_cn", "Contacts", "ro-z2") is True
+        assert tx.delete_xref("zoho_cn", "Contacts", "ro-z2") is False
 
 
 def _counting(store: StateStore) -> list[str]:
@@ -333,12 +333,12 @@ def test_exception_inside_transaction_leaves_nothing(store: StateStore) -> None:
         with store.transaction() as tx:
             tx.start_run("j")
             tx.put_cursor("j", "Customer", field="ts", value="2024-01-01T00:00:00Z")
-            tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+            tx.put_xref("zoho_cn", "Contacts", "ro-z1", "p-1")
             tx.put_snapshot("p-1", "zoho_cn", "Contacts", content_hash="h", blob=b"x")
             raise RuntimeError("boom")
     assert store.table_counts() == {t: 0 for t in store.table_counts()}
     with store.transaction() as tx:
-        tx.put_xref("zoho_cn", "Contacts", "z1", "p-1")
+        tx.put_xref("zoho_cn", "Contacts", "ro-z1", "p-1")
     assert _count(store, xref) == 1
 
 
@@ -452,3 +452,17 @@ def test_concurrent_read_then_write_transactions(store: StateStore, migrated_url
     finally:
         for s in stores:
             s.dispose()
+
+
+def test_a_read_only_unit_of_work_never_commits(migrated_url: str) -> None:
+    """What a dry run's unit of work writes is gone when it ends; an ordinary unit of work commits."""
+    store = StateStore.from_url(migrated_url)
+    with store.transaction(read_only=True) as tx:
+        tx.put_xref("zoho", "Contacts", "ro-z1", "ro-p1")
+        assert tx.get_xref("zoho", "Contacts", "ro-z1") == "ro-p1"     # visible inside the unit of work
+    with store.transaction() as tx:
+        assert tx.get_xref("zoho", "Contacts", "ro-z1") is None     # never committed
+        tx.put_xref("zoho", "Contacts", "ro-z2", "p2")
+    with store.transaction() as tx:
+        assert tx.get_xref("zoho", "Contacts", "ro-z2") == "p2"     # an ordinary one does
+    store.dispose()
