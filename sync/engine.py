@@ -64,9 +64,8 @@ from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, merge_unseen, three_way_merge, unflatten
 from crmbridge.sync.report import PlannedChange, RunReport, outcome_of
-from crmbridge.sync.security.protect import seal, unseal
 from crmbridge.sync.state.db import chunked
-from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
@@ -397,7 +396,7 @@ class JobRunner:
         with self.rt.store.transaction() as tx:
             tx.finish_run(ctx.run_id, status, counts=r.counts(), error_summary=summary or None)
             if not ctx.dry_run:
-                Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
+                tx.ledger(self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
 
     @contextmanager
     def _tx(self, ctx: _Ctx) -> Iterator[StoreTx]:
@@ -517,13 +516,13 @@ class JobRunner:
         ctx.batches += 1
         with self.rt.store.transaction() as tx:
             ctx.open_letters = self._open_letters(tx, ctx, [d.raw.external_id for d in decisions if not d.silent])
-            self.rt.cipher.prepare_party_keys(tx.connection, {
+            tx.prepare_party_keys(self.rt.cipher, {
                 d.party_id for d in decisions if d.party_id and d.canonical is not None and not d.silent})
             try:
                 entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
             finally:
                 ctx.open_letters = None
-            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+            tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
             if cursor is not None:
                 self._advance(tx, ctx, cursor, decisions)
             self._note_progress(tx, ctx)
@@ -653,7 +652,7 @@ class JobRunner:
             return
         if snap is not None and snap.written_hash != TOMBSTONE:
             try:
-                d.previous = flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                d.previous = flatten(tx.unseal(self.rt.cipher, "snapshots", "blob",
                                             row=_snap_row(d.party_id, tgt.system, tgt.object), token=snap.blob))
             except CrmBridgeError:
                 d.previous = None  # erased or unreadable: the diff shows every field as new
@@ -678,7 +677,7 @@ class JobRunner:
             snap = tx.get_snapshot(d.party_id, tgt.system, tgt.object)
             if snap is not None and snap.written_hash != TOMBSTONE:
                 try:
-                    data = unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                    data = tx.unseal(self.rt.cipher, "snapshots", "blob",
                                   row=_snap_row(d.party_id, tgt.system, tgt.object), token=snap.blob)
                     closed = parse_party({**data, "party_id": d.party_id, "lifecycle_stage": "CLOSED"})
                     payload = tgt.mapping.map_out(closed)
@@ -705,7 +704,7 @@ class JobRunner:
         if tx.note_suppressed(hit["key_id"], ctx.name, d.raw_hash or keyed_hash(dict(d.raw.data), ctx.hash_key)):
             ctx.report.actions[Action.SUPPRESSED_ERASED] += 1
             other = ctx.target if side is ctx.source else ctx.source
-            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append([LedgerEntryIn(
+            tx.ledger(self.rt.signer, cipher=self.rt.cipher).append([LedgerEntryIn(
                 action=Action.SUPPRESSED_ERASED, run_id=str(ctx.run_id), job=ctx.name, source_system=side.system,
                 source_object=side.object, source_id=d.raw.external_id, target_system=other.system,
                 target_object=other.object, party_id=hit["party_id"], actor=ctx.actor,
@@ -826,7 +825,7 @@ class JobRunner:
                         job=ctx.name, target_system=tgt.system, target_object=tgt.object,
                         target_id=p["external_id"], party_id=p["party_id"], actor=ctx.actor,
                         reason=f"erasure (PIPL Art. 47), delete policy {job.delete_policy}: {done}"))
-                Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+                tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
             self._breaker(ctx, tgt)
 
     # -- identity ------------------------------------------------------------------------------
@@ -962,7 +961,7 @@ class JobRunner:
                                      "without its party")
             if d.target_id:
                 tx.put_xref(tgt.system, tgt.object, d.target_id, d.party_id)
-            blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
+            blob = tx.seal(rt.cipher, "snapshots", "blob",
                         row=_snap_row(d.party_id, tgt.system, tgt.object), value=d.canonical)
             tx.put_snapshot(d.party_id, tgt.system, tgt.object,
                             content_hash=d.content_hash or d.party.content_hash(ctx.hash_key),
@@ -990,7 +989,7 @@ class JobRunner:
             run_id=ctx.run_id or None, source_system=src.system, source_object=src.object,
             external_id=d.raw.external_id,
             # kept to retry it, never with the C3 data a record may have been refused for
-            payload=seal(tx.connection, self.rt.cipher, "dead_letters", "payload", row=row,
+            payload=tx.seal(self.rt.cipher, "dead_letters", "payload", row=row,
                          value=without_c3(dict(d.raw.data))),
             next_attempt_at=datetime.now(UTC) + DEAD_LETTER_BACKOFF, record_hash=d.raw_hash)
 
@@ -1226,7 +1225,7 @@ class JobRunner:
                 # what was last synced; None: never recorded as synced (a recovered create)
                 base: dict[str, Any] | None = None
                 if snap is not None and snap.written_hash != TOMBSTONE:
-                    base = _content(flatten(unseal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                    base = _content(flatten(tx.unseal(self.rt.cipher, "snapshots", "blob",
                                                    row=_snap_row(pid, tgt.system, tgt.object), token=snap.blob)))
                 try:
                     s_flat = self._read_side(src, raw_s, pid, base or {}) if raw_s else dict(base or {})
@@ -1340,7 +1339,7 @@ class JobRunner:
                     ctx.report.actions[Action.CONFLICT] += 1
                     cid = tx.add_conflict(
                         ctx.name, pid, [c.path], run_id=ctx.run_id or None,
-                        **{f"{k}_value": seal(tx.connection, self.rt.cipher, "conflicts", f"{k}_value",
+                        **{f"{k}_value": tx.seal(self.rt.cipher, "conflicts", f"{k}_value",
                                               row={"job": ctx.name, "party_id": pid}, value={c.path: v})
                            for k, v in (("base", c.base), ("source", c.source), ("target", c.target))})
                     entries.append(LedgerEntryIn(
@@ -1364,11 +1363,11 @@ class JobRunner:
                     if reads[pid][0] is not None:
                         self._resolve_letters(tx, ctx, reads[pid][0])
                 if ok and d.canonical is not None and d.party is not None:
-                    blob = seal(tx.connection, self.rt.cipher, "snapshots", "blob",
+                    blob = tx.seal(self.rt.cipher, "snapshots", "blob",
                                 row=_snap_row(pid, tgt.system, tgt.object), value=d.canonical)
                     tx.put_snapshot(pid, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
                                     blob=blob, written_hash=d.echo_hash)
-            Ledger(tx.connection, self.rt.signer, cipher=self.rt.cipher).append(entries)
+            tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
             ctx.batches += 1
             self._note_progress(tx, ctx)
         self._heartbeat(ctx)

@@ -17,8 +17,7 @@ from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeEr
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine import _masked, _path_filter, _project, _read_key, _snap_row, keyed_hash
 from crmbridge.sync.merge import flatten, unflatten
-from crmbridge.sync.security.protect import seal, unseal
-from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn
+from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 
@@ -36,8 +35,8 @@ def conflict_values(rt: Runtime, conflict: dict[str, Any]) -> dict[str, dict[str
     with rt.store.transaction() as tx:
         for side in ("base", "source", "target"):
             token = conflict.get(f"{side}_value")
-            out[side] = {} if not token else unseal(
-                tx.connection, rt.cipher, "conflicts", f"{side}_value",
+            out[side] = {} if not token else tx.unseal(
+                rt.cipher, "conflicts", f"{side}_value",
                 row={"job": conflict["job"], "party_id": conflict["party_id"]}, token=token)
     return out
 
@@ -66,7 +65,7 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
         snap = tx.get_snapshot(pid, job.target_system, job.target_object)
         if snap is None:
             raise ConfigurationError(f"party of conflict {conflict_id} has no synced state; run the job first")
-        flat = flatten(unseal(tx.connection, rt.cipher, "snapshots", "blob",
+        flat = flatten(tx.unseal(rt.cipher, "snapshots", "blob",
                               row=_snap_row(pid, job.target_system, job.target_object), token=snap.blob))
         t_ext = tx.xrefs_for_party(pid, job.target_system, job.target_object)
         s_ext = tx.xrefs_for_party(pid, job.source_system, job.source_object)
@@ -88,14 +87,14 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
     t_paths = _path_filter(tmap.owned_canonical_paths("in"))
     canonical = party.canonical_dict()
     with rt.store.transaction() as tx:
-        blob = seal(tx.connection, rt.cipher, "snapshots", "blob",
+        blob = tx.seal(rt.cipher, "snapshots", "blob",
                     row=_snap_row(pid, job.target_system, job.target_object), value=canonical)
         tx.put_snapshot(pid, job.target_system, job.target_object, content_hash=party.content_hash(key), blob=blob,
                         written_hash=keyed_hash(_project(flatten(canonical), t_paths), key))
         if not tx.resolve_conflict(conflict_id, take, actor=actor):
             raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
         ptype = str(party.party_type)
-        Ledger(tx.connection, rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
+        tx.ledger(rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
             action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid, source_system=job.source_system,
             source_object=job.source_object, target_system=job.target_system, target_object=job.target_object,
             changed_fields=[path], before={path: _masked(path, values["target"].get(path), ptype)},

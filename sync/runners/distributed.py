@@ -80,7 +80,7 @@ from crmbridge.adapters.base import RawRecord
 from crmbridge.core.config import CrmBridgeConfig, DistributedConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, LeaseHeldError, RecordError
 from crmbridge.core.logsafe import mask_text
-from crmbridge.sync.security.protect import register_encrypted_column, seal, unseal
+from crmbridge.sync.security.protect import register_encrypted_column
 from crmbridge.sync.state.db import Base
 from crmbridge.sync.state.store import RunStatus, UTCDateTime
 
@@ -430,7 +430,7 @@ def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
     ctx = _context(rt, runner, claim.run_id, RunReport(run_id=str(claim.run_id), job=claim.job, dry_run=False),
                    actor=runner.actor)
     with rt.store.transaction() as tx:
-        items = unseal(tx.connection, rt.cipher, "dist_batches", "payload",
+        items = tx.unseal(rt.cipher, "dist_batches", "payload",
                        row={"run_id": claim.run_id, "seq": claim.seq}, token=claim.payload)
     raws = _unpack(items)
     before = {s.system: (s.adapter.stats.api_calls, s.adapter.stats.retries, s.adapter.stats.throttled)
@@ -548,7 +548,7 @@ class _Dispatch:
                   for r in raws if top is not None and r.modified_at == top}
         now = _now()
         with self.rt.store.transaction() as tx:
-            payload = seal(tx.connection, self.rt.cipher, "dist_batches", "payload",
+            payload = tx.seal(self.rt.cipher, "dist_batches", "payload",
                            row={"run_id": self.ctx.run_id, "seq": self.seq}, value=_pack(raws))
             batch_id = tx.connection.execute(insert(dist_batches).values(
                 run_id=self.ctx.run_id, job=self.ctx.name, seq=self.seq, kind=kind.value,

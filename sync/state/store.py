@@ -426,6 +426,27 @@ class StoreTx:
         self._erased_c: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._any_erasure: bool | None = None
 
+    # -- protected data and the ledger, in this transaction (callers never hold the connection) ----
+    def seal(self, cipher: Any, table: str, column: str, *, row: Mapping[str, Any], value: Any,
+             as_bytes: bool = True) -> Any:
+        """Encrypt ``value`` for ``table.column`` of ``row`` (:func:`crmbridge.sync.security.protect.seal`)."""
+        from crmbridge.sync.security.protect import seal
+        return seal(self.connection, cipher, table, column, row=row, value=value, as_bytes=as_bytes)
+
+    def unseal(self, cipher: Any, table: str, column: str, *, row: Mapping[str, Any], token: Any) -> Any:
+        """Decrypt what :meth:`seal` produced for the same row."""
+        from crmbridge.sync.security.protect import unseal
+        return unseal(self.connection, cipher, table, column, row=row, token=token)
+
+    def prepare_party_keys(self, cipher: Any, party_ids: Iterable[object]) -> int:
+        """Create (in this transaction) the per-party data keys the parties will need; the number created."""
+        return int(cipher.prepare_party_keys(self.connection, party_ids))
+
+    def ledger(self, signer: Any = None, *, cipher: Any = None, **kwargs: Any) -> Any:
+        """The ledger, appending in this transaction (:class:`crmbridge.sync.state.ledger.Ledger`)."""
+        from crmbridge.sync.state.ledger import Ledger
+        return Ledger(self.connection, signer, cipher=cipher, **kwargs)
+
     # -- batch prefetch ------------------------------------------------------------------------
     def prefetch_xrefs(self, system: str, obj: str, external_ids: Iterable[str]) -> None:
         """Load the party ids of many (system, object, external id) at once; :meth:`get_xref` then answers them
