@@ -242,6 +242,13 @@ class Adapter(ABC):
     #: vendor-required fields the adapter fills itself when a mapping does not (Fxiaoke's owner on create):
     #: ``mapping validate --against`` and ``doctor`` do not ask the mapping for them
     fills_fields: ClassVar[frozenset[str]] = frozenset()
+    #: what the system is to the bank: ``"system_of_record"`` (the core, which holds personal data in full) or
+    #: ``"crm"``. Anything not declared a system of record receives the minimised projection (masking fails closed)
+    role: ClassVar[str] = "crm"
+    #: vendor fields a create must carry, per object (``mapping validate`` checks the out direction maps them)
+    mandatory_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: the canonical ``SourceRef.system`` of records read from this adapter (None: the configured system name)
+    source_system: ClassVar[str | None] = None
 
     def __init__(self, config: AdapterConfig, *, system: str | None = None,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
