@@ -45,12 +45,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, LargeBinary, Table, Unicode, select
-
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, LeaseHeldError
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
-from crmbridge.sync.state.db import Base
-from crmbridge.sync.state.store import RunStatus, runs
+from crmbridge.sync.state.store import RunStatus
+from crmbridge.sync.state.tables import apscheduler_jobs  # re-exported: declared with every other table
 
 __all__ = [
     "JOB_ID_PREFIX",
@@ -64,17 +62,6 @@ __all__ = [
 log = logging.getLogger("crmbridge.scheduler")
 
 JOB_ID_PREFIX = "crmbridge:"
-
-#: APScheduler 3's SQLAlchemyJobStore table, declared here so migrations create it (0003) and the models-match
-#: check covers it; APScheduler finds it present and uses it as is.
-apscheduler_jobs = Table(
-    "apscheduler_jobs", Base.metadata,
-    Column("id", Unicode(191), primary_key=True),
-    Column("next_run_time", Float(25)),
-    Column("job_state", LargeBinary, nullable=False),
-    Index("ix_apscheduler_jobs_next_run_time", "next_run_time"),
-)
-
 
 @dataclass
 class SchedulerOptions:
@@ -419,10 +406,8 @@ class SchedulerService:
             self.run_job(name, fired_at=fired_at)
             return
         try:
-            with rt.store.transaction() as tx:   # a refused run (`crmbridge run` meanwhile) served nothing
-                latest = tx.connection.execute(
-                    select(runs).where(runs.c.job == name, runs.c.status != RunStatus.REFUSED.value)
-                    .order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(1)).mappings().first()
+            with rt.store.transaction(refuse_writes=True) as tx:   # a refused run (`crmbridge run` meanwhile)
+                latest = next(iter(tx.list_runs(name, limit=1, exclude_status=[RunStatus.REFUSED.value])), None)
         except Exception:
             rt.store.release_lease(name, holder)
             raise
@@ -456,13 +441,11 @@ class SchedulerService:
 
 def job_status(rt: Any) -> list[dict[str, Any]]:
     """Each configured job's schedule, next run, last run and lease holder (``crmbridge scheduler status``)."""
-    with rt.store.engine.connect() as conn:
-        next_runs = {row.id[len(JOB_ID_PREFIX):]: row.next_run_time for row in conn.execute(
-            select(apscheduler_jobs.c.id, apscheduler_jobs.c.next_run_time))
-            if row.id.startswith(JOB_ID_PREFIX)}
+    with rt.store.transaction(refuse_writes=True) as tx:
+        next_runs = tx.scheduled_jobs(JOB_ID_PREFIX)
     out = []
     for name, job in sorted(rt.config.jobs.items()):
-        with rt.store.transaction() as tx:
+        with rt.store.transaction(refuse_writes=True) as tx:
             last = next(iter(tx.list_runs(name, limit=1)), None)
         lease = rt.store.lease_holder(name)
         nxt = next_runs.get(name)

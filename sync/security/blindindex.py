@@ -21,11 +21,9 @@ from collections.abc import Callable
 import phonenumbers
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.security.crypto import FieldCipher, hmac_bytes
+from crmbridge.sync.security.crypto import FieldCipher, Keys, hmac_bytes
 
 __all__ = [
     "BlindIndexer",
@@ -124,9 +122,10 @@ class BlindIndexer:
         return f"BlindIndexer(algorithm={self.algorithm!r}, bits={self.bits})"
 
     @classmethod
-    def from_cipher(cls, conn: Connection | Session, cipher: FieldCipher, *, bits: int = 64) -> BlindIndexer:
-        """The indexer whose root key is the database's ``blind-index`` data key (created on first use)."""
-        return cls(cipher.blind_index_root(conn), algorithm=cipher.hash_algorithm, bits=bits)
+    def from_cipher(cls, keys: Keys, cipher: FieldCipher, *, bits: int = 64) -> BlindIndexer:
+        """The indexer whose root key is the database's ``blind-index`` data key (created on first use); ``keys``
+        is the unit of work (``StoreTx``) or its key repository (``tx.keys``)."""
+        return cls(cipher.blind_index_root(keys), algorithm=cipher.hash_algorithm, bits=bits)
 
     def field_key(self, field: str) -> bytes:
         key = self._field_keys.get(field)

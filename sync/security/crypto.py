@@ -19,8 +19,8 @@ decrypting. :func:`crmbridge.sync.security.protect.reencrypt` (``crmbridge keys 
 tokens under the newest version. Key providers are pluggable through the entry-point group
 ``crmbridge.key_providers`` (a factory taking the text after ``<name>:``), so a KMS or HSM needs no caller change.
 
-All database work runs inside the caller's connection or session (the engine commits ledger, cursor and
-keys in one transaction); nothing here commits.
+All database work runs through the caller's :class:`crmbridge.sync.state.keys.KeyRepository` (the engine commits
+ledger, cursor and keys in one transaction); nothing here runs SQL or commits.
 """
 
 from __future__ import annotations
@@ -46,23 +46,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    LargeBinary,
-    String,
-    UniqueConstraint,
-    func,
-    select,
-    update,
-)
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
 from crmbridge.core.secrets import resolve_secret
-from crmbridge.sync.state.db import Base, chunked
+from crmbridge.sync.state.keys import KeyRepository, as_connection
+from crmbridge.sync.state.tables import DataKey
 
 __all__ = [
     "ALGORITHMS",
@@ -72,7 +62,9 @@ __all__ = [
     "EnvelopeHeader",
     "FieldCipher",
     "KeyDestroyedError",
+    "KeyRepository",
     "KeyProvider",
+    "Keys",
     "KeyStatus",
     "LocalKeyProvider",
     "TOKEN_PREFIX",
@@ -276,31 +268,12 @@ def load_key_provider(reference: str, *, provider: str | None = None, algorithm:
 # --------------------------------------------------------------------------------------------- table
 
 
-class DataKey(Base):
-    """A wrapped data key. ``wrapped`` is NULL once destroyed (crypto-shredding); the row stays as a tombstone."""
-
-    __tablename__ = "crypto_data_keys"
-    __table_args__ = (UniqueConstraint("scope", "version", name="uq_crypto_data_keys_scope_version"),)
-
-    kid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    scope: Mapped[str] = mapped_column(String(96), index=True)
-    version: Mapped[int] = mapped_column(Integer)
-    algorithm: Mapped[str] = mapped_column(String(16))
-    kek_id: Mapped[str] = mapped_column(String(64))
-    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-#: what every method accepts as "the caller's transaction"
+#: what every method accepts as "the caller's transaction": a unit of work (``StoreTx``), its ``keys``
+#: repository, or (tests, the ledger) a Connection or Session, wrapped in a :class:`KeyRepository`
+Keys = Any
 Conn = Connection | Session
 #: a ciphertext token as text (String/JSON columns) or ASCII bytes (LargeBinary columns)
 Token = str | bytes
-
-
-def as_connection(conn: Conn) -> Connection:
-    """The Connection behind a Session (joining its transaction) or the Connection itself."""
-    return conn.connection() if isinstance(conn, Session) else conn
 
 
 def party_scope(party_id: object) -> str:
@@ -414,7 +387,8 @@ class FieldCipher:
         cache_seconds: how long an unwrapped key, or the newest key version of a scope, is used without re-reading
             it (so an erasure or rotation by another process takes effect here within that time).
 
-    Every method takes the caller's Connection or Session and works inside its transaction.
+    Every method takes the caller's unit of work (a ``StoreTx``, or its :class:`KeyRepository` ``tx.keys``) and
+    works inside its transaction; the cipher never holds a connection.
     """
 
     def __init__(self, provider: KeyProvider, *, algorithm: str = "AES-256-GCM", cache_seconds: float = 60.0) -> None:
@@ -432,125 +406,98 @@ class FieldCipher:
 
     # ----------------------------------------------------------------------------------- key management
 
-    def init(self, conn: Conn) -> int:
+    def init(self, keys: Keys) -> int:
         """Create the first system data key and the blind-index root key if missing. Returns the current version."""
-        c = as_connection(conn)
-        current = self.current_version(c)
+        k = KeyRepository.of(keys)
+        current = k.current_version()
         if current is None:
-            self._create(c, SYSTEM_SCOPE, 1)
+            self._create(k, SYSTEM_SCOPE, 1)
             current = 1
-        if self._latest_row(c, BIDX_SCOPE) is None:
-            self._create(c, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])  # 32-byte root, whatever the cipher
+        if k.latest(BIDX_SCOPE) is None:
+            self._create(k, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])  # 32-byte root, whatever the cipher
         return current
 
-    def rotate(self, conn: Conn) -> int:
+    def rotate(self, keys: Keys) -> int:
         """Add a new system key version (party keys follow lazily at their next write). Returns it."""
-        c = as_connection(conn)
-        current = self.current_version(c)
+        k = KeyRepository.of(keys)
+        current = k.current_version()
         if current is None:
             raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
-        self._create(c, SYSTEM_SCOPE, current + 1)
+        self._create(k, SYSTEM_SCOPE, current + 1)
         with self._lock:
             self._current.clear()
         return current + 1
 
-    def current_version(self, conn: Conn) -> int | None:
-        c = as_connection(conn)
-        return c.execute(select(func.max(DataKey.version)).where(DataKey.scope == SYSTEM_SCOPE)).scalar()
+    def current_version(self, keys: Keys) -> int | None:
+        return KeyRepository.of(keys).current_version()
 
-    def status(self, conn: Conn) -> KeyStatus:
-        c = as_connection(conn)
-        rows = c.execute(select(DataKey.version, DataKey.algorithm, DataKey.kek_id, DataKey.created_at)
-                         .where(DataKey.scope == SYSTEM_SCOPE).order_by(DataKey.version)).all()
-        party = c.execute(select(func.count()).select_from(DataKey).where(DataKey.scope.like("party:%"))).scalar()
-        gone = c.execute(select(func.count()).select_from(DataKey).where(
-            DataKey.scope.like("party:%"), DataKey.wrapped.is_(None))).scalar()
-        foreign = c.execute(select(func.count()).select_from(DataKey).where(
-            DataKey.kek_id != self.provider.key_id, DataKey.wrapped.is_not(None))).scalar()
+    def status(self, keys: Keys) -> KeyStatus:
+        k = KeyRepository.of(keys)
+        rows = k.system_versions()
+        counts = k.counts(self.provider.key_id)
         return KeyStatus(
             current_version=rows[-1][0] if rows else None, algorithm=self.algorithm.name,
-            kek_id=self.provider.key_id, system_versions=[tuple(r) for r in rows],  # type: ignore[misc]
-            party_keys=int(party or 0), destroyed_party_keys=int(gone or 0), foreign_kek_keys=int(foreign or 0),
-            blind_index_key=self._latest_row(c, BIDX_SCOPE) is not None)
+            kek_id=self.provider.key_id, system_versions=rows,
+            party_keys=counts["party"], destroyed_party_keys=counts["destroyed"], foreign_kek_keys=counts["foreign"],
+            blind_index_key=k.latest(BIDX_SCOPE) is not None)
 
-    def destroy_scope(self, conn: Conn, scope: str) -> int:
+    def destroy_scope(self, keys: Keys, scope: str) -> int:
         """Destroy every data key of ``scope`` (crypto-shredding). Returns how many were destroyed."""
-        c = as_connection(conn)
-        if c.dialect.name == "sqlite":
-            c.exec_driver_sql("PRAGMA secure_delete=ON")  # overwrite freed pages, not just unlink them
-        res = c.execute(update(DataKey).where(DataKey.scope == scope, DataKey.wrapped.is_not(None))
-                        .values(wrapped=None, destroyed_at=datetime.now(UTC)))
+        destroyed, kids = KeyRepository.of(keys).destroy_scope(scope)
         with self._lock:
             self._current.pop(scope, None)
-            for kid in [r[0] for r in c.execute(select(DataKey.kid).where(DataKey.scope == scope))]:
+            for kid in kids:
                 self._keys.pop(kid, None)
-        return int(res.rowcount or 0)
+        return destroyed
 
-    def destroy_party_keys(self, conn: Conn, party_id: object) -> int:
-        return self.destroy_scope(conn, party_scope(party_id))
+    def destroy_party_keys(self, keys: Keys, party_id: object) -> int:
+        return self.destroy_scope(keys, party_scope(party_id))
 
-    def rewrap(self, conn: Conn, new_provider: KeyProvider) -> int:
+    def rewrap(self, keys: Keys, new_provider: KeyProvider) -> int:
         """Re-wrap every live data key wrapped by this cipher's master key under ``new_provider`` (master key
         rotation). Data ciphertexts are unchanged. Returns how many keys were re-wrapped."""
-        c = as_connection(conn)
-        rows = c.execute(select(DataKey).where(DataKey.wrapped.is_not(None),
-                                               DataKey.kek_id == self.provider.key_id)).mappings().all()
+        k = KeyRepository.of(keys)
+        rows = k.live_wrapped_by(self.provider.key_id)
         for row in rows:
             ctx = self._context(row["kid"], row["scope"], row["version"], row["algorithm"])
             key = self.provider.unwrap(row["wrapped"], context=ctx)
-            c.execute(update(DataKey).where(DataKey.kid == row["kid"]).values(
-                wrapped=new_provider.wrap(key, context=ctx), kek_id=new_provider.key_id))
+            k.rewrap(row["kid"], new_provider.wrap(key, context=ctx), new_provider.key_id)
         return len(rows)
 
-    def blind_index_root(self, conn: Conn) -> bytes:
+    def blind_index_root(self, keys: Keys) -> bytes:
         """The root key blind indexes derive from (created on first use)."""
-        c = as_connection(conn)
-        row = self._latest_row(c, BIDX_SCOPE)
-        kid = row.kid if row is not None else self._create(c, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])
-        return self._load(c, kid)[1]
-
-    def _latest_row(self, c: Connection, scope: str) -> Any:
-        return c.execute(select(DataKey.kid, DataKey.version, DataKey.wrapped).where(DataKey.scope == scope)
-                         .order_by(DataKey.version.desc()).limit(1)).first()
+        k = KeyRepository.of(keys)
+        row = k.latest(BIDX_SCOPE)
+        kid = row.kid if row is not None else self._create(k, BIDX_SCOPE, 1, alg=ALGORITHMS["AES-256-GCM"])
+        return self._load(k, kid)[1]
 
     def _context(self, kid: int, scope: str, version: int, alg: str) -> bytes:
         return f"crmbridge-dek|{kid}|{scope}|{version}|{alg}".encode()
 
-    def _create(self, c: Connection, scope: str, version: int, *, alg: _Algorithm | None = None) -> int:
+    def _create(self, k: KeyRepository, scope: str, version: int, *, alg: _Algorithm | None = None) -> int:
         alg = alg or self.algorithm
         key = os.urandom(alg.key_bytes)
         for _ in range(8):
             kid = (int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF) or 1  # fits a signed 32-bit column
-            if c.execute(select(DataKey.kid).where(DataKey.kid == kid)).first() is None:
+            if not k.kid_taken(kid):
                 break
         else:  # pragma: no cover - 8 collisions in a 2^32 space
             raise CrmBridgeError("could not allocate a data key id")
         wrapped = self.provider.wrap(key, context=self._context(kid, scope, version, alg.name))
-        stmt = DataKey.__table__.insert().values(
-            kid=kid, scope=scope, version=version, algorithm=alg.name, kek_id=self.provider.key_id,
-            wrapped=wrapped, created_at=datetime.now(UTC))
-        if c.dialect.name == "postgresql" and c.in_transaction():
-            # another transaction may be creating the same (scope, version) right now: it wins, we use its key
-            try:
-                with c.begin_nested():
-                    c.execute(stmt)
-            except IntegrityError:
-                row = c.execute(select(DataKey.kid).where(DataKey.scope == scope, DataKey.version == version)).first()
-                if row is None:
-                    raise
-                return int(row.kid)
-        else:  # SQLite: writers are serialised by the database lock, there is no such race
-            c.execute(stmt)
-        with self._lock:
-            self._keys[kid] = (alg, key, time.monotonic())
-        return kid
+        # another transaction may be creating the same (scope, version) right now: it wins, we use its key
+        stored, ours = k.insert({"kid": kid, "scope": scope, "version": version, "algorithm": alg.name,
+                                 "kek_id": self.provider.key_id, "wrapped": wrapped, "created_at": datetime.now(UTC)})
+        if ours:
+            with self._lock:
+                self._keys[kid] = (alg, key, time.monotonic())
+        return stored
 
-    def _load(self, c: Connection, kid: int) -> tuple[_Algorithm, bytes]:
+    def _load(self, k: KeyRepository, kid: int) -> tuple[_Algorithm, bytes]:
         with self._lock:
             hit = self._keys.get(kid)
         if hit is not None and time.monotonic() - hit[2] < self.cache_seconds:
             return hit[0], hit[1]  # re-read after cache_seconds: an erasure elsewhere takes effect here too
-        row = c.execute(select(DataKey).where(DataKey.kid == kid)).mappings().first()
+        row = k.get(kid)
         if row is None:
             raise DecryptionError(f"data key {kid} does not exist in this database")
         if row["wrapped"] is None:
@@ -572,28 +519,23 @@ class FieldCipher:
         same_txn = cur.txn is not None and txn is not None and cur.txn() is txn
         return (cur.confirmed and now - cur.at < self.cache_seconds) or same_txn
 
-    def prepare_party_keys(self, conn: Conn, party_ids: Iterable[object]) -> int:
+    def prepare_party_keys(self, keys: Keys, party_ids: Iterable[object]) -> int:
         """Make each party's current data key known, creating the missing ones, in a few statements for all of
         them instead of four per party: the sync engine calls this before sealing a batch's snapshots.
 
         Race-safe on PostgreSQL like :meth:`_create`: a key another transaction created for the same (scope,
         version) meanwhile wins and is used. Returns how many keys were created.
         """
-        c = as_connection(conn)
-        now, txn = time.monotonic(), c.get_transaction()
+        k = KeyRepository.of(keys)
+        now, txn = time.monotonic(), k.transaction
         with self._lock:
             scopes = sorted({s for s in map(party_scope, party_ids) if not self._fresh(self._current.get(s), txn, now)})
         if not scopes:
             return 0
-        version = self.current_version(c)
+        version = k.current_version()
         if version is None:
             raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
-        latest: dict[str, Any] = {}
-        for chunk in chunked(scopes):
-            for r in c.execute(select(DataKey.scope, DataKey.kid, DataKey.version, DataKey.wrapped)
-                               .where(DataKey.scope.in_(chunk))):
-                if r.scope not in latest or r.version > latest[r.scope].version:
-                    latest[r.scope] = r
+        latest = k.latest_of(scopes)
         known: dict[str, _CurrentKey] = {}
         wanted: list[dict[str, Any]] = []
         fresh_keys: dict[int, bytes] = {}
@@ -614,19 +556,10 @@ class FieldCipher:
                            "wrapped": self.provider.wrap(key, context=self._context(kid, scope, v, alg.name))})
         created = 0
         if wanted:
-            if c.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
             # a kid taken already, or a (scope, version) another transaction just created, is skipped here ...
-            c.execute(dialect_insert(DataKey.__table__).on_conflict_do_nothing(), wanted)
+            k.insert_many(wanted)
             ours = {w["scope"]: w for w in wanted}
-            stored: dict[str, int] = {}
-            for chunk in chunked([w["scope"] for w in wanted]):
-                for r in c.execute(select(DataKey.scope, DataKey.kid, DataKey.version)
-                                   .where(DataKey.scope.in_(chunk))):
-                    if r.version == ours[r.scope]["version"]:
-                        stored[r.scope] = r.kid
+            stored = {r.scope: r.kid for r in k.kids_of(ours) if r.version == ours[r.scope]["version"]}
             weak = weakref.ref(txn) if txn is not None else None
             with self._lock:
                 for w in wanted:
@@ -642,22 +575,22 @@ class FieldCipher:
             with self._lock:
                 done = scope in known or self._fresh(self._current.get(scope), txn, now)
             if not done:
-                self._current_key(c, scope)
+                self._current_key(k, scope)
         return created
 
-    def _current_key(self, c: Connection, scope: str) -> tuple[int, int]:
+    def _current_key(self, k: KeyRepository, scope: str) -> tuple[int, int]:
         """(kid, version) of the key new values of ``scope`` are encrypted with; creates it if needed."""
         now = time.monotonic()
-        txn = c.get_transaction()
+        txn = k.transaction
         with self._lock:
             cur = self._current.get(scope)
         if cur is not None and self._fresh(cur, txn, now):
             return cur.kid, cur.version
         # (re)read: an unconfirmed key may belong to a rolled-back transaction; a confirmed one may be stale
-        version = self.current_version(c)
+        version = k.current_version()
         if version is None:
             raise ConfigurationError("no data keys yet: run 'crmbridge keys init' first")
-        row = self._latest_row(c, scope)
+        row = k.latest(scope)
         if scope == SYSTEM_SCOPE:
             kid, created = row.kid, False
         elif row is not None and row.wrapped is not None and row.version >= version:
@@ -665,7 +598,7 @@ class FieldCipher:
         else:
             # no key yet, an older version, or destroyed (an erased party seen again: new data, new key)
             version = max(version, row.version + 1) if row is not None else version
-            kid, created = self._create(c, scope, version), True
+            kid, created = self._create(k, scope, version), True
         with self._lock:
             self._current[scope] = _CurrentKey(kid, version, not created,
                                                weakref.ref(txn) if created and txn is not None else None, now)
@@ -673,24 +606,24 @@ class FieldCipher:
 
     # ----------------------------------------------------------------------------------- values
 
-    def encrypt(self, conn: Conn, value: str | bytes, *, table: str, column: str, record: object,
+    def encrypt(self, keys: Keys, value: str | bytes, *, table: str, column: str, record: object,
                 party_id: object | None = None) -> str:
         """Encrypt one value bound to ``table``/``column``/``record``.
 
         With ``party_id`` the value is encrypted under that party's key, so erasing the party shreds it.
         Returns a text token ``cb1:...`` safe for String and JSON columns.
         """
-        c = as_connection(conn)
+        k = KeyRepository.of(keys)
         scope = party_scope(party_id) if party_id is not None else SYSTEM_SCOPE
-        kid, version = self._current_key(c, scope)
-        alg, key = self._load(c, kid)
+        kid, version = self._current_key(k, scope)
+        alg, key = self._load(k, kid)
         header = _HEADER.pack(FORMAT_VERSION, alg.ident, kid, version)
         nonce = os.urandom(_NONCE)
         data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         sealed = _seal(alg, key, nonce, data, _aad(header, table, column, record))
         return TOKEN_PREFIX + base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
 
-    def decrypt(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> bytes:
+    def decrypt(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> bytes:
         """Decrypt a token; the binding must be the one it was encrypted with.
 
         Raises:
@@ -698,7 +631,7 @@ class FieldCipher:
             DecryptionError: wrong binding, tampering, wrong master key or unknown key (message says which).
         """
         header, info, nonce, sealed = _split_token(token)
-        alg, key = self._load(as_connection(conn), info.kid)
+        alg, key = self._load(KeyRepository.of(keys), info.kid)
         if alg.name != info.algorithm:
             raise DecryptionError(f"envelope says {info.algorithm} but data key {info.kid} is {alg.name}")
         try:
@@ -708,33 +641,33 @@ class FieldCipher:
                 f"ciphertext does not authenticate for {table}.{column} (moved from another record, or tampered)"
             ) from None
 
-    def decrypt_text(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> str:
-        return self.decrypt(conn, token, table=table, column=column, record=record).decode("utf-8")
+    def decrypt_text(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> str:
+        return self.decrypt(keys, token, table=table, column=column, record=record).decode("utf-8")
 
-    def encrypt_json(self, conn: Conn, value: Any, *, table: str, column: str, record: object,
+    def encrypt_json(self, keys: Keys, value: Any, *, table: str, column: str, record: object,
                      party_id: object | None = None) -> str:
         """Encrypt a JSON-serialisable value (a snapshot, a diff, a dead-letter payload)."""
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        return self.encrypt(conn, text, table=table, column=column, record=record, party_id=party_id)
+        return self.encrypt(keys, text, table=table, column=column, record=record, party_id=party_id)
 
-    def decrypt_json(self, conn: Conn, token: Token, *, table: str, column: str, record: object) -> Any:
-        return json.loads(self.decrypt(conn, token, table=table, column=column, record=record))
+    def decrypt_json(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> Any:
+        return json.loads(self.decrypt(keys, token, table=table, column=column, record=record))
 
-    def reencrypt_token(self, conn: Conn, token: str | bytes, *, table: str, column: str,
+    def reencrypt_token(self, keys: Keys, token: str | bytes, *, table: str, column: str,
                         record: object) -> str | None:
         """The token under the newest key version of its scope, or None if it is already current.
 
         Raises KeyDestroyedError for a shredded value (the caller leaves it as it is).
         """
-        c = as_connection(conn)
+        k = KeyRepository.of(keys)
         info = parse_header(token)
-        scope = c.execute(select(DataKey.scope).where(DataKey.kid == info.kid)).scalar()
+        scope = k.scope_of(info.kid)
         if scope is None:
             raise DecryptionError(f"data key {info.kid} does not exist in this database")
-        kid, _version = self._current_key(c, scope)
+        kid, _version = self._current_key(k, scope)
         if kid == info.kid:
             return None
-        plain = self.decrypt(c, token, table=table, column=column, record=record)
+        plain = self.decrypt(k, token, table=table, column=column, record=record)
         party = scope.split(":", 1)[1] if scope.startswith("party:") else None
-        return self.encrypt(c, plain, table=table, column=column, record=record, party_id=party)
+        return self.encrypt(k, plain, table=table, column=column, record=record, party_id=party)
 

@@ -22,19 +22,24 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, tuple_
 
 from crmbridge.canonical.classification import FieldPolicy, iter_classified_values
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.sync.security.blindindex import BlindIndexer
-from crmbridge.sync.security.crypto import Conn, FieldCipher, as_connection, load_key_provider
-from crmbridge.sync.security.protect import ENCRYPTED_COLUMNS, unseal
-from crmbridge.sync.state.db import import_models
+from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
+from crmbridge.sync.security.protect import ENCRYPTED_COLUMNS
+from crmbridge.sync.state.keys import as_connection
 from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner
+
+if TYPE_CHECKING:
+    from crmbridge.sync.state.store import StoreTx
+
+#: the caller's unit of work: a ``StoreTx`` (or, for older callers, a Connection or Session it wraps)
+Unit = Any
 
 __all__ = [
     "ErasureReport",
@@ -58,12 +63,12 @@ class Security:
     cipher: FieldCipher
     signer: LedgerSigner | None
 
-    def ledger(self, conn: Conn, *, checkpoint_every: int = 1000) -> Ledger:
-        """A ledger in the caller's transaction, encrypting diffs and signing checkpoints."""
-        return Ledger(conn, self.signer, cipher=self.cipher, checkpoint_every=checkpoint_every)
+    def ledger(self, tx: Unit, *, checkpoint_every: int = 1000) -> Ledger:
+        """A ledger in the caller's unit of work, encrypting diffs and signing checkpoints."""
+        return _unit(tx).ledger(self.signer, cipher=self.cipher, checkpoint_every=checkpoint_every)  # type: ignore[no-any-return]
 
-    def indexer(self, conn: Conn, *, bits: int = 64) -> BlindIndexer:
-        return BlindIndexer.from_cipher(conn, self.cipher, bits=bits)
+    def indexer(self, tx: Unit, *, bits: int = 64) -> BlindIndexer:
+        return BlindIndexer.from_cipher(_unit(tx), self.cipher, bits=bits)
 
 
 def security_from_config(config: Any, master_key: str | None = None) -> Security:
@@ -241,10 +246,11 @@ class ErasureReport:
     to_propagate: list[str] = field(default_factory=list)
 
 
-def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Ledger | None = None,
+def erase_party(tx: Unit, cipher: FieldCipher, party_id: object, *, ledger: Ledger | None = None,
                 reason: str = "erasure request (PIPL Art. 47)", actor: str = "user",
                 drop_xref: bool = False, targets: Iterable[tuple[str, str]] | None = None) -> ErasureReport:
-    """Remove a party's personal data from crmbridge's stores, for good, inside the caller's transaction.
+    """Remove a party's personal data from crmbridge's stores, for good, inside the caller's unit of work
+    (a ``StoreTx``).
 
     1. Records the suppression entry (``erasures`` / ``erasure_keys``): the party's blind-indexed identities
        (its identity-index entries and the blind index of each identifier it held), the vendor records it was
@@ -260,53 +266,39 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
     The cross-reference (vendor ids → party id, C1) is kept by default; ``drop_xref=True`` deletes it too (the
     suppression entry keeps what the propagation needs). Erasing an erased party again is harmless.
     """
-    from crmbridge.sync.state.store import StoreTx, utcnow
-
-    c = as_connection(conn)
+    tx = _unit(tx)
     pid = str(party_id)
     report = ErasureReport(pid)
-    md = import_models()
-    existing = set(c.dialect.get_table_names(c))
+    existing = tx.table_names()
     target_set = {(str(s), str(o)) for s, o in targets or ()}
 
     def count(table: str, n: int) -> None:
         if n:
             report.rows_deleted[table] = report.rows_deleted.get(table, 0) + n
 
-    xref = md.tables.get("xref")
-    refs: list[tuple[str, str, str]] = []
-    if xref is not None and "xref" in existing:
-        refs = [tuple(r) for r in c.execute(select(xref.c.system, xref.c.object, xref.c.external_id)  # type: ignore[misc]
-                                            .where(xref.c.party_id == pid))]
+    refs: list[tuple[str, str, str]] = tx.xrefs_for_party(pid) if "xref" in existing else []
     if "erasures" in existing:
-        identities, party_type = _identities_before_erasure(c, cipher, pid, md, existing)
+        identities, party_type = _identities_before_erasure(tx, cipher, pid, existing)
         sources = [r for r in refs if (r[0], r[1]) not in target_set]
         crm = [r for r in refs if (r[0], r[1]) in target_set]
-        tx = StoreTx(c, utcnow)
         eid = tx.add_erasure(pid, reason=mask_text(reason), actor=actor, party_type=party_type,
                              identities=identities, sources=sources, targets=crm)
         report.suppressed_by = len(tx.erasure_keys_of(eid, "identity")) + len(tx.erasure_keys_of(eid, "source"))
         report.to_propagate = [f"{k['system']}.{k['object']}/{k['external_id']}"
                                for k in tx.erasure_keys_of(eid, "target") if k["propagation"] == "pending"]
     if refs:
-        dl = md.tables.get("dead_letters")
-        if dl is not None and "dead_letters" in existing:
-            for i in range(0, len(refs), 200):
-                chunk = refs[i:i + 200]
-                count("dead_letters", c.execute(delete(dl).where(
-                    tuple_(dl.c.source_system, dl.c.source_object, dl.c.external_id).in_(chunk))).rowcount or 0)
-        if drop_xref and xref is not None:
-            count("xref", c.execute(delete(xref).where(xref.c.party_id == pid)).rowcount or 0)
+        if "dead_letters" in existing:
+            count("dead_letters", tx.delete_dead_letters_for(refs))
+        if drop_xref:
+            count("xref", tx.delete_xrefs_of_party(pid))
     for tname in sorted({reg.table for reg in ENCRYPTED_COLUMNS.values() if reg.party_column}):
-        table = md.tables.get(tname)
-        if table is None or tname not in existing:
+        if tname not in existing:
             continue
         pcol = next(reg.party_column for reg in ENCRYPTED_COLUMNS.values() if reg.table == tname and reg.party_column)
-        count(tname, c.execute(delete(table).where(table.c[pcol] == pid)).rowcount or 0)
-    ident = md.tables.get("identity_index")
-    if ident is not None and "identity_index" in existing:
-        count("identity_index", c.execute(delete(ident).where(ident.c.party_id == pid)).rowcount or 0)
-    report.keys_destroyed = cipher.destroy_party_keys(c, pid)
+        count(tname, tx.delete_party_rows(tname, pcol, pid))
+    if "identity_index" in existing:
+        count("identity_index", tx.remove_identities(pid))
+    report.keys_destroyed = cipher.destroy_party_keys(tx, pid)
     if ledger is not None:
         appended = ledger.append([LedgerEntryIn(action=Action.ERASED, party_id=pid, actor=actor, reason=reason,
                                                 changed_fields=sorted(report.rows_deleted))])
@@ -314,7 +306,7 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
     return report
 
 
-def _identities_before_erasure(c: Any, cipher: FieldCipher, pid: str, md: Any,
+def _identities_before_erasure(tx: StoreTx, cipher: FieldCipher, pid: str,
                                existing: set[str]) -> tuple[list[tuple[str, str]], str | None]:
     """The blind-indexed identities that must keep suppressing the party, read before its rows and keys go: its
     identity-index entries (the jobs' match keys) plus the identifier blind index of every identifier its
@@ -322,19 +314,16 @@ def _identities_before_erasure(c: Any, cipher: FieldCipher, pid: str, md: Any,
     from crmbridge.canonical.model import parse_party
 
     out: list[tuple[str, str]] = []
-    ident = md.tables.get("identity_index")
-    if ident is not None and "identity_index" in existing:
-        out += [(r.scheme, r.bidx) for r in c.execute(select(ident.c.scheme, ident.c.bidx).where(
-            ident.c.party_id == pid).order_by(ident.c.id))]
+    if "identity_index" in existing:
+        out += tx.identities_of(pid)
     party_type = None
-    snaps = md.tables.get("snapshots")
-    if snaps is not None and "snapshots" in existing:
-        indexer = BlindIndexer.from_cipher(c, cipher)
-        for r in c.execute(select(snaps).where(snaps.c.party_id == pid)).mappings():
+    if "snapshots" in existing:
+        indexer = BlindIndexer.from_cipher(tx, cipher)
+        for r in tx.snapshots_of_party(pid):
             if not r["blob"]:
                 continue   # a source read's hash only
             try:
-                data = unseal(c, cipher, "snapshots", "blob", row=dict(r), token=r["blob"])
+                data = tx.unseal(cipher, "snapshots", "blob", row=r, token=r["blob"])
                 party = parse_party({**data, "party_id": pid})
             except (CrmBridgeError, ValueError):
                 continue   # already shredded, or not a whole party: the identity index still covers the match keys
@@ -354,11 +343,11 @@ class LiftReport:
     ledger_seqs: list[int] = field(default_factory=list)
 
 
-def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, party_id: str | None = None,
+def lift_erasure(tx: Unit, cipher: FieldCipher, *, reason: str, actor: str, party_id: str | None = None,
                  identifier: tuple[str, str] | None = None, ledger: Ledger | None = None,
                  job_sources: Mapping[str, tuple[str, str]] | None = None) -> LiftReport:
     """Lift the erasure of a party who came back as a customer (e.g. a new account opening), by party id or by
-    identifier (``("CN_RIC", "1101...")``, looked up by blind index), inside the caller's transaction.
+    identifier (``("CN_RIC", "1101...")``, looked up by blind index), inside the caller's unit of work.
 
     The erasure stops suppressing the party's identities and source records; the source cross-references of the
     erased party id are removed, so the person is ingested as a NEW party (a new party id and data key: the
@@ -370,17 +359,16 @@ def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, pa
     Raises:
         ConfigurationError: no reason given, or no erasure in force for that party or identifier.
     """
-    from crmbridge.sync.state.store import ERASURE_SOURCE, StoreTx, utcnow, xref
+    from crmbridge.sync.state.store import ERASURE_SOURCE, utcnow
 
     if not reason or not reason.strip():
         raise ConfigurationError("lifting an erasure needs a reason (recorded in the ledger)", where="--reason")
     if (party_id is None) == (identifier is None):
         raise ConfigurationError("give the erased PARTY_ID or --identifier SCHEME:VALUE (one of them)")
-    c = as_connection(conn)
-    tx = StoreTx(c, utcnow)
+    tx = _unit(tx)
     if identifier is not None:
         scheme, value = identifier
-        bidx = BlindIndexer.from_cipher(c, cipher).identifier(scheme, value)
+        bidx = BlindIndexer.from_cipher(tx, cipher).identifier(scheme, value)
         found = tx.list_erasures(identity=(scheme.upper(), bidx), in_force=True)
         what = f"identifier {scheme.upper()}:{mask_text(value)}"
     else:
@@ -396,8 +384,7 @@ def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, pa
         report.party_ids.append(pid)
         for k in tx.erasure_keys_of(er["id"], ERASURE_SOURCE):
             system, obj, ext = k["system"], k["object"], k["external_id"]
-            c.execute(delete(xref).where(xref.c.system == system, xref.c.object == obj,
-                                         xref.c.external_id == ext, xref.c.party_id == pid))
+            tx.delete_xref(system, obj, ext, party_id=pid)
             for job, (s_sys, s_obj) in sorted((job_sources or {}).items()):
                 if (s_sys, s_obj) != (system, obj):
                     continue
@@ -413,20 +400,23 @@ def lift_erasure(conn: Conn, cipher: FieldCipher, *, reason: str, actor: str, pa
     return report
 
 
-def party_ids_for_identifier(conn: Conn, cipher: FieldCipher, scheme: str, value: str) -> list[str]:
+def party_ids_for_identifier(tx: Unit, cipher: FieldCipher, scheme: str, value: str) -> list[str]:
     """Party ids known by identifier ``scheme:value`` (blind index): the identity index, then erased parties
     (whose identity-index entries are gone but whose suppression entry keeps the blind index), so a party's
     history, erasure included, is still found by identifier."""
-    from crmbridge.sync.state.store import ERASURE_IDENTITY, erasure_keys, erasures, identity_index
-
-    c = as_connection(conn)
-    bidx = BlindIndexer.from_cipher(c, cipher).identifier(scheme, value)
+    tx = _unit(tx)
+    bidx = BlindIndexer.from_cipher(tx, cipher).identifier(scheme, value)
     scheme = scheme.upper()
-    existing = set(c.dialect.get_table_names(c))
-    ids = list(c.execute(select(identity_index.c.party_id).where(
-        identity_index.c.scheme == scheme, identity_index.c.bidx == bidx).order_by(identity_index.c.id)).scalars())
-    if "erasure_keys" in existing:
-        ids += list(c.execute(select(erasures.c.party_id).join(erasure_keys, erasure_keys.c.erasure_id == erasures.c.id)
-                              .where(erasure_keys.c.kind == ERASURE_IDENTITY, erasure_keys.c.scheme == scheme,
-                                     erasure_keys.c.bidx == bidx).order_by(erasures.c.id)).scalars())
+    ids = tx.lookup_identity(scheme, bidx)
+    if "erasure_keys" in tx.table_names():
+        ids += tx.erased_parties_by_identity(scheme, bidx)
     return list(dict.fromkeys(ids))
+
+
+def _unit(where: Unit) -> StoreTx:
+    """The caller's unit of work; a bare Connection or Session (older callers, tests) is given one."""
+    from crmbridge.sync.state.store import StoreTx, utcnow
+
+    if isinstance(where, StoreTx):
+        return where
+    return StoreTx(as_connection(where), utcnow)

@@ -48,18 +48,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
     Dialect,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     and_,
     bindparam,
     delete,
@@ -68,6 +58,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -75,22 +66,43 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DBAPIError,
     DisconnectionError,
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.types import DateTime, TypeDecorator
 
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
-from crmbridge.sync.state.db import Base, chunked, make_engine
+from crmbridge.sync.state.db import chunked, make_engine
+from crmbridge.sync.state.keys import KeyRepository
+from crmbridge.sync.state.tables import (  # re-exported: the store's tables, defined with every other table
+    ERASURE_IDENTITY,
+    ERASURE_SOURCE,
+    ERASURE_TARGET,
+    ReencryptProgress,
+    UTCDateTime,
+    apscheduler_jobs,
+    conflicts,
+    cursors,
+    dead_letters,
+    erasure_keys,
+    erasures,
+    identity_index,
+    job_leases,
+    runs,
+    snapshots,
+    write_intents,
+    xref,
+)
 
 __all__ = [
     "ConflictStatus",
     "Cursor",
     "DeadLetterStatus",
     "IntentStatus",
+    "ReadOnlyTransactionError",
     "RunStatus",
     "Snapshot",
     "StateStore",
@@ -116,30 +128,6 @@ __all__ = [
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always timezone-aware UTC in Python.
-
-    PostgreSQL stores ``timestamp with time zone``; SQLite (no time zones) stores naive UTC text, so
-    comparisons in SQL (lease expiry, retry due dates) stay correct on both.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the state store; use timezone-aware UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class RunStatus(enum.StrEnum):
@@ -170,189 +158,6 @@ class IntentStatus(enum.StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
-
-
-_SYS = 64       # system names (config keys)
-_OBJ = 128      # vendor object names
-_JOB = 128      # job names
-_EXT = 255      # vendor external ids
-_PARTY = 64     # canonical party ids (uuid text)
-_HASH = 128     # hex content / payload hashes
-
-metadata = Base.metadata
-
-runs = Table(
-    "runs", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job", String(_JOB), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("dry_run", Boolean, nullable=False, default=False),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime),
-    Column("counts", JSON, nullable=False, default=dict),
-    Column("actor", String(128)),
-    Column("error_summary", Text),
-    Column("host", String(255)),
-    Column("pid", Integer),
-    Index(None, "job", "started_at"),
-    Index(None, "status"),
-)
-
-cursors = Table(
-    "cursors", metadata,
-    Column("job", String(_JOB), primary_key=True),
-    Column("object", String(_OBJ), primary_key=True),
-    Column("field", String(128), nullable=False),
-    Column("value", String(64)),
-    Column("overlap_seconds", Integer, nullable=False, default=0),
-    Column("boundary", JSON, nullable=False, default=dict),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-xref = Table(
-    "xref", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("system", String(_SYS), nullable=False),
-    Column("object", String(_OBJ), nullable=False),
-    Column("external_id", String(_EXT), nullable=False),
-    Column("party_id", String(_PARTY), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    UniqueConstraint("system", "object", "external_id"),
-    Index(None, "party_id"),
-)
-
-identity_index = Table(
-    "identity_index", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("scheme", String(64), nullable=False),
-    Column("bidx", String(128), nullable=False),
-    Column("key_version", Integer, nullable=False, default=1),
-    Column("party_id", String(_PARTY), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("scheme", "bidx", "party_id"),
-    Index(None, "party_id"),
-)
-
-snapshots = Table(
-    "snapshots", metadata,
-    Column("party_id", String(_PARTY), primary_key=True),
-    Column("system", String(_SYS), primary_key=True),
-    Column("object", String(_OBJ), primary_key=True),
-    Column("content_hash", String(_HASH), nullable=False),
-    Column("blob", LargeBinary, nullable=False),
-    Column("written_hash", String(_HASH)),
-    Column("version", String(64)),
-    Column("synced_at", UTCDateTime, nullable=False),
-)
-
-dead_letters = Table(
-    "dead_letters", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job", String(_JOB), nullable=False),
-    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
-    Column("source_system", String(_SYS)),
-    Column("source_object", String(_OBJ)),
-    Column("external_id", String(_EXT)),
-    Column("stage", String(32), nullable=False),
-    Column("reason_code", String(64), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("payload", LargeBinary),
-    Column("record_hash", String(_HASH)),   # keyed hash of the failing record: an unchanged re-read is not a retry
-    Column("attempts", Integer, nullable=False, default=1),
-    Column("next_attempt_at", UTCDateTime),
-    Column("status", String(16), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Index(None, "job", "status"),
-    Index(None, "status", "next_attempt_at"),
-    Index(None, "source_system", "source_object", "external_id"),
-    Index(None, "run_id"),
-)
-
-conflicts = Table(
-    "conflicts", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job", String(_JOB), nullable=False),
-    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
-    Column("party_id", String(_PARTY), nullable=False),
-    Column("field_paths", JSON, nullable=False),
-    Column("base_value", LargeBinary),
-    Column("source_value", LargeBinary),
-    Column("target_value", LargeBinary),
-    Column("status", String(16), nullable=False),
-    Column("resolution", String(32)),
-    Column("actor", String(128)),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("resolved_at", UTCDateTime),
-    Index(None, "job", "status"),
-    Index(None, "party_id"),
-    Index(None, "run_id"),
-)
-
-job_leases = Table(
-    "job_leases", metadata,
-    Column("job", String(_JOB), primary_key=True),
-    Column("holder", String(255), nullable=False),
-    Column("acquired_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
-    Column("heartbeat_at", UTCDateTime, nullable=False),
-)
-
-write_intents = Table(
-    "write_intents", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job", String(_JOB), nullable=False),
-    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
-    Column("target_system", String(_SYS), nullable=False),
-    Column("target_object", String(_OBJ), nullable=False),
-    Column("key", String(_PARTY), nullable=False),
-    Column("operation", String(16), nullable=False),
-    Column("payload_hash", String(_HASH), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("external_id", String(_EXT)),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Index(None, "job", "status"),
-    Index(None, "target_system", "target_object", "key"),
-    Index(None, "run_id"),
-)
-
-erasures = Table(
-    "erasures", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("party_id", String(_PARTY), nullable=False),
-    Column("party_type", String(16)),           # C1: which mapping branch anonymises the CRM records
-    Column("reason", Text, nullable=False),     # masked; no personal data
-    Column("actor", String(128), nullable=False),
-    Column("erased_at", UTCDateTime, nullable=False),
-    Column("lifted_at", UTCDateTime),
-    Column("lifted_by", String(128)),
-    Column("lift_reason", Text),
-    UniqueConstraint("party_id"),
-)
-
-#: erasure_keys.kind
-ERASURE_IDENTITY, ERASURE_SOURCE, ERASURE_TARGET = "identity", "source", "target"
-
-erasure_keys = Table(
-    "erasure_keys", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("erasure_id", Integer, ForeignKey("erasures.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(16), nullable=False),          # identity | source | target
-    Column("scheme", String(64)),                        # identity: match rule / scheme (CN_RIC, CN_USCC...)
-    Column("bidx", String(128)),                         # identity: its blind index
-    Column("system", String(_SYS)),                      # source / target: the vendor record
-    Column("object", String(_OBJ)),
-    Column("external_id", String(_EXT)),
-    Column("seen", JSON, nullable=False, default=dict),  # job -> keyed hash of the record last suppressed
-    Column("propagation", String(16)),                   # target: pending | deleted | deactivated | gone
-    Column("propagated_at", UTCDateTime),
-    Column("created_at", UTCDateTime, nullable=False),
-    Index(None, "scheme", "bidx"),
-    Index(None, "system", "object", "external_id"),
-    Index(None, "erasure_id"),
-)
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -415,8 +220,10 @@ class StoreTx:
     ``connection`` is the SQLAlchemy connection, for other modules (ledger) writing in the same transaction.
     """
 
-    def __init__(self, connection: Connection, clock: Callable[[], datetime]) -> None:
+    def __init__(self, connection: Connection, clock: Callable[[], datetime], *, read_only: bool = False) -> None:
         self.connection = connection
+        #: this unit of work cannot commit (``StateStore.transaction(read_only=True)``)
+        self.read_only = read_only
         self._now = clock
         # read-through caches filled by the prefetch_* methods (one query per batch instead of one per record);
         # they live as long as this transaction, and every write through this object keeps them true
@@ -425,27 +232,40 @@ class StoreTx:
         self._snap_c: dict[tuple[str, str, str], Snapshot | None] = {}
         self._erased_c: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._any_erasure: bool | None = None
+        self._keys: KeyRepository | None = None
 
     # -- protected data and the ledger, in this transaction (callers never hold the connection) ----
+    @property
+    def keys(self) -> KeyRepository:
+        """The data-key repository in this transaction (what :class:`FieldCipher` methods are given)."""
+        if self._keys is None:
+            self._keys = KeyRepository(self.connection)
+        return self._keys
+
     def seal(self, cipher: Any, table: str, column: str, *, row: Mapping[str, Any], value: Any,
              as_bytes: bool = True) -> Any:
         """Encrypt ``value`` for ``table.column`` of ``row`` (:func:`crmbridge.sync.security.protect.seal`)."""
         from crmbridge.sync.security.protect import seal
-        return seal(self.connection, cipher, table, column, row=row, value=value, as_bytes=as_bytes)
+        return seal(self.keys, cipher, table, column, row=row, value=value, as_bytes=as_bytes)
 
     def unseal(self, cipher: Any, table: str, column: str, *, row: Mapping[str, Any], token: Any) -> Any:
         """Decrypt what :meth:`seal` produced for the same row."""
         from crmbridge.sync.security.protect import unseal
-        return unseal(self.connection, cipher, table, column, row=row, token=token)
+        return unseal(self.keys, cipher, table, column, row=row, token=token)
 
     def prepare_party_keys(self, cipher: Any, party_ids: Iterable[object]) -> int:
         """Create (in this transaction) the per-party data keys the parties will need; the number created."""
-        return int(cipher.prepare_party_keys(self.connection, party_ids))
+        return int(cipher.prepare_party_keys(self.keys, party_ids))
 
     def ledger(self, signer: Any = None, *, cipher: Any = None, **kwargs: Any) -> Any:
         """The ledger, appending in this transaction (:class:`crmbridge.sync.state.ledger.Ledger`)."""
         from crmbridge.sync.state.ledger import Ledger
         return Ledger(self.connection, signer, cipher=cipher, **kwargs)
+
+    def blind_indexer(self, cipher: Any, *, bits: int = 64) -> Any:
+        """The blind indexer whose root key is this database's ``blind-index`` data key (created on first use)."""
+        from crmbridge.sync.security.blindindex import BlindIndexer
+        return BlindIndexer.from_cipher(self.keys, cipher, bits=bits)
 
     # -- batch prefetch ------------------------------------------------------------------------
     def prefetch_xrefs(self, system: str, obj: str, external_ids: Iterable[str]) -> None:
@@ -539,11 +359,17 @@ class StoreTx:
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         return _row(self.connection.execute(select(runs).where(runs.c.id == run_id)).mappings().first())
 
-    def list_runs(self, job: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
-        """Most recent first."""
+    def list_runs(self, job: str | None = None, *, limit: int = 50, since: datetime | None = None,
+                  exclude_status: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Most recent first; ``since``: started at or after it; ``exclude_status``: not in these statuses."""
         q = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         if job is not None:
             q = q.where(runs.c.job == job)
+        if since is not None:
+            q = q.where(runs.c.started_at >= since)
+        skip = [str(x) for x in exclude_status]
+        if skip:
+            q = q.where(runs.c.status.not_in(skip))
         return [dict(r) for r in self.connection.execute(q).mappings()]
 
     # -- cursors -------------------------------------------------------------------------------
@@ -612,12 +438,28 @@ class StoreTx:
             q = q.where(xref.c.object == obj)
         return [tuple(r) for r in self.connection.execute(q.order_by(xref.c.id))]  # type: ignore[misc]
 
-    def delete_xref(self, system: str, obj: str, external_id: str) -> bool:
-        self._xref_c[(system, obj, external_id)] = None
+    def delete_xref(self, system: str, obj: str, external_id: str, *, party_id: str | None = None) -> bool:
+        """Delete one cross-reference (with ``party_id``: only if it links to that party)."""
+        if party_id is None:
+            self._xref_c[(system, obj, external_id)] = None
+        else:  # it may link to another party and stay: read it again when asked
+            self._xref_c.pop((system, obj, external_id), None)
         self._xfor_c.pop((system, obj), None)
-        res = self.connection.execute(delete(xref).where(
-            xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id))
-        return res.rowcount == 1
+        q = delete(xref).where(xref.c.system == system, xref.c.object == obj, xref.c.external_id == external_id)
+        if party_id is not None:
+            q = q.where(xref.c.party_id == party_id)
+        return self.connection.execute(q).rowcount == 1
+
+    def delete_xrefs_of_party(self, party_id: str) -> int:
+        """Delete every cross-reference of ``party_id``; how many."""
+        self._xref_c.clear()
+        self._xfor_c.clear()
+        return int(self.connection.execute(delete(xref).where(xref.c.party_id == party_id)).rowcount or 0)
+
+    def parties_in(self, system: str, *, limit: int = 1) -> list[str]:
+        """Party ids known in ``system`` (the first ``limit`` cross-references)."""
+        return list(self.connection.execute(select(xref.c.party_id).where(xref.c.system == system)
+                                            .order_by(xref.c.id).limit(limit)).scalars())
 
     # -- identity index ------------------------------------------------------------------------
     def add_identity(self, scheme: str, bidx: str, party_id: str, *, key_version: int = 1) -> None:
@@ -629,6 +471,12 @@ class StoreTx:
     def lookup_identity(self, scheme: str, bidx: str) -> list[str]:
         """Party ids indexed under (scheme, bidx), oldest first; several means the match is ambiguous."""
         return list(self.connection.execute(_Q_IDENTITY, {"q_scheme": scheme, "q_bidx": bidx}).scalars())
+
+    def identities_of(self, party_id: str) -> list[tuple[str, str]]:
+        """(scheme, blind index) of every identity-index entry of ``party_id``, oldest first."""
+        return [(r.scheme, r.bidx) for r in self.connection.execute(
+            select(identity_index.c.scheme, identity_index.c.bidx).where(identity_index.c.party_id == party_id)
+            .order_by(identity_index.c.id))]
 
     def remove_identities(self, party_id: str, scheme: str | None = None) -> int:
         q = delete(identity_index).where(identity_index.c.party_id == party_id)
@@ -776,6 +624,14 @@ class StoreTx:
             q = q.where(erasures.c.lifted_at.is_(None) if in_force else erasures.c.lifted_at.is_not(None))
         return [dict(r) for r in self.connection.execute(q).mappings()]
 
+    def erased_parties_by_identity(self, scheme: str, bidx: str) -> list[str]:
+        """Party ids of erasures (lifted or not) suppressing identity (``scheme``, ``bidx``), oldest first."""
+        k = erasure_keys
+        return list(self.connection.execute(
+            select(erasures.c.party_id).join(k, k.c.erasure_id == erasures.c.id)
+            .where(k.c.kind == ERASURE_IDENTITY, k.c.scheme == scheme, k.c.bidx == bidx)
+            .order_by(erasures.c.id)).scalars())
+
     def erasure_keys_of(self, erasure_id: int, kind: str | None = None) -> list[dict[str, Any]]:
         q = select(erasure_keys).where(erasure_keys.c.erasure_id == erasure_id).order_by(erasure_keys.c.id)
         if kind is not None:
@@ -822,6 +678,12 @@ class StoreTx:
         self._upsert(snapshots, {"party_id": party_id, "system": system, "object": obj},
                      {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
                       "version": version, "synced_at": self._now()})
+
+    def snapshots_of_party(self, party_id: str) -> list[dict[str, Any]]:
+        """Every snapshot row of ``party_id`` (any system and object)."""
+        return [dict(r) for r in self.connection.execute(
+            select(snapshots).where(snapshots.c.party_id == party_id)
+            .order_by(snapshots.c.system, snapshots.c.object)).mappings()]
 
     # -- dead letters --------------------------------------------------------------------------
     def add_dead_letter(self, job: str, *, stage: str, reason_code: str, message: str,
@@ -916,6 +778,76 @@ class StoreTx:
             status=ConflictStatus.RESOLVED.value, resolution=resolution, actor=actor, resolved_at=self._now()))
         return res.rowcount == 1
 
+    def open_counts(self, job: str) -> tuple[int, int]:
+        """(open or retrying dead letters, open conflicts) of ``job``."""
+        letters = self.connection.execute(select(func.count()).select_from(dead_letters).where(
+            dead_letters.c.job == job, dead_letters.c.status.in_(
+                [DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]))).scalar_one()
+        waiting = self.connection.execute(select(func.count()).select_from(conflicts).where(
+            conflicts.c.job == job, conflicts.c.status == ConflictStatus.OPEN.value)).scalar_one()
+        return int(letters), int(waiting)
+
+    def delete_dead_letters_for(self, records: Iterable[tuple[str, str, str]]) -> int:
+        """Delete the dead letters of these (source system, source object, external id); how many."""
+        refs = sorted(set(records))
+        n = 0
+        for chunk in chunked(refs, 200):
+            n += self.connection.execute(delete(dead_letters).where(tuple_(
+                dead_letters.c.source_system, dead_letters.c.source_object, dead_letters.c.external_id)
+                .in_(chunk))).rowcount or 0
+        return int(n)
+
+    # -- any table (erasure, re-encryption: every registered encrypted column) -------------------
+    def table_names(self) -> set[str]:
+        """The tables present in the database (an older schema may lack some)."""
+        c = self.connection
+        return set(c.dialect.get_table_names(c))
+
+    def delete_party_rows(self, table: str, party_column: str, party_id: str) -> int:
+        """Delete the rows of ``table`` whose ``party_column`` is ``party_id``; how many."""
+        t = _table(table)
+        return int(self.connection.execute(delete(t).where(t.c[party_column] == party_id)).rowcount or 0)
+
+    def primary_key_of(self, table: str) -> list[str]:
+        return [c.name for c in _table(table).primary_key.columns]
+
+    def scan(self, table: str, columns: Iterable[str], *, after: Sequence[Any] | None = None,
+             limit: int = 500) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``table`` (``columns`` and the primary key) in primary-key order, after the
+        row whose primary key is ``after``: keyset pagination for batch jobs."""
+        t = _table(table)
+        pk = list(t.primary_key.columns)
+        cols = [t.c[n] for n in sorted({*(c.name for c in pk), *columns})]
+        q = select(*cols).order_by(*pk).limit(limit)
+        if after is not None:
+            q = q.where(tuple_(*pk) > tuple_(*after)) if len(pk) > 1 else q.where(pk[0] > after[0])
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def update_row(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+        """Update the row of ``table`` whose primary key is ``key``; how many rows (0 or 1)."""
+        t = _table(table)
+        return int(self.connection.execute(update(t).where(*(t.c[k] == v for k, v in key.items()))
+                                           .values(dict(values))).rowcount or 0)
+
+    # -- re-encryption progress (``keys rotate --reencrypt``) ------------------------------------
+    def reencrypt_progress(self, table: str, column: str) -> dict[str, Any] | None:
+        p = ReencryptProgress.__table__
+        return _row(self.connection.execute(select(p).where(p.c.table_name == table, p.c.column_name == column))
+                    .mappings().first())
+
+    def save_reencrypt_progress(self, table: str, column: str, *, target_version: int, last_key: str | None,
+                                rows_done: int, finished: bool) -> None:
+        """Record where re-encrypting ``table.column`` to ``target_version`` got to (insert or update)."""
+        self._upsert(ReencryptProgress.__table__, {"table_name": table, "column_name": column},  # type: ignore[arg-type]
+                     {"target_version": target_version, "last_key": last_key, "rows_done": rows_done,
+                      "finished": finished, "updated_at": self._now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+
+    # -- scheduler -------------------------------------------------------------------------------
+    def scheduled_jobs(self, prefix: str = "") -> dict[str, float | None]:
+        """APScheduler job id (without ``prefix``) → its next fire time (epoch seconds), for ids with ``prefix``."""
+        return {r.id[len(prefix):]: r.next_run_time for r in self.connection.execute(
+            select(apscheduler_jobs.c.id, apscheduler_jobs.c.next_run_time)) if r.id.startswith(prefix)}
+
     # -- write intents -------------------------------------------------------------------------
     def add_write_intent(self, job: str, *, target_system: str, target_object: str, key: str, operation: str,
                          payload_hash: str, run_id: int | None = None) -> int:
@@ -980,6 +912,16 @@ class StoreTx:
         return self.connection.execute(stmt, dict(values)).rowcount == 1
 
 
+def _table(name: str) -> Table:
+    """A table of the state database by name (every table module's, the ledger's included)."""
+    from crmbridge.sync.state.db import import_models
+
+    try:
+        return import_models().tables[name]
+    except KeyError:
+        raise KeyError(f"no table {name!r} in the state database's models") from None
+
+
 # ---------------------------------------------------------------------------------------------- store
 def database_location(url: str | URL) -> str:
     """Where a state database is, for messages: ``host:port/database`` (``file`` for SQLite); never the user's
@@ -1034,6 +976,27 @@ def open_engine(url: str) -> Engine:
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
 
 
+class ReadOnlyTransactionError(FatalSyncError):
+    """A write inside ``StateStore.transaction(refuse_writes=True)``: the database refused it, nothing was written."""
+
+
+def _is_read_only_refusal(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "readonly" in text or "read-only" in text or "read only" in text
+
+
+def _reset_query_only(conn: Connection) -> None:
+    """End a ``PRAGMA query_only`` unit of work: the pooled connection must write again for the next user (or is
+    discarded if that fails)."""
+    try:
+        with suppress(SQLAlchemyError):
+            conn.rollback()
+        conn.exec_driver_sql("PRAGMA query_only=OFF")
+        conn.rollback()
+    except SQLAlchemyError:
+        conn.invalidate()
+
+
 def _db_reason(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [""])[0]
@@ -1066,35 +1029,56 @@ class StateStore:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self, *, read_only: bool = False) -> Iterator[StoreTx]:
+    def transaction(self, *, read_only: bool = False, refuse_writes: bool = False) -> Iterator[StoreTx]:
         """One database transaction: committed when the block ends, rolled back if it raises.
 
         ``read_only=True`` opens a unit of work that cannot commit (a dry run): whatever its statements wrote is
-        rolled back when the block ends, normally or not, so no caller has to remember to undo anything.
+        rolled back when the block ends, normally or not, so no caller has to remember to undo anything. A dry
+        run of the engine may write scratch rows (a new party's cross-reference) that later statements of the same
+        unit of work read; they vanish with it.
 
-        On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front), so two
-        processes never fail half-way through upgrading a read lock; PostgreSQL uses READ COMMITTED with
+        ``refuse_writes=True`` (implies ``read_only``) also makes the database itself refuse any write: SQLite
+        runs it under ``PRAGMA query_only`` (reset afterwards) in a deferred transaction (no write lock, so a
+        preview never waits for a running sync), PostgreSQL as ``SET TRANSACTION READ ONLY``. A write attempted
+        inside raises :class:`ReadOnlyTransactionError`. For previews and reports that only read.
+
+        Otherwise, on SQLite the transaction starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front), so
+        two processes never fail half-way through upgrading a read lock; PostgreSQL uses READ COMMITTED with
         single-statement upserts.
 
         Do not open a second transaction (or call a lease method) while one is open in the same thread: on
         SQLite the second waits for the first's write lock (up to the busy timeout) and then fails.
         """
+        read_only = read_only or refuse_writes
         try:
             with self.engine.connect() as conn:
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                sqlite = conn.dialect.name == "sqlite"
+                if sqlite:
+                    conn.exec_driver_sql("BEGIN" if refuse_writes else "BEGIN IMMEDIATE")
+                    if refuse_writes:
+                        conn.exec_driver_sql("PRAGMA query_only=ON")
                 else:
                     conn.begin()
+                    if refuse_writes:
+                        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 try:
-                    yield StoreTx(conn, self.clock)
-                except BaseException:
-                    with suppress(SQLAlchemyError):   # a dropped connection cannot roll back: the server did
+                    try:
+                        yield StoreTx(conn, self.clock, read_only=read_only)
+                    except BaseException as exc:
+                        with suppress(SQLAlchemyError):   # a dropped connection cannot roll back: the server did
+                            conn.rollback()
+                        if refuse_writes and isinstance(exc, DBAPIError) and _is_read_only_refusal(exc):
+                            raise ReadOnlyTransactionError(
+                                "a write was attempted in a read-only unit of work (refused by the database; "
+                                "nothing was written)") from exc
+                        raise
+                    if read_only:
                         conn.rollback()
-                    raise
-                if read_only:
-                    conn.rollback()
-                else:
-                    conn.commit()
+                    else:
+                        conn.commit()
+                finally:
+                    if sqlite and refuse_writes:
+                        _reset_query_only(conn)
         except (OperationalError, InterfaceError, DisconnectionError) as exc:
             # locked past the busy timeout, connection dropped, server gone: the transaction did not commit (no
             # half-written state); say so in one line, without the SQL and its parameters
