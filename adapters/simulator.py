@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         if resp is None:  # drop the connection without answering
             self.close_connection = True
             try:
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self.request.shutdown(socket.SHUT_RDWR)  # the client socket (socketserver)
             except OSError:
                 pass
             return

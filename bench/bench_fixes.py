@@ -94,14 +94,19 @@ def main() -> None:
                     tx.put_snapshot(pid, "zoho_cn", "Contacts", content_hash="h", blob=b"x", written_hash="w")
 
         def old_way() -> None:
-            with store.transaction() as tx:
+            # the store's code before the fix, inlined as the baseline: one INSERT ... ON CONFLICT built per row
+            from datetime import UTC, datetime
+
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            with eng.begin() as conn:
                 for pid in pids:
                     key = {"party_id": pid, "system": "zoho_cn", "object": "Contacts"}
                     values = {"content_hash": "h", "blob": b"x", "written_hash": "w", "version": None,
-                              "synced_at": tx._now()}
-                    stmt = tx._dialect_insert(snapshots).values(**key, **values)
+                              "synced_at": datetime.now(UTC)}
+                    stmt = sqlite_insert(snapshots).values(**key, **values)
                     stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(values))
-                    tx.connection.execute(stmt)
+                    conn.execute(stmt)
 
         old = timed(old_way)
         new = timed(new_way)

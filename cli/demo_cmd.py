@@ -32,7 +32,6 @@ def demo(
     = False,
 ) -> None:
     """Start the simulators and run the example syncs end to end on embedded SQLite."""
-    from sqlalchemy import select
 
     from crmbridge.adapters.base import WriteItem
     from crmbridge.demo import DemoEnvironment
@@ -40,8 +39,7 @@ def demo(
     from crmbridge.sync.engine import run_job
     from crmbridge.sync.reconcile import reconcile
     from crmbridge.sync.report import render_summary
-    from crmbridge.sync.state.ledger import Ledger, LedgerSigner
-    from crmbridge.sync.state.store import xref
+    from crmbridge.sync.state.ledger import LedgerSigner
 
     env = DemoEnvironment(workdir.resolve(), customers=customers, bad_fraction=bad_fraction, seed=seed).start()
     failed = False
@@ -75,9 +73,9 @@ def demo(
             console.print("Fxiaoke: an RM corrects a customer's e-mail address (the CRM owns contact details)")
             console.print("Fxiaoke: an RM retypes a customer's legal name (core banking owns names: "
                           "this must not overwrite the core)")
-        with rt.store.transaction() as tx:
-            in_zoho = tx.connection.execute(select(xref.c.party_id).where(xref.c.system == "zoho_cn").limit(1))
-            custnos = [ref[2] for (pid,) in in_zoho for ref in tx.xrefs_for_party(pid, "corebank", "Customer")]
+        with rt.store.transaction(refuse_writes=True) as tx:
+            custnos = [ref[2] for pid in tx.parties_in("zoho_cn", limit=1)
+                       for ref in tx.xrefs_for_party(pid, "corebank", "Customer")]
         if custnos:
             record = env.core.store.get(custnos[0]) or {}
             new_segment = "PRIVATE" if record.get("segment") != "PRIVATE" else "WEALTH"
@@ -98,8 +96,8 @@ def demo(
                           f"{sum(rep.not_pushed.values())} — {verdict}")
 
         console.rule("8 · the ledger")
-        with rt.store.transaction() as tx:
-            ledger = Ledger(tx.connection, rt.signer, cipher=rt.cipher)
+        with rt.store.transaction(refuse_writes=True) as tx:
+            ledger = tx.ledger(rt.signer, cipher=rt.cipher)
             pub = rt.signer.public_key if isinstance(rt.signer, LedgerSigner) else None
             result = ledger.verify(pub)
             letters = tx.list_dead_letters(status=["open"], limit=100_000)

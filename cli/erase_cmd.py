@@ -21,7 +21,6 @@ from rich.console import Console
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.privacy import erase_party, lift_erasure
-from crmbridge.sync.state.ledger import Ledger
 
 __all__ = ["register"]
 
@@ -59,9 +58,9 @@ def erase(
     sources = {(j.source_system, j.source_object) for j in jobs}
     # the CRMs the jobs write to (a system some job reads from, core banking, is never erased by crmbridge)
     targets = {(j.target_system, j.target_object) for j in jobs} - sources
-    with ctx.transaction() as conn:
-        ledger = Ledger(conn, ctx.signer(), cipher=cipher)
-        report = erase_party(conn, cipher, party_id, ledger=ledger, reason=reason or "erasure request (PIPL Art. 47)",
+    with ctx.transaction() as tx:
+        ledger = tx.ledger(ctx.signer(), cipher=cipher)
+        report = erase_party(tx, cipher, party_id, ledger=ledger, reason=reason or "erasure request (PIPL Art. 47)",
                              actor=actor, drop_xref=drop_xref, targets=targets)
         ledger.checkpoint()
     rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items())) or "none"
@@ -88,9 +87,9 @@ def _lift(party_id: str | None, identifier: str | None, reason: str | None, acto
     ctx = SecurityContext.load(config, url)  # type: ignore[arg-type]
     cipher = ctx.cipher()
     job_sources = {name: (j.source_system, j.source_object) for name, j in ctx.config.jobs.items()}
-    with ctx.transaction() as conn:
-        ledger = Ledger(conn, ctx.signer(), cipher=cipher)
-        report = lift_erasure(conn, cipher, reason=reason, actor=actor, party_id=party_id, identifier=ident,
+    with ctx.transaction() as tx:
+        ledger = tx.ledger(ctx.signer(), cipher=cipher)
+        report = lift_erasure(tx, cipher, reason=reason, actor=actor, party_id=party_id, identifier=ident,
                               ledger=ledger, job_sources=job_sources)
         ledger.checkpoint()
     console.print(f"erasure lifted for party {', '.join(report.party_ids)} (ledger entry "

@@ -16,15 +16,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Connection, Engine
 
 from crmbridge.core.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.crypto import FieldCipher, generate_master_key, load_key_provider
 from crmbridge.sync.security.protect import reencrypt
-from crmbridge.sync.state.ledger import Action, Ledger, LedgerEntryIn, LedgerSigner, generate_signing_key
+from crmbridge.sync.state.ledger import Action, LedgerEntryIn, LedgerSigner, generate_signing_key
 from crmbridge.sync.state.migrate import upgrade
-from crmbridge.sync.state.store import open_engine, open_private
+from crmbridge.sync.state.store import StateStore, StoreTx, open_engine, open_private
 
 __all__ = ["ConfigOption", "SecurityContext", "UrlOption", "register"]
 
@@ -72,28 +71,22 @@ class SecurityContext:
         path = Path(ref.split(":", 1)[1])
         return path if path.is_absolute() else self.config.base_dir / path
 
-    def engine(self) -> Engine:
-        # connected once: an unreachable state database is one clear error naming host and port (exit 4)
-        return open_engine(self.url)
+    @contextmanager
+    def store(self) -> Iterator[StateStore]:
+        """The state store, disposed of afterwards. Connected once: an unreachable state database is one clear
+        error naming host and port (exit 4)."""
+        store = StateStore(open_engine(self.url))
+        try:
+            yield store
+        finally:
+            store.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction (SQLite: BEGIN IMMEDIATE, so the ledger lock is taken up front)."""
-        engine = self.engine()
-        try:
-            with engine.connect() as conn:
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    conn.begin()
-                try:
-                    yield conn
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
-        finally:
-            engine.dispose()
+    def transaction(self, *, refuse_writes: bool = False) -> Iterator[StoreTx]:
+        """One unit of work of the state store (SQLite: BEGIN IMMEDIATE, so the ledger lock is taken up front);
+        ``refuse_writes=True``: a read-only one the database refuses writes in (previews, reports)."""
+        with self.store() as store, store.transaction(refuse_writes=refuse_writes) as tx:
+            yield tx
 
 
 def _write_secret_file(path: Path, content: str) -> None:
@@ -123,8 +116,8 @@ def init(
         console.print(f"wrote a new master key to {new_master_key_file} (0600); set keys.master_key: {master_ref}")
     cipher = ctx.cipher(master_ref)
     upgrade(ctx.url)
-    with ctx.transaction() as conn:
-        version = cipher.init(conn)
+    with ctx.transaction() as tx:
+        version = cipher.init(tx)
     console.print(f"data keys ready: version {version}, {cipher.algorithm.name}, master key {cipher.provider.key_id}")
     path = ctx.signing_key_path()
     if signing_key and path is not None:
@@ -150,9 +143,9 @@ def rotate(
     """Add a new data key version: new values use it, old versions keep decrypting."""
     ctx = SecurityContext.load(config, url)
     cipher = ctx.cipher()
-    with ctx.transaction() as conn:
-        version = cipher.rotate(conn)
-        ledger = Ledger(conn, ctx.signer(), cipher=cipher)
+    with ctx.transaction() as tx:
+        version = cipher.rotate(tx)
+        ledger = tx.ledger(ctx.signer(), cipher=cipher)
         ledger.append([LedgerEntryIn(action=Action.KEY_ROTATED, actor="user",
                                      reason=f"data key version {version} ({cipher.algorithm.name})")])
         ledger.checkpoint()
@@ -162,11 +155,8 @@ def rotate(
 
 
 def _reencrypt(ctx: SecurityContext, cipher: FieldCipher, batch_size: int, max_batches: int | None) -> None:
-    engine = ctx.engine()
-    try:
-        report = reencrypt(engine, cipher, batch_size=batch_size, max_batches=max_batches)
-    finally:
-        engine.dispose()
+    with ctx.store() as store:
+        report = reencrypt(store, cipher, batch_size=batch_size, max_batches=max_batches)
     for label, n in sorted(report.columns.items()):
         console.print(f"  {label}: {n} rewritten")
     state = "complete" if report.complete else "stopped early; run `crmbridge keys reencrypt` to resume"
@@ -202,8 +192,8 @@ def rewrap(
     old = ctx.cipher(from_master_key)
     if old.provider.key_id == new.provider.key_id:
         raise ConfigurationError("the previous and the configured master keys are the same", where="--from-master-key")
-    with ctx.transaction() as conn:
-        n = old.rewrap(conn, new.provider)
+    with ctx.transaction() as tx:
+        n = old.rewrap(tx, new.provider)
     console.print(f"re-wrapped {n} data key(s) from {old.provider.key_id} to {new.provider.key_id}")
 
 
@@ -212,12 +202,8 @@ def status(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Show data key versions, algorithms, master key id, party keys and the signing key id."""
     ctx = SecurityContext.load(config, url)
     cipher = ctx.cipher()
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            st = cipher.status(conn)
-    finally:
-        engine.dispose()
+    with ctx.transaction(refuse_writes=True) as tx:
+        st = cipher.status(tx)
     table = Table(title="data keys (system scope)")
     for col in ("version", "algorithm", "master key", "created"):
         table.add_column(col)

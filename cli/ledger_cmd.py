@@ -19,7 +19,6 @@ from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import (
-    Ledger,
     VerifyResult,
     export_ledger,
     load_public_key,
@@ -65,12 +64,8 @@ def runs(config: ConfigOption = None, url: UrlOption = None,
          limit: Annotated[int, typer.Option(min=1, help="Most recent N runs.")] = 50) -> None:
     """Runs recorded in the ledger with their entry counts per action."""
     ctx = SecurityContext.load(config, url)
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            rows = Ledger(conn).runs(limit=limit)
-    finally:
-        engine.dispose()
+    with ctx.transaction(refuse_writes=True) as tx:
+        rows = tx.ledger().runs(limit=limit)
     table = Table(title="ledger runs")
     for col in ("run", "job", "first entry (UTC)", "last entry (UTC)", "entries", "actions"):
         table.add_column(col)
@@ -88,12 +83,8 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigO
          ) -> None:
     """Every entry of one run."""
     ctx = SecurityContext.load(config, url)
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            entries = list(Ledger(conn).iter_entries(run_id=run_id))
-    finally:
-        engine.dispose()
+    with ctx.transaction(refuse_writes=True) as tx:
+        entries = list(tx.ledger().iter_entries(run_id=run_id))
     if not entries:
         console.print(f"no ledger entries for run {run_id}")
         raise SystemExit(1)
@@ -131,22 +122,18 @@ def history(
     if (party_id is None) == (identifier is None):
         raise ConfigurationError("give a PARTY_ID or --identifier SCHEME:VALUE (one of them)")
     ctx = SecurityContext.load(config, url)
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            if identifier is not None:
-                scheme, sep, value = identifier.partition(":")
-                if not sep or not value:
-                    raise ConfigurationError("must be SCHEME:VALUE", where="--identifier")
-                from crmbridge.sync.security.privacy import party_ids_for_identifier
+    with ctx.transaction(refuse_writes=True) as tx:
+        if identifier is not None:
+            scheme, sep, value = identifier.partition(":")
+            if not sep or not value:
+                raise ConfigurationError("must be SCHEME:VALUE", where="--identifier")
+            from crmbridge.sync.security.privacy import party_ids_for_identifier
 
-                # the identity index, and erased parties' suppression entries (their index entries are gone)
-                ids = party_ids_for_identifier(conn, ctx.cipher(), scheme, value)
-            else:
-                ids = [party_id]  # type: ignore[list-item]
-            entries = list(Ledger(conn).iter_entries(party_ids=ids)) if ids else []
-    finally:
-        engine.dispose()
+            # the identity index, and erased parties' suppression entries (their index entries are gone)
+            ids = party_ids_for_identifier(tx, ctx.cipher(), scheme, value)
+        else:
+            ids = [party_id]  # type: ignore[list-item]
+        entries = list(tx.ledger().iter_entries(party_ids=ids)) if ids else []
     if not entries:
         console.print("no ledger entries for this party")
         raise SystemExit(1)
@@ -174,19 +161,15 @@ def export(
     if fmt not in ("csv", "jsonl"):
         raise ConfigurationError(f"unknown format {fmt!r}; use csv or jsonl", where="--format")
     ctx = SecurityContext.load(config, url)
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            ledger = Ledger(conn)
-            if output is None:
-                n = export_ledger(ledger, sys.stdout, fmt=fmt, since=_when(since, "--since"),
+    with ctx.transaction(refuse_writes=True) as tx:
+        ledger = tx.ledger()
+        if output is None:
+            n = export_ledger(ledger, sys.stdout, fmt=fmt, since=_when(since, "--since"),
+                              until=_when(until, "--until"), job=job)
+        else:
+            with open_private(output, newline="") as fh:   # 0600 whatever the umask
+                n = export_ledger(ledger, fh, fmt=fmt, since=_when(since, "--since"),
                                   until=_when(until, "--until"), job=job)
-            else:
-                with open_private(output, newline="") as fh:   # 0600 whatever the umask
-                    n = export_ledger(ledger, fh, fmt=fmt, since=_when(since, "--since"),
-                                      until=_when(until, "--until"), job=job)
-    finally:
-        engine.dispose()
     if output is not None:
         console.print(f"exported {n} entries to {output}")
 
@@ -234,12 +217,8 @@ def verify(
     else:
         ctx = SecurityContext.load(config, url)
         signer = ctx.signer() if pk is None else None
-        engine = ctx.engine()
-        try:
-            with engine.connect() as conn:
-                result = Ledger(conn, signer).verify(pk, expected_head=head, require_signed=require_signed)
-        finally:
-            engine.dispose()
+        with ctx.transaction(refuse_writes=True) as tx:
+            result = tx.ledger(signer).verify(pk, expected_head=head, require_signed=require_signed)
         source = "database"
     _report(result, source)
     if not result.ok:
@@ -268,12 +247,8 @@ def public_key_cmd(
 def head_cmd(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Print SEQ:HASH of the chain head (keep it outside the database for --expected-head)."""
     ctx = SecurityContext.load(config, url)
-    engine = ctx.engine()
-    try:
-        with engine.connect() as conn:
-            seq, h = Ledger(conn).head()
-    finally:
-        engine.dispose()
+    with ctx.transaction(refuse_writes=True) as tx:
+        seq, h = tx.ledger().head()
     sys.stdout.write(f"{seq}:{h}\n")
 
 

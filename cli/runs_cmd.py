@@ -53,7 +53,8 @@ def _utc(v: datetime | None) -> datetime | None:
 
 
 def _read(config: Path | None, query: Any) -> Any:
-    """Run ``query(tx)`` in a transaction of the configured state store."""
+    """Run ``query(tx)`` in a read-only unit of work of the configured state store (the database refuses
+    writes in it)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from crmbridge.core.config import load_config
@@ -63,7 +64,7 @@ def _read(config: Path | None, query: Any) -> Any:
     cfg = load_config(config)
     store = StateStore.from_url(cfg.state.url)
     try:
-        with store.transaction() as tx:
+        with store.transaction(refuse_writes=True) as tx:
             return query(tx)
     except SQLAlchemyError as exc:
         raise ConfigurationError(f"the state database of {cfg.source_file} (state.url) has no runs table yet: run "
@@ -121,19 +122,10 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """Runs newest first: status, duration, records read / written / failed, and the reason when not clean."""
-    from sqlalchemy import select
-
-    from crmbridge.sync.state.store import runs
-
     start = _since(since)
 
     def query(tx: Any) -> list[dict[str, Any]]:
-        q = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-        if job is not None:
-            q = q.where(runs.c.job == job)
-        if start is not None:
-            q = q.where(runs.c.started_at >= start)
-        return [dict(r) for r in tx.connection.execute(q).mappings()]
+        return tx.list_runs(job, limit=limit, since=start)  # type: ignore[no-any-return]
 
     rows = [_view(r) for r in _read(config, query)]
     if as_json:

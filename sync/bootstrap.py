@@ -68,7 +68,7 @@ class Runtime:
     def indexer(self) -> BlindIndexer:
         if self._indexer is None:
             with self.store.transaction() as tx:
-                self._indexer = BlindIndexer.from_cipher(tx.connection, self.cipher)
+                self._indexer = tx.blind_indexer(self.cipher)
         return self._indexer
 
     def close(self) -> None:
@@ -117,7 +117,7 @@ def bootstrap(config: CrmBridgeConfig | str | Path | None = None, *,
                                  base_dir=cfg.base_dir)
     cipher = FieldCipher(provider, algorithm=algorithm)
     with _state_database(cfg.state.url), store.transaction() as tx:
-        cipher.init(tx.connection)
+        cipher.init(tx.keys)
     signer = (LedgerSigner.load(cfg.keys.signing_key, base_dir=cfg.base_dir, where="keys.signing_key")
               if cfg.keys.signing_key else None)
     return Runtime(cfg, store, cipher, signer, session_factory or requests.Session)

@@ -42,12 +42,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from sqlalchemy import func, select
 
 from crmbridge.adapters.base import Adapter
 from crmbridge.core.config import JobConfig
 from crmbridge.sync.report import RunReport
-from crmbridge.sync.state.store import ConflictStatus, DeadLetterStatus, StateStore, conflicts, dead_letters
+from crmbridge.sync.state.store import StateStore
 
 __all__ = ["SyncMetrics", "snapshot_stats", "stats_delta"]
 
@@ -137,7 +136,7 @@ class SyncMetrics:
         sides = [f"{config.source_system}.{config.source_object}"]
         if config.direction == "two_way":
             sides.append(f"{config.target_system}.{config.target_object}")
-        with store.transaction() as tx:
+        with store.transaction(refuse_writes=True) as tx:
             for key in sides:
                 cur = tx.get_cursor(job, key)
                 if cur is not None and cur.value:
@@ -153,13 +152,8 @@ class SyncMetrics:
     @staticmethod
     def state_counts(store: StateStore, job: str) -> tuple[int, int]:
         """Open dead letters and open conflicts of ``job``."""
-        with store.transaction() as tx:
-            letters = tx.connection.execute(select(func.count()).select_from(dead_letters).where(
-                dead_letters.c.job == job, dead_letters.c.status.in_(
-                    [DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value]))).scalar_one()
-            waiting = tx.connection.execute(select(func.count()).select_from(conflicts).where(
-                conflicts.c.job == job, conflicts.c.status == ConflictStatus.OPEN.value)).scalar_one()
-        return int(letters), int(waiting)
+        with store.transaction(refuse_writes=True) as tx:
+            return tx.open_counts(job)
 
     # ---------------------------------------------------------------------------------- serving
     def serve(self, host: str, port: int) -> None:
