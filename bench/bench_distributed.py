@@ -26,32 +26,22 @@ from typing import Any
 
 import yaml
 from common import Table, append_results
-from sqlalchemy import create_engine, text
 
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.runners.distributed import close_celery_app, dispatch, make_celery_app
+from crmbridge.sync.state.db import create_database, drop_database
 
 TARGET = 1.8
 PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 def fresh_db() -> str:
-    name = f"crmbridge_bench_{uuid.uuid4().hex[:10]}"
-    eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    return create_database(PG_ADMIN)
 
 
 def drop_db(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    eng.dispose()
+    drop_database(PG_ADMIN, url)
 
 
 def start_worker(config: Path, name: str, log: Path) -> subprocess.Popen[bytes]:

@@ -17,7 +17,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "chunked", "import_models", "make_engine"]
+__all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "chunked", "create_database", "drop_database", "import_models",
+           "make_engine"]
 
 DEFAULT_URL = "sqlite:///var/crmbridge.db"
 
@@ -74,6 +75,34 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)  # type: ignore[arg-type]
+
+
+def create_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database on the server of ``admin_url`` (a maintenance database such as
+    ``postgres``); returns its URL (benchmarks and tests of the distributed mode)."""
+    import uuid
+
+    name = f"crmbridge_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop the database of ``url`` (made by :func:`create_database`), ending its sessions first."""
+    name = url.rsplit("/", 1)[1]
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %(n)s",
+                                 {"n": name})
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        engine.dispose()
 
 
 def chunked(items: Sequence[Any], n: int = 500) -> Iterator[list[Any]]:

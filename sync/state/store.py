@@ -1,4 +1,8 @@
-"""The state store: crmbridge's tables and a small repository over them.
+"""The state store: the sealed unit of work over crmbridge's tables (defined in :mod:`.tables`, re-exported here).
+
+Every SQL statement on the state database lives behind a repository method of :class:`StoreTx` (or of the data-key
+repository ``tx.keys``, :class:`crmbridge.sync.state.keys.KeyRepository`); no caller outside ``sync/state`` holds
+a connection.
 
 Tables (SQLite and PostgreSQL alike; the Alembic migration ``0001`` creates exactly these):
 
@@ -27,6 +31,9 @@ The repository is explicit SQL (SQLAlchemy Core statements) in explicit transact
         tx.put_xref("zoho_cn", "Contacts", "4876876000000123", party_id)
         tx.put_snapshot(party_id, "zoho_cn", "Contacts", content_hash=h, blob=enc)
         tx.put_cursor(job, "Customer", field="LAST_MOD", value="2024-05-01T08:00:00Z")
+
+A dry run opens a unit of work that cannot commit, ``store.transaction(read_only=True)`` (whatever it wrote is
+rolled back); a report or preview opens one the database refuses writes in, ``transaction(refuse_writes=True)``.
 
 Leases commit on their own (they must be visible to other processes at once)::
 
@@ -452,8 +459,7 @@ class StoreTx:
 
     def delete_xrefs_of_party(self, party_id: str) -> int:
         """Delete every cross-reference of ``party_id``; how many."""
-        self._xref_c.clear()
-        self._xfor_c.clear()
+        self._forget()
         return int(self.connection.execute(delete(xref).where(xref.c.party_id == party_id)).rowcount or 0)
 
     def parties_in(self, system: str, *, limit: int = 1) -> list[str]:
@@ -798,6 +804,14 @@ class StoreTx:
         return int(n)
 
     # -- any table (erasure, re-encryption: every registered encrypted column) -------------------
+    def _forget(self) -> None:
+        """Drop the read-through caches (a write they cannot follow row by row)."""
+        self._xref_c.clear()
+        self._xfor_c.clear()
+        self._snap_c.clear()
+        self._erased_c.clear()
+        self._any_erasure = None
+
     def table_names(self) -> set[str]:
         """The tables present in the database (an older schema may lack some)."""
         c = self.connection
@@ -806,6 +820,7 @@ class StoreTx:
     def delete_party_rows(self, table: str, party_column: str, party_id: str) -> int:
         """Delete the rows of ``table`` whose ``party_column`` is ``party_id``; how many."""
         t = _table(table)
+        self._forget()
         return int(self.connection.execute(delete(t).where(t.c[party_column] == party_id)).rowcount or 0)
 
     def primary_key_of(self, table: str) -> list[str]:
@@ -826,6 +841,7 @@ class StoreTx:
     def update_row(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> int:
         """Update the row of ``table`` whose primary key is ``key``; how many rows (0 or 1)."""
         t = _table(table)
+        self._forget()
         return int(self.connection.execute(update(t).where(*(t.c[k] == v for k, v in key.items()))
                                            .values(dict(values))).rowcount or 0)
 

@@ -466,3 +466,148 @@ def test_a_read_only_unit_of_work_never_commits(migrated_url: str) -> None:
     with store.transaction() as tx:
         assert tx.get_xref("zoho", "Contacts", "ro-z2") == "p2"     # an ordinary one does
     store.dispose()
+
+
+# ------------------------------------------------------------------------------ units of work that cannot write
+def test_a_unit_of_work_that_refuses_writes_is_refused_by_the_database(migrated_url: str) -> None:
+    """``refuse_writes=True``: the database itself refuses a write (SQLite ``query_only``, PostgreSQL ``READ
+    ONLY``), nothing is written, and the pooled connection writes again for the next unit of work."""
+    from crmbridge.sync.state.store import ReadOnlyTransactionError
+
+    store = StateStore.from_url(migrated_url)
+    try:
+        with store.transaction() as tx:
+            tx.put_xref("zoho", "Contacts", "rw-z0", "rw-p0")
+        with pytest.raises(ReadOnlyTransactionError, match="read-only unit of work"), \
+                store.transaction(refuse_writes=True) as tx:
+            assert tx.read_only
+            assert tx.get_xref("zoho", "Contacts", "rw-z0") == "rw-p0"     # reading is allowed
+            tx.put_xref("zoho", "Contacts", "rw-z1", "rw-p1")
+        for _ in range(3):   # every pooled connection is back to normal
+            with store.transaction() as tx:
+                assert tx.get_xref("zoho", "Contacts", "rw-z1") is None    # the refused write left nothing
+                assert not tx.read_only
+                tx.put_xref("zoho", "Contacts", f"rw-z2-{_}", "rw-p2")
+        with store.transaction(refuse_writes=True) as tx:
+            assert tx.get_xref("zoho", "Contacts", "rw-z2-2") == "rw-p2"
+    finally:
+        store.dispose()
+
+
+def test_a_reading_unit_of_work_does_not_wait_for_a_writer_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A report (``refuse_writes``) reads while a sync holds SQLite's write lock (no BEGIN IMMEDIATE for it)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}?timeout=1"
+    upgrade(url)
+    writer, reader = StateStore.from_url(url), StateStore.from_url(url)
+    try:
+        with writer.transaction() as w:
+            w.put_xref("zoho", "Contacts", "lock-z1", "lock-p1")      # the write lock is held ...
+            with reader.transaction(refuse_writes=True) as r:          # ... and a report still reads (WAL)
+                assert r.get_xref("zoho", "Contacts", "lock-z1") is None
+        with reader.transaction(refuse_writes=True) as r:
+            assert r.get_xref("zoho", "Contacts", "lock-z1") == "lock-p1"
+    finally:
+        writer.dispose()
+        reader.dispose()
+
+
+# ------------------------------------------------------------------------------ repository methods
+def test_run_queries_by_time_and_status(migrated_url: str, clock: Clock) -> None:
+    store = StateStore.from_url(migrated_url, clock=clock)
+    job = f"q-{uuid.uuid4().hex[:6]}"
+    try:
+        with store.transaction() as tx:
+            first = tx.start_run(job)
+            tx.finish_run(first, RunStatus.SUCCEEDED)
+            clock.advance(60)
+            second = tx.start_run(job)
+            tx.finish_run(second, RunStatus.REFUSED)
+        with store.transaction(refuse_writes=True) as tx:
+            assert [r["id"] for r in tx.list_runs(job)] == [second, first]
+            assert [r["id"] for r in tx.list_runs(job, since=clock.now - timedelta(seconds=1))] == [second]
+            assert [r["id"] for r in tx.list_runs(job, exclude_status=[RunStatus.REFUSED.value])] == [first]
+    finally:
+        store.dispose()
+
+
+def test_erasure_support_methods(migrated_url: str) -> None:
+    """What erasure needs from the store: a party's identities, snapshots and dead letters, and deleting them."""
+    store = StateStore.from_url(migrated_url)
+    pid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        with store.transaction() as tx:
+            tx.put_xref("core", "Customer", f"c-{pid}", pid)
+            tx.put_xref("zoho", "Contacts", f"z-{pid}", pid)
+            tx.add_identity("CN_RIC", f"b1:{pid[:8]}", pid)
+            tx.put_snapshot(pid, "zoho", "Contacts", content_hash="h", blob=b"x")
+            tx.add_dead_letter("job", stage="map", reason_code="r", message="m", source_system="core",
+                               source_object="Customer", external_id=f"c-{pid}", payload=None)
+            assert {"xref", "snapshots", "erasures"} <= tx.table_names()
+            assert tx.identities_of(pid) == [("CN_RIC", f"b1:{pid[:8]}")]
+            assert [s["system"] for s in tx.snapshots_of_party(pid)] == ["zoho"]
+            assert tx.open_counts("job")[0] >= 1
+            assert tx.delete_dead_letters_for([("core", "Customer", f"c-{pid}")]) == 1
+            assert tx.delete_party_rows("snapshots", "party_id", pid) == 1
+            assert not tx.delete_xref("core", "Customer", f"c-{pid}", party_id=other)   # links another party
+            assert tx.get_xref("core", "Customer", f"c-{pid}") == pid
+            assert tx.delete_xref("core", "Customer", f"c-{pid}", party_id=pid)
+            assert tx.parties_in("zoho", limit=1000).count(pid) == 1
+            assert tx.delete_xrefs_of_party(pid) == 1
+            assert tx.xrefs_for_party(pid) == []
+            eid = tx.add_erasure(pid, reason="test", actor="t", identities=[("CN_RIC", f"b1:{pid[:8]}")])
+            assert tx.erased_parties_by_identity("CN_RIC", f"b1:{pid[:8]}") == [pid]
+            assert eid
+    finally:
+        store.dispose()
+
+
+def test_keyset_scan_update_and_reencrypt_progress(migrated_url: str) -> None:
+    store = StateStore.from_url(migrated_url)
+    sys_ = f"scan-{uuid.uuid4().hex[:6]}"
+    try:
+        with store.transaction() as tx:
+            for i in range(5):
+                tx.put_xref(sys_, "O", f"e{i}", f"p{i}")
+            assert tx.primary_key_of("xref") == ["id"]
+            mine = [r for r in tx.scan("xref", ["system", "external_id"], limit=10_000) if r["system"] == sys_]
+            assert [r["external_id"] for r in mine] == [f"e{i}" for i in range(5)]
+            after = tx.scan("xref", ["external_id"], after=[mine[2]["id"]], limit=2)
+            assert [r["external_id"] for r in after] == ["e3", "e4"]
+            assert tx.update_row("xref", {"id": mine[0]["id"]}, {"party_id": "moved"}) == 1
+            assert tx.get_xref(sys_, "O", "e0") == "moved"
+            assert tx.reencrypt_progress("xref", sys_) is None
+            tx.save_reencrypt_progress("xref", sys_, target_version=2, last_key=None, rows_done=0, finished=False)
+            tx.save_reencrypt_progress("xref", sys_, target_version=2, last_key="[7]", rows_done=3, finished=True)
+            got = tx.reencrypt_progress("xref", sys_)
+            assert got is not None and (got["last_key"], got["rows_done"], got["finished"]) == ("[7]", 3, True)
+            with pytest.raises(KeyError, match="no table"):
+                tx.scan("no_such_table", [])
+    finally:
+        store.dispose()
+
+
+def test_the_key_repository_is_what_the_cipher_works_through(migrated_url: str) -> None:
+    """The cipher takes a unit of work (or its ``keys``); it holds no connection and runs no SQL itself."""
+    from crmbridge.sync.security.crypto import FieldCipher, LocalKeyProvider
+    from crmbridge.sync.state.keys import KeyRepository
+
+    cipher = FieldCipher(LocalKeyProvider(os.urandom(32)))
+    store = StateStore.from_url(migrated_url)
+    party = str(uuid.uuid4())
+    try:
+        with store.transaction() as tx:
+            assert KeyRepository.of(tx) is tx.keys and KeyRepository.of(tx.keys) is tx.keys
+            version = cipher.init(tx)
+            token = tx.seal(cipher, "snapshots", "blob", row={"party_id": party, "system": "s", "object": "o"},
+                            value={"a": 1})
+            assert tx.prepare_party_keys(cipher, [party, str(uuid.uuid4())]) == 1   # the first had its key
+            assert tx.keys.current_version() == version
+            assert tx.keys.latest(f"party:{party}") is not None
+        with store.transaction(refuse_writes=True) as tx:   # decrypting only reads
+            assert tx.unseal(cipher, "snapshots", "blob", row={"party_id": party, "system": "s", "object": "o"},
+                             token=token) == {"a": 1}
+            assert cipher.status(tx).party_keys >= 2
+        with pytest.raises(TypeError, match="unit of work"):
+            KeyRepository.of(object())
+    finally:
+        store.dispose()
