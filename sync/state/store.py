@@ -204,6 +204,16 @@ def _row(r: RowMapping | None) -> dict[str, Any] | None:
     return None if r is None else dict(r)
 
 
+def _table(name: str) -> Table:
+    """A table of the state database by name (every table module's, the ledger's included)."""
+    from crmbridge.sync.state.db import import_models
+
+    try:
+        return import_models().tables[name]
+    except KeyError:
+        raise KeyError(f"no table {name!r} in the state database's models") from None
+
+
 # ---------------------------------------------------------------------------------------------- tx
 #: prepared upsert statements by (dialect, table, key columns, updated columns, insert-only columns)
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
@@ -926,16 +936,6 @@ class StoreTx:
             stmt = _UPSERTS[shape] = self._dialect_insert(table).on_conflict_do_nothing(
                 index_elements=list(conflict_cols))
         return self.connection.execute(stmt, dict(values)).rowcount == 1
-
-
-def _table(name: str) -> Table:
-    """A table of the state database by name (every table module's, the ledger's included)."""
-    from crmbridge.sync.state.db import import_models
-
-    try:
-        return import_models().tables[name]
-    except KeyError:
-        raise KeyError(f"no table {name!r} in the state database's models") from None
 
 
 # ---------------------------------------------------------------------------------------------- store
