@@ -34,7 +34,7 @@ from typing import Any
 import requests
 
 from crmbridge.adapters._json import response_json
-from crmbridge.adapters.corebank_rest.client import json_get
+from crmbridge.adapters._paths import vendor_get
 from crmbridge.core.errors import (
     AdapterError,
     AuthenticationError,
@@ -174,7 +174,7 @@ def _body_kind(resp: requests.Response) -> str:
 
 def _first(body: Any, paths: Sequence[str]) -> str | None:
     for p in paths:
-        v = json_get(body, p)
+        v = vendor_get(body, p)
         if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
             return str(v)
     return None

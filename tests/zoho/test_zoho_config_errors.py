@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from crmbridge.adapters.zoho import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig
+from crmbridge.adapters.zoho.adapter import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig
 from crmbridge.adapters.zoho.errors import ERROR_TABLE, TOKEN_ERROR_TABLE, classify_item, request_error
 from crmbridge.core.errors import (
     AuthenticationError,
