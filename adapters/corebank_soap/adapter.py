@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from crmbridge.adapters._paths import join_path, key_names
 from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -80,6 +81,7 @@ from crmbridge.adapters.corebank_soap.client import (
     BusinessStatus,
     IntegerGuard,
     SoapClient,
+    SoapPath,
     get_path,
     header_values,
     is_integer_text,
@@ -116,24 +118,24 @@ class HeaderConfig(BaseModel):
     """The request header block (FLEXCUBE ``FCUBS_HEADER``, T24 ``WebRequestCommon``)."""
 
     model_config = _Strict
-    path: str | None = Field("FCUBS_HEADER", description="request path of the header block; null = none")
-    values: dict[str, str] = Field(default_factory=lambda: {
+    path: SoapPath | None = Field("FCUBS_HEADER", description="request path of the header block; null = none")
+    values: dict[SoapPath, str] = Field(default_factory=lambda: {
         "SOURCE": "CRMBRIDGE", "UBSCOMP": "FCUBS", "USERID": "CRMBRIDGE", "BRANCH": "000",
         "MODULEID": "ST", "SERVICE": "FCUBSCustomerService"},
         description="fixed values (paths inside the header); '{username}'/'{password}' are spliced in")
-    message_id: str | None = Field("MSGID", description="header element given a fresh id per call")
-    operation: str | None = Field("OPERATION", description="header element given the operation's business name")
+    message_id: SoapPath | None = Field("MSGID", description="header element given a fresh id per call")
+    operation: SoapPath | None = Field("OPERATION", description="header element given the operation's business name")
 
 
 class StatusConfig(BaseModel):
     """Where the business status and errors are in every reply."""
 
     model_config = _Strict
-    path: str = "FCUBS_HEADER/MSGSTAT"
+    path: SoapPath = "FCUBS_HEADER.MSGSTAT"
     success: list[str] = ["SUCCESS", "WARNING"]
-    errors: str | None = "FCUBS_BODY/FCUBS_ERROR_RESP/ERROR"
-    code: str | None = "ECODE"
-    text: str | None = "EDESC"
+    errors: SoapPath | None = "FCUBS_BODY.FCUBS_ERROR_RESP.ERROR"
+    code: SoapPath | None = "ECODE"
+    text: SoapPath | None = "EDESC"
     code_pattern: str | None = None
 
 
@@ -163,19 +165,19 @@ class PagingConfig(BaseModel):
 
     model_config = _Strict
     mode: Literal["keyset", "page_number", "continuation"] = "keyset"
-    page: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_NO",
+    page: SoapPath | None = Field("FCUBS_BODY.Customer-Changes-IO.PAGE_NO",
                              description="request path of the page number (page_number, keyset)")
     first_page: int = 1
-    size: str | None = Field("FCUBS_BODY/Customer-Changes-IO/PAGE_SIZE", description="request path of the size")
+    size: SoapPath | None = Field("FCUBS_BODY.Customer-Changes-IO.PAGE_SIZE", description="request path of the size")
     page_size: int = Field(100, ge=1, le=10_000)
     max_page_size: int = Field(1000, ge=1, le=100_000, description="the largest page size the service accepts "
                                "(keyset paging asks for a little more than page_size to make up for re-reads)")
-    has_more: str | None = Field("FCUBS_BODY/Page-Info/HAS_MORE",
+    has_more: SoapPath | None = Field("FCUBS_BODY.Page-Info.HAS_MORE",
                                  description="reply path of a more-pages flag (else: a full page means more)")
-    total: str | None = Field("FCUBS_BODY/Page-Info/TOTAL_RECORDS",
+    total: SoapPath | None = Field("FCUBS_BODY.Page-Info.TOTAL_RECORDS",
                               description="reply path of the number of records the query matches (checks only)")
-    token: str | None = Field(None, description="request path of the continuation key (continuation)")
-    next_token: str | None = Field(None, description="reply path of the next continuation key (continuation)")
+    token: SoapPath | None = Field(None, description="request path of the continuation key (continuation)")
+    next_token: SoapPath | None = Field(None, description="reply path of the next continuation key (continuation)")
 
 
 class ListOperation(BaseModel):
@@ -190,10 +192,10 @@ class ListOperation(BaseModel):
     model_config = _Strict
     operation: str = "QueryCustomersModifiedSinceIO"
     name: str | None = "QueryCustomersModifiedSince"
-    static: dict[str, Any] = Field(default_factory=dict, description="fixed request values by path")
-    since_static: dict[str, Any] = Field(default_factory=dict,
+    static: dict[SoapPath, Any] = Field(default_factory=dict, description="fixed request values by path")
+    since_static: dict[SoapPath, Any] = Field(default_factory=dict,
                                          description="fixed values sent only with a since (T24 criteria)")
-    since: str = "FCUBS_BODY/Customer-Changes-IO/FROM"
+    since: SoapPath = "FCUBS_BODY.Customer-Changes-IO.FROM"
     since_format: str = "%Y-%m-%dT%H:%M:%S"
     since_boundary: Literal["inclusive", "exclusive", "unknown"] = Field(
         "unknown", description="whether the changed-since filter includes the boundary instant; unknown (the "
@@ -201,11 +203,11 @@ class ListOperation(BaseModel):
     since_overlap_seconds: float | None = Field(
         None, ge=0, description="how far before the watermark exclusive/unknown ask again; null = one unit of "
         "since_format (1 s for %S, 60 s for %M)")
-    until: str | None = Field(None, description="request path of an upper bound (as-of) pinned for the whole "
+    until: SoapPath | None = Field(None, description="request path of an upper bound (as-of) pinned for the whole "
                               "read, so records edited during it are not chased; off by default")
-    until_from: str | None = Field(None, description="reply path of the as-of value the first page reports; "
+    until_from: SoapPath | None = Field(None, description="reply path of the as-of value the first page reports; "
                                    "sent at 'until' on every later page")
-    records: str = Field("FCUBS_BODY/Customer-Full", description="reply path of the records")
+    records: SoapPath = Field("FCUBS_BODY.Customer-Full", description="reply path of the records")
     paging: PagingConfig = PagingConfig()
 
     @model_validator(mode="after")
@@ -219,26 +221,26 @@ class GetOperation(BaseModel):
     model_config = _Strict
     operation: str = "QueryCustomerIO"
     name: str | None = "QueryCustomer"
-    static: dict[str, Any] = Field(default_factory=dict)
-    id: str = "FCUBS_BODY/Customer-IO/CUSTNO"
-    record: str = "FCUBS_BODY/Customer-Full"
+    static: dict[SoapPath, Any] = Field(default_factory=dict)
+    id: SoapPath = "FCUBS_BODY.Customer-IO.CUSTNO"
+    record: SoapPath = "FCUBS_BODY.Customer-Full"
 
 
 class ModifyOperation(BaseModel):
     model_config = _Strict
     operation: str = "ModifyCustomerFS"
     name: str | None = "ModifyCustomer"
-    static: dict[str, Any] = Field(default_factory=dict)
-    record: str = Field("FCUBS_BODY/Customer-Full", description="request path the record goes to")
-    id: str = Field("CUSTNO", description="id path inside the request record")
-    version: str | None = Field("MODNO", description="version path inside the request record")
-    result: str | None = Field("FCUBS_BODY/Customer-Full", description="reply path of the updated record")
-    writable: list[str] = Field(default_factory=lambda: [
-        "Custpersonal/MOBNUM", "Custpersonal/MOBISDNO", "Custpersonal/EMAILID", "Custpersonal/TELEPHNO",
-        "Custcorp/MOBILENUMBER", "Custcorp/EMAILID", "Custcorp/TELEPHONE",
+    static: dict[SoapPath, Any] = Field(default_factory=dict)
+    record: SoapPath = Field("FCUBS_BODY.Customer-Full", description="request path the record goes to")
+    id: SoapPath = Field("CUSTNO", description="id path inside the request record")
+    version: SoapPath | None = Field("MODNO", description="version path inside the request record")
+    result: SoapPath | None = Field("FCUBS_BODY.Customer-Full", description="reply path of the updated record")
+    writable: list[SoapPath] = Field(default_factory=lambda: [
+        "Custpersonal.MOBNUM", "Custpersonal.MOBISDNO", "Custpersonal.EMAILID", "Custpersonal.TELEPHNO",
+        "Custcorp.MOBILENUMBER", "Custcorp.EMAILID", "Custcorp.TELEPHONE",
         "ADDRLN1", "ADDRLN2", "ADDRLN3", "ADDRLN4"],
         description="record paths a CRM may write back; anything else is a golden field and refused")
-    ignore: list[str] = Field(default_factory=lambda: ["CTYPE"], description=(
+    ignore: list[SoapPath] = Field(default_factory=lambda: ["CTYPE"], description=(
         "payload paths dropped before writing: what a mapping emits only to identify the record type"))
     require_version: bool = Field(False, description="refuse writes without expected_version (else read it first)")
 
@@ -254,20 +256,20 @@ class PivotConfig(BaseModel):
     """Turn a list of name/value entries (FLEXCUBE ``UDFDETAILS``) into a mapping, for readable mappings."""
 
     model_config = _Strict
-    path: str
-    key: str
-    value: str
+    path: SoapPath
+    key: SoapPath
+    value: SoapPath
 
 
 class RecordConfig(BaseModel):
     """Where the id, version, timestamp and status are inside one customer record."""
 
     model_config = _Strict
-    id: str = "CUSTNO"
-    version: str | None = "MODNO"
-    modified_at: str | None = "CHECKERSTAMP"
+    id: SoapPath = "CUSTNO"
+    version: SoapPath | None = "MODNO"
+    modified_at: SoapPath | None = "CHECKERSTAMP"
     modified_at_format: str | None = Field(None, description="strptime format; null = ISO 8601")
-    closed_path: str | None = "RECORD_STAT"
+    closed_path: SoapPath | None = "RECORD_STAT"
     closed_values: list[str] = ["C"]
     pivots: list[PivotConfig] = Field(default_factory=list, description=(
         "name/value lists to turn into mappings, e.g. {path: UDFDETAILS, key: FLDNAM, value: FLDVAL}; off by "
@@ -325,7 +327,7 @@ class CorebankSoapAdapter(Adapter):
                                 code=c.status.code, text=c.status.text, code_pattern=c.status.code_pattern,
                                 rules=rules)
         # the version must be an integer: checked in the raw reply, per record (see IntegerGuard)
-        version_name = c.record.version.strip("/").split("/")[-1] if c.record.version else None
+        version_name = key_names(c.record.version)[-1] if c.record.version else None
         self._guard = IntegerGuard({version_name: c.record.version} if version_name and c.record.version else {},
                                    c.record.id)
         self.client = SoapClient(
@@ -985,7 +987,8 @@ def _find_records(data: Any, id_field: str, path: str = "", depth: int = 0) -> s
     if id_field in data and path:
         return path
     for k, v in data.items():
-        found = _find_records(v, id_field, f"{path}/{k}" if path else str(k), depth + 1)
+        found = _find_records(v, id_field, join_path([*key_names(path), str(k)]) if path else join_path([str(k)]),
+                              depth + 1)
         if found is not None:
             return found
     return None
@@ -995,18 +998,19 @@ def _failed(item: WriteItem, err: RecordError) -> WriteResult:
     return WriteResult(item.key, WriteStatus.FAILED, item.external_id, error=err)
 
 
-def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Payload → ``{path: value}``. A one-element list (a mapping's ``group[0].field``) is flattened as its element:
-    a single-valued multi-value group (T24 ``gPHONE1/mPHONE1``) is written as one entry."""
+def _flatten(payload: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Payload → ``{path: value}``, paths in the one path language. A one-element list (a mapping's
+    ``group[0].field``) is flattened as its element: a single-valued multi-value group (T24 ``gPHONE1.mPHONE1``) is
+    written as one entry."""
     out: dict[str, Any] = {}
     for k, v in payload.items():
-        path = f"{prefix}{k}".strip("/")
+        names = (*prefix, str(k))
         if isinstance(v, list) and len(v) == 1 and isinstance(v[0], Mapping):
             v = v[0]
         if isinstance(v, Mapping):
-            out.update(_flatten(v, path + "/"))
+            out.update(_flatten(v, names))
         else:
-            out[path] = v
+            out[join_path(names)] = v
     return out
 
 
