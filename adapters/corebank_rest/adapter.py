@@ -87,7 +87,7 @@ from crmbridge.adapters.corebank_rest.errors import (
     VENDOR,
     Classified,
     ErrorKind,
-    Rule,
+    ErrorRule,
     bad_response,
     scrub,
     to_record_error,
@@ -317,8 +317,8 @@ class BusinessErrorRule(BaseModel):
     text: str | None = Field(None, description="regular expression searched in the vendor message")
     kind: ErrorKind
 
-    def rule(self) -> Rule:
-        return Rule(self.status, self.kind, code=self.code, text=self.text, message=f"{self.kind.value} error")
+    def rule(self) -> ErrorRule:
+        return ErrorRule(self.kind, f"{self.kind.value} error", status=self.status, code=self.code, text=self.text)
 
 
 class CorebankRestConfig(AdapterConfig):

@@ -23,7 +23,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from crmbridge.adapters._json import response_json
-from crmbridge.adapters.corebank_rest.errors import VENDOR, Classified, ErrorKind, Rule, classify, scrub, to_error
+from crmbridge.adapters.corebank_rest.errors import VENDOR, classify, scrub, to_error
+from crmbridge.adapters.errortable import Classified, ErrorKind, ErrorRule
 from crmbridge.core.errors import BadResponseError
 
 __all__ = ["RestClient", "format_since", "parse_vendor_datetime", "resolve_link"]
@@ -108,7 +109,7 @@ class RestClient:
     """
 
     def __init__(self, http: Callable[..., requests.Response], *, base_url: str, headers: Mapping[str, str],
-                 auth_type: str, rules: Iterable[Rule], error_paths: Mapping[str, Sequence[str]],
+                 auth_type: str, rules: Iterable[ErrorRule], error_paths: Mapping[str, Sequence[str]],
                  request_id_header: str) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")

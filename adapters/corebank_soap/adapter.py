@@ -88,8 +88,8 @@ from crmbridge.adapters.corebank_soap.client import (
     new_message_id,
     set_path,
 )
-from crmbridge.adapters.corebank_soap.errors import ErrorKind, Rule
 from crmbridge.adapters.corebank_soap.metadata import wsdl_fields
+from crmbridge.adapters.errortable import ErrorKind, ErrorRule
 from crmbridge.core.errors import (
     AuthenticationError,
     BadResponseError,
@@ -322,7 +322,7 @@ class CorebankSoapAdapter(Adapter):
         self._warned_no_overlap = False
         self._password: SecretStr | None = (resolve_secret(c.password, where=f"{self.system}.password")
                                             if c.password else None)
-        rules = tuple(Rule("business", r.code, r.kind, r.message) for r in c.business_errors)
+        rules = tuple(ErrorRule(r.kind, r.message, channel="business", code=r.code) for r in c.business_errors)
         status = BusinessStatus(path=c.status.path, success=tuple(c.status.success), errors=c.status.errors,
                                 code=c.status.code, text=c.status.text, code_pattern=c.status.code_pattern,
                                 rules=rules)

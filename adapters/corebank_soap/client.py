@@ -42,13 +42,13 @@ from crmbridge.adapters._paths import join_path, key_names, vendor_path, vendor_
 from crmbridge.adapters.corebank_soap.errors import (
     Classified,
     ErrorKind,
-    Rule,
     classify_business,
     classify_exception,
     classify_fault,
     classify_http,
     to_error,
 )
+from crmbridge.adapters.errortable import ErrorRule
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
 from crmbridge.core.paths import Path as VendorPath
 from crmbridge.core.paths import PathKey, path_get
@@ -242,7 +242,7 @@ class BusinessStatus:
     code: str | None = None
     text: str | None = None
     code_pattern: str | None = None
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[ErrorRule, ...] = ()
 
     def check(self, reply: Mapping[str, Any]) -> Classified | None:
         """``None`` on success, else the classified failure (the first error entry decides)."""
