@@ -77,13 +77,13 @@ from crmbridge.adapters.base import (
     WriteResult,
     WriteStatus,
 )
+from crmbridge.adapters.corebank_soap.auth import header_values
 from crmbridge.adapters.corebank_soap.client import (
     BusinessStatus,
     IntegerGuard,
     SoapClient,
     SoapPath,
     get_path,
-    header_values,
     is_integer_text,
     new_message_id,
     set_path,

@@ -35,10 +35,10 @@ import zeep.exceptions as zx
 from lxml import etree
 from pydantic import BeforeValidator, SecretStr
 from zeep.transports import Transport
-from zeep.wsse.username import UsernameToken
 from zeep.xsd.valueobjects import CompoundValue
 
 from crmbridge.adapters._paths import join_path, key_names, vendor_path, vendor_set
+from crmbridge.adapters.corebank_soap.auth import username_token
 from crmbridge.adapters.corebank_soap.errors import (
     Classified,
     ErrorKind,
@@ -58,7 +58,6 @@ __all__ = [
     "BusinessStatus",
     "SoapClient",
     "get_path",
-    "header_values",
     "new_message_id",
     "normalise",
     "resolve_wsdl",
@@ -408,12 +407,8 @@ class SoapClient:
             if self._proxy is not None:
                 return self._proxy
             location = resolve_wsdl(self._wsdl)
-            wsse = None
-            if self._wsse:
-                if not self._username or self._password is None:
-                    raise ConfigurationError("WS-Security needs username and password", where="username")
-                wsse = UsernameToken(self._username, self._password.get_secret_value(),
-                                     use_digest=self._use_digest)
+            wsse = username_token(self._username, self._password, use_digest=self._use_digest) \
+                if self._wsse else None
             with self._translated("loading the WSDL"):
                 client = zeep.Client(location, transport=self.transport, wsse=wsse, settings=self.settings,
                                      plugins=self._plugins)
@@ -547,23 +542,6 @@ def _call_label(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "connection"
     return "error"
-
-
-def header_values(values: Mapping[str, str], *, username: str | None, password: SecretStr | None,
-                  extra: Iterable[tuple[str | None, str]] = ()) -> dict[str, Any]:
-    """Header values with ``{username}``/``{password}`` spliced in, plus per-call ``extra`` (path, value) pairs."""
-    out: dict[str, Any] = {}
-    for k, v in values.items():
-        text = str(v)
-        if "{username}" in text:
-            text = text.replace("{username}", username or "")
-        if "{password}" in text:
-            text = text.replace("{password}", password.get_secret_value() if password else "")
-        set_path(out, k, text)
-    for path, value in extra:
-        if path:
-            set_path(out, path, value)
-    return out
 
 
 def new_message_id() -> str:
