@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from common import Table, append_results, calls_by_kind, run_worker, snapshot_calls
 
-from crmbridge.adapters.zoho import EDITION_CONCURRENCY, ZohoAdapter
+from crmbridge.adapters.zoho.adapter import EDITION_CONCURRENCY, ZohoAdapter
 from crmbridge.demo import DemoEnvironment
 
 TARGET = 0.90

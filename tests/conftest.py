@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from crmbridge.testing import memory
+
+#: the contract suite's assert rewriting and fixtures (the same plugin the pytest11 entry point loads)
+pytest_plugins = ["crmbridge.testing.plugin"]
+
+# the in-repo test adapter is known as "memory" in this test session only (it is no production entry point)
+memory.register()
+
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -24,22 +24,19 @@ Vendor text is scrubbed before it reaches a message (:func:`crmbridge.core.logsa
 
 from __future__ import annotations
 
-import enum
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import requests
 
 from crmbridge.adapters._json import response_json
-from crmbridge.adapters.corebank_rest.client import json_get
+from crmbridge.adapters._paths import vendor_get
+from crmbridge.adapters.errortable import Classified, ErrorKind, ErrorRule, ErrorTable
 from crmbridge.core.errors import (
     AdapterError,
-    AuthenticationError,
     BadResponseError,
-    PermissionDeniedError,
+    CrmBridgeError,
     RecordRejectedError,
     RequestError,
     ThrottledError,
@@ -54,7 +51,7 @@ __all__ = [
     "ERROR_TABLE",
     "Classified",
     "ErrorKind",
-    "Rule",
+    "ErrorRule",
     "bad_response",
     "classify",
     "retry_after",
@@ -66,66 +63,32 @@ __all__ = [
 VENDOR = "corebank_rest"
 
 
-class ErrorKind(enum.StrEnum):
-    """What a failure means for the caller."""
-
-    AUTH = "auth"                    # credentials or tenant refused: stop the run (configuration)
-    TOKEN_EXPIRED = "token_expired"  # bearer token expired: a fresh token, once
-    PERMISSION = "permission"        # the service user lacks a right: stop the run
-    THROTTLED = "throttled"          # rate limited: retried, honouring Retry-After
-    TRANSIENT = "transient"          # 5xx, gateway timeouts: retried
-    NOT_FOUND = "not_found"          # no such customer: a get returns None, a write is a record failure
-    CONFLICT = "conflict"            # stale version: WriteStatus.CONFLICT, never an overwrite
-    VALIDATION = "validation"        # the core refused the record's values: dead letter
-    REJECTED = "rejected"            # any other refusal of this one record (duplicate key...): dead letter
-    REQUEST = "request"              # crmbridge sent something the service refuses (bug or configuration)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One row: HTTP ``status`` (``"5xx"`` for a class), ``code`` regex (``None``: any), ``auth`` type
-    (``None``: any), ``text`` regex on the message (``None``: any) → ``kind``."""
-
-    status: int | str
-    kind: ErrorKind
-    code: str | None = None
-    auth: str | None = None
-    text: str | None = None
-    message: str = ""
-
-    def matches(self, status: int, code: str | None, auth: str, text: str) -> bool:
-        if isinstance(self.status, str):
-            if status // 100 != int(self.status[0]):
-                return False
-        elif status != self.status:
-            return False
-        if self.auth is not None and self.auth != auth:
-            return False
-        if self.code is not None and (code is None or not re.fullmatch(self.code, code)):
-            return False
-        return self.text is None or re.search(self.text, text or "", re.IGNORECASE) is not None
-
-
 #: The table. Rows are tried in order (after the configuration's ``business_errors``).
-ERROR_TABLE: tuple[Rule, ...] = (
-    Rule(400, ErrorKind.VALIDATION, code=r"validation\.msg\..*", message="the core refused a value"),
-    Rule(400, ErrorKind.AUTH, text=r"tenant", message="tenant refused: check the tenant header "
+ERROR_TABLE = ErrorTable(rules=(
+    ErrorRule(ErrorKind.VALIDATION, status=400, code=r"validation\.msg\..*", message="the core refused a value"),
+    ErrorRule(ErrorKind.AUTH, status=400, text=r"tenant", message="tenant refused: check the tenant header "
                                                       "(Fineract-Platform-TenantId) in the system's headers"),
-    Rule(400, ErrorKind.REQUEST, message="the core refused the request"),
-    Rule(401, ErrorKind.TOKEN_EXPIRED, auth="bearer", message="access token refused (expired?)"),
-    Rule(401, ErrorKind.AUTH, message="credentials refused"),
-    Rule(403, ErrorKind.REJECTED, code=r"error\.msg\..*(duplicate|integrity|already).*",
-         message="the core refused the record (data integrity)"),
-    Rule(403, ErrorKind.PERMISSION, message="the service user lacks a permission"),
-    Rule(404, ErrorKind.NOT_FOUND, message="no such record"),
-    Rule(408, ErrorKind.TRANSIENT, message="request timeout"),
-    Rule(409, ErrorKind.CONFLICT, message="the record changed since the version written against"),
-    Rule(412, ErrorKind.CONFLICT, message="the record changed since the version written against"),
-    Rule(422, ErrorKind.VALIDATION, message="the core refused a value"),
-    Rule(429, ErrorKind.THROTTLED, message="rate limited"),
-    Rule("5xx", ErrorKind.TRANSIENT, message="server error"),
-    Rule("4xx", ErrorKind.REQUEST, message="the core refused the request"),
-)
+    ErrorRule(ErrorKind.REQUEST, status=400, message="the core refused the request"),
+    ErrorRule(ErrorKind.TOKEN_EXPIRED, status=401, auth="bearer", message="access token refused (expired?)"),
+    ErrorRule(ErrorKind.AUTH, status=401, message="credentials refused"),
+    ErrorRule(ErrorKind.REJECTED, status=403, code=r"error\.msg\..*(duplicate|integrity|already).*",
+              message="the core refused the record (data integrity)"),
+    ErrorRule(ErrorKind.PERMISSION, status=403, message="the service user lacks a permission"),
+    ErrorRule(ErrorKind.NOT_FOUND, status=404, message="no such record"),
+    ErrorRule(ErrorKind.TRANSIENT, status=408, message="request timeout"),
+    ErrorRule(ErrorKind.CONFLICT, status=409, message="the record changed since the version written against"),
+    ErrorRule(ErrorKind.CONFLICT, status=412, message="the record changed since the version written against"),
+    ErrorRule(ErrorKind.VALIDATION, status=422, message="the core refused a value"),
+    ErrorRule(ErrorKind.THROTTLED, status=429, message="rate limited"),
+    ErrorRule(ErrorKind.TRANSIENT, status="5xx", message="server error"),
+    ErrorRule(ErrorKind.REQUEST, status="4xx", message="the core refused the request"),
+), errors={
+    # record-level outcomes come back to the adapter (a get's None, a write result); raised, they are the
+    # request's refusal
+    ErrorKind.NOT_FOUND: RequestError, ErrorKind.CONFLICT: RequestError, ErrorKind.VALIDATION: RequestError,
+    ErrorKind.REJECTED: RequestError, ErrorKind.QUOTA: RequestError,
+})
+
 
 #: Where error details are in a body, first found wins (Fineract, OAuth2, generic ``{code, message}``).
 DEFAULT_ERROR_PATHS: Mapping[str, tuple[str, ...]] = {
@@ -135,17 +98,6 @@ DEFAULT_ERROR_PATHS: Mapping[str, tuple[str, ...]] = {
                 "message", "error_description"),
     "field": ("errors[0].parameterName", "error.field", "field"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Classified:
-    kind: ErrorKind
-    message: str
-    status: int
-    vendor_code: str | None = None
-    field: str | None = None
-    request_id: str | None = None
-    retry_after: float | None = None
 
 
 def scrub(text: Any, limit: int = 200) -> str:
@@ -174,13 +126,13 @@ def _body_kind(resp: requests.Response) -> str:
 
 def _first(body: Any, paths: Sequence[str]) -> str | None:
     for p in paths:
-        v = json_get(body, p)
+        v = vendor_get(body, p)
         if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
             return str(v)
     return None
 
 
-def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
+def classify(resp: requests.Response, *, auth: str, extra: Iterable[ErrorRule] = (),
              error_paths: Mapping[str, Sequence[str]] = DEFAULT_ERROR_PATHS,
              request_id_header: str = "X-Request-Id") -> Classified:
     """Classify a non-2xx reply."""
@@ -193,8 +145,8 @@ def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
     vendor_msg = _first(body, error_paths.get("message", ())) if body is not None else text
     field = _first(body, error_paths.get("field", ())) if body is not None else None
     status = resp.status_code
-    rule = next((r for r in (*extra, *ERROR_TABLE) if r.matches(status, code, auth, vendor_msg or "")),
-                Rule(status, ErrorKind.REQUEST, message="unexpected reply"))
+    rule = ERROR_TABLE.lookup(extra=extra, status=status, code=code, auth=auth, text=vendor_msg or "") \
+        or ErrorRule(ErrorKind.REQUEST, "unexpected reply")
     if body is None:
         # not the service's JSON: a gateway, proxy or firewall answered (nginx's HTML page, an empty 503,
         # "upstream request timeout"): say so rather than quote its markup
@@ -213,26 +165,14 @@ def classify(resp: requests.Response, *, auth: str, extra: Iterable[Rule] = (),
                       retry_after(resp))
 
 
-_KIND_ERRORS: Mapping[ErrorKind, type[AdapterError]] = {
-    ErrorKind.AUTH: AuthenticationError,
-    ErrorKind.TOKEN_EXPIRED: TokenExpiredError,
-    ErrorKind.PERMISSION: PermissionDeniedError,
-    ErrorKind.THROTTLED: ThrottledError,
-    ErrorKind.TRANSIENT: TransientServerError,
-    ErrorKind.NOT_FOUND: RequestError,
-    ErrorKind.CONFLICT: RequestError,
-    ErrorKind.VALIDATION: RequestError,
-    ErrorKind.REJECTED: RequestError,
-    ErrorKind.REQUEST: RequestError,
-}
-
-
-def to_error(c: Classified, *, where: str | None = None) -> AdapterError:
+def to_error(c: Classified, *, where: str | None = None) -> CrmBridgeError:
     """The crmbridge exception for a classified reply (raised when it is not a per-record outcome)."""
-    cls = _KIND_ERRORS[c.kind]
+    cls = ERROR_TABLE.error_class(c.kind)
+    if not issubclass(cls, AdapterError):   # a configured row saying "configuration": outside the adapter branch
+        return cls(c.message, where=where)
     kw: dict[str, Any] = {"vendor": VENDOR, "status": c.status, "vendor_code": c.vendor_code,
                           "request_id": c.request_id, "where": where}
-    if cls in (ThrottledError, TransientServerError, TokenExpiredError):
+    if issubclass(cls, ThrottledError | TransientServerError | TokenExpiredError):
         kw["retry_after"] = c.retry_after
     return cls(c.message, **kw)
 

@@ -7,8 +7,11 @@ no huge trees, no DTD, no entities, no external references), service/port select
 checked the business status configured for the system. Every failure leaves as a crmbridge error through the
 one table in :mod:`crmbridge.adapters.corebank_soap.errors`.
 
-Paths (``FCUBS_BODY/Customer-IO/CUSTNO``) are ``/``-separated element names; a numeric segment indexes a list, and
-a name applied to a list of structures reads its first entry (T24 single-valued multi-value groups).
+Paths (``FCUBS_BODY.Customer-IO.CUSTNO``, ``UDFDETAILS[FLDNAM=RISK].FLDVAL``, ``["CURR.NO"]``) are in the one path
+language of :mod:`crmbridge.core.paths`, the mappings' own. One rule is added when reading a reply: a name applied to
+a list of structures reads its first entry (T24 single-valued multi-value groups). The ``/``-separated form of
+earlier configurations (``FCUBS_BODY/Customer-IO/CUSTNO``, a numeric segment indexing a list) is still accepted:
+:func:`soap_path` rewrites it when the configuration is read, the one place it is understood.
 """
 
 from __future__ import annotations
@@ -24,43 +27,44 @@ from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import requests
 import zeep
 import zeep.exceptions as zx
 from lxml import etree
-from pydantic import SecretStr
+from pydantic import BeforeValidator, SecretStr
 from zeep.transports import Transport
-from zeep.wsse.username import UsernameToken
 from zeep.xsd.valueobjects import CompoundValue
 
+from crmbridge.adapters._paths import join_path, key_names, vendor_path, vendor_set
+from crmbridge.adapters.corebank_soap.auth import username_token
 from crmbridge.adapters.corebank_soap.errors import (
     Classified,
     ErrorKind,
-    Rule,
     classify_business,
     classify_exception,
     classify_fault,
     classify_http,
     to_error,
 )
+from crmbridge.adapters.errortable import ErrorRule
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError
+from crmbridge.core.paths import Path as VendorPath
+from crmbridge.core.paths import PathKey, path_get
 from crmbridge.core.retry import retry_after_seconds
 
 __all__ = [
     "BusinessStatus",
     "SoapClient",
     "get_path",
-    "header_values",
     "new_message_id",
     "normalise",
     "resolve_wsdl",
     "set_path",
+    "SoapPath",
+    "soap_path",
 ]
-
-_MISSING = object()
-
 
 # ---------------------------------------------------------------------------------------------- paths
 _INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
@@ -85,8 +89,8 @@ class IntegerGuard(zeep.Plugin):
     def __init__(self, fields: Mapping[str, str], id_path: str) -> None:
         """``fields``: the configured path (inside a record) of each integer field, by its element's local
         name; ``id_path``: the record's id path (``CUSTNO``)."""
-        self._fields = {name: _segments(path) for name, path in fields.items()}
-        self._id = _segments(id_path)
+        self._fields = {name: key_names(path) for name, path in fields.items()}
+        self._id = key_names(id_path)
         self._local = threading.local()
 
     def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
@@ -99,7 +103,7 @@ class IntegerGuard(zeep.Plugin):
                 record = el
                 for _ in segs:
                     record = record.getparent() if record is not None else None
-                found.setdefault(self._record_id(record), []).append(("/".join(segs), len(text)))
+                found.setdefault(self._record_id(record), []).append((join_path(segs), len(text)))
                 el.text = None
                 for child in list(el):
                     el.remove(child)
@@ -137,40 +141,50 @@ class _QuietTranslation(logging.Filter):
 logging.getLogger("zeep.xsd.types.simple").addFilter(_QuietTranslation())
 
 
-def _segments(path: str) -> list[str]:
-    return [s for s in path.strip("/").split("/") if s]
+def soap_path(text: str) -> str:
+    """A configured path in the one path language. The legacy ``/``-separated form is rewritten: names joined by
+    dots, a numeric segment as ``[n]``, a name holding a dot quoted (``Status/CURR.NO`` → ``Status.["CURR.NO"]``).
+    A path without ``/`` is already in the one language and is returned as it is."""
+    if not isinstance(text, str) or "/" not in text:
+        return text
+    segs = [s for s in text.strip().strip("/").split("/") if s]
+    return join_path([int(s) if s.isdigit() and i else s for i, s in enumerate(segs)])
+
+
+def _soap_path_checked(text: Any) -> Any:
+    if text is None or not isinstance(text, str):
+        return text
+    out = soap_path(text)
+    vendor_path(out)   # ValueError (a pydantic error naming the key) if it does not parse
+    return out
+
+
+#: a path in a SOAP system's configuration: the one path language, or the legacy ``/`` form (rewritten)
+SoapPath = Annotated[str, BeforeValidator(_soap_path_checked)]
 
 
 def get_path(data: Any, path: str | None, default: Any = None) -> Any:
-    """The value at ``path`` in nested dicts/lists (``default`` if any step is missing)."""
+    """The value at ``path`` in nested dicts/lists (``default`` if any step is missing). Each step is the one path
+    language's; a name applied to a list of structures reads its first entry (a single-valued multi-value group)."""
     if not path:
         return default
-    cur = data
-    for seg in _segments(path):
-        if isinstance(cur, Mapping):
-            cur = cur.get(seg, _MISSING)
-        elif isinstance(cur, list) and seg.isdigit():
-            cur = cur[int(seg)] if int(seg) < len(cur) else _MISSING
-        elif isinstance(cur, list) and cur and isinstance(cur[0], Mapping):
-            cur = cur[0].get(seg, _MISSING)  # a name through a list: its first entry (single-valued groups)
-        else:
-            return default
-        if cur is _MISSING or cur is None:
+    parsed = vendor_path(path)
+    found = path_get(data, parsed)
+    if found is not None:
+        return found
+    cur = data   # missing, or a name met a list: step by step, through single-valued groups
+    for op in parsed.ops:
+        if isinstance(op, PathKey) and isinstance(cur, list) and cur and isinstance(cur[0], Mapping):
+            cur = cur[0]
+        cur = path_get(cur, VendorPath(path, (op,)))
+        if cur is None:
             return default
     return cur
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """Set ``value`` at ``path``, creating the dicts on the way; returns ``data``."""
-    segs = _segments(path)
-    cur = data
-    for seg in segs[:-1]:
-        nxt = cur.get(seg)
-        if not isinstance(nxt, dict):
-            nxt = cur[seg] = {}
-        cur = nxt
-    cur[segs[-1]] = value
-    return data
+    """Set ``value`` at ``path``, creating what is missing on the way; returns ``data``."""
+    return vendor_set(data, path, value)
 
 
 def normalise(value: Any) -> Any:
@@ -227,7 +241,7 @@ class BusinessStatus:
     code: str | None = None
     text: str | None = None
     code_pattern: str | None = None
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[ErrorRule, ...] = ()
 
     def check(self, reply: Mapping[str, Any]) -> Classified | None:
         """``None`` on success, else the classified failure (the first error entry decides)."""
@@ -393,12 +407,8 @@ class SoapClient:
             if self._proxy is not None:
                 return self._proxy
             location = resolve_wsdl(self._wsdl)
-            wsse = None
-            if self._wsse:
-                if not self._username or self._password is None:
-                    raise ConfigurationError("WS-Security needs username and password", where="username")
-                wsse = UsernameToken(self._username, self._password.get_secret_value(),
-                                     use_digest=self._use_digest)
+            wsse = username_token(self._username, self._password, use_digest=self._use_digest) \
+                if self._wsse else None
             with self._translated("loading the WSDL"):
                 client = zeep.Client(location, transport=self.transport, wsse=wsse, settings=self.settings,
                                      plugins=self._plugins)
@@ -532,23 +542,6 @@ def _call_label(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "connection"
     return "error"
-
-
-def header_values(values: Mapping[str, str], *, username: str | None, password: SecretStr | None,
-                  extra: Iterable[tuple[str | None, str]] = ()) -> dict[str, Any]:
-    """Header values with ``{username}``/``{password}`` spliced in, plus per-call ``extra`` (path, value) pairs."""
-    out: dict[str, Any] = {}
-    for k, v in values.items():
-        text = str(v)
-        if "{username}" in text:
-            text = text.replace("{username}", username or "")
-        if "{password}" in text:
-            text = text.replace("{password}", password.get_secret_value() if password else "")
-        set_path(out, k, text)
-    for path, value in extra:
-        if path:
-            set_path(out, path, value)
-    return out
 
 
 def new_message_id() -> str:

@@ -17,33 +17,28 @@ Business codes are per bank: the configuration's ``business_errors`` rows are tr
 here (the crmbridge FLEXCUBE simulator's codes, which follow FLEXCUBE's ``XX-YYYY-NNN`` style but are not
 Oracle's published list).
 
-Each row names an :class:`ErrorKind`; :data:`KIND_ERRORS` turns the kind into the crmbridge exception. Messages
+Each row (a shared :class:`~crmbridge.adapters.errortable.ErrorRule`) names an :class:`ErrorKind`;
+:data:`KIND_ERRORS` turns the kind into the crmbridge exception. Messages
 never carry the vendor's text unscrubbed: long digit runs (ID numbers, mobiles) and e-mail addresses are masked,
 and zeep's own messages (which quote the response body) are never copied.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import requests
 import zeep.exceptions as zx
 from lxml import etree
 
+from crmbridge.adapters.errortable import DEFAULT_ERRORS, Classified, ErrorKind, ErrorRule, ErrorTable
 from crmbridge.core.errors import (
     AdapterError,
-    AuthenticationError,
-    BadResponseError,
-    ConfigurationError,
     ConflictError,
     CrmBridgeError,
-    PermissionDeniedError,
     RecordRejectedError,
-    RequestError,
     ThrottledError,
     TokenExpiredError,
     TransientServerError,
@@ -54,7 +49,7 @@ __all__ = [
     "ERROR_TABLE",
     "ErrorKind",
     "KIND_ERRORS",
-    "Rule",
+    "ErrorRule",
     "classify_business",
     "classify_exception",
     "classify_fault",
@@ -66,129 +61,87 @@ __all__ = [
 VENDOR = "corebank_soap"
 
 
-class ErrorKind(enum.StrEnum):
-    """What a failure means for the caller."""
-
-    AUTH = "auth"                    # credentials refused: stop the run
-    PERMISSION = "permission"        # the service user lacks a right: stop the run
-    TOKEN_EXPIRED = "token_expired"  # WS-Security timestamp/nonce refused: a fresh token, once
-    THROTTLED = "throttled"          # busy gateway: retried with backoff
-    TRANSIENT = "transient"          # 5xx, timeouts, resets: retried
-    NOT_FOUND = "not_found"          # no such customer (a get returns None, a write is rejected)
-    CONFLICT = "conflict"            # stale modification number: the conflict queue, never an overwrite
-    VALIDATION = "validation"        # the core refused the record's values: dead letter
-    REJECTED = "rejected"            # any other record-level refusal: dead letter
-    REQUEST = "request"              # crmbridge sent something the service refuses (bug or limit)
-    CONFIGURATION = "configuration"  # the configured paths or header values do not fit the WSDL: stop, fix config
-    BAD_RESPONSE = "bad_response"    # unparsable, unsafe or wrongly shaped reply
+#: the channels a failure arrives by (an ErrorRule's ``channel``): exception, http, fault, business
+def _exc(cls: type[BaseException], kind: ErrorKind, message: str) -> ErrorRule:
+    return ErrorRule(kind, message, channel="exception", exception=cls)
 
 
-Channel = Literal["exception", "http", "fault", "business"]
+def _http(status: int | str, kind: ErrorKind, message: str) -> ErrorRule:
+    return ErrorRule(kind, message, channel="http", status=status)
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One row of the table.
-
-    Attributes:
-        channel: where the failure came from.
-        match: an exception class (``exception``), an HTTP status or ``"4xx"``/``"5xx"`` (``http``), or a regular
-            expression matched in full against the fault code or the business code (``fault``, ``business``).
-        kind: what it means.
-        message: the crmbridge message (the scrubbed vendor text is appended where there is one).
-    """
-
-    channel: Channel
-    match: Any
-    kind: ErrorKind
-    message: str
+def _fault(code: str, kind: ErrorKind, message: str) -> ErrorRule:
+    return ErrorRule(kind, message, channel="fault", code=code)
 
 
-ERROR_TABLE: tuple[Rule, ...] = (
+def _business(code: str, kind: ErrorKind, message: str) -> ErrorRule:
+    return ErrorRule(kind, message, channel="business", code=code)
+
+
+ERROR_TABLE = ErrorTable(rules=(
     # ---- unsafe XML is refused before anything in it is read (XXE, billion laughs, SSRF through imports)
-    Rule("exception", zx.DTDForbidden, ErrorKind.BAD_RESPONSE, "refused unsafe XML: the reply declares a DTD"),
-    Rule("exception", zx.EntitiesForbidden, ErrorKind.BAD_RESPONSE, "refused unsafe XML: the reply declares entities"),
-    Rule("exception", zx.ExternalReferenceForbidden, ErrorKind.BAD_RESPONSE,
+    _exc(zx.DTDForbidden, ErrorKind.BAD_RESPONSE, "refused unsafe XML: the reply declares a DTD"),
+    _exc(zx.EntitiesForbidden, ErrorKind.BAD_RESPONSE, "refused unsafe XML: the reply declares entities"),
+    _exc(zx.ExternalReferenceForbidden, ErrorKind.BAD_RESPONSE,
          "refused unsafe XML: the document refers to an external resource"),
     # ---- transport (requests is not wrapped by zeep)
-    Rule("exception", requests.exceptions.SSLError, ErrorKind.AUTH, "TLS handshake with the core failed"),
-    Rule("exception", requests.Timeout, ErrorKind.TRANSIENT, "the core did not answer in time"),
-    Rule("exception", requests.ConnectionError, ErrorKind.TRANSIENT, "connection to the core failed or was reset"),
-    Rule("exception", requests.RequestException, ErrorKind.TRANSIENT, "HTTP call to the core failed"),
+    _exc(requests.exceptions.SSLError, ErrorKind.AUTH, "TLS handshake with the core failed"),
+    _exc(requests.Timeout, ErrorKind.TRANSIENT, "the core did not answer in time"),
+    _exc(requests.ConnectionError, ErrorKind.TRANSIENT, "connection to the core failed or was reset"),
+    _exc(requests.RequestException, ErrorKind.TRANSIENT, "HTTP call to the core failed"),
     # ---- XML that is not well formed, or does not match the WSDL
-    Rule("exception", zx.XMLSyntaxError, ErrorKind.BAD_RESPONSE, "the reply is not well-formed XML"),
-    Rule("exception", etree.XMLSyntaxError, ErrorKind.BAD_RESPONSE, "the reply is not well-formed XML"),
-    Rule("exception", zx.XMLParseError, ErrorKind.BAD_RESPONSE, "the reply does not match the WSDL"),
-    Rule("exception", zx.UnexpectedElementError, ErrorKind.BAD_RESPONSE, "the reply does not match the WSDL"),
-    Rule("exception", UnicodeError, ErrorKind.BAD_RESPONSE, "the reply is not in the encoding it declares"),
+    _exc(zx.XMLSyntaxError, ErrorKind.BAD_RESPONSE, "the reply is not well-formed XML"),
+    _exc(etree.XMLSyntaxError, ErrorKind.BAD_RESPONSE, "the reply is not well-formed XML"),
+    _exc(zx.XMLParseError, ErrorKind.BAD_RESPONSE, "the reply does not match the WSDL"),
+    _exc(zx.UnexpectedElementError, ErrorKind.BAD_RESPONSE, "the reply does not match the WSDL"),
+    _exc(UnicodeError, ErrorKind.BAD_RESPONSE, "the reply is not in the encoding it declares"),
     # ---- requests zeep cannot build from the configured paths and header values (nothing was sent)
-    Rule("exception", zx.ValidationError, ErrorKind.CONFIGURATION,
+    _exc(zx.ValidationError, ErrorKind.CONFIGURATION,
          "the request built from the configuration does not match the WSDL (a mandatory element is missing)"),
-    Rule("exception", zx.LookupError, ErrorKind.CONFIGURATION, "the WSDL has no such element or type"),
-    Rule("exception", TypeError, ErrorKind.CONFIGURATION,
+    _exc(zx.LookupError, ErrorKind.CONFIGURATION, "the WSDL has no such element or type"),
+    _exc(TypeError, ErrorKind.CONFIGURATION,
          "a configured request path names an element the WSDL operation does not have"),
     # ---- replies without a SOAP envelope (zeep TransportError), by HTTP status
-    Rule("http", 401, ErrorKind.AUTH, "the gateway refused the credentials"),
-    Rule("http", 403, ErrorKind.PERMISSION, "the gateway refused the service user"),
-    Rule("http", 408, ErrorKind.TRANSIENT, "the gateway timed out"),
-    Rule("http", 429, ErrorKind.THROTTLED, "the gateway is rate limiting"),
-    Rule("http", 503, ErrorKind.TRANSIENT, "the core or the gateway in front of it is unavailable"),
-    Rule("http", "5xx", ErrorKind.TRANSIENT, "the core or the gateway in front of it answered with a server error"),
-    Rule("http", "4xx", ErrorKind.REQUEST, "the gateway refused the request"),
-    Rule("http", "3xx", ErrorKind.BAD_RESPONSE, "the gateway redirected the call (a login page?), not a SOAP reply"),
-    Rule("http", "2xx", ErrorKind.BAD_RESPONSE,
-         "the reply is not a SOAP envelope (empty, truncated or not well-formed XML)"),
+    _http(401, ErrorKind.AUTH, "the gateway refused the credentials"),
+    _http(403, ErrorKind.PERMISSION, "the gateway refused the service user"),
+    _http(408, ErrorKind.TRANSIENT, "the gateway timed out"),
+    _http(429, ErrorKind.THROTTLED, "the gateway is rate limiting"),
+    _http(503, ErrorKind.TRANSIENT, "the core or the gateway in front of it is unavailable"),
+    _http("5xx", ErrorKind.TRANSIENT, "the core or the gateway in front of it answered with a server error"),
+    _http("4xx", ErrorKind.REQUEST, "the gateway refused the request"),
+    _http("3xx", ErrorKind.BAD_RESPONSE, "the gateway redirected the call (a login page?), not a SOAP reply"),
+    _http("2xx", ErrorKind.BAD_RESPONSE,
+          "the reply is not a SOAP envelope (empty, truncated or not well-formed XML)"),
     # ---- SOAP Faults (SOAP-level problems only; business failures come in normal replies)
-    Rule("fault", r"(wsse:)?(FailedAuthentication|InvalidSecurityToken|InvalidSecurity|FailedCheck)",
+    _fault(r"(wsse:)?(FailedAuthentication|InvalidSecurityToken|InvalidSecurity|FailedCheck)",
          ErrorKind.AUTH, "WS-Security authentication failed"),
-    Rule("fault", r"(wsse:)?MessageExpired", ErrorKind.TOKEN_EXPIRED, "the WS-Security token has expired"),
-    Rule("fault", r"(Server|Receiver)\.(Busy|Throttled|Overloaded)", ErrorKind.THROTTLED, "the core is busy"),
-    Rule("fault", r"(Client|Sender)\.(Authorization|PermissionDenied)", ErrorKind.PERMISSION,
-         "the service user is not allowed this operation"),
-    Rule("fault", r"(Server|Receiver)(\..*)?", ErrorKind.TRANSIENT, "the core reported a server fault"),
-    Rule("fault", r"(Client|Sender|VersionMismatch|MustUnderstand|DataEncodingUnknown)(\..*)?", ErrorKind.REQUEST,
-         "the core refused the request"),
-    Rule("fault", r".*", ErrorKind.REQUEST, "the core answered with an unrecognised SOAP fault"),
+    _fault(r"(wsse:)?MessageExpired", ErrorKind.TOKEN_EXPIRED, "the WS-Security token has expired"),
+    _fault(r"(Server|Receiver)\.(Busy|Throttled|Overloaded)", ErrorKind.THROTTLED, "the core is busy"),
+    _fault(r"(Client|Sender)\.(Authorization|PermissionDenied)", ErrorKind.PERMISSION,
+           "the service user is not allowed this operation"),
+    _fault(r"(Server|Receiver)(\..*)?", ErrorKind.TRANSIENT, "the core reported a server fault"),
+    _fault(r"(Client|Sender|VersionMismatch|MustUnderstand|DataEncodingUnknown)(\..*)?", ErrorKind.REQUEST,
+           "the core refused the request"),
+    _fault(r".*", ErrorKind.REQUEST, "the core answered with an unrecognised SOAP fault"),
     # ---- business failures inside HTTP-200 replies (defaults: the crmbridge FLEXCUBE simulator's codes)
-    Rule("business", r"GW-AUTH-\d+", ErrorKind.AUTH, "the core refused the gateway user"),
-    Rule("business", r"GW-SEC-\d+", ErrorKind.PERMISSION, "the gateway user is not allowed this operation"),
-    Rule("business", r"GW-BUSY-\d+", ErrorKind.THROTTLED, "the core is busy"),
-    Rule("business", r"ST-CUS-001", ErrorKind.NOT_FOUND, "no such customer"),
-    Rule("business", r"ST-MODNO-\d+", ErrorKind.CONFLICT, "stale modification number"),
-    Rule("business", r"ST-VALS-\d+", ErrorKind.VALIDATION, "the core refused a field value"),
-    Rule("business", r"ST-CLOSED-\d+", ErrorKind.REJECTED, "the customer is closed"),
-    Rule("business", r"ST-REQ-\d+", ErrorKind.REQUEST, "the core refused the request parameters"),
-    Rule("business", r".+", ErrorKind.REJECTED,
-         "the core refused the operation with a business code crmbridge does not know (add it to business_errors)"),
-    Rule("business", r".*", ErrorKind.BAD_RESPONSE, "the reply reports neither success nor an error code"),
-)
-
-#: kind → the crmbridge exception raised for it
-KIND_ERRORS: dict[ErrorKind, type[CrmBridgeError]] = {
-    ErrorKind.AUTH: AuthenticationError,
-    ErrorKind.PERMISSION: PermissionDeniedError,
-    ErrorKind.TOKEN_EXPIRED: TokenExpiredError,
-    ErrorKind.THROTTLED: ThrottledError,
-    ErrorKind.TRANSIENT: TransientServerError,
-    ErrorKind.NOT_FOUND: RecordRejectedError,
-    ErrorKind.CONFLICT: ConflictError,
-    ErrorKind.VALIDATION: RecordRejectedError,
-    ErrorKind.REJECTED: RecordRejectedError,
-    ErrorKind.REQUEST: RequestError,
-    ErrorKind.CONFIGURATION: ConfigurationError,
-    ErrorKind.BAD_RESPONSE: BadResponseError,
-}
+    _business(r"GW-AUTH-\d+", ErrorKind.AUTH, "the core refused the gateway user"),
+    _business(r"GW-SEC-\d+", ErrorKind.PERMISSION, "the gateway user is not allowed this operation"),
+    _business(r"GW-BUSY-\d+", ErrorKind.THROTTLED, "the core is busy"),
+    _business(r"ST-CUS-001", ErrorKind.NOT_FOUND, "no such customer"),
+    _business(r"ST-MODNO-\d+", ErrorKind.CONFLICT, "stale modification number"),
+    _business(r"ST-VALS-\d+", ErrorKind.VALIDATION, "the core refused a field value"),
+    _business(r"ST-CLOSED-\d+", ErrorKind.REJECTED, "the customer is closed"),
+    _business(r"ST-REQ-\d+", ErrorKind.REQUEST, "the core refused the request parameters"),
+    _business(r".+", ErrorKind.REJECTED,
+              "the core refused the operation with a business code crmbridge does not know "
+              "(add it to business_errors)"),
+    _business(r".*", ErrorKind.BAD_RESPONSE, "the reply reports neither success nor an error code"),
+))
 
 
-@dataclass(frozen=True, slots=True)
-class Classified:
-    """A failure after classification."""
-
-    kind: ErrorKind
-    message: str
-    vendor_code: str | None = None
-    status: int | None = None
-    retry_after: float | None = None
+#: kind → the crmbridge exception raised for it (the shared defaults: a record-level refusal is a RecordRejectedError,
+#: a stale modification number a ConflictError)
+KIND_ERRORS = DEFAULT_ERRORS
 
 
 _DIGITS = re.compile(r"[0-9０-９]{6,}[0-9０-９Xx]*")
@@ -205,29 +158,21 @@ def scrub(text: str | None, limit: int = 200) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def _rules(channel: Channel, extra: Iterable[Rule] = ()) -> Iterable[Rule]:
-    yield from (r for r in extra if r.channel == channel)
-    yield from (r for r in ERROR_TABLE if r.channel == channel)
-
-
 def classify_exception(exc: BaseException) -> Classified | None:
     """Classify a zeep / lxml / requests exception (``None`` if the table does not know it)."""
     if isinstance(exc, zx.TransportError):
         return classify_http(exc.status_code or 0)
-    for rule in _rules("exception"):
-        if isinstance(exc, rule.match):
-            return Classified(rule.kind, rule.message, vendor_code=type(exc).__name__)
-    return None
+    rule = ERROR_TABLE.lookup(channel="exception", exc=exc)
+    return None if rule is None else Classified(rule.kind, rule.message, vendor_code=type(exc).__name__)
 
 
 def classify_http(status: int, retry_after: float | None = None, body: str | None = None) -> Classified:
     """Classify a reply that carried no SOAP envelope, by HTTP status; ``body`` says what came instead (an HTML
     page, an empty body, plain text) for the message."""
     what = f" (HTTP {status}{', ' + body if body else ''})"
-    for rule in _rules("http"):
-        m = rule.match
-        if m == status or (isinstance(m, str) and str(status)[:1] == m[:1] and len(str(status)) == 3):
-            return Classified(rule.kind, rule.message + what, status=status, retry_after=retry_after)
+    rule = ERROR_TABLE.lookup(channel="http", status=status)
+    if rule is not None:
+        return Classified(rule.kind, rule.message + what, status=status, retry_after=retry_after)
     return Classified(ErrorKind.BAD_RESPONSE, f"unexpected HTTP status{what}", status=status)
 
 
@@ -242,8 +187,8 @@ def classify_fault(code: str | None, subcodes: Iterable[Any] | None = None, text
         if status is not None and status != 200:
             return classify_http(status, retry_after, body="an XML body without a SOAP Fault")
         return Classified(ErrorKind.BAD_RESPONSE, "a SOAP Fault without a fault code", status=status)
-    for rule in _rules("fault"):
-        if any(re.fullmatch(rule.match, c) for c in candidates if c):
+    for rule in ERROR_TABLE.rules:   # the first row any of the candidate codes matches
+        if any(rule.matches(channel="fault", code=c) for c in candidates if c):
             detail = scrub(text)
             return Classified(rule.kind, f"{rule.message}: {detail}" if detail else rule.message,
                               vendor_code=local or None, status=status, retry_after=retry_after)
@@ -251,23 +196,23 @@ def classify_fault(code: str | None, subcodes: Iterable[Any] | None = None, text
                       vendor_code=local or None, status=status, retry_after=retry_after)
 
 
-def classify_business(code: str | None, text: str | None, extra: Iterable[Rule] = ()) -> Classified:
+def classify_business(code: str | None, text: str | None, extra: Iterable[ErrorRule] = ()) -> Classified:
     """Classify an HTTP-200 business failure by its vendor code; ``extra`` rows (configuration) go first."""
     c = (code or "").strip()
     detail = scrub(text)
-    for rule in _rules("business", extra):
-        if re.fullmatch(rule.match, c):
-            message = rule.message
-            if c and rule.match == r".+":
-                message = f"{message}: code {scrub(c, 60)}"
-            return Classified(rule.kind, f"{message}: {detail}" if detail else message, vendor_code=c or None)
+    rule = ERROR_TABLE.lookup(extra=extra, channel="business", code=c)
+    if rule is not None:
+        message = rule.message
+        if c and rule.code == r".+":
+            message = f"{message}: code {scrub(c, 60)}"
+        return Classified(rule.kind, f"{message}: {detail}" if detail else message, vendor_code=c or None)
     return Classified(ErrorKind.REJECTED, f"the core refused the operation with code {scrub(c, 60)!r}"
                       + (f": {detail}" if detail else ""), vendor_code=c or None)
 
 
 def to_error(c: Classified, *, where: str | None = None, request_id: str | None = None) -> CrmBridgeError:
     """The crmbridge exception for a classified failure."""
-    cls = KIND_ERRORS[c.kind]
+    cls = ERROR_TABLE.error_class(c.kind)
     if issubclass(cls, RecordRejectedError):
         return cls(c.message, where=where, code=c.kind.value if c.vendor_code is None else
                    f"{c.kind.value}:{c.vendor_code}")

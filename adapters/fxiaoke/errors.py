@@ -6,26 +6,26 @@ code to what crmbridge does next; where sources disagree every variant is listed
 never parsed (the docs warn it may change) and never copied into error text: it can echo field values,
 i.e. personal data.
 
-Categories (what happens next):
+Categories (what happens next), as the shared outcomes of :class:`~crmbridge.adapters.errortable.ErrorKind`:
 
-=========== =========================================================== ==========================
-category    meaning                                                      crmbridge error
-=========== =========================================================== ==========================
-TOKEN       corpAccessToken invalid or expired                          TokenExpiredError (refresh once)
-AUTH        credentials refused (appId, appSecret, permanentCode, ...)  AuthenticationError
-PERMISSION  the app or operator lacks a permission / quota purchase     PermissionDeniedError
-THROTTLE    per-second / per-interface window exceeded                  ThrottledError (retried)
-QUOTA       daily quota used up (resets 00:00 Beijing)                  RequestError (stop the run)
-PARAMETER   crmbridge sent something malformed or beyond a limit        RequestError
-NOT_FOUND   the record does not exist                                   None from get / FAILED
-BUSINESS    the record broke a business rule (required, duplicate...)   RecordRejectedError (FAILED)
-SYSTEM      system error / busy / timeout                               TransientServerError
-=========== =========================================================== ==========================
+============= ============================================================ ==========================
+outcome       meaning                                                      crmbridge error
+============= ============================================================ ==========================
+token_expired corpAccessToken invalid or expired                           TokenExpiredError (refresh once)
+auth          credentials refused (appId, appSecret, permanentCode, ...)   AuthenticationError
+permission    the app or operator lacks a permission / quota purchase      PermissionDeniedError
+throttled     per-second / per-interface window exceeded                   ThrottledError (retried)
+quota         daily quota used up (resets 00:00 Beijing)                   RequestError (stop the run)
+request       crmbridge sent something malformed or beyond a limit         RequestError
+not_found     the record does not exist                                    None from get / FAILED
+rejected      the record broke a business rule (required, duplicate...)    RecordRejectedError (FAILED)
+transient     system error / busy / timeout                                TransientServerError
+============= ============================================================ ==========================
 
 Codes marked *(simulator)* are the business codes crmbridge's simulator uses. Fxiaoke does not publish
 the codes of its business-validation errors (docs/vendors/fxiaoke.md §11: "values unverified"); an unknown code is
-therefore classified as BUSINESS on a per-record write (the record fails, the run goes on) and as
-PARAMETER anywhere else (the catch-all: every code gets a category). An unknown code's error names the
+therefore classified as ``rejected`` on a per-record write (the record fails, the run goes on) and as
+``request`` anywhere else (the catch-all: every code gets a category). An unknown code's error names the
 code and the vendor's own ``errorMessage``, masked (:func:`vendor_message`): for an unknown code it is the
 only explanation there is.
 
@@ -45,21 +45,18 @@ or non-JSON HTTP 200 a :class:`BadResponseError` that says which; on the token e
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from crmbridge.adapters._json import loads
+from crmbridge.adapters.errortable import ErrorKind, ErrorRule, ErrorTable
 from crmbridge.core.errors import (
-    AuthenticationError,
     BadResponseError,
-    PermissionDeniedError,
     RecordRejectedError,
     RequestError,
     ThrottledError,
-    TokenExpiredError,
     TransientServerError,
 )
 from crmbridge.core.logsafe import mask_text
@@ -69,7 +66,7 @@ __all__ = [
     "BUSINESS_CODES",
     "CODE_TABLE",
     "DUPLICATE_RULE_CODE",
-    "Category",
+    "ErrorKind",
     "VENDOR",
     "category_of",
     "check_response",
@@ -82,16 +79,9 @@ __all__ = [
 VENDOR = "fxiaoke"
 
 
-class Category(enum.StrEnum):
-    TOKEN = "token"
-    AUTH = "auth"
-    PERMISSION = "permission"
-    THROTTLE = "throttle"
-    QUOTA = "quota"
-    PARAMETER = "parameter"
-    NOT_FOUND = "not_found"
-    BUSINESS = "business"
-    SYSTEM = "system"
+#: Fxiaoke's categories as the shared outcomes: system → transient, token → token_expired, parameter → request,
+#: business → rejected (a write's record), throttle → throttled, quota → quota (stop until midnight Beijing time)
+_K = ErrorKind
 
 
 #: simulator-chosen business codes (Fxiaoke publishes none; unverified against the live service)
@@ -109,105 +99,96 @@ BUSINESS_CODES = {
 #: the simulator's duplicate-rule (查重规则) refusal; the live code is unpublished (see the module docstring)
 DUPLICATE_RULE_CODE = BUSINESS_CODES["DUPLICATE_RULE"]
 
-_C = Category
-#: errorCode → (category, short English meaning). The meaning is safe to show: it never holds record data.
-CODE_TABLE: dict[int, tuple[Category, str]] = {
+#: errorCode → its outcome and a short English meaning. The meaning is safe to show: it never holds record data.
+CODE_TABLE = ErrorTable(codes={
     # system (retryable)
-    -2: (_C.SYSTEM, "system error"),
-    -1: (_C.SYSTEM, "system busy"),
-    50009: (_C.SYSTEM, "service error, e.g. timeout"),
+    -2: ErrorRule(_K.TRANSIENT, "system error"),
+    -1: ErrorRule(_K.TRANSIENT, "system busy"),
+    50009: ErrorRule(_K.TRANSIENT, "service error, e.g. timeout"),
     # token: 20016 documented + observed for forged tokens in both auth styles; 20005 for the app token
-    20005: (_C.TOKEN, "access token missing or expired"),
-    20016: (_C.TOKEN, "corpAccessToken missing or expired"),
+    20005: ErrorRule(_K.TOKEN_EXPIRED, "access token missing or expired"),
+    20016: ErrorRule(_K.TOKEN_EXPIRED, "corpAccessToken missing or expired"),
     # credentials (documented table, plus 10006 observed for a wrong or missing appSecret)
-    10001: (_C.AUTH, "missing parameter appId"),
-    10002: (_C.AUTH, "missing parameter appSecret"),
-    10006: (_C.AUTH, "appSecret missing or illegal (observed; documented as missing scope)"),
-    10012: (_C.AUTH, "missing parameter permanentCode"),
-    11001: (_C.AUTH, "illegal appId"),
-    11002: (_C.AUTH, "illegal appSecret"),
-    11013: (_C.AUTH, "illegal permanentCode"),
-    11014: (_C.AUTH, "illegal corpAccessToken"),
-    11015: (_C.AUTH, "illegal corpId"),
-    20006: (_C.AUTH, "appId or appSecret wrong"),
-    20010: (_C.AUTH, "code missing or expired"),
-    20012: (_C.AUTH, "openUserId not found (check open_user_id / admin_mobile)"),
-    20015: (_C.AUTH, "permanent code wrong"),
-    20017: (_C.AUTH, "corpId not found / no credentials sent"),
-    12002: (_C.AUTH, "login state error"),
+    10001: ErrorRule(_K.AUTH, "missing parameter appId"),
+    10002: ErrorRule(_K.AUTH, "missing parameter appSecret"),
+    10006: ErrorRule(_K.AUTH, "appSecret missing or illegal (observed; documented as missing scope)"),
+    10012: ErrorRule(_K.AUTH, "missing parameter permanentCode"),
+    11001: ErrorRule(_K.AUTH, "illegal appId"),
+    11002: ErrorRule(_K.AUTH, "illegal appSecret"),
+    11013: ErrorRule(_K.AUTH, "illegal permanentCode"),
+    11014: ErrorRule(_K.AUTH, "illegal corpAccessToken"),
+    11015: ErrorRule(_K.AUTH, "illegal corpId"),
+    20006: ErrorRule(_K.AUTH, "appId or appSecret wrong"),
+    20010: ErrorRule(_K.AUTH, "code missing or expired"),
+    20012: ErrorRule(_K.AUTH, "openUserId not found (check open_user_id / admin_mobile)"),
+    20015: ErrorRule(_K.AUTH, "permanent code wrong"),
+    20017: ErrorRule(_K.AUTH, "corpId not found / no credentials sent"),
+    12002: ErrorRule(_K.AUTH, "login state error"),
     # permission / purchase
-    15003: (_C.PERMISSION, "app has no access permission"),
-    20014: (_C.PERMISSION, "app may not read this employee's data"),
-    20020: (_C.PERMISSION, "app may not read this tenant's data"),
-    20021: (_C.PERMISSION, "app disabled"),
-    20022: (_C.PERMISSION, "tenant has not authorised the app"),
-    20023: (_C.PERMISSION, "app may not access departments"),
-    30003: (_C.PERMISSION, "tenant has no Open API quota purchased"),
+    15003: ErrorRule(_K.PERMISSION, "app has no access permission"),
+    20014: ErrorRule(_K.PERMISSION, "app may not read this employee's data"),
+    20020: ErrorRule(_K.PERMISSION, "app may not read this tenant's data"),
+    20021: ErrorRule(_K.PERMISSION, "app disabled"),
+    20022: ErrorRule(_K.PERMISSION, "tenant has not authorised the app"),
+    20023: ErrorRule(_K.PERMISSION, "app may not access departments"),
+    30003: ErrorRule(_K.PERMISSION, "tenant has no Open API quota purchased"),
     # throttling: which of 14001 / 30004 the per-interface window returns is unverified; both are retried
-    14001: (_C.THROTTLE, "interface call limit exceeded"),
-    30004: (_C.THROTTLE, "per-second frequency exceeded"),
-    30002: (_C.QUOTA, "daily call quota exceeded (resets 00:00 Beijing time)"),
+    14001: ErrorRule(_K.THROTTLED, "interface call limit exceeded"),
+    30004: ErrorRule(_K.THROTTLED, "per-second frequency exceeded"),
+    30002: ErrorRule(_K.QUOTA, "daily call quota exceeded (resets 00:00 Beijing time)"),
     # parameters / limits
-    10003: (_C.PARAMETER, "missing parameter appAccessToken"),
-    10004: (_C.PARAMETER, "missing parameter redirectUri"),
-    10005: (_C.PARAMETER, "missing parameter responseType"),
-    10007: (_C.PARAMETER, "missing parameter state"),
-    10008: (_C.PARAMETER, "missing parameter code"),
-    10009: (_C.PARAMETER, "missing parameter appAccount"),
-    10010: (_C.PARAMETER, "missing parameter openUserId"),
-    10013: (_C.PARAMETER, "missing corpAccessToken, or offset beyond 10000 (deep-paging page)"),
-    10014: (_C.PARAMETER, "missing parameter corpId"),
-    10015: (_C.PARAMETER, "missing parameter toUser"),
-    11003: (_C.PARAMETER, "illegal appAccessToken"),
-    11004: (_C.PARAMETER, "illegal redirectUri"),
-    11005: (_C.PARAMETER, "illegal responseType"),
-    11006: (_C.PARAMETER, "illegal scope"),
-    11007: (_C.PARAMETER, "illegal state"),
-    11008: (_C.PARAMETER, "illegal openUserId"),
-    11009: (_C.PARAMETER, "illegal departmentId"),
-    11010: (_C.PARAMETER, "illegal code"),
-    11011: (_C.PARAMETER, "illegal appAccount"),
-    11016: (_C.PARAMETER, "illegal toUser"),
-    11017: (_C.PARAMETER, "illegal msgType"),
-    11018: (_C.PARAMETER, "illegal templateId"),
-    12003: (_C.PARAMETER, "unsupported message type"),
-    12004: (_C.PARAMETER, "POST body empty"),
-    12005: (_C.PARAMETER, "text message empty"),
-    15002: (_C.PARAMETER, "illegal parameter"),
-    30007: (_C.PARAMETER, "department does not exist"),
-    30027: (_C.PARAMETER, "employee does not exist"),
-    32000: (_C.PARAMETER, "parameter error"),
-    40010: (_C.PARAMETER, "illegal templateId"),
+    10003: ErrorRule(_K.REQUEST, "missing parameter appAccessToken"),
+    10004: ErrorRule(_K.REQUEST, "missing parameter redirectUri"),
+    10005: ErrorRule(_K.REQUEST, "missing parameter responseType"),
+    10007: ErrorRule(_K.REQUEST, "missing parameter state"),
+    10008: ErrorRule(_K.REQUEST, "missing parameter code"),
+    10009: ErrorRule(_K.REQUEST, "missing parameter appAccount"),
+    10010: ErrorRule(_K.REQUEST, "missing parameter openUserId"),
+    10013: ErrorRule(_K.REQUEST, "missing corpAccessToken, or offset beyond 10000 (deep-paging page)"),
+    10014: ErrorRule(_K.REQUEST, "missing parameter corpId"),
+    10015: ErrorRule(_K.REQUEST, "missing parameter toUser"),
+    11003: ErrorRule(_K.REQUEST, "illegal appAccessToken"),
+    11004: ErrorRule(_K.REQUEST, "illegal redirectUri"),
+    11005: ErrorRule(_K.REQUEST, "illegal responseType"),
+    11006: ErrorRule(_K.REQUEST, "illegal scope"),
+    11007: ErrorRule(_K.REQUEST, "illegal state"),
+    11008: ErrorRule(_K.REQUEST, "illegal openUserId"),
+    11009: ErrorRule(_K.REQUEST, "illegal departmentId"),
+    11010: ErrorRule(_K.REQUEST, "illegal code"),
+    11011: ErrorRule(_K.REQUEST, "illegal appAccount"),
+    11016: ErrorRule(_K.REQUEST, "illegal toUser"),
+    11017: ErrorRule(_K.REQUEST, "illegal msgType"),
+    11018: ErrorRule(_K.REQUEST, "illegal templateId"),
+    12003: ErrorRule(_K.REQUEST, "unsupported message type"),
+    12004: ErrorRule(_K.REQUEST, "POST body empty"),
+    12005: ErrorRule(_K.REQUEST, "text message empty"),
+    15002: ErrorRule(_K.REQUEST, "illegal parameter"),
+    30007: ErrorRule(_K.REQUEST, "department does not exist"),
+    30027: ErrorRule(_K.REQUEST, "employee does not exist"),
+    32000: ErrorRule(_K.REQUEST, "parameter error"),
+    40010: ErrorRule(_K.REQUEST, "illegal templateId"),
     # business (simulator-chosen codes; the real values are unpublished)
-    BUSINESS_CODES["NOT_FOUND"]: (_C.NOT_FOUND, "record not found (simulator)"),
-    BUSINESS_CODES["REQUIRED_MISSING"]: (_C.BUSINESS, "required field missing (simulator)"),
-    BUSINESS_CODES["DUPLICATE"]: (_C.BUSINESS, "duplicate value in a unique field (simulator)"),
-    BUSINESS_CODES["INVALID_VALUE"]: (_C.BUSINESS, "field value invalid (simulator)"),
-    BUSINESS_CODES["LOCKED"]: (_C.BUSINESS, "record locked (simulator)"),
-    BUSINESS_CODES["NO_DATA_PERMISSION"]: (_C.BUSINESS, "no data permission for this record (simulator)"),
-    BUSINESS_CODES["OBJECT_NOT_FOUND"]: (_C.PARAMETER, "object does not exist (simulator)"),
-    BUSINESS_CODES["NOT_INVALIDATED"]: (_C.BUSINESS, "only invalidated records can be deleted (simulator)"),
-    DUPLICATE_RULE_CODE: (_C.BUSINESS, "the tenant's duplicate rule (查重规则) matched an existing record "
+    BUSINESS_CODES["NOT_FOUND"]: ErrorRule(_K.NOT_FOUND, "record not found (simulator)"),
+    BUSINESS_CODES["REQUIRED_MISSING"]: ErrorRule(_K.REJECTED, "required field missing (simulator)"),
+    BUSINESS_CODES["DUPLICATE"]: ErrorRule(_K.REJECTED, "duplicate value in a unique field (simulator)"),
+    BUSINESS_CODES["INVALID_VALUE"]: ErrorRule(_K.REJECTED, "field value invalid (simulator)"),
+    BUSINESS_CODES["LOCKED"]: ErrorRule(_K.REJECTED, "record locked (simulator)"),
+    BUSINESS_CODES["NO_DATA_PERMISSION"]: ErrorRule(_K.REJECTED, "no data permission for this record (simulator)"),
+    BUSINESS_CODES["OBJECT_NOT_FOUND"]: ErrorRule(_K.REQUEST, "object does not exist (simulator)"),
+    BUSINESS_CODES["NOT_INVALIDATED"]: ErrorRule(_K.REJECTED, "only invalidated records can be deleted (simulator)"),
+    DUPLICATE_RULE_CODE: ErrorRule(_K.REJECTED, "the tenant's duplicate rule (查重规则) matched an existing record "
                                        "(simulator)"),
-}
+}, errors={
+    _K.NOT_FOUND: RequestError,   # outside a record's write, "not found" is the request's refusal
+})
 
-_CLASS_OF = {
-    _C.TOKEN: TokenExpiredError,
-    _C.AUTH: AuthenticationError,
-    _C.PERMISSION: PermissionDeniedError,
-    _C.THROTTLE: ThrottledError,
-    _C.QUOTA: RequestError,
-    _C.PARAMETER: RequestError,
-    _C.NOT_FOUND: RequestError,
-    _C.SYSTEM: TransientServerError,
-}
 
 _BEIJING = timezone(timedelta(hours=8))
 #: seconds to wait before retrying a throttled call, by code (the gateway sends no Retry-After)
 _THROTTLE_WAIT = {30004: 1.0, 14001: 5.0}
 
 
-def category_of(code: int, *, record_level: bool = False, token_endpoint: bool = False) -> Category:
+def category_of(code: int, *, record_level: bool = False, token_endpoint: bool = False) -> ErrorKind:
     """The category of ``code``.
 
     Args:
@@ -217,15 +198,15 @@ def category_of(code: int, *, record_level: bool = False, token_endpoint: bool =
     """
     known = CODE_TABLE.get(code)
     if known is not None:
-        cat = known[0]
+        cat = known.kind
     elif record_level:
-        cat = _C.BUSINESS      # an unpublished business-validation code: the record is refused
+        cat = _K.REJECTED      # an unpublished business-validation code: the record is refused
     else:
-        cat = _C.PARAMETER     # the catch-all: an unknown code anywhere else stops the call, code kept
-    if token_endpoint and cat not in (_C.THROTTLE, _C.QUOTA, _C.SYSTEM, _C.PERMISSION):
-        return _C.AUTH
-    if not record_level and cat is _C.BUSINESS:
-        return _C.PARAMETER
+        cat = _K.REQUEST     # the catch-all: an unknown code anywhere else stops the call, code kept
+    if token_endpoint and cat not in (_K.THROTTLED, _K.QUOTA, _K.TRANSIENT, _K.PERMISSION):
+        return _K.AUTH
+    if not record_level and cat is _K.REJECTED:
+        return _K.REQUEST
     return cat
 
 
@@ -320,11 +301,11 @@ def error_for(code: int, *, where: str, status: int | None = 200, request_id: st
     if sent:
         scrub = [*scrub, *_strings(sent)]
     said = None if known and code not in duplicate_codes else vendor_message(doc, scrub)
-    meaning = CODE_TABLE[code][1] if known else f"unknown errorCode {code}"
+    meaning = CODE_TABLE[code].message if known else f"unknown errorCode {code}"
     if said:
         meaning = f"{meaning}; vendor says: {said}"
     trace = request_id or "-"
-    if record_level and cat is _C.BUSINESS:
+    if record_level and cat is _K.REJECTED:
         dup = code == DUPLICATE_RULE_CODE or code in duplicate_codes or (not known and _duplicate_hint(doc))
         if dup:
             rec = RecordRejectedError(f"{VENDOR} duplicate rule (查重规则) refused the record: {meaning} "
@@ -336,20 +317,20 @@ def error_for(code: int, *, where: str, status: int | None = 200, request_id: st
                                       where=where, code=str(code))
         rec.vendor_code = str(code)  # type: ignore[attr-defined]
         return rec
-    if cat is _C.NOT_FOUND and record_level:
+    if cat is _K.NOT_FOUND and record_level:
         rec = RecordRejectedError(f"{VENDOR} refused the record: {meaning} (errorCode {code}, trace {trace})",
                                   where=where, code=str(code))
         rec.vendor_code = str(code)  # type: ignore[attr-defined]
         return rec
     kwargs: dict[str, Any] = {"vendor": VENDOR, "status": status, "vendor_code": code,
                               "request_id": request_id, "where": where, "details": {"category": cat.value}}
-    if cat is _C.QUOTA:
+    if cat is _K.QUOTA:
         kwargs["details"]["resume_in_seconds"] = round(_seconds_to_beijing_midnight())
         return RequestError(f"{meaning}; stop and resume after midnight", **kwargs)
-    if cat is _C.THROTTLE:
+    if cat is _K.THROTTLED:
         # 30004 is a per-second limit; 14001 may be the 20-second per-interface window (unverified)
         return ThrottledError(meaning, retry_after=_THROTTLE_WAIT.get(code, 1.0), **kwargs)
-    cls = _CLASS_OF.get(cat, RequestError)  # catch-all: a category without a class is a refused request
+    cls = CODE_TABLE.error_class(cat)
     return cls(meaning, **kwargs)
 
 
@@ -357,7 +338,7 @@ def is_not_found(exc: BaseException) -> bool:
     """Whether ``exc`` is the "record not found" answer."""
     code = getattr(exc, "vendor_code", None) or getattr(exc, "code", None)
     try:
-        return code is not None and category_of(int(code)) is _C.NOT_FOUND
+        return code is not None and category_of(int(code)) is _K.NOT_FOUND
     except ValueError:
         return False
 

@@ -1,4 +1,7 @@
-"""crmbridge.adapters.zoho: the Zoho CRM adapter (REST API v8) and its simulator (``.simulator``).
+"""crmbridge.adapters.zoho: the Zoho CRM adapter (REST API v8).
+
+The vendor folder: ``adapter`` (the class), ``client`` (the HTTP transport), ``auth`` (OAuth tokens), ``errors``
+(the error table), ``metadata`` (field metadata), ``simulator`` (the simulated service).
 
 What the sync engine can rely on:
 
@@ -21,6 +24,6 @@ What the sync engine can rely on:
   skew and API credits (docs/zoho.md).
 """
 
-from crmbridge.adapters.zoho.client import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig
+from crmbridge.adapters.zoho.adapter import ZohoAdapter, ZohoConfig
 
-__all__ = ["EDITION_CONCURRENCY", "ZohoAdapter", "ZohoConfig"]
+__all__ = ["ZohoAdapter", "ZohoConfig"]

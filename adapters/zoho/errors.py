@@ -6,40 +6,38 @@ Zoho reports errors three ways (docs/vendors/zoho.md §2.2, §2.3, §4.4, §11):
 * per record: items inside ``{"data":[...]}`` with HTTP 200/201/207/400/412;
 * the accounts server (token endpoint): HTTP 200 with an ``error`` key and no ``access_token``.
 
-:data:`ERROR_TABLE` maps every vendor code to what crmbridge does next; :data:`STATUS_FALLBACK` covers codes
-the table does not know; :data:`TOKEN_ERROR_TABLE` covers the accounts server. Messages are crmbridge's own
+:data:`ERROR_TABLE` (a shared :class:`~crmbridge.adapters.errortable.ErrorTable`) maps every vendor code to what
+crmbridge does next, and by HTTP status the codes it does not know; :data:`TOKEN_ERROR_TABLE` covers the accounts
+server. Messages are crmbridge's own
 (never the vendor's text, which may echo values) so no personal data reaches logs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from crmbridge.adapters._json import response_json
+from crmbridge.adapters.errortable import RECORD_KINDS, ErrorKind, ErrorRule, ErrorTable
 from crmbridge.core.errors import (
     AdapterError,
     AuthenticationError,
     BadResponseError,
-    PermissionDeniedError,
     RecordRejectedError,
     RequestError,
     RetryableError,
     ThrottledError,
-    TokenExpiredError,
     TransientServerError,
 )
 from crmbridge.core.retry import retry_after_seconds
 
 __all__ = [
     "ERROR_TABLE",
-    "STATUS_FALLBACK",
     "TOKEN_ERROR_TABLE",
     "VENDOR",
-    "Rule",
+    "item_outcome",
     "classify_item",
     "credits_remaining",
     "non_json_error",
@@ -57,96 +55,91 @@ RECORD = "record"      # the record is rejected: WriteResult FAILED, the batch g
 CONFLICT = "conflict"  # the record changed since the expected version: WriteResult CONFLICT
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """What one Zoho code means.
-
-    Attributes:
-        error: the exception raised when the code answers a whole request.
-        item: inside ``data[]``: ``"record"`` (rejected record), ``"conflict"``, or ``None`` when the item code
-            really concerns the whole request (then ``error`` is raised for the batch).
-        message: crmbridge's message (no vendor text, no values).
-    """
-
-    error: type[AdapterError]
-    item: str | None
-    message: str
-
-
-ERROR_TABLE: Mapping[str, Rule] = {
+ERROR_TABLE = ErrorTable(codes={
     # authentication and authorisation
-    "INVALID_TOKEN": Rule(TokenExpiredError, None, "access token expired, revoked or from another data centre"),
-    "AUTHENTICATION_FAILURE": Rule(AuthenticationError, None,
-                                   "authentication failed: Authorization header missing or not 'Zoho-oauthtoken'"),
-    "OAUTH_SCOPE_MISMATCH": Rule(PermissionDeniedError, None,
-                                 "the OAuth token lacks the scope for this call (regenerate it with those scopes)"),
-    "INVALID_HOST": Rule(RequestError, None, "api_domain is not https://www.zohoapis.{tld} (check api_domain)"),
-    "NO_PERMISSION": Rule(PermissionDeniedError, None, "the integration user lacks the module permission"),
-    "AUTHORIZATION_FAILED": Rule(PermissionDeniedError, None,
-                                 "the integration user lacks the privilege for this action"),
+    "INVALID_TOKEN": ErrorRule(ErrorKind.TOKEN_EXPIRED, "access token expired, revoked or from another data centre"),
+    "AUTHENTICATION_FAILURE": ErrorRule(ErrorKind.AUTH,
+                                        "authentication failed: Authorization header missing or not 'Zoho-oauthtoken'"),
+    "OAUTH_SCOPE_MISMATCH": ErrorRule(
+        ErrorKind.PERMISSION, "the OAuth token lacks the scope for this call (regenerate it with those scopes)"),
+    "INVALID_HOST": ErrorRule(ErrorKind.REQUEST, "api_domain is not https://www.zohoapis.{tld} (check api_domain)"),
+    "NO_PERMISSION": ErrorRule(ErrorKind.PERMISSION, "the integration user lacks the module permission"),
+    "AUTHORIZATION_FAILED": ErrorRule(ErrorKind.PERMISSION,
+                                      "the integration user lacks the privilege for this action"),
     # the request itself
-    "INVALID_URL_PATTERN": Rule(RequestError, None, "URL not recognised (check api_domain and api_version)"),
-    "INVALID_MODULE": Rule(RequestError, None, "module name unknown or not supported by the API"),
-    "INVALID_REQUEST_METHOD": Rule(RequestError, None, "HTTP method not valid for this URL"),
-    "REQUIRED_PARAM_MISSING": Rule(RequestError, None, "a required parameter is missing"),
-    "EXPECTED_PARAM_MISSING": Rule(RequestError, None, "an expected parameter is missing"),
-    "DISCRETE_PAGINATION_LIMIT_EXCEEDED": Rule(RequestError, None,
-                                               "paged past record 2000 without page_token"),
-    "PAGINATION_LIMIT_EXCEEDED": Rule(RequestError, None, "paged past record 100,000"),
-    "TOKEN_BOUND_DATA_MISMATCH": Rule(RequestError, None, "page_token used with different parameters"),
-    "EXPIRED_VALUE": Rule(RequestError, None, "page_token expired (older than 24 h)"),
-    "AMBIGUITY_DURING_PROCESSING": Rule(RequestError, None, "conflicting parameters (page with page_token, ...)"),
-    "PATTERN_NOT_MATCHED": Rule(RequestError, None, "a parameter value is not one of the allowed values"),
-    "INVALID_QUERY": Rule(RequestError, None, "search criteria or COQL query refused"),
-    "SYNTAX_ERROR": Rule(RequestError, None, "COQL syntax error"),
-    "LIMIT_REACHED": Rule(RequestError, None, "search result limit (2000) reached"),
-    "NOT_SUPPORTED": Rule(RequestError, None, "operation not supported for this module"),
-    "FEATURE_NOT_SUPPORTED": Rule(RequestError, None, "feature not available in this edition"),
-    "REQUEST_ENTITY_TOO_LARGE": Rule(RequestError, None, "request too large"),
-    "UNSUPPORTED_MEDIA_TYPE": Rule(RequestError, None, "unsupported media type"),
-    "LIMIT_EXCEEDED": Rule(RequestError, None, "a Zoho limit was exceeded (100 records, 100 ids, 50 fields)"),
+    "INVALID_URL_PATTERN": ErrorRule(ErrorKind.REQUEST, "URL not recognised (check api_domain and api_version)"),
+    "INVALID_MODULE": ErrorRule(ErrorKind.REQUEST, "module name unknown or not supported by the API"),
+    "INVALID_REQUEST_METHOD": ErrorRule(ErrorKind.REQUEST, "HTTP method not valid for this URL"),
+    "REQUIRED_PARAM_MISSING": ErrorRule(ErrorKind.REQUEST, "a required parameter is missing"),
+    "EXPECTED_PARAM_MISSING": ErrorRule(ErrorKind.REQUEST, "an expected parameter is missing"),
+    "DISCRETE_PAGINATION_LIMIT_EXCEEDED": ErrorRule(ErrorKind.REQUEST,
+                                                    "paged past record 2000 without page_token"),
+    "PAGINATION_LIMIT_EXCEEDED": ErrorRule(ErrorKind.REQUEST, "paged past record 100,000"),
+    "TOKEN_BOUND_DATA_MISMATCH": ErrorRule(ErrorKind.REQUEST, "page_token used with different parameters"),
+    "EXPIRED_VALUE": ErrorRule(ErrorKind.REQUEST, "page_token expired (older than 24 h)"),
+    "AMBIGUITY_DURING_PROCESSING": ErrorRule(ErrorKind.REQUEST, "conflicting parameters (page with page_token, ...)"),
+    "PATTERN_NOT_MATCHED": ErrorRule(ErrorKind.REQUEST, "a parameter value is not one of the allowed values"),
+    "INVALID_QUERY": ErrorRule(ErrorKind.REQUEST, "search criteria or COQL query refused"),
+    "SYNTAX_ERROR": ErrorRule(ErrorKind.REQUEST, "COQL syntax error"),
+    "LIMIT_REACHED": ErrorRule(ErrorKind.REQUEST, "search result limit (2000) reached"),
+    "NOT_SUPPORTED": ErrorRule(ErrorKind.REQUEST, "operation not supported for this module"),
+    "FEATURE_NOT_SUPPORTED": ErrorRule(ErrorKind.REQUEST, "feature not available in this edition"),
+    "REQUEST_ENTITY_TOO_LARGE": ErrorRule(ErrorKind.REQUEST, "request too large"),
+    "UNSUPPORTED_MEDIA_TYPE": ErrorRule(ErrorKind.REQUEST, "unsupported media type"),
+    "LIMIT_EXCEEDED": ErrorRule(ErrorKind.REQUEST, "a Zoho limit was exceeded (100 records, 100 ids, 50 fields)"),
     # records: the record is refused, the batch goes on
-    "INVALID_DATA": Rule(RequestError, RECORD, "invalid data"),
-    "MANDATORY_NOT_FOUND": Rule(RequestError, RECORD, "required field missing"),
-    "DUPLICATE_DATA": Rule(RequestError, RECORD, "value duplicates a unique field of another record"),
-    "MULTIPLE_OR_MULTI_ERRORS": Rule(RequestError, RECORD, "several errors on one record"),
-    "DEPENDENT_FIELD_MISSING": Rule(RequestError, RECORD, "a dependent field is missing"),
-    "DEPENDENT_MISMATCH": Rule(RequestError, RECORD, "a dependent field does not match its controlling field"),
-    "DEPENDENT_SERVICE_ERROR": Rule(RequestError, RECORD, "a dependent service refused the record"),
-    "EXPECTED_FIELD_MISSING": Rule(RequestError, RECORD, "an expected field is missing"),
-    "RECORD_LOCKED": Rule(RequestError, RECORD, "record is locked"),
-    "NOT_APPROVED": Rule(RequestError, RECORD, "record is not approved yet"),
-    "CANNOT_DELETE": Rule(RequestError, RECORD, "record cannot be deleted"),
-    "ID_ALREADY_CONVERTED": Rule(RequestError, RECORD, "record already converted"),
-    "RECORD_IN_BLUEPRINT": Rule(RequestError, RECORD, "record is in a blueprint"),
-    "ALREADY_MODIFIED": Rule(RequestError, CONFLICT, "record changed after the expected version"),
+    "INVALID_DATA": ErrorRule(ErrorKind.REJECTED, "invalid data"),
+    "MANDATORY_NOT_FOUND": ErrorRule(ErrorKind.REJECTED, "required field missing"),
+    "DUPLICATE_DATA": ErrorRule(ErrorKind.REJECTED, "value duplicates a unique field of another record"),
+    "MULTIPLE_OR_MULTI_ERRORS": ErrorRule(ErrorKind.REJECTED, "several errors on one record"),
+    "DEPENDENT_FIELD_MISSING": ErrorRule(ErrorKind.REJECTED, "a dependent field is missing"),
+    "DEPENDENT_MISMATCH": ErrorRule(ErrorKind.REJECTED, "a dependent field does not match its controlling field"),
+    "DEPENDENT_SERVICE_ERROR": ErrorRule(ErrorKind.REJECTED, "a dependent service refused the record"),
+    "EXPECTED_FIELD_MISSING": ErrorRule(ErrorKind.REJECTED, "an expected field is missing"),
+    "RECORD_LOCKED": ErrorRule(ErrorKind.REJECTED, "record is locked"),
+    "NOT_APPROVED": ErrorRule(ErrorKind.REJECTED, "record is not approved yet"),
+    "CANNOT_DELETE": ErrorRule(ErrorKind.REJECTED, "record cannot be deleted"),
+    "ID_ALREADY_CONVERTED": ErrorRule(ErrorKind.REJECTED, "record already converted"),
+    "RECORD_IN_BLUEPRINT": ErrorRule(ErrorKind.REJECTED, "record is in a blueprint"),
+    "ALREADY_MODIFIED": ErrorRule(ErrorKind.CONFLICT, "record changed after the expected version"),
     # transient
-    "TOO_MANY_REQUESTS": Rule(ThrottledError, None, "API credits or concurrency limit exhausted"),
-    "INTERNAL_ERROR": Rule(TransientServerError, None, "Zoho internal error"),
-    "INTERNAL_SERVER_ERROR": Rule(TransientServerError, None, "Zoho internal error"),
-}
+    "TOO_MANY_REQUESTS": ErrorRule(ErrorKind.THROTTLED, "API credits or concurrency limit exhausted"),
+    "INTERNAL_ERROR": ErrorRule(ErrorKind.TRANSIENT, "Zoho internal error"),
+    "INTERNAL_SERVER_ERROR": ErrorRule(ErrorKind.TRANSIENT, "Zoho internal error"),
+}, rules=(
+    # codes the table does not know, by HTTP status
+    ErrorRule(ErrorKind.AUTH, status=401),
+    ErrorRule(ErrorKind.PERMISSION, status=403),
+    ErrorRule(ErrorKind.TRANSIENT, status=408),
+    ErrorRule(ErrorKind.REQUEST, status=412),
+    ErrorRule(ErrorKind.THROTTLED, status=429),
+    ErrorRule(ErrorKind.TRANSIENT, status="5xx"),
+), errors={
+    # a record code answering the whole request (not inside data[]) is the request's refusal
+    ErrorKind.REJECTED: RequestError, ErrorKind.CONFLICT: RequestError,
+})
 
-#: codes the table does not know: by HTTP status (5xx handled as transient below)
-STATUS_FALLBACK: Mapping[int, type[AdapterError]] = {
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    408: TransientServerError,
-    412: RequestError,
-    429: ThrottledError,
-}
 
 #: the accounts server's HTTP-200 ``error`` values (§2.2)
-TOKEN_ERROR_TABLE: Mapping[str, tuple[type[AdapterError], str]] = {
-    "invalid_code": (AuthenticationError,
-                     "refresh token refused (wrong, revoked or overwritten): generate a new one"),
-    "invalid_client": (AuthenticationError,
-                       "client id/secret refused, or accounts_url is the wrong data centre's accounts server"),
-    "invalid_client_secret": (AuthenticationError, "client secret refused"),
-    "invalid_redirect_uri": (AuthenticationError, "redirect URI refused"),
-    "unsupported_grant_type": (AuthenticationError, "grant type refused"),
-    "access denied": (ThrottledError,
-                      "token endpoint throttled (10 token requests per 10 minutes per refresh token)"),
-}
+TOKEN_ERROR_TABLE = ErrorTable(codes={
+    "invalid_code": ErrorRule(ErrorKind.AUTH,
+                              "refresh token refused (wrong, revoked or overwritten): generate a new one"),
+    "invalid_client": ErrorRule(ErrorKind.AUTH,
+                                "client id/secret refused, or accounts_url is the wrong data centre's accounts server"),
+    "invalid_client_secret": ErrorRule(ErrorKind.AUTH, "client secret refused"),
+    "invalid_redirect_uri": ErrorRule(ErrorKind.AUTH, "redirect URI refused"),
+    "unsupported_grant_type": ErrorRule(ErrorKind.AUTH, "grant type refused"),
+    "access denied": ErrorRule(ErrorKind.THROTTLED,
+                               "token endpoint throttled (10 token requests per 10 minutes per refresh token)"),
+})
+
+
+def item_outcome(rule: ErrorRule) -> str | None:
+    """What a code inside ``data[]`` means for its record: ``"record"`` (rejected), ``"conflict"``, or ``None``
+    when it concerns the whole request."""
+    if rule.kind is ErrorKind.CONFLICT:
+        return CONFLICT
+    return RECORD if rule.kind in RECORD_KINDS else None
 
 
 def _request_id(resp: requests.Response) -> str | None:
@@ -177,14 +170,15 @@ def request_error(code: str | None, *, status: int | None, where: str, request_i
     :class:`RequestError` naming the unknown code (never an assert or a KeyError)."""
     rule = ERROR_TABLE.get(code or "")
     if rule is not None:
-        cls, message = rule.error, rule.message
-    elif status is not None and status >= 500:
-        cls = TransientServerError
-        message = f"Zoho server error {code}" if code else "Zoho server error"
+        cls, message = ERROR_TABLE.error_class(rule), rule.message
     else:
-        cls = STATUS_FALLBACK.get(status or 0, RequestError)
-        message = (f"Zoho error code {code} that crmbridge does not know" if code
-                   else "Zoho error without a code")
+        by_status = ERROR_TABLE.lookup(status=status)
+        cls = RequestError if by_status is None else ERROR_TABLE.error_class(by_status)
+        if status is not None and status >= 500:
+            message = f"Zoho server error {code}" if code else "Zoho server error"
+        else:
+            message = (f"Zoho error code {code} that crmbridge does not know" if code
+                       else "Zoho error without a code")
     safe = {k: v for k, v in (details or {}).items() if k in _SAFE_DETAIL_KEYS}
     if safe:
         message += " (" + ", ".join(f"{k}={v}" for k, v in sorted(safe.items())) + ")"
@@ -291,7 +285,8 @@ def raise_for_token_body(resp: requests.Response, *, where: str) -> dict[str, An
     error = body.get("error")
     if error is not None or "access_token" not in body:
         key = str(error or "").strip().lower()
-        cls, message = TOKEN_ERROR_TABLE.get(key, (None, ""))
+        known = TOKEN_ERROR_TABLE.get(key)
+        cls, message = (None, "") if known is None else (TOKEN_ERROR_TABLE.error_class(known), known.message)
         if cls is None:
             if status >= 500 or status == 408:
                 cls, message = TransientServerError, f"accounts server error (HTTP {status})"
@@ -313,7 +308,7 @@ def raise_for_request_items(items: list[Any], *, where: str) -> None:
     for item in items:
         if isinstance(item, dict) and item.get("status") == "error":
             rule = ERROR_TABLE.get(str(item.get("code") or ""))
-            if rule is not None and rule.item is None:
+            if rule is not None and item_outcome(rule) is None:
                 details = item.get("details") if isinstance(item.get("details"), dict) else None
                 raise request_error(str(item["code"]), status=None, where=where, details=details)
 
@@ -335,7 +330,8 @@ def classify_item(item: Any, *, index: int, where: str) -> tuple[str, RecordReje
     code = str(item.get("code") or "")
     details = item.get("details") if isinstance(item.get("details"), dict) else {}
     rule = ERROR_TABLE.get(code)
-    if rule is None or rule.item is None:
+    outcome = None if rule is None else item_outcome(rule)
+    if rule is None or outcome is None:
         if rule is None and not code:
             raise BadResponseError(f"result {index} has status error and no code", vendor=VENDOR, where=where)
         if rule is None:  # an unknown per-record code: reject the record, keep the code and the field
@@ -346,7 +342,7 @@ def classify_item(item: Any, *, index: int, where: str) -> tuple[str, RecordReje
     if code == "INVALID_DATA" and "api name" in str(item.get("message") or "").lower():
         # Zoho's fixed text for an API name the org lacks (matched, never copied: vendor text may echo values)
         message = "the org has no field with this API name (the mapping sends a field Zoho does not have)"
-    return rule.item, _rejected(code, message, details)
+    return outcome, _rejected(code, message, details)
 
 
 def _rejected(code: str, message: str, details: Mapping[str, Any]) -> RecordRejectedError:

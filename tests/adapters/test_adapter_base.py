@@ -15,8 +15,6 @@ from pydantic import ValidationError as PydanticValidationError
 
 from crmbridge.adapters import registry
 from crmbridge.adapters.base import WriteItem, WriteStatus
-from crmbridge.adapters.memory import MemoryAdapter, MemoryConfig
-from crmbridge.adapters.memory.simulator import DEFAULT_CLIENT_SECRET, MemorySimulator
 from crmbridge.adapters.simulator import Fault, Knobs
 from crmbridge.core.errors import (
     AuthenticationError,
@@ -26,6 +24,8 @@ from crmbridge.core.errors import (
     UnknownAdapterError,
 )
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.testing.memory import MemoryAdapter, MemoryConfig
+from crmbridge.testing.memory.simulator import DEFAULT_CLIENT_SECRET, MemorySimulator
 
 OBJ = "Contact"
 UPSERT = f"POST /records/{OBJ}/upsert"
@@ -256,11 +256,13 @@ def test_config_refuses_literal_secrets_and_unknown_keys() -> None:
 
 
 # ---------------------------------------------------------------------- registry
-def test_registry_finds_builtin_adapters() -> None:
+def test_registry_finds_builtin_and_registered_adapters() -> None:
+    # "memory" is registered by tests/conftest.py for this test session (crmbridge.testing.memory.register)
     assert registry.adapter_class("memory") is MemoryAdapter
     assert registry.adapter_class(" Memory ") is MemoryAdapter
     assert registry.simulator_class("memory") is MemorySimulator
     assert {"corebank_rest", "corebank_soap", "fxiaoke", "memory", "zoho"} <= set(registry.adapter_names())
+    assert registry.adapter_class("corebank-soap").__name__ == "CorebankSoapAdapter"
 
 
 def test_unknown_adapter_lists_known_names() -> None:
@@ -273,11 +275,57 @@ def test_unknown_adapter_lists_known_names() -> None:
         registry.simulator_class("salesfarce")
 
 
-def test_package_declares_its_adapters_as_entry_points() -> None:
-    from importlib.metadata import entry_points
+@pytest.fixture
+def without_memory() -> Iterator[None]:
+    """The registry as a production process sees it: the test adapter not registered."""
+    with registry.unregistered("memory"):
+        yield
 
-    eps = {ep.name: ep.value for ep in entry_points(group="crmbridge.adapters")}
-    assert eps.get("memory") == "crmbridge.adapters.memory:MemoryAdapter"
+
+def test_the_memory_adapter_is_known_only_when_a_test_registers_it(without_memory: None) -> None:
+    assert "memory" not in registry.adapter_names() and "memory" not in registry.simulator_names()
+    with pytest.raises(UnknownAdapterError):
+        registry.adapter_class("memory")
+    with registry.registered("memory", MemoryAdapter, simulator=MemorySimulator):
+        assert registry.adapter_class("memory") is MemoryAdapter and "memory" in registry.simulator_names()
+    assert "memory" not in registry.adapter_names()
+
+
+def test_register_refuses_a_builtin_name_or_a_second_class(without_memory: None) -> None:
+    class Other(MemoryAdapter):
+        name = "other"
+
+    with pytest.raises(ValueError, match="built-in"):
+        registry.register("zoho", MemoryAdapter)
+    with registry.registered("memory", MemoryAdapter):
+        registry.register("memory", MemoryAdapter)   # the same class again: a no-op
+        with pytest.raises(ValueError, match="registered already"):
+            registry.register("Memory", Other)
+    assert registry.adapter_class("zoho").__name__ == "ZohoAdapter"
+
+
+def test_the_plugin_fixture_registers_for_one_test(crmbridge_register, without_memory) -> None:  # type: ignore[no-untyped-def]
+    crmbridge_register("acme-crm", MemoryAdapter, MemorySimulator)
+    assert registry.adapter_class("acme_crm") is MemoryAdapter
+    assert registry.simulator_class("acme-crm") is MemorySimulator
+
+
+def test_the_acme_registration_did_not_outlive_its_test() -> None:
+    assert "acme_crm" not in registry.adapter_names()
+
+
+def test_package_declares_its_adapters_as_entry_points() -> None:
+    """pyproject.toml: the four vendors are the production adapters (no test adapter among them), and the testing
+    package is a pytest plugin."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))["project"]
+    eps = project["entry-points"]
+    assert eps["crmbridge.adapters"] == {
+        "zoho": "crmbridge.adapters.zoho:ZohoAdapter", "fxiaoke": "crmbridge.adapters.fxiaoke:FxiaokeAdapter",
+        "corebank_soap": "crmbridge.adapters.corebank_soap:CorebankSoapAdapter",
+        "corebank_rest": "crmbridge.adapters.corebank_rest:CorebankRestAdapter"}
+    assert eps["pytest11"] == {"crmbridge.testing.plugin": "crmbridge.testing.plugin"}
 
 
 def test_entry_point_group_is_consulted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,7 +334,7 @@ def test_entry_point_group_is_consulted(tmp_path: Path, monkeypatch: pytest.Monk
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-crm-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[crmbridge.adapters]\nacme_crm = crmbridge.adapters.memory:MemoryAdapter\n")
+        "[crmbridge.adapters]\nacme_crm = crmbridge.testing.memory:MemoryAdapter\n")
     with pytest.raises(UnknownAdapterError):
         registry.adapter_class("acme-crm")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.contract import AdapterContract, ContractHarness
-from crmbridge.adapters.memory import MemoryAdapter, MemoryConfig
-from crmbridge.adapters.memory.simulator import DEFAULT_CLIENT_SECRET, MemorySimulator
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.testing.contract import AdapterContract, ContractHarness
+from crmbridge.testing.memory import MemoryAdapter, MemoryConfig
+from crmbridge.testing.memory.simulator import DEFAULT_CLIENT_SECRET, MemorySimulator
 
 SECRET_ENV = "CRMBRIDGE_TEST_MEMORY_SECRET"
 BAD_SECRET_ENV = "CRMBRIDGE_TEST_MEMORY_BAD_SECRET"

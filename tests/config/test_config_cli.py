@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from crmbridge.cli import config_cmd
+from crmbridge.testing.plugin import install_entry_points
 
 REPO = Path(__file__).resolve().parents[2]
 CRMBRIDGE = Path(sys.executable).parent / "crmbridge"
@@ -125,9 +126,13 @@ def test_schema_prints_json_and_writes(tmp_path: Path) -> None:
     assert result.exit_code == 0 and json.loads(out.read_text(encoding="utf-8")) == schema
 
 
-def test_installed_script(config_file: Path) -> None:
+def test_installed_script(config_file: Path, tmp_path: Path) -> None:
+    # the script is another process: the test adapter reaches it as a third-party plugin would, declared as a
+    # crmbridge.adapters entry point of a distribution on its path
+    plugins = install_entry_points(tmp_path / "plugins", {"memory": "crmbridge.testing.memory:MemoryAdapter"})
     env = {**os.environ, "CRMBRIDGE_CLI_MASTER_KEY": VALID_MASTER_KEY, "CRMBRIDGE_CLI_A_SECRET": "a",
-           "CRMBRIDGE_CLI_B_SECRET": "b"}
+           "CRMBRIDGE_CLI_B_SECRET": "b",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(plugins), os.environ.get("PYTHONPATH")) if p)}
     ok = subprocess.run([str(CRMBRIDGE), "config", "check", "--config", str(config_file)], env=env,
                         capture_output=True, text=True, timeout=60, cwd=REPO)
     assert ok.returncode == 0, ok.stderr

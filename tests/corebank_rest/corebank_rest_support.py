@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.contract import ContractHarness
 from crmbridge.adapters.corebank_rest import CorebankRestAdapter, CorebankRestConfig
 from crmbridge.adapters.corebank_rest.simulator import CorebankRestSimulator
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.testing.contract import ContractHarness
 
 FAST = {"max_attempts": 4, "initial_wait": 0.001, "max_wait": 0.01, "jitter": 0.0}
 ENV = {"CB_REST_PASSWORD": "password", "CB_REST_BAD": "wrong-password",

@@ -15,14 +15,16 @@ import requests
 from corebank_rest_support import fineract_config, openbank_config, set_env
 from pydantic import ValidationError as PydanticValidationError
 
+from crmbridge.adapters._paths import vendor_get, vendor_path
 from crmbridge.adapters.base import WriteItem, WriteStatus
-from crmbridge.adapters.corebank_rest import FINERACT_CLIENTS, CorebankRestAdapter, CorebankRestConfig
-from crmbridge.adapters.corebank_rest.client import json_get, parse_path, parse_vendor_datetime, resolve_link
+from crmbridge.adapters.corebank_rest.adapter import FINERACT_CLIENTS, CorebankRestAdapter, CorebankRestConfig
+from crmbridge.adapters.corebank_rest.client import parse_vendor_datetime, resolve_link
 from crmbridge.adapters.corebank_rest.simulator import FINERACT_PREFIX, CorebankRestSimulator
 from crmbridge.adapters.registry import adapter_class, simulator_class
 from crmbridge.adapters.simulator import Fault, Knobs
 from crmbridge.canonical.synthetic import customer_at
 from crmbridge.core.errors import ConfigurationError, RecordRejectedError
+from crmbridge.core.paths import PathIndex, PathKey, PathSelect
 
 PUT = "PUT /fineract-provider/api/v1/clients/{}"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -86,13 +88,16 @@ def test_unknown_object_lists_configured_ones(adapter: CorebankRestAdapter) -> N
 # ---------------------------------------------------------------------- JSON paths and dates
 def test_json_paths() -> None:
     body = {"errors": [{"parameterName": "mobileNo"}], "links": {"next": None}, "a": {"b": [1, {"c": 2}]}}
-    assert parse_path("errors[0].parameterName") == ("errors", 0, "parameterName")
-    assert json_get(body, "errors[0].parameterName") == "mobileNo"
-    assert json_get(body, "a.b[1].c") == 2 and json_get(body, "a.b[5].c") is None
-    assert json_get(body, "") is body and json_get(body, "$") is body
+    # the one path language of mappings and configuration (crmbridge.core.paths)
+    assert vendor_path("errors[0].parameterName").ops == (PathKey("errors"), PathIndex(0), PathKey("parameterName"))
+    assert vendor_get(body, "errors[0].parameterName") == "mobileNo"
+    assert vendor_get(body, "a.b[1].c") == 2 and vendor_get(body, "a.b[5].c") is None
+    assert vendor_get(body, "") is body and vendor_get(body, "$") is body
+    assert vendor_path("ids[type=RIC].key").ops[1] == PathSelect((("type", "RIC"),))
+    assert vendor_get({"ids": [{"type": "PP", "key": 1}, {"type": "RIC", "key": 2}]}, "ids[type=RIC].key") == 2
     for bad in ("a..b", "a[x]", "a[0", "."):
         with pytest.raises(ValueError):
-            parse_path(bad)
+            vendor_path(bad)
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -371,7 +376,7 @@ def test_identifiers_are_embedded_pivoted_by_document_type(sim: CorebankRestSimu
 
 
 def test_embed_config_is_checked() -> None:
-    from crmbridge.adapters.corebank_rest import EmbedConfig
+    from crmbridge.adapters.corebank_rest.adapter import EmbedConfig
 
     with pytest.raises(PydanticValidationError, match="must contain"):
         EmbedConfig(path="/v1/clients/identifiers")

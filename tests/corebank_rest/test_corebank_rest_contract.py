@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from corebank_rest_support import FineractHarness, OpenbankHarness, set_env
 
-from crmbridge.adapters.contract import AdapterContract
 from crmbridge.adapters.corebank_rest.simulator import CorebankRestSimulator
 from crmbridge.adapters.simulator import Knobs
+from crmbridge.testing.contract import AdapterContract
 
 
 class TestCorebankRestContract(AdapterContract):

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.contract import ContractHarness
 from crmbridge.adapters.corebank_soap import CorebankSoapAdapter, CorebankSoapConfig
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator, T24StyleSimulator
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.testing.contract import ContractHarness
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "corebank_soap"
 T24_WSDL = FIXTURES / "t24_customer.wsdl"

@@ -96,8 +96,8 @@ def test_a_changed_timeout_applies_to_the_next_call(fcubs_sim: CorebankSoapSimul
 def test_describe_lists_the_record_fields_and_what_is_writable(fcubs: CorebankSoapAdapter) -> None:
     fields = {f.name: f for f in fcubs.describe("Customer")}
     assert fields["CUSTNO"].required and fields["CUSTNO"].read_only
-    assert not fields["Custpersonal/MOBNUM"].read_only and fields["NAME"].read_only
-    assert "UDFDETAILS/FLDNAM" in fields
+    assert not fields["Custpersonal.MOBNUM"].read_only and fields["NAME"].read_only
+    assert "UDFDETAILS.FLDNAM" in fields
 
 
 def test_page_number_paging_stops_on_has_more(fcubs_sim: CorebankSoapSimulator) -> None:
@@ -180,3 +180,29 @@ def test_requests_that_do_not_fit_the_wsdl_are_configuration_errors(fcubs_sim: C
             adapter.get("Customer", "000000001")
         assert adapter.stats.retries == 0
     assert sum(v for k, v in fcubs_sim.requests_seen.items() if k.startswith("POST")) == before
+
+
+# --------------------------------------------------------------------------------------------- paths
+def test_paths_are_the_one_path_language_and_the_legacy_slash_form_is_rewritten() -> None:
+    """A SOAP system's paths are the mappings' own language; an earlier configuration's '/'-separated paths are
+    rewritten when it is read (numeric segments become indexes, names with dots are quoted)."""
+    from crmbridge.adapters.corebank_soap.client import get_path, soap_path
+
+    assert soap_path("FCUBS_BODY/Customer-IO/CUSTNO") == "FCUBS_BODY.Customer-IO.CUSTNO"
+    assert soap_path("Status/messages/0") == "Status.messages[0]"
+    assert soap_path("Status/CURR.NO") == 'Status.["CURR.NO"]'
+    assert soap_path("UDFDETAILS[FLDNAM=RISK].FLDVAL") == "UDFDETAILS[FLDNAM=RISK].FLDVAL"
+    cfg = CorebankSoapConfig.model_validate({
+        "adapter": "corebank_soap",
+        "status": {"path": "FCUBS_HEADER/MSGSTAT"},
+        "operations": {"list": {"static": {"FCUBS_BODY/Customer-Changes-IO/BRANCH": "000"}},
+                       "modify": {"writable": ["Custpersonal/MOBNUM"]}},
+    })
+    assert cfg.status.path == "FCUBS_HEADER.MSGSTAT"
+    assert cfg.operations.list.static == {"FCUBS_BODY.Customer-Changes-IO.BRANCH": "000"}
+    assert cfg.operations.modify is not None and cfg.operations.modify.writable == ["Custpersonal.MOBNUM"]
+    reply = {"g": [{"m": "first"}, {"m": "second"}], "u": [{"k": "A", "v": 1}, {"k": "B", "v": 2}]}
+    assert get_path(reply, "g.m") == "first"            # a name through a list: its first entry (T24 groups)
+    assert get_path(reply, "g[1].m") == "second" and get_path(reply, "u[k=B].v") == 2
+    with pytest.raises(PydanticValidationError, match="records"):
+        CorebankSoapConfig.model_validate({"adapter": "corebank_soap", "operations": {"list": {"records": "a..b"}}})

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from corebank_soap_support import T24_WSDL, FcubsHarness, T24Harness
 
-from crmbridge.adapters.contract import AdapterContract
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator, T24StyleSimulator
 from crmbridge.adapters.simulator import Knobs
+from crmbridge.testing.contract import AdapterContract
 
 
 class TestCorebankSoapContract(AdapterContract):

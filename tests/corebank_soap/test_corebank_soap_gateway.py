@@ -126,31 +126,31 @@ def test_unknown_business_code_on_get_is_a_clear_refusal(fcubs_sim: CorebankSoap
 def test_wrong_records_path_with_more_pages_is_a_bad_response(fcubs_sim: CorebankSoapSimulator) -> None:
     """The reply says more pages and a total; a misconfigured records path parsed 0 records and the run
     'succeeded' with nothing synced."""
-    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY/Customer",
+    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY.Customer",
                                                        "paging": {"page_size": 10}}})
     with CorebankSoapAdapter(cfg) as adapter, pytest.raises(BadResponseError) as ei:
         _list(adapter)
     msg = str(ei.value)
-    assert "FCUBS_BODY/Customer" in msg and "QueryCustomersModifiedSinceIO" in msg and "more pages" in msg
+    assert "FCUBS_BODY.Customer" in msg and "QueryCustomersModifiedSinceIO" in msg and "more pages" in msg
 
 
 def test_wrong_records_path_with_only_a_total_is_a_bad_response(fcubs_sim: CorebankSoapSimulator) -> None:
-    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY/Customer",
+    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY.Customer",
                                                        "paging": {"page_size": 10, "has_more": None}}})
     with CorebankSoapAdapter(cfg) as adapter, pytest.raises(BadResponseError) as ei:
         _list(adapter)
-    assert "FCUBS_BODY/Customer" in str(ei.value) and "a total of 30" in str(ei.value)
+    assert "FCUBS_BODY.Customer" in str(ei.value) and "a total of 30" in str(ei.value)
 
 
 def test_wrong_records_path_on_the_last_page_is_found_by_the_records_elsewhere(
         fcubs_sim: CorebankSoapSimulator) -> None:
     """No more-pages flag nor total configured: the records found at another path give the mistake away."""
-    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY/Customers",
+    cfg = fcubs_config(fcubs_sim, operations={"list": {"records": "FCUBS_BODY.Customers",
                                                        "paging": {"page_size": 100, "has_more": None,
                                                                   "total": None}}})
     with CorebankSoapAdapter(cfg) as adapter, pytest.raises(BadResponseError) as ei:
         _list(adapter)
-    assert "FCUBS_BODY/Customers" in str(ei.value) and "FCUBS_BODY/Customer-Full" in str(ei.value)
+    assert "FCUBS_BODY.Customers" in str(ei.value) and "FCUBS_BODY.Customer-Full" in str(ei.value)
 
 
 def test_an_empty_change_list_is_not_an_error(fcubs_sim: CorebankSoapSimulator) -> None:
@@ -160,8 +160,8 @@ def test_an_empty_change_list_is_not_an_error(fcubs_sim: CorebankSoapSimulator) 
 
 
 def test_wrong_get_record_path_is_a_bad_response_not_a_missing_customer(fcubs_sim: CorebankSoapSimulator) -> None:
-    cfg = fcubs_config(fcubs_sim, operations={"get": {"record": "FCUBS_BODY/Customer"},
+    cfg = fcubs_config(fcubs_sim, operations={"get": {"record": "FCUBS_BODY.Customer"},
                                               "list": {"paging": {"page_size": 10}}})
     with CorebankSoapAdapter(cfg) as adapter, pytest.raises(BadResponseError) as ei:
         _get(adapter)
-    assert "FCUBS_BODY/Customer" in str(ei.value)
+    assert "FCUBS_BODY.Customer" in str(ei.value)

@@ -56,13 +56,14 @@ def test_broken_200_fails_the_run_cleanly_and_the_next_run_reads_everything(tmp_
 def test_a_wrong_records_path_fails_the_run_instead_of_syncing_nothing(tmp_path: Path) -> None:
     with DemoEnvironment(tmp_path / "demo", customers=N, seed=11) as env:
         cfg = yaml.safe_load(env.config_path.read_text(encoding="utf-8"))
+        # the legacy '/' form of a path is still read (and named in the one path language in errors)
         cfg["systems"]["corebank"]["operations"] = {"list": {"records": "FCUBS_BODY/Customer"}}
         env.config_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
         rt = bootstrap(env.config_path)
         try:
             report = run_job(rt, "core_to_zoho")
             assert report.status == "failed", report
-            assert "FCUBS_BODY/Customer" in (report.error or "") and "operations.list.records" in report.error
+            assert "FCUBS_BODY.Customer" in (report.error or "") and "operations.list.records" in report.error
             assert env.zoho.count("Contacts") == 0
         finally:
             rt.close()

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.contract import AdapterContract, ContractHarness
 from crmbridge.adapters.fxiaoke import FxiaokeAdapter, FxiaokeConfig
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.core.retry import RetryPolicy
+from crmbridge.testing.contract import AdapterContract, ContractHarness
 
 SECRET_ENV = "CRMBRIDGE_TEST_FX_SECRET"
 BAD_SECRET_ENV = "CRMBRIDGE_TEST_FX_BAD_SECRET"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from crmbridge.adapters.fxiaoke.errors import CODE_TABLE, Category, category_of, check_response, error_for
+from crmbridge.adapters.fxiaoke.errors import CODE_TABLE, ErrorKind, category_of, check_response, error_for
 from crmbridge.core.errors import (
     AuthenticationError,
     BadResponseError,
@@ -54,8 +54,8 @@ def test_record_level_business_and_unknown_codes_reject_the_record() -> None:
 
 def test_token_endpoint_rejections_are_authentication_errors() -> None:
     for code in (20016, 10006, 32000, 424242):
-        assert category_of(code, token_endpoint=True) is Category.AUTH
-    assert category_of(14001, token_endpoint=True) is Category.THROTTLE
+        assert category_of(code, token_endpoint=True) is ErrorKind.AUTH
+    assert category_of(14001, token_endpoint=True) is ErrorKind.THROTTLED
     assert isinstance(error_for(-1, where="/t", token_endpoint=True), TransientServerError)
 
 
@@ -84,6 +84,6 @@ def test_success_and_string_codes() -> None:
 
 
 def test_the_table_covers_every_documented_throttling_code() -> None:
-    assert {c for c, (cat, _) in CODE_TABLE.items() if cat in (Category.THROTTLE, Category.QUOTA)} == {
+    assert {c for c, r in CODE_TABLE.codes.items() if r.kind in (ErrorKind.THROTTLED, ErrorKind.QUOTA)} == {
         14001, 30004, 30002}
-    assert CODE_TABLE[30003][0] is Category.PERMISSION
+    assert CODE_TABLE[30003].kind is ErrorKind.PERMISSION

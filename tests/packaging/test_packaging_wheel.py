@@ -24,13 +24,17 @@ def test_wheel_contents(tmp_path: Path) -> None:
                      "crmbridge/canonical/gb2260_areas.tsv",
                      "crmbridge/adapters/corebank_soap/fcubs_customer.wsdl",
                      "crmbridge/sync/state/migrations/versions/0001_initial_state_store.py",
-                     "crmbridge/sync/state/migrations/env.py"):
+                     "crmbridge/sync/state/migrations/env.py",
+                     "crmbridge/testing/contract.py", "crmbridge/testing/plugin.py",
+                     "crmbridge/testing/memory/simulator.py", "crmbridge/adapters/zoho/simulator/__init__.py"):
         assert required in names, f"{required} missing from the wheel"
     assert not [n for n in names if n.startswith(("crmbridge/tests/", "crmbridge/bench/", "crmbridge/build/",
                                                   "crmbridge/.venv/", "crmbridge/var/"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "crmbridge = crmbridge.cli.main:main" in text and "[crmbridge.adapters]" in text
+    # the test adapter is no production adapter; the contract suite is a pytest plugin for any adapter's tests
+    assert "memory" not in text and "[pytest11]" in text and "crmbridge.testing.plugin" in text
 
 
 def test_every_subpackage_is_declared_in_pyproject() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from crmbridge.adapters.zoho import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig
+from crmbridge.adapters.zoho.adapter import EDITION_CONCURRENCY, ZohoAdapter, ZohoConfig
 from crmbridge.adapters.zoho.errors import ERROR_TABLE, TOKEN_ERROR_TABLE, classify_item, request_error
 from crmbridge.core.errors import (
     AuthenticationError,
@@ -143,6 +143,6 @@ def test_per_record_items_are_classified_by_the_table() -> None:
 
 
 def test_token_errors_table() -> None:
-    assert TOKEN_ERROR_TABLE["invalid_code"][0] is AuthenticationError
-    assert TOKEN_ERROR_TABLE["invalid_client"][0] is AuthenticationError
-    assert TOKEN_ERROR_TABLE["access denied"][0] is ThrottledError
+    assert TOKEN_ERROR_TABLE.error_class(TOKEN_ERROR_TABLE["invalid_code"]) is AuthenticationError
+    assert TOKEN_ERROR_TABLE.error_class(TOKEN_ERROR_TABLE["invalid_client"]) is AuthenticationError
+    assert TOKEN_ERROR_TABLE.error_class(TOKEN_ERROR_TABLE["access denied"]) is ThrottledError

@@ -9,9 +9,9 @@ import pytest
 from zoho_helpers import TickingClock, make_adapter
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.contract import AdapterContract, ContractHarness
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.adapters.zoho.simulator import ZohoSimulator
+from crmbridge.testing.contract import AdapterContract, ContractHarness
 
 OVERLAP = 5
 

@@ -12,7 +12,7 @@ import requests
 
 from crmbridge.adapters.registry import simulator_class
 from crmbridge.adapters.simulator import Fault, Knobs
-from crmbridge.adapters.zoho._metadata import MODULES
+from crmbridge.adapters.zoho.metadata import MODULES
 from crmbridge.adapters.zoho.simulator import ZohoSimulator
 
 ZOHO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00$")

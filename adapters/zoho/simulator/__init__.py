@@ -60,7 +60,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator, _Handler
-from crmbridge.adapters.zoho._metadata import AUM_BANDS, MODULES, FieldDef, ModuleDef
+from crmbridge.adapters.zoho.metadata import AUM_BANDS, MODULES, FieldDef, ModuleDef
 
 __all__ = ["ZohoSimulator"]
 

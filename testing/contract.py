@@ -2,7 +2,7 @@
 
 An adapter's test file provides a :class:`ContractHarness` and inherits the tests::
 
-    from crmbridge.adapters.contract import AdapterContract, ContractHarness
+    from crmbridge.testing.contract import AdapterContract, ContractHarness
 
     class ZohoHarness(ContractHarness):
         ...

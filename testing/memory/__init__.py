@@ -4,6 +4,10 @@ It is the smallest complete adapter: OAuth-style client-credentials token with e
 with a ``since`` filter, batched upsert by a key field with per-item results, optimistic versions,
 delete and tombstones. It proves the base class and the contract suite on something simple.
 
+It is a test adapter, not a built-in: a test session makes it known as ``memory``
+(:func:`register`, as crmbridge's own ``tests/conftest.py`` does, or the ``crmbridge_memory`` fixture of
+:mod:`crmbridge.testing.plugin`); a production configuration cannot name it.
+
 Configuration (YAML)::
 
     systems:
@@ -283,3 +287,11 @@ class MemoryAdapter(Adapter):
 
 def _retry_after(resp: requests.Response) -> float | None:
     return retry_after_seconds(resp.headers.get("Retry-After"))
+
+
+def register() -> None:
+    """Make this adapter (and :class:`MemorySimulator`) known as ``memory`` for the rest of this process."""
+    from crmbridge.adapters import registry
+    from crmbridge.testing.memory.simulator import MemorySimulator
+
+    registry.register("memory", MemoryAdapter, simulator=MemorySimulator)
