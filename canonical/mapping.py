@@ -33,13 +33,13 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretBytes, SecretStr
@@ -59,16 +59,12 @@ from crmbridge.canonical.transforms import (
     run_chain,
     transform_names,
 )
-from crmbridge.core.errors import MappingError, ValidationError
+from crmbridge.core.errors import MappingError, UnknownAdapterError, ValidationError
 from crmbridge.core.paths import Path, PathIndex, PathKey, PathSelect, parse_path, path_get, path_set, plain_value
 from crmbridge.core.paths import try_path as _try_path
 from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
 
-if TYPE_CHECKING:
-    from crmbridge.adapters.base import FieldInfo
-
 __all__ = [
-    "CRM_SYSTEMS",
     "CodeStep",
     "ConsentStep",
     "ConstantStep",
@@ -76,18 +72,20 @@ __all__ = [
     "DeletedWhen",
     "FieldStep",
     "IdentifierStep",
-    "MANDATORY_VENDOR_FIELDS",
     "Mapping",
     "MappingLoadError",
     "MappingProblem",
     "MappingSpec",
     "PartyTypeRule",
     "Path",
+    "ProfileSource",
     "STEP_TYPES",
+    "TargetProfile",
     "TraceRow",
     "TransformCall",
     "UniqueMaskedStep",
     "UniquePart",
+    "VendorField",
     "VendorValue",
     "check_mapping_file",
     "load_mapping",
@@ -106,23 +104,53 @@ REQUIRED_MISSING = "required value missing"
 Direction = Literal["in", "out", "both"]
 PartyTypeName = Literal["INDIVIDUAL", "ORGANISATION"]
 
-#: Vendor fields a create/upsert must carry, per (system, object). ``validate`` checks the out direction maps them.
-MANDATORY_VENDOR_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("zoho", "Contacts"): ("Last_Name",),
-    ("zoho", "Leads"): ("Last_Name",),
-    ("zoho", "Accounts"): ("Account_Name",),
-    ("zoho", "Deals"): ("Deal_Name", "Stage"),
-    ("fxiaoke", "AccountObj"): ("name",),
-    ("fxiaoke", "ContactObj"): ("name",),
-    ("fxiaoke", "LeadsObj"): ("name",),
-}
+@dataclass(frozen=True)
+class TargetProfile:
+    """What the canonical layer needs to know about the system a mapping talks to, given by the caller at load.
 
-#: Systems that receive the minimised CRM projection (docs/canonical.md §3/§4): C2 values go out masked unless the
-#: step says why not (``when_consent`` or ``unmasked_reason``).
-CRM_SYSTEMS = frozenset({"zoho", "fxiaoke"})
+    Built from the adapter class (its ``role``, ``mandatory_fields`` and ``source_system``); the canonical layer
+    knows no vendor. Without a profile a mapping treats its system as a CRM: C2 values go out minimised (masked)
+    unless the step says why not. Only a system declared ``system_of_record`` gets them in clear (fail closed).
 
-#: SourceRef.system for adapters whose name says which system they are.
-_SOURCE_SYSTEM_BY_ADAPTER = {"zoho": "ZOHO", "fxiaoke": "FXIAOKE"}
+    Attributes:
+        role: ``"system_of_record"`` or ``"crm"``.
+        mandatory_fields: vendor fields a create of the mapping's object must carry.
+        source_system: ``SourceRef.system`` of records read from the system (a mapping's own
+            ``source_system`` wins).
+    """
+
+    role: Literal["system_of_record", "crm"] = "crm"
+    mandatory_fields: tuple[str, ...] = ()
+    source_system: str | None = None
+
+    @property
+    def is_crm(self) -> bool:
+        """Whether the system receives the minimised CRM projection (anything not a system of record)."""
+        return self.role != SYSTEM_OF_RECORD
+
+
+SYSTEM_OF_RECORD = "system_of_record"
+
+#: the profile of a system nobody described: a CRM, so personal data goes out minimised
+UNDECLARED = TargetProfile()
+
+#: a profile, or how to build one from a mapping's ``(system, object)``; the resolver raises
+#: :class:`~crmbridge.core.errors.UnknownAdapterError` for a system it does not know
+ProfileSource = TargetProfile | Callable[[str, str], TargetProfile] | None
+
+
+@runtime_checkable
+class VendorField(Protocol):
+    """The field metadata :func:`validate_against` reads (an adapter's ``describe()`` rows satisfy it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def required(self) -> bool: ...
+    @property
+    def read_only(self) -> bool: ...
+    @property
+    def picklist(self) -> Sequence[str] | None: ...
 
 
 # ==============================================================================================================
@@ -394,6 +422,7 @@ class _CompileContext:
     code_tables: dict[str, CodeTable]
     party_type: str | None          # INDIVIDUAL | ORGANISATION | None (decided per record)
     system: str
+    profile: TargetProfile
     problems: list[tuple[tuple[str | int, ...], str, str]] = field(default_factory=list)
 
     def error(self, rel: tuple[str | int, ...], message: str, severity: str = "error") -> None:
@@ -649,7 +678,7 @@ class _ValueStep(_Step):
         else:
             # identifiers and contact points go to a CRM masked unless the step says otherwise; core banking gets
             # what it owns in clear
-            self._mask_out = self.default_out_mask() if ctx.system in CRM_SYSTEMS else None
+            self._mask_out = self.default_out_mask() if ctx.profile.is_crm else None
         if len(self._vpaths) > 1 and self.direction != "in" and not any(
                 getattr(t, "name", "") == "join_name" for t, _ in self._out_chain):
             ctx.error(("vendor",), "several vendor paths on the way out need a transform that returns a list "
@@ -661,7 +690,7 @@ class _ValueStep(_Step):
         return ("canonical",)
 
     def _check_minimisation(self, ctx: _CompileContext) -> None:
-        if ctx.system not in CRM_SYSTEMS or not self.runs("out") or self._cpath is None:
+        if not ctx.profile.is_crm or not self.runs("out") or self._cpath is None:
             return
         proj = _crm_projection(self._cpath, ctx.party_type)
         if self._cpath.template() == "identifiers[].value" and self._cpath.selector_value("scheme") in _ORG_SCHEMES:
@@ -1121,7 +1150,7 @@ class UniqueMaskedStep(_Step):
                 continue
             if cpath.template() in _UNIQUE_KEYS and part.mask is None and part.last is None:
                 unique = True
-            if ctx.system not in CRM_SYSTEMS:
+            if not ctx.profile.is_crm:
                 continue
             proj = _crm_projection(cpath, ctx.party_type)
             if (cpath.template() == "identifiers[].value"
@@ -1414,11 +1443,14 @@ class Mapping:
         spec: the parsed :class:`MappingSpec`.
         path: the file it came from.
         version_hash: SHA-256 (hex) of the file's bytes, recorded in the ledger with every mapped record.
+        profile: the target system's :class:`TargetProfile` (none given: a CRM, personal data minimised).
     """
 
     def __init__(self, spec: MappingSpec, *, path: str, version_hash: str,
-                 lines: dict[tuple[str | int, ...], int] | None = None) -> None:
+                 lines: dict[tuple[str | int, ...], int] | None = None,
+                 profile: TargetProfile = UNDECLARED) -> None:
         self.spec = spec
+        self.profile = profile
         self.path = path
         self.version_hash = version_hash
         self.lines = lines or {}
@@ -1445,7 +1477,7 @@ class Mapping:
 
     @property
     def source_system(self) -> str | None:
-        return self.spec.source_system or _SOURCE_SYSTEM_BY_ADAPTER.get(self.spec.system)
+        return self.spec.source_system or self.profile.source_system
 
     def __repr__(self) -> str:
         return f"<Mapping {self.spec.system}/{self.spec.object} v{self.spec.version} {self.path}>"
@@ -1453,7 +1485,8 @@ class Mapping:
     def _compile(self) -> list[tuple[tuple[str | int, ...], str, str]]:
         spec = self.spec
         out: list[tuple[tuple[str | int, ...], str, str]] = []
-        ctx = _CompileContext(code_tables=spec.code_tables, party_type=self.fixed_party_type, system=spec.system)
+        ctx = _CompileContext(code_tables=spec.code_tables, party_type=self.fixed_party_type, system=spec.system,
+                              profile=self.profile)
         for i, step in enumerate(spec.steps):
             ctx.problems = []
             ctx.party_type = step.party_type or self.fixed_party_type
@@ -1800,20 +1833,13 @@ def _structural(data: Any, file: str, lines: dict[tuple[str | int, ...], int]
 def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
     spec = m.spec
     out: list[tuple[tuple[str | int, ...], str, str]] = []
-    try:
-        from crmbridge.adapters.registry import adapter_names
-
-        known = adapter_names()
-        if spec.system not in known:
-            out.append((("system",), f"unknown system {spec.system!r}; known: {', '.join(sorted(known))}", "error"))
-    except Exception:  # pragma: no cover - the registry is optional here
-        pass
     if _model_classes() is None:
         out.append(((), "the canonical model (crmbridge.canonical.model) is not importable: canonical paths "
                         "were not checked", "warning"))
     # code tables: canonical values valid, inverse unambiguous where the out direction uses it, coverage
     classes = _model_classes()
-    ctx = _CompileContext(code_tables=spec.code_tables, party_type=m.fixed_party_type, system=spec.system)
+    ctx = _CompileContext(code_tables=spec.code_tables, party_type=m.fixed_party_type, system=spec.system,
+                          profile=m.profile)
     for name, table in spec.code_tables.items():
         if table.vendor_values is not None:
             for v in table.vendor_values:
@@ -1870,22 +1896,38 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
                                           "put drop_masked in its in: chain, and mask a part of that value "
                                           "(without last:) so it is recognised", "error"))
     # mandatory vendor fields
-    mandatory = MANDATORY_VENDOR_FIELDS.get((spec.system, spec.object), ())
+    mandatory = m.profile.mandatory_fields
     if mandatory and any(s.runs("out") for s in spec.steps):
         written = set(m.vendor_fields("out"))
         for f in mandatory:
             if f not in written:
                 out.append((("steps",), f"mandatory {spec.system} {spec.object} field {f!r} is not mapped in the "
                                         "out direction", "error"))
-    if spec.system in CRM_SYSTEMS and spec.key_field is None:
+    if m.profile.is_crm and spec.key_field is None:
         out.append((("key_field",), "a CRM mapping needs key_field (the vendor field holding party_id) for "
                                     "idempotent upserts", "error"))
     return out
 
 
-def check_mapping_file(path: str | FsPath, *, display: str | None = None
+def _resolve_profile(source: ProfileSource, spec: MappingSpec) -> tuple[TargetProfile, str | None]:
+    """The profile for ``spec`` and, when the resolver does not know its system, the problem to report."""
+    if source is None:
+        return UNDECLARED, None
+    if isinstance(source, TargetProfile):
+        return source, None
+    try:
+        return source(spec.system, spec.object), None
+    except UnknownAdapterError as exc:
+        return UNDECLARED, (f"unknown system {spec.system!r}; known: {', '.join(exc.known)}")
+
+
+def check_mapping_file(path: str | FsPath, *, display: str | None = None, profile: ProfileSource = None
                        ) -> tuple[Mapping | None, list[MappingProblem]]:
-    """Load and check one mapping file, returning the mapping (None when it cannot be built) and every problem."""
+    """Load and check one mapping file, returning the mapping (None when it cannot be built) and every problem.
+
+    ``profile`` describes the target system (or resolves it from the file's ``system`` and ``object``, e.g.
+    ``crmbridge.adapters.registry.target_profile``); without one the system is treated as a CRM.
+    """
     p = FsPath(path)
     file = display or str(path)
     try:
@@ -1909,7 +1951,10 @@ def check_mapping_file(path: str | FsPath, *, display: str | None = None
         spec, index_map = _partial_spec(data)
         if spec is None:
             return None, problems
-    m = Mapping(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines)
+    target, unknown = _resolve_profile(profile, spec)
+    if unknown is not None:
+        problems.append(MappingProblem(file, _line_for(lines, ("system",)), "system", unknown))
+    m = Mapping(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines, profile=target)
     for rel, msg, sev in (*m._compile(), *_semantic(m)):
         if index_map is not None and len(rel) >= 2 and rel[0] == "steps" and isinstance(rel[1], int):
             rel = ("steps", index_map[rel[1]], *rel[2:])
@@ -1942,20 +1987,21 @@ def _partial_spec(data: Any) -> tuple[MappingSpec | None, list[int]]:
         return None, []
 
 
-def load_mapping(path: str | FsPath) -> Mapping:
-    """Load, check and compile a mapping file.
+def load_mapping(path: str | FsPath, *, profile: ProfileSource = None) -> Mapping:
+    """Load, check and compile a mapping file for the target system ``profile`` describes (see
+    :func:`check_mapping_file`; none given: a CRM, so personal data goes out minimised).
 
     Raises:
         MappingLoadError: (a MappingError) with every problem, each located ``file:line: key.path: message``.
     """
-    m, problems = check_mapping_file(path)
+    m, problems = check_mapping_file(path, profile=profile)
     errors = [p for p in problems if p.severity == "error"]
     if errors or m is None:
         raise MappingLoadError(errors or problems)
     return m
 
 
-def validate_against(mapping: Mapping, fields: Iterable[FieldInfo], *,
+def validate_against(mapping: Mapping, fields: Iterable[VendorField], *,
                      filled: Iterable[str] = ()) -> list[MappingProblem]:
     """Check a mapping against the vendor's field metadata (``crmbridge mapping validate --against SYSTEM``).
 

@@ -130,6 +130,7 @@ def check_job_mappings(cfg: Any) -> list[str]:
     """Load every job's mappings as ``crmbridge run`` does and check each fits its end of the job: a file that
     does not load, a source mapping that reads nothing, a target mapping that writes nothing (or, two-way, reads
     nothing back), a step reading or writing a C3-looking vendor field. Each problem names the job and the file."""
+    from crmbridge.adapters.registry import target_profile
     from crmbridge.canonical.c3 import mapping_c3_fields
     from crmbridge.canonical.mapping import MappingLoadError, _keypath, _line_for, load_mapping
 
@@ -139,7 +140,7 @@ def check_job_mappings(cfg: Any) -> list[str]:
                 ("target_mapping", job.target_mapping, ("out", "in") if job.direction == "two_way" else ("out",))]
         for key, ref, directions in ends:
             try:
-                mapping = load_mapping(cfg.mapping_path(ref))
+                mapping = load_mapping(cfg.mapping_path(ref), profile=target_profile)
             except MappingLoadError as exc:
                 out.extend(f"jobs.{name}.{key}: {line}" for line in str(exc).splitlines())
                 continue

@@ -343,6 +343,7 @@ class CorebankRestAdapter(Adapter):
 
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[AdapterConfig]] = CorebankRestConfig
+    role = "system_of_record"
     max_batch_size: ClassVar[int] = 1
     default_concurrency: ClassVar[int] = 2
 

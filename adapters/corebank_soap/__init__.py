@@ -302,6 +302,7 @@ class CorebankSoapAdapter(Adapter):
 
     name: ClassVar[str] = "corebank_soap"
     Config: ClassVar[type[AdapterConfig]] = CorebankSoapConfig
+    role = "system_of_record"
     max_batch_size: ClassVar[int] = 1
     default_concurrency: ClassVar[int] = 2
 

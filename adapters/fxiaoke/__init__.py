@@ -199,6 +199,9 @@ class FxiaokeAdapter(Adapter):
     default_concurrency: ClassVar[int] = 1
     supports_upsert: ClassVar[bool] = False   # create/update only: the engine journals write intents
     fills_fields: ClassVar[frozenset[str]] = frozenset({"owner"})   # default_owner, else the operator
+    source_system = "FXIAOKE"
+    mandatory_fields = {
+        "AccountObj": ("name",), "ContactObj": ("name",), "LeadsObj": ("name",)}
 
     def __init__(self, config: AdapterConfig, **kw: Any) -> None:
         super().__init__(config, **kw)

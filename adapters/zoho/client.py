@@ -160,6 +160,10 @@ class ZohoAdapter(Adapter):
     Config: ClassVar[type[AdapterConfig]] = ZohoConfig
     max_batch_size: ClassVar[int] = 100
     default_concurrency: ClassVar[int] = EDITION_CONCURRENCY["enterprise"]
+    source_system = "ZOHO"
+    mandatory_fields = {
+        "Contacts": ("Last_Name",), "Leads": ("Last_Name",), "Accounts": ("Account_Name",),
+        "Deals": ("Deal_Name", "Stage")}
 
     config: ZohoConfig
 
