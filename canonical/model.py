@@ -86,6 +86,7 @@ __all__ = [
     "Money",
     "OrgName",
     "Organisation",
+    "PARTY_CLASSES",
     "Party",
     "PartyRef",
     "PartyType",
@@ -867,6 +868,9 @@ class Organisation(Party):
 
 
 AnyParty = Annotated[Individual | Organisation, Field(discriminator="party_type")]
+
+#: the party classes, in the order a path is looked up in when the party type is not known
+PARTY_CLASSES: tuple[type[Party], ...] = (Individual, Organisation)
 """An individual or an organisation, chosen by ``party_type``."""
 
 

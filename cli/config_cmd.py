@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crmbridge.core.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
+from crmbridge.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
 from crmbridge.core.errors import ConfigurationError
 
 __all__ = ["register"]

@@ -137,7 +137,7 @@ def doctor(
     page size, change-filter boundary, clock skew, rate limits. Prints the configuration to set; exit 1 if a
     job would not work."""
     from crmbridge.adapters.registry import adapter_class
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     cfg = load_config(config)
     if system not in cfg.systems:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Connection, Engine
 
-from crmbridge.core.config import CrmBridgeConfig, load_config
+from crmbridge.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.crypto import FieldCipher, generate_master_key, load_key_provider
 from crmbridge.sync.security.protect import reencrypt

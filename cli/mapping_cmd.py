@@ -112,7 +112,7 @@ def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
 def _adapter_for(system: str, config: Path | None) -> Any:
     """The adapter of a configured system, to read its field metadata (no state database is touched)."""
     from crmbridge.adapters.registry import adapter_class
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     cfg = load_config(config)
     if system not in cfg.systems:

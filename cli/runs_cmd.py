@@ -56,7 +56,7 @@ def _read(config: Path | None, query: Any) -> Any:
     """Run ``query(tx)`` in a transaction of the configured state store."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.state.store import StateStore
 

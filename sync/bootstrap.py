@@ -19,7 +19,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from crmbridge.adapters.base import Adapter
 from crmbridge.adapters.registry import adapter_class, target_profile
 from crmbridge.canonical.mapping import Mapping, load_mapping
-from crmbridge.core.config import CrmBridgeConfig, load_config
+from crmbridge.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
 from crmbridge.sync.security.blindindex import BlindIndexer
 from crmbridge.sync.security.crypto import FieldCipher, load_key_provider

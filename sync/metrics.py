@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from sqlalchemy import func, select
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.core.config import JobConfig
+from crmbridge.config import JobConfig
 from crmbridge.sync.report import RunReport
 from crmbridge.sync.state.store import ConflictStatus, DeadLetterStatus, StateStore, conflicts, dead_letters
 

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, MappingError, RecordError
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap

@@ -67,7 +67,7 @@ def test_mapping_validate_cli_refuses_the_bomb_quickly(tmp_path: Path) -> None:
 
 
 def test_a_config_whose_job_maps_through_a_bombed_file_is_refused(tmp_path: Path) -> None:
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.demo import DemoEnvironment
 
     with DemoEnvironment(tmp_path / "demo", customers=3) as env:

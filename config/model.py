@@ -45,8 +45,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
 from crmbridge.adapters.base import AdapterConfig
-from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
+from crmbridge.core.masking import mask
 from crmbridge.core.retry import RetryPolicy
 from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
 from crmbridge.core.secrets import SecretRef, is_secret_reference, resolve_secret
@@ -55,6 +55,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "MATCH_KEYS",
+    "MAX_BATCH_SIZE",
     "PACKAGE_ROOT",
     "ConflictPolicy",
     "CrmBridgeConfig",
