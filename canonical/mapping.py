@@ -41,7 +41,6 @@ from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretBytes, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
@@ -62,7 +61,7 @@ from crmbridge.canonical.transforms import (
 from crmbridge.core.errors import MappingError, UnknownAdapterError, ValidationError
 from crmbridge.core.paths import Path, PathIndex, PathKey, PathSelect, parse_path, path_get, path_set, plain_value
 from crmbridge.core.paths import try_path as _try_path
-from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
+from crmbridge.core.safeyaml import YamlProblem, load_with_lines, read_bounded, size_problem
 
 __all__ = [
     "CodeStep",
@@ -1331,65 +1330,19 @@ def _keypath(path: Sequence[str | int]) -> str:
     return out
 
 
-def _refusal(file: str, exc: YamlLimitError) -> MappingProblem:
-    mark = exc.problem_mark
-    return MappingProblem(file, mark.line + 1 if mark else None, "", str(exc.problem))
+def _yaml_problem(file: str, pr: YamlProblem) -> MappingProblem:
+    if pr.kind == "syntax":
+        what = f"{pr.message} ({pr.context})" if pr.message and pr.context else pr.message or pr.context
+        return MappingProblem(file, pr.line, "", f"YAML syntax error: {what}")
+    if pr.kind == "error":
+        return MappingProblem(file, None, "", f"YAML error: {pr.message}")
+    return MappingProblem(file, pr.line, _keypath(pr.path), pr.message)
 
 
 def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[str | int, ...], int], list[MappingProblem]]:
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems: list[MappingProblem] = []
-    try:
-        # bounded: no alias bombs, no deep nesting, no huge documents (core/safeyaml.py); the reader checks the
-        # characters here (a NUL byte is refused)
-        loader = BoundedLoader(text)
-    except YamlLimitError as exc:
-        problems.append(_refusal(file, exc))
-        return None, lines, problems
-    except yaml.YAMLError as exc:
-        problems.append(MappingProblem(file, None, "", f"YAML error: {exc}"))
-        return None, lines, problems
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> Any:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            loader.flatten_mapping(node)
-            out: dict[Any, Any] = {}
-            for knode, vnode in node.value:
-                key = loader.construct_object(knode, deep=True)
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    problems.append(MappingProblem(file, knode.start_mark.line + 1, _keypath(path),
-                                                   "keys must be plain scalars"))
-                    continue
-                if key in out:
-                    problems.append(MappingProblem(file, knode.start_mark.line + 1, _keypath((*path, key)),
-                                                   "duplicate key"))
-                lines[(*path, key)] = knode.start_mark.line + 1
-                out[key] = walk(vnode, (*path, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [walk(v, (*path, i)) for i, v in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
-
-    try:
-        node = loader.get_single_node()
-        data = walk(node, ()) if node is not None else None
-    except YamlLimitError as exc:
-        problems.append(_refusal(file, exc))
-        return None, lines, problems
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        msg = f"YAML syntax error: {exc.problem or exc.context}"
-        if exc.context and exc.problem:
-            msg = f"YAML syntax error: {exc.problem} ({exc.context})"
-        problems.append(MappingProblem(file, mark.line + 1 if mark else None, "", msg))
-        return None, lines, problems
-    except yaml.YAMLError as exc:
-        problems.append(MappingProblem(file, None, "", f"YAML error: {exc}"))
-        return None, lines, problems
-    finally:
-        loader.dispose()
-    return data, lines, problems
+    """The document, the line of each key path and its problems (bounded: core/safeyaml.py)."""
+    doc = load_with_lines(text)
+    return doc.data, doc.lines, [_yaml_problem(file, pr) for pr in doc.problems]
 
 
 def _align(data: Any, loc: Sequence[Any]) -> tuple[str | int, ...]:
