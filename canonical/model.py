@@ -75,6 +75,7 @@ __all__ = [
     "ContactPurpose",
     "ContactType",
     "Gender",
+    "INDIVIDUAL_SEGMENTS",
     "Identifier",
     "IdentifierScheme",
     "Individual",
@@ -170,7 +171,7 @@ class SegmentCode(StrEnum):
     STRATEGIC = "STRATEGIC"
 
 
-_INDIVIDUAL_SEGMENTS = frozenset({SegmentCode.MASS, SegmentCode.AFFLUENT, SegmentCode.WEALTH, SegmentCode.PRIVATE})
+INDIVIDUAL_SEGMENTS = frozenset({SegmentCode.MASS, SegmentCode.AFFLUENT, SegmentCode.WEALTH, SegmentCode.PRIVATE})
 
 
 class RiskRating(StrEnum):
@@ -694,7 +695,7 @@ class Party(CanonicalModel):
                                   f"identifiers[{i}].is_primary")
                 primary.add(ident.scheme.value)
         if self.segment is not None and (
-                (self.segment.code in _INDIVIDUAL_SEGMENTS) != (self.party_type is PartyType.INDIVIDUAL)):
+                (self.segment.code in INDIVIDUAL_SEGMENTS) != (self.party_type is PartyType.INDIVIDUAL)):
             raise _custom("segment_mismatch",
                           f"segment {self.segment.code.value} is not a {self.party_type.value.lower()} segment",
                           "segment.code")

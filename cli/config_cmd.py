@@ -132,7 +132,7 @@ def check_job_mappings(cfg: Any) -> list[str]:
     nothing back), a step reading or writing a C3-looking vendor field. Each problem names the job and the file."""
     from crmbridge.adapters.registry import target_profile
     from crmbridge.canonical.c3 import mapping_c3_fields
-    from crmbridge.canonical.mapping import MappingLoadError, _keypath, _line_for, load_mapping
+    from crmbridge.canonical.mapping import MappingLoadError, keypath, line_for, load_mapping
 
     out: list[str] = []
     for name, job in sorted(cfg.jobs.items()):
@@ -148,9 +148,9 @@ def check_job_mappings(cfg: Any) -> list[str]:
                 out.append(f"jobs.{name}.{key}: {exc}")
                 continue
             for rel, msg in mapping_c3_fields(mapping):
-                line = _line_for(mapping.lines, rel)
+                line = line_for(mapping.lines, rel)
                 out.append(f"jobs.{name}.{key}: {mapping.path}:{line if line is not None else '?'}: "
-                           f"{_keypath(rel)}: {msg}")
+                           f"{keypath(rel)}: {msg}")
             for d in directions:
                 if not mapping.vendor_paths(d):    # type: ignore[arg-type]
                     verb = "reads nothing from" if d == "in" else "writes nothing to"

@@ -26,9 +26,9 @@ from crmbridge.canonical.c3 import mapping_c3_fields, refuse_c3
 from crmbridge.canonical.mapping import (
     MappingProblem,
     TraceRow,
-    _keypath,
-    _line_for,
     check_mapping_file,
+    keypath,
+    line_for,
     load_mapping,
     mapping_json_schema,
     validate_against,
@@ -105,7 +105,7 @@ def validate(
 
 def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
     """A step (or header) reading or writing a C3-looking vendor field, located in the file."""
-    return [MappingProblem(file, _line_for(mapping.lines, rel), _keypath(rel), msg)
+    return [MappingProblem(file, line_for(mapping.lines, rel), keypath(rel), msg)
             for rel, msg in mapping_c3_fields(mapping)]
 
 
