@@ -1,4 +1,4 @@
-"""The architecture's rules, checked on the source (issue 15; README "Layout", docs/architecture.md):
+"""The architecture's rules, checked on the source (issue 15):
 
 - ``crmbridge.core`` imports nothing of crmbridge outside core;
 - ``crmbridge.canonical`` imports only core and canonical;
