@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from crmbridge.canonical.mapping import TargetProfile
 from crmbridge.core.errors import UnknownAdapterError
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from crmbridge.adapters.simulator import Simulator
 
 __all__ = [
-    "adapter_class", "adapter_names", "register", "registered", "simulator_class", "simulator_names", "unregister",
-    "unregistered",
+    "adapter_class", "adapter_names", "register", "registered", "simulator_class", "simulator_names", "target_profile",
+    "unregister", "unregistered",
 ]
 
 _BUILTIN_ADAPTERS = {
@@ -140,6 +141,16 @@ def adapter_class(name: str) -> type[Adapter]:
     if target is None:
         raise UnknownAdapterError(name, adapter_names())
     return _load(target)
+
+
+def target_profile(name: str, obj: str) -> TargetProfile:
+    """What the canonical layer needs to know about adapter ``name`` writing ``obj``: its role (system of record or
+    CRM), the object's mandatory fields and its source-system naming, read from the adapter class. Pass it to
+    ``load_mapping(path, profile=target_profile)``. Raises UnknownAdapterError for an unregistered name."""
+    cls = adapter_class(name)
+    role = "system_of_record" if cls.role == "system_of_record" else "crm"
+    return TargetProfile(role=role, mandatory_fields=tuple(cls.mandatory_fields.get(obj, ())),
+                         source_system=cls.source_system)
 
 
 def simulator_names() -> list[str]:

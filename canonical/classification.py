@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
-from crmbridge.canonical.masking import mask
+from crmbridge.core.masking import mask
 
 __all__ = [
     "DataClass",
@@ -279,19 +279,15 @@ def template_path(path: str) -> str:
     return _INDEX.sub("[]", path)
 
 
-def policy_for(path: str, model_cls: type[BaseModel] | None = None) -> FieldPolicy:
-    """The policy of one canonical path (indices allowed) in ``model_cls``, or in Individual/Organisation.
+def policy_for(path: str, model_cls: type[BaseModel] | tuple[type[BaseModel], ...]) -> FieldPolicy:
+    """The policy of one canonical path (indices allowed) in ``model_cls``, or in the first of several classes that
+    has it (``crmbridge.canonical.model.PARTY_CLASSES``: Individual, then Organisation).
 
     Raises:
         KeyError: the path is not a leaf of the model(s).
     """
     tpl = template_path(path)
-    if model_cls is not None:
-        classes: tuple[type[BaseModel], ...] = (model_cls,)
-    else:
-        from crmbridge.canonical.model import Individual, Organisation
-
-        classes = (Individual, Organisation)
+    classes = model_cls if isinstance(model_cls, tuple) else (model_cls,)
     for c in classes:
         pol = field_policies(c).get(tpl)
         if pol is not None:

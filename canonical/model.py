@@ -75,6 +75,7 @@ __all__ = [
     "ContactPurpose",
     "ContactType",
     "Gender",
+    "INDIVIDUAL_SEGMENTS",
     "Identifier",
     "IdentifierScheme",
     "Individual",
@@ -86,6 +87,7 @@ __all__ = [
     "Money",
     "OrgName",
     "Organisation",
+    "PARTY_CLASSES",
     "Party",
     "PartyRef",
     "PartyType",
@@ -169,7 +171,7 @@ class SegmentCode(StrEnum):
     STRATEGIC = "STRATEGIC"
 
 
-_INDIVIDUAL_SEGMENTS = frozenset({SegmentCode.MASS, SegmentCode.AFFLUENT, SegmentCode.WEALTH, SegmentCode.PRIVATE})
+INDIVIDUAL_SEGMENTS = frozenset({SegmentCode.MASS, SegmentCode.AFFLUENT, SegmentCode.WEALTH, SegmentCode.PRIVATE})
 
 
 class RiskRating(StrEnum):
@@ -693,7 +695,7 @@ class Party(CanonicalModel):
                                   f"identifiers[{i}].is_primary")
                 primary.add(ident.scheme.value)
         if self.segment is not None and (
-                (self.segment.code in _INDIVIDUAL_SEGMENTS) != (self.party_type is PartyType.INDIVIDUAL)):
+                (self.segment.code in INDIVIDUAL_SEGMENTS) != (self.party_type is PartyType.INDIVIDUAL)):
             raise _custom("segment_mismatch",
                           f"segment {self.segment.code.value} is not a {self.party_type.value.lower()} segment",
                           "segment.code")
@@ -867,6 +869,9 @@ class Organisation(Party):
 
 
 AnyParty = Annotated[Individual | Organisation, Field(discriminator="party_type")]
+
+#: the party classes, in the order a path is looked up in when the party type is not known
+PARTY_CLASSES: tuple[type[Party], ...] = (Individual, Organisation)
 """An individual or an organisation, chosen by ``party_type``."""
 
 

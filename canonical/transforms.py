@@ -669,7 +669,7 @@ class DecimalTransform(Transform):
 
 
 @register_transform
-class Money(DecimalTransform):
+class MoneyTransform(DecimalTransform):
     """An amount: like ``decimal`` with 2 places, also reading ``¥1,234.50``, ``1234.50 CNY``, ``1,234元``."""
 
     name: ClassVar[str] = "money"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crmbridge.core.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
+from crmbridge.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
 from crmbridge.core.errors import ConfigurationError
 
 __all__ = ["register"]
@@ -130,8 +130,9 @@ def check_job_mappings(cfg: Any) -> list[str]:
     """Load every job's mappings as ``crmbridge run`` does and check each fits its end of the job: a file that
     does not load, a source mapping that reads nothing, a target mapping that writes nothing (or, two-way, reads
     nothing back), a step reading or writing a C3-looking vendor field. Each problem names the job and the file."""
+    from crmbridge.adapters.registry import target_profile
     from crmbridge.canonical.c3 import mapping_c3_fields
-    from crmbridge.canonical.mapping import MappingLoadError, _keypath, _line_for, load_mapping
+    from crmbridge.canonical.mapping import MappingLoadError, keypath, line_for, load_mapping
 
     out: list[str] = []
     for name, job in sorted(cfg.jobs.items()):
@@ -139,7 +140,7 @@ def check_job_mappings(cfg: Any) -> list[str]:
                 ("target_mapping", job.target_mapping, ("out", "in") if job.direction == "two_way" else ("out",))]
         for key, ref, directions in ends:
             try:
-                mapping = load_mapping(cfg.mapping_path(ref))
+                mapping = load_mapping(cfg.mapping_path(ref), profile=target_profile)
             except MappingLoadError as exc:
                 out.extend(f"jobs.{name}.{key}: {line}" for line in str(exc).splitlines())
                 continue
@@ -147,9 +148,9 @@ def check_job_mappings(cfg: Any) -> list[str]:
                 out.append(f"jobs.{name}.{key}: {exc}")
                 continue
             for rel, msg in mapping_c3_fields(mapping):
-                line = _line_for(mapping.lines, rel)
+                line = line_for(mapping.lines, rel)
                 out.append(f"jobs.{name}.{key}: {mapping.path}:{line if line is not None else '?'}: "
-                           f"{_keypath(rel)}: {msg}")
+                           f"{keypath(rel)}: {msg}")
             for d in directions:
                 if not mapping.vendor_paths(d):    # type: ignore[arg-type]
                     verb = "reads nothing from" if d == "in" else "writes nothing to"

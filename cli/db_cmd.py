@@ -26,7 +26,7 @@ UrlOption = Annotated[str | None, typer.Option("--url", help="State database URL
 def _url(config: Path | None, url: str | None) -> str:
     if url:
         return url
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     try:
         return load_config(config).state.url

@@ -28,6 +28,7 @@ def collect(cfg: Any, system: str, adapter: Any) -> list[Any]:
     """Every finding for ``system``: each job's mappings against the live field metadata and a sample of real
     records, then the adapter's own probes (:meth:`crmbridge.adapters.base.Adapter.doctor`)."""
     from crmbridge.adapters.base import Finding
+    from crmbridge.adapters.registry import target_profile
     from crmbridge.canonical.mapping import load_mapping, path_get, validate_against
     from crmbridge.core.errors import ConfigurationError
 
@@ -55,7 +56,7 @@ def collect(cfg: Any, system: str, adapter: Any) -> list[Any]:
             ends.setdefault((job, ref), set()).add(direction)
         for (job, ref), directions in sorted(ends.items()):
             try:
-                mapping = load_mapping(cfg.mapping_path(ref))
+                mapping = load_mapping(cfg.mapping_path(ref), profile=target_profile)
             except ConfigurationError as exc:
                 findings.append(Finding("mapping", "fail", f"job {job}: {exc}", obj=obj))
                 continue
@@ -136,7 +137,7 @@ def doctor(
     page size, change-filter boundary, clock skew, rate limits. Prints the configuration to set; exit 1 if a
     job would not work."""
     from crmbridge.adapters.registry import adapter_class
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     cfg = load_config(config)
     if system not in cfg.systems:

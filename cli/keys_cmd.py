@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmbridge.core.config import CrmBridgeConfig, load_config
+from crmbridge.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.crypto import FieldCipher, generate_master_key, load_key_provider
 from crmbridge.sync.security.protect import reencrypt

@@ -21,13 +21,14 @@ from rich.table import Table
 from rich.text import Text
 
 from crmbridge.adapters._json import loads
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.c3 import mapping_c3_fields, refuse_c3
 from crmbridge.canonical.mapping import (
     MappingProblem,
     TraceRow,
-    _keypath,
-    _line_for,
     check_mapping_file,
+    keypath,
+    line_for,
     load_mapping,
     mapping_json_schema,
     validate_against,
@@ -80,7 +81,7 @@ def validate(
     adapter = _adapter_for(against, config) if against else None
     failed = 0
     for f in targets:
-        mapping, problems = check_mapping_file(f)
+        mapping, problems = check_mapping_file(f, profile=target_profile)
         if mapping is not None:
             problems = sorted([*problems, *c3_problems(mapping, str(f))], key=lambda pr: (pr.line or 0, pr.path))
         if adapter is not None and mapping is not None:
@@ -104,14 +105,14 @@ def validate(
 
 def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
     """A step (or header) reading or writing a C3-looking vendor field, located in the file."""
-    return [MappingProblem(file, _line_for(mapping.lines, rel), _keypath(rel), msg)
+    return [MappingProblem(file, line_for(mapping.lines, rel), keypath(rel), msg)
             for rel, msg in mapping_c3_fields(mapping)]
 
 
 def _adapter_for(system: str, config: Path | None) -> Any:
     """The adapter of a configured system, to read its field metadata (no state database is touched)."""
     from crmbridge.adapters.registry import adapter_class
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     cfg = load_config(config)
     if system not in cfg.systems:
@@ -168,7 +169,7 @@ def preview(
     reveal: Annotated[bool, typer.Option("--reveal", help="Show personal data in clear (C2 values).")] = False,
 ) -> None:
     """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
-    mapping = load_mapping(file)
+    mapping = load_mapping(file, profile=target_profile)
     try:
         # nesting bounded: a crafted file is an error, never a RecursionError
         data = loads(record.read_text(encoding="utf-8"), vendor="record file", where=str(record))

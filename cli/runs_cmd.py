@@ -57,7 +57,7 @@ def _read(config: Path | None, query: Any) -> Any:
     writes in it)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.state.store import StateStore
 

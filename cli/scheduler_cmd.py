@@ -20,7 +20,7 @@ _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "crashed": "bold re
 
 
 def _config_path(config):  # type: ignore[no-untyped-def]
-    from crmbridge.core.config import default_config_path
+    from crmbridge.config import default_config_path
 
     return config or default_config_path()
 
@@ -38,7 +38,7 @@ def start(
     max_workers: Annotated[int, typer.Option(help="Different jobs this process may run at once.", min=1)] = 4,
 ) -> None:
     """Run the jobs on their crontabs until SIGTERM/SIGINT (a running job stops after its current batch)."""
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.sync.observe import apply_logging
     from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService
 
@@ -63,7 +63,7 @@ def status(
     """Each job's schedule, next run, last run result and current lease holder."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.bootstrap import bootstrap
     from crmbridge.sync.runners.scheduler import job_status

@@ -30,7 +30,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
 ) -> None:
     """Start a worker: runs the batches that 'crmbridge dispatch' sends (until stopped with Ctrl-C / SIGTERM)."""
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.runners.distributed import check_schema, distributed_settings, make_celery_app, worker_argv
 

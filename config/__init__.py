@@ -1,1 +1,50 @@
-"""crmbridge.config."""
+"""crmbridge.config: the configuration model and its loader (:mod:`crmbridge.config.model`), next to the example
+``crmbridge.yaml`` and its published JSON Schema ``schema.json``."""
+
+from crmbridge.config.model import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    MATCH_KEYS,
+    MAX_BATCH_SIZE,
+    PACKAGE_ROOT,
+    ConflictPolicy,
+    CrmBridgeConfig,
+    DistributedConfig,
+    JobConfig,
+    KeysConfig,
+    LoggingConfig,
+    MetricsConfig,
+    NotificationsConfig,
+    StateConfig,
+    WebhookConfig,
+    check_secrets,
+    config_json_schema,
+    default_config_path,
+    load_config,
+    parse_config,
+    resolve_mapping_path,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "MATCH_KEYS",
+    "MAX_BATCH_SIZE",
+    "PACKAGE_ROOT",
+    "ConflictPolicy",
+    "CrmBridgeConfig",
+    "DistributedConfig",
+    "JobConfig",
+    "KeysConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "NotificationsConfig",
+    "StateConfig",
+    "WebhookConfig",
+    "check_secrets",
+    "config_json_schema",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "resolve_mapping_path",
+]

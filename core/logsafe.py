@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from crmbridge.canonical.masking import mask
+from crmbridge.core.masking import mask
 
 __all__ = [
     "JsonFormatter",

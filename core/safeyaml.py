@@ -20,13 +20,14 @@ no aliases; a configuration sharing settings through ``<<: *defaults`` uses a fe
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_DEPTH", "BoundedLoader", "YamlLimitError",
-           "max_bytes", "read_bounded", "size_problem"]
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_DEPTH", "BoundedLoader", "YamlDocument",
+           "YamlLimitError", "YamlProblem", "load_with_lines", "max_bytes", "read_bounded", "size_problem"]
 
 #: the default largest configuration or mapping file (bytes)
 DEFAULT_MAX_BYTES = 1 << 20
@@ -153,3 +154,96 @@ class _OpenAnchors(dict[Any, Any]):
         if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
             self._loader._open.add(id(node))
         super().__setitem__(key, node)
+
+
+# ==============================================================================================================
+# YAML with line numbers: the one loader of configuration and mapping files
+
+Key = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """Something wrong with a document, for the caller to phrase.
+
+    Attributes:
+        kind: ``refused`` (a limit above), ``syntax`` (located YAML error), ``error`` (unlocated YAML error) or
+            ``key`` (a duplicate or non-scalar key; the document is still returned).
+        message: the problem (for ``syntax`` the parser's problem, with ``context`` apart).
+        line, column: 1-based, when known.
+        path: the key path (``key`` problems).
+    """
+
+    kind: Literal["refused", "syntax", "error", "key"]
+    message: str
+    line: int | None = None
+    column: int | None = None
+    path: Key = ()
+    context: str | None = None
+
+
+@dataclass
+class YamlDocument:
+    """A parsed document: its data (``None`` when empty or unreadable), the line of every key path (``()`` is the
+    document's first line; list items by index) and the problems found."""
+
+    data: Any = None
+    lines: dict[Key, int] = field(default_factory=dict)
+    problems: list[YamlProblem] = field(default_factory=list)
+
+
+def _located(kind: Literal["refused", "syntax"], exc: yaml.MarkedYAMLError) -> YamlProblem:
+    mark = exc.problem_mark or exc.context_mark
+    return YamlProblem(kind, str(exc.problem or ""), mark.line + 1 if mark else None,
+                       mark.column + 1 if mark else None, context=exc.context)
+
+
+def load_with_lines(text: str) -> YamlDocument:
+    """Parse ``text`` with :class:`BoundedLoader`, recording the line of each key path.
+
+    Merge keys (``<<: *defaults``) are applied; a duplicate key is a ``key`` problem (the later value would
+    silently win), as is a key that is not a plain scalar (it is dropped). Nothing here raises for bad input.
+    """
+    doc = YamlDocument()
+    try:
+        loader = BoundedLoader(text)   # the reader checks the characters here (a NUL byte is refused)
+    except YamlLimitError as exc:
+        doc.problems.append(_located("refused", exc))
+        return doc
+    except yaml.YAMLError as exc:
+        doc.problems.append(YamlProblem("error", str(exc)))
+        return doc
+
+    def walk(node: yaml.Node, path: Key) -> Any:
+        doc.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            loader.flatten_mapping(node)
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                key = loader.construct_object(knode, deep=True)
+                line = knode.start_mark.line + 1
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    doc.problems.append(YamlProblem("key", "keys must be plain scalars", line, path=path))
+                    continue
+                if key in out:
+                    doc.problems.append(YamlProblem("key", "duplicate key (the later value would silently win)",
+                                                    line, path=(*path, key)))
+                doc.lines[(*path, key)] = line
+                out[key] = walk(vnode, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [walk(v, (*path, i)) for i, v in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+    try:
+        node = loader.get_single_node()
+        doc.data = walk(node, ()) if node is not None else None
+    except YamlLimitError as exc:
+        doc.data, doc.problems = None, [_located("refused", exc)]
+    except yaml.MarkedYAMLError as exc:
+        doc.data, doc.problems = None, [_located("syntax", exc)]
+    except yaml.YAMLError as exc:
+        doc.data, doc.problems = None, [YamlProblem("error", str(exc))]
+    finally:
+        loader.dispose()
+    return doc

@@ -17,9 +17,9 @@ import requests
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.adapters.registry import adapter_class
+from crmbridge.adapters.registry import adapter_class, target_profile
 from crmbridge.canonical.mapping import Mapping, load_mapping
-from crmbridge.core.config import CrmBridgeConfig, load_config
+from crmbridge.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
 from crmbridge.sync.security.blindindex import BlindIndexer
 from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
@@ -62,7 +62,7 @@ class Runtime:
     def mapping(self, ref: str) -> Mapping:
         with self._lock:
             if ref not in self._mappings:
-                self._mappings[ref] = load_mapping(self.config.mapping_path(ref))
+                self._mappings[ref] = load_mapping(self.config.mapping_path(ref), profile=target_profile)
             return self._mappings[ref]
 
     def indexer(self) -> BlindIndexer:

@@ -50,7 +50,7 @@ from crmbridge.canonical.c3 import refuse_c3, without_c3
 from crmbridge.canonical.mapping import Mapping, mask_kind_for
 from crmbridge.canonical.masking import mask, mask_canonical
 from crmbridge.canonical.model import Party, hash_canonical, parse_party
-from crmbridge.core.config import MAX_BATCH_SIZE, JobConfig
+from crmbridge.config import MAX_BATCH_SIZE, JobConfig
 from crmbridge.core.errors import (
     ConfigurationError,
     CrmBridgeError,

@@ -15,11 +15,12 @@ per field, last writer wins within a clock tolerance, or the manual review queue
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from crmbridge.config import ConflictPolicy  # the one policy class, re-exported for the merge's callers
 
 __all__ = [
     "ConflictPolicy",
@@ -120,33 +121,6 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple
         if b != a:
             out[path] = (b, a)
     return out
-
-
-@dataclass(frozen=True)
-class ConflictPolicy:
-    """How a job settles a field changed on both sides.
-
-    Attributes:
-        type: ``source_of_truth`` (each field has an owning side), ``last_writer_wins`` or ``manual``.
-        owners: glob on the field path → ``"source"`` or ``"target"``, first match wins
-            (``{"identifiers*": "source", "name.*": "source", "kyc.*": "source", "consents*": "target"}``).
-        default_owner: owner of paths no glob matches (``None``: such conflicts go to manual review).
-        clock_tolerance_seconds: under ``last_writer_wins``, writes closer than this are a conflict.
-        protect_owned: a one-sided change by the side that does NOT own a field is a proposal for review,
-            not applied (golden fields are never changed from a CRM silently).
-    """
-
-    type: Literal["source_of_truth", "last_writer_wins", "manual"] = "manual"
-    owners: Mapping[str, Literal["source", "target"]] = field(default_factory=dict)
-    default_owner: Literal["source", "target"] | None = None
-    clock_tolerance_seconds: float = 5.0
-    protect_owned: bool = True
-
-    def owner_of(self, path: str) -> Literal["source", "target"] | None:
-        for pattern, owner in self.owners.items():
-            if fnmatch.fnmatchcase(path, pattern):
-                return owner
-        return self.default_owner
 
 
 @dataclass(frozen=True)

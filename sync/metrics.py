@@ -44,7 +44,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from crmbridge.adapters.base import Adapter
-from crmbridge.core.config import JobConfig
+from crmbridge.config import JobConfig
 from crmbridge.sync.report import RunReport
 from crmbridge.sync.state.store import StateStore
 

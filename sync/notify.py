@@ -40,7 +40,7 @@ from typing import Any
 
 import requests
 
-from crmbridge.core.config import JobConfig, NotificationsConfig
+from crmbridge.config import JobConfig, NotificationsConfig
 from crmbridge.core.errors import SecretError
 from crmbridge.core.logsafe import mask_text, register_secret
 from crmbridge.core.secrets import resolve_secret

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from crmbridge.core.config import CrmBridgeConfig
+from crmbridge.config import CrmBridgeConfig
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.core.logsafe import bind_log_context, configure_service_logging, mask_text, reset_log_context
 

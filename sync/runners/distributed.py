@@ -77,7 +77,7 @@ from sqlalchemy import Column as _Column
 from sqlalchemy.exc import DBAPIError
 
 from crmbridge.adapters.base import RawRecord
-from crmbridge.core.config import CrmBridgeConfig, DistributedConfig
+from crmbridge.config import CrmBridgeConfig, DistributedConfig
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, LeaseHeldError, RecordError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.sync.security.protect import register_encrypted_column

@@ -111,6 +111,7 @@ class MemoryAdapter(Adapter):
 
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[AdapterConfig]] = MemoryConfig
+    role = "system_of_record"   # a test store standing in for either end: mappings to it keep values in clear
     max_batch_size: ClassVar[int] = 50
     default_concurrency: ClassVar[int] = 2
 

@@ -19,7 +19,7 @@ from crmbridge.canonical.classification import (
     template_path,
     unclassified_fields,
 )
-from crmbridge.canonical.model import Individual, Organisation, parse_party
+from crmbridge.canonical.model import PARTY_CLASSES, Individual, Organisation, parse_party
 from crmbridge.canonical.synthetic import generate_customers
 
 E, B, M = Treatment.ENCRYPT, Treatment.BLIND_INDEX, Treatment.MASK
@@ -93,18 +93,18 @@ def test_organisation_specific_policies() -> None:
 
 
 def test_projection_hints() -> None:
-    assert policy_for("aum.amount").crm is Projection.DERIVED
-    assert policy_for("identifiers[].value").crm is Projection.MASKED
-    assert policy_for("kyc.pep").crm is Projection.NEVER
-    assert policy_for("aum.band").crm is Projection.PUSH
+    assert policy_for("aum.amount", PARTY_CLASSES).crm is Projection.DERIVED
+    assert policy_for("identifiers[].value", PARTY_CLASSES).crm is Projection.MASKED
+    assert policy_for("kyc.pep", PARTY_CLASSES).crm is Projection.NEVER
+    assert policy_for("aum.band", PARTY_CLASSES).crm is Projection.PUSH
 
 
 def test_policy_for_accepts_indices_and_rejects_unknown() -> None:
     assert template_path("identifiers[3].value") == "identifiers[].value"
-    assert policy_for("identifiers[3].value").path == "identifiers[].value"
-    assert policy_for("legal_form").path == "legal_form"  # found on Organisation
+    assert policy_for("identifiers[3].value", PARTY_CLASSES).path == "identifiers[].value"
+    assert policy_for("legal_form", PARTY_CLASSES).path == "legal_form"  # found on Organisation
     with pytest.raises(KeyError):
-        policy_for("no_such.field")
+        policy_for("no_such.field", PARTY_CLASSES)
 
 
 def test_identifier_mask_kind_follows_scheme() -> None:

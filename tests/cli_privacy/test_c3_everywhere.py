@@ -93,7 +93,7 @@ def test_validate_refuses_a_mapping_that_maps_a_c3_vendor_field(tmp_path: Path) 
 
 def test_config_check_refuses_a_job_whose_mapping_maps_a_c3_field(tmp_path: Path) -> None:
     from crmbridge.cli.config_cmd import check_job_mappings
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     path = _c3_mapping(tmp_path)
     (tmp_path / "master.key").write_text("x")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from crmbridge.cli import config_cmd, keys_cmd, ledger_cmd
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import generate_signing_key
 

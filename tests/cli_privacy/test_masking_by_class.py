@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from crmbridge.adapters.corebank_soap.simulator import CustomerStore
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import load_mapping
 from crmbridge.canonical.masking import mask_canonical, mask_vendor_record
 from crmbridge.demo import DemoEnvironment
@@ -48,7 +49,7 @@ def _fcubs(**personal: str) -> dict[str, object]:
 
 
 def test_a_vendor_record_is_masked_by_the_class_of_the_canonical_field_each_field_feeds() -> None:
-    mapping = load_mapping(MAPPINGS / "corebank_soap_customer.yaml")
+    mapping = load_mapping(MAPPINGS / "corebank_soap_customer.yaml", profile=target_profile)
     for mobile in (MOBILE_12, MOBILE_LETTERS, "1381234"):
         rows = dict(mask_vendor_record(_fcubs(MOBNUM=mobile), mapping))
         text = "\n".join(rows.values())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.demo import DemoEnvironment
 

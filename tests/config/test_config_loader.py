@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from crmbridge.adapters import registry
-from crmbridge.core.config import (
+from crmbridge.config import (
     PACKAGE_ROOT,
     CrmBridgeConfig,
     check_secrets,

@@ -13,6 +13,7 @@ from corebank_rest_support import set_env
 from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.adapters.corebank_rest import CorebankRestAdapter, CorebankRestConfig
 from crmbridge.adapters.corebank_rest.simulator import CorebankRestSimulator
+from crmbridge.adapters.registry import target_profile
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping
 from crmbridge.canonical.synthetic import customer_at
@@ -29,14 +30,14 @@ def sim() -> Iterator[CorebankRestSimulator]:
 
 
 def test_mapping_file_validates() -> None:
-    _, problems = check_mapping_file(MAPPING)
+    _, problems = check_mapping_file(MAPPING, profile=target_profile)
     assert problems == []
 
 
 def test_every_client_maps_in_or_is_refused_for_its_defect(sim: CorebankRestSimulator,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch)
-    m = load_mapping(MAPPING)
+    m = load_mapping(MAPPING, profile=target_profile)
     adapter = CorebankRestAdapter(default_config(sim))  # the built-in Fineract resource: identifiers embedded
     records = {r.external_id: r for p in adapter.extract("Client") for r in p.records}
     assert len(records) == 60
@@ -76,7 +77,7 @@ def default_config(sim: CorebankRestSimulator) -> CorebankRestConfig:
 def test_write_back_round_trip_with_the_default_fineract_resource(sim: CorebankRestSimulator,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch)
-    m = load_mapping(MAPPING)
+    m = load_mapping(MAPPING, profile=target_profile)
     adapter = CorebankRestAdapter(default_config(sim))
     rec = sim.record("1")
     assert rec is not None

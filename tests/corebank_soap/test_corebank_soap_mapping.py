@@ -14,6 +14,7 @@ from corebank_soap_support import FIXTURES, fcubs_config, t24_config
 from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.adapters.corebank_soap import CorebankSoapAdapter
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator, T24StyleSimulator
+from crmbridge.adapters.registry import target_profile
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping, validate_against
 from crmbridge.core.errors import ValidationError
@@ -25,7 +26,7 @@ T24_MAPPING = FIXTURES / "t24_customer.yaml"
 
 @pytest.mark.parametrize("path", [FCUBS_MAPPING, T24_MAPPING])
 def test_mappings_validate(path: Path) -> None:
-    mapping, problems = check_mapping_file(path)
+    mapping, problems = check_mapping_file(path, profile=target_profile)
     assert mapping is not None and [p for p in problems if p.severity == "error"] == []
 
 
@@ -45,7 +46,7 @@ def _essence(party: Any) -> dict[str, Any]:
 
 
 def test_flexcube_and_t24_shapes_give_the_same_parties() -> None:
-    fm, tm = load_mapping(FCUBS_MAPPING), load_mapping(T24_MAPPING)
+    fm, tm = load_mapping(FCUBS_MAPPING, profile=target_profile), load_mapping(T24_MAPPING, profile=target_profile)
     knobs = dict(seed=21, records=25)
     with CorebankSoapSimulator(Knobs(**knobs)) as fs, T24StyleSimulator(Knobs(**knobs),
                                                                         wsdl_path=FIXTURES / "t24_customer.wsdl") as ts:
@@ -68,7 +69,7 @@ def test_flexcube_and_t24_shapes_give_the_same_parties() -> None:
 
 
 def test_defective_records_become_record_errors_with_the_field() -> None:
-    m = load_mapping(FCUBS_MAPPING)
+    m = load_mapping(FCUBS_MAPPING, profile=target_profile)
     with CorebankSoapSimulator(Knobs(seed=4, records=60, bad_fraction=0.25)) as sim, \
             CorebankSoapAdapter(fcubs_config(sim)) as adapter:
         records = [r for p in adapter.extract("Customer") for r in p.records]
@@ -90,7 +91,7 @@ def test_defective_records_become_record_errors_with_the_field() -> None:
 
 def test_map_out_payload_is_accepted_by_the_write_back() -> None:
     """The mapping's out direction produces exactly what the adapter may write (CTYPE is dropped, nothing golden)."""
-    m = load_mapping(FCUBS_MAPPING)
+    m = load_mapping(FCUBS_MAPPING, profile=target_profile)
     with CorebankSoapSimulator(Knobs(seed=8, records=10)) as sim, \
             CorebankSoapAdapter(fcubs_config(sim)) as adapter:
         rec = next(r for p in adapter.extract("Customer") for r in p.records if r.data["CTYPE"] == "I")
@@ -108,7 +109,7 @@ def test_map_out_payload_is_accepted_by_the_write_back() -> None:
 
 
 def test_t24_map_out_payload_round_trips() -> None:
-    m = load_mapping(T24_MAPPING)
+    m = load_mapping(T24_MAPPING, profile=target_profile)
     with T24StyleSimulator(Knobs(seed=8, records=10), wsdl_path=FIXTURES / "t24_customer.wsdl") as sim, \
             CorebankSoapAdapter(t24_config(sim)) as adapter:
         rec = next(r for p in adapter.extract("Customer") for r in p.records if r.data["Sector"] == "1001")
@@ -120,12 +121,12 @@ def test_t24_map_out_payload_round_trips() -> None:
 
 
 def test_mappings_fit_the_described_fields(fcubs: CorebankSoapAdapter, t24: CorebankSoapAdapter) -> None:
-    assert validate_against(load_mapping(FCUBS_MAPPING), fcubs.describe("Customer")) == []
-    assert validate_against(load_mapping(T24_MAPPING), t24.describe("Customer")) == []
+    assert validate_against(load_mapping(FCUBS_MAPPING, profile=target_profile), fcubs.describe("Customer")) == []
+    assert validate_against(load_mapping(T24_MAPPING, profile=target_profile), t24.describe("Customer")) == []
 
 
 def test_shipped_sample_record_maps() -> None:
     sample = json.loads((REPO / "mappings" / "samples" / "corebank_soap_customer.json").read_text(encoding="utf-8"))
-    party = load_mapping(FCUBS_MAPPING).to_party(sample)
+    party = load_mapping(FCUBS_MAPPING, profile=target_profile).to_party(sample)
     assert party.name.legal_zh == sample["NAME"]
     assert [i.value for i in party.identifiers if str(i.scheme).endswith("CN_RIC")] == [sample["UIDVAL"]]

@@ -38,7 +38,7 @@ import yaml
 
 from crmbridge.adapters.base import RawRecord
 from crmbridge.canonical.mapping import load_mapping
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.errors import AdapterError, BadResponseError, ConfigurationError, CrmBridgeError, MappingError
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap

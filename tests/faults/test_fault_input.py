@@ -27,8 +27,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.errors import AdapterError, ConfigurationError, CrmBridgeError, MappingError, RecordError
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
@@ -74,10 +75,10 @@ def test_corrupted_mapping_files_load_or_fail_located(tmp_path_factory: pytest.T
     path = tmp_path_factory.mktemp("m") / which.name
     path.write_bytes(bytes(data))
     try:
-        load_mapping(path)
+        load_mapping(path, profile=target_profile)
     except MappingError as exc:
         _located(exc, which.name)
-    m, problems = check_mapping_file(path)
+    m, problems = check_mapping_file(path, profile=target_profile)
     assert m is not None or problems
 
 
@@ -89,7 +90,7 @@ def test_random_yaml_mapping_documents_fail_located(tmp_path_factory: pytest.Tem
     path.write_text(json.dumps(doc, allow_nan=True) if not isinstance(doc, str) else doc, encoding="utf-8",
                     errors="surrogatepass")
     with pytest.raises(MappingError) as info:
-        load_mapping(path)
+        load_mapping(path, profile=target_profile)
     _located(info.value, "random_mapping.yaml")
 
 
@@ -142,7 +143,7 @@ def test_configs_with_random_sections_fail_located(demo_config: Path, patch: dic
 def test_random_vendor_records_map_to_a_party_or_a_record_error(which: Path, data: dict[str, Any],
                                                                 keep: float) -> None:
     CASES["vendor-record"] += 1
-    m = load_mapping(which)
+    m = load_mapping(which, profile=target_profile)
     fields = m.vendor_fields("in") or []
     record = {f: v for i, (f, v) in enumerate(zip(fields, list(data.values()) * 10, strict=False))
               if i < len(fields) * keep} | data

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from crmbridge.adapters.base import FieldInfo
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import (
     MappingLoadError,
     check_mapping_file,
@@ -119,7 +120,7 @@ def write(tmp_path):
 
 @pytest.fixture
 def core(write):
-    return load_mapping(write(CORE))
+    return load_mapping(write(CORE), profile=target_profile)
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -259,7 +260,7 @@ def test_consent_values(core):
 
 
 def test_key_field_supplies_party_id(write):
-    m = load_mapping(write(ZOHO_MIN))
+    m = load_mapping(write(ZOHO_MIN), profile=target_profile)
     assert m.map_in({"id": "1", "Last_Name": "张三", "Party_ID": str(PID)})["party_id"] == PID
     with pytest.raises(ValidationError, match="not a crmbridge party id"):
         m.map_in({"id": "1", "Last_Name": "张三", "Party_ID": "nope"})
@@ -324,7 +325,7 @@ def _party(**over):
 
 
 def test_crm_minimisation_masks_by_default_and_honours_consent(write):
-    m = load_mapping(write(ZOHO_MIN))
+    m = load_mapping(write(ZOHO_MIN), profile=target_profile)
     out = m.map_out(_party())
     assert out == {"Party_ID": str(PID), "Last_Name": "张*", "RIC_Masked": "1*************002X",
                    "Mobile": "+86138****5678", "Email": "z***@example.com"}
@@ -339,7 +340,7 @@ def test_crm_minimisation_masks_by_default_and_honours_consent(write):
 
 
 def test_map_out_rejects_the_wrong_party_type_and_missing_mandatory(write):
-    m = load_mapping(write(ZOHO_MIN))
+    m = load_mapping(write(ZOHO_MIN), profile=target_profile)
     org = parse_party({"party_type": "ORGANISATION", "name": {"legal_zh": "示例有限公司"}})
     with pytest.raises(ValidationError, match="for INDIVIDUAL parties"):
         m.map_out(org)
@@ -359,7 +360,7 @@ def test_trace_rows_record_what_went_where(core):
 # ---------------------------------------------------------------------------------------------- load errors
 
 def _problems(write, text):
-    _, problems = check_mapping_file(write(text))
+    _, problems = check_mapping_file(write(text), profile=target_profile)
     return [(p.line, p.path, p.message) for p in problems if p.severity == "error"]
 
 
@@ -408,7 +409,7 @@ def test_duplicate_keys_and_missing_header(write):
 def test_load_mapping_raises_with_every_problem(write):
     path = write(CORE.replace("[phone_e164]", "[x1]").replace('"date:%Y%m%d"', "x2"))
     with pytest.raises(MappingLoadError) as exc:
-        load_mapping(path)
+        load_mapping(path, profile=target_profile)
     assert isinstance(exc.value, MappingError)
     assert len(exc.value.problems) == 2
     assert str(exc.value).startswith(f"{path}:")
@@ -480,7 +481,7 @@ def test_unknown_system_and_bad_constant(write):
 def test_validate_against_vendor_metadata(write):
     m = load_mapping(write(ZOHO_MIN + "  - {type: code, vendor: Segment, canonical: segment.code, table: seg}\n"
                            "code_tables:\n  seg: {map: {Mass: MASS, Affluent: AFFLUENT, Wealth: WEALTH, "
-                           "Private: PRIVATE}}\n"))
+                           "Private: PRIVATE}}\n"), profile=target_profile)
     fields = [FieldInfo("Last_Name", "text", required=True), FieldInfo("First_Name", "text"),
               FieldInfo("Party_ID", "text"), FieldInfo("Mobile", "phone", read_only=True),
               FieldInfo("Email", "email"), FieldInfo("Owner", "ownerlookup", required=True),
@@ -517,7 +518,7 @@ def test_organisation_mapping_and_uscc_in_clear(write):
       - {type: field, vendor: name, canonical: name.legal_zh, required: true}
       - {type: identifier, vendor: uscc__c, scheme: CN_USCC, transform: [upper]}
     """
-    m = load_mapping(write(text))
+    m = load_mapping(write(text), profile=target_profile)
     party = m.to_party({"_id": "x", "name": "示例有限公司", "uscc__c": USCC.lower()}, party_id=PID)
     assert isinstance(party, Organisation) and party.uscc.value == USCC
     assert m.map_out(party) == {"party_id__c": str(PID), "name": "示例有限公司", "uscc__c": USCC}
@@ -551,7 +552,7 @@ def test_step_party_type_runs_only_for_that_type(write):
       - {type: contact, party_type: INDIVIDUAL, vendor: email, contact_type: EMAIL, transform: [email],
          when_consent: MARKETING_EMAIL, when_consent_else: omit}
     """
-    m = load_mapping(write(text))
+    m = load_mapping(write(text), profile=target_profile)
     org = m.to_party({"_id": "1", "kind": "C", "name": "示例有限公司", "uscc": USCC}, party_id=PID)
     ind = m.to_party({"_id": "2", "kind": "P", "name": "张三", "uscc": USCC, "email": "a@b.cn"}, party_id=PID)
     assert isinstance(org, Organisation) and isinstance(ind, Individual) and ind.identifiers == []

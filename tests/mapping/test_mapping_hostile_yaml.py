@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping
 from crmbridge.core.errors import ConfigurationError, MappingError
 
@@ -33,7 +34,7 @@ def test_hostile_mapping_yaml_is_a_located_mapping_error(tmp_path: Path, text: s
     path.write_text(text)
     start = time.monotonic()
     with pytest.raises(MappingError) as info:
-        load_mapping(path)
+        load_mapping(path, profile=target_profile)
     assert time.monotonic() - start < 2.0
     assert f"{path}:{line}:" in str(info.value) and words in str(info.value), str(info.value)
 
@@ -41,7 +42,7 @@ def test_hostile_mapping_yaml_is_a_located_mapping_error(tmp_path: Path, text: s
 def test_a_mapping_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     path.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
-    m, problems = check_mapping_file(path)
+    m, problems = check_mapping_file(path, profile=target_profile)
     assert m is None and any("larger than 1048576 bytes" in p.message for p in problems)
 
 
@@ -49,10 +50,10 @@ def test_a_shipped_mapping_with_an_anchor_still_loads_and_reports_lines(tmp_path
     src = (REPO / "mappings" / "zoho_contacts.yaml").read_text()
     path = tmp_path / "zoho_contacts.yaml"
     path.write_text("x-note: &note shared\n" + src + "\ndescription_copy: *note\n")
-    m, problems = check_mapping_file(path)
+    m, problems = check_mapping_file(path, profile=target_profile)
     assert any("description_copy" in p.path for p in problems)   # an unknown key, located, not a refusal
     assert not any("alias" in p.message for p in problems)
-    assert load_mapping(REPO / "mappings" / "zoho_contacts.yaml") is not None
+    assert load_mapping(REPO / "mappings" / "zoho_contacts.yaml", profile=target_profile) is not None
 
 
 def test_mapping_validate_cli_refuses_the_bomb_quickly(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_mapping_validate_cli_refuses_the_bomb_quickly(tmp_path: Path) -> None:
 
 
 def test_a_config_whose_job_maps_through_a_bombed_file_is_refused(tmp_path: Path) -> None:
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.demo import DemoEnvironment
 
     with DemoEnvironment(tmp_path / "demo", customers=3) as env:

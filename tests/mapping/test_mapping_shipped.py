@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping, mapping_json_schema
 from crmbridge.canonical.model import Individual, Organisation, parse_party
 from crmbridge.core.errors import ValidationError
@@ -26,7 +27,7 @@ def sample(name: str) -> dict:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_mapping_has_no_problems(name):
-    m, problems = check_mapping_file(MAPPINGS / f"{name}.yaml")
+    m, problems = check_mapping_file(MAPPINGS / f"{name}.yaml", profile=target_profile)
     assert m is not None and problems == []
     first = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0]
     assert first == "# yaml-language-server: $schema=./mapping.schema.json"
@@ -34,7 +35,7 @@ def test_shipped_mapping_has_no_problems(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_sample_maps_in_and_round_trips_out(name):
-    m = load_mapping(MAPPINGS / f"{name}.yaml")
+    m = load_mapping(MAPPINGS / f"{name}.yaml", profile=target_profile)
     raw = sample(name)
     party = m.to_party(raw)
     assert isinstance(party, Individual if m.fixed_party_type == "INDIVIDUAL" else Organisation)
@@ -53,7 +54,7 @@ def test_sample_maps_in_and_round_trips_out(name):
 
 
 def test_zoho_contacts_round_trip_is_minimised():
-    m = load_mapping(MAPPINGS / "zoho_contacts.yaml")
+    m = load_mapping(MAPPINGS / "zoho_contacts.yaml", profile=target_profile)
     raw = sample("zoho_contacts")
     party = m.to_party(raw)
     assert party.name.legal_zh == "张三"
@@ -70,7 +71,7 @@ def test_zoho_contacts_round_trip_is_minimised():
 
 
 def test_zoho_contacts_projection_of_a_core_party():
-    m = load_mapping(MAPPINGS / "zoho_contacts.yaml")
+    m = load_mapping(MAPPINGS / "zoho_contacts.yaml", profile=target_profile)
     out = m.map_out(parse_party(sample("party_individual")))
     assert out == {
         "Party_ID": "6f1c2b0e-8d2a-4c35-9e61-2b7f4a1d9c10", "Last_Name": "张*",
@@ -85,7 +86,7 @@ def test_zoho_contacts_projection_of_a_core_party():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_core_party_projection_never_carries_clear_c2(name):
-    m = load_mapping(MAPPINGS / f"{name}.yaml")
+    m = load_mapping(MAPPINGS / f"{name}.yaml", profile=target_profile)
     party = parse_party(sample(PARTY_SAMPLE[name]))
     text = json.dumps(m.map_out(party), ensure_ascii=False)
     for secret in ("11010519491231002X", "1234567.89", "58000000", "建国门外大街", "zhang.san@", "LOW", "1949-12-31"):
@@ -93,7 +94,7 @@ def test_core_party_projection_never_carries_clear_c2(name):
 
 
 def test_fxiaoke_accountobj_holds_both_party_types():
-    acc = load_mapping(MAPPINGS / "fxiaoke_accountobj.yaml")
+    acc = load_mapping(MAPPINGS / "fxiaoke_accountobj.yaml", profile=target_profile)
     raw = sample("fxiaoke_accountobj")
     org = acc.to_party(raw)
     assert isinstance(org, Organisation) and org.uscc.value == "91110000600037341L"   # full-width input normalised
@@ -116,7 +117,7 @@ def test_fxiaoke_accountobj_holds_both_party_types():
 
 
 def test_fxiaoke_contactobj_never_writes_masked_values_into_fields_that_flow_back():
-    con = load_mapping(MAPPINGS / "fxiaoke_contactobj.yaml")
+    con = load_mapping(MAPPINGS / "fxiaoke_contactobj.yaml", profile=target_profile)
     p = con.to_party(sample("fxiaoke_contactobj"))
     assert (p.name.family_zh, p.name.given_zh) == ("欧阳", "娜娜")
     assert p.has_consent("MARKETING_SMS", p.source_refs[0].source_updated_at)
@@ -133,7 +134,7 @@ def test_fxiaoke_contactobj_never_writes_masked_values_into_fields_that_flow_bac
 
 
 def test_zoho_contacts_masked_echo_is_not_imported():
-    m = load_mapping(MAPPINGS / "zoho_contacts.yaml")
+    m = load_mapping(MAPPINGS / "zoho_contacts.yaml", profile=target_profile)
     echo = {**sample("zoho_contacts"), "Mobile": "+86138****5678", "Email": "z***@example.com"}
     canon = m.map_in(echo)
     assert [c["type"] for c in canon["contact_points"]] == ["LANDLINE"]
@@ -143,7 +144,7 @@ def test_zoho_contacts_masked_echo_is_not_imported():
 
 def test_zoho_read_fields_fit_the_api_limit():
     for name in ("zoho_contacts", "zoho_accounts"):
-        fields = load_mapping(MAPPINGS / f"{name}.yaml").vendor_fields("in")
+        fields = load_mapping(MAPPINGS / f"{name}.yaml", profile=target_profile).vendor_fields("in")
         assert "id" in fields and "Modified_Time" in fields and len(fields) <= 50
 
 

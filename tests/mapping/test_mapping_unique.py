@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import check_mapping_file, load_mapping, mapping_json_schema
 from crmbridge.canonical.model import parse_party
 from crmbridge.core.errors import ValidationError
@@ -51,12 +52,12 @@ def _party(pid: str, name: str = "张三", cif: str = "800000123"):
 
 
 def _problems(path: Path) -> list[tuple[str, str, str]]:
-    _, problems = check_mapping_file(path)
+    _, problems = check_mapping_file(path, profile=target_profile)
     return [(p.path, p.severity, p.message) for p in problems]
 
 
 def test_two_parties_with_the_same_masked_name_get_different_values(tmp_path: Path) -> None:
-    m = load_mapping(_write(tmp_path, UNIQUE))
+    m = load_mapping(_write(tmp_path, UNIQUE), profile=target_profile)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     out_a = m.map_out(_party(a, "张三"))
     out_b = m.map_out(_party(b, "张伟"))
@@ -76,7 +77,7 @@ def test_masked_name_with_the_last_characters_of_the_party_id(tmp_path: Path) ->
           - {canonical: party_id, last: 4}
     """
     path = _write(tmp_path, steps)
-    m = load_mapping(path)   # a warning, not an error
+    m = load_mapping(path, profile=target_profile)   # a warning, not an error
     pid = "6f1c2b0e-8d2a-4c35-9e61-2b7f4a1d9c10"
     assert m.map_out(_party(pid, "欧阳娜娜"))["name"] == "欧阳**·9c10"
     ((where, severity, message),) = _problems(path)
@@ -93,7 +94,7 @@ def test_core_reference_as_the_unique_part(tmp_path: Path) -> None:
     """
     path = _write(tmp_path, steps)
     assert _problems(path) == []
-    out = load_mapping(path).map_out(_party(str(uuid.uuid4()), "李四", cif="800000777"))
+    out = load_mapping(path, profile=target_profile).map_out(_party(str(uuid.uuid4()), "李四", cif="800000777"))
     assert out["name"] == "李*-800000777"
 
 
@@ -131,7 +132,7 @@ def test_masked_identifier_tail_is_within_the_projection(tmp_path: Path) -> None
     path = _write(tmp_path, steps)
     assert _problems(path) == []
     pid = str(uuid.uuid4())
-    assert load_mapping(path).map_out(_party(pid))["name"] == f"张*-002X-{pid}"
+    assert load_mapping(path, profile=target_profile).map_out(_party(pid))["name"] == f"张*-002X-{pid}"
 
 
 def test_core_banking_mapping_is_not_minimised(tmp_path: Path) -> None:
@@ -149,18 +150,18 @@ def test_core_banking_mapping_is_not_minimised(tmp_path: Path) -> None:
 
 
 def test_missing_part_is_a_record_error_when_required_and_omitted_otherwise(tmp_path: Path) -> None:
-    m = load_mapping(_write(tmp_path, UNIQUE))
+    m = load_mapping(_write(tmp_path, UNIQUE), profile=target_profile)
     party = _party(str(uuid.uuid4())).model_dump()
     party["name"] = None
     with pytest.raises(ValidationError) as err:
         m.map_out(party)
     assert err.value.field == "name" and "name.legal_zh" in str(err.value)
-    optional = load_mapping(_write(tmp_path, UNIQUE.replace("    required: true\n", "")))
+    optional = load_mapping(_write(tmp_path, UNIQUE.replace("    required: true\n", "")), profile=target_profile)
     assert "name" not in optional.map_out(party)
 
 
 def test_value_longer_than_the_vendor_field_is_an_error_not_a_cut(tmp_path: Path) -> None:
-    m = load_mapping(_write(tmp_path, UNIQUE + "    max_length: 20\n"))
+    m = load_mapping(_write(tmp_path, UNIQUE + "    max_length: 20\n"), profile=target_profile)
     with pytest.raises(ValidationError) as err:
         m.map_out(_party(str(uuid.uuid4())))
     assert "max_length 20" in str(err.value)
@@ -168,7 +169,7 @@ def test_value_longer_than_the_vendor_field_is_an_error_not_a_cut(tmp_path: Path
 
 def test_step_is_out_only_and_satisfies_the_mandatory_field(tmp_path: Path) -> None:
     path = _write(tmp_path, UNIQUE)
-    m = load_mapping(path)
+    m = load_mapping(path, profile=target_profile)
     assert "name" in m.vendor_fields("out") and "name" not in m.vendor_fields("in")
     assert set(m.owned_canonical_paths("out")) >= {"name.legal_zh", "party_id"}
     bad = _write(tmp_path, UNIQUE + "    direction: both\n")
@@ -185,7 +186,7 @@ def test_value_read_back_must_be_dropped(tmp_path: Path) -> None:
     errs = [p for p in _problems(_write(tmp_path, reads_back)) if p[1] == "error"]
     assert errs and errs[0][0] == "steps[1]" and "drop_masked" in errs[0][2]
     dropped = reads_back.replace("    direction: in\n", "    direction: in\n    in: [drop_masked, trim]\n")
-    m = load_mapping(_write(tmp_path, dropped))
+    m = load_mapping(_write(tmp_path, dropped), profile=target_profile)
     pid = str(uuid.uuid4())
     echoed = m.map_out(_party(pid))
     assert "name" not in m.map_in_partial({"_id": "x1", "party_id__c": pid, **echoed}).get("name", {})

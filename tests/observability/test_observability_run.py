@@ -150,7 +150,7 @@ def test_a_cron_run_logs_through_logrotate_writes_the_textfile_and_notifies(
 
 
 def _state_url(config: Path) -> str:
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
 
     return load_config(config).state.url
 
@@ -235,7 +235,7 @@ def test_a_dry_run_is_logged_but_neither_counted_nor_notified(tmp_path: Path, mo
 
 
 def test_an_unwritable_log_file_is_a_configuration_error_naming_it(tmp_path: Path, root_logging: None) -> None:
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
     from crmbridge.sync.observe import apply_logging
 

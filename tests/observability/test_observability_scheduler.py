@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scheduler_support import JOB, WebhookReceiver, demo, edit_config, free_port, one_way_job, schedulers, wait_for
 
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.core.logsafe import unconfigure_logging
 from crmbridge.sync.notify import EVENT_HEADER, SIGNATURE_HEADER, verify
 from crmbridge.sync.runners.scheduler import SchedulerOptions, SchedulerService

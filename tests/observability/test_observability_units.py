@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from scheduler_support import WebhookReceiver
 
-from crmbridge.core.config import JobConfig, NotificationsConfig
+from crmbridge.config import JobConfig, NotificationsConfig
 from crmbridge.core.logsafe import JsonFormatter, PersonalDataFilter, bind_log_context, reset_log_context
 from crmbridge.sync.notify import Notifier, events_for_run, sign, verify
 from crmbridge.sync.report import RunReport

@@ -142,7 +142,7 @@ def test_wrong_master_key_and_bad_options(setup, capsys) -> None:  # type: ignor
 
 
 def test_security_from_config_for_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crmbridge.core.config import load_config
+    from crmbridge.config import load_config
     from crmbridge.sync.security.crypto import generate_master_key
     from crmbridge.sync.security.privacy import security_from_config
     from crmbridge.sync.state.db import Base, import_models

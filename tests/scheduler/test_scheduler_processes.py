@@ -16,7 +16,7 @@ import pytest
 from scheduler_support import JOB, demo, edit_config, one_way_job, schedulers, wait_for
 from sqlalchemy.exc import SQLAlchemyError
 
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.reconcile import reconcile

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scheduler_support import JOB, demo, wait_for
 
-from crmbridge.core.config import load_config
+from crmbridge.config import load_config
 from crmbridge.sync.runners.scheduler import JOB_ID_PREFIX, SchedulerOptions, SchedulerService
 from crmbridge.sync.state.store import StateStore
 

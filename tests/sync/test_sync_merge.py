@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from crmbridge.sync.merge import ConflictPolicy, diff, flatten, three_way_merge, unflatten
 
 MANUAL = ConflictPolicy(type="manual")
-CORE_OWNS = ConflictPolicy(type="source_of_truth",
+CORE_OWNS = ConflictPolicy(type="source_of_truth", default_owner=None,
                            owners={"name.*": "source", "identifiers*": "source",
                                    "contact_points*": "target", "consents*": "target"})
 

@@ -5,8 +5,8 @@ Where the file is: ``--config FILE``, else the environment variable ``CRMBRIDGE_
 
 :func:`load_config` collects EVERY problem before it raises one :class:`ConfigurationError` listing them,
 one per line, as ``file:line: key.path: what was expected (got <value>)``. Line numbers come from the YAML
-itself (:class:`_MarkingLoader` records where each key path starts); a value that looks secret or
-personal is masked, and a secret's value is never shown.
+itself (:func:`crmbridge.core.safeyaml.load_with_lines` records where each key path starts); a value that looks
+secret or personal is masked, and a secret's value is never shown.
 
 Systems are validated by their adapter's own ``Config`` model (``crmbridge.adapters.registry``), so each
 vendor owns its keys; the top-level ``retry`` policy is the default of every system that sets none. Jobs are
@@ -20,6 +20,7 @@ unreadable ones, again with file, line and key path.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -45,16 +46,17 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
 from crmbridge.adapters.base import AdapterConfig
-from crmbridge.canonical.masking import mask
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
+from crmbridge.core.masking import mask
 from crmbridge.core.retry import RetryPolicy
-from crmbridge.core.safeyaml import BoundedLoader, YamlLimitError, read_bounded, size_problem
+from crmbridge.core.safeyaml import BoundedLoader, YamlProblem, load_with_lines, read_bounded, size_problem
 from crmbridge.core.secrets import SecretRef, is_secret_reference, resolve_secret
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
     "MATCH_KEYS",
+    "MAX_BATCH_SIZE",
     "PACKAGE_ROOT",
     "ConflictPolicy",
     "CrmBridgeConfig",
@@ -288,13 +290,37 @@ class ConflictPolicy(_Model):
     """What happens when both sides changed a field (two-way jobs) or who owns a field.
 
     ``owners`` maps canonical path globs (``identifiers.*``, ``contact_points.*``) to the system that owns them
-    under ``source_of_truth``; unlisted fields belong to the job's source.
+    under ``source_of_truth``, first match wins; unlisted fields belong to ``default_owner`` (the job's source).
     """
+
+    # the one policy class: read from the configuration and used by the merge (crmbridge.sync.merge), which gets it
+    # with each owner written as the job's side, "source" or "target" (sided())
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["source_of_truth", "last_writer_wins", "manual"] = "source_of_truth"
     owners: dict[str, str] = Field(default_factory=dict)
     clock_tolerance_seconds: float = Field(5.0, ge=0, le=3600,
                                            description="last_writer_wins: closer than this counts as a tie")
+    default_owner: Literal["source", "target"] | None = Field("source", description=(
+        "owner of the fields no owners glob matches: the job's source (default) or target; null: a conflict on "
+        "such a field waits for review"))
+    protect_owned: bool = Field(True, description=(
+        "source_of_truth: a change made only by the side that does not own a field waits for review instead of "
+        "being applied (golden fields are never changed from a CRM silently)"))
+
+    def owner_of(self, path: str) -> str | None:
+        """The owner of canonical ``path``: the first matching glob's, else ``default_owner``."""
+        for pattern, owner in self.owners.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                return owner
+        return self.default_owner
+
+    def sided(self, source_system: str) -> ConflictPolicy:
+        """This policy with each owner written as the job's side: ``source_system`` → ``"source"``, any other
+        system → ``"target"``."""
+        owners = {glob: ("source" if owner in (source_system, "source") else "target")
+                  for glob, owner in self.owners.items()}
+        return self.model_copy(update={"owners": owners})
 
 
 class JobConfig(_Model):
@@ -382,35 +408,15 @@ class CrmBridgeConfig(_Model):
 
 
 # ============================================================================================ YAML + marks
-class _MarkingLoader(BoundedLoader):
-    """A bounded SafeLoader (no alias bombs, no deep nesting: core/safeyaml.py); :func:`_load_yaml` walks its node
-    tree to record each key path's line."""
-
-
-def _record_lines(node: yaml.Node, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
-                  problems: list[tuple[tuple[str | int, ...], str, int]]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            if key == "<<":
-                _record_lines(value_node, loc, lines, problems)
-                continue
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append((loc + (key,), "duplicate key (the later value would silently win)", line))
-            seen.add(key)
-            lines.setdefault(loc + (key,), line)
-            _record_lines(value_node, loc + (key,), lines, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.setdefault(loc + (i,), item.start_mark.line + 1)
-            _record_lines(item, loc + (i,), lines, problems)
-
-
-def _yaml_refusal(name: str, exc: YamlLimitError) -> str:
-    mark = exc.problem_mark
-    return f"{name}{f':{mark.line + 1}:{mark.column + 1}' if mark else ''}: {exc.problem}"
+def _yaml_line(name: str, pr: YamlProblem) -> str:
+    where = f"{name}:{pr.line}:{pr.column}" if pr.line is not None and pr.column is not None else name
+    if pr.kind == "refused":
+        return f"{where}: {pr.message}"
+    if pr.kind == "syntax":
+        return f"{where}: YAML syntax error: {' '.join(p for p in (pr.context, pr.message) if p)}"
+    if pr.kind == "error":
+        return f"{name}: YAML error: {pr.message}"
+    return f"{name}:{pr.line}: {_dotted(pr.path)}: {pr.message}"
 
 
 def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
@@ -418,32 +424,9 @@ def _load_yaml(text: str, source: _Source) -> tuple[Any, list[str]]:
 
     The document is bounded (size, nesting, aliases: core/safeyaml.py); a refusal is an error line naming the
     file, line and column."""
-    try:
-        loader = _MarkingLoader(text)   # the reader checks the characters here (a NUL byte is refused)
-    except YamlLimitError as exc:
-        return None, [_yaml_refusal(source.name, exc)]
-    except yaml.YAMLError as exc:
-        return None, [f"{source.name}: YAML error: {exc}"]
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, []
-        problems: list[tuple[tuple[str | int, ...], str, int]] = []
-        _record_lines(node, (), source.lines, problems)
-        source.lines[()] = node.start_mark.line + 1
-        data = loader.construct_document(node)
-    except YamlLimitError as exc:
-        return None, [_yaml_refusal(source.name, exc)]
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        return None, [f"{source.name}{line}: YAML syntax error: {what}"]
-    except yaml.YAMLError as exc:
-        return None, [f"{source.name}: YAML error: {exc}"]
-    finally:
-        loader.dispose()
-    return data, [f"{source.name}:{line}: {_dotted(loc)}: {msg}" for loc, msg, line in problems]
+    doc = load_with_lines(text)
+    source.lines.update(doc.lines)
+    return doc.data, [_yaml_line(source.name, pr) for pr in doc.problems]
 
 
 # ============================================================================================ errors

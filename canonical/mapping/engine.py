@@ -1,0 +1,405 @@
+"""The :class:`Mapping`: a loaded, checked mapping that maps records in and parties out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from crmbridge.canonical.mapping.policy import _show
+from crmbridge.canonical.mapping.profile import UNDECLARED, TargetProfile
+from crmbridge.canonical.mapping.spec import MappingSpec, PartyTypeRule
+from crmbridge.canonical.mapping.steps import (
+    REQUIRED_MISSING,
+    ConsentStep,
+    TraceRow,
+    _compile_path,
+    _CompileContext,
+    _InRecord,
+    _OutRecord,
+    _spec_arg,
+    _Step,
+)
+from crmbridge.canonical.mapping.yamlio import keypath
+from crmbridge.canonical.model import (
+    AnyParty,
+)
+from crmbridge.canonical.transforms import (
+    Transform,
+    TransformContext,
+    TransformError,
+    build_transform,
+    run_chain,
+)
+from crmbridge.core.errors import MappingError, ValidationError
+from crmbridge.core.paths import Path, PathIndex, PathKey, parse_path, path_get, plain_value
+from crmbridge.core.paths import try_path as _try_path
+
+
+class Mapping:
+    """A loaded, checked mapping: the engine other parts call.
+
+    Attributes:
+        spec: the parsed :class:`MappingSpec`.
+        path: the file it came from.
+        version_hash: SHA-256 (hex) of the file's bytes, recorded in the ledger with every mapped record.
+        profile: the target system's :class:`TargetProfile` (none given: a CRM, personal data minimised).
+    """
+
+    def __init__(self, spec: MappingSpec, *, path: str, version_hash: str,
+                 lines: dict[tuple[str | int, ...], int] | None = None,
+                 profile: TargetProfile = UNDECLARED) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.path = path
+        self.version_hash = version_hash
+        self.lines = lines or {}
+        self.tctx = TransformContext(code_tables=spec.code_tables)
+        self._external = _try_path(spec.external_id) or Path(spec.external_id, (PathKey(spec.external_id),))
+        self._key = _try_path(spec.key_field) if spec.key_field else None
+        self._modified: Path | None = None
+        self._modified_chain: list[tuple[Transform, str]] = []
+        self._deleted: Path | None = None
+        self._type_rule: Path | None = None
+
+    # ---- header
+    @property
+    def system(self) -> str:
+        return self.spec.system
+
+    @property
+    def object(self) -> str:
+        return self.spec.object
+
+    @property
+    def fixed_party_type(self) -> str | None:
+        return self.spec.party_type if isinstance(self.spec.party_type, str) else None
+
+    @property
+    def source_system(self) -> str | None:
+        return self.spec.source_system or self.profile.source_system
+
+    def __repr__(self) -> str:
+        return f"<Mapping {self.spec.system}/{self.spec.object} v{self.spec.version} {self.path}>"
+
+    def _compile(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        spec = self.spec
+        out: list[tuple[tuple[str | int, ...], str, str]] = []
+        ctx = _CompileContext(code_tables=spec.code_tables, party_type=self.fixed_party_type, system=spec.system,
+                              profile=self.profile)
+        for i, step in enumerate(spec.steps):
+            ctx.problems = []
+            ctx.party_type = step.party_type or self.fixed_party_type
+            if step.party_type and self.fixed_party_type and step.party_type != self.fixed_party_type:
+                ctx.error(("party_type",), f"this mapping is for {self.fixed_party_type} parties only")
+            step.compile(ctx)
+            out.extend((("steps", i, *rel), msg, sev) for rel, msg, sev in ctx.problems)
+        ctx.problems = []
+        ctx.party_type = self.fixed_party_type
+        for key in ("external_id", "key_field"):
+            txt = getattr(spec, key)
+            if txt:
+                _compile_path(ctx, (key,), txt, canonical=False)
+        if spec.modified_at:
+            self._modified = _compile_path(ctx, ("modified_at", "vendor"), spec.modified_at.vendor, canonical=False)
+            for j, t in enumerate(spec.modified_at.transform):
+                try:
+                    self._modified_chain.append((build_transform(_spec_arg(t), direction="in"), "in"))
+                except MappingError as exc:
+                    ctx.error(("modified_at", "transform", j), exc.message)
+        if spec.deleted_when:
+            self._deleted = _compile_path(ctx, ("deleted_when", "vendor"), spec.deleted_when.vendor, canonical=False)
+        if isinstance(spec.party_type, PartyTypeRule):
+            self._type_rule = _compile_path(ctx, ("party_type", "vendor"), spec.party_type.vendor, canonical=False)
+        out.extend(ctx.problems)
+        return out
+
+    # ---- record helpers
+    def external_id(self, raw: AbcMapping[str, Any]) -> str:
+        """The vendor's id of ``raw``. Raises ValidationError when it is missing."""
+        v = path_get(raw, self._external)
+        if v is None or v == "":
+            raise ValidationError(f"record has no id at {self._external.text}", field=self._external.text,
+                                  code="missing_id", where=self._where())
+        return str(v)
+
+    def modified_at(self, raw: AbcMapping[str, Any]) -> datetime | None:
+        """The vendor's last-modified time of ``raw`` as an aware UTC datetime (None when the mapping has none)."""
+        if self._modified is None:
+            return None
+        v = path_get(raw, self._modified)
+        if v is None:
+            return None
+        try:
+            out = run_chain(self._modified_chain, v, self.tctx)
+        except TransformError as exc:
+            raise ValidationError(f"{self._modified.text}: {exc}", field=self._modified.text,
+                                  code="bad_modified_at", where=self._where()) from None
+        if not isinstance(out, datetime) or out.tzinfo is None:
+            raise ValidationError(f"{self._modified.text}: not an aware date-time after its transforms",
+                                  field=self._modified.text, code="bad_modified_at", where=self._where())
+        return out
+
+    def is_deleted(self, raw: AbcMapping[str, Any]) -> bool:
+        """Whether ``raw`` is a deletion per ``deleted_when``."""
+        if self._deleted is None or self.spec.deleted_when is None:
+            return False
+        v = path_get(raw, self._deleted)
+        return any(ConsentStep._same(v, x) for x in self.spec.deleted_when.values)
+
+    def _where(self) -> str:
+        return f"mapping {self.spec.system}/{self.spec.object} v{self.spec.version}"
+
+    def _steps(self, direction: str) -> list[tuple[int, _Step]]:
+        return [(i, s) for i, s in enumerate(self.spec.steps) if s.runs(direction)]
+
+    def vendor_paths(self, direction: Literal["in", "out"] = "in") -> list[Path]:
+        """Every vendor path the steps of ``direction`` read or write, nested ones whole (``crmbridge doctor``
+        looks for them in real records)."""
+        seen: dict[str, Path] = {}
+        for _, step in self._steps(direction):
+            for p in step.vendor_paths():
+                seen.setdefault(str(p), p)
+        return list(seen.values())
+
+    def vendor_fields(self, direction: Literal["in", "out"] = "in") -> list[str]:
+        """Top-level vendor field names read (``in``: the ``fields=`` of a Zoho read) or written (``out``)."""
+        seen: dict[str, None] = {}
+        if direction == "in":
+            for p in (self._external, self._modified, self._deleted, self._type_rule, self._key):
+                if p is not None:
+                    seen.setdefault(p.head)
+        elif self._key is not None:
+            seen.setdefault(self._key.head)
+        if direction == "out" and self._type_rule is not None:
+            seen.setdefault(self._type_rule.head)
+        for _, step in self._steps(direction):
+            for p in step.vendor_paths():
+                seen.setdefault(p.head)
+        return list(seen)
+
+    def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
+        """Canonical paths the mapping writes (``in``) or reads (``out``), selectors included."""
+        seen: dict[str, None] = {}
+        if direction == "in":
+            seen.setdefault("party_type")
+            if self.source_system:
+                seen.setdefault(f"source_refs[system={self.source_system}].system_id")
+        for _, step in self._steps(direction):
+            for p in step.canonical_paths():
+                seen.setdefault(p.text)
+        return list(seen)
+
+    # ---- in
+    def _party_type(self, raw: AbcMapping[str, Any], rec: _InRecord) -> str | None:
+        rule = self.spec.party_type
+        if isinstance(rule, str):
+            return rule
+        v = path_get(raw, self._type_rule) if self._type_rule else None
+        if v is None or v == "":
+            if rule.default is None:
+                rec.problem(rule.vendor, "party_type", REQUIRED_MISSING)
+            return rule.default
+        key = str(plain_value(v)).strip()
+        if key not in rule.map:
+            rec.problem(rule.vendor, "party_type", f"unknown party type code {key!r}")
+            return None
+        return rule.map[key]
+
+    def _run_in(self, raw: AbcMapping[str, Any], party_id: uuid.UUID | None) -> _InRecord:
+        if not isinstance(raw, AbcMapping):
+            raise ValidationError("a vendor record must be a JSON object", code="bad_record", where=self._where())
+        rec = _InRecord(self, raw)
+        ptype = self._party_type(raw, rec)
+        if ptype:
+            rec.canon["party_type"] = ptype
+        pid = party_id
+        if pid is None and self._key is not None:
+            key = path_get(raw, self._key)
+            if key not in (None, ""):
+                try:
+                    pid = uuid.UUID(str(key))
+                except ValueError:
+                    rec.problem(self._key.text, "party_id", "not a crmbridge party id (UUID)")
+        if pid is not None:
+            rec.canon["party_id"] = pid
+        ext = path_get(raw, self._external)
+        if ext in (None, ""):
+            rec.problem(self._external.text, "source_refs[].system_id", "record has no id")
+        elif self.source_system:
+            ref: dict[str, Any] = {"system": self.source_system, "system_id": str(ext)}
+            try:
+                mod = self.modified_at(raw)
+            except ValidationError as exc:
+                rec.problem(self._modified.text if self._modified else None, "source_refs[].source_updated_at",
+                            exc.message)
+                mod = None
+            if mod is not None:
+                ref["source_updated_at"] = mod
+                rec.modified = mod
+            rec.canon["source_refs"] = [ref]
+        for i, step in self._steps("in"):
+            if step.applies_to(ptype):
+                rec.step_no = i
+                step.apply_in(rec)
+        return rec
+
+    def _raise(self, problems: list[tuple[str | None, str, str]], *, code: str = "mapping_failed") -> None:
+        text = "; ".join(f"{v or '?'} → {c}: {m}" for v, c, m in problems)
+        err = ValidationError(text, field=problems[0][0], code=code, where=self._where())
+        err.problems = problems  # type: ignore[attr-defined]
+        err.canonical_path = problems[0][1]  # type: ignore[attr-defined]
+        raise err
+
+    def map_in(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """Map one vendor record to a canonical dict (not yet validated by the model).
+
+        Raises:
+            ValidationError: every problem of the record in one message (vendor field → canonical path: what;
+                values masked); ``field`` is the first vendor field at fault.
+        """
+        rec = self._run_in(raw, party_id)
+        if rec.problems:
+            self._raise(rec.problems)
+        return rec.canon
+
+    def map_in_partial(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """Map what a record carries, for a two-way merge: a required value that is missing is not an error here
+        (a CRM never gets some fields back, e.g. the full name it only saw masked; the merge keeps the last synced
+        value), every other problem still raises as in :meth:`map_in`."""
+        rec = self._run_in(raw, party_id)
+        problems = [p for p in rec.problems if p[2] != REQUIRED_MISSING]
+        if problems:
+            self._raise(problems)
+        return rec.canon
+
+    def trace_in(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None
+                 ) -> tuple[dict[str, Any], list[TraceRow]]:
+        """Like :meth:`map_in`, also returning what each step read and wrote (for previews)."""
+        rec = self._run_in(raw, party_id)
+        if rec.problems:
+            self._raise(rec.problems)
+        return rec.canon, rec.trace
+
+    def to_party(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None) -> Any:
+        """Map one vendor record and validate it into an ``Individual`` or ``Organisation``.
+
+        Raises:
+            ValidationError: mapping or model validation failed; ``field`` names the vendor field, the message the
+                canonical path, values masked.
+        """
+        rec = self._run_in(raw, party_id)
+        if rec.problems:
+            self._raise(rec.problems)
+        return self._validate(rec)
+
+    def _validate(self, rec: _InRecord) -> Any:
+        adapter = _party_adapter()
+        try:
+            return adapter.validate_python(rec.canon)
+        except PydanticValidationError as exc:
+            problems = [self._locate(rec, e) for e in exc.errors(include_url=False, include_input=False)]
+            self._raise(problems, code=str(exc.errors()[0]["type"]) if exc.errors() else "invalid")
+        except ValidationError as exc:  # a validator raising crmbridge's own error
+            self._raise([(exc.field, exc.field or "?", exc.message)], code=exc.code or "invalid")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _locate(self, rec: _InRecord, err: Any) -> tuple[str | None, str, str]:
+        loc = list(err.get("loc", ()))
+        while loc and not (isinstance(loc[0], str) and loc[0] in rec.canon):
+            loc.pop(0)
+        extra = (err.get("ctx") or {}).get("field")
+        if isinstance(extra, str) and extra:
+            try:
+                loc.extend(op.name if isinstance(op, PathKey) else op.index if isinstance(op, PathIndex) else 0
+                           for op in parse_path(extra).ops)
+            except ValueError:
+                pass
+        tloc = tuple(loc)
+        best: tuple[str | int, ...] | None = None
+        for key in rec.provenance:
+            if tloc[:len(key)] == key or key[:len(tloc)] == tloc:
+                if best is None or len(key) > len(best):
+                    best = key
+        msg = str(err.get("msg", "invalid"))
+        if best is not None:
+            vendor, ctext, raw, kind = rec.provenance[best]
+            # the model's message might quote the value: replace it by its masked form
+            for v in (raw, path_get_loc(rec.canon, best)):
+                if isinstance(v, str) and len(v) > 1 and v in msg:
+                    msg = msg.replace(v, _show(v, kind))
+            return vendor, ctext, f"{msg} (value {_show(raw, kind)})"
+        return None, keypath(tloc) or "(record)", msg
+
+    # ---- out
+    def map_out(self, party: Any) -> dict[str, Any]:
+        """Build the vendor payload for ``party`` (an Individual/Organisation or a canonical dict).
+
+        The key field gets ``party_id``. C2 values are minimised per the steps (masks, consent conditions).
+
+        Raises:
+            ValidationError: the party does not fit this mapping, or a mandatory vendor field has no value.
+        """
+        payload, _ = self.trace_out(party)
+        return payload
+
+    def trace_out(self, party: Any) -> tuple[dict[str, Any], list[TraceRow]]:
+        """Like :meth:`map_out`, also returning what each step read and wrote (for previews)."""
+        data = party.model_dump(mode="python") if isinstance(party, BaseModel) else dict(party)
+        data = _unsecret(data)
+        rec = _OutRecord(self, data)
+        ptype = plain_value(data.get("party_type"))
+        fixed = self.fixed_party_type
+        if fixed and ptype and ptype != fixed:
+            raise ValidationError(f"this mapping is for {fixed} parties, not {ptype}", field="party_type",
+                                  code="wrong_party_type", where=self._where())
+        if self._key is not None:
+            pid = data.get("party_id")
+            if pid is None:
+                rec.problem(self._key.text, "party_id", "the party has no party_id for the key field")
+            else:
+                rec.put(self._key, str(pid), "party_id", pid, None)
+        rule = self.spec.party_type
+        if isinstance(rule, PartyTypeRule) and self._type_rule is not None and ptype:
+            code = next((k for k, v in rule.map.items() if v == ptype), None)
+            if code is not None:
+                rec.put(self._type_rule, code, "party_type", ptype, None)
+        for i, step in self._steps("out"):
+            if step.applies_to(ptype):
+                rec.step_no = i
+                step.apply_out(rec)
+        if rec.problems:
+            self._raise(rec.problems)
+        return rec.payload, rec.trace
+
+
+@cache
+def _party_adapter() -> TypeAdapter[Any]:
+    """Validates a canonical dict as an Individual or an Organisation (built once, on first use)."""
+    return TypeAdapter(AnyParty)
+
+
+def path_get_loc(obj: Any, loc: Sequence[str | int]) -> Any:
+    cur = obj
+    for p in loc:
+        try:
+            cur = cur[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def _unsecret(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _unsecret(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_unsecret(x) for x in v]
+    if isinstance(v, SecretStr | SecretBytes):
+        return v.get_secret_value()
+    return v

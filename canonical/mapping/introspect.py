@@ -1,0 +1,129 @@
+"""The canonical model, by introspection: canonical paths checked against the model classes."""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel
+
+from crmbridge.canonical.model import (
+    Individual,
+    Organisation,
+)
+from crmbridge.core.paths import Path, PathKey, PathSelect, plain_value
+
+#: the model class of each party type
+PARTY_CLASS: dict[str, type[BaseModel]] = {"INDIVIDUAL": Individual, "ORGANISATION": Organisation}
+
+
+def _classes_for(party_type: str | None) -> list[type[BaseModel]]:
+    """The model classes a path of a ``party_type`` party is looked up in (both when the type is not known)."""
+    return [PARTY_CLASS[party_type]] if party_type in PARTY_CLASS else list(PARTY_CLASS.values())
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """Alternatives of a type with Optional/Annotated removed."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        out: list[Any] = []
+        for a in typing.get_args(tp):
+            if a is not type(None):
+                out.extend(_unwrap(a))
+        return out
+    return [tp]
+
+
+def _allowed_values(tp: Any) -> frozenset[str] | None:
+    alts = _unwrap(tp)
+    vals: set[str] = set()
+    for a in alts:
+        if typing.get_origin(a) is Literal:
+            vals.update(str(plain_value(x)) for x in typing.get_args(a))
+        elif isinstance(a, type) and issubclass(a, enum.Enum):
+            vals.update(str(m.value) for m in a)
+        else:
+            return None
+    return frozenset(vals) if vals else None
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    annotation: Any
+    allowed: frozenset[str] | None
+
+
+def resolve_canonical(model_cls: type[BaseModel], path: Path) -> _Leaf:
+    """Check ``path`` against a pydantic model class; return the leaf type and its allowed values (enums).
+
+    Raises:
+        ValueError: the path does not exist, a selector names an unknown field or an impossible value.
+    """
+    current: list[Any] = [model_cls]
+    where = model_cls.__name__
+    for op in path.ops:
+        nxt: list[Any] = []
+        if isinstance(op, PathKey):
+            names: set[str] = set()
+            for tp in current:
+                if _is_model(tp):
+                    names.update(tp.model_fields)
+                    if op.name in tp.model_fields:
+                        nxt.extend(_unwrap(tp.model_fields[op.name].annotation))
+                elif typing.get_origin(tp) is dict or tp is dict:
+                    args = typing.get_args(tp)
+                    nxt.extend(_unwrap(args[1]) if len(args) == 2 else [Any])
+                elif tp is Any:
+                    nxt.append(Any)
+            if not nxt:
+                hint = f" (fields: {', '.join(sorted(names))})" if names else ""
+                raise ValueError(f"{where} has no field {op.name!r}{hint}")
+            where = f"{where}.{op.name}"
+        else:
+            items: list[Any] = []
+            for tp in current:
+                if typing.get_origin(tp) in (list, tuple, set, frozenset):
+                    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+                    items.extend(_unwrap(args[0]) if args else [Any])
+                elif tp is Any:
+                    items.append(Any)
+            if not items:
+                raise ValueError(f"{where} is not a list; [{'…'}] selectors apply to lists only")
+            if isinstance(op, PathSelect):
+                for k, v in op.conds:
+                    ok_key = False
+                    for it in items:
+                        if it is Any:
+                            ok_key = True
+                        elif _is_model(it) and k in it.model_fields:
+                            ok_key = True
+                            allowed = _allowed_values(it.model_fields[k].annotation)
+                            if allowed is not None and v not in allowed:
+                                raise ValueError(f"{where}[{k}={v}]: {v!r} is not a valid {k} "
+                                                 f"(valid: {', '.join(sorted(allowed))})")
+                    if not ok_key:
+                        raise ValueError(f"{where} items have no field {k!r} to select on")
+            nxt = items
+            where = f"{where}[]"
+        current = nxt
+    alts = current
+    allowed: set[str] | None = set()
+    for a in alts:
+        av = _allowed_values(a)
+        if av is None:
+            allowed = None
+            break
+        assert allowed is not None
+        allowed |= av
+    if any(_is_model(a) for a in alts):
+        raise ValueError(f"{where} is a structure, not a value; map one of its fields")
+    return _Leaf(annotation=alts[0] if len(alts) == 1 else alts, allowed=frozenset(allowed) if allowed else None)
