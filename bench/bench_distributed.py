@@ -33,7 +33,7 @@ from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.runners.distributed import close_celery_app, dispatch, make_celery_app
 
 TARGET = 1.8
-PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def fresh_db() -> str:

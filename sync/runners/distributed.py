@@ -237,6 +237,9 @@ def make_celery_app(config: CrmBridgeConfig, *, queue: str | None = None) -> Cel
         config: the configuration (its ``distributed`` block; the broker URL's secret reference is resolved here).
         queue: use this queue instead of ``distributed.queue``.
     """
+    from crmbridge.core.extras import require_extra
+
+    require_extra("distributed", purpose="distributed mode (Celery)")
     from celery import Celery
 
     settings = distributed_settings(config)

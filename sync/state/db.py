@@ -73,8 +73,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur.close()
 
         return engine
+    from crmbridge.core.extras import resolve_database_driver
+
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)  # type: ignore[arg-type]
+    return create_engine(resolve_database_driver(url), **kwargs)  # type: ignore[arg-type]
 
 
 def chunked(items: Sequence[Any], n: int = 500) -> Iterator[list[Any]]:
