@@ -76,6 +76,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     from crmbridge.core.extras import resolve_database_driver
 
     kwargs.setdefault("pool_pre_ping", True)
+    # rowcount of every statement (INSERT ... ON CONFLICT DO NOTHING answers "did I insert it?"): psycopg 3
+    # reports it only with this option, psycopg2 always did
+    kwargs.setdefault("execution_options", {"preserve_rowcount": True})
     return create_engine(resolve_database_driver(url), **kwargs)  # type: ignore[arg-type]
 
 
