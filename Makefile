@@ -14,8 +14,9 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed      ## the main job: a full sync on the built-in simulators, embedded SQLite
 	$(BIN)/crmbridge demo
 
-test: $(BIN)/.installed      ## lint, then the whole test suite (starts nothing: .ci/run starts the services)
+test: $(BIN)/.installed      ## lint and lock check, then the whole test suite (starts nothing: .ci/run starts the services)
 	$(BIN)/ruff check .
+	$(BIN)/uv lock --check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed

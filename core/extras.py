@@ -15,6 +15,7 @@ install, not an ``ImportError``.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from crmbridge.core.errors import ConfigurationError
 
@@ -57,10 +58,14 @@ def missing_modules(*modules: str) -> tuple[str, ...]:
     """The names among ``modules`` that cannot be imported here (found without importing them)."""
     out = []
     for name in modules:
+        if sys.modules.get(name) is not None:   # imported already (kombu replaces itself by a lazy module whose
+            continue                            # __spec__ is None: find_spec would raise ValueError)
         try:
             found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
+        except ImportError:
             found = False
+        except ValueError:   # in sys.modules without a spec: it is there
+            found = True
         if not found:
             out.append(name)
     return tuple(out)

@@ -77,6 +77,10 @@ def test_a_missing_module_names_the_extra_to_install() -> None:
     assert err.value.extra == "distributed" and err.value.missing == ("crmbridge_no_such_module",)
     assert "pip install 'crmbridge[distributed]'" in str(err.value) and "crmbridge worker" in str(err.value)
     require_extra("distributed")   # the development install has every extra
+    import kombu  # noqa: F401   once imported, kombu is a lazy module without __spec__: still found
+    from kombu import pools  # noqa: F401
+
+    require_extra("distributed")
     require_extra("postgres")
     with pytest.raises(ValueError):
         require_extra("console")
