@@ -5,10 +5,14 @@ BIN     = $(VENV)/bin
 
 .PHONY: demo test lint wheel wheelhouse lock lock-check clean
 
-$(BIN)/.installed: pyproject.toml
+# the development install is the locked one: every package at its uv.lock version, checked against its hash
+$(BIN)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,dev,postgres,distributed]"
+	$(BIN)/pip install --quiet "uv>=0.5,<0.14"
+	$(BIN)/uv export --quiet --frozen --no-emit-project --all-extras --no-header -o $(VENV)/requirements.lock.txt
+	$(BIN)/pip install --quiet --require-hashes -r $(VENV)/requirements.lock.txt
+	$(BIN)/pip install --quiet --no-deps -e ".[test,dev,postgres,distributed]"
 	touch $@
 
 demo: $(BIN)/.installed      ## the main job: a full sync on the built-in simulators, embedded SQLite

@@ -75,3 +75,5 @@ def test_core_install_has_no_broker_or_postgresql_driver() -> None:
     # the Makefile's development install takes every extra
     make = (REPO / "Makefile").read_text()
     assert re.search(r'pip install .*-e "\.\[test,dev,postgres,distributed\]"', make)
+    # ... at the locked versions
+    assert re.search(r"uv export .*--frozen .*--all-extras", make) and "--require-hashes" in make
