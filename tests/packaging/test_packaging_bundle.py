@@ -167,3 +167,28 @@ def test_installer_refuses_a_tampered_bundle(unpacked: Path, tmp_path: Path) -> 
     assert res.returncode != 0
     assert "requirements.txt" in res.stdout + res.stderr
     assert not venv.exists()
+
+
+@pytest.mark.postgres
+def test_bundle_with_both_extras_migrates_a_postgresql_state_database_offline(unpacked: Path, tmp_path: Path,
+                                                                              pg_url: str) -> None:
+    venv = tmp_path / "venv"
+    env = {**os.environ, **BLOCKED, "PYTHON": sys.executable}
+    res = subprocess.run([*_no_network_prefix(), "sh", str(unpacked / "install.sh"), str(venv), "distributed",
+                          "postgres"], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    py = str(venv / "bin" / "python")
+    res = subprocess.run([py, "-c", "import celery, kombu, redis, psycopg; print(psycopg.pq.__impl__)"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "python"   # the pure-Python psycopg on the system's libpq, not a bundled one
+    assert subprocess.run([py, "-c", "import psycopg2"], capture_output=True).returncode != 0
+    cfg = tmp_path / "crmbridge.yaml"
+    text = (REPO / "config" / "crmbridge.yaml").read_text()
+    url = pg_url
+    assert url.startswith("postgresql+psycopg://")
+    cfg.write_text(re.sub(r"(?m)^(\s*url:\s*)sqlite\S*", lambda m: m.group(1) + url, text, count=1))
+    env = {k: v for k, v in {**os.environ, **BLOCKED}.items() if k != "CRMBRIDGE_CONFIG"}
+    res = subprocess.run([str(venv / "bin" / "crmbridge"), "db", "upgrade", "-c", str(cfg)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
