@@ -33,7 +33,7 @@ from crmbridge.sync.runners.distributed import close_celery_app, dispatch, make_
 from crmbridge.sync.state.db import create_database, drop_database
 
 TARGET = 1.8
-PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("CRMBRIDGE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def fresh_db() -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["ConfigOption", "console", "finish_run", "runtime"]
+__all__ = ["ConfigOption", "console", "finish_run", "runtime", "versioned"]
 
 from rich.console import Console
 
@@ -25,6 +25,14 @@ def runtime(config: Path | None):  # type: ignore[no-untyped-def]
     return bootstrap(config)
 
 
+def versioned(document: dict[str, Any]) -> dict[str, Any]:
+    """A ``--json`` document with ``crmbridge_version`` (the version that produced it, as ``crmbridge --version``)
+    added first."""
+    from crmbridge.core.extras import installed_version
+
+    return {"crmbridge_version": installed_version(), **document}
+
+
 def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
     """Show a run report (JSON, the dry run's plan, or the summary) and exit as operators script against
     (``RunReport.exit_code``): 0 succeeded, 1 failed, 3 partial, 4 a system unreachable, 5 suspicious, 6 stopped;
@@ -34,7 +42,7 @@ def finish_run(report: Any, *, as_json: bool, plan: bool = False) -> None:
     from crmbridge.sync.report import render_plan, render_summary
 
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(versioned(report.as_dict()), ensure_ascii=False, indent=2))
     elif plan:
         render_plan(report, console)
     else:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from crmbridge.cli._common import ConfigOption, console
+from crmbridge.cli._common import ConfigOption, console, versioned
 
 __all__ = ["collect", "register"]
 
@@ -154,10 +154,11 @@ def doctor(
         settings.update(f.config)
     failed = any(f.status == "fail" for f in findings)
     if as_json:
-        typer.echo(json.dumps({"system": system, "adapter": sys_cfg.adapter, "ok": not failed,
-                               "findings": [{"check": f.check, "status": f.status, "object": f.obj,
-                                             "detail": f.detail, "config": f.config} for f in findings],
-                               "config": settings}, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(versioned({
+            "system": system, "adapter": sys_cfg.adapter, "ok": not failed,
+            "findings": [{"check": f.check, "status": f.status, "object": f.obj, "detail": f.detail,
+                          "config": f.config} for f in findings],
+            "config": settings}), ensure_ascii=False, indent=2))
     else:
         t = Table(title=f"doctor {system} ({sys_cfg.adapter})", title_justify="left")
         for col in ("check", "object", "status", "what was found"):

@@ -50,7 +50,7 @@ app = typer.Typer(
     help="Integration middleware between core banking and the bank's CRMs (Fxiaoke, Zoho CRM).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,   # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode="rich",
 )
 err_console = Console(stderr=True)
@@ -61,13 +61,10 @@ def _version_callback(value: bool) -> None:
     """``--version``: the installed distribution's version (its metadata, not a constant in the code)."""
     if not value:
         return
-    from importlib.metadata import PackageNotFoundError, version
+    from crmbridge.core.extras import installed_version
 
-    try:
-        number = version("crmbridge")
-    except PackageNotFoundError:   # running from a source tree that was never installed
-        number = "unknown (not installed)"
-    typer.echo(f"crmbridge {number}")
+    number = installed_version()
+    typer.echo(f"crmbridge {number if number != 'unknown' else 'unknown (not installed)'}")
     raise typer.Exit()
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crmbridge.cli._common import ConfigOption, console, finish_run, runtime
+from crmbridge.cli._common import ConfigOption, console, finish_run, runtime, versioned
 
 __all__ = ["observed", "register"]
 
@@ -47,6 +47,10 @@ def run(
 
     if distributed and dry_run:
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
+    if distributed:
+        from crmbridge.core.extras import require_extra
+
+        require_extra("distributed", purpose="crmbridge run --distributed")
     rt = runtime(config)
     try:
         with observed(rt, job, dry_run=dry_run) as obs, _progress() as bar:  # logging:, metrics, notifications
@@ -86,7 +90,7 @@ def reconcile(
     finally:
         rt.close()
     if as_json:
-        typer.echo(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(versioned(rep.as_dict()), ensure_ascii=False, indent=2))
     else:
         t = Table(title=f"reconciliation of {job}")
         for col in ("source records", "target records", "matched", "different", "missing", "extra", "unmanaged"):

@@ -32,6 +32,9 @@ def worker(
     """Start a worker: runs the batches that 'crmbridge dispatch' sends (until stopped with Ctrl-C / SIGTERM)."""
     from crmbridge.config import load_config
     from crmbridge.core.errors import ConfigurationError
+    from crmbridge.core.extras import require_extra
+
+    require_extra("distributed", purpose="crmbridge worker")
     from crmbridge.sync.runners.distributed import check_schema, distributed_settings, make_celery_app, worker_argv
 
     if pool not in ("prefork", "threads", "solo"):
@@ -57,8 +60,10 @@ def dispatch(
     4 unreachable, 5 suspicious, 7 another process runs the job)."""
     from crmbridge.cli._common import runtime
     from crmbridge.cli.run_cmd import observed
+    from crmbridge.core.extras import require_extra
     from crmbridge.sync.runners.distributed import dispatch as do_dispatch
 
+    require_extra("distributed", purpose="crmbridge dispatch")
     rt = runtime(config)
     try:
         with observed(rt, job) as obs:  # logging:, metrics textfile and notifications, as `crmbridge run`

@@ -133,7 +133,7 @@ class StateConfig(_Model):
     """
 
     url: str = Field(DEFAULT_STATE_URL, description="SQLAlchemy URL: sqlite:///relative/to/cwd.db, "
-                     "sqlite:////absolute.db or postgresql+psycopg2://user@host/db")
+                     "sqlite:////absolute.db or postgresql+psycopg://user@host/db")
 
     @field_validator("url")
     @classmethod

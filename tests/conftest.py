@@ -18,7 +18,7 @@ pytest_plugins = ["crmbridge.testing.plugin"]
 memory.register()
 
 REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def _pg_engine(url: str):  # type: ignore[no-untyped-def]

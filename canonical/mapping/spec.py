@@ -99,6 +99,9 @@ def mapping_json_schema() -> dict[str, Any]:
 
     def _patch(node: Any) -> None:
         if isinstance(node, dict):
+            # pydantic adds OpenAPI's "discriminator" beside oneOf: not JSON Schema (each branch's const decides)
+            if isinstance(node.get("discriminator"), dict) and "propertyName" in node["discriminator"]:
+                del node["discriminator"]
             alts = node.get("anyOf")
             if isinstance(alts, list) and {"$ref": "#/$defs/TransformCall"} in alts:
                 for alt in alts:

@@ -237,6 +237,9 @@ def make_celery_app(config: CrmBridgeConfig, *, queue: str | None = None) -> Cel
         config: the configuration (its ``distributed`` block; the broker URL's secret reference is resolved here).
         queue: use this queue instead of ``distributed.queue``.
     """
+    from crmbridge.core.extras import require_extra
+
+    require_extra("distributed", purpose="distributed mode (Celery)")
     from celery import Celery
 
     settings = distributed_settings(config)
@@ -506,7 +509,8 @@ def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> Iterato
             for lock_id in ids:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
         except DBAPIError as exc:
-            if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
+            # lock_not_available: psycopg 3 names the code sqlstate, psycopg2 pgcode
+            if (getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)) == "55P03":
                 raise _LocksBusy(f"parties of the batch stayed locked by another worker for over "
                                  f"{timeout_seconds:g} s") from None
             raise

@@ -73,8 +73,13 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur.close()
 
         return engine
+    from crmbridge.core.extras import resolve_database_driver
+
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)  # type: ignore[arg-type]
+    # rowcount of every statement (INSERT ... ON CONFLICT DO NOTHING answers "did I insert it?"): psycopg 3
+    # reports it only with this option, psycopg2 always did
+    kwargs.setdefault("execution_options", {"preserve_rowcount": True})
+    return create_engine(resolve_database_driver(url), **kwargs)  # type: ignore[arg-type]
 
 
 def create_database(admin_url: str) -> str:

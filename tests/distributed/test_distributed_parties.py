@@ -206,7 +206,7 @@ def test_distributed_mode_refuses_sqlite_missing_block_and_two_way_jobs(tmp_path
         try:
             with pytest.raises(ConfigurationError, match="PostgreSQL"):
                 dispatch(rt, JOB)
-            rt.config.state.url = "postgresql+psycopg2://postgres@127.0.0.1:5432/unused"
+            rt.config.state.url = "postgresql+psycopg://postgres@127.0.0.1:5432/unused"
             with pytest.raises(ConfigurationError, match="two-way"):
                 dispatch(rt, "core_fxiaoke")
         finally:

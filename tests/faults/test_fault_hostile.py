@@ -263,7 +263,7 @@ def test_a_rest_core_version_that_is_not_an_integer_is_a_record_error(vendors: d
 def test_an_unreachable_state_database_is_one_line_naming_host_and_port(tmp_path: Path, argv: list[str]) -> None:
     with DemoEnvironment(tmp_path / "demo", customers=3) as env:
         cfg = yaml.safe_load(env.config_path.read_text())
-        cfg["state"]["url"] = "postgresql+psycopg2://crm@127.0.0.1:1/crmstate"
+        cfg["state"]["url"] = "postgresql+psycopg://crm@127.0.0.1:1/crmstate"
         path = env.config_path.parent / "unreachable.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
         out = subprocess.run([*CLI, *argv], env={**os.environ, "CRMBRIDGE_CONFIG": str(path),

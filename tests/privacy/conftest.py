@@ -20,7 +20,7 @@ from crmbridge.sync.state.ledger import LedgerSigner, generate_signing_key
 def privacy_pg_url() -> Iterator[str]:
     """One PostgreSQL database for this folder (creating one per test costs seconds); each test gets a fresh
     schema in it (see :func:`engine`)."""
-    admin_url = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    admin_url = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     name = f"crmbridge_privacy_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -48,7 +48,7 @@ def clock() -> Clock:
     return Clock()
 
 
-PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 OWN_TABLES = [runs, cursors, xref, identity_index, snapshots, dead_letters, conflicts, job_leases, write_intents]
 
 
