@@ -21,6 +21,8 @@ from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import (
     Ledger,
     VerifyResult,
+    canonical_json,
+    decode_entry,
     export_ledger,
     load_public_key,
     read_export,
@@ -91,7 +93,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigO
     engine = ctx.engine()
     try:
         with engine.connect() as conn:
-            entries = list(Ledger(conn).iter_entries(run_id=run_id))
+            entries = [decode_entry(e) for e in Ledger(conn).iter_entries(run_id=run_id)]
     finally:
         engine.dispose()
     if not entries:
@@ -117,6 +119,11 @@ def _print_values(entries: list[dict[str, Any]]) -> None:
             before = _by_class(path, (e.get("masked_before") or {}).get(path))
             after = _by_class(path, (e.get("masked_after") or {}).get(path))
             console.print(f"  {e['seq']}: {path}: {before!r} → {after!r}", highlight=False, markup=False)
+        for key, label in (("payload", "sent"), ("answer", "answer"), ("correlation_id", "correlation id"),
+                           ("mapping_versions", "mappings")):
+            if e.get(key) is not None:
+                v = e[key] if isinstance(e[key], str) else canonical_json(e[key])
+                console.print(f"  {e['seq']}: {label}: {v}", highlight=False, markup=False, soft_wrap=True)
 
 
 @ledger_app.command("history")
@@ -144,7 +151,7 @@ def history(
                 ids = party_ids_for_identifier(conn, ctx.cipher(), scheme, value)
             else:
                 ids = [party_id]  # type: ignore[list-item]
-            entries = list(Ledger(conn).iter_entries(party_ids=ids)) if ids else []
+            entries = [decode_entry(e) for e in Ledger(conn).iter_entries(party_ids=ids)] if ids else []
     finally:
         engine.dispose()
     if not entries:
