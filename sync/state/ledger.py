@@ -33,6 +33,7 @@ import csv
 import enum
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,8 @@ class Action(enum.StrEnum):
     #: an erasure's suppression lifted on purpose (the person came back as a customer): the next run ingests anew
     ERASURE_LIFTED = "erasure-lifted"
     KEY_ROTATED = "key-rotated"
+    #: personal data shown in clear to someone (``--reveal``): who, which fields of which party, why
+    REVEALED = "revealed"
 
 
 def canonical_json(value: Any) -> str:
@@ -508,7 +511,10 @@ def _body_bytes(body: Mapping[str, Any]) -> bytes:
 
 
 def _mask_values(values: Mapping[str, str | None]) -> dict[str, str | None]:
-    return {str(k): (None if v is None else mask_text(str(v))) for k, v in values.items()}
+    return {str(k): (None if v is None else _mask_tree(str(v))) for k, v in values.items()}
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _mask_tree(node: Any) -> Any:
@@ -518,7 +524,8 @@ def _mask_tree(node: Any) -> Any:
     if isinstance(node, list | tuple):
         return [_mask_tree(v) for v in node]
     if isinstance(node, str):
-        return mask_text(node)
+        # a party id (a UUID) is C1, and its hex digits can look like a mobile number to the pattern masking
+        return node if _UUID.fullmatch(node) else mask_text(node)
     return node if node is None or isinstance(node, bool | int | float) else mask_text(str(node))
 
 

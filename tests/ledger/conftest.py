@@ -6,24 +6,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ledger_helpers import CUSTOMERS, NOTE, SEED, cli
 
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.engine import run_job
-
-CUSTOMERS = 24
-SEED = 11
 
 
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoEnvironment, Any]]:
-    """A demo environment after one core → Zoho run: (environment, runtime)."""
+    """A demo environment after one core → Zoho run through the command line, ``--actor`` annotating it:
+    (environment, runtime)."""
     with DemoEnvironment(tmp_path_factory.mktemp("ledger") / "demo", customers=CUSTOMERS, bad_fraction=0.1,
                          seed=SEED) as env:
+        code, _ = cli(None, "run", "core_to_zoho", "-c", str(env.config_path), "--actor", NOTE)
+        assert code == 3   # partial: the bad records are dead-lettered
         rt = bootstrap(env.config_path)
         try:
-            report = run_job(rt, "core_to_zoho")
-            assert report.read == CUSTOMERS
             yield env, rt
         finally:
             rt.close()
