@@ -6,19 +6,23 @@ offline from a JSONL export and a public key, without the database or any secret
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import (
+    Action,
     Ledger,
     VerifyResult,
     canonical_json,
@@ -36,30 +40,70 @@ ledger_app = typer.Typer(help="Inspect, export and verify the tamper-evident syn
 console = Console()
 
 
-def _when(value: str | None, opt: str) -> datetime | None:
+def _when(value: str | None, opt: str, *, end: bool = False) -> datetime | None:
+    """An ISO date or time (UTC unless it says otherwise). A plain date given to ``--until`` includes that whole
+    day (``--since 2026-12-01 --until 2026-12-01``: the 1st of December)."""
     if value is None:
         return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigurationError(f"not an ISO date or time: {value!r}", where=opt) from None
+        raise ConfigurationError(f"not an ISO date or time (2026-12-07, 2026-12-07T09:30): {value!r}",
+                                 where=opt) from None
+    if end and len(value.strip()) == 10:
+        dt += timedelta(days=1)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _short(value: object, width: int, *, tail: bool = False) -> str:
+    """An id cut to ``width`` characters (the head of a UUID, the tail of a vendor's numeric id)."""
+    text = "" if value is None else str(value)
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1):] if tail else text[:width - 1] + "…"
+
+
+def _side(e: dict[str, Any], side: str) -> str:
+    system, rid = e.get(f"{side}_system"), e.get(f"{side}_id")
+    if not system:
+        return ""
+    return f"{system}:{_short(rid, 9, tail=True)}" if rid else str(system)
+
+
+#: the history/show table: (header, width); 8 + 16 + 17 + 8 + 36 + 10 and a space between columns = 100 columns,
+#: whatever the terminal: ids shortened (``ledger show --seq N`` has them whole), one line per entry
+_COLUMNS = (("seq", 8), ("time (UTC)", 16), ("action", 17), ("party", 8), ("source→target / why", 36),
+            ("by", 10))
+#: entries that record a person's decision: the table shows why (their reason) instead of the route
+_DECISIONS = frozenset(("conflict", "conflict-resolved", "erased", "erasure-lifted", "key-rotated", "revealed"))
+TABLE_WIDTH = 100
+
+
 def _entries_table(entries: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("seq", "time (UTC)", "run", "job", "action", "party", "source → target", "fields", "actor"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                  title_justify="left", collapse_padding=True)
+    for col, width in _COLUMNS:
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=width)
     for e in entries:
-        src = "/".join(x for x in (e.get("source_system"), e.get("source_object"), e.get("source_id")) if x)
-        tgt = "/".join(x for x in (e.get("target_system"), e.get("target_object"), e.get("target_id")) if x)
-        route = f"{src} → {tgt}" if src or tgt else ""
-        fields = ", ".join(e.get("changed_fields") or [])
-        if e.get("reason"):
-            fields = f"{fields} ({e['reason']})" if fields else e["reason"]
-        table.add_row(str(e["seq"]), e["recorded_at"][:19].replace("T", " "), e.get("run_id") or "",
-                      e.get("job") or "", e["action"], e.get("party_id") or "", route, fields, e.get("actor") or "")
+        route = "→".join(x for x in (_side(e, "source"), _side(e, "target")) if x)
+        if e["action"] in _DECISIONS and e.get("reason") or not route:
+            route = e.get("reason") or route
+        table.add_row(str(e["seq"]), e["recorded_at"][:16].replace("T", " "), e["action"],
+                      _short(e.get("party_id"), 8), Text(route), Text(_short(e.get("actor"), 10)))
     return table
+
+
+def _print_entries(entries: list[dict[str, Any]], title: str, *, as_json: bool, values: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps([{k: v for k, v in e.items() if k != "diff_enc"} for e in entries],
+                                    ensure_ascii=False, indent=1) + "\n")
+        return
+    out = Console(width=TABLE_WIDTH, soft_wrap=False) if not console.is_terminal else console
+    out.print(_entries_table(entries, title))
+    if values:
+        _print_values(entries)
+    else:
+        console.print("details (fields, masked values, payload sent, answer): add --values", style="dim")
 
 
 @ledger_app.command("runs")
@@ -83,25 +127,45 @@ def runs(config: ConfigOption = None, url: UrlOption = None,
     console.print(table)
 
 
-@ledger_app.command("show")
-def show(run_id: Annotated[str, typer.Argument(help="Run id.")], config: ConfigOption = None,
-         url: UrlOption = None,
-         values: Annotated[bool, typer.Option("--values", help="Also print masked before/after values.")] = False,
-         ) -> None:
-    """Every entry of one run."""
-    ctx = SecurityContext.load(config, url)
+SinceOption = Annotated[str | None, typer.Option(
+    "--since", help="From this date or UTC time (ISO 8601: 2026-12-07 or 2026-12-07T09:30), inclusive.")]
+UntilOption = Annotated[str | None, typer.Option(
+    "--until", help="Up to this UTC time, exclusive; a plain date includes that whole day.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the entries as JSON (masked, as stored).")]
+ValuesOption = Annotated[bool, typer.Option(
+    "--values", help="Also print each entry's fields, masked before/after values, the payload sent and the answer.")]
+
+
+def _read(ctx: SecurityContext, **filters: Any) -> list[dict[str, Any]]:
     engine = ctx.engine()
     try:
         with engine.connect() as conn:
-            entries = [decode_entry(e) for e in Ledger(conn).iter_entries(run_id=run_id)]
+            return [decode_entry(e) for e in Ledger(conn).iter_entries(**filters)]
     finally:
         engine.dispose()
+
+
+@ledger_app.command("show")
+def show(run_arg: Annotated[str | None, typer.Argument(metavar="[RUN_ID]", help="Run id (as --run).")] = None,
+         run_id: Annotated[str | None, typer.Option("--run", help="Every entry of this run.")] = None,
+         seq: Annotated[int | None, typer.Option("--seq", help="This one entry, with its details.")] = None,
+         config: ConfigOption = None, url: UrlOption = None, values: ValuesOption = False,
+         as_json: JsonOption = False) -> None:
+    """Every entry of one run (--run RUN_ID), or one entry (--seq N) with what was sent and answered."""
+    run_id = run_id or run_arg
+    if (run_id is None) == (seq is None):
+        raise ConfigurationError("give --run RUN_ID or --seq N (one of them)")
+    ctx = SecurityContext.load(config, url)
+    if seq is not None:
+        entries = [e for e in _read(ctx, after=seq - 1, limit=1) if e["seq"] == seq] if seq > 0 else []
+        title, values = f"ledger entry {seq}", True
+    else:
+        entries = _read(ctx, run_id=run_id)
+        title = f"run {run_id}"
     if not entries:
-        console.print(f"no ledger entries for run {run_id}")
+        console.print(f"no ledger entries for {title}")
         raise SystemExit(1)
-    console.print(_entries_table(entries, f"run {run_id}"))
-    if values:
-        _print_values(entries)
+    _print_entries(entries, title, as_json=as_json, values=values)
 
 
 def _by_class(path: str, value: Any) -> Any:
@@ -115,32 +179,59 @@ def _by_class(path: str, value: Any) -> Any:
 
 def _print_values(entries: list[dict[str, Any]]) -> None:
     for e in entries:
+        head = f"{e['seq']} · {e['recorded_at'][:19].replace('T', ' ')} · {e['action']}"
+        if e.get("job"):
+            head += f" · job {e['job']} run {e.get('run_id') or '-'}"
+        console.print(head, style="bold", highlight=False, markup=False)
+        lines = [("party", e.get("party_id")),
+                 ("source", "/".join(str(x) for x in (e.get("source_system"), e.get("source_object"),
+                                                      e.get("source_id")) if x)),
+                 ("target", "/".join(str(x) for x in (e.get("target_system"), e.get("target_object"),
+                                                      e.get("target_id")) if x)),
+                 ("by", e.get("actor") + (f" [{e['actor_note']}]" if e.get("actor_note") else "")),
+                 ("reason", e.get("reason")), ("correlation id", e.get("correlation_id"))]
+        for label, v in lines:
+            if v:
+                console.print(f"  {label}: {v}", highlight=False, markup=False)
         for path in e.get("changed_fields") or []:
             before = _by_class(path, (e.get("masked_before") or {}).get(path))
             after = _by_class(path, (e.get("masked_after") or {}).get(path))
-            console.print(f"  {e['seq']}: {path}: {before!r} → {after!r}", highlight=False, markup=False)
-        for key, label in (("payload", "sent"), ("answer", "answer"), ("correlation_id", "correlation id"),
-                           ("mapping_versions", "mappings")):
+            console.print(f"  {path}: {before!r} → {after!r}", highlight=False, markup=False)
+        for key, label in (("payload", "sent"), ("answer", "answer"), ("mapping_versions", "mappings")):
             if e.get(key) is not None:
-                v = e[key] if isinstance(e[key], str) else canonical_json(e[key])
-                console.print(f"  {e['seq']}: {label}: {v}", highlight=False, markup=False, soft_wrap=True)
+                console.print(f"  {label}: {canonical_json(e[key])}", highlight=False, markup=False,
+                              soft_wrap=True)
 
 
 @ledger_app.command("history")
 def history(
-    party_id: Annotated[str | None, typer.Argument(help="Canonical party id.")] = None,
+    party_arg: Annotated[str | None, typer.Argument(metavar="[PARTY_ID]", help="Canonical party id.")] = None,
+    party_id: Annotated[str | None, typer.Option("--party", help="Canonical party id.")] = None,
     identifier: Annotated[str | None, typer.Option(
         "--identifier", help="SCHEME:VALUE, e.g. CN_RIC:11010519491231002X (looked up by blind index).")] = None,
-    config: ConfigOption = None, url: UrlOption = None,
-    values: Annotated[bool, typer.Option("--values", help="Also print masked before/after values.")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="With --id: a system of the configuration.")]
+    = None,
+    object_name: Annotated[str | None, typer.Option("--object", help="With --id: the system's object.")] = None,
+    record_id: Annotated[str | None, typer.Option("--id", help="A record id in --system (its party's history).")]
+    = None,
+    since: SinceOption = None, until: UntilOption = None,
+    config: ConfigOption = None, url: UrlOption = None, values: ValuesOption = False, as_json: JsonOption = False,
 ) -> None:
-    """One party's history across runs, by party id or by identifier."""
-    if (party_id is None) == (identifier is None):
-        raise ConfigurationError("give a PARTY_ID or --identifier SCHEME:VALUE (one of them)")
+    """One party's history across runs: by party id, by identifier (blind index) or by a system's record id."""
+    party_id = party_id or party_arg
+    given = [x is not None for x in (party_id, identifier, record_id)]
+    if sum(given) != 1:
+        raise ConfigurationError("give a PARTY_ID or --identifier SCHEME:VALUE or --system S [--object O] --id X "
+                                 "(one of them; --party is PARTY_ID)")
+    if (record_id is None) != (system is None):
+        raise ConfigurationError("--id needs --system (and --system needs --id)", where="--system")
+    window = {"since": _when(since, "--since"), "until": _when(until, "--until", end=True)}
     ctx = SecurityContext.load(config, url)
     engine = ctx.engine()
     try:
         with engine.connect() as conn:
+            ledger = Ledger(conn)
+            own: list[dict[str, Any]] = []
             if identifier is not None:
                 scheme, sep, value = identifier.partition(":")
                 if not sep or not value:
@@ -149,18 +240,31 @@ def history(
 
                 # the identity index, and erased parties' suppression entries (their index entries are gone)
                 ids = party_ids_for_identifier(conn, ctx.cipher(), scheme, value)
+                what = f"{scheme}:{'*' * 4}"
+            elif record_id is not None:
+                # the record's own entries (a failure has no party yet), and its parties' whole history
+                rec = (system, object_name, record_id)
+                ids = sorted({e["party_id"] for e in ledger.iter_entries(record=rec)  # type: ignore[arg-type]
+                              if e.get("party_id")})
+                own = list(ledger.iter_entries(record=rec, **window))  # type: ignore[arg-type]
+                what = f"{system}/{object_name or '*'}/{record_id}"
             else:
-                ids = [party_id]  # type: ignore[list-item]
-            entries = [decode_entry(e) for e in Ledger(conn).iter_entries(party_ids=ids)] if ids else []
+                ids, what = [party_id], f"party {party_id}"  # type: ignore[list-item]
+            entries = {e["seq"]: e for e in (ledger.iter_entries(party_ids=ids, **window) if ids else [])}
+            entries.update({e["seq"]: e for e in own})
     finally:
         engine.dispose()
-    if not entries:
-        console.print("no ledger entries for this party")
+    rows = [decode_entry(entries[k]) for k in sorted(entries)]
+    if not rows:
+        if as_json:
+            sys.stdout.write("[]\n")
+        else:
+            console.print(f"no ledger entries for {what}", highlight=False, markup=False)
         raise SystemExit(1)
-    title = f"history of {', '.join(ids)}"
-    console.print(_entries_table(entries, title))
-    if values:
-        _print_values(entries)
+    parties = ("party " + ", ".join(ids)) if ids else "no party"
+    title = f"history of {what}: {len(rows)} entries" if party_id else \
+        f"history of {what} ({parties}): {len(rows)} entries"
+    _print_entries(rows, title, as_json=as_json, values=values)
 
 
 @ledger_app.command("export")
@@ -168,30 +272,36 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="csv or jsonl (jsonl includes checkpoints: verifiable).")]
     = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
-    since: Annotated[str | None, typer.Option(help="From this UTC time (ISO 8601), inclusive.")] = None,
-    until: Annotated[str | None, typer.Option(help="Up to this UTC time (ISO 8601), exclusive.")] = None,
+    since: SinceOption = None, until: UntilOption = None,
     job: Annotated[str | None, typer.Option(help="Only this job.")] = None,
+    action: Annotated[list[str] | None, typer.Option(
+        "--action", help="Only this action (repeatable): created, updated, failed, conflict-resolved, revealed…")]
+    = None,
     config: ConfigOption = None, url: UrlOption = None,
 ) -> None:
     """Export entries with masked values only (the full diffs stay ciphertext).
 
-    A full JSONL export verifies offline (`ledger verify --file`); a filtered one (--since/--until/--job) is for
-    reading: its gaps are reported as missing entries.
+    A full JSONL export verifies offline (`ledger verify --file`); a filtered one (--since/--until/--job/--action)
+    is for reading: its gaps are reported as missing entries.
     """
     if fmt not in ("csv", "jsonl"):
         raise ConfigurationError(f"unknown format {fmt!r}; use csv or jsonl", where="--format")
+    known = {a.value for a in Action}
+    for a in action or []:
+        if a not in known:
+            raise ConfigurationError(f"unknown action {a!r}; known: {', '.join(sorted(known))}", where="--action")
+    filters = {"since": _when(since, "--since"), "until": _when(until, "--until", end=True), "job": job,
+               "actions": action or None}
     ctx = SecurityContext.load(config, url)
     engine = ctx.engine()
     try:
         with engine.connect() as conn:
             ledger = Ledger(conn)
             if output is None:
-                n = export_ledger(ledger, sys.stdout, fmt=fmt, since=_when(since, "--since"),
-                                  until=_when(until, "--until"), job=job)
+                n = export_ledger(ledger, sys.stdout, fmt=fmt, **filters)
             else:
                 with open_private(output, newline="") as fh:   # 0600 whatever the umask
-                    n = export_ledger(ledger, fh, fmt=fmt, since=_when(since, "--since"),
-                                      until=_when(until, "--until"), job=job)
+                    n = export_ledger(ledger, fh, fmt=fmt, **filters)
     finally:
         engine.dispose()
     if output is not None:

@@ -700,8 +700,13 @@ class Ledger:
 
     def iter_entries(self, *, since: datetime | None = None, until: datetime | None = None, job: str | None = None,
                      run_id: object | None = None, party_ids: Sequence[str] | None = None,
-                     batch: int = 1000) -> Iterator[dict[str, Any]]:
-        """Entries in seq order (as stored, JSON columns parsed), streamed in batches."""
+                     actions: Sequence[str] | None = None, record: tuple[str, str | None, str] | None = None,
+                     after: int = 0, limit: int | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Entries in seq order (as stored, JSON columns parsed), streamed in batches.
+
+        ``actions`` keeps those actions only; ``record`` = (system, object or None, id) keeps the entries naming
+        that record as their source or their target; ``after``/``limit``: from seq ``after + 1``, at most
+        ``limit`` entries."""
         t = LedgerEntry.__table__
         q = select(t).order_by(t.c.seq)
         if since is not None:
@@ -714,10 +719,25 @@ class Ledger:
             q = q.where(t.c.run_id == str(run_id))
         if party_ids is not None:
             q = q.where(t.c.party_id.in_(list(party_ids)))
-        last = 0
+        if actions is not None:
+            q = q.where(t.c.action.in_([str(a) for a in actions]))
+        if record is not None:
+            system, obj, rid = record
+            src = (t.c.source_system == system) & (t.c.source_id == rid)
+            tgt = (t.c.target_system == system) & (t.c.target_id == rid)
+            if obj is not None:
+                src, tgt = src & (t.c.source_object == obj), tgt & (t.c.target_object == obj)
+            q = q.where(src | tgt)
+        last = after
+        if limit is not None:
+            batch = min(batch, limit)
         while True:
             rows = self.conn.execute(q.where(t.c.seq > last).limit(batch)).mappings().all()
             for r in rows:
+                if limit is not None:
+                    if limit <= 0:
+                        return
+                    limit -= 1
                 rec = _body_from_record(r)
                 rec["entry_hash"] = r["entry_hash"]
                 yield rec
@@ -884,7 +904,8 @@ _CSV_COLUMNS = ["seq", "recorded_at", "run_id", "job", "action", "party_id", "so
 
 
 def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: datetime | None = None,
-                  until: datetime | None = None, job: str | None = None) -> int:
+                  until: datetime | None = None, job: str | None = None,
+                  actions: Sequence[str] | None = None) -> int:
     """Write entries (masked values only) as JSON Lines (with checkpoints, verifiable offline) or CSV.
 
     Returns the number of entries written. CSV leaves the encrypted diff out; JSONL keeps it as ciphertext
@@ -892,7 +913,7 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
     """
     n = 0
     if fmt == "jsonl":
-        for rec in ledger.iter_entries(since=since, until=until, job=job):
+        for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
             out.write(canonical_json({"type": "entry", **rec}) + "\n")
             n += 1
         for cp in ledger.checkpoints():
@@ -901,7 +922,7 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
     if fmt == "csv":
         w = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
-        for rec in ledger.iter_entries(since=since, until=until, job=job):
+        for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
             row = decode_entry(rec)
             row["changed_fields"] = ";".join(row["changed_fields"])
             for name in ("masked_before", "masked_after", "payload", "answer", "mapping_versions"):
