@@ -286,7 +286,8 @@ def mask_vendor_record(record: object, mapping: object | None = None) -> list[tu
 def mask_vendor_payload(payload: object, mapping: object | None = None) -> object:
     """A vendor payload (or record) with the same shape, every leaf masked by class as :func:`mask_vendor_record`
     masks it: what the ledger keeps of a payload sent. A C1 leaf keeps its JSON type (``true``, ``3``); C3 data
-    reads ``[C3 data withheld]``; a field the mapping does not know is masked failing closed."""
+    reads ``[C3 data withheld]``; a field the mapping does not know is masked failing closed. A classified value that
+    already carries the mask character (the mapping's ``out_mask``) is kept as it was sent."""
     from crmbridge.canonical.c3 import _carries_data, _pair, c3_rule
     from crmbridge.core.logsafe import mask_text
 
@@ -310,7 +311,9 @@ def mask_vendor_payload(payload: object, mapping: object | None = None) -> objec
             return None
         if mapped:
             if kind:
-                return mask(kind, node)
+                # a value the mapping already masked on the way out (out_mask: 183****2839) is kept as sent:
+                # masking it again would hide more than the CRM holds and no longer match the CRM's copy
+                return node if isinstance(node, str) and _STAR in node else mask(kind, node)
             return node if isinstance(node, bool | int | float | str) else str(node)
         if isinstance(node, bool):
             return node

@@ -221,3 +221,26 @@ def test_an_export_of_lineage_entries_verifies_offline_and_an_edited_payload_is_
     victim["payload"]["Customer_Segment"] = "Private"
     res = verify_records(entries, cps, rt.signer.public_key)
     assert not res.ok and res.first_bad_seq == victim["seq"]
+
+
+def test_masked_payload_of_each_vendor_shape() -> None:
+    """Flat (Fxiaoke) and nested (core banking) payloads keep their shape; values the mapping masked on the way out
+    are kept as sent; clear personal values are masked by class; C3 data is never kept, not even masked."""
+    import uuid
+
+    from crmbridge.canonical.model import parse_party
+    from crmbridge.canonical.synthetic import customer_at
+
+    c = next(x for x in (customer_at(i, 11, 0.0) for i in range(20)) if x.is_individual)
+    party = parse_party({**c.to_party_dict(), "party_id": str(uuid.uuid4())})
+    fx = load_mapping("mappings/fxiaoke_accountobj.yaml")
+    sent = fx.map_out(party)
+    kept = masked_payload(sent, fx)
+    assert set(kept) == set(sent) and kept["mobile_masked__c"] == sent["mobile_masked__c"]
+    assert kept["party_id__c"] == str(party.party_id) and kept["email"] != sent["email"] and "***@" in kept["email"]
+    core = load_mapping("mappings/corebank_soap_customer.yaml")
+    sent = core.map_out(party)
+    kept = masked_payload({**sent, "CARD_PIN": "1234"}, core)
+    mobile = sent["Custpersonal"]["MOBNUM"]
+    assert kept["Custpersonal"]["MOBNUM"] == f"{mobile[:3]}****{mobile[-4:]}"
+    assert kept["CARD_PIN"] == "[C3 data withheld]" and kept["CTYPE"] == "I"
