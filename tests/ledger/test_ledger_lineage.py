@@ -244,3 +244,38 @@ def test_masked_payload_of_each_vendor_shape() -> None:
     mobile = sent["Custpersonal"]["MOBNUM"]
     assert kept["Custpersonal"]["MOBNUM"] == f"{mobile[:3]}****{mobile[-4:]}"
     assert kept["CARD_PIN"] == "[C3 data withheld]" and kept["CTYPE"] == "I"
+
+
+def test_a_real_write_is_ledgered_with_the_payload_the_simulator_received_and_its_answer(synced) -> None:
+    """The engine's path, step by step: map a party out, write it through the Zoho adapter to the simulator, and
+    ledger the write with write_lineage: the payload kept equals what the simulator received, masked by class."""
+    import uuid
+
+    from crmbridge.adapters.base import WriteItem
+    from crmbridge.canonical.model import parse_party
+    from crmbridge.canonical.synthetic import customer_at
+
+    env, rt = synced
+    source_m, target_m = _mappings(env)
+    c = next(x for x in (customer_at(i, 99, 0.0) for i in range(40)) if x.is_individual and x.should_validate)
+    party = parse_party({**c.to_party_dict(), "party_id": str(uuid.uuid4())})
+    payload = target_m.map_out(party)
+    (result,) = rt.adapter("zoho_cn").write("Contacts", [WriteItem(key=str(party.party_id), payload=payload,
+                                                                   key_field="Party_ID", known_new=True)])
+    assert result.external_id
+    received = {k: v for k, v in env.zoho.record("Contacts", result.external_id).items() if k in payload}
+    with rt.store.transaction() as tx:
+        ledger = Ledger(tx.connection, rt.signer, cipher=rt.cipher)
+        (app,) = ledger.append([LedgerEntryIn(
+            action=Action.CREATED, run_id="lineage-real", job="core_to_zoho", party_id=str(party.party_id),
+            target_system="zoho_cn", target_object="Contacts", target_id=result.external_id, actor="alice@host1",
+            **write_lineage(mapping=target_m, payload=payload, result=result, correlation_id=CID,
+                            changed={"name.legal_zh": (None, party.name.legal_zh), "date_of_birth": (None, "x")},
+                            party_type="INDIVIDUAL", mappings=(source_m, target_m)))])
+        (e,) = [decode_entry(x) for x in ledger.iter_entries(after=app.seq - 1, limit=1)]
+    assert e["payload"] == masked_payload(received, target_m)
+    answer = {"id": result.external_id, "status": "created"}
+    if result.version is not None:
+        answer["version"] = str(result.version)
+    assert e["answer"] == answer
+    assert e["changed_fields"] == ["name.legal_zh"]
