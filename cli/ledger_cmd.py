@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crmbridge.canonical.masking import mask_canonical
+from crmbridge.cli.actor import ActorOption, RevealReasonOption, check_reveal, record_reveal
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import (
@@ -93,17 +94,54 @@ def _entries_table(entries: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _print_entries(entries: list[dict[str, Any]], title: str, *, as_json: bool, values: bool) -> None:
+def _print_entries(entries: list[dict[str, Any]], title: str, *, as_json: bool, values: bool,
+                   clear: dict[int, Any] | None = None) -> None:
     if as_json:
-        sys.stdout.write(json.dumps([{k: v for k, v in e.items() if k != "diff_enc"} for e in entries],
-                                    ensure_ascii=False, indent=1) + "\n")
+        rows = [{k: v for k, v in e.items() if k != "diff_enc"} for e in entries]
+        if clear is not None:
+            for r in rows:
+                if r["seq"] in clear:
+                    r["clear_diff"] = clear[r["seq"]]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=1, default=str) + "\n")
         return
     out = Console(width=TABLE_WIDTH, soft_wrap=False) if not console.is_terminal else console
     out.print(_entries_table(entries, title))
-    if values:
-        _print_values(entries)
+    if values or clear is not None:
+        _print_values(entries, clear)
     else:
         console.print("details (fields, masked values, payload sent, answer): add --values", style="dim")
+
+
+RevealOption = Annotated[bool, typer.Option(
+    "--reveal", help="Also decrypt and print the clear values behind the masked ones (needs --reason; ledgered with "
+                     "who, which fields of which party, why; refused when privacy.reveal is deny).")]
+
+
+def _reveal(ctx: SecurityContext, entries: list[dict[str, Any]], reason: str | None, note: str | None,
+            what: str) -> dict[int, Any]:
+    """The clear diffs of ``entries`` (seq → {path: [before, after]}, or a note when erased), each party's reveal
+    ledgered first, in the same transaction."""
+    from crmbridge.sync.security.crypto import DecryptionError
+
+    check_reveal(ctx.config, True, reason)
+    cipher = ctx.cipher()
+    by_party: dict[str | None, set[str]] = {}
+    for e in entries:
+        if e.get("diff_enc"):
+            by_party.setdefault(e.get("party_id"), set()).update(e.get("changed_fields") or [])
+    out: dict[int, Any] = {}
+    with ctx.transaction() as conn:
+        ledger = Ledger(conn, ctx.signer(), cipher=cipher)
+        for party, fields in by_party.items():
+            record_reveal(ledger, what=what, fields=sorted(fields), reason=reason or "", note=note, party_id=party)
+        for e in entries:
+            if not e.get("diff_enc"):
+                continue
+            try:
+                out[e["seq"]] = ledger.decrypt_diff(e)
+            except DecryptionError as exc:   # KeyDestroyedError: the party was erased
+                out[e["seq"]] = f"[not readable: {exc.message if hasattr(exc, 'message') else exc}]"
+    return out
 
 
 @ledger_app.command("runs")
@@ -150,12 +188,14 @@ def show(run_arg: Annotated[str | None, typer.Argument(metavar="[RUN_ID]", help=
          run_id: Annotated[str | None, typer.Option("--run", help="Every entry of this run.")] = None,
          seq: Annotated[int | None, typer.Option("--seq", help="This one entry, with its details.")] = None,
          config: ConfigOption = None, url: UrlOption = None, values: ValuesOption = False,
-         as_json: JsonOption = False) -> None:
+         as_json: JsonOption = False, reveal: RevealOption = False, reason: RevealReasonOption = None,
+         actor: ActorOption = None) -> None:
     """Every entry of one run (--run RUN_ID), or one entry (--seq N) with what was sent and answered."""
     run_id = run_id or run_arg
     if (run_id is None) == (seq is None):
         raise ConfigurationError("give --run RUN_ID or --seq N (one of them)")
     ctx = SecurityContext.load(config, url)
+    check_reveal(ctx.config, reveal, reason)
     if seq is not None:
         entries = [e for e in _read(ctx, after=seq - 1, limit=1) if e["seq"] == seq] if seq > 0 else []
         title, values = f"ledger entry {seq}", True
@@ -165,7 +205,8 @@ def show(run_arg: Annotated[str | None, typer.Argument(metavar="[RUN_ID]", help=
     if not entries:
         console.print(f"no ledger entries for {title}")
         raise SystemExit(1)
-    _print_entries(entries, title, as_json=as_json, values=values)
+    clear = _reveal(ctx, entries, reason, actor, f"ledger show {title}") if reveal else None
+    _print_entries(entries, title, as_json=as_json, values=values, clear=clear)
 
 
 def _by_class(path: str, value: Any) -> Any:
@@ -177,7 +218,7 @@ def _by_class(path: str, value: Any) -> Any:
     return mask_canonical(path, value)
 
 
-def _print_values(entries: list[dict[str, Any]]) -> None:
+def _print_values(entries: list[dict[str, Any]], clear: dict[int, Any] | None = None) -> None:
     for e in entries:
         head = f"{e['seq']} · {e['recorded_at'][:19].replace('T', ' ')} · {e['action']}"
         if e.get("job"):
@@ -193,10 +234,17 @@ def _print_values(entries: list[dict[str, Any]]) -> None:
         for label, v in lines:
             if v:
                 console.print(f"  {label}: {v}", highlight=False, markup=False)
+        revealed = (clear or {}).get(e["seq"])
+        if isinstance(revealed, str):
+            console.print(f"  clear values: {revealed}", highlight=False, markup=False)
         for path in e.get("changed_fields") or []:
             before = _by_class(path, (e.get("masked_before") or {}).get(path))
             after = _by_class(path, (e.get("masked_after") or {}).get(path))
-            console.print(f"  {path}: {before!r} → {after!r}", highlight=False, markup=False)
+            if isinstance(revealed, dict) and path in revealed:
+                before, after = revealed[path]
+                console.print(f"  {path}: {before!r} → {after!r} (clear)", highlight=False, markup=False)
+            else:
+                console.print(f"  {path}: {before!r} → {after!r}", highlight=False, markup=False)
         for key, label in (("payload", "sent"), ("answer", "answer"), ("mapping_versions", "mappings")):
             if e.get(key) is not None:
                 console.print(f"  {label}: {canonical_json(e[key])}", highlight=False, markup=False,
@@ -216,6 +264,7 @@ def history(
     = None,
     since: SinceOption = None, until: UntilOption = None,
     config: ConfigOption = None, url: UrlOption = None, values: ValuesOption = False, as_json: JsonOption = False,
+    reveal: RevealOption = False, reason: RevealReasonOption = None, actor: ActorOption = None,
 ) -> None:
     """One party's history across runs: by party id, by identifier (blind index) or by a system's record id."""
     party_id = party_id or party_arg
@@ -227,6 +276,7 @@ def history(
         raise ConfigurationError("--id needs --system (and --system needs --id)", where="--system")
     window = {"since": _when(since, "--since"), "until": _when(until, "--until", end=True)}
     ctx = SecurityContext.load(config, url)
+    check_reveal(ctx.config, reveal, reason)
     engine = ctx.engine()
     try:
         with engine.connect() as conn:
@@ -264,7 +314,8 @@ def history(
     parties = ("party " + ", ".join(ids)) if ids else "no party"
     title = f"history of {what}: {len(rows)} entries" if party_id else \
         f"history of {what} ({parties}): {len(rows)} entries"
-    _print_entries(rows, title, as_json=as_json, values=values)
+    clear = _reveal(ctx, rows, reason, actor, f"ledger history of {what}") if reveal else None
+    _print_entries(rows, title, as_json=as_json, values=values, clear=clear)
 
 
 @ledger_app.command("export")

@@ -106,4 +106,28 @@ def test_reveals_are_refused_when_the_configuration_forbids_them(synced, tmp_pat
     assert code == 2 and "privacy.reveal" in out and "refused" in out and MOBILE not in out
     code, out = cli(capsys, "conflicts", "show", "1", "-c", str(deny), "--reveal", "--reason", "curious")
     assert code == 2 and "privacy.reveal" in out
+    code, out = cli(capsys, "ledger", "history", "--system", "corebank", "--id", "000000001", "-c", str(deny),
+                    "--reveal", "--reason", "curious")
+    assert code == 2 and "privacy.reveal" in out
     assert len(_revealed(rt)) == before
+
+
+def test_ledger_history_reveal_decrypts_the_clear_values_and_is_ledgered(synced, capsys) -> None:
+    env, rt = synced
+    cfg = str(env.config_path)
+    e = next(x for x in _entries(rt, job="core_to_zoho") if x["action"] == "created")
+    name = env.core.store.get(e["source_id"])["name"]
+    code, out = cli(capsys, "ledger", "history", e["party_id"], "-c", cfg, "--values")
+    assert code == 0 and name not in out
+    code, out = cli(capsys, "ledger", "history", e["party_id"], "-c", cfg, "--reveal")
+    assert code == 2 and name not in out and "--reason" in out
+    before = len(_revealed(rt))
+    code, out = cli(capsys, "ledger", "history", e["party_id"], "-c", cfg, "--reveal", "--reason", "court order 7")
+    assert code == 0 and f"'{name}' (clear)" in out
+    (rev,) = _revealed(rt)[before:]
+    assert (rev["party_id"], rev["actor"]) == (e["party_id"], ME) and "name.legal_zh" in rev["changed_fields"]
+    assert rev["reason"].endswith("court order 7")
+    code, out = cli(capsys, "ledger", "show", "--seq", str(e["seq"]), "-c", cfg, "--reveal", "--reason", "again",
+                    "--json")
+    assert code == 0 and json.loads(out)[0]["clear_diff"]["name.legal_zh"][1] == name
+    assert len(_revealed(rt)) == before + 2
