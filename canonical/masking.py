@@ -12,7 +12,7 @@ from collections.abc import Callable
 from crmbridge.core.masking import MASK_KINDS, mask, mask_address, mask_email, mask_name
 
 __all__ = ["C3_WITHHELD", "MASK_KINDS", "canonical_kind", "mask", "mask_address", "mask_canonical", "mask_email",
-           "mask_name", "mask_vendor_record"]
+           "mask_name", "mask_vendor_payload", "mask_vendor_record", "vendor_kinds"]
 
 
 # ==============================================================================================================
@@ -77,9 +77,12 @@ def mask_canonical(path: str, value: object, party_type: str | None = None) -> s
     return mask(kind, value)
 
 
-def _vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...], str | None]:
+def vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...], str | None]:
     """Concrete locations in ``record`` the mapping knows → the mask kind of the canonical path they feed (``None``:
-    C1). A location several steps use takes the most protective answer (any kind beats ``None``)."""
+    C1). A location several steps use takes the most protective answer (any kind beats ``None``).
+
+    The per-field class knowledge every masked view of a vendor record uses (previews, the ledger's record of the
+    payload sent); a location missing from the answer is one the mapping does not know: mask it failing closed."""
     from crmbridge.core.paths import path_locations
 
     out: dict[tuple[str | int, ...], str | None] = {}
@@ -120,7 +123,7 @@ def mask_vendor_record(record: object, mapping: object | None = None) -> list[tu
     from crmbridge.canonical.c3 import _carries_data, _pair, c3_rule
     from crmbridge.core.logsafe import mask_text
 
-    known = _vendor_kinds(mapping, record) if mapping is not None else {}
+    known = vendor_kinds(mapping, record) if mapping is not None else {}
     rows: list[tuple[str, str]] = []
 
     def walk(node: object, loc: tuple[str | int, ...], inherited: tuple[bool, str | None]) -> None:
@@ -150,6 +153,45 @@ def mask_vendor_record(record: object, mapping: object | None = None) -> list[tu
 
     walk(record, (), (False, None))
     return rows
+
+
+def mask_vendor_payload(payload: object, mapping: object | None = None) -> object:
+    """A vendor payload (or record) with the same shape, every leaf masked by class as :func:`mask_vendor_record`
+    masks it: what the ledger keeps of a payload sent. A C1 leaf keeps its JSON type (``true``, ``3``); C3 data
+    reads ``[C3 data withheld]``; a field the mapping does not know is masked failing closed. A classified value that
+    already carries the mask character (the mapping's ``out_mask``) is kept as it was sent."""
+    from crmbridge.canonical.c3 import _carries_data, _pair, c3_rule
+    from crmbridge.core.logsafe import mask_text
+
+    known = vendor_kinds(mapping, payload) if mapping is not None else {}
+
+    def walk(node: object, loc: tuple[str | int, ...], inherited: tuple[bool, str | None]) -> object:
+        here = (True, known[loc]) if loc in known else inherited
+        if isinstance(node, dict):
+            pair = _pair(node)
+            out: dict[str, object] = {}
+            for k, v in node.items():
+                if (pair is not None and str(k) == pair[0]) or (c3_rule(str(k)) and _carries_data(v)):
+                    out[str(k)] = C3_WITHHELD
+                else:
+                    out[str(k)] = walk(v, (*loc, k), here)
+            return out
+        if isinstance(node, list | tuple):
+            return [walk(v, (*loc, i), here) for i, v in enumerate(node)]
+        mapped, kind = here
+        if node is None:
+            return None
+        if mapped:
+            if kind:
+                # a value the mapping already masked on the way out (out_mask: 183****2839) is kept as sent:
+                # masking it again would hide more than the CRM holds and no longer match the CRM's copy
+                return node if isinstance(node, str) and "*" in node else mask(kind, node)
+            return node if isinstance(node, bool | int | float | str) else str(node)
+        if isinstance(node, bool):
+            return node
+        return _fallback(".".join(str(x) for x in loc), node, mask_text)
+
+    return walk(payload, (), (False, None))
 
 
 def _fallback(label: str, value: object, mask_text: Callable[[str], str]) -> str:

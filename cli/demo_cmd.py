@@ -18,6 +18,7 @@ import typer
 from rich.panel import Panel
 
 from crmbridge.cli._common import console
+from crmbridge.cli.actor import cli_actor
 
 __all__ = ["register"]
 
@@ -53,7 +54,7 @@ def demo(
         def step(title: str, job: str) -> None:
             nonlocal failed
             console.rule(title)
-            report = run_job(rt, job, actor="demo")
+            report = run_job(rt, job, actor=cli_actor("demo"))
             render_summary(report, console)
             failed = failed or report.failed
 

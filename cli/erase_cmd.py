@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from crmbridge.cli.actor import ActorOption, cli_actor
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.privacy import erase_party, lift_erasure
@@ -38,15 +39,16 @@ def erase(
     identifier: Annotated[str | None, typer.Option(
         "--identifier", help="With --lift: find the erasure by SCHEME:VALUE (e.g. CN_RIC:11010519491231002X, "
         "looked up by blind index) instead of PARTY_ID.")] = None,
-    actor: Annotated[str, typer.Option(help="Who asks, recorded in the ledger (e.g. user:alice).")] = "user",
+    actor: ActorOption = None,
     drop_xref: Annotated[bool, typer.Option("--drop-xref", help="Also delete the cross-reference (vendor ids); the "
                                             "suppression entry keeps what propagating the erasure needs.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config: ConfigOption = None, url: UrlOption = None,
 ) -> None:
     """Erase PARTY_ID's personal data from crmbridge's stores (irreversible) and keep it from coming back."""
+    who = cli_actor(actor)   # the operating-system user and host; --actor is an annotation beside them
     if lift:
-        _lift(party_id, identifier, reason, actor, yes, config, url)
+        _lift(party_id, identifier, reason, who, yes, config, url)
         return
     if party_id is None or identifier is not None:
         raise ConfigurationError("give the PARTY_ID to erase (--identifier is for --lift)")
@@ -61,7 +63,7 @@ def erase(
     with ctx.transaction() as tx:
         ledger = tx.ledger(ctx.signer(), cipher=cipher)
         report = erase_party(tx, cipher, party_id, ledger=ledger, reason=reason or "erasure request (PIPL Art. 47)",
-                             actor=actor, drop_xref=drop_xref, targets=targets)
+                             actor=who, drop_xref=drop_xref, targets=targets)
         ledger.checkpoint()
     rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items())) or "none"
     console.print(f"erased party {party_id}: {report.keys_destroyed} data key(s) destroyed, rows deleted: {rows}; "

@@ -146,7 +146,9 @@ def rotate(
     with ctx.transaction() as tx:
         version = cipher.rotate(tx)
         ledger = tx.ledger(ctx.signer(), cipher=cipher)
-        ledger.append([LedgerEntryIn(action=Action.KEY_ROTATED, actor="user",
+        from crmbridge.cli.actor import os_actor
+
+        ledger.append([LedgerEntryIn(action=Action.KEY_ROTATED, actor=os_actor(),
                                      reason=f"data key version {version} ({cipher.algorithm.name})")])
         ledger.checkpoint()
     console.print(f"new data key version {version} ({cipher.algorithm.name}); older versions are decrypt-only")

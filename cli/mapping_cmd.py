@@ -34,6 +34,8 @@ from crmbridge.canonical.mapping import (
     validate_against,
 )
 from crmbridge.canonical.masking import mask
+from crmbridge.cli._common import ConfigOption
+from crmbridge.cli.actor import ActorOption, RevealReasonOption, check_reveal, record_reveal
 from crmbridge.core.errors import BadResponseError, ForbiddenDataError, ValidationError
 
 __all__ = ["register"]
@@ -166,9 +168,20 @@ def preview(
                                                               "party (out).")],
     direction: Annotated[DirectionOpt, typer.Option(
         "--direction", "-d", help="in: vendor → canonical; out: canonical → vendor.")] = DirectionOpt.IN,
-    reveal: Annotated[bool, typer.Option("--reveal", help="Show personal data in clear (C2 values).")] = False,
+    reveal: Annotated[bool, typer.Option(
+        "--reveal", help="Show personal data in clear (C2 values); needs --reason and a configuration: the reveal "
+                         "is ledgered with who, what and why.")] = False,
+    reason: RevealReasonOption = None,
+    actor: ActorOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
+    cfg = None
+    if reveal:
+        from crmbridge.config import load_config
+
+        cfg = load_config(config)
+        check_reveal(cfg, reveal, reason)
     mapping = load_mapping(file, profile=target_profile)
     try:
         # nesting bounded: a crafted file is an error, never a RecursionError
@@ -187,6 +200,8 @@ def preview(
         if direction is DirectionOpt.IN:
             _, rows = mapping.trace_in(data)
             party = mapping.to_party(data)
+            if reveal:
+                _ledger_reveal(cfg, mapping, rows, reason, actor, record_id=mapping.external_id(data))
             console.print(_table(title, rows, reveal, "in"))
             console.print(f"valid {party.party_type.value} (external id {mapping.external_id(data)})", markup=False)
         else:
@@ -194,6 +209,8 @@ def preview(
 
             party = parse_party(data, where=str(record))
             _, rows = mapping.trace_out(party)
+            if reveal:
+                _ledger_reveal(cfg, mapping, rows, reason, actor, party_id=str(party.party_id))
             console.print(_table(title, rows, reveal, "out"))
     except ForbiddenDataError as exc:
         err.print(f"{record}: record refused: {exc.message}", markup=False)
@@ -201,6 +218,21 @@ def preview(
     except ValidationError as exc:
         err.print(f"{record}: record error: {exc}", markup=False)
         sys.exit(EXIT_RECORD)
+
+
+def _ledger_reveal(cfg: Any, mapping: Any, rows: list[TraceRow], reason: str | None, actor: str | None, *,
+                   record_id: str | None = None, party_id: str | None = None) -> None:
+    """Ledger a preview's reveal (the C2 fields it shows in clear) before it is shown."""
+    from crmbridge.cli.keys_cmd import SecurityContext
+
+    fields = [r.canonical for r in rows if r.mask_kind is not None]
+    if not fields:
+        return
+    ctx = SecurityContext(cfg, cfg.state.url)
+    with ctx.transaction() as tx:
+        record_reveal(tx.ledger(ctx.signer()), what=f"mapping preview {mapping.system}/{mapping.object}",
+                      fields=fields, reason=reason or "", note=actor, party_id=party_id, system=mapping.system,
+                      object_name=mapping.object, record_id=record_id)
 
 
 @mapping_app.command("schema")

@@ -13,6 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from crmbridge.cli._common import ConfigOption, console, runtime
+from crmbridge.cli.actor import (
+    ActorOption,
+    ReasonOption,
+    RevealReasonOption,
+    check_reveal,
+    cli_actor,
+    record_reveal,
+)
 from crmbridge.core.logsafe import mask_text
 
 __all__ = ["register"]
@@ -126,7 +134,7 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
         failed = bool(refused)
         if run:
             for job in jobs:
-                report = run_job(rt, job, actor="user:deadletters-retry")
+                report = run_job(rt, job, actor=cli_actor("deadletters retry"))
                 render_summary(report, console)
                 failed = failed or report.failed
     finally:
@@ -191,20 +199,28 @@ def cf_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 
 @cf_app.command("show")
 def cf_show(conflict_id: int, config: ConfigOption = None,
-            reveal: Annotated[bool, typer.Option("--reveal", help="Show values in clear (audited reviewers).")]
-            = False) -> None:
+            reveal: Annotated[bool, typer.Option(
+                "--reveal", help="Show values in clear (needs --reason; ledgered with who, what and why).")]
+            = False, reason: RevealReasonOption = None, actor: ActorOption = None) -> None:
     """One conflict: the last synced value and each side's value, masked by class unless --reveal."""
     from crmbridge.canonical.masking import mask_canonical
     from crmbridge.sync.resolution import conflict_values
 
     rt = runtime(config)
-    with rt.store.transaction() as tx:
-        row = tx.get_conflict(conflict_id)
-    if row is None:
+    try:
+        check_reveal(rt.config, reveal, reason)
+        with rt.store.transaction() as tx:
+            row = tx.get_conflict(conflict_id)
+        if row is None:
+            raise typer.BadParameter(f"no conflict {conflict_id}")
+        values = conflict_values(rt, row)
+        if reveal:   # ledgered before anything is shown
+            with rt.store.transaction() as tx:
+                record_reveal(tx.ledger(rt.signer, cipher=rt.cipher), what=f"conflicts show {conflict_id}",
+                              fields=row["field_paths"], reason=reason or "", note=actor, party_id=row["party_id"],
+                              job=row["job"])
+    finally:
         rt.close()
-        raise typer.BadParameter(f"no conflict {conflict_id}")
-    values = conflict_values(rt, row)
-    rt.close()
     console.print(f"conflict {conflict_id} · job {row['job']} · party {row['party_id']} · {row['status']}")
     t = Table()
     for col in ("field", "last synced", "source", "target"):
@@ -222,7 +238,7 @@ def cf_show(conflict_id: int, config: ConfigOption = None,
 def cf_resolve(conflict_id: int, config: ConfigOption = None,
                take: Annotated[str, typer.Option(help="source, target or value.")] = "source",
                value: Annotated[str | None, typer.Option(help="The value, with --take value.")] = None,
-               actor: Annotated[str, typer.Option(help="Who decides, for the ledger.")] = "user") -> None:
+               actor: ActorOption = None, reason: ReasonOption = None) -> None:
     """Settle a conflict: the chosen value is written where it is missing and the decision is ledgered."""
     from crmbridge.sync.resolution import resolve_conflict
 
@@ -230,7 +246,8 @@ def cf_resolve(conflict_id: int, config: ConfigOption = None,
         raise typer.BadParameter("--take must be source, target or value")
     rt = runtime(config)
     try:
-        res = resolve_conflict(rt, conflict_id, take=take, value=value, actor=actor)  # type: ignore[arg-type]
+        res = resolve_conflict(rt, conflict_id, take=take, value=value,  # type: ignore[arg-type]
+                               actor=cli_actor(actor, reason))
     finally:
         rt.close()
     console.print(f"conflict {res.conflict_id} resolved ({res.path}); written to: {', '.join(res.wrote_to) or 'none'}")

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from crmbridge.cli._common import ConfigOption, console, finish_run, runtime, versioned
+from crmbridge.cli.actor import ActorOption
 
 __all__ = ["observed", "register"]
 
@@ -35,7 +36,7 @@ def run(
     config: ConfigOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing anywhere.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
-    actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "user",
+    actor: ActorOption = None,
     distributed: Annotated[bool, typer.Option(
         "--distributed", help="Split the run into batches executed by `crmbridge worker` processes (Celery; "
                               "state on PostgreSQL); the same as `crmbridge dispatch JOB`.")] = False,
@@ -43,8 +44,10 @@ def run(
     """Run one job now: a progress bar on a terminal, a summary whose rows add up to the records read. Exit 0
     succeeded, 3 partial (records dead-lettered or in conflict), 1 failed, 4 a system unreachable, 5 suspicious,
     6 stopped, 7 another process runs the job."""
+    from crmbridge.cli.actor import cli_actor
     from crmbridge.sync.engine import run_job
 
+    who = cli_actor(actor)   # the operating-system user and host; --actor is an annotation beside them
     if distributed and dry_run:
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
     if distributed:
@@ -58,9 +61,9 @@ def run(
             if distributed:
                 from crmbridge.sync.runners.distributed import dispatch
 
-                report = dispatch(rt, job, actor=actor, progress=lambda n: bar.advance(task, n))
+                report = dispatch(rt, job, actor=who, progress=lambda n: bar.advance(task, n))
             else:
-                report = run_job(rt, job, dry_run=dry_run, actor=actor, progress=lambda n: bar.advance(task, n))
+                report = run_job(rt, job, dry_run=dry_run, actor=who, progress=lambda n: bar.advance(task, n))
             obs.done(report)
     finally:
         rt.close()

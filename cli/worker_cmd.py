@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from crmbridge.cli._common import ConfigOption, finish_run
+from crmbridge.cli.actor import ActorOption
 
 __all__ = ["register"]
 
@@ -54,11 +55,12 @@ def dispatch(
     config: ConfigOption = None,
     queue: QueueOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
-    actor: Annotated[str, typer.Option(help="Who runs it, for the ledger.")] = "dispatcher",
+    actor: ActorOption = None,
 ) -> None:
     """Run one job over the workers now and wait for it (exit codes as `crmbridge run`: 0, 3 partial, 1 failed,
     4 unreachable, 5 suspicious, 7 another process runs the job)."""
     from crmbridge.cli._common import runtime
+    from crmbridge.cli.actor import cli_actor
     from crmbridge.cli.run_cmd import observed
     from crmbridge.core.extras import require_extra
     from crmbridge.sync.runners.distributed import dispatch as do_dispatch
@@ -67,7 +69,7 @@ def dispatch(
     rt = runtime(config)
     try:
         with observed(rt, job) as obs:  # logging:, metrics textfile and notifications, as `crmbridge run`
-            report = obs.done(do_dispatch(rt, job, actor=actor, queue=queue))
+            report = obs.done(do_dispatch(rt, job, actor=cli_actor(actor or "dispatch"), queue=queue))
     finally:
         rt.close()
     finish_run(report, as_json=as_json)

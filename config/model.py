@@ -190,6 +190,15 @@ class MetricsConfig(_Model):
                           "name; off if unset")
 
 
+class PrivacyConfig(_Model):
+    """Who may see personal data in clear."""
+
+    reveal: Literal["allow", "deny"] = Field(
+        "allow", description="allow: `--reveal` shows C2 values in clear to the operator, ledgered with who, what "
+                             "and why (--reason); deny: `--reveal` is refused everywhere (clear values only through "
+                             "a four-eyes review)")
+
+
 class WebhookConfig(_Model):
     url: HttpUrl
     events: list[Literal["run_failed", "run_partial", "run_crashed", "run_overdue", "dead_letter", "conflict",
@@ -382,6 +391,7 @@ class CrmBridgeConfig(_Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     distributed: DistributedConfig | None = None
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     _source: _Source | None = PrivateAttr(None)
 

@@ -33,6 +33,8 @@ import csv
 import enum
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +44,7 @@ from typing import IO, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import (
     DDL,
     BigInteger,
@@ -80,13 +82,17 @@ __all__ = [
     "LedgerSigner",
     "Problem",
     "VerifyResult",
+    "ENCODING",
     "canonical_json",
     "checkpoint_body",
+    "decode_entry",
     "export_ledger",
+    "format_actor",
     "generate_signing_key",
     "load_public_key",
     "merkle_root",
     "read_export",
+    "split_actor",
     "verify_records",
 ]
 
@@ -115,6 +121,8 @@ class Action(enum.StrEnum):
     #: an erasure's suppression lifted on purpose (the person came back as a customer): the next run ingests anew
     ERASURE_LIFTED = "erasure-lifted"
     KEY_ROTATED = "key-rotated"
+    #: personal data shown in clear to someone (``--reveal``): who, which fields of which party, why
+    REVEALED = "revealed"
 
 
 def canonical_json(value: Any) -> str:
@@ -139,6 +147,8 @@ class LedgerEntry(Base):
         Index("ix_ledger_entries_run_id", "run_id"),
         Index("ix_ledger_entries_job_recorded_at", "job", "recorded_at"),
         Index("ix_ledger_entries_recorded_at", "recorded_at"),
+        Index("ix_ledger_entries_source", "source_system", "source_object", "source_id"),
+        Index("ix_ledger_entries_target", "target_system", "target_object", "target_id"),
     )
 
     seq: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
@@ -163,6 +173,13 @@ class LedgerEntry(Base):
     mapping_version: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)    # masked
+    # ---- encoding 2 (lineage): NULL on entries written before it (encoding 1), see _ENCODINGS
+    enc: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[str | None] = mapped_column(Text)           # canonical JSON: the masked vendor payload sent
+    answer: Mapped[str | None] = mapped_column(Text)            # canonical JSON: the vendor's answer, masked
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    mapping_versions: Mapped[str | None] = mapped_column(Text)  # canonical JSON: {mapping name: content hash}
+    actor_note: Mapped[str | None] = mapped_column(Text)        # the --actor annotation beside the OS user, masked
 
 
 class LedgerCheckpoint(Base):
@@ -375,11 +392,43 @@ class LedgerEntryIn(BaseModel):
     actor: str = "scheduler"
     reason: str | None = None
     at: datetime | None = None
+    #: lineage of a write (see :mod:`crmbridge.sync.state.lineage`): the masked vendor payload sent, the vendor's
+    #: masked answer (record id, status, code, message), the request's correlation id, mapping name → hash
+    payload: dict[str, Any] | None = None
+    answer: dict[str, Any] | None = None
+    correlation_id: str | None = None
+    mapping_versions: dict[str, str] | None = None
+    #: an annotation beside the accountable actor (``--actor``), never a replacement for it
+    actor_note: str | None = None
 
-    @field_validator("run_id", "party_id", "source_id", "target_id", mode="before")
+    @field_validator("run_id", "party_id", "source_id", "target_id", "correlation_id", mode="before")
     @classmethod
     def _text(cls, v: object) -> object:
         return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _split_actor(self) -> LedgerEntryIn:
+        """``"alice@host1 [ops ticket 12]"`` (what :func:`format_actor` builds for callers that carry one actor
+        string, such as a run's) is stored as the actor ``alice@host1`` and the annotation beside it."""
+        actor, note = split_actor(self.actor)
+        if note is not None and self.actor_note is None:
+            object.__setattr__(self, "actor", actor)
+            object.__setattr__(self, "actor_note", note)
+        return self
+
+
+def format_actor(actor: str, note: str | None = None) -> str:
+    """One actor string carrying an annotation: ``alice@host1 [note]`` (split again by the ledger)."""
+    note = (note or "").strip().replace("[", "(").replace("]", ")")
+    return f"{actor} [{note}]" if note else actor
+
+
+def split_actor(text: str) -> tuple[str, str | None]:
+    """``"alice@host1 [note]"`` → ``("alice@host1", "note")``; a plain actor → ``(actor, None)``."""
+    if text.endswith("]") and " [" in text:
+        actor, _, note = text[:-1].partition(" [")
+        return actor, note or None
+    return text, None
 
 
 @dataclass(frozen=True)
@@ -419,13 +468,34 @@ class VerifyResult:
         return min(seqs) if seqs else None
 
 
-_JSON_COLUMNS = ("changed_fields", "masked_before", "masked_after")
-_BODY_COLUMNS = [c.name for c in LedgerEntry.__table__.columns if c.name != "entry_hash"]
+_JSON_COLUMNS = ("changed_fields", "masked_before", "masked_after", "payload", "answer", "mapping_versions")
+# The columns each encoding's hash covers, frozen: an entry is verified with the columns of the encoding it was
+# written in (``enc``: NULL = 1), so adding a column never breaks an old entry's hash.
+#  1: changed_fields = [paths], masked_before/after = {path: masked}, diff_enc = token of JSON {path: [b, a]}
+#  2: changed_fields = [paths] (the field list, stored once), masked_before/after = [masked | null] aligned with
+#     it ([] when all null), diff_enc = token of zlib(JSON [[b, a] | null] aligned with it); plus the lineage
+_ENCODING_1 = ("seq", "prev_hash", "hash_alg", "recorded_at", "run_id", "job", "source_system", "source_object",
+               "source_id", "target_system", "target_object", "target_id", "party_id", "action", "changed_fields",
+               "masked_before", "masked_after", "diff_enc", "mapping_version", "actor", "reason")
+_ENCODINGS: dict[int, tuple[str, ...]] = {
+    1: _ENCODING_1,
+    2: (*_ENCODING_1, "enc", "payload", "answer", "correlation_id", "mapping_versions", "actor_note"),
+}
+ENCODING = 2   # what new entries are written in
+_BODY_COLUMNS = list(_ENCODINGS[ENCODING])   # every column a body may have (reading, exporting)
+
+
+def _encoding(rec: Mapping[str, Any]) -> int:
+    enc = rec.get("enc")
+    return 1 if enc is None else int(enc) if isinstance(enc, int) and enc in _ENCODINGS else -1
 
 
 def _body_from_record(rec: Mapping[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    for name in _BODY_COLUMNS:
+    enc = _encoding(rec)
+    # an unknown encoding hashes every column it carries: it cannot match, so it is reported, never skipped
+    names = _ENCODINGS[enc] if enc > 0 else sorted(k for k in rec if k != "entry_hash")
+    for name in names:
         v = rec.get(name)
         if name in _JSON_COLUMNS and isinstance(v, str):
             try:
@@ -441,7 +511,88 @@ def _body_bytes(body: Mapping[str, Any]) -> bytes:
 
 
 def _mask_values(values: Mapping[str, str | None]) -> dict[str, str | None]:
-    return {str(k): (None if v is None else mask_text(str(v))) for k, v in values.items()}
+    return {str(k): (None if v is None else _mask_tree(str(v))) for k, v in values.items()}
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _mask_tree(node: Any) -> Any:
+    """Masks again anything in a (masked) payload or answer that still looks like an ID number, mobile, e-mail."""
+    if isinstance(node, Mapping):
+        return {str(k): _mask_tree(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_mask_tree(v) for v in node]
+    if isinstance(node, str):
+        # a party id (a UUID) is C1, and its hex digits can look like a mobile number to the pattern masking
+        return node if _UUID.fullmatch(node) else mask_text(node)
+    return node if node is None or isinstance(node, bool | int | float) else mask_text(str(node))
+
+
+def _field_list(e: LedgerEntryIn) -> list[str]:
+    """The entry's fields, once: the changed fields in the caller's order, then any other path it gave values for."""
+    given = [str(f) for f in e.changed_fields]
+    extra = (set(e.before) | set(e.after) | set(e.diff or {})) - set(given)
+    return list(dict.fromkeys([*given, *sorted(map(str, extra))]))
+
+
+def _aligned(fields: Sequence[str], values: Mapping[str, Any]) -> list[Any]:
+    out = [values.get(f) for f in fields]
+    return out if any(v is not None for v in out) else []
+
+
+def _encode_v2(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
+    """The encoding-2 columns of an entry: the field list once, masked values aligned with it, the clear diff
+    compressed then encrypted under the party key, and the lineage."""
+    fields = _field_list(e)
+    diff_enc = None
+    if e.diff is not None:
+        if ledger.cipher is None:
+            raise LedgerError("an entry carries a full diff but the ledger has no cipher to encrypt it")
+        pairs = [None if e.diff.get(f) is None else list(e.diff[f]) for f in fields]
+        plain = json.dumps(pairs, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        diff_enc = ledger.cipher.encrypt(ledger.conn, zlib.compress(plain.encode("utf-8"), 9),
+                                         table="ledger_entries", column="diff_enc", record=seq,
+                                         party_id=e.party_id)
+    return {
+        "enc": 2, "changed_fields": fields,
+        "masked_before": _aligned(fields, _mask_values(e.before)),
+        "masked_after": _aligned(fields, _mask_values(e.after)),
+        "diff_enc": diff_enc,
+        "payload": None if e.payload is None else _mask_tree(e.payload),
+        # the answer's record id, status and code are C1 (the id is the target_id column's); its text is masked
+        "answer": None if e.answer is None else {str(k): _mask_tree(v) if k == "message" else v
+                                                 for k, v in e.answer.items()},
+        "correlation_id": e.correlation_id,
+        "mapping_versions": None if not e.mapping_versions else {str(k): str(v)
+                                                                 for k, v in e.mapping_versions.items()},
+        "actor_note": None if e.actor_note is None else mask_text(e.actor_note),
+    }
+
+
+def decode_entry(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry as read (any encoding) in one shape for display and queries: ``changed_fields`` a list,
+    ``masked_before``/``masked_after`` dicts path → masked value, the lineage keys present (None in encoding 1).
+    Not for verifying: the hash covers the stored form (:meth:`Ledger.iter_entries`)."""
+    out = dict(rec)
+    for name in _JSON_COLUMNS:
+        if isinstance(out.get(name), str):
+            try:
+                out[name] = json.loads(out[name])
+            except ValueError:
+                pass
+    for name in ("payload", "answer", "correlation_id", "mapping_versions", "actor_note"):
+        out.setdefault(name, None)
+    fields = [str(f) for f in out.get("changed_fields") or []]
+    out["changed_fields"] = fields
+    for side in ("masked_before", "masked_after"):
+        v = out.get(side)
+        if isinstance(v, list):   # encoding 2: aligned with the field list
+            out[side] = {f: x for f, x in zip(fields, v, strict=False) if x is not None}
+        elif not isinstance(v, dict):
+            out[side] = {}
+    out["enc"] = _encoding(rec)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ ledger
@@ -495,29 +646,22 @@ class Ledger:
         rows, out = [], []
         for e in entries:
             seq += 1
-            diff_enc = None
-            if e.diff is not None:
-                if self.cipher is None:
-                    raise LedgerError("an entry carries a full diff but the ledger has no cipher to encrypt it")
-                diff_enc = self.cipher.encrypt_json(self.conn, e.diff, table="ledger_entries", column="diff_enc",
-                                                    record=seq, party_id=e.party_id)
             body = {
                 "seq": seq, "prev_hash": prev, "hash_alg": alg, "recorded_at": _now_text(e.at),
                 "run_id": e.run_id, "job": e.job,
                 "source_system": e.source_system, "source_object": e.source_object, "source_id": e.source_id,
                 "target_system": e.target_system, "target_object": e.target_object, "target_id": e.target_id,
                 "party_id": e.party_id, "action": e.action.value,
-                "changed_fields": [str(f) for f in e.changed_fields],
-                "masked_before": _mask_values(e.before), "masked_after": _mask_values(e.after),
-                "diff_enc": diff_enc, "mapping_version": e.mapping_version, "actor": e.actor,
+                "mapping_version": e.mapping_version, "actor": e.actor,
                 "reason": None if e.reason is None else mask_text(e.reason),
+                **_encode_v2(self, e, seq),
             }
             data = _body_bytes(body)
             entry_hash = _h(data, alg).hex()
             _push_leaf(frontier, _h(b"\x00" + data, alg), alg)
             row = dict(body, entry_hash=entry_hash)
-            for name in _JSON_COLUMNS:
-                row[name] = canonical_json(row[name])
+            for name in _JSON_COLUMNS:   # a JSON column with no value is NULL, not the text "null"
+                row[name] = None if row[name] is None else canonical_json(row[name])
             rows.append(row)
             out.append(AppendedEntry(seq, entry_hash))
             prev = entry_hash
@@ -556,8 +700,13 @@ class Ledger:
 
     def iter_entries(self, *, since: datetime | None = None, until: datetime | None = None, job: str | None = None,
                      run_id: object | None = None, party_ids: Sequence[str] | None = None,
-                     batch: int = 1000) -> Iterator[dict[str, Any]]:
-        """Entries in seq order (as stored, JSON columns parsed), streamed in batches."""
+                     actions: Sequence[str] | None = None, record: tuple[str, str | None, str] | None = None,
+                     after: int = 0, limit: int | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Entries in seq order (as stored, JSON columns parsed), streamed in batches.
+
+        ``actions`` keeps those actions only; ``record`` = (system, object or None, id) keeps the entries naming
+        that record as their source or their target; ``after``/``limit``: from seq ``after + 1``, at most
+        ``limit`` entries."""
         t = LedgerEntry.__table__
         q = select(t).order_by(t.c.seq)
         if since is not None:
@@ -570,10 +719,25 @@ class Ledger:
             q = q.where(t.c.run_id == str(run_id))
         if party_ids is not None:
             q = q.where(t.c.party_id.in_(list(party_ids)))
-        last = 0
+        if actions is not None:
+            q = q.where(t.c.action.in_([str(a) for a in actions]))
+        if record is not None:
+            system, obj, rid = record
+            src = (t.c.source_system == system) & (t.c.source_id == rid)
+            tgt = (t.c.target_system == system) & (t.c.target_id == rid)
+            if obj is not None:
+                src, tgt = src & (t.c.source_object == obj), tgt & (t.c.target_object == obj)
+            q = q.where(src | tgt)
+        last = after
+        if limit is not None:
+            batch = min(batch, limit)
         while True:
             rows = self.conn.execute(q.where(t.c.seq > last).limit(batch)).mappings().all()
             for r in rows:
+                if limit is not None:
+                    if limit <= 0:
+                        return
+                    limit -= 1
                 rec = _body_from_record(r)
                 rec["entry_hash"] = r["entry_hash"]
                 yield rec
@@ -609,8 +773,14 @@ class Ledger:
             return None
         if self.cipher is None:
             raise LedgerError("decrypting a diff needs the cipher")
-        return self.cipher.decrypt_json(self.conn, entry["diff_enc"], table="ledger_entries", column="diff_enc",
-                                        record=entry["seq"])
+        if _encoding(entry) == 1:
+            return self.cipher.decrypt_json(self.conn, entry["diff_enc"], table="ledger_entries", column="diff_enc",
+                                            record=entry["seq"])
+        plain = self.cipher.decrypt(self.conn, entry["diff_enc"], table="ledger_entries", column="diff_enc",
+                                    record=entry["seq"])
+        pairs = json.loads(zlib.decompress(plain))
+        fields = decode_entry(entry)["changed_fields"]
+        return {f: p for f, p in zip(fields, pairs, strict=False) if p is not None}
 
     # -- verifying ---------------------------------------------------------------------------------
 
@@ -729,11 +899,13 @@ def verify_records(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[M
 
 _CSV_COLUMNS = ["seq", "recorded_at", "run_id", "job", "action", "party_id", "source_system", "source_object",
                 "source_id", "target_system", "target_object", "target_id", "changed_fields", "masked_before",
-                "masked_after", "mapping_version", "actor", "reason", "hash_alg", "prev_hash", "entry_hash"]
+                "masked_after", "payload", "answer", "correlation_id", "mapping_version", "mapping_versions", "actor",
+                "actor_note", "reason", "enc", "hash_alg", "prev_hash", "entry_hash"]
 
 
 def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: datetime | None = None,
-                  until: datetime | None = None, job: str | None = None) -> int:
+                  until: datetime | None = None, job: str | None = None,
+                  actions: Sequence[str] | None = None) -> int:
     """Write entries (masked values only) as JSON Lines (with checkpoints, verifiable offline) or CSV.
 
     Returns the number of entries written. CSV leaves the encrypted diff out; JSONL keeps it as ciphertext
@@ -741,7 +913,7 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
     """
     n = 0
     if fmt == "jsonl":
-        for rec in ledger.iter_entries(since=since, until=until, job=job):
+        for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
             out.write(canonical_json({"type": "entry", **rec}) + "\n")
             n += 1
         for cp in ledger.checkpoints():
@@ -750,12 +922,11 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
     if fmt == "csv":
         w = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
-        for rec in ledger.iter_entries(since=since, until=until, job=job):
-            row = dict(rec)
-            row["changed_fields"] = ";".join(rec["changed_fields"]) if isinstance(rec["changed_fields"], list) \
-                else rec["changed_fields"]
-            row["masked_before"] = canonical_json(rec["masked_before"])
-            row["masked_after"] = canonical_json(rec["masked_after"])
+        for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
+            row = decode_entry(rec)
+            row["changed_fields"] = ";".join(row["changed_fields"])
+            for name in ("masked_before", "masked_after", "payload", "answer", "mapping_versions"):
+                row[name] = "" if row[name] is None else canonical_json(row[name])
             w.writerow(row)
             n += 1
         return n

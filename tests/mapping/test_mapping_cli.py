@@ -95,7 +95,17 @@ def test_validate_reports_every_problem_of_every_file(broken, tmp_path):
     assert f"ok: {p2}" in res.output and "1 of 2 mapping file(s) have errors" in res.output
 
 
-def test_preview_in_masks_unless_reveal():
+def test_preview_in_masks_unless_reveal(tmp_path):
+    from crmbridge.core.errors import ConfigurationError
+    from crmbridge.sync.state.db import make_engine
+    from crmbridge.sync.state.ledger import Ledger, decode_entry
+    from crmbridge.sync.state.migrate import upgrade
+
+    # a reveal is ledgered: it needs the configuration's state database (and a reason)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    cfg = tmp_path / "crmbridge.yaml"
+    cfg.write_text(f"state:\n  url: {url}\nkeys:\n  master_key: file:master.key\n", encoding="utf-8")
     args = ["preview", str(MAPPINGS / "zoho_contacts.yaml"), "--record", str(SAMPLES / "zoho_contacts.json")]
     masked = run(*args)
     assert masked.exit_code == 0, masked.output
@@ -103,10 +113,18 @@ def test_preview_in_masks_unless_reveal():
     assert "+86138****5678" in masked.output and "+8613812345678" not in masked.output
     assert "张*" in masked.output and "张三" not in masked.output
     assert "valid INDIVIDUAL" in masked.output
-    revealed = run(*args, "--reveal")
+    with pytest.raises(ConfigurationError, match="--reason"):
+        run(*args, "--reveal", "-c", str(cfg))
+    revealed = run(*args, "--reveal", "-c", str(cfg), "--reason", "mapping review, ticket 12")
     assert revealed.exit_code == 0
     assert "+8613812345678" in revealed.output and "张三" in revealed.output
     assert "zhang.san@example.com" in revealed.output
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        (entry,) = [decode_entry(e) for e in Ledger(conn).iter_entries()]
+    engine.dispose()
+    assert entry["action"] == "revealed" and entry["reason"].endswith("mapping review, ticket 12")
+    assert "contact_points[type=MOBILE].value" in entry["changed_fields"]
 
 
 def test_preview_out_shows_the_minimised_payload():

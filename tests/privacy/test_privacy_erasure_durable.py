@@ -18,6 +18,7 @@ import typer
 
 from crmbridge.adapters.simulator import Fault
 from crmbridge.cli import erase_cmd, ledger_cmd
+from crmbridge.cli.actor import os_actor
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
 from crmbridge.sync.engine import run_job
@@ -242,7 +243,9 @@ def test_a_returning_customer_is_suppressed_until_the_erasure_is_lifted_then_ing
               "new account opened, ticket 4711", "--actor", "user:dpo", "-y", "-c", str(env.config_path))
     assert pid in out and person["id_number"] not in out
     (lifted,) = [e for e in entries(rt, party_ids=[pid]) if e["action"] == "erasure-lifted"]
-    assert lifted["actor"] == "user:dpo" and lifted["reason"] == "new account opened, ticket 4711"
+    # the operating-system user and host decided; --actor is the annotation beside them
+    assert (lifted["actor"], lifted["actor_note"]) == (os_actor(), "user:dpo")
+    assert lifted["reason"] == "new account opened, ticket 4711"
 
     # the next run ingests the person (both customer numbers: one identity) as a NEW party and pushes it
     after = run(rt)

@@ -22,6 +22,7 @@ from crmbridge.sync.state.ledger import (
     LedgerEntryIn,
     LedgerError,
     LedgerSigner,
+    decode_entry,
     export_ledger,
     generate_signing_key,
     load_public_key,
@@ -103,7 +104,7 @@ def test_masked_values_are_masked_again_and_diff_needs_a_cipher(engine: Engine) 
         with pytest.raises(LedgerError, match="no cipher"):
             ledger.append([_entry(2, diff={"x": [1, 2]})])
     with engine.connect() as conn:
-        (e,) = list(Ledger(conn).iter_entries())
+        (e,) = [decode_entry(x) for x in Ledger(conn).iter_entries()]
     assert e["masked_before"] == {"x": "1*************002X"} and e["masked_after"] == {"x": "138****5678"}
     assert "13812345678" not in e["reason"]
 
@@ -273,7 +274,7 @@ def test_export_jsonl_verifies_offline_and_catches_file_tampering(
     lines = buf.getvalue().splitlines()
     # an edited masked value
     edited = json.loads(lines[4])
-    edited["masked_after"]["contact_points[0].value"] = "+86139****1111"
+    edited["masked_after"][edited["changed_fields"].index("contact_points[0].value")] = "+86139****1111"
     bad = lines[:4] + [json.dumps(edited)] + lines[5:]
     path.write_text("\n".join(bad) + "\n", encoding="utf-8")
     res = verify_records(*read_export(path), signer.public_key)

@@ -1,5 +1,5 @@
-"""Migration 0002 creates the key and ledger tables exactly as the models define them; on PostgreSQL its triggers
-make the ledger append-only."""
+"""Migration 0002 creates the key and ledger tables (0006 adds the ledger's lineage columns) exactly as the models
+define them; on PostgreSQL its triggers make the ledger append-only."""
 
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ def _diff_for_my_tables(url: str) -> list[object]:
 
 def test_0002_matches_the_models(db_url: str) -> None:
     assert upgrade(db_url, "0002") == ["0002"]
+    upgrade(db_url)   # 0006: the ledger's lineage columns
     assert _diff_for_my_tables(db_url) == []
 
 
 @pytest.mark.postgres
 def test_0002_postgres_triggers_refuse_update_and_delete(pg_url: str) -> None:
     upgrade(pg_url, "0002")
+    upgrade(pg_url)   # the models' later columns (0006), which Ledger writes; the triggers are 0002's
     engine = make_engine(pg_url)
     try:
         with engine.begin() as conn:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from crmbridge.cli.actor import os_actor
 from crmbridge.core.errors import FatalSyncError, LeaseHeldError
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
@@ -61,7 +62,7 @@ def test_a_run_refused_by_the_lease_exits_7_and_is_recorded_refused(
 
             [row] = _runs(env.config_path)
             assert row["status"] == "refused" and ELSEWHERE in row["reason"] and row["finished_at"]
-            assert row["actor"] == "user" and f"recorded as run {row['id']}" in err
+            assert row["actor"] == os_actor() and f"recorded as run {row['id']}" in err   # who ran it
 
             # in-process: the class (still a FatalSyncError for callers that catch those), the holder, the row
             with pytest.raises(LeaseHeldError) as caught:
@@ -134,7 +135,7 @@ def test_the_scheduler_skips_a_refused_fire_and_still_takes_over_a_dead_holder(t
             with rt.store.transaction() as tx:
                 rows = tx.list_runs(JOB)
             assert [r["status"] for r in rows][1:] == ["refused"] and rows[0]["status"] in COMPLETED, rows
-            assert rows[0]["actor"] == "scheduler" and rows[1]["actor"] == "user"
+            assert rows[0]["actor"] == "scheduler" and rows[1]["actor"] == os_actor()
         finally:
             service.shutdown()
 
