@@ -51,7 +51,7 @@ def _record(tmp_path) -> str:  # type: ignore[no-untyped-def]
 
 
 def _zoho_mapping(env: Any) -> str:
-    from crmbridge.core.config import resolve_mapping_path
+    from crmbridge.config import resolve_mapping_path
 
     return str(resolve_mapping_path(env.config()["jobs"]["core_to_zoho"]["target_mapping"], env.config_path.parent))
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
+from crmbridge.adapters.registry import target_profile
 from crmbridge.canonical.mapping import load_mapping
-from crmbridge.core.config import resolve_mapping_path
+from crmbridge.config import resolve_mapping_path
 from crmbridge.core.paths import parse_path
 from crmbridge.sync.state.ledger import (
     GENESIS,
@@ -36,7 +37,7 @@ CLEAR_RIC = re.compile(r"(?<!\d)\d{17}[\dX](?!\d)")
 def _mappings(env: Any) -> tuple[Any, Any]:
     """The core → Zoho job's source and target mappings, as the demo configuration names them."""
     cfg = env.config()["jobs"]["core_to_zoho"]
-    return tuple(load_mapping(resolve_mapping_path(cfg[k], env.config_path.parent))  # type: ignore[return-value]
+    return tuple(load_mapping(resolve_mapping_path(cfg[k], env.config_path.parent), profile=target_profile)  # type: ignore[return-value]
                  for k in ("source_mapping", "target_mapping"))
 
 
@@ -233,12 +234,12 @@ def test_masked_payload_of_each_vendor_shape() -> None:
 
     c = next(x for x in (customer_at(i, 11, 0.0) for i in range(20)) if x.is_individual)
     party = parse_party({**c.to_party_dict(), "party_id": str(uuid.uuid4())})
-    fx = load_mapping("mappings/fxiaoke_accountobj.yaml")
+    fx = load_mapping("mappings/fxiaoke_accountobj.yaml", profile=target_profile)
     sent = fx.map_out(party)
     kept = masked_payload(sent, fx)
     assert set(kept) == set(sent) and kept["mobile_masked__c"] == sent["mobile_masked__c"]
     assert kept["party_id__c"] == str(party.party_id) and kept["email"] != sent["email"] and "***@" in kept["email"]
-    core = load_mapping("mappings/corebank_soap_customer.yaml")
+    core = load_mapping("mappings/corebank_soap_customer.yaml", profile=target_profile)
     sent = core.map_out(party)
     kept = masked_payload({**sent, "CARD_PIN": "1234"}, core)
     mobile = sent["Custpersonal"]["MOBNUM"]
