@@ -156,6 +156,9 @@ def rotate(
         ledger.append([LedgerEntryIn(action=Action.KEY_ROTATED, actor="user",
                                      reason=f"data key version {version} ({cipher.algorithm.name})")])
         ledger.checkpoint()
+    from crmbridge.cli.ledger_trust_cmd import publish_after
+
+    publish_after(ctx)
     console.print(f"new data key version {version} ({cipher.algorithm.name}); older versions are decrypt-only")
     if reencrypt_:
         _reencrypt(ctx, cipher, batch_size, None)

@@ -25,6 +25,8 @@ MODEL_MODULES = [
     "crmbridge.sync.state.store",
     "crmbridge.sync.security.crypto",
     "crmbridge.sync.state.ledger",
+    "crmbridge.sync.state.ledger_trust",
+    "crmbridge.sync.state.ledger_archive",
     "crmbridge.sync.security.protect",
     "crmbridge.sync.runners.scheduler",
     "crmbridge.sync.runners.distributed",
