@@ -229,7 +229,6 @@ def _resolve_trust(handovers: Sequence[tuple[int, bytes, bytes]], checkpoints: S
     pins = {p.strip().lower().removeprefix("sha256:") for p in pinned if p and p.strip()}
     pins |= {fingerprint(k) for k in public_keys}
     trusted = {kid for kid, k in keys.items() if fingerprint(k) in pins}
-    report.anchored = bool(pins)
     unknown_pins = pins - {fingerprint(k) for k in keys.values()}
     windows: dict[str, tuple[float, float]] = {kid: (0, _INF) for kid in trusted}
     by_size: dict[int, list[Mapping[str, Any]]] = {}
@@ -261,9 +260,10 @@ def _resolve_trust(handovers: Sequence[tuple[int, bytes, bytes]], checkpoints: S
             lo, hi = windows[okid]
             windows[okid] = (lo, min(hi, seq))
     report.trusted = sorted(fingerprint(keys[k]) for k in windows)
+    report.anchored = bool(windows)
     if unknown_pins and not windows:
-        report.warnings.append("no checkpoint key matches a trusted fingerprint (give the public key with "
-                               "--public-key when no hand-over names it)")
+        report.warnings.append("no key at hand matches a pinned fingerprint: give the public key itself "
+                               "(--public-key) when no hand-over in the ledger names it")
     return _Trust(keys, windows)
 
 
@@ -323,6 +323,8 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[s
             if runs is None or cp.get("root_hash") != _root(frontier, alg) or cp.get("chain_head") != head:
                 rep.problems.append(Finding(size, "checkpoint-mismatch", f"the checkpoint at size {size} does not "
                                             f"match the entries up to seq {size} (history rewritten)"))
+                continue
+            if not rep.anchored:   # no trusted key: the structure is checked, signatures prove nothing
                 continue
             kind = trust.check(cp, size)
             if kind == "bad-signature":
@@ -386,7 +388,7 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[s
     if beyond:
         rep.problems.append(Finding(last + 1, "truncated", f"a checkpoint covers {max(beyond)} entries but the "
                                     f"ledger ends at seq {last}: entries {last + 1}..{max(beyond)} were removed"))
-    for run, seqs in sorted(suspects.items(), key=lambda kv: kv[1][0]):
+    for run, seqs in sorted(suspects.items(), key=lambda kv: kv[1][0]) if rep.anchored else ():
         rep.problems.append(Finding(seqs[0], "forged-run", f"entries {seqs[0]}..{seqs[-1]} of run {run} are "
                                     "neither under a trusted checkpoint nor after a signed start of that run: "
                                     "a run nobody signed for"))
@@ -422,7 +424,7 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[s
         msg = (f"entries {rep.signed_size + 1}..{last} are not covered by a trusted signed checkpoint: they are "
                "chained but not authenticated (a run still going, or a process that died before signing); "
                "whoever can write the database could have added, changed or removed them without trace")
-        if require_signed:
+        if require_signed and rep.anchored:
             rep.problems.append(Finding(rep.signed_size + 1, "unsigned", msg))
         else:
             rep.warnings.append(msg)
