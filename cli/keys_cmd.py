@@ -134,8 +134,11 @@ def init(
             console.print(f"ledger signing key present: {path} (key id {signer.key_id})")
         else:
             signer = generate_signing_key(path)
+            from crmbridge.sync.state.ledger_trust import fingerprint
+
             console.print(f"wrote a new ledger signing key to {path} (0600), key id {signer.key_id}; "
-                          f"give auditors `crmbridge ledger public-key`")
+                          f"give auditors `crmbridge ledger public-key` and pin its fingerprint "
+                          f"{fingerprint(signer)} in ledger.trusted_keys", highlight=False)
     elif signing_key and ctx.config.keys.signing_key is None:
         console.print("[yellow]no keys.signing_key configured: ledger checkpoints will not be signed[/]")
 

@@ -312,3 +312,44 @@ def test_the_verifier_imports_nothing_of_crmbridge() -> None:
     assert all(m.split(".")[0] in {"__future__", "argparse", "base64", "binascii", "hashlib", "json", "sys",
                                    "collections", "dataclasses", "pathlib", "typing", "cryptography"}
                for m in imports), imports
+
+
+def test_heads_are_posted_to_a_webhook_and_retried_when_it_was_down(engine: Engine, cipher: FieldCipher,
+                                                                    signer: LedgerSigner) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[dict[str, Any]] = []
+    up = threading.Event()
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if up.is_set():
+                got.append(body)
+            self.send_response(204 if up.is_set() else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    url = f"http://127.0.0.1:{server.server_port}/heads"
+    pub = [Publisher("webhook", url)]
+    _run(engine, signer, cipher, "1", 2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        down = publish_pending(engine, pub)      # the receiver answers 503: reported, not raised, not advanced
+        assert len(down) == 1 and down[0].startswith(f"webhook:{url}") and "503" in down[0]
+        up.set()
+        assert publish_pending(engine, pub) == []
+        assert [h["tree_size"] for h in got] == [0, 2]
+        _resolve_like_the_cli(engine, signer)
+        assert publish_pending(engine, pub) == []
+        assert [h["tree_size"] for h in got] == [0, 2, 3]   # only what was new
+    finally:
+        server.shutdown()
+        server.server_close()
+    with engine.connect() as conn:
+        assert verify_database(conn, public_keys=[signer.public_key], published=got, require_signed=True).ok
