@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, delete, insert, select, text, update
+from sqlalchemy import BigInteger, Integer, String, Text, delete, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -62,7 +62,10 @@ class LedgerAnchor(Base):
 
 
 def read_anchor(conn: Connection) -> dict[str, Any] | None:
+    """The archive anchor, or None (nothing archived, or a schema from before archiving existed)."""
     t = LedgerAnchor.__table__
+    if not inspect(conn).has_table(t.name):
+        return None
     r = conn.execute(select(t).where(t.c.id == 1)).mappings().first()
     if r is None:
         return None

@@ -348,6 +348,8 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[s
 
     if anchor is None and 0 in by_size:
         at_size(0, GENESIS, "sha256")
+    elif anchor is not None:   # a checkpoint signed right after an archive, before any new entry
+        at_size(int(anchor["seq"]), prev, str(anchor.get("hash_alg") or "sha256"))
     for rec in entries:
         seq = rec.get("seq")
         if not isinstance(seq, int):

@@ -269,6 +269,8 @@ def test_archive_round_trip(engine: Engine, cipher: FieldCipher, signer: LedgerS
         res = archive(conn, signer, before=datetime.now(UTC) + timedelta(days=1), to=arch)
     assert res is not None and (res.first_seq, res.last_seq, res.entries) == (1, 5, 5)
     assert res.segment.stat().st_mode & 0o777 == 0o444
+    with engine.begin() as conn:   # signed right after the archive, nothing new yet: checked from the anchor
+        assert sign_now(conn, signer) is not None   # its checkpoint went to the archive with it
     _run(engine, signer, cipher, "2", 3)
     with engine.connect() as conn:
         assert read_anchor(conn)["seq"] == 5  # type: ignore[index]
