@@ -66,6 +66,7 @@ from crmbridge.sync.merge import ConflictPolicy, diff, flatten, merge_unseen, th
 from crmbridge.sync.report import PlannedChange, RunReport, outcome_of
 from crmbridge.sync.state.db import chunked
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+from crmbridge.sync.state.ledger_trust import publish_configured
 from crmbridge.sync.state.store import DeadLetterStatus, RunStatus, StoreTx, dead_letters, write_intents
 
 __all__ = ["JobRunner", "effective_batch_size", "keyed_hash", "run_job"]
@@ -281,6 +282,8 @@ class JobRunner:
                 previous = tx.list_runs(self.name, limit=5)
                 # dry runs are runs too (``crmbridge runs list``); everything else they touch is rolled back
                 run_id = tx.start_run(self.name, actor=self.actor, dry_run=dry_run)
+                if not dry_run:   # the run's signed start: its entries are not a run nobody signed for
+                    tx.ledger(rt.signer, cipher=rt.cipher).checkpoint(run_id=run_id, run_event="start")
                 for dead in tx.mark_crashed_runs(self.name, current=run_id, dry_runs_of_dead_local=True) \
                         if not dry_run else []:
                     log.warning("run %s of job %s ended without finishing (its process died): recorded crashed",
@@ -397,6 +400,9 @@ class JobRunner:
             tx.finish_run(ctx.run_id, status, counts=r.counts(), error_summary=summary or None)
             if not ctx.dry_run:
                 tx.ledger(self.rt.signer, cipher=self.rt.cipher).checkpoint(run_id=ctx.run_id)
+        if not ctx.dry_run:   # after the commit: a published head never names a rolled-back checkpoint
+            r.warnings.extend(f"ledger head not published to {p}"
+                              for p in publish_configured(self.rt.config, self.rt.store.engine))
 
     @contextmanager
     def _tx(self, ctx: _Ctx) -> Iterator[StoreTx]:

@@ -18,6 +18,7 @@ from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine import _masked, _path_filter, _project, _read_key, _snap_row, keyed_hash
 from crmbridge.sync.merge import flatten, unflatten
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+from crmbridge.sync.state.ledger_trust import publish_configured
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 
@@ -94,13 +95,16 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
         if not tx.resolve_conflict(conflict_id, take, actor=actor):
             raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
         ptype = str(party.party_type)
-        tx.ledger(rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
+        ledger = tx.ledger(rt.signer, cipher=rt.cipher)
+        ledger.append([LedgerEntryIn(
             action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid, source_system=job.source_system,
             source_object=job.source_object, target_system=job.target_system, target_object=job.target_object,
             changed_fields=[path], before={path: _masked(path, values["target"].get(path), ptype)},
             after={path: _masked(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
             actor=actor,
             reason=f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}")])
+        ledger.checkpoint()   # the decision is signed now, not at the next run's end
+    publish_configured(rt.config, rt.store.engine)
     return Resolution(conflict_id, path, wrote)
 
 

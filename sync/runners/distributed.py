@@ -675,6 +675,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
         with rt.store.transaction() as tx:
             previous = tx.list_runs(job_name, limit=5)
             run_id = tx.start_run(job_name, actor=actor)
+            tx.ledger(rt.signer, cipher=rt.cipher).checkpoint(run_id=run_id, run_event="start")
             tx.mark_crashed_runs(job_name, current=run_id)   # we hold the lease: any other "running" run is dead
         report = RunReport(run_id=str(run_id), job=job_name, dry_run=False)
         ctx = _context(rt, runner, run_id, report, actor=actor)

@@ -27,6 +27,8 @@ MODEL_MODULES = [
     "crmbridge.sync.state.store",         # no table of its own: its SQLite hook creates database files 0600
     "crmbridge.sync.state.tables",        # every table but the ledger's (and, until it moves, dist_batches)
     "crmbridge.sync.state.ledger",
+    "crmbridge.sync.state.ledger_trust",
+    "crmbridge.sync.state.ledger_archive",
     "crmbridge.sync.runners.distributed",
 ]
 
