@@ -82,10 +82,8 @@ def grant(
     The service role may only SELECT/INSERT the ledger tables; it owns nothing, so it cannot disable the
     append-only triggers. Re-run after each `db upgrade`.
     """
-    from sqlalchemy import inspect, text
-
     from crmbridge.sync.state.db import Base, import_models, make_engine
-    from crmbridge.sync.state.roles import grant_sql
+    from crmbridge.sync.state.roles import apply_grants, existing_tables, grant_sql
 
     import_models()
     tables = {*Base.metadata.tables, "alembic_version"}
@@ -96,7 +94,7 @@ def grant(
                                  where="--url")
     try:
         if engine is not None:
-            tables &= set(inspect(engine).get_table_names())
+            tables &= existing_tables(engine)
         try:
             statements = grant_sql(owner, service, tables)
         except ValueError as exc:
@@ -105,9 +103,7 @@ def grant(
             typer.echo("\n".join(s + ";" for s in statements))
             return
         assert engine is not None
-        with engine.begin() as conn:
-            for s in statements:
-                conn.execute(text(s))
+        apply_grants(engine, statements)
         typer.echo(f"{_shown(target or '')}: {len(statements)} statements applied; {service} may only append to "
                    f"and read the ledger, {owner} owns the schema")
     finally:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["APPEND_ONLY", "grant_sql"]
+__all__ = ["APPEND_ONLY", "apply_grants", "existing_tables", "grant_sql"]
 
 #: tables the service role may only append to and read
 APPEND_ONLY = ("ledger_entries", "ledger_checkpoints")
@@ -66,3 +67,22 @@ def grant_sql(owner: str, service: str, tables: Iterable[str], *, schema: str = 
         f"REVOKE ALL ON FUNCTION {schema}.crmbridge_ledger_immutable() FROM PUBLIC",
     ]
     return out
+
+
+def existing_tables(engine: Any) -> set[str]:
+    """The tables the database holds now (the grants name only those)."""
+    from sqlalchemy import inspect
+
+    return set(inspect(engine).get_table_names())
+
+
+def apply_grants(engine: Any, statements: Iterable[str]) -> int:
+    """Run the statements of :func:`grant_sql` in one transaction (as the owner); the number run."""
+    from sqlalchemy import text
+
+    n = 0
+    with engine.begin() as conn:
+        for s in statements:
+            conn.execute(text(s))
+            n += 1
+    return n
