@@ -27,7 +27,7 @@ MODEL_MODULES = [
     "crmbridge.sync.state.ledger",
     "crmbridge.sync.security.protect",
     "crmbridge.sync.runners.scheduler",
-    "crmbridge.sync.runners.distributed",
+    "crmbridge.sync.state.engine_tables",
 ]
 
 NAMING = {
