@@ -3,6 +3,7 @@
 * :func:`keyed_hash`: HMAC-SHA256 of a JSON value in canonical form (a plain hash of personal data is
   brute-forceable); every other hash here is one of these.
 * :func:`record_hash`: a raw vendor record as read (overlap dedupe, dead-letter "failed as is", cursor boundary).
+* :func:`payload_hash`: what is written to a target (a write of the same payload again costs no call).
 * :func:`echo_hash`: the fields a job reads back from a side, as crmbridge wrote them (two-way echo suppression).
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 
 from crmbridge.adapters.base import RawRecord
 
-__all__ = ["content", "echo_hash", "keyed_hash", "path_filter", "project", "record_hash", "watermark_of"]
+__all__ = ["content", "echo_hash", "keyed_hash", "path_filter", "payload_hash", "project", "record_hash",
+           "watermark_of"]
 
 
 def keyed_hash(value: Any, key: bytes) -> str:
@@ -29,6 +31,12 @@ def keyed_hash(value: Any, key: bytes) -> str:
 def record_hash(raw: RawRecord, key: bytes) -> str:
     """The keyed hash of a raw record's data as read from its system."""
     return keyed_hash(dict(raw.data), key)
+
+
+def payload_hash(payload: dict[str, Any], key: bytes) -> str:
+    """The keyed hash of a payload mapped out for a system (a write whose payload hashes as what was last
+    written costs no call)."""
+    return keyed_hash(payload, key)
 
 
 def path_filter(paths: Iterable[str]) -> Callable[[str], bool]:

@@ -19,7 +19,7 @@ from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.model import Party, hash_canonical, parse_party
 from crmbridge.core.errors import CrmBridgeError, FatalSyncError, RecordError, RetryableError, SystemUnavailableError
 from crmbridge.sync.engine.context import BatchKind, CursorState, Decision, RunContext, Side, parse_iso
-from crmbridge.sync.engine.hashing import echo_hash, keyed_hash, path_filter, record_hash
+from crmbridge.sync.engine.hashing import echo_hash, path_filter, payload_hash, record_hash
 from crmbridge.sync.engine.identity import identity_keys, index_identities, match_party
 from crmbridge.sync.engine.records import TOMBSTONE, Recording, snapshot_row
 from crmbridge.sync.engine.stream import batched, reading
@@ -268,7 +268,7 @@ class OneWay(Recording):
         d.party = party
         d.canonical = party.canonical_dict()
         d.content_hash = hash_canonical(d.canonical, ctx.hash_key)
-        d.payload_hash = keyed_hash(payload, ctx.hash_key)
+        d.payload_hash = payload_hash(payload, ctx.hash_key)
         snap = tx.get_snapshot(d.party_id, tgt.system, tgt.object)
         linked = tx.xrefs_for_party(d.party_id, tgt.system, tgt.object)
         d.target_id = linked[0][2] if linked else None
@@ -314,7 +314,7 @@ class OneWay(Recording):
                     d.error = exc if isinstance(exc, RecordError) else RecordError(str(exc), code="deactivate")
                     return d
                 d.party, d.canonical = closed, closed.canonical_dict()
-                d.payload_hash = keyed_hash(payload, ctx.hash_key)
+                d.payload_hash = payload_hash(payload, ctx.hash_key)
                 d.item = WriteItem(key=d.party_id, payload=payload, external_id=d.target_id,
                                    key_field=tgt.mapping.spec.key_field, duplicate_search=job.duplicate_search)
         return d

@@ -18,7 +18,7 @@ from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.model import Party, parse_party
 from crmbridge.core.errors import RecordError
 from crmbridge.sync.engine.context import BatchKind, Decision, RunContext, Side
-from crmbridge.sync.engine.hashing import content, echo_hash, keyed_hash, path_filter, record_hash, watermark_of
+from crmbridge.sync.engine.hashing import content, echo_hash, path_filter, payload_hash, record_hash, watermark_of
 from crmbridge.sync.engine.oneway import OneWay
 from crmbridge.sync.engine.records import TOMBSTONE, masked_value, snapshot_row
 from crmbridge.sync.engine.stream import count_reads, reading
@@ -273,7 +273,7 @@ class TwoWay(OneWay):
         linked = tx.xrefs_for_party(pid, tgt.system, tgt.object)
         d.target_id = linked[0][2] if linked else (found.external_id if found is not None else None)
         if payload is not None:
-            d.payload_hash = keyed_hash(payload, ctx.hash_key)
+            d.payload_hash = payload_hash(payload, ctx.hash_key)
             d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id,
                                key_field=tgt.mapping.spec.key_field, duplicate_search=ctx.job.duplicate_search)
             m.to_target.append((d, result.to_target))
