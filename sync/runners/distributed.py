@@ -46,18 +46,16 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import enum
-import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from crmbridge.adapters.base import RawRecord
@@ -75,6 +73,7 @@ from crmbridge.sync.engine import (
     process_batch as engine_process_batch,
 )
 from crmbridge.sync.state.engine_tables import dist_batches
+from crmbridge.sync.state.locks import LocksBusy, advisory_locks
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -357,8 +356,8 @@ def _finish_batch(rt: Runtime, batch_id: int, worker: str, status: BatchStatus, 
         tx.update_claimed_dist_batch(batch_id, worker, running=BatchStatus.RUNNING.value, **values)
 
 
-class _LocksBusy(Exception):
-    """The batch's parties stayed locked by another worker longer than ``lock_timeout_seconds``."""
+#: the batch's parties stayed locked by another worker longer than ``lock_timeout_seconds``
+_LocksBusy = LocksBusy
 
 
 def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
@@ -419,33 +418,10 @@ def _lock_keys(rt: Runtime, ctx: RunContext, raws: Sequence[RawRecord]) -> set[s
     return keys
 
 
-def _lock_id(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"crmbridge|{key}".encode(), digest_size=8).digest(), "big", signed=True)
-
-
-@contextmanager
-def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> Iterator[None]:
-    """Session-level advisory locks on ``keys``, in sorted order, held on one connection for the block."""
-    ids = sorted({_lock_id(k) for k in keys})
-    conn = rt.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        conn.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": f"{int(timeout_seconds * 1000)}ms"})
-        try:
-            for lock_id in ids:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
-        except DBAPIError as exc:
-            if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
-                raise _LocksBusy(f"parties of the batch stayed locked by another worker for over "
-                                 f"{timeout_seconds:g} s") from None
-            raise
-        yield
-    finally:
-        try:
-            conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            conn.execute(text("RESET lock_timeout"))
-        except DBAPIError:
-            conn.invalidate()  # a broken session: its locks went with it
-        conn.close()
+def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> AbstractContextManager[None]:
+    """Session-level advisory locks on the batch's party keys, held for the block (see the module docstring)."""
+    return advisory_locks(rt.store, keys, timeout_seconds, busy=f"parties of the batch stayed locked by another "
+                                                                f"worker for over {timeout_seconds:g} s")
 
 
 # ============================================================================================ dispatcher

@@ -252,7 +252,8 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
        pending propagation the next run of each such job carries out by its delete policy. Later runs skip
        every record matching it with a ledgered ``suppressed-erased``: nothing is ingested or pushed again.
     2. Deletes the rows that belong to the party: every registered encrypted column's table with a party column
-       (snapshots, conflicts), its identity-index entries, and dead letters of its known external ids.
+       (snapshots, conflicts), its identity-index entries, and the dead letters and read hashes of its known
+       external ids.
     3. Destroys the party's data keys: every ciphertext under them (including ledger diffs, which cannot be
        deleted) becomes unreadable. The ledger chain still verifies: its hashes cover the ciphertext.
     4. Appends an ``erased`` ledger entry (party id + reason only).
@@ -295,6 +296,11 @@ def erase_party(conn: Conn, cipher: FieldCipher, party_id: object, *, ledger: Le
                 chunk = refs[i:i + 200]
                 count("dead_letters", c.execute(delete(dl).where(
                     tuple_(dl.c.source_system, dl.c.source_object, dl.c.external_id).in_(chunk))).rowcount or 0)
+        rh = md.tables.get("read_hashes")   # the keyed hashes of its records as each job last read them
+        if rh is not None and "read_hashes" in existing:
+            for i in range(0, len(refs), 200):
+                count("read_hashes", c.execute(delete(rh).where(
+                    tuple_(rh.c.system, rh.c.object, rh.c.external_id).in_(refs[i:i + 200]))).rowcount or 0)
         if drop_xref and xref is not None:
             count("xref", c.execute(delete(xref).where(xref.c.party_id == pid)).rowcount or 0)
     for tname in sorted({reg.table for reg in ENCRYPTED_COLUMNS.values() if reg.party_column}):
