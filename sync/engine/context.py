@@ -136,6 +136,5 @@ class RunContext:
 class BatchResult:
     """What :func:`process_batch` did with one batch (the run's report holds the running totals)."""
 
-    read: int
-    outcomes: Counter[str] = field(default_factory=Counter)
-    recovered: int = 0     # two-way: creates of a run that did not finish, merged with the target's record
+    read: int                                                  # records read
+    outcomes: Counter[str] = field(default_factory=Counter)    # how they ended (report.OUTCOMES)
