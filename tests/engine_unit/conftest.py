@@ -131,6 +131,11 @@ class World:
             out = side._upsert_one(OBJECT, None, {"id": rid, "fields": fields})   # noqa: SLF001
         assert out["status"] == "updated", out
 
+    def delete(self, side: Simulator, rid: str) -> None:
+        """Delete a record on a side as its own users would (it leaves a tombstone)."""
+        with side.lock:
+            assert side._delete(OBJECT, rid).status == 204   # noqa: SLF001 - the store's own delete path
+
     def writes(self, system: str) -> int:
         """Write calls crmbridge made to a system so far."""
         return sum(1 for c in self.transports[system].calls if not c.startswith("GET ") and c != "POST /token")

@@ -236,3 +236,19 @@ def test_outcomes_add_up_to_the_records_read_over_a_mixed_run(world: World) -> N
     with world.rt.store.transaction(read_only=True) as tx:
         counts = tx.list_runs("sync", limit=1)[0]["counts"]
     assert counts["read"] == report.read and counts["outcomes"] == dict(report.outcomes)
+
+
+@pytest.mark.parametrize(("policy", "left"), [("propagate", 1), ("ignore", 2)])
+def test_a_source_deletion_follows_the_delete_policy(world: World, policy: str, left: int) -> None:
+    world.configure(delete_policy=policy)
+    ids = world.add(world.core, person(0), person(1))
+    world.run()
+    with world.rt.store.transaction(read_only=True) as tx:
+        gone_party = tx.get_xref(CORE, OBJECT, ids[0])
+    world.delete(world.core, ids[0])
+    report = world.run()
+    assert world.crm.count(OBJECT) == left, report.as_dict()
+    remaining = {r["party_id"] for r in world.crm.records(OBJECT)}
+    assert (gone_party in remaining) is (policy == "ignore")
+    assert report.outcomes["deleted"] == (1 if policy == "propagate" else 0)
+    assert_accounted(report)
