@@ -14,9 +14,10 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed      ## the main job: a full sync on the built-in simulators, embedded SQLite
 	$(BIN)/crmbridge demo
 
-test: $(BIN)/.installed      ## lint, then the whole test suite (starts nothing: .ci/run starts the services)
+test: $(BIN)/.installed      ## lint, then the whole suite: the fast tiers, then the slow tier (starts nothing: .ci/run starts the services)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS) || test $$? -eq 5   # 5: PYTEST_ARGS selected no slow test
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -35,6 +35,8 @@ from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 
+pytestmark = pytest.mark.slow   # slow tier: generated bad input (hypothesis) through mappings, configs and runs
+
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = sorted((REPO / "mappings").glob("*.yaml"))
 CASES: Counter[str] = Counter()
