@@ -146,7 +146,7 @@ class World:
             self._rt = None
 
 
-def _config(tmp: Path, state_url: str, job: dict[str, Any]) -> dict[str, Any]:
+def _config(state_url: str, job: dict[str, Any]) -> dict[str, Any]:
     system = {"adapter": "memory", "client_id": "unit", "client_secret": f"env:{SECRET_ENV}",
               "retry": {"max_attempts": 2, "initial_wait": 0.001, "max_wait": 0.002, "jitter": 0.0}}
     base_job = {"source": f"{CORE}.{OBJECT}", "target": f"{CRM}.{OBJECT}",
@@ -165,9 +165,10 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "master.key").write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     (d / "master.key").chmod(0o600)
     generate_signing_key(d / "ledger-signing.pem")
-    (d / "crmbridge.yaml").write_text(yaml.safe_dump(_config(d, f"sqlite:///{d / 'state.db'}", {})))
-    os.environ.setdefault(SECRET_ENV, SECRET)
-    bootstrap(d / "crmbridge.yaml").close()   # migrates, and stores the wrapped data keys
+    (d / "crmbridge.yaml").write_text(yaml.safe_dump(_config(f"sqlite:///{d / 'state.db'}", {})))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SECRET_ENV, SECRET)
+        bootstrap(d / "crmbridge.yaml").close()   # migrates, and stores the wrapped data keys
     return d
 
 
@@ -188,7 +189,7 @@ def world(_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
     def write_config(**job: Any) -> Path:
         path = tmp_path / "crmbridge.yaml"
-        path.write_text(yaml.safe_dump(_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", job)))
+        path.write_text(yaml.safe_dump(_config(f"sqlite:///{tmp_path / 'state.db'}", job)))
         return path
 
     write_config()
