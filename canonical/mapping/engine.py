@@ -98,7 +98,7 @@ class Mapping:
             ctx.party_type = step.party_type or self.fixed_party_type
             if step.party_type and self.fixed_party_type and step.party_type != self.fixed_party_type:
                 ctx.error(("party_type",), f"this mapping is for {self.fixed_party_type} parties only")
-            step.compile(ctx)
+            step.compile_all(ctx)
             out.extend((("steps", i, *rel), msg, sev) for rel, msg, sev in ctx.problems)
         ctx.problems = []
         ctx.party_type = self.fixed_party_type
@@ -182,6 +182,9 @@ class Mapping:
         for _, step in self._steps(direction):
             for p in step.vendor_paths():
                 seen.setdefault(p.head)
+            if direction == "in":
+                for p in step.when_vendor_paths():
+                    seen.setdefault(p.head)
         return list(seen)
 
     def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
@@ -245,7 +248,7 @@ class Mapping:
                 rec.modified = mod
             rec.canon["source_refs"] = [ref]
         for i, step in self._steps("in"):
-            if step.applies_to(ptype):
+            if step.applies_to(ptype) and (step.when is None or step.when.holds_in(rec)):
                 rec.step_no = i
                 step.apply_in(rec)
         return rec
@@ -371,7 +374,7 @@ class Mapping:
             if code is not None:
                 rec.put(self._type_rule, code, "party_type", ptype, None)
         for i, step in self._steps("out"):
-            if step.applies_to(ptype):
+            if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
                 rec.step_no = i
                 step.apply_out(rec)
         if rec.problems:
