@@ -74,9 +74,21 @@ def validate(
         "--config", "-c", help="Configuration naming the --against system (default: $CRMBRIDGE_CONFIG, else "
                                "config/crmbridge.yaml).", envvar="CRMBRIDGE_CONFIG")] = None,
 ) -> None:
-    """Check mapping files: structure, canonical paths, transforms, code tables, mandatory vendor fields."""
-    targets = files or _default_files()
+    """Check mapping files: structure, canonical paths, transforms, code tables, mandatory vendor fields.
+
+    With --config and no FILES: the mappings the configuration's jobs use, each with its job's system (and the
+    configuration's canonical extensions declared)."""
     out = Console(highlight=False, soft_wrap=True)
+    if config is not None:
+        from crmbridge.config import load_config
+
+        cfg = load_config(config)      # declares the configuration's canonical extensions
+        if not files:
+            code = _validate_jobs(cfg, out, quiet=quiet, against=against)
+            if code:
+                sys.exit(code)
+            return
+    targets = files or _default_files()
     if not targets:
         out.print("no mapping files found")
         sys.exit(EXIT_CONFIG)
@@ -103,6 +115,62 @@ def validate(
     if failed:
         out.print(f"{failed} of {len(targets)} mapping file(s) have errors", markup=False)
         sys.exit(EXIT_CONFIG)
+
+
+def _validate_jobs(cfg: Any, out: Console, *, quiet: bool, against: str | None) -> int:
+    """Check every mapping the configuration's jobs use, loaded for its end of the job (that system's adapter
+    profile); the exit code (0, or EXIT_CONFIG when any has an error)."""
+    from crmbridge.adapters.registry import adapter_class
+    from crmbridge.canonical.mapping import TargetProfile
+
+    if not cfg.jobs:
+        out.print(f"{cfg.source_file}: no jobs to validate", markup=False)
+        return EXIT_CONFIG
+    adapter = _adapter_for(against, cfg.source_file) if against else None
+    failed = 0
+    checked: set[tuple[str, str]] = set()
+    for name, job in sorted(cfg.jobs.items()):
+        for key, ref in (("source", job.source_mapping), ("target", job.target_mapping)):
+            end = getattr(job, key)
+            system, _, obj = end.partition(".")
+            label = f"jobs.{name}.{key}_mapping"
+            where = cfg.where(("jobs", name, f"{key}_mapping"))
+            try:
+                path = cfg.mapping_path(ref)
+            except Exception as exc:  # noqa: BLE001 - a ConfigurationError: reported, the others still checked
+                out.print(f"{where}: {label}: {getattr(exc, 'message', exc)}", markup=False)
+                failed += 1
+                continue
+            sys_cfg = cfg.systems.get(system)
+            problems: list[MappingProblem] = []
+            if sys_cfg is None:
+                profile: Any = target_profile
+            else:
+                cls = adapter_class(sys_cfg.adapter)
+                role = "system_of_record" if cls.role == "system_of_record" else "crm"
+                profile = TargetProfile(role=role, mandatory_fields=tuple(cls.mandatory_fields.get(obj, ())),
+                                        source_system=cls.source_system)
+            mapping, problems = check_mapping_file(path, profile=profile)
+            if mapping is not None:
+                problems = [*problems, *c3_problems(mapping, str(path))]
+                if sys_cfg is not None and (mapping.system != sys_cfg.adapter or mapping.object != obj):
+                    problems.append(MappingProblem(str(path), line_for(mapping.lines, ("system",)), "system",
+                                                   f"maps {mapping.system}/{mapping.object}, but {label} "
+                                                   f"({where}) is {end} (adapter {sys_cfg.adapter})"))
+                if adapter is not None and system == against and (against, str(path)) not in checked:
+                    checked.add((against, str(path)))
+                    problems += validate_against(mapping, adapter.describe(obj), filled=adapter.fills_fields)
+            problems.sort(key=lambda pr: (pr.line or 0, pr.path))
+            for p in problems:
+                out.print(f"{label}: {p}", markup=False)
+            if any(p.severity == "error" for p in problems):
+                failed += 1
+            elif not quiet:
+                out.print(f"ok: {label}: {path}", markup=False)
+    if failed:
+        out.print(f"{failed} job mapping(s) have errors", markup=False)
+        return EXIT_CONFIG
+    return 0
 
 
 def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
@@ -154,11 +222,28 @@ def _table(title: str, rows: list[TraceRow], reveal: bool, direction: str) -> Ta
         step = "" if r.step < 0 else str(r.step)
         vendor_v = _show(r.vendor_value, r.mask_kind, reveal)
         canon_v = _show(r.canonical_value, r.mask_kind, reveal)
-        note = r.note or ("" if r.mask_kind is None else "" if reveal else f"masked ({r.mask_kind})")
+        note = _note(r, reveal, direction)
         cells = ((step, r.vendor, vendor_v, r.canonical, canon_v, note) if direction == "in"
                  else (step, r.canonical, canon_v, r.vendor, vendor_v, note))
         t.add_row(*(Text(c) for c in cells))  # Text: no rich markup, [type=MOBILE] stays as written
     return t
+
+
+def _note(r: TraceRow, reveal: bool, direction: str) -> str:
+    """What the row's treatment is, truthfully: on the way out what the vendor receives (masked, or in clear even
+    when this table shows it masked), on the way in only how the table shows the value."""
+    shown = "" if r.mask_kind is None or reveal else f"shown masked ({r.mask_kind})"
+    if direction == "in":
+        return "; ".join(x for x in (r.note, shown) if x)
+    if r.note.startswith(("masked (", "clear:")):
+        # "masked": the payload itself carries the masked value; "clear": the vendor gets it in clear (consent)
+        return "; ".join(x for x in (f"sent {r.note.replace('clear:', 'in clear:')}",
+                                     shown if r.note.startswith("clear:") else "") if x)
+    if r.note:
+        return "; ".join(x for x in (r.note, shown) if x)
+    if r.mask_kind is None:
+        return ""
+    return "; ".join(x for x in ("sent in clear", shown) if x)
 
 
 @mapping_app.command("preview")
