@@ -1,4 +1,4 @@
-"""``crmbridge db upgrade|current``: create or migrate the state database (Alembic, shipped in the package).
+"""``crmbridge db upgrade|current|grant``: create or migrate the state database; its PostgreSQL roles.
 
 Alembic and the configuration loader are imported when a command runs, so ``crmbridge --help`` stays quick.
 """
@@ -67,6 +67,48 @@ def current(config: ConfigOption = None, url: UrlOption = None) -> None:
     newest = heads()
     state = "up to date" if revs == newest else "needs `crmbridge db upgrade`"
     typer.echo(f"{_shown(target)}: at {', '.join(revs) or 'empty'}; newest {', '.join(newest)} ({state})")
+
+
+@db_app.command("grant")
+def grant(
+    owner: Annotated[str, typer.Option("--owner", help="Role that owns the schema and runs migrations/archive.")],
+    service: Annotated[str, typer.Option("--service", help="Role crmbridge runs as (runs, scheduler, workers).")],
+    apply: Annotated[bool, typer.Option("--apply", help="Execute the statements (connect as the owner or a "
+                                        "superuser) instead of printing them.")] = False,
+    config: ConfigOption = None, url: UrlOption = None,
+) -> None:
+    """PostgreSQL: print (or apply) the grants that keep the service role from rewriting the ledger.
+
+    The service role may only SELECT/INSERT the ledger tables; it owns nothing, so it cannot disable the
+    append-only triggers. Re-run after each `db upgrade`.
+    """
+    from crmbridge.sync.state.db import Base, import_models, make_engine
+    from crmbridge.sync.state.roles import apply_grants, existing_tables, grant_sql
+
+    import_models()
+    tables = {*Base.metadata.tables, "alembic_version"}
+    target = _url(config, url) if apply or url or config else None
+    engine = make_engine(target) if target is not None and target.startswith("postgresql") else None
+    if apply and engine is None:
+        raise ConfigurationError("roles and grants are PostgreSQL's; the state database is not PostgreSQL",
+                                 where="--url")
+    try:
+        if engine is not None:
+            tables &= existing_tables(engine)
+        try:
+            statements = grant_sql(owner, service, tables)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if not apply:
+            typer.echo("\n".join(s + ";" for s in statements))
+            return
+        assert engine is not None
+        apply_grants(engine, statements)
+        typer.echo(f"{_shown(target or '')}: {len(statements)} statements applied; {service} may only append to "
+                   f"and read the ledger, {owner} owns the schema")
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from crmbridge.cli.actor import ActorOption, cli_actor
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
+from crmbridge.cli.ledger_trust_cmd import publish_after
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.security.privacy import erase_party, lift_erasure
 
@@ -65,6 +66,7 @@ def erase(
         report = erase_party(tx, cipher, party_id, ledger=ledger, reason=reason or "erasure request (PIPL Art. 47)",
                              actor=who, drop_xref=drop_xref, targets=targets)
         ledger.checkpoint()
+    publish_after(ctx)
     rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows_deleted.items())) or "none"
     console.print(f"erased party {party_id}: {report.keys_destroyed} data key(s) destroyed, rows deleted: {rows}; "
                   f"ledger entry {report.ledger_seq}", highlight=False)
@@ -94,6 +96,7 @@ def _lift(party_id: str | None, identifier: str | None, reason: str | None, acto
         report = lift_erasure(tx, cipher, reason=reason, actor=actor, party_id=party_id, identifier=ident,
                               ledger=ledger, job_sources=job_sources)
         ledger.checkpoint()
+    publish_after(ctx)
     console.print(f"erasure lifted for party {', '.join(report.party_ids)} (ledger entry "
                   f"{', '.join(map(str, report.ledger_seqs))}); the next run ingests the person as a new party",
                   highlight=False)

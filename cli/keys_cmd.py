@@ -127,8 +127,11 @@ def init(
             console.print(f"ledger signing key present: {path} (key id {signer.key_id})")
         else:
             signer = generate_signing_key(path)
+            from crmbridge.sync.state.ledger_trust import fingerprint
+
             console.print(f"wrote a new ledger signing key to {path} (0600), key id {signer.key_id}; "
-                          f"give auditors `crmbridge ledger public-key`")
+                          f"give auditors `crmbridge ledger public-key` and pin its fingerprint "
+                          f"{fingerprint(signer)} in ledger.trusted_keys", highlight=False)
     elif signing_key and ctx.config.keys.signing_key is None:
         console.print("[yellow]no keys.signing_key configured: ledger checkpoints will not be signed[/]")
 
@@ -151,6 +154,9 @@ def rotate(
         ledger.append([LedgerEntryIn(action=Action.KEY_ROTATED, actor=os_actor(),
                                      reason=f"data key version {version} ({cipher.algorithm.name})")])
         ledger.checkpoint()
+    from crmbridge.cli.ledger_trust_cmd import publish_after
+
+    publish_after(ctx)
     console.print(f"new data key version {version} ({cipher.algorithm.name}); older versions are decrypt-only")
     if reencrypt_:
         _reencrypt(ctx, cipher, batch_size, None)

@@ -6,6 +6,7 @@ offline from a JSONL export and a public key, without the database or any secret
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,13 +25,10 @@ from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
 from crmbridge.sync.state.ledger import (
     Action,
-    VerifyResult,
     canonical_json,
     decode_entry,
     export_ledger,
     load_public_key,
-    read_export,
-    verify_records,
 )
 from crmbridge.sync.state.store import open_private
 
@@ -342,36 +340,39 @@ def export(
         console.print(f"exported {n} entries to {output}")
 
 
-def _report(result: VerifyResult, source: str) -> None:
-    if result.ok:
-        console.print(f"[green]OK[/]: {result.entries} entries, {result.checkpoints} checkpoints "
-                      f"({result.signed_size} entries under a verified signature), head {result.head_hash[:16]}… "
-                      f"({source})")
-    else:
-        console.print(f"[bold red]TAMPERED[/]: first bad entry: seq {result.first_bad_seq} ({source})")
-        for p in result.problems[:50]:
-            console.print(f"  {p.kind}: {p}", highlight=False, markup=False)
-        if len(result.problems) > 50:
-            console.print(f"  … and {len(result.problems) - 50} more")
-    for w in result.warnings:
-        console.print(f"[yellow]warning[/]: {w}", highlight=False)
-
-
 @ledger_app.command("verify")
 def verify(
-    public_key: Annotated[Path | None, typer.Option("--public-key", help="Auditor's Ed25519 public key (PEM).")]
+    public_key: Annotated[list[Path] | None, typer.Option(
+        "--public-key", help="An Ed25519 public key (PEM) to trust (repeatable).")] = None,
+    trusted: Annotated[list[str] | None, typer.Option(
+        "--trusted", help="A pinned signing-key fingerprint to trust (repeatable; adds to ledger.trusted_keys).")]
     = None,
     file: Annotated[Path | None, typer.Option("--file", help="Verify this JSONL export offline (no database).")]
     = None,
+    published: Annotated[list[Path] | None, typer.Option(
+        "--published", help="Published heads (the ledger.publish file, or a copy): any truncation behind one of "
+        "them is tampering (repeatable).")] = None,
+    with_archive: Annotated[Path | None, typer.Option(
+        "--with-archive", help="Directory of sealed archive segments: verify archive and ledger as one chain.")]
+    = None,
     require_signed: Annotated[bool, typer.Option(
-        "--require-signed", help="Entries after the last signed checkpoint count as tampering.")] = False,
+        "--require-signed", help="Entries after the last trusted signed checkpoint count as tampering.")] = False,
     expected_head: Annotated[str | None, typer.Option(
         "--expected-head", help="SEQ:HASH from an earlier verification or checkpoint the ledger must contain.")]
     = None,
     config: ConfigOption = None, url: UrlOption = None,
 ) -> None:
-    """Recompute hashes, links, Merkle roots and signatures; name the first entry that does not match."""
-    pk = load_public_key(public_key) if public_key is not None else None
+    """Recompute hashes, links, Merkle roots and trusted signatures; name the first entry that does not match.
+
+    Exit 0: OK; 1: tampered; 2: no trust anchor (no --public-key, --trusted or ledger.trusted_keys): a verdict
+    needs a key the operators cannot replace.
+    """
+    from crmbridge.sync.state import verify_ledger as vl
+    from crmbridge.sync.state.ledger_trust import read_published, verify_database, verify_loaded
+
+    keys = [load_public_key(p) for p in public_key or []]
+    pins = list(trusted or [])
+    heads = read_published(published or [])
     head = None
     if expected_head is not None:
         seq, _, h = expected_head.partition(":")
@@ -379,16 +380,37 @@ def verify(
             raise ConfigurationError("must be SEQ:HASH (64 hex)", where="--expected-head")
         head = (int(seq), h.lower())
     if file is not None:
-        entries, cps = read_export(file)
-        result = verify_records(entries, cps, pk, expected_head=head, require_signed=require_signed)
+        try:
+            entries, cps, anchor = vl.load_export(file)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc), where="--file") from None
+        result = verify_loaded(entries, cps, anchor, public_keys=keys, trusted=pins, published=heads,
+                               require_signed=require_signed, expected_head=head, archive=with_archive)
         source = str(file)
     else:
         ctx = SecurityContext.load(config, url)
-        signer = ctx.signer() if pk is None else None
+        pins += ctx.config.ledger.trusted_keys
+        signer = ctx.signer()
+        known = [signer.public_key] if signer is not None else []
+        unpinned = not pins and not keys and signer is not None
+        if unpinned:   # nothing pinned: the configured key is all there is (said below)
+            keys, known = known, []
         with ctx.transaction(refuse_writes=True) as tx:
-            result = tx.ledger(signer).verify(pk, expected_head=head, require_signed=require_signed)
+            result = verify_database(tx, public_keys=keys, trusted=pins, published=heads, known_keys=known,
+                                     require_signed=require_signed, expected_head=head, archive=with_archive)
+        if unpinned:
+            result.warnings.append("no ledger.trusted_keys pinned: trusted the signing key the configuration points "
+                                   "to, so a replaced key and history re-signed with it would pass; pin "
+                                   "`crmbridge ledger fingerprint` in ledger.trusted_keys")
         source = "database"
-    _report(result, source)
+    out = io.StringIO()
+    vl.render(result, source, out)
+    for line in out.getvalue().splitlines():
+        style = "green" if line.startswith("OK") else "bold red" if line.startswith(("TAMPERED", "NOT")) else \
+            "yellow" if line.startswith("warning") else None
+        console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
+    if not result.anchored:
+        raise SystemExit(2)
     if not result.ok:
         raise SystemExit(1)
 
@@ -421,4 +443,6 @@ def head_cmd(config: ConfigOption = None, url: UrlOption = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    import crmbridge.cli.ledger_trust_cmd  # noqa: F401  (checkpoint, fingerprint, rotate-signing-key, archive...)
+
     app.add_typer(ledger_app, name="ledger")

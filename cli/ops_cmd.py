@@ -75,7 +75,6 @@ def dl_list(config: ConfigOption = None, job: Annotated[str | None, typer.Option
 def dl_show(dl_id: int, config: ConfigOption = None) -> None:
     """One dead letter with its record's fields, each masked by the class of the canonical field it feeds."""
     from crmbridge.canonical.masking import mask_vendor_record
-    from crmbridge.sync.security.protect import unseal
 
     rt = runtime(config)
     with rt.store.transaction() as tx:
@@ -83,7 +82,7 @@ def dl_show(dl_id: int, config: ConfigOption = None) -> None:
         if r is None:
             rt.close()
             raise typer.BadParameter(f"no dead letter {dl_id}")
-        payload = unseal(tx.connection, rt.cipher, "dead_letters", "payload", row=r, token=r["payload"]) \
+        payload = tx.unseal(rt.cipher, "dead_letters", "payload", row=r, token=r["payload"]) \
             if r["payload"] else None
     mapping = _record_mapping(rt, r) if payload is not None else None
     rt.close()

@@ -41,6 +41,7 @@ from pydantic import (
     PrivateAttr,
     SerializeAsAny,
     field_validator,
+    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
@@ -172,6 +173,31 @@ class KeysConfig(_Model):
     @property
     def effective_provider(self) -> str:
         return self.provider or self.master_key.split(":", 1)[0]
+
+
+class LedgerPublishTarget(_Model):
+    """One place every signed ledger checkpoint is published to (exactly one of file, webhook, syslog)."""
+
+    file: str | None = Field(None, description="append-only JSON-lines file, outside the state directory")
+    webhook: HttpUrl | None = Field(None, description="URL each checkpoint is POSTed to as JSON")
+    syslog: str | None = Field(None, description="syslog facility (e.g. local0, auth) the checkpoint is logged to")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LedgerPublishTarget:
+        if sum(x is not None for x in (self.file, self.webhook, self.syslog)) != 1:
+            raise ValueError("give exactly one of file, webhook, syslog")
+        return self
+
+
+class LedgerConfig(_Model):
+    """Trust anchors and head publishing for the tamper-evident ledger (docs/auditor.md)."""
+
+    trusted_keys: list[Annotated[str, Field(pattern=r"^(sha256:)?[0-9a-fA-F]{64}$")]] = Field(
+        default_factory=list, description="pinned fingerprints of the signing keys verify trusts "
+                                          "(`crmbridge ledger fingerprint`); keys handed over by "
+                                          "`ledger rotate-signing-key` are followed from these")
+    publish: list[LedgerPublishTarget] = Field(default_factory=list, description="where each signed checkpoint "
+                                               "(the ledger head) is published: file, webhook or syslog")
 
 
 class LoggingConfig(_Model):
@@ -409,6 +435,7 @@ class CrmBridgeConfig(_Model):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     distributed: DistributedConfig | None = None
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     canonical: CanonicalConfig = Field(default_factory=CanonicalConfig)
 
     _source: _Source | None = PrivateAttr(None)

@@ -15,9 +15,10 @@ from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.canonical.model import parse_party
 from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeError
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.engine import _masked, _path_filter, _project, _read_key, _snap_row, keyed_hash
+from crmbridge.sync.engine import echo_hash, masked_value, path_filter, snapshot_row
 from crmbridge.sync.merge import flatten, unflatten
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+from crmbridge.sync.state.ledger_trust import publish_configured
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 
@@ -66,10 +67,10 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
         if snap is None:
             raise ConfigurationError(f"party of conflict {conflict_id} has no synced state; run the job first")
         flat = flatten(tx.unseal(rt.cipher, "snapshots", "blob",
-                              row=_snap_row(pid, job.target_system, job.target_object), token=snap.blob))
+                              row=snapshot_row(pid, job.target_system, job.target_object), token=snap.blob))
         t_ext = tx.xrefs_for_party(pid, job.target_system, job.target_object)
         s_ext = tx.xrefs_for_party(pid, job.source_system, job.source_object)
-        s_snap = tx.get_snapshot(pid, job.source_system, _read_key(job.source_object, row["job"]))
+        s_read = tx.get_read_hash(row["job"], job.source_system, job.source_object, s_ext[0][2]) if s_ext else None
     flat[path] = chosen
     party = parse_party({**unflatten(flat), "party_id": str(uuid.UUID(pid))})
     wrote: list[str] = []
@@ -78,29 +79,32 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
                                                     key_field=tmap.spec.key_field)])[0]
         _check(r.status, r.error, job.target_system)
         wrote.append(job.target_system)
-    if values["source"].get(path) != chosen and s_ext and _path_filter(smap.owned_canonical_paths("out"))(path):
+    if values["source"].get(path) != chosen and s_ext and path_filter(smap.owned_canonical_paths("out"))(path):
         r = src.write(job.source_object, [WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
-                                                    expected_version=s_snap.version if s_snap else None)])[0]
+                                                    expected_version=s_read.version if s_read else None)])[0]
         _check(r.status, r.error, job.source_system)
         wrote.append(job.source_system)
     key = rt.indexer().field_key("content-hash")
-    t_paths = _path_filter(tmap.owned_canonical_paths("in"))
+    t_paths = path_filter(tmap.owned_canonical_paths("in"))
     canonical = party.canonical_dict()
     with rt.store.transaction() as tx:
         blob = tx.seal(rt.cipher, "snapshots", "blob",
-                    row=_snap_row(pid, job.target_system, job.target_object), value=canonical)
+                    row=snapshot_row(pid, job.target_system, job.target_object), value=canonical)
         tx.put_snapshot(pid, job.target_system, job.target_object, content_hash=party.content_hash(key), blob=blob,
-                        written_hash=keyed_hash(_project(flatten(canonical), t_paths), key))
+                        written_hash=echo_hash(flatten(canonical), t_paths, key))
         if not tx.resolve_conflict(conflict_id, take, actor=actor):
             raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
         ptype = str(party.party_type)
-        tx.ledger(rt.signer, cipher=rt.cipher).append([LedgerEntryIn(
+        ledger = tx.ledger(rt.signer, cipher=rt.cipher)
+        ledger.append([LedgerEntryIn(
             action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid, source_system=job.source_system,
             source_object=job.source_object, target_system=job.target_system, target_object=job.target_object,
-            changed_fields=[path], before={path: _masked(path, values["target"].get(path), ptype)},
-            after={path: _masked(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
+            changed_fields=[path], before={path: masked_value(path, values["target"].get(path), ptype)},
+            after={path: masked_value(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
             actor=actor,
             reason=f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}")])
+        ledger.checkpoint()   # the decision is signed now, not at the next run's end
+    publish_configured(rt.config, rt.store.engine)
     return Resolution(conflict_id, path, wrote)
 
 

@@ -46,49 +46,40 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import enum
-import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    JSON,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy import Column as _Column
 from sqlalchemy.exc import DBAPIError
 
 from crmbridge.adapters.base import RawRecord
 from crmbridge.config import CrmBridgeConfig, DistributedConfig
-from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, LeaseHeldError, RecordError
+from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
 from crmbridge.core.logsafe import mask_text
-from crmbridge.sync.security.protect import register_encrypted_column
-from crmbridge.sync.state.db import Base
-from crmbridge.sync.state.store import RunStatus, UTCDateTime
+from crmbridge.sync.engine import (
+    BatchKind,
+    JobRunner,
+    RunContext,
+    identity_keys,
+    watermark_of,
+)
+from crmbridge.sync.engine import (
+    process_batch as engine_process_batch,
+)
+from crmbridge.sync.state.engine_tables import dist_batches
+from crmbridge.sync.state.locks import LocksBusy, advisory_locks
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from crmbridge.sync.bootstrap import Runtime
-    from crmbridge.sync.engine import JobRunner
+    from crmbridge.sync.engine import CursorState
     from crmbridge.sync.report import RunReport
 
 __all__ = [
@@ -119,42 +110,6 @@ class BatchStatus(enum.StrEnum):
     RUNNING = "running"      # claimed by a worker that heart-beats it
     DONE = "done"
     FAILED = "failed"
-
-
-class BatchKind(enum.StrEnum):
-    RETRY = "retry"          # due dead letters fetched again from the source
-    EXTRACT = "extract"      # changes since the cursor, in extraction order: these move the cursor
-    DELETE = "delete"        # deletions and closures
-
-
-dist_batches = Table(
-    "dist_batches", Base.metadata,
-    _Column("id", Integer, primary_key=True, autoincrement=True),
-    _Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    _Column("job", String(128), nullable=False),
-    _Column("seq", Integer, nullable=False),
-    _Column("kind", String(16), nullable=False),
-    _Column("status", String(16), nullable=False),
-    _Column("lease_holder", String(255), nullable=False),
-    _Column("record_count", Integer, nullable=False),
-    _Column("payload", LargeBinary),
-    _Column("watermark", String(64)),
-    _Column("at_watermark", JSON, nullable=False, default=dict),
-    _Column("attempts", Integer, nullable=False, default=0),
-    _Column("claimed_by", String(255)),
-    _Column("heartbeat_at", UTCDateTime),
-    _Column("sent_at", UTCDateTime),
-    _Column("counts", JSON, nullable=False, default=dict),
-    _Column("error", Text),
-    _Column("created_at", UTCDateTime, nullable=False),
-    _Column("updated_at", UTCDateTime, nullable=False),
-    UniqueConstraint("run_id", "seq"),
-    Index(None, "run_id", "status"),
-)
-
-# a batch's records, bound to their run and place in it; no party key (a batch holds many parties): payloads are
-# erased when their run ends
-register_encrypted_column("dist_batches", "payload", record_columns=("run_id", "seq"))
 
 
 def _now() -> _dt.datetime:
@@ -365,88 +320,71 @@ def process_batch(rt: Runtime, batch_id: int, *, worker: str) -> str:
 def _claim(rt: Runtime, batch_id: int, worker: str, settings: DistributedConfig) -> tuple[_Claim | None, str]:
     """Take the batch: pending, or running under a worker that stopped heart-beating. One statement: of two
     workers racing for it, one wins."""
-    from crmbridge.sync.state.store import RunStatus, runs
-
-    b = dist_batches
-    now = _now()
-    stale = now - _dt.timedelta(seconds=settings.batch_timeout_seconds)
+    stale = _now() - _dt.timedelta(seconds=settings.batch_timeout_seconds)
     with rt.store.transaction() as tx:
-        row = tx.connection.execute(update(b).where(
-            b.c.id == batch_id,
-            (b.c.status == BatchStatus.PENDING.value)
-            | ((b.c.status == BatchStatus.RUNNING.value) & (b.c.heartbeat_at < stale)),
-            b.c.run_id.in_(select(runs.c.id).where(runs.c.status == RunStatus.RUNNING.value)),
-        ).values(status=BatchStatus.RUNNING.value, claimed_by=worker[:255], heartbeat_at=now, updated_at=now,
-                 attempts=b.c.attempts + 1, error=None).returning(
-            b.c.run_id, b.c.job, b.c.seq, b.c.kind, b.c.lease_holder, b.c.payload)).mappings().first()
+        row = tx.claim_dist_batch(batch_id, worker, pending=BatchStatus.PENDING.value,
+                                  running=BatchStatus.RUNNING.value, stale_before=stale)
         if row is not None:
-            return _Claim(**dict(row)), "claimed"
-        state = tx.connection.execute(select(b.c.status, b.c.run_id).where(b.c.id == batch_id)).first()
+            return _Claim(**row), "claimed"
+        state = tx.dist_batch_status(batch_id)
     if state is None:
         return None, "not-found"
-    if state[0] in (BatchStatus.DONE.value, BatchStatus.FAILED.value):
-        return None, f"{state[0]} already"
-    if state[0] == BatchStatus.RUNNING.value:
+    if state in (BatchStatus.DONE.value, BatchStatus.FAILED.value):
+        return None, f"{state} already"
+    if state == BatchStatus.RUNNING.value:
         return None, "busy"
     return None, "run finished"
 
 
 def _heartbeat_batch(rt: Runtime, batch_id: int, worker: str, settings: DistributedConfig,
                      stop: threading.Event) -> None:
-    b = dist_batches
     every = max(0.2, settings.batch_timeout_seconds / 3)
     while not stop.wait(every):
         try:
             with rt.store.transaction() as tx:
-                tx.connection.execute(update(b).where(
-                    b.c.id == batch_id, b.c.claimed_by == worker[:255], b.c.status == BatchStatus.RUNNING.value,
-                ).values(heartbeat_at=_now()))
+                tx.update_claimed_dist_batch(batch_id, worker, running=BatchStatus.RUNNING.value,
+                                             heartbeat_at=_now())
         except DBAPIError as exc:  # the batch goes on; a missed beat only risks a harmless takeover
             log.warning("batch %s: heartbeat failed: %s", batch_id, _masked_error(exc))
 
 
 def _finish_batch(rt: Runtime, batch_id: int, worker: str, status: BatchStatus, *,
                   counts: dict[str, Any] | None = None, error: str | None = None) -> None:
-    b = dist_batches
     values: dict[str, Any] = {"status": status.value, "updated_at": _now(), "error": error}
     if counts is not None:
         values["counts"] = counts
     if status is BatchStatus.PENDING:
         values["heartbeat_at"] = _now()
     with rt.store.transaction() as tx:
-        tx.connection.execute(update(b).where(b.c.id == batch_id, b.c.claimed_by == worker[:255],
-                                              b.c.status == BatchStatus.RUNNING.value).values(**values))
+        tx.update_claimed_dist_batch(batch_id, worker, running=BatchStatus.RUNNING.value, **values)
 
 
-class _LocksBusy(Exception):
-    """The batch's parties stayed locked by another worker longer than ``lock_timeout_seconds``."""
+#: the batch's parties stayed locked by another worker longer than ``lock_timeout_seconds``
+_LocksBusy = LocksBusy
 
 
 def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
                  settings: DistributedConfig) -> dict[str, Any]:
-    from crmbridge.sync import engine as eng
     from crmbridge.sync.report import RunReport
 
-    runner = eng.JobRunner(rt, claim.job, actor=f"worker:{worker}")
     # heart-beat the dispatcher's lease: keeps it alive while batches run, and fails the batch if it was lost
-    runner.holder = claim.lease_holder
-    ctx = _context(rt, runner, claim.run_id, RunReport(run_id=str(claim.run_id), job=claim.job, dry_run=False),
-                   actor=runner.actor)
+    runner = JobRunner(rt, claim.job, actor=f"worker:{worker}", holder=claim.lease_holder)
+    ctx = runner.context(claim.run_id, RunReport(run_id=str(claim.run_id), job=claim.job, dry_run=False),
+                         track_progress=False)
     with rt.store.transaction() as tx:
         items = tx.unseal(rt.cipher, "dist_batches", "payload",
-                       row={"run_id": claim.run_id, "seq": claim.seq}, token=claim.payload)
+                          row={"run_id": claim.run_id, "seq": claim.seq}, token=claim.payload)
     raws = _unpack(items)
+    kind = BatchKind(claim.kind)
     before = {s.system: (s.adapter.stats.api_calls, s.adapter.stats.retries, s.adapter.stats.throttled)
               for s in (ctx.source, ctx.target)}
-    with _party_locks(rt, _lock_keys(rt, runner, ctx, raws), settings.lock_timeout_seconds):
+    with _party_locks(rt, _lock_keys(rt, ctx, raws), settings.lock_timeout_seconds):
         with rt.store.transaction() as tx:
-            runner._load_intents(tx, ctx)   # under the locks: other workers' intents for these parties are settled
-            cursor = None
-            if claim.kind == BatchKind.EXTRACT.value:
-                # the boundary dedupe as the single-process run does it; ordered=False: this copy never stores
-                cursor = runner._cursor(tx, ctx, ctx.source)
-                cursor.ordered = False
-        runner._one_way_batch(ctx, raws, cursor, retry=claim.kind == BatchKind.RETRY.value)
+            runner.load_intents(tx, ctx)   # under the locks: other workers' intents for these parties are settled
+            # the boundary dedupe as the single-process run does it, on a copy that never moves (the dispatcher
+            # moves the cursor)
+            cursor = runner.cursor(tx, ctx, ctx.source, moves=False) if kind is BatchKind.EXTRACT else None
+        engine_process_batch(runner, ctx, raws, kind, cursor=cursor)
     r = ctx.report
     stats = {s.system: s.adapter.stats for s in (ctx.source, ctx.target)}
     return {
@@ -460,22 +398,11 @@ def _run_claimed(rt: Runtime, batch_id: int, claim: _Claim, worker: str,
     }
 
 
-def _context(rt: Runtime, runner: JobRunner, run_id: int, report: RunReport, *, actor: str) -> Any:
-    from crmbridge.sync import engine as eng
-
-    job = runner.job
-    src = eng._Side(job.source_system, job.source_object, rt.adapter(job.source_system),
-                    rt.mapping(job.source_mapping))
-    tgt = eng._Side(job.target_system, job.target_object, rt.adapter(job.target_system),
-                    rt.mapping(job.target_mapping))
-    return eng._Ctx(run_id, runner.name, job, src, tgt, rt.indexer().field_key("content-hash"), report, False, actor,
-                    track_progress=False)
-
-
-def _lock_keys(rt: Runtime, runner: JobRunner, ctx: Any, raws: Sequence[RawRecord]) -> set[str]:
+def _lock_keys(rt: Runtime, ctx: RunContext, raws: Sequence[RawRecord]) -> set[str]:
     """Every key through which a record of the batch can reach a party (see the module docstring)."""
     src = ctx.source
     keys: set[str] = set()
+    indexer = rt.indexer()
     with rt.store.transaction() as tx:
         for raw in raws:
             keys.add(f"src|{src.system}|{src.object}|{raw.external_id}")
@@ -488,40 +415,16 @@ def _lock_keys(rt: Runtime, runner: JobRunner, ctx: Any, raws: Sequence[RawRecor
                 party = src.mapping.to_party(raw.data)
             except (RecordError, ValueError, TypeError):
                 continue  # the record fails in the batch itself: its source key is enough
-            for name, bidx in runner._identity_keys(ctx, party):
+            for name, bidx in identity_keys(indexer, ctx.job.match_rules, party):
                 keys.add(f"id|{name}|{bidx}")
                 keys.update(f"party|{p}" for p in tx.lookup_identity(name, bidx))
     return keys
 
 
-def _lock_id(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"crmbridge|{key}".encode(), digest_size=8).digest(), "big", signed=True)
-
-
-@contextmanager
-def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> Iterator[None]:
-    """Session-level advisory locks on ``keys``, in sorted order, held on one connection for the block."""
-    ids = sorted({_lock_id(k) for k in keys})
-    conn = rt.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        conn.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": f"{int(timeout_seconds * 1000)}ms"})
-        try:
-            for lock_id in ids:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
-        except DBAPIError as exc:
-            # lock_not_available: psycopg 3 names the code sqlstate, psycopg2 pgcode
-            if (getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)) == "55P03":
-                raise _LocksBusy(f"parties of the batch stayed locked by another worker for over "
-                                 f"{timeout_seconds:g} s") from None
-            raise
-        yield
-    finally:
-        try:
-            conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            conn.execute(text("RESET lock_timeout"))
-        except DBAPIError:
-            conn.invalidate()  # a broken session: its locks went with it
-        conn.close()
+def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> AbstractContextManager[None]:
+    """Session-level advisory locks on the batch's party keys, held for the block (see the module docstring)."""
+    return advisory_locks(rt.store, keys, timeout_seconds, busy=f"parties of the batch stayed locked by another "
+                                                                f"worker for over {timeout_seconds:g} s")
 
 
 # ============================================================================================ dispatcher
@@ -529,10 +432,10 @@ def _party_locks(rt: Runtime, keys: set[str], timeout_seconds: float) -> Iterato
 class _Dispatch:
     rt: Runtime
     runner: JobRunner
-    ctx: Any
+    ctx: RunContext
     app: Celery
     settings: DistributedConfig
-    cursor: Any
+    cursor: CursorState
     seq: int = 0
     advanced: int = 0                   # extract batches (in order) the cursor has moved over
     extract_ids: list[int] = field(default_factory=list)
@@ -541,27 +444,20 @@ class _Dispatch:
 
     # -- staging -------------------------------------------------------------------------------
     def stage(self, raws: Sequence[RawRecord], kind: BatchKind) -> None:
-        from crmbridge.sync.engine import keyed_hash
-
         if not raws:
             return
         self.seq += 1
-        stamps = [r.modified_at for r in raws if r.modified_at is not None]
-        top = max(stamps) if stamps else None
-        at_top = {r.external_id: keyed_hash(dict(r.data), self.ctx.hash_key)
-                  for r in raws if top is not None and r.modified_at == top}
-        now = _now()
+        top, at_top = watermark_of(raws, self.ctx.hash_key)
         with self.rt.store.transaction() as tx:
             payload = tx.seal(self.rt.cipher, "dist_batches", "payload",
-                           row={"run_id": self.ctx.run_id, "seq": self.seq}, value=_pack(raws))
-            batch_id = tx.connection.execute(insert(dist_batches).values(
+                              row={"run_id": self.ctx.run_id, "seq": self.seq}, value=_pack(raws))
+            batch_id = tx.add_dist_batch(
                 run_id=self.ctx.run_id, job=self.ctx.name, seq=self.seq, kind=kind.value,
                 status=BatchStatus.PENDING.value, lease_holder=self.runner.holder, record_count=len(raws),
-                payload=payload, watermark=top.isoformat() if top else None, at_watermark=at_top, attempts=0,
-                counts={}, sent_at=now, created_at=now, updated_at=now).returning(dist_batches.c.id)).scalar_one()
+                payload=payload, watermark=top.isoformat() if top else None, at_watermark=at_top, sent_at=_now())
         if kind is BatchKind.EXTRACT:
-            self.extract_ids.append(int(batch_id))
-        self.send(int(batch_id))
+            self.extract_ids.append(batch_id)
+        self.send(batch_id)
 
     def send(self, batch_id: int) -> None:
         from kombu.exceptions import KombuError, OperationalError
@@ -577,14 +473,11 @@ class _Dispatch:
     # -- watching ------------------------------------------------------------------------------
     def poll(self) -> list[dict[str, Any]]:
         """Move the cursor over done batches, send again those whose worker died; returns the batch rows."""
-        b = dist_batches
         with self.rt.store.transaction() as tx:
-            rows = [dict(r) for r in tx.connection.execute(select(
-                b.c.id, b.c.seq, b.c.kind, b.c.status, b.c.watermark, b.c.at_watermark, b.c.heartbeat_at,
-                b.c.attempts, b.c.sent_at, b.c.updated_at, b.c.counts, b.c.error,
-            ).where(b.c.run_id == self.ctx.run_id).order_by(b.c.seq)).mappings()]
+            rows = tx.dist_batches_of(self.ctx.run_id, "id", "seq", "kind", "status", "watermark", "at_watermark",
+                                      "heartbeat_at", "attempts", "sent_at", "updated_at", "counts", "error")
             self._advance(tx, rows)
-        self.runner._heartbeat(self.ctx)
+        self.runner.heartbeat(self.ctx)
         state = tuple((r["id"], r["status"], r["attempts"]) for r in rows)
         if state != self.last_state:
             self.last_state, self.last_progress = state, time.monotonic()
@@ -592,19 +485,14 @@ class _Dispatch:
         return rows
 
     def _advance(self, tx: Any, rows: list[dict[str, Any]]) -> None:
-        from crmbridge.sync import engine as eng
-
         by_id = {r["id"]: r for r in rows}
-        src = self.ctx.source
         while self.advanced < len(self.extract_ids):
             r = by_id.get(self.extract_ids[self.advanced])
             if r is None or r["status"] != BatchStatus.DONE.value:
                 break
-            if r["watermark"]:
-                top = _dt.datetime.fromisoformat(r["watermark"])
-                fakes = [eng._Decision(RawRecord(src.object, ext, {}, modified_at=top), raw_hash=h)
-                         for ext, h in sorted((r["at_watermark"] or {}).items())]
-                self.runner._advance(tx, self.ctx, self.cursor, fakes)
+            if r["watermark"] and r["at_watermark"]:
+                self.runner.advance_cursor(tx, self.ctx, self.cursor, _dt.datetime.fromisoformat(r["watermark"]),
+                                           dict(sorted(r["at_watermark"].items())))
             self.advanced += 1
 
     def _resend(self, rows: list[dict[str, Any]]) -> None:
@@ -625,7 +513,7 @@ class _Dispatch:
             return
         log.warning("sending %d batch(es) of run %s again: %s", len(again), self.ctx.run_id, again)
         with self.rt.store.transaction() as tx:
-            tx.connection.execute(update(dist_batches).where(dist_batches.c.id.in_(again)).values(sent_at=now))
+            tx.mark_dist_batches_sent(again)
         for batch_id in again:
             self.send(batch_id)
         self.last_progress = time.monotonic()
@@ -652,32 +540,28 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
         ConfigurationError: no ``distributed`` block, not PostgreSQL, unknown or two-way job.
         LeaseHeldError: the job is already running (the refused attempt is recorded as a ``refused`` run).
     """
-    from crmbridge.sync import engine as eng
     from crmbridge.sync.report import RunReport
 
     settings = distributed_settings(rt.config)
-    runner = eng.JobRunner(rt, job_name, actor=actor)
+    runner = JobRunner(rt, job_name, actor=actor)
     if runner.job.direction != "one_way":
         raise ConfigurationError(f"job {job_name} is two-way: distributed mode runs one-way jobs; run it with "
                                  "'crmbridge run'")
     own_app = app is None
     app = app or make_celery_app(rt.config, queue=queue)
     started = time.monotonic()
-    if not runner._acquire_lease():  # refused: recorded as a run of its own (`runs list`)
-        refused = LeaseHeldError(job_name, (rt.store.lease_holder(job_name) or {}).get("holder"))
+    if not runner.lease.acquire():  # refused: recorded as a run of its own (`runs list`)
         if own_app:
             close_celery_app(app)
-        with rt.store.transaction() as tx:
-            refused.run_id = tx.start_run(job_name, actor=actor)
-            tx.finish_run(refused.run_id, RunStatus.REFUSED, error_summary=refused.message)
-        raise refused
+        raise runner.lease.refusal(actor=actor)
     try:
         with rt.store.transaction() as tx:
             previous = tx.list_runs(job_name, limit=5)
             run_id = tx.start_run(job_name, actor=actor)
+            tx.ledger(rt.signer, cipher=rt.cipher).checkpoint(run_id=run_id, run_event="start")
             tx.mark_crashed_runs(job_name, current=run_id)   # we hold the lease: any other "running" run is dead
         report = RunReport(run_id=str(run_id), job=job_name, dry_run=False)
-        ctx = _context(rt, runner, run_id, report, actor=actor)
+        ctx = runner.context(run_id, report, track_progress=False)
         calls_before = {s.system: s.adapter.stats.api_calls for s in (ctx.source, ctx.target)}
         full_scan = False
         rows: list[dict[str, Any]] = []
@@ -690,7 +574,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
                 report.error = f"{len(failed)} batch(es) failed, first (batch {failed[0]['seq']}): {failed[0]['error']}"
             else:
                 report.status = "succeeded"
-                runner._flag_suspicious(report, previous, full_scan)
+                runner.flag_suspicious(report, previous, full_scan)
                 report.conclude(runner.job.max_failed_ratio)   # refused records: partial, or failed above the ratio
         except (CrmBridgeError, OSError, DBAPIError) as exc:
             report.status = "failed"
@@ -701,48 +585,29 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
             report.api_calls[s.system] = report.api_calls.get(s.system, 0) + (
                 s.adapter.stats.api_calls - calls_before.get(s.system, 0))
         report.duration_seconds = time.monotonic() - started
-        runner._finish(ctx)
+        runner.finish(ctx)
         with rt.store.transaction() as tx:  # the staged records are not needed any more
-            tx.connection.execute(update(dist_batches).where(dist_batches.c.run_id == run_id).values(payload=None))
+            tx.erase_dist_payloads(run_id)
         return report
     finally:
-        eng._ACTIVE_HOLDERS.discard(runner.holder)
-        rt.store.release_lease(job_name, runner.holder)
+        runner.lease.release()
         if own_app:
             close_celery_app(app)
 
 
-def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, settings: DistributedConfig,
+def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: RunContext, app: Celery, settings: DistributedConfig,
                   poll_seconds: float, progress: Callable[[int], None] | None) -> tuple[bool, list[dict[str, Any]]]:
-    from crmbridge.sync import engine as eng
-    from crmbridge.sync.state.db import chunked
-    from crmbridge.sync.state.store import DeadLetterStatus
-
-    job, src = ctx.job, ctx.source
-    runner._propagate_erasures(ctx)   # erasures pending at the job's target first, as a single-process run
+    runner.propagate_erasures(ctx)   # erasures pending at the job's target first, as a single-process run
     with rt.store.transaction() as tx:
-        cursor = runner._cursor(tx, ctx, src)
-        due = runner._due_dead_letters(tx, ctx)
+        cursor = runner.cursor(tx, ctx, ctx.source)
+    full_scan = cursor.since is None
     d = _Dispatch(rt, runner, ctx, app, settings, cursor)
-    # 1. records that failed before, fetched again from the source
-    for chunk in chunked(due, job.batch_size):
-        raws = []
-        for letter in chunk:
-            raw = src.adapter.get(src.object, letter["external_id"])
-            if raw is None:
-                with rt.store.transaction() as tx:
-                    tx.mark_dead_letter(letter["id"], DeadLetterStatus.ABANDONED)
-            else:
-                raws.append(raw)
-        d.stage(raws, BatchKind.RETRY)
-    # 2. what changed since the cursor, oldest first; 3. deletions and closures
-    since = cursor.since
-    fields = src.mapping.vendor_fields("in") or None
-    for chunk in eng._batched(src.adapter.extract(src.object, since=since, fields=fields), job.batch_size):
-        d.stage(chunk, BatchKind.EXTRACT)
-        d.poll()   # the cursor follows the workers while the source is still read; the lease stays alive
-    for chunk in eng._batched(src.adapter.extract_deleted(src.object, since=since), job.batch_size):
-        d.stage(chunk, BatchKind.DELETE)
+    # the batches a single-process run would handle, in its order: retried dead letters, changes since the
+    # cursor, deletions and closures
+    for kind, raws in runner.one_way_batches(ctx, cursor):
+        d.stage(raws, kind)
+        if kind is BatchKind.EXTRACT:
+            d.poll()   # the cursor follows the workers while the source is still read; the lease stays alive
     deadline = None if settings.wait_timeout_seconds is None else time.monotonic() + settings.wait_timeout_seconds
     reported: set[int] = set()
     while True:
@@ -758,17 +623,14 @@ def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: Any, app: Celery, setting
             raise FatalSyncError(f"batches still unfinished after {settings.wait_timeout_seconds:g} s: are workers "
                                  f"consuming queue {app.conf.crmbridge_queue}?")
         time.sleep(poll_seconds)
-    if not cursor.ordered and cursor.max_seen is not None and d.advanced == len(d.extract_ids):
-        with rt.store.transaction() as tx:
-            runner._store_cursor(tx, ctx, cursor, cursor.max_seen, {})
-    return since is None, rows
+    if d.advanced == len(d.extract_ids):
+        runner.finish_cursor(ctx, cursor)
+    return full_scan, rows
 
 
 def _rows(rt: Runtime, run_id: int) -> list[dict[str, Any]]:
-    b = dist_batches
     with rt.store.transaction() as tx:
-        return [dict(r) for r in tx.connection.execute(select(b.c.status, b.c.counts).where(
-            b.c.run_id == run_id)).mappings()]
+        return tx.dist_batches_of(run_id, "status", "counts")
 
 
 def _sum_counts(report: RunReport, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -791,10 +653,8 @@ def _sum_counts(report: RunReport, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def batch_counts(rt: Runtime, run_id: int) -> dict[str, int]:
     """Batches of a run by status (for operators and tests)."""
-    b = dist_batches
     with rt.store.transaction() as tx:
-        return {s: int(n) for s, n in tx.connection.execute(select(b.c.status, func.count()).where(
-            b.c.run_id == run_id).group_by(b.c.status))}
+        return tx.dist_batch_counts(run_id)
 
 
 def worker_argv(*, queue: str, concurrency: int = 1, pool: str = "prefork", hostname: str | None = None,

@@ -258,7 +258,8 @@ def erase_party(tx: Unit, cipher: FieldCipher, party_id: object, *, ledger: Ledg
        pending propagation the next run of each such job carries out by its delete policy. Later runs skip
        every record matching it with a ledgered ``suppressed-erased``: nothing is ingested or pushed again.
     2. Deletes the rows that belong to the party: every registered encrypted column's table with a party column
-       (snapshots, conflicts), its identity-index entries, and dead letters of its known external ids.
+       (snapshots, conflicts), its identity-index entries, and the dead letters and read hashes of its known
+       external ids.
     3. Destroys the party's data keys: every ciphertext under them (including ledger diffs, which cannot be
        deleted) becomes unreadable. The ledger chain still verifies: its hashes cover the ciphertext.
     4. Appends an ``erased`` ledger entry (party id + reason only).
@@ -289,6 +290,8 @@ def erase_party(tx: Unit, cipher: FieldCipher, party_id: object, *, ledger: Ledg
     if refs:
         if "dead_letters" in existing:
             count("dead_letters", tx.delete_dead_letters_for(refs))
+        if "read_hashes" in existing:   # the keyed hashes of its records as each job last read them
+            count("read_hashes", tx.delete_read_hashes_for(refs))
         if drop_xref:
             count("xref", tx.delete_xrefs_of_party(pid))
     for tname in sorted({reg.table for reg in ENCRYPTED_COLUMNS.values() if reg.party_column}):

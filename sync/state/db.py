@@ -25,9 +25,11 @@ DEFAULT_URL = "sqlite:///var/crmbridge.db"
 #: the modules that define the tables on Base
 MODEL_MODULES = [
     "crmbridge.sync.state.store",         # no table of its own: its SQLite hook creates database files 0600
-    "crmbridge.sync.state.tables",        # every table but the ledger's (and, until it moves, dist_batches)
+    "crmbridge.sync.state.tables",        # every table but the ledger's and the engine's
     "crmbridge.sync.state.ledger",
-    "crmbridge.sync.runners.distributed",
+    "crmbridge.sync.state.ledger_trust",
+    "crmbridge.sync.state.ledger_archive",
+    "crmbridge.sync.state.engine_tables",     # read hashes, distributed batches
 ]
 
 NAMING = {

@@ -25,9 +25,12 @@ SYSTEM_SCOPE = "system"
 _keys = DataKey.__table__
 
 
-def as_connection(conn: Connection | Session) -> Connection:
-    """The Connection behind a Session (joining its transaction) or the Connection itself."""
-    return conn.connection() if isinstance(conn, Session) else conn
+def as_connection(conn: Any) -> Connection:
+    """The Connection behind a unit of work (``StoreTx``), a Session (joining its transaction), or the Connection."""
+    if isinstance(conn, Session):
+        return conn.connection()
+    inner = getattr(conn, "connection", None)
+    return inner if isinstance(inner, Connection) else conn
 
 
 class KeyRepository:

@@ -211,10 +211,24 @@ class LedgerHead(Base):
     frontier: Mapped[str] = mapped_column(Text)  # JSON [[height, hex], ...]
 
 
-#: PostgreSQL: ledger rows are immutable (also created by migration 0002)
+#: PostgreSQL: ledger rows are immutable (migration 0002; 0006 adds the one sanctioned deletion: ``ledger archive``
+#: removes the rows at or below the archive anchor it has just recorded, in a transaction that set
+#: ``crmbridge.ledger_archive``; only the owner role holds DELETE on these tables, see ``crmbridge db grant``)
 PG_IMMUTABLE_FUNCTION = """
 CREATE OR REPLACE FUNCTION crmbridge_ledger_immutable() RETURNS trigger AS $$
+DECLARE
+  anchor bigint;
 BEGIN
+  IF TG_OP = 'DELETE' AND coalesce(current_setting('crmbridge.ledger_archive', true), '') = 'on' THEN
+    SELECT seq INTO anchor FROM ledger_anchor WHERE id = 1;
+    IF anchor IS NOT NULL THEN
+      IF TG_TABLE_NAME = 'ledger_entries' THEN
+        IF OLD.seq <= anchor THEN RETURN OLD; END IF;
+      ELSIF TG_TABLE_NAME = 'ledger_checkpoints' THEN
+        IF OLD.tree_size <= anchor THEN RETURN OLD; END IF;
+      END IF;
+    END IF;
+  END IF;
   RAISE EXCEPTION 'crmbridge ledger table % is append-only: % refused', TG_TABLE_NAME, TG_OP
     USING ERRCODE = 'insufficient_privilege';
 END;
@@ -274,6 +288,19 @@ def merkle_root(bodies: Iterable[bytes], alg: str = "sha256") -> str:
 
 def checkpoint_body(tree_size: int, root_hex: str, head_hex: str) -> str:
     return f"{CHECKPOINT_ORIGIN}\n{tree_size}\n{root_hex}\nhead {head_hex}\n"
+
+
+def _body_runs(body: object, base: str) -> list[tuple[str, str]] | None:
+    """The ``run <id> start|end`` lines a checkpoint body carries after ``base`` (None: not base + such lines)."""
+    if not isinstance(body, str) or not body.startswith(base):
+        return None
+    out = []
+    for line in body[len(base):].splitlines():
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != "run" or parts[2] not in ("start", "end") or not parts[1]:
+            return None
+        out.append((parts[1], parts[2]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ signing
@@ -674,18 +701,26 @@ class Ledger:
             self.checkpoint()
         return out
 
-    def checkpoint(self, *, run_id: object | None = None) -> dict[str, Any] | None:
+    def checkpoint(self, *, run_id: object | None = None, run_event: str = "end",
+                   signer: LedgerSigner | None = None) -> dict[str, Any] | None:
         """Sign the current head (end of a run, or every N entries). Returns the checkpoint, or None without a
-        signer. ``run_id`` marks the run as closed: an entry for it after this checkpoint is reported as forged."""
-        if self.signer is None:
+        signer. ``run_id`` binds the run into the signed body (``run <id> start|end``): an entry for a run after
+        its signed end is forged, and so is an unsigned entry of a run without a signed start. ``signer``
+        overrides the ledger's signer (a signing-key hand-over signs with both keys)."""
+        signer = signer or self.signer
+        if signer is None:
             return None
         head = self._lock_head()
         alg = head["hash_alg"]
         frontier = [(int(h), bytes.fromhex(x)) for h, x in json.loads(head["frontier"])]
         root = _frontier_root(frontier, alg).hex()
         body = checkpoint_body(int(head["seq"]), root, head["entry_hash"])
+        if run_id is not None:
+            if run_event not in ("start", "end") or " " in str(run_id) or "\n" in str(run_id):
+                raise LedgerError(f"cannot bind run {run_id!r} / {run_event!r} into a checkpoint")
+            body += f"run {run_id} {run_event}\n"
         cp = {"tree_size": int(head["seq"]), "root_hash": root, "chain_head": head["entry_hash"], "hash_alg": alg,
-              "body": body, "signature": self.signer.sign(body), "key_id": self.signer.key_id,
+              "body": body, "signature": signer.sign(body), "key_id": signer.key_id,
               "run_id": None if run_id is None else str(run_id), "created_at": _now_text()}
         self.conn.execute(insert(LedgerCheckpoint.__table__).values(**cp))
         return cp
@@ -821,7 +856,8 @@ def verify_records(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[M
         for cp in by_size.get(size, []):
             root = _frontier_root(frontier, alg).hex()
             body = checkpoint_body(size, root, head_hex)
-            if cp["root_hash"] != root or cp["chain_head"] != head_hex or cp["body"] != body:
+            runs = _body_runs(cp["body"], body)
+            if cp["root_hash"] != root or cp["chain_head"] != head_hex or runs is None:
                 res.problems.append(Problem(size, "checkpoint-mismatch",
                                             f"the signed checkpoint at size {size} does not match the entries "
                                             f"up to seq {size} (history rewritten)"))
@@ -835,8 +871,11 @@ def verify_records(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[M
                                                 f"(key {cp.get('key_id')})"))
                     continue
                 res.signed_size = max(res.signed_size, size)
-            if cp.get("run_id"):
-                closed_runs.setdefault(str(cp["run_id"]), size)
+            if not runs and cp.get("run_id"):   # written before runs were bound into the signed body
+                runs = [(str(cp["run_id"]), "end")]
+            for run, run_event in runs:
+                if run_event == "end":
+                    closed_runs.setdefault(run, size)
 
     if 0 in by_size:
         check_checkpoints(0, GENESIS, "sha256")
@@ -913,6 +952,11 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
     """
     n = 0
     if fmt == "jsonl":
+        from crmbridge.sync.state.ledger_archive import read_anchor  # entries before it are archived
+
+        anchor = read_anchor(ledger.conn)
+        if anchor is not None:
+            out.write(canonical_json({"type": "anchor", **anchor}) + "\n")
         for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
             out.write(canonical_json({"type": "entry", **rec}) + "\n")
             n += 1

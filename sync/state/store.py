@@ -200,6 +200,7 @@ class Snapshot:
     synced_at: datetime
 
 
+
 def _row(r: RowMapping | None) -> dict[str, Any] | None:
     return None if r is None else dict(r)
 
@@ -937,6 +938,171 @@ class StoreTx:
                 index_elements=list(conflict_cols))
         return self.connection.execute(stmt, dict(values)).rowcount == 1
 
+
+    # -- engine repository methods ---------------------------------------------------------------------------
+    # (the sync engine's and the distributed runner's statements; their tables: store.py and engine_tables.py)
+    #: dead-letter statuses that still wait for a retry
+    _DL_UNRESOLVED = (DeadLetterStatus.OPEN.value, DeadLetterStatus.RETRYING.value)
+
+    def open_dead_letter_hashes(self, job: str, system: str, obj: str,
+                                external_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Record hashes of the unresolved dead letters of ``external_ids`` (one query per chunk of ids)."""
+        t, out = dead_letters, {}
+        for chunk in chunked(sorted(set(external_ids))):
+            for ext, h in self.connection.execute(select(t.c.external_id, t.c.record_hash).where(
+                    t.c.job == job, t.c.source_system == system, t.c.source_object == obj, t.c.external_id.in_(chunk),
+                    t.c.status.in_(self._DL_UNRESOLVED))):
+                out.setdefault(ext, set()).add(h)
+        return out
+
+    def failed_as_is(self, job: str, system: str, obj: str, external_id: str, record_hash: str) -> bool:
+        """Whether the record has an unresolved dead letter of exactly this content."""
+        t = dead_letters
+        return self.connection.execute(select(t.c.id).where(
+            t.c.job == job, t.c.source_system == system, t.c.source_object == obj, t.c.external_id == external_id,
+            t.c.record_hash == record_hash, t.c.status.in_(self._DL_UNRESOLVED)).limit(1)).first() is not None
+
+    def with_open_dead_letters(self, job: str, system: str, obj: str, external_ids: Iterable[str]) -> set[str]:
+        """Which of ``external_ids`` have an unresolved dead letter of ``job``."""
+        t, out = dead_letters, set()
+        for chunk in chunked(sorted(set(external_ids))):
+            out.update(self.connection.execute(select(t.c.external_id).where(
+                t.c.job == job, t.c.source_system == system, t.c.source_object == obj, t.c.external_id.in_(chunk),
+                t.c.status.in_(self._DL_UNRESOLVED))).scalars())
+        return out
+
+    def resolve_dead_letters(self, job: str, system: str, obj: str, external_id: str) -> int:
+        """Mark the record's unresolved dead letters of ``job`` resolved; how many there were."""
+        t = dead_letters
+        ids = self.connection.execute(select(t.c.id).where(
+            t.c.job == job, t.c.source_system == system, t.c.source_object == obj, t.c.external_id == external_id,
+            t.c.status.in_(self._DL_UNRESOLVED))).scalars().all()
+        for dl_id in ids:
+            self.mark_dead_letter(dl_id, DeadLetterStatus.RESOLVED)
+        return len(ids)
+
+    def pending_intent_keys(self, target_system: str, target_object: str) -> set[str]:
+        """Keys with a write intent still pending at the target, of any job."""
+        w = write_intents
+        return set(self.connection.execute(select(w.c.key).where(
+            w.c.target_system == target_system, w.c.target_object == target_object,
+            w.c.status == IntentStatus.PENDING.value)).scalars())
+
+    # read hashes: the keyed hash of the record a job last read, by the record's external id
+    def prefetch_read_hashes(self, job: str, system: str, obj: str, external_ids: Iterable[str]) -> None:
+        """Load many read hashes at once; :meth:`get_read_hash` then answers them without a query."""
+        from crmbridge.sync.state.engine_tables import ReadHash
+        from crmbridge.sync.state.engine_tables import read_hashes as t
+
+        cache = self.__dict__.setdefault("_read_c", {})
+        todo = sorted({e for e in external_ids if (job, system, obj, e) not in cache})
+        for chunk in chunked(todo):
+            for e in chunk:
+                cache[(job, system, obj, e)] = None
+            for r in self.connection.execute(select(t.c.external_id, t.c.record_hash, t.c.version).where(
+                    t.c.job == job, t.c.system == system, t.c.object == obj, t.c.external_id.in_(chunk))):
+                cache[(job, system, obj, r.external_id)] = ReadHash(r.record_hash, r.version)
+
+    def get_read_hash(self, job: str, system: str, obj: str, external_id: str) -> Any:
+        """The hash and version (:class:`~crmbridge.sync.state.engine_tables.ReadHash`) of the record as ``job``
+        last read it, or ``None``."""
+        from crmbridge.sync.state.engine_tables import ReadHash
+        from crmbridge.sync.state.engine_tables import read_hashes as t
+
+        key = (job, system, obj, external_id)
+        cache = self.__dict__.get("_read_c")
+        if cache is not None and key in cache:
+            return cache[key]
+        r = self.connection.execute(select(t.c.record_hash, t.c.version).where(
+            t.c.job == job, t.c.system == system, t.c.object == obj, t.c.external_id == external_id)).first()
+        return None if r is None else ReadHash(r.record_hash, r.version)
+
+    def put_read_hash(self, job: str, system: str, obj: str, external_id: str, *, record_hash: str,
+                      version: str | None = None) -> None:
+        """Remember the hash (and version) of the record as ``job`` just read it."""
+        from crmbridge.sync.state.engine_tables import read_hashes as t
+
+        cache = self.__dict__.get("_read_c")
+        if cache is not None:
+            cache.pop((job, system, obj, external_id), None)
+        self._upsert(t, {"job": job, "system": system, "object": obj, "external_id": external_id},
+                     {"record_hash": record_hash, "version": version, "updated_at": self._now()})
+
+    def delete_read_hashes_for(self, records: Iterable[tuple[str, str, str]]) -> int:
+        """Forget every job's read hash of these (system, object, external id) records (erasure); how many."""
+        from crmbridge.sync.state.engine_tables import read_hashes as t
+
+        self.__dict__.pop("_read_c", None)
+        n = 0
+        for chunk in chunked(sorted(set(records)), 200):
+            n += self.connection.execute(delete(t).where(
+                tuple_(t.c.system, t.c.object, t.c.external_id).in_(chunk))).rowcount or 0
+        return int(n)
+
+    # distributed runs' batches
+    def add_dist_batch(self, **values: Any) -> int:
+        """Stage a batch of a distributed run; its id."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        now = self._now()
+        return int(self.connection.execute(insert(b).values(
+            attempts=0, counts={}, created_at=now, updated_at=now, **values).returning(b.c.id)).scalar_one())
+
+    def dist_batches_of(self, run_id: int, *columns: str) -> list[dict[str, Any]]:
+        """The batches of a run (in sequence order), each with ``columns`` (default: every column but the
+        payload)."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        cols = [b.c[c] for c in columns] if columns else [c for c in b.c if c.name != "payload"]
+        return [dict(r) for r in self.connection.execute(select(*cols).where(b.c.run_id == run_id)
+                                                         .order_by(b.c.seq)).mappings()]
+
+    def dist_batch_counts(self, run_id: int) -> dict[str, int]:
+        """A run's batches by status."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        return {s: int(n) for s, n in self.connection.execute(select(b.c.status, func.count()).where(
+            b.c.run_id == run_id).group_by(b.c.status))}
+
+    def mark_dist_batches_sent(self, batch_ids: Sequence[int]) -> None:
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        self.connection.execute(update(b).where(b.c.id.in_(list(batch_ids))).values(sent_at=self._now()))
+
+    def erase_dist_payloads(self, run_id: int) -> None:
+        """Erase the staged records of a run's batches (they are not needed once it ended)."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        self.connection.execute(update(b).where(b.c.run_id == run_id).values(payload=None))
+
+    def claim_dist_batch(self, batch_id: int, worker: str, *, pending: str, running: str,
+                         stale_before: datetime) -> dict[str, Any] | None:
+        """Take a batch of a running run that is ``pending``, or ``running`` under a worker whose last heartbeat
+        is older than ``stale_before``; one statement: of two workers racing for it, one wins. The claimed row
+        (run_id, job, seq, kind, lease_holder, payload) or ``None``."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        now = self._now()
+        row = self.connection.execute(update(b).where(
+            b.c.id == batch_id,
+            (b.c.status == pending) | ((b.c.status == running) & (b.c.heartbeat_at < stale_before)),
+            b.c.run_id.in_(select(runs.c.id).where(runs.c.status == RunStatus.RUNNING.value)),
+        ).values(status=running, claimed_by=worker[:255], heartbeat_at=now, updated_at=now,
+                 attempts=b.c.attempts + 1, error=None).returning(
+            b.c.run_id, b.c.job, b.c.seq, b.c.kind, b.c.lease_holder, b.c.payload)).mappings().first()
+        return None if row is None else dict(row)
+
+    def dist_batch_status(self, batch_id: int) -> str | None:
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        return self.connection.execute(select(b.c.status).where(b.c.id == batch_id)).scalar()
+
+    def update_claimed_dist_batch(self, batch_id: int, worker: str, *, running: str, **values: Any) -> None:
+        """Update a batch while ``worker`` has it claimed and running (a heartbeat, its end)."""
+        from crmbridge.sync.state.engine_tables import dist_batches as b
+
+        self.connection.execute(update(b).where(b.c.id == batch_id, b.c.claimed_by == worker[:255],
+                                                b.c.status == running).values(**values))
 
 # ---------------------------------------------------------------------------------------------- store
 def database_location(url: str | URL) -> str:

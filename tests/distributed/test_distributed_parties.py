@@ -26,6 +26,7 @@ from crmbridge.sync.report import COMPLETED
 from crmbridge.sync.runners import distributed
 from crmbridge.sync.runners.distributed import dispatch, dist_batches, process_batch
 from crmbridge.sync.state.ledger import Ledger
+from crmbridge.sync.state.locks import lock_id
 from crmbridge.sync.state.store import StateStore
 
 JOB = "core_to_zoho"
@@ -135,7 +136,7 @@ def test_party_locks_serialise_overlapping_batches_and_die_with_their_session(pg
             pass
         # a worker killed while holding locks: its session ends and its locks go with it
         conn = a.store.engine.connect()
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({distributed._lock_id('party|p9')})")
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({lock_id('party|p9')})")
         with pytest.raises(distributed._LocksBusy):
             with distributed._party_locks(b, {"party|p9"}, 0.3):
                 pass

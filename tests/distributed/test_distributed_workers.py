@@ -39,7 +39,7 @@ from sqlalchemy import select
 from crmbridge.adapters.simulator import Fault
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
-from crmbridge.sync.engine import _iso, run_job
+from crmbridge.sync.engine import iso, run_job
 from crmbridge.sync.report import COMPLETED, EXIT_CODES
 from crmbridge.sync.runners.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
 from crmbridge.sync.state.ledger import Action, Ledger
@@ -172,7 +172,7 @@ def _run_and_kill(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, 
                 # the cursor is at the newest source record, the run closed as succeeded
                 newest = max(r.modified_at for p in rt.adapter("corebank").extract("Customer") for r in p.records)
                 assert cursor is not None and cursor.value is not None
-                assert cursor.value == _iso(newest)
+                assert cursor.value == iso(newest)
                 assert [r["status"] for r in runs] in (["succeeded"], ["partial"])
 
                 # a second dispatch finds nothing new: no write at all

@@ -121,8 +121,13 @@ def test_an_erased_party_is_never_ingested_or_pushed_again_and_its_crm_record_is
     custno, pid, zid = synced_person(env, rt)
     ric = env.core.store.get(custno)["id_number"]
     contacts = len(env.zoho.stores["Contacts"].records)
+    job = rt.config.jobs[ONE_WAY]
+    with rt.store.transaction() as tx:   # the keyed hash of the core record as the job read it
+        assert tx.get_read_hash(ONE_WAY, job.source_system, job.source_object, custno) is not None
     out = erase(capsys, env, pid)
     assert "zoho_cn.Contacts/" + zid in out and "fxiaoke" not in out   # synced to Zoho only so far
+    with rt.store.transaction() as tx:   # erased with the party's other rows
+        assert tx.get_read_hash(ONE_WAY, job.source_system, job.source_object, custno) is None
 
     env.core.store.touch(custno, segment="PRIVATE")   # the core changes the customer after the erasure
     dry = run_job(rt, ONE_WAY, dry_run=True)          # plans the same, carries nothing out
