@@ -1,10 +1,12 @@
-"""``crmbridge mapping validate|preview|schema``: the integration team's tools for mapping files.
+"""``crmbridge mapping validate|preview|schema|history|show|diff``: the integration team's tools for mapping files.
 
 - ``validate [FILES...]`` checks mapping files (default ``mappings/*.yaml``) and prints every problem as
   ``file:line: key.path: message``; exit 2 when any file has an error.
 - ``preview FILE --record JSON`` maps one record and shows a side-by-side table (vendor field | canonical path |
   value), personal data masked unless ``--reveal``; a bad record prints its located error and exits 3.
 - ``schema`` prints the JSON Schema of the language (``mappings/mapping.schema.json`` is this output).
+- ``history FILE``, ``show --version HASH``, ``diff A B``: the mapping versions runs used, archived in the state
+  store (``mapping_versions``) when a run first loads a mapping.
 """
 
 from __future__ import annotations
@@ -318,6 +320,107 @@ def _ledger_reveal(cfg: Any, mapping: Any, rows: list[TraceRow], reason: str | N
         record_reveal(tx.ledger(ctx.signer()), what=f"mapping preview {mapping.system}/{mapping.object}",
                       fields=fields, reason=reason or "", note=actor, party_id=party_id, system=mapping.system,
                       object_name=mapping.object, record_id=record_id)
+
+
+# ------------------------------------------------------------------------------------- versions (archive)
+def _archive_tx(config: Path | None) -> Any:
+    """A read-only unit of work on the configuration's state database (where runs archive mapping versions)."""
+    from contextlib import contextmanager
+
+    from crmbridge.config import load_config
+    from crmbridge.sync.state.store import StateStore
+
+    @contextmanager
+    def tx() -> Any:
+        cfg = load_config(config)
+        store = StateStore.from_url(cfg.state.url)
+        try:
+            with store.transaction(read_only=True) as t:
+                yield t
+        finally:
+            store.dispose()
+    return tx()
+
+
+def _file_hash(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@mapping_app.command("history")
+def history(
+    mapping: Annotated[str, typer.Argument(help="Mapping file (its name is looked up), or SYSTEM/OBJECT.")],
+    config: ConfigOption = None,
+) -> None:
+    """The versions of a mapping that runs used (archived in the state store), oldest first, with when each was
+    first seen; the version of the file as it is now is marked."""
+    with _archive_tx(config) as tx:
+        rows = tx.mapping_versions(mapping)
+    current = _file_hash(Path(mapping)) if Path(mapping).is_file() else None
+    out = Console(highlight=False, soft_wrap=True)
+    if not rows:
+        out.print(f"no archived versions of {mapping} (a run archives the mappings it loads)", markup=False)
+        if current:
+            out.print(f"the file now: {current[:12]}", markup=False)
+        return
+    t = Table(title=f"versions of {mapping}")
+    for col in ("version", "first seen (UTC)", "system/object", "file", ""):
+        t.add_column(col)
+    for r in rows:
+        seen = r["first_seen_at"]
+        t.add_row(Text(r["content_hash"][:12]), Text(seen.strftime("%Y-%m-%d %H:%M:%S") if seen else ""),
+                  Text(f"{r['system']}/{r['object']}"), Text(r["file_name"]),
+                  Text("= file now" if r["content_hash"] == current else ""))
+    out.print(t)
+    if current and all(r["content_hash"] != current for r in rows):
+        out.print(f"the file now ({current[:12]}) has not been used by a run yet", markup=False)
+
+
+@mapping_app.command("show")
+def show(
+    version: Annotated[str, typer.Option("--version", help="Content hash of an archived version (or a unique "
+                                                            "prefix of at least 8 characters).")],
+    config: ConfigOption = None,
+) -> None:
+    """Print the text of an archived mapping version."""
+    with _archive_tx(config) as tx:
+        text = tx.mapping_text(version)
+    if text is None:
+        typer.echo(f"error: no archived mapping version {version!r} (or the prefix is ambiguous); see "
+                   "crmbridge mapping history FILE", err=True)
+        sys.exit(EXIT_CONFIG)
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
+@mapping_app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(help="An archived version's hash (or unique prefix), or a mapping file.")],
+    b: Annotated[str, typer.Argument(help="Another version's hash, or a mapping file (e.g. the file as it is now).")],
+    config: ConfigOption = None,
+) -> None:
+    """Unified diff of two mapping versions: archived ones by hash, or a version against a file."""
+    import difflib
+
+    texts: list[tuple[str, str]] = []
+    with _archive_tx(config) as tx:
+        for ref in (a, b):
+            p = Path(ref)
+            if p.is_file():
+                texts.append((str(p), p.read_text(encoding="utf-8")))
+                continue
+            row = tx.mapping_version(ref)
+            if row is None:
+                typer.echo(f"error: {ref!r} is neither a file nor an archived mapping version (or the prefix is "
+                           "ambiguous)", err=True)
+                sys.exit(EXIT_CONFIG)
+            texts.append((f"{row['file_name']}@{row['content_hash'][:12]}", str(row["text"])))
+    (la, ta), (lb, tb) = texts
+    lines = list(difflib.unified_diff(ta.splitlines(keepends=True), tb.splitlines(keepends=True), la, lb))
+    if not lines:
+        typer.echo("no differences")
+        return
+    typer.echo("".join(line if line.endswith("\n") else line + "\n" for line in lines), nl=False)
 
 
 @mapping_app.command("schema")

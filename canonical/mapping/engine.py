@@ -49,13 +49,16 @@ class Mapping:
         spec: the parsed :class:`MappingSpec`.
         path: the file it came from.
         version_hash: SHA-256 (hex) of the file's bytes, recorded in the ledger with every mapped record.
+        text: the file's text as loaded (``None`` for a mapping built in memory).
         profile: the target system's :class:`TargetProfile` (none given: a CRM, personal data minimised).
     """
 
     def __init__(self, spec: MappingSpec, *, path: str, version_hash: str,
                  lines: dict[tuple[str | int, ...], int] | None = None,
-                 profile: TargetProfile = UNDECLARED) -> None:
+                 profile: TargetProfile = UNDECLARED, text: str | None = None) -> None:
         self.spec = spec
+        #: the file's text as loaded (what ``version_hash`` hashes), archived per version in the state store
+        self.text = text
         self.profile = profile
         self.path = path
         self.version_hash = version_hash
