@@ -264,10 +264,11 @@ def preview(
 ) -> None:
     """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
     cfg = None
-    if reveal:
+    if reveal or config is not None:
         from crmbridge.config import load_config
 
-        cfg = load_config(config)
+        cfg = load_config(config)      # also declares the configuration's canonical extensions
+    if reveal:
         check_reveal(cfg, reveal, reason)
     mapping = load_mapping(file, profile=target_profile)
     try:

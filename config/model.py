@@ -47,6 +47,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
 from crmbridge.adapters.base import AdapterConfig
+from crmbridge.canonical.c3 import c3_rule
 from crmbridge.canonical.extensions import EXTENSION_NAME, ExtensionField, declare_extensions
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
 from crmbridge.core.masking import mask
@@ -642,33 +643,42 @@ def _parse(data: Any, source: _Source, errors: _Collected) -> CrmBridgeConfig:
 
 def _extensions_file(config: CrmBridgeConfig, source: _Source, base_dir: Path) -> list[str]:
     """Load ``canonical.extensions_file``: every problem located in that file (or at the reference)."""
+    out: list[str] = []
+    for name in config.canonical.extensions:
+        if (rule := c3_rule(name)) is not None:
+            out.append(_line(source, ("canonical", "extensions", name), f"the name looks like authentication data "
+                                                                        f"(C3, {rule}), which is never carried"))
     ref = config.canonical.extensions_file
     if not ref:
-        return []
+        return out
     p = Path(ref) if Path(ref).is_absolute() else base_dir / ref
     here = ("canonical", "extensions_file")
     try:
         raw = read_bounded(p)
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        return [_line(source, here, f"extensions file {p} not found")]
+        return [*out, _line(source, here, f"extensions file {p} not found")]
     except (OSError, UnicodeDecodeError) as exc:
-        return [_line(source, here, f"cannot read extensions file {p}: {exc}")]
+        return [*out, _line(source, here, f"cannot read extensions file {p}: {exc}")]
     if (too_big := size_problem(len(raw))) is not None:
-        return [_line(source, here, too_big)]
+        return [*out, _line(source, here, too_big)]
     file_source = _Source(p)
     data, errors = _load_yaml(text, file_source)
     if errors:
-        return errors
+        return [*out, *errors]
     if not isinstance(data, Mapping) or set(data) - {"extensions"} or not isinstance(data.get("extensions"), Mapping):
-        return [_line(file_source, (), "an extensions file is a mapping with one key, extensions: {name: {...}}")]
-    out: list[str] = []
+        return [*out, _line(file_source, (), "an extensions file is a mapping with one key, extensions: "
+                                             "{name: {...}}")]
     found: dict[str, ExtensionField] = {}
     for name, body in data["extensions"].items():
         loc: tuple[str | int, ...] = ("extensions", name)
         if not isinstance(name, str) or not re.match(EXTENSION_NAME, name):
             out.append(_line(file_source, loc, "invalid name: lower-case letters, digits and _, starting with a "
                                                "letter"))
+            continue
+        if (rule := c3_rule(name)) is not None:
+            out.append(_line(file_source, loc, f"the name looks like authentication data (C3, {rule}), which is "
+                                               "never carried"))
             continue
         if name in config.canonical.extensions:
             twin = source.where(("canonical", "extensions", name))

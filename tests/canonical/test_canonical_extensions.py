@@ -158,11 +158,40 @@ def test_c3_and_bad_declarations_are_located_config_errors(tmp_path: Path) -> No
 def test_extensions_file_is_loaded_and_its_errors_located(tmp_path: Path) -> None:
     ext = tmp_path / "extensions.yaml"
     ext.write_text("extensions:\n  branch_rank:\n    type: integer\n    class: C1\n    description: rank\n"
-                   "  pin_hint:\n    type: string\n    class: C3\n    description: hint\n", encoding="utf-8")
+                   "  branch_note:\n    type: string\n    class: C3\n    description: hint\n", encoding="utf-8")
     path = _config(tmp_path, "keys:\n  master_key: env:X\ncanonical:\n  extensions_file: extensions.yaml\n")
-    with pytest.raises(ConfigurationError, match=rf"{ext}:6: extensions.pin_hint: class C3"):
+    with pytest.raises(ConfigurationError, match=rf"{ext}:6: extensions.branch_note: class C3"):
         load_config(path)
     ext.write_text("extensions:\n  branch_rank:\n    type: integer\n    class: C1\n    description: rank\n",
                    encoding="utf-8")
     load_config(path)
     assert set(declared_extensions()) == {"branch_rank"}
+
+
+def test_an_extension_named_like_authentication_data_is_refused(tmp_path: Path) -> None:
+    path = _config(tmp_path, CONFIG.replace("    loyalty_tier:", "    card_pin:"))
+    with pytest.raises(ConfigurationError, match=rf"{path}:11: canonical.extensions.card_pin: the name looks like "
+                                                 r"authentication data \(C3"):
+        load_config(path)
+
+
+def test_preview_masks_an_extension_by_its_class(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from crmbridge.cli import mapping_cmd
+
+    app = typer.Typer()
+    mapping_cmd.register(app)
+    cfg = _config(tmp_path)
+    mapping = _mapping(tmp_path, "core.yaml", CORE)
+    record = tmp_path / "rec.json"
+    record.write_text(json.dumps({"CUSTNO": "1", "FULLNAME": "林宁婷", "CIFCREATIONDT": "2021-09-12",
+                                  "TIER": "gold"}, ensure_ascii=False), encoding="utf-8")
+    res = CliRunner().invoke(app, ["mapping", "preview", str(mapping), "--record", str(record), "-c", str(cfg)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.output.splitlines() if "extensions.relationship_start_date" in ln)
+    assert "2021-09-12" not in row and "shown masked (date)" in row
+    tier = next(ln for ln in res.output.splitlines() if "extensions.loyalty_tier" in ln)
+    assert "GOLD" in tier and "masked" not in tier
