@@ -143,3 +143,19 @@ def test_preview_says_an_address_goes_out_in_clear(tmp_path: Path) -> None:
     assert "sent in clear" in city_row and "shown masked (address)" in city_row
     name_row = next(ln for ln in res.output.splitlines() if "Last_Name" in ln)
     assert "sent masked (name)" in name_row and "in clear" not in name_row
+
+
+def test_config_check_names_the_mapping_line_of_a_removed_extension(tmp_path: Path) -> None:
+    from crmbridge.cli.config_cmd import check_job_mappings
+    from crmbridge.config import load_config
+
+    cfg_path = _config(tmp_path, core_extra=EXTENSION_STEP)
+    assert check_job_mappings(load_config(cfg_path)) == []
+    text = cfg_path.read_text(encoding="utf-8")
+    cfg_path.write_text(text[:text.index("canonical:")], encoding="utf-8")
+    core = tmp_path / "core.yaml"
+    line = next(i for i, ln in enumerate(core.read_text(encoding="utf-8").splitlines(), 1)
+                if "extensions.relationship_start_date" in ln)
+    problems = check_job_mappings(load_config(cfg_path))
+    assert len(problems) == 1 and problems[0].startswith(f"jobs.core_to_fx.source_mapping: {core}:{line}: steps[")
+    assert "'relationship_start_date' is not a declared canonical extension" in problems[0]
