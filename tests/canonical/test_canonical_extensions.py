@@ -195,3 +195,13 @@ def test_preview_masks_an_extension_by_its_class(tmp_path: Path) -> None:
     assert "2021-09-12" not in row and "shown masked (date)" in row
     tier = next(ln for ln in res.output.splitlines() if "extensions.loyalty_tier" in ln)
     assert "GOLD" in tier and "masked" not in tier
+
+
+def test_a_party_without_extension_values_serialises_as_before(tmp_path: Path) -> None:
+    load_config(_config(tmp_path))
+    data = json.loads((SAMPLES / "party_individual.json").read_text(encoding="utf-8"))
+    plain = parse_party(data)
+    assert "extensions" not in plain.model_dump() and b"extensions" not in plain.canonical_json()
+    extended = parse_party({**data, "extensions": {"loyalty_tier": "GOLD"}})
+    assert extended.canonical_dict()["extensions"] == {"loyalty_tier": "GOLD"}
+    assert extended.content_hash() != plain.content_hash()
