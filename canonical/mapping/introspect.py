@@ -147,6 +147,9 @@ def _extension_leaf(path: Path) -> _Leaf:
         raise ValueError("extensions.<name> names one declared extension field")
     name = path.ops[1].name
     ext = declared.get(name)
+    if ext is None and not declared:
+        raise ValueError(f"{name!r} is not a declared canonical extension (none are declared: validate with the "
+                         "configuration that declares canonical.extensions, crmbridge mapping validate -c CONFIG)")
     if ext is None:
         raise ValueError(f"{name!r} is not a declared canonical extension (declared: "
                          f"{', '.join(sorted(declared)) or 'none'}); declare it under canonical.extensions in the "

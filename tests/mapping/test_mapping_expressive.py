@@ -179,3 +179,21 @@ def test_schema_covers_the_new_steps_and_transforms() -> None:
     assert {"SelectStep", "FormatStep", "StepCondition"} <= set(defs)
     assert "when" in defs["FieldStep"]["properties"]
     assert {"integer", "to_text"} <= set(defs["TransformCall"]["properties"]["name"]["enum"])
+
+
+def test_when_present_and_not_in(tmp_path: Path) -> None:
+    steps = """\
+  - {type: constant, canonical: segment.tier, value: VIP, when: {vendor: VIPFLAG, present: true}}
+  - {type: field, vendor: BRN, canonical: home_branch.branch_code, when: {vendor: STATUS, not_in: [C, X]}}
+"""
+    m = load_mapping(_write(tmp_path, CORE, steps), profile=target_profile)
+    canon = m.map_in({"CUSTNO": "1", "VIPFLAG": "Y", "BRN": "0101"})
+    assert canon["segment"] == {"tier": "VIP"} and canon["home_branch"] == {"branch_code": "0101"}
+    canon = m.map_in({"CUSTNO": "1", "VIPFLAG": " ", "BRN": "0101", "STATUS": "C"})
+    assert "segment" not in canon and "home_branch" not in canon
+
+
+def test_an_extension_path_without_declarations_says_how_to_load_them(tmp_path: Path) -> None:
+    p = _write(tmp_path, CORE, "  - {type: field, vendor: CIFCREATIONDT, canonical: extensions.since}\n")
+    (msg,) = _problems(p)
+    assert "none are declared" in msg and "mapping validate -c CONFIG" in msg
