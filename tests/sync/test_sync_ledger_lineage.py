@@ -234,3 +234,63 @@ def test_two_way_entries_are_labelled_by_their_direction(env, rt) -> None:  # ty
     if e["payload"] is not None:   # anonymised in place (delete policy deactivate)
         rec = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == out)
         assert e["payload"] == masked_payload({k: rec.get(k) for k in e["payload"]}, fx_m)
+
+
+# ------------------------------------------------------------------------------------------------ size, export
+
+
+def test_a_demo_like_run_keeps_entries_compact_and_its_export_verifies_offline(tmp_path, capsys) -> None:  # type: ignore
+    """100 customers core → Zoho and core ⇄ Fxiaoke, then a round of changes: created/updated entries have a
+    median under 2.5 KB with their payload and answer, and the export passes ``ledger verify`` and the standalone
+    verifier with only the public key."""
+    import statistics
+    import subprocess
+    import sys
+
+    from crmbridge.demo import DemoEnvironment
+    from crmbridge.sync.bootstrap import bootstrap
+    from crmbridge.sync.state.ledger import canonical_json
+
+    with DemoEnvironment(tmp_path / "demo", customers=100, bad_fraction=0.05, seed=7) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            for job in (ONE_WAY, TWO_WAY):
+                assert run_job(rt, job).actions[Action.CREATED] > 0
+            for n in range(30):   # the core changes a segment and an e-mail address
+                env.core.store.touch(custno(n), segment="PRIVATE" if n % 2 else "MASS", email=f"moved{n}@example.com")
+            for job in (ONE_WAY, TWO_WAY):
+                run_job(rt, job)
+            with rt.store.transaction(read_only=True) as tx:
+                raw = [e for e in tx.ledger().iter_entries() if e["action"] in ("created", "updated")]
+        finally:
+            rt.close()
+        kinds = Counter((e["job"], e["action"]) for e in raw)
+        assert kinds[(ONE_WAY, "updated")] and kinds[(TWO_WAY, "updated")] and kinds[(TWO_WAY, "created")], kinds
+        assert all(e["payload"] and e["answer"] for e in raw)
+        sizes = [len(canonical_json(e).encode("utf-8")) for e in raw]
+        assert statistics.median(sizes) <= 2500, (statistics.median(sizes), max(sizes))
+
+        cfg = str(env.config_path)
+        export, pub = tmp_path / "ledger.jsonl", tmp_path / "ledger.pub"
+        assert cli("ledger", "export", "-o", str(export), "-c", cfg) == 0
+        assert cli("ledger", "public-key", "-o", str(pub), "-c", cfg) == 0
+        assert cli("ledger", "verify", "--file", str(export), "--public-key", str(pub), "--require-signed",
+                   "-c", cfg) == 0
+        script = tmp_path / "verify_ledger.py"
+        capsys.readouterr()
+        assert cli("ledger", "verifier") == 0
+        script.write_text(capsys.readouterr().out, encoding="utf-8")
+        ok = subprocess.run([sys.executable, "-I", str(script), str(export), "--public-key", str(pub),
+                             "--require-signed"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        # an edited payload is caught
+        lines = export.read_text(encoding="utf-8").splitlines()
+        i = next(n for n, x in enumerate(lines) if '"payload": {' in x or '"payload":{' in x)
+        lines[i] = lines[i].replace("MASS", "PRIVATE", 1) if "MASS" in lines[i] else lines[i].replace(
+            '"created"', '"updated"', 1)
+        bad = tmp_path / "edited.jsonl"
+        bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        caught = subprocess.run([sys.executable, "-I", str(script), str(bad), "--public-key", str(pub)],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert caught.returncode != 0, caught.stdout
+
