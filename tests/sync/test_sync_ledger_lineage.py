@@ -5,6 +5,7 @@ fields the written side receives."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -294,3 +295,25 @@ def test_a_demo_like_run_keeps_entries_compact_and_its_export_verifies_offline(t
                                 capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert caught.returncode != 0, caught.stdout
 
+
+
+def test_ledger_show_of_a_created_entry_prints_the_payload_sent_and_the_answer(env, rt, capsys) -> None:  # type: ignore
+    import re
+
+    run_job(rt, ONE_WAY)
+    e = next(x for x in entries(rt, ONE_WAY) if x["action"] == "created")
+    rec = env.zoho.record("Contacts", e["target_id"])
+    capsys.readouterr()
+    assert cli("ledger", "show", "--seq", str(e["seq"]), "-c", str(env.config_path)) == 0
+    out = capsys.readouterr().out
+    assert f"source: corebank/Customer/{e['source_id']}" in out
+    assert f"target: zoho_cn/Contacts/{e['target_id']}" in out
+    assert f"sent to zoho_cn/Contacts ({len(e['payload'])} fields, masked):" in out
+    for name, value in e["payload"].items():   # every field sent, one a line, as recorded
+        assert f"    {name}: {json.dumps(value, ensure_ascii=False)}" in out or isinstance(value, dict | list), name
+    assert f'    Party_ID: "{e["party_id"]}"' in out
+    assert f"answer: id {e['target_id']}, status created" in out
+    assert f"correlation id: {e['correlation_id']}" in out
+    assert "zoho_contacts.yaml @ " in out
+    assert rec["Mobile"] and rec["Mobile"] not in out   # the clear mobile Zoho holds is never printed
+    assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", out)
