@@ -18,6 +18,7 @@ from crmbridge.canonical.mapping import load_mapping
 from crmbridge.cli.main import main
 from crmbridge.config import resolve_mapping_path
 from crmbridge.sync.engine import run_job
+from crmbridge.sync.resolution import resolve_conflict
 from crmbridge.sync.state.ledger import Action, decode_entry
 from crmbridge.sync.state.lineage import masked_payload
 
@@ -214,6 +215,18 @@ def test_two_way_entries_are_labelled_by_their_direction(env, rt) -> None:  # ty
     e = one(now, "conflict")
     assert_labelled(rt, e, CORE, FX, source_id=cust[golden], target_id=golden)
     assert e["changed_fields"] == ["name.legal_zh"] and "张三丰" not in str(e)
+
+    # the reviewer keeps the core's name: written to Fxiaoke, the decision ledgered with what was sent
+    with rt.store.transaction(read_only=True) as tx:
+        (conflict,) = tx.list_conflicts(TWO_WAY)
+    mark2 = head(rt)
+    assert resolve_conflict(rt, conflict["id"], take="source", actor="user:reviewer").wrote_to == ["fxiaoke"]
+    e = one(entries(rt, TWO_WAY, mark2), "conflict-resolved")
+    assert_labelled(rt, e, CORE, FX, source_id=cust[golden], target_id=golden)
+    assert_lineage(e, "updated")
+    assert e["changed_fields"] == ["name.legal_zh"] and "张三丰" not in str(e)
+    rec = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == golden)
+    assert e["payload"] == masked_payload({k: rec.get(k) for k in e["payload"]}, fx_m)
 
     e = one(now, "failed")   # dead-lettered: the record read was Fxiaoke's
     assert_labelled(rt, e, FX, CORE, source_id=bad, target_id=cust[bad])
