@@ -168,6 +168,11 @@ def test_two_way_entries_are_labelled_by_their_direction(env, rt) -> None:  # ty
         rec = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == e["target_id"])
         assert e["payload"] == masked_payload({k: rec.get(k) for k in e["payload"]}, fx_m)
         assert e["payload"]["party_id__c"] == e["party_id"]
+        # only what this record was sent: an organisation gets no mobile, a field left out for want of consent
+        # was not received
+        if e["payload"]["party_type__c"] == "ORGANISATION":
+            assert "contact_points[type=MOBILE].value" not in e["changed_fields"]
+        assert ("contact_points[type=EMAIL].value" in e["changed_fields"]) == ("email" in e["payload"])
 
     # the CRM reports its new records back: each an echo, read from Fxiaoke, nothing carried to the core
     mark = head(rt)
