@@ -253,6 +253,13 @@ def test_two_way_entries_are_labelled_by_their_direction(env, rt) -> None:  # ty
     if e["payload"] is not None:   # anonymised in place (delete policy deactivate)
         rec = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == out)
         assert e["payload"] == masked_payload({k: rec.get(k) for k in e["payload"]}, fx_m)
+    # the core changes the erased customer: suppressed, labelled with the core record read
+    env.core.store.touch(cust[out], segment="PRIVATE")
+    mark = head(rt)
+    run_job(rt, TWO_WAY)
+    e = one(entries(rt, TWO_WAY, mark), "suppressed-erased")
+    assert (e["source_system"], e["source_object"], e["source_id"]) == (*CORE, cust[out])
+    assert (e["target_system"], e["target_object"]) == FX and e["party_id"] == pid
 
 
 # ------------------------------------------------------------------------------------------------ size, export
