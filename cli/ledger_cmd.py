@@ -234,10 +234,30 @@ def _print_values(entries: list[dict[str, Any]], clear: dict[int, Any] | None = 
                 console.print(f"  {path}: {before!r} → {after!r} (clear)", highlight=False, markup=False)
             else:
                 console.print(f"  {path}: {before!r} → {after!r}", highlight=False, markup=False)
-        for key, label in (("payload", "sent"), ("answer", "answer"), ("mapping_versions", "mappings")):
-            if e.get(key) is not None:
-                console.print(f"  {label}: {canonical_json(e[key])}", highlight=False, markup=False,
-                              soft_wrap=True)
+        _print_lineage(e)
+
+
+def _shown(value: Any) -> str:
+    """A stored payload or answer value as JSON text (masked when it was written: shown as stored)."""
+    return canonical_json(value) if isinstance(value, dict | list) else json.dumps(value, ensure_ascii=False)
+
+
+def _print_lineage(e: dict[str, Any]) -> None:
+    """What a write sent (one vendor field a line, masked as stored), what the vendor answered, which mappings."""
+    def out(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    payload, answer, versions = e.get("payload"), e.get("answer"), e.get("mapping_versions")
+    if payload is not None:
+        where = "/".join(str(x) for x in (e.get("target_system"), e.get("target_object")) if x)
+        out(f"  sent{' to ' + where if where else ''} ({len(payload)} fields, masked):")
+        for name, value in payload.items():
+            out(f"    {name}: {_shown(value)}")
+    if answer is not None:
+        out("  answer: " + (", ".join(f"{k} {_shown(v) if k == 'message' else v}" for k, v in answer.items())
+                            or "(none)"))
+    if versions:
+        out("  mappings: " + ", ".join(f"{name} @ {digest}" for name, digest in versions.items()))
 
 
 @ledger_app.command("history")

@@ -15,10 +15,11 @@ from crmbridge.adapters.base import WriteItem, WriteStatus
 from crmbridge.canonical.model import parse_party
 from crmbridge.core.errors import ConfigurationError, ConflictError, CrmBridgeError
 from crmbridge.sync.bootstrap import Runtime
-from crmbridge.sync.engine import echo_hash, masked_value, path_filter, snapshot_row
+from crmbridge.sync.engine import correlation_id, echo_hash, masked_value, new_call_id, path_filter, snapshot_row
 from crmbridge.sync.merge import flatten, unflatten
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.ledger_trust import publish_configured
+from crmbridge.sync.state.lineage import write_lineage
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 
@@ -74,16 +75,23 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
     flat[path] = chosen
     party = parse_party({**unflatten(flat), "party_id": str(uuid.UUID(pid))})
     wrote: list[str] = []
+    # each write's lineage for the ledger: (written to the job's target?, its mapping, item, answer, correlation id)
+    sent: list[tuple[bool, Any, WriteItem, Any, str]] = []
     if values["target"].get(path) != chosen and t_ext:
-        r = tgt.write(job.target_object, [WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2],
-                                                    key_field=tmap.spec.key_field)])[0]
+        item = WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2], key_field=tmap.spec.key_field)
+        call = new_call_id()
+        r = tgt.write(job.target_object, [item])[0]
         _check(r.status, r.error, job.target_system)
         wrote.append(job.target_system)
+        sent.append((True, tmap, item, r, correlation_id(r, call)))
     if values["source"].get(path) != chosen and s_ext and path_filter(smap.owned_canonical_paths("out"))(path):
-        r = src.write(job.source_object, [WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
-                                                    expected_version=s_read.version if s_read else None)])[0]
+        item = WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
+                         expected_version=s_read.version if s_read else None)
+        call = new_call_id()
+        r = src.write(job.source_object, [item])[0]
         _check(r.status, r.error, job.source_system)
         wrote.append(job.source_system)
+        sent.append((False, smap, item, r, correlation_id(r, call)))
     key = rt.indexer().field_key("content-hash")
     t_paths = path_filter(tmap.owned_canonical_paths("in"))
     canonical = party.canonical_dict()
@@ -96,13 +104,30 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
             raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
         ptype = str(party.party_type)
         ledger = tx.ledger(rt.signer, cipher=rt.cipher)
-        ledger.append([LedgerEntryIn(
-            action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid, source_system=job.source_system,
-            source_object=job.source_object, target_system=job.target_system, target_object=job.target_object,
-            changed_fields=[path], before={path: masked_value(path, values["target"].get(path), ptype)},
-            after={path: masked_value(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
-            actor=actor,
-            reason=f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}")])
+        reason = f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}"
+        s_id, t_id = (s_ext[0][2] if s_ext else None), (t_ext[0][2] if t_ext else None)
+        source = {"system": job.source_system, "object": job.source_object, "id": s_id}
+        target = {"system": job.target_system, "object": job.target_object, "id": t_id}
+        entries = []
+        # the decision carries its first write's lineage; a second write (--take value) is an entry of its own,
+        # each labelled in the direction it went
+        for n, (to_target, mapping, item, answer, cid) in enumerate(sent):
+            frm, to = (source, target) if to_target else (target, source)
+            entries.append(LedgerEntryIn(
+                action=Action.CONFLICT_RESOLVED if n == 0 else Action.UPDATED, job=row["job"], party_id=pid,
+                **{f"{k}_{f}": v for k, side in (("source", frm), ("target", to)) for f, v in side.items()},
+                mapping_version=mapping.version_hash, actor=actor, reason=reason, **write_lineage(
+                    mapping=mapping, payload=item.payload, result=answer, party_type=ptype, correlation_id=cid,
+                    changed={path: (values["target" if to_target else "source"].get(path), chosen)},
+                    mappings=(smap, tmap))))
+        if not entries:
+            entries.append(LedgerEntryIn(
+                action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid,
+                **{f"{k}_{f}": v for k, side in (("source", source), ("target", target)) for f, v in side.items()},
+                changed_fields=[path], before={path: masked_value(path, values["target"].get(path), ptype)},
+                after={path: masked_value(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
+                actor=actor, reason=reason))
+        ledger.append(entries)
         ledger.checkpoint()   # the decision is signed now, not at the next run's end
     publish_configured(rt.config, rt.store.engine)
     return Resolution(conflict_id, path, wrote)

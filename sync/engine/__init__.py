@@ -39,7 +39,14 @@ from crmbridge.sync.engine.hashing import (
 from crmbridge.sync.engine.identity import identity_keys, index_identities, match_party, match_value
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease, new_holder
 from crmbridge.sync.engine.oneway import CLOSED_STAGES
-from crmbridge.sync.engine.records import DEAD_LETTER_BACKOFF, TOMBSTONE, masked_value, snapshot_row
+from crmbridge.sync.engine.records import (
+    DEAD_LETTER_BACKOFF,
+    TOMBSTONE,
+    correlation_id,
+    masked_value,
+    new_call_id,
+    snapshot_row,
+)
 from crmbridge.sync.engine.runner import (
     CLOCK_AHEAD_WARN_SECONDS,
     SUSPICIOUS_DROP_FROM,
@@ -72,6 +79,7 @@ __all__ = [
     "anonymised_payload",
     "batched",
     "content",
+    "correlation_id",
     "echo_hash",
     "effective_batch_size",
     "identity_keys",
@@ -81,6 +89,7 @@ __all__ = [
     "masked_value",
     "match_party",
     "match_value",
+    "new_call_id",
     "new_holder",
     "parse_iso",
     "path_filter",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from crmbridge.adapters.base import Adapter, RawRecord, WriteItem
+from crmbridge.adapters.base import Adapter, RawRecord, WriteItem, WriteResult
 from crmbridge.canonical.mapping import Mapping
 from crmbridge.canonical.model import Party
 from crmbridge.config import JobConfig
@@ -64,6 +64,8 @@ class Decision:
     echo_hash: str | None = None             # two-way: hash of the fields read back from the target
     origin: Literal["source", "target"] = "source"   # the side ``raw`` was read from
     outcome: str | None = None               # a silent decision's outcome (report.OUTCOMES); else from ``action``
+    result: WriteResult | None = None        # the vendor's answer to ``item`` (or to its delete), for the ledger
+    correlation_id: str | None = None        # the id of the write call that carried it (see records.correlation_id)
 
     def quiet(self, outcome: str) -> Decision:
         """Nothing to record for this record (no ledger entry): it ends as ``outcome``."""

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from crmbridge.adapters.base import RawRecord, WriteItem, WriteStatus
+from crmbridge.adapters.base import RawRecord, WriteItem, WriteResult, WriteStatus
 from crmbridge.canonical.model import Party, parse_party
 from crmbridge.core.errors import RecordError
 from crmbridge.sync.engine.base import RunnerBase
 from crmbridge.sync.engine.context import Decision, RunContext, Side
 from crmbridge.sync.engine.hashing import record_hash
+from crmbridge.sync.engine.records import correlation_id, new_call_id
 from crmbridge.sync.engine.stream import count_reads
 from crmbridge.sync.state.db import chunked
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+from crmbridge.sync.state.lineage import write_lineage
 from crmbridge.sync.state.store import StoreTx
 
 __all__ = ["ERASED_NAME", "Erasure", "anonymised_payload"]
@@ -123,9 +125,13 @@ class Erasure(RunnerBase):
             return
         for chunk in chunked(pending, job.batch_size):
             outcomes: list[tuple[dict[str, Any], str, str | None]] = []
+            # key id -> (payload sent or None, the vendor's answer, correlation id): the entries' lineage
+            sent: dict[Any, tuple[Any, WriteResult, str]] = {}
+            call = new_call_id()
             if how == "delete":
                 results = tgt.adapter.delete(tgt.object, [p["external_id"] for p in chunk])
                 for p, r in zip(chunk, results, strict=True):
+                    sent[p["key_id"]] = (None, r, correlation_id(r, call))
                     if r.status is WriteStatus.DELETED:
                         outcomes.append((p, "deleted", None))
                     elif tgt.adapter.get(tgt.object, p["external_id"]) is None:
@@ -146,7 +152,8 @@ class Erasure(RunnerBase):
                     items.append((p, WriteItem(key=p["party_id"], payload=payload, external_id=p["external_id"],
                                                key_field=tgt.mapping.spec.key_field, duplicate_search=False)))
                 results = tgt.adapter.write(tgt.object, [i for _, i in items]) if items else []
-                for (p, _), r in zip(items, results, strict=True):
+                for (p, item), r in zip(items, results, strict=True):
+                    sent[p["key_id"]] = (item.payload, r, correlation_id(r, call))
                     ok = r.status in (WriteStatus.UPDATED, WriteStatus.UNCHANGED, WriteStatus.CREATED)
                     outcomes.append((p, "deactivated", None) if ok else
                                     (p, "failed", f"{r.error.code if r.error else 'rejected'}: {r.error}"))
@@ -167,11 +174,16 @@ class Erasure(RunnerBase):
                     done = {"deleted": "deleted at the target", "gone": "already gone from the target",
                             "deactivated": "anonymised and closed at the target"}.get(outcome, f"not propagated: "
                                                                                              f"{error}")
+                    payload, answer, cid = sent.get(p["key_id"], (None, None, None))
                     entries.append(LedgerEntryIn(
                         action=Action.FAILED if outcome == "failed" else Action.DELETED, run_id=str(ctx.run_id),
                         job=ctx.name, target_system=tgt.system, target_object=tgt.object,
                         target_id=p["external_id"], party_id=p["party_id"], actor=ctx.actor,
-                        reason=f"erasure (PIPL Art. 47), delete policy {job.delete_policy}: {done}"))
+                        mapping_version=tgt.mapping.version_hash,
+                        reason=f"erasure (PIPL Art. 47), delete policy {job.delete_policy}: {done}",
+                        **write_lineage(mapping=tgt.mapping, payload=payload, result=answer,
+                                        party_type=p.get("party_type"), correlation_id=cid,
+                                        mappings=(ctx.source.mapping, tgt.mapping))))
                 tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
             self._breaker(ctx, tgt)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -17,9 +18,10 @@ from crmbridge.sync.engine.context import CursorState, Decision, RunContext, Sid
 from crmbridge.sync.merge import diff, flatten
 from crmbridge.sync.report import PlannedChange, outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+from crmbridge.sync.state.lineage import write_lineage
 from crmbridge.sync.state.store import StoreTx
 
-__all__ = ["DEAD_LETTER_BACKOFF", "TOMBSTONE", "masked_value", "snapshot_row"]
+__all__ = ["DEAD_LETTER_BACKOFF", "TOMBSTONE", "correlation_id", "masked_value", "new_call_id", "snapshot_row"]
 
 #: when a failed record is tried again
 DEAD_LETTER_BACKOFF = timedelta(minutes=5)
@@ -30,6 +32,19 @@ TOMBSTONE = "tombstone"
 def snapshot_row(party_id: str, system: str, obj: str) -> dict[str, str]:
     """The columns a snapshot's sealed blob is bound to (:meth:`StoreTx.seal` / :meth:`StoreTx.unseal`)."""
     return {"party_id": party_id, "system": system, "object": obj}
+
+
+def new_call_id() -> str:
+    """The id crmbridge gives one write call (``Adapter.write``/``delete`` of a batch) for the ledger: the adapters'
+    answers carry no vendor request id, so the entries of one call share this one."""
+    return str(uuid.uuid4())
+
+
+def correlation_id(result: WriteResult | None, call_id: str) -> str:
+    """A write's correlation id in the ledger: the vendor's request id when its answer carries one (a
+    ``request_id`` on the result), else the id of the write call that carried it (:func:`new_call_id`)."""
+    rid = getattr(result, "request_id", None)
+    return str(rid) if rid else call_id
 
 
 def masked_value(path: str, value: Any, party_type: str | None) -> str | None:
@@ -89,9 +104,11 @@ class Recording(RunnerBase):
     def _write(self, ctx: RunContext, decisions: list[Decision]) -> None:
         tgt = ctx.target
         pending = [d for d in decisions if d.item is not None]
+        call = new_call_id()
         results: list[WriteResult] = tgt.adapter.write(tgt.object, [d.item for d in pending]) if pending else []
         self._breaker(ctx, tgt)
         for d, r in zip(pending, results, strict=True):
+            d.result, d.correlation_id = r, correlation_id(r, call)   # kept until the ledger entry is built
             d.target_id = r.external_id or d.target_id
             if d.action is Action.DELETED:        # a deactivation
                 if r.status in (WriteStatus.FAILED, WriteStatus.CONFLICT):
@@ -108,8 +125,10 @@ class Recording(RunnerBase):
                 d.error = r.error or RecordError("the target refused the record", code="rejected")
         deletes = [d for d in decisions if d.action is Action.DELETED and d.item is None and d.target_id]
         if deletes and ctx.job.delete_policy == "propagate":
+            call = new_call_id()
             outcome = tgt.adapter.delete(tgt.object, [d.target_id or "" for d in deletes])
             for d, r in zip(deletes, outcome, strict=True):
+                d.result, d.correlation_id = r, correlation_id(r, call)
                 if r.status is WriteStatus.FAILED:
                     d.action, d.stage = Action.FAILED, "delete"
                     d.error = r.error or RecordError("the target refused the delete", code="rejected")
@@ -127,8 +146,9 @@ class Recording(RunnerBase):
         if not ctx.dry_run and ctx.run_id and ctx.track_progress:
             tx.note_run_progress(ctx.run_id, {**ctx.report.counts(), "batches": ctx.batches})
 
-    def _record(self, tx: StoreTx, ctx: RunContext, d: Decision) -> list[LedgerEntryIn]:
-        """Store one decision's outcome; returns its ledger entries."""
+    def _record(self, tx: StoreTx, ctx: RunContext, d: Decision,
+                ids: tuple[str | None, str | None] | None = None) -> list[LedgerEntryIn]:
+        """Store one decision's outcome; returns its ledger entries (``ids``: see :meth:`_entry`)."""
         src, tgt, rt = ctx.source, ctx.target, self.rt
         if d.action is None:
             raise FatalSyncError(f"internal: no decision for {src.system} record {d.raw.external_id}")
@@ -139,7 +159,7 @@ class Recording(RunnerBase):
                 # a write whose outcome is unknown keeps its intent pending: it is looked up before it is repeated
                 tx.complete_write_intent(d.intent_id, failed=True)
             err = d.error
-            return [self._entry(ctx, d, reason=f"{d.stage}: {err.code if err else 'error'}: {err}")]
+            return [self._entry(ctx, d, reason=f"{d.stage}: {err.code if err else 'error'}: {err}", ids=ids)]
         self._resolve_letters(tx, ctx, d.raw)
         if d.party_id is not None and not d.raw.deleted:
             # the source side: the keyed hash of what was read, for the overlap dedupe
@@ -164,7 +184,7 @@ class Recording(RunnerBase):
             tx.add_conflict(ctx.name, d.party_id, ["*"], run_id=ctx.run_id or None)
         if d.intent_id is not None:
             tx.complete_write_intent(d.intent_id, external_id=d.target_id)
-        return [self._entry(ctx, d, reason=d.reason)]
+        return [self._entry(ctx, d, reason=d.reason, ids=ids)]
 
     def _dead_letter(self, tx: StoreTx, ctx: RunContext, d: Decision) -> None:
         src = ctx.target if d.origin == "target" else ctx.source
@@ -195,28 +215,40 @@ class Recording(RunnerBase):
 
     def _entry(self, ctx: RunContext, d: Decision, *, reason: str | None = None,
                changed: dict[str, tuple[Any, Any]] | None = None,
-               direction: Literal["to_target", "to_source"] = "to_target") -> LedgerEntryIn:
+               direction: Literal["to_target", "to_source"] | None = None,
+               ids: tuple[str | None, str | None] | None = None) -> LedgerEntryIn:
+        """The ledger entry of one decision.
+
+        ``direction`` says which way it went: ``to_target`` (the job's source → its target) or ``to_source``;
+        by default the way of the record read (``d.origin``: a record read from the target goes ``to_source``).
+        ``ids`` is the party's id at (the job's source, the job's target); by default the record read's id on its
+        side and ``d.target_id``. A write's entry carries its lineage (:func:`write_lineage`): the masked payload
+        sent, the vendor's answer, the correlation id, only the changed fields the written side receives."""
         src, tgt = ctx.source, ctx.target
+        if direction is None:
+            direction = "to_source" if d.origin == "target" else "to_target"
+        if ids is None:
+            ids = (d.raw.external_id, d.target_id) if d.origin == "source" else (None, d.raw.external_id)
+        frm, to = (src, tgt) if direction == "to_target" else (tgt, src)
+        from_id, to_id = ids if direction == "to_target" else (ids[1], ids[0])
         if changed is None:
             changed = {}
             if d.canonical is not None and d.action in (Action.CREATED, Action.UPDATED, Action.DELETED):
                 changed = diff(d.previous or {}, flatten(d.canonical))
         ptype = str(d.party.party_type) if d.party is not None else None
+        # an empty side is left out (the changed field list says which changed): a created record's "before"
+        # was a null for every field; the clear diff only under a party's key
+        lineage = write_lineage(
+            mapping=to.mapping, payload=d.item.payload if d.item is not None else None, result=d.result,
+            changed=changed, party_type=ptype, correlation_id=d.correlation_id,
+            mappings=(src.mapping, tgt.mapping), diff=bool(d.party_id))
+        if not lineage.get("diff"):
+            lineage.pop("diff", None)
         return LedgerEntryIn(
             action=d.action or Action.FAILED, run_id=str(ctx.run_id), job=ctx.name,
-            source_system=src.system if direction == "to_target" else tgt.system,
-            source_object=src.object if direction == "to_target" else tgt.object,
-            source_id=d.raw.external_id,
-            target_system=tgt.system if direction == "to_target" else src.system,
-            target_object=tgt.object if direction == "to_target" else src.object,
-            target_id=d.target_id, party_id=d.party_id, changed_fields=sorted(changed),
-            # an empty side is left out (the changed field list says which changed): a created record's "before"
-            # was a null for every field, a fifth of the ledger's size
-            before={p: masked_value(p, b, ptype) for p, (b, _a) in changed.items() if b is not None},
-            after={p: masked_value(p, a, ptype) for p, (_b, a) in changed.items() if a is not None},
-            diff={p: [b, a] for p, (b, a) in changed.items()} if changed and d.party_id else None,
-            mapping_version=(tgt if direction == "to_target" else src).mapping.version_hash,
-            actor=ctx.actor, reason=reason)
+            source_system=frm.system, source_object=frm.object, source_id=from_id,
+            target_system=to.system, target_object=to.object, target_id=to_id, party_id=d.party_id,
+            mapping_version=to.mapping.version_hash, actor=ctx.actor, reason=reason, **lineage)
 
     def _plan(self, ctx: RunContext, decisions: list[Decision]) -> None:
         """Dry run: count what would happen, keep masked field diffs, count the write calls."""

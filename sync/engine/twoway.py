@@ -20,7 +20,7 @@ from crmbridge.core.errors import RecordError
 from crmbridge.sync.engine.context import BatchKind, Decision, RunContext, Side
 from crmbridge.sync.engine.hashing import content, echo_hash, path_filter, payload_hash, record_hash, watermark_of
 from crmbridge.sync.engine.oneway import OneWay
-from crmbridge.sync.engine.records import TOMBSTONE, masked_value, snapshot_row
+from crmbridge.sync.engine.records import TOMBSTONE, correlation_id, masked_value, new_call_id, snapshot_row
 from crmbridge.sync.engine.stream import count_reads, reading
 from crmbridge.sync.merge import ConflictPolicy, MergeResult, flatten, merge_unseen, three_way_merge, unflatten
 from crmbridge.sync.report import PlannedChange
@@ -184,8 +184,14 @@ class TwoWay(OneWay):
         if ctx.dry_run:
             self._plan_merges(ctx, m)
             return
+        t_call, s_call = new_call_id(), new_call_id()
         t_results = tgt.adapter.write(tgt.object, [d.item for d, _ in m.to_target if d.item]) if m.to_target else []
         s_results = src.adapter.write(src.object, [d.item for d, _ in m.to_source if d.item]) if m.to_source else []
+        # each decision keeps its write's answer until its ledger entry is built
+        for (d, _), r in zip(m.to_target, t_results, strict=True):
+            d.result, d.correlation_id = r, correlation_id(r, t_call)
+        for (d, _), r in zip(m.to_source, s_results, strict=True):
+            d.result, d.correlation_id = r, correlation_id(r, s_call)
         outcome_t = {d.party_id: r for (d, _), r in zip(m.to_target, t_results, strict=True)}
         outcome_s = {d.party_id: (d, r, f) for (d, f), r in zip(m.to_source, s_results, strict=True)}
         with self.rt.store.transaction() as tx:
@@ -316,9 +322,10 @@ class TwoWay(OneWay):
         review; what was read and what is now synced, if every write went through."""
         pid = d.party_id or ""
         n = count_reads(*m.reads[pid])
+        ids = self._merge_ids(tx, ctx, m, d)
         if d.action is Action.FAILED:
             ctx.report.count("dead_lettered", n)
-            return self._record(tx, ctx, d)
+            return self._record(tx, ctx, d, ids)
         note = RECOVERED if pid in m.recovered_intents else None
         entries: list[LedgerEntryIn] = []
         written: list[tuple[Decision, WriteResult, dict[str, Any], Literal["to_target", "to_source"]]] = []
@@ -329,7 +336,7 @@ class TwoWay(OneWay):
             written.append((ds, r, f, "to_source"))
         ok, refused = True, []
         for dw, r, moved, direction in written:
-            entries.append(self._outcome_entry(ctx, dw, r, moved, direction, note))
+            entries.append(self._outcome_entry(ctx, dw, r, moved, direction, note, ids))
             ok = ok and r.status in _WRITTEN
             if r.status is WriteStatus.FAILED:
                 refused.append((dw, r))
@@ -338,12 +345,14 @@ class TwoWay(OneWay):
         ctx.report.count("dead_lettered" if refused else "conflict" if conflicts or not ok
                          else "updated" if moves["to_target"] or moves["to_source"]
                          else "echo" if d.reason else "unchanged", n)
-        entries.extend(self._record_conflicts(tx, ctx, d, conflicts))
+        entries.extend(self._record_conflicts(tx, ctx, d, conflicts, ids))
         if not moves["to_target"] and not moves["to_source"] and not conflicts:
             quiet = Action.SKIPPED_ECHO if d.reason else Action.SKIPPED_UNCHANGED
             ctx.report.actions[quiet] += 1
+            # labelled the way of the record read: an echo is the target's record coming back
             entries.append(self._entry(ctx, Decision(d.raw, action=quiet, party_id=pid, target_id=d.target_id),
-                                       reason=d.reason or "no change to carry"))
+                                       reason=d.reason or "no change to carry", ids=ids,
+                                       direction="to_target" if m.reads[pid][0] is not None else "to_source"))
         if ok:
             self._record_synced(tx, ctx, m, d)
         return entries
@@ -359,8 +368,22 @@ class TwoWay(OneWay):
         letter.raw_hash = record_hash(letter.raw, ctx.hash_key)
         self._dead_letter(tx, ctx, letter)
 
-    def _record_conflicts(self, tx: StoreTx, ctx: RunContext, d: Decision, conflicts: list[Any]
-                          ) -> list[LedgerEntryIn]:
+    def _merge_ids(self, tx: StoreTx, ctx: RunContext, m: _Merge, d: Decision) -> tuple[str | None, str | None]:
+        """The party's record id at the job's source and at its target, for the labels of its ledger entries."""
+        src, tgt, pid = ctx.source, ctx.target, d.party_id or ""
+        raw_s, raw_t = m.reads[pid]
+        s_id = raw_s.external_id if raw_s is not None else None
+        t_id = d.target_id or (raw_t.external_id if raw_t is not None else None)
+        if s_id is None:
+            linked = tx.xrefs_for_party(pid, src.system, src.object)
+            s_id = linked[0][2] if linked else None
+        if t_id is None:
+            linked = tx.xrefs_for_party(pid, tgt.system, tgt.object)
+            t_id = linked[0][2] if linked else None
+        return s_id, t_id
+
+    def _record_conflicts(self, tx: StoreTx, ctx: RunContext, d: Decision, conflicts: list[Any],
+                          ids: tuple[str | None, str | None] = (None, None)) -> list[LedgerEntryIn]:
         """Each conflict to the review queue (its values sealed), with its ledger entry."""
         src, tgt, pid = ctx.source, ctx.target, d.party_id or ""
         entries = []
@@ -373,8 +396,8 @@ class TwoWay(OneWay):
                    for k, v in (("base", c.base), ("source", c.source), ("target", c.target))})
             entries.append(LedgerEntryIn(
                 action=Action.CONFLICT, run_id=str(ctx.run_id), job=ctx.name, source_system=src.system,
-                source_object=src.object, target_system=tgt.system, target_object=tgt.object,
-                target_id=d.target_id, party_id=pid, changed_fields=[c.path],
+                source_object=src.object, source_id=ids[0], target_system=tgt.system, target_object=tgt.object,
+                target_id=ids[1] or d.target_id, party_id=pid, changed_fields=[c.path],
                 before={c.path: masked_value(c.path, c.source, None)},
                 after={c.path: masked_value(c.path, c.target, None)},
                 actor=ctx.actor, reason=f"conflict {cid}: {c.reason}, waiting for review"))
@@ -407,7 +430,8 @@ class TwoWay(OneWay):
                                  record_hash=record_hash(raw, ctx.hash_key), version=raw.version)
 
     def _outcome_entry(self, ctx: RunContext, d: Decision, r: WriteResult, moved: dict[str, Any],
-                       direction: Literal["to_target", "to_source"], note: str | None = None) -> LedgerEntryIn:
+                       direction: Literal["to_target", "to_source"], note: str | None = None,
+                       ids: tuple[str | None, str | None] | None = None) -> LedgerEntryIn:
         base = d.previous or {}
         changed = {p: (base.get(p), v) for p, v in moved.items()}
         if r.status in (WriteStatus.UPDATED, WriteStatus.CREATED, WriteStatus.UNCHANGED):
@@ -417,6 +441,6 @@ class TwoWay(OneWay):
         else:
             d.action, reason = Action.FAILED, f"{r.error.code if r.error else 'rejected'}: {r.error}"
         ctx.report.actions[d.action] += 1
-        return self._entry(ctx, d, reason=reason, changed=changed, direction=direction)
+        return self._entry(ctx, d, reason=reason, changed=changed, direction=direction, ids=ids)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from crmbridge.canonical.masking import mask_canonical, mask_vendor_payload
 from crmbridge.core.logsafe import mask_text
+from crmbridge.core.paths import path_locations
 
 __all__ = ["mapping_versions", "masked_payload", "only_received", "received_paths", "vendor_answer",
            "write_lineage"]
@@ -49,9 +50,21 @@ def vendor_answer(result: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def received_paths(mapping: Any) -> list[str]:
-    """The canonical paths a target mapping sends (selectors included; the key field's ``party_id`` too)."""
-    paths = list(mapping.owned_canonical_paths("out"))
+def received_paths(mapping: Any, party_type: str | None = None,
+                   payload: Mapping[str, Any] | None = None) -> list[str]:
+    """The canonical paths a target mapping sends (selectors included; the key field's ``party_id`` too); with
+    ``party_type``, only those of the steps that run for that type (an organisation's record gets no mobile); with
+    the ``payload`` sent, only those of the steps whose vendor field is in it (a field left out for want of
+    consent was not received)."""
+    steps = getattr(getattr(mapping, "spec", None), "steps", None)
+    if (party_type is not None or payload is not None) and steps is not None:
+        def sent(step: Any) -> bool:
+            return payload is None or any(path_locations(payload, vp) for vp in step.vendor_paths())
+
+        paths = [p.text for s in steps if s.runs("out") and (party_type is None or s.applies_to(party_type))
+                 and sent(s) for p in s.canonical_paths()]
+    else:
+        paths = list(mapping.owned_canonical_paths("out"))
     if getattr(mapping, "spec", None) is not None and getattr(mapping.spec, "key_field", None):
         paths.append("party_id")
     return list(dict.fromkeys(paths))
@@ -67,9 +80,11 @@ def _covered(path: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
-def only_received(changed: Mapping[str, Any], mapping: Any) -> dict[str, Any]:
-    """``changed`` (canonical path → anything) restricted to the paths ``mapping`` sends to its system."""
-    prefixes = received_paths(mapping)
+def only_received(changed: Mapping[str, Any], mapping: Any, party_type: str | None = None,
+                  payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``changed`` (canonical path → anything) restricted to the paths ``mapping`` sends to its system (for a
+    party of ``party_type``, in ``payload``, when given: see :func:`received_paths`)."""
+    prefixes = received_paths(mapping, party_type, payload)
     return {p: v for p, v in changed.items() if _covered(p, prefixes)}
 
 
@@ -108,7 +123,7 @@ def write_lineage(*, mapping: Any, payload: Mapping[str, Any] | None = None, res
     """
     out: dict[str, Any] = {}
     if changed is not None:
-        kept = only_received(changed, mapping)
+        kept = only_received(changed, mapping, party_type, payload)
         out["changed_fields"] = sorted(kept)
         out["before"] = {p: _masked(p, b, party_type) for p, (b, _a) in kept.items() if b is not None}
         out["after"] = {p: _masked(p, a, party_type) for p, (_b, a) in kept.items() if a is not None}
