@@ -4,7 +4,7 @@ letters, cursor, accounting (see conftest.py for the world they run in)."""
 from __future__ import annotations
 
 import pytest
-from conftest import CORE, CRM, OBJECT, World, person
+from engine_world import CORE, CRM, OBJECT, World, person
 
 from crmbridge.adapters.simulator import Fault
 from crmbridge.core.errors import LeaseHeldError

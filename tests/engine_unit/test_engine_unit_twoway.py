@@ -4,7 +4,7 @@ conflict queued under the manual policy (see conftest.py for the world they run 
 from __future__ import annotations
 
 import pytest
-from conftest import CORE, CRM, OBJECT, World, person
+from engine_world import CORE, CRM, OBJECT, World, person
 
 
 @pytest.fixture
