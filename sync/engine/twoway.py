@@ -145,7 +145,7 @@ class TwoWay(OneWay):
                     fresh.append(raw)
                     continue
                 seen = tx.get_read_hash(ctx.name, side.system, side.object, raw.external_id)
-                if retry or seen is None or seen.record_hash != record_hash(raw, ctx.hash_key):
+                if retry or ctx.rederive or seen is None or seen.record_hash != record_hash(raw, ctx.hash_key):
                     known.append((pid, raw))
                 else:
                     ctx.report.read += 1
