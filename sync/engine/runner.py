@@ -170,6 +170,9 @@ class JobRunner(Versions, TwoWay, Erasure):
                 else:
                     self.prepare_versions(ctx, full_refresh=full_refresh)
                     full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
+                    if job.direction == "two_way" and job.target_mapping in ctx.previous_mappings:
+                        # merges compare canonical states: what the new target mapping changes is pushed apart
+                        self._run_resync(ctx, changed_since=ctx.previous_mappings[job.target_mapping])
                 report.status = "succeeded"
                 self._warn_clock_ahead(report)
                 self.flag_suspicious(report, previous, full_scan)

@@ -33,9 +33,9 @@ from crmbridge.core.errors import ConfigurationError, CrmBridgeError, RecordErro
 from crmbridge.sync.engine.context import Decision, RunContext
 from crmbridge.sync.engine.hashing import payload_hash
 from crmbridge.sync.engine.records import Recording, snapshot_row
-from crmbridge.sync.engine.vendorplan import vendor_changes
+from crmbridge.sync.engine.vendorplan import mapped_out, vendor_changes
 from crmbridge.sync.merge import flatten
-from crmbridge.sync.report import COMPLETED, PlannedChange
+from crmbridge.sync.report import COMPLETED, MappingChange, PlannedChange
 from crmbridge.sync.state.ledger import Action
 from crmbridge.sync.state.store import StoreTx
 
@@ -130,8 +130,12 @@ class Versions(Recording):
             tx.put_job_mappings(ctx.name, versions=current, texts=self._mapping_texts(), pending=None)
 
     # -- resync ----------------------------------------------------------------------------------
-    def _run_resync(self, ctx: RunContext, only_field: str | None = None) -> None:
-        """Re-push every party the job holds at the target from its stored state, in the job's batches."""
+    def _run_resync(self, ctx: RunContext, only_field: str | None = None, *,
+                    changed_since: Mapping | None = None) -> None:
+        """Re-push every party the job holds at the target from its stored state, in the job's batches;
+        ``changed_since``: only those whose payload that mapping version made differs from the current one's (a
+        two-way job's changed target mapping: its merges compare canonical states, which a mapping change leaves
+        as they were)."""
         tgt = ctx.target
         if only_field is not None:
             known = set(tgt.mapping.vendor_fields("out"))
@@ -145,18 +149,19 @@ class Versions(Recording):
             if not pids:
                 return
             after = pids[-1]
-            self._resync_batch(ctx, pids, only_field)
+            self._resync_batch(ctx, pids, only_field, changed_since)
 
-    def _resync_batch(self, ctx: RunContext, pids: list[str], only_field: str | None) -> None:
+    def _resync_batch(self, ctx: RunContext, pids: list[str], only_field: str | None,
+                      changed_since: Mapping | None = None) -> None:
         src, tgt = ctx.source, ctx.target
         with self._tx(ctx) as tx:
             tx.prefetch_parties(pids, snapshots_of=[(tgt.system, tgt.object)],
                                 xrefs_of=[(tgt.system, tgt.object), (src.system, src.object)])
-            decisions = [self._resync_decide(tx, ctx, pid, only_field) for pid in pids]
+            decisions = [self._resync_decide(tx, ctx, pid, only_field, changed_since) for pid in pids]
             self._guard_intents(tx, ctx, decisions)
         ctx.report.read += len(decisions)
         if ctx.dry_run:
-            self._plan_resync(ctx, decisions)
+            self._plan_resync(ctx, decisions, changed_since)
             return
         self._write(ctx, decisions)
         with self.rt.store.transaction() as tx:
@@ -187,7 +192,8 @@ class Versions(Recording):
         if self.progress is not None:
             self.progress(len(decisions))
 
-    def _resync_decide(self, tx: StoreTx, ctx: RunContext, pid: str, only_field: str | None) -> Decision:
+    def _resync_decide(self, tx: StoreTx, ctx: RunContext, pid: str, only_field: str | None,
+                       changed_since: Mapping | None = None) -> Decision:
         src, tgt = ctx.source, ctx.target
         refs = tx.xrefs_for_party(pid, src.system, src.object)
         d = Decision(RawRecord(object=src.object, external_id=refs[0][2] if refs else pid, data={}), party_id=pid)
@@ -208,6 +214,21 @@ class Versions(Recording):
             d.error = exc if isinstance(exc, RecordError) else RecordError(str(exc), code="resync")
             return d
         full = payload
+        if changed_since is not None:
+            try:
+                before = changed_since.map_out(party)
+            except CrmBridgeError:
+                before = None
+            if before == payload:
+                return d.quiet("unchanged")   # this party's payload is the same under both versions
+            fields = vendor_changes(before, payload, tgt.mapping)
+            change = next((c for c in ctx.report.mapping_changes if c.mapping == ctx.job.target_mapping), None)
+            if change is None:
+                change = MappingChange(ctx.job.target_mapping)
+                ctx.report.mapping_changes.append(change)
+            change.records += 1
+            change.fields.update(fields)
+            d.reason = f"mapping {ctx.job.target_mapping} changed"
         if only_field is not None:
             key = tgt.mapping.spec.key_field
             payload = {k: v for k, v in payload.items() if k == key or k == only_field.split(".")[0].split("[")[0]}
@@ -217,12 +238,12 @@ class Versions(Recording):
         d.payload_hash = (payload_hash(full, ctx.hash_key) if ctx.job.direction == "one_way" and only_field is None
                           else snap.written_hash)
         d.previous = flatten(d.canonical)   # the canonical state is what was synced: no field changes
-        d.reason = RESYNC_REASON + (f" (only {only_field})" if only_field else "")
+        d.reason = d.reason or RESYNC_REASON + (f" (only {only_field})" if only_field else "")
         d.item = WriteItem(key=pid, payload=payload, external_id=d.target_id, key_field=tgt.mapping.spec.key_field,
                            duplicate_search=ctx.job.duplicate_search)
         return d
 
-    def _plan_resync(self, ctx: RunContext, decisions: list[Decision]) -> None:
+    def _plan_resync(self, ctx: RunContext, decisions: list[Decision], changed_since: Mapping | None = None) -> None:
         r = ctx.report
         writes = [d for d in decisions if d.item is not None]
         r.planned_write_calls += -(-len(writes) // ctx.target.adapter.max_batch_size) if writes else 0
@@ -235,7 +256,8 @@ class Versions(Recording):
             r.count("updated" if action is Action.UPDATED else "dead_lettered")
             fields: dict[str, Any] = {}
             if d.item is not None:
-                fields = vendor_changes(None, d.item.payload, ctx.target.mapping)
+                before = mapped_out(changed_since, d.canonical, d.party_id) if changed_since is not None else None
+                fields = vendor_changes(before, d.item.payload, ctx.target.mapping)
             r.plan.append(PlannedChange(action=action, source_id=d.raw.external_id, party_id=d.party_id,
                                         reason=d.reason or (f"{d.stage}: {d.error}" if d.error else None),
                                         target_fields=fields))

@@ -163,3 +163,30 @@ def test_resync_two_way_and_its_dry_run(env, rt) -> None:  # type: ignore[no-unt
     assert report.actions[Action.UPDATED] == len(plan.plan)
     assert report.actions[Action.CREATED] == 0
     assert reconcile(rt, "core_fxiaoke").complete
+
+
+def test_a_changed_target_mapping_reaches_a_two_way_job_s_records(env, rt, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    run_job(rt, "core_fxiaoke")
+    synced = {r["_id"] for r in env.fxiaoke.records("AccountObj") if r.get("party_id__c")}
+    copy = tmp_path / "fxiaoke_accountobj.yaml"
+    shutil.copy(PACKAGE_ROOT / "mappings" / "fxiaoke_accountobj.yaml", copy)
+    with copy.open("a", encoding="utf-8") as f:
+        f.write("  - type: field\n    vendor: remark\n    canonical: home_branch.branch_code\n    direction: out\n")
+    cfg = yaml.safe_load(env.config_path.read_text())
+    cfg["jobs"]["core_fxiaoke"]["target_mapping"] = str(copy)
+    env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rt2 = bootstrap(env.config_path)
+    try:
+        plan = run_job(rt2, "core_fxiaoke", dry_run=True)
+        assert [c.fields for c in plan.mapping_changes] == [{"remark"}]
+        assert not any(r.get("remark") for r in env.fxiaoke.records("AccountObj"))
+        report = run_job(rt2, "core_fxiaoke")
+        assert report.status in ("succeeded", "partial"), report.error
+        remarked = [r for r in env.fxiaoke.records("AccountObj") if r.get("remark")]
+        assert remarked and {r["_id"] for r in remarked} <= synced
+        assert plan.mapping_changes[0].records == len(remarked)
+        assert report.actions[Action.CREATED] == 0
+        again = run_job(rt2, "core_fxiaoke")
+        assert again.actions[Action.UPDATED] == 0 and not again.mapping_changes
+    finally:
+        rt2.close()
