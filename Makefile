@@ -18,10 +18,11 @@ $(BIN)/.installed: pyproject.toml uv.lock
 demo: $(BIN)/.installed      ## the main job: a full sync on the built-in simulators, embedded SQLite
 	$(BIN)/crmbridge demo
 
-test: $(BIN)/.installed      ## lint and lock check, then the whole test suite (starts nothing: .ci/run starts the services)
+test: $(BIN)/.installed      ## lint and lock check, then the whole suite: the fast tiers, then the slow tier (starts nothing: .ci/run starts the services)
 	$(BIN)/ruff check .
 	$(BIN)/uv lock --check
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS) || test $$? -eq 5   # 5: PYTEST_ARGS selected no slow test
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

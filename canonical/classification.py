@@ -287,12 +287,24 @@ def policy_for(path: str, model_cls: type[BaseModel] | tuple[type[BaseModel], ..
         KeyError: the path is not a leaf of the model(s).
     """
     tpl = template_path(path)
+    if tpl.startswith("extensions."):
+        return _extension_policy(tpl)
     classes = model_cls if isinstance(model_cls, tuple) else (model_cls,)
     for c in classes:
         pol = field_policies(c).get(tpl)
         if pol is not None:
             return pol
     raise KeyError(f"no canonical field {tpl!r}")
+
+
+def _extension_policy(tpl: str) -> FieldPolicy:
+    """The policy of a declared extension ``extensions.<name>`` (:mod:`crmbridge.canonical.extensions`)."""
+    from crmbridge.canonical.extensions import declared_extensions, extension_policy_meta
+
+    ext = declared_extensions().get(tpl.removeprefix("extensions."))
+    if ext is None:
+        raise KeyError(f"no canonical field {tpl!r} (not a declared extension)")
+    return _policy(tpl, extension_policy_meta(ext))
 
 
 def _walk_instance(obj: BaseModel, prefix: str, policies: Mapping[str, FieldPolicy]
@@ -305,6 +317,16 @@ def _walk_instance(obj: BaseModel, prefix: str, policies: Mapping[str, FieldPoli
 def _walk_value(parent: BaseModel, path: str, tpl: str, value: Any, policies: Mapping[str, FieldPolicy]
                 ) -> Iterator[tuple[str, Any, FieldPolicy]]:
     if value is None:
+        return
+    if tpl == "extensions" and isinstance(value, Mapping):
+        for name, v in value.items():
+            if v is not None:
+                try:
+                    pol = _extension_policy(f"extensions.{name}")
+                except KeyError:    # no longer declared: fail closed (personal, masked, never pushed)
+                    pol = _policy(f"extensions.{name}", {"class": "C2", "treat": "E", "mask": "generic",
+                                                         "crm": "never"})
+                yield f"{path}.{name}", v, pol
         return
     if isinstance(value, BaseModel):
         yield from _walk_instance(value, path + ".", policies)

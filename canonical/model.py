@@ -45,7 +45,17 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from crmbridge.canonical.classification import classified
@@ -672,6 +682,29 @@ class Party(CanonicalModel):
     synced_at: dict[str, UtcDateTime] = classified(default_factory=dict, cls="C1", crm="internal")
     deleted_at: UtcDateTime | None = classified(None, cls="C1")
     version: int = classified(0, cls="C1", crm="internal", ge=0)
+    # declared extension fields (crmbridge.canonical.extensions): each value is classified by its declaration; the
+    # container itself is treated as personal so nothing undeclared is ever shown or pushed in clear
+    extensions: dict[str, Any] = classified(default_factory=dict, cls="C2", treat="E", mask="generic", crm="never",
+                                            description="Declared extension fields (canonical.extensions).")
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # a party without extension values serialises as before extensions existed: content hashes, snapshots and
+        # their field-by-field comparisons of existing records do not change
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("extensions"):
+            data.pop("extensions", None)
+        return data
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _declared_extensions(cls, v: Any) -> dict[str, Any]:
+        from crmbridge.canonical.extensions import validate_extensions
+
+        try:
+            return validate_extensions(v)
+        except ValueError as exc:
+            raise _custom("extension", str(exc), "extensions") from None
 
     _allowed_schemes: ClassVar[frozenset[IdentifierScheme]] = frozenset(IdentifierScheme)
 

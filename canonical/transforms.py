@@ -30,6 +30,8 @@ epoch_ms                    epoch milliseconds → aware UTC datetime          a
 date_array                  Fineract ``[yyyy, m, d]`` → date                 date → ``[yyyy, m, d]``
 decimal (places)            number or numeric string → Decimal               Decimal → string or JSON number
 money (places)              ``¥1,234.50`` → Decimal (2 places)               Decimal → string or JSON number
+integer (output)            ``"0042"`` → 42 (a fraction is an error)         int → number, or text padded to ``width``
+to_text (places)            number → text (``12.5`` → ``"12.50"``)           text → JSON number
 bool                        true/false/Y/N/1/0/是/否 → bool                  bool → configured vendor values
 first                       list → its first element                         value → one-element list
 split_name (part)           ``张三`` → family ``张`` or given ``三``        unchanged
@@ -679,6 +681,57 @@ class MoneyTransform(DecimalTransform):
         if value == "":
             return None
         return self._q(_to_decimal(value, strip_currency=True))
+
+
+@register_transform
+class IntegerTransform(Transform):
+    """Text ↔ whole number. In: ``"0042"``, ``42``, ``"42.0"`` → ``42`` (a fraction is an error); out: the number,
+    or with ``output: string`` its text, zero-padded to ``width`` (``{name: integer, output: string, width: 6}``
+    writes ``000042``)."""
+
+    name: ClassVar[str] = "integer"
+    shorthand: ClassVar[str | None] = "output"
+    output: Literal["number", "string"] = "number"
+    width: int | None = Field(default=None, ge=1, le=40)
+
+    def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
+        if value == "":
+            return None
+        d = _to_decimal(value)
+        if d != d.to_integral_value():
+            raise TransformError("not a whole number")
+        return int(d)
+
+    def to_vendor(self, value: Any, ctx: TransformContext) -> Any:
+        n = self.to_canonical(value, ctx)
+        if n is None or self.output == "number":
+            return n
+        text = str(abs(n)).zfill(self.width or 0)
+        return f"-{text}" if n < 0 else text
+
+
+@register_transform
+class ToText(Transform):
+    """Number ↔ text, for a vendor number held as text in the canonical model. In: ``12345`` → ``"12345"``
+    (``places`` fixes the decimals: ``to_text:2`` gives ``"12.50"``); out: the text back to a JSON number (a text
+    that is not a number is an error)."""
+
+    name: ClassVar[str] = "to_text"
+    shorthand: ClassVar[str | None] = "places"
+    places: int | None = Field(default=None, ge=0, le=12)
+
+    def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
+        if value == "":
+            return None
+        d = _to_decimal(value)
+        if self.places is not None:
+            d = d.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_UP)
+        return format(d, "f")
+
+    def to_vendor(self, value: Any, ctx: TransformContext) -> Any:
+        if value == "":
+            return None
+        return _emit_number(_to_decimal(value), "number")
 
 
 # --------------------------------------------------------------------------------------------------------------

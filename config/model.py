@@ -47,6 +47,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
 from crmbridge.adapters.base import AdapterConfig
+from crmbridge.canonical.c3 import c3_rule
+from crmbridge.canonical.extensions import EXTENSION_NAME, ExtensionField, declare_extensions
 from crmbridge.core.errors import ConfigurationError, SecretError, UnknownAdapterError
 from crmbridge.core.masking import mask
 from crmbridge.core.retry import RetryPolicy
@@ -405,6 +407,22 @@ class JobConfig(_Model):
         return self.target.split(".", 1)[1]
 
 
+class CanonicalConfig(_Model):
+    """Additions to the canonical model: extension fields declared without code (crmbridge.canonical.extensions)."""
+
+    extensions: dict[Annotated[str, Field(pattern=EXTENSION_NAME)], ExtensionField] = Field(
+        default_factory=dict, description="extension fields of the canonical party, by name (extensions.<name> in "
+                                          "mappings)")
+    extensions_file: str | None = Field(None, description=(
+        "a YAML file with more declarations under its own 'extensions:' key (relative to this file)"))
+
+    _from_file: dict[str, ExtensionField] = PrivateAttr(default_factory=dict)
+
+    def declared(self) -> dict[str, ExtensionField]:
+        """Every extension declared here and in ``extensions_file``."""
+        return {**self.extensions, **self._from_file}
+
+
 class CrmBridgeConfig(_Model):
     """The whole configuration file."""
 
@@ -419,6 +437,7 @@ class CrmBridgeConfig(_Model):
     distributed: DistributedConfig | None = None
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    canonical: CanonicalConfig = Field(default_factory=CanonicalConfig)
 
     _source: _Source | None = PrivateAttr(None)
 
@@ -613,10 +632,64 @@ def _parse(data: Any, source: _Source, errors: _Collected) -> CrmBridgeConfig:
     errors.extend(_cross_checks(data, dict(systems_raw) or listed, source, base_dir))
     if config is not None:
         errors.extend(_misplaced_references(config, source))
+        errors.extend(_extensions_file(config, source, base_dir))
     errors.raise_if_any(source)
     assert config is not None
     config._source = source
+    # the extension fields in force: parties validate their extensions and mappings resolve extensions.<name>
+    declare_extensions(config.canonical.declared())
     return config
+
+
+def _extensions_file(config: CrmBridgeConfig, source: _Source, base_dir: Path) -> list[str]:
+    """Load ``canonical.extensions_file``: every problem located in that file (or at the reference)."""
+    out: list[str] = []
+    for name in config.canonical.extensions:
+        if (rule := c3_rule(name)) is not None:
+            out.append(_line(source, ("canonical", "extensions", name), f"the name looks like authentication data "
+                                                                        f"(C3, {rule}), which is never carried"))
+    ref = config.canonical.extensions_file
+    if not ref:
+        return out
+    p = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+    here = ("canonical", "extensions_file")
+    try:
+        raw = read_bounded(p)
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        return [*out, _line(source, here, f"extensions file {p} not found")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [*out, _line(source, here, f"cannot read extensions file {p}: {exc}")]
+    if (too_big := size_problem(len(raw))) is not None:
+        return [*out, _line(source, here, too_big)]
+    file_source = _Source(p)
+    data, errors = _load_yaml(text, file_source)
+    if errors:
+        return [*out, *errors]
+    if not isinstance(data, Mapping) or set(data) - {"extensions"} or not isinstance(data.get("extensions"), Mapping):
+        return [*out, _line(file_source, (), "an extensions file is a mapping with one key, extensions: "
+                                             "{name: {...}}")]
+    found: dict[str, ExtensionField] = {}
+    for name, body in data["extensions"].items():
+        loc: tuple[str | int, ...] = ("extensions", name)
+        if not isinstance(name, str) or not re.match(EXTENSION_NAME, name):
+            out.append(_line(file_source, loc, "invalid name: lower-case letters, digits and _, starting with a "
+                                               "letter"))
+            continue
+        if (rule := c3_rule(name)) is not None:
+            out.append(_line(file_source, loc, f"the name looks like authentication data (C3, {rule}), which is "
+                                               "never carried"))
+            continue
+        if name in config.canonical.extensions:
+            twin = source.where(("canonical", "extensions", name))
+            out.append(_line(file_source, loc, f"{name} is also declared in {twin}"))
+            continue
+        try:
+            found[name] = ExtensionField.model_validate(body)
+        except PydanticValidationError as exc:
+            out.extend(_pydantic_lines(exc, file_source, loc))
+    config.canonical._from_file = found
+    return out
 
 
 def _systems_not_a_mapping(value: Any) -> tuple[str, dict[str, Any]]:

@@ -24,9 +24,9 @@ from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnav
 from crmbridge.sync.security.blindindex import BlindIndexer
 from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
 from crmbridge.sync.state.ledger import LedgerSigner
-from crmbridge.sync.state.store import StateStore, unreachable
+from crmbridge.sync.state.store import StateStore, StoreTx, unreachable
 
-__all__ = ["Runtime", "bootstrap"]
+__all__ = ["Runtime", "archive_mapping", "bootstrap"]
 
 _ALGORITHMS = {"aes-256-gcm": "AES-256-GCM", "sm4-gcm": "SM4-GCM"}
 
@@ -60,9 +60,14 @@ class Runtime:
             return self._adapters[system]
 
     def mapping(self, ref: str) -> Mapping:
+        """The loaded mapping a job references (loaded once per runtime). Its text is archived in the state store
+        the first time (:func:`archive_mapping`), so every version a run used can be shown later."""
         with self._lock:
             if ref not in self._mappings:
-                self._mappings[ref] = load_mapping(self.config.mapping_path(ref), profile=target_profile)
+                m = load_mapping(self.config.mapping_path(ref), profile=target_profile)
+                with _state_database(self.config.state.url), self.store.transaction() as tx:
+                    archive_mapping(tx, m)
+                self._mappings[ref] = m
             return self._mappings[ref]
 
     def indexer(self) -> BlindIndexer:
@@ -77,6 +82,15 @@ class Runtime:
         self._adapters.clear()
         self.store.dispose()
 
+
+
+def archive_mapping(tx: StoreTx, mapping: Mapping) -> bool:
+    """Archive the text of ``mapping``'s version (its ``version_hash``) in the state store, in ``tx``; idempotent.
+    Whether the version was new. :meth:`Runtime.mapping` calls it when a run (or any command) first loads a
+    mapping; call it at run start for a mapping built another way."""
+    text = mapping.text if mapping.text is not None else Path(mapping.path).read_text(encoding="utf-8")
+    return tx.archive_mapping(content_hash=mapping.version_hash, system=mapping.system, obj=mapping.object,
+                              file_name=Path(mapping.path).name, text=text)
 
 
 @contextmanager

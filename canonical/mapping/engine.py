@@ -49,13 +49,16 @@ class Mapping:
         spec: the parsed :class:`MappingSpec`.
         path: the file it came from.
         version_hash: SHA-256 (hex) of the file's bytes, recorded in the ledger with every mapped record.
+        text: the file's text as loaded (``None`` for a mapping built in memory).
         profile: the target system's :class:`TargetProfile` (none given: a CRM, personal data minimised).
     """
 
     def __init__(self, spec: MappingSpec, *, path: str, version_hash: str,
                  lines: dict[tuple[str | int, ...], int] | None = None,
-                 profile: TargetProfile = UNDECLARED) -> None:
+                 profile: TargetProfile = UNDECLARED, text: str | None = None) -> None:
         self.spec = spec
+        #: the file's text as loaded (what ``version_hash`` hashes), archived per version in the state store
+        self.text = text
         self.profile = profile
         self.path = path
         self.version_hash = version_hash
@@ -98,7 +101,7 @@ class Mapping:
             ctx.party_type = step.party_type or self.fixed_party_type
             if step.party_type and self.fixed_party_type and step.party_type != self.fixed_party_type:
                 ctx.error(("party_type",), f"this mapping is for {self.fixed_party_type} parties only")
-            step.compile(ctx)
+            step.compile_all(ctx)
             out.extend((("steps", i, *rel), msg, sev) for rel, msg, sev in ctx.problems)
         ctx.problems = []
         ctx.party_type = self.fixed_party_type
@@ -182,6 +185,9 @@ class Mapping:
         for _, step in self._steps(direction):
             for p in step.vendor_paths():
                 seen.setdefault(p.head)
+            if direction == "in":
+                for p in step.when_vendor_paths():
+                    seen.setdefault(p.head)
         return list(seen)
 
     def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
@@ -245,7 +251,7 @@ class Mapping:
                 rec.modified = mod
             rec.canon["source_refs"] = [ref]
         for i, step in self._steps("in"):
-            if step.applies_to(ptype):
+            if step.applies_to(ptype) and (step.when is None or step.when.holds_in(rec)):
                 rec.step_no = i
                 step.apply_in(rec)
         return rec
@@ -371,7 +377,7 @@ class Mapping:
             if code is not None:
                 rec.put(self._type_rule, code, "party_type", ptype, None)
         for i, step in self._steps("out"):
-            if step.applies_to(ptype):
+            if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
                 rec.step_no = i
                 step.apply_out(rec)
         if rec.problems:

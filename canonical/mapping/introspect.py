@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import types
 import typing
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
@@ -68,6 +70,9 @@ def resolve_canonical(model_cls: type[BaseModel], path: Path) -> _Leaf:
     Raises:
         ValueError: the path does not exist, a selector names an unknown field or an impossible value.
     """
+    if (path.ops and isinstance(path.ops[0], PathKey) and path.ops[0].name == "extensions"
+            and "extensions" in model_cls.model_fields):
+        return _extension_leaf(path)
     current: list[Any] = [model_cls]
     where = model_cls.__name__
     for op in path.ops:
@@ -127,3 +132,27 @@ def resolve_canonical(model_cls: type[BaseModel], path: Path) -> _Leaf:
     if any(_is_model(a) for a in alts):
         raise ValueError(f"{where} is a structure, not a value; map one of its fields")
     return _Leaf(annotation=alts[0] if len(alts) == 1 else alts, allowed=frozenset(allowed) if allowed else None)
+
+
+_EXTENSION_TYPES: dict[str, Any] = {"string": str, "date": dt.date, "datetime": dt.datetime, "decimal": Decimal,
+                                    "integer": int, "boolean": bool, "enum": str}
+
+
+def _extension_leaf(path: Path) -> _Leaf:
+    """``extensions.<name>``: a declared extension field (crmbridge.canonical.extensions)."""
+    from crmbridge.canonical.extensions import declared_extensions
+
+    declared = declared_extensions()
+    if len(path.ops) != 2 or not isinstance(path.ops[1], PathKey):
+        raise ValueError("extensions.<name> names one declared extension field")
+    name = path.ops[1].name
+    ext = declared.get(name)
+    if ext is None and not declared:
+        raise ValueError(f"{name!r} is not a declared canonical extension (none are declared: validate with the "
+                         "configuration that declares canonical.extensions, crmbridge mapping validate -c CONFIG)")
+    if ext is None:
+        raise ValueError(f"{name!r} is not a declared canonical extension (declared: "
+                         f"{', '.join(sorted(declared)) or 'none'}); declare it under canonical.extensions in the "
+                         "configuration, or remove this step")
+    return _Leaf(annotation=_EXTENSION_TYPES[ext.type],
+                 allowed=frozenset(ext.values) if ext.type == "enum" and ext.values else None)

@@ -169,7 +169,8 @@ def check_mapping_file(path: str | FsPath, *, display: str | None = None, profil
     target, unknown = _resolve_profile(profile, spec)
     if unknown is not None:
         problems.append(MappingProblem(file, line_for(lines, ("system",)), "system", unknown))
-    m = Mapping(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines, profile=target)
+    m = Mapping(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines, profile=target,
+                text=text)
     for rel, msg, sev in (*m._compile(), *_semantic(m)):
         if index_map is not None and len(rel) >= 2 and rel[0] == "steps" and isinstance(rel[1], int):
             rel = ("steps", index_map[rel[1]], *rel[2:])

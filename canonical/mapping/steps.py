@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -138,6 +139,88 @@ class _OutRecord:
         self.problems.append((vendor, canonical, message))
 
 
+def _as_text(v: Any) -> str | None:
+    v = plain_value(v)
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v).strip()
+
+
+class StepCondition(BaseModel):
+    """``when:`` on a step: run the step only if a vendor or canonical value matches.
+
+    A ``vendor`` path is read from the vendor record on the way in and from the payload built so far on the way
+    out; a ``canonical`` path from the canonical record built so far on the way in and from the party on the way
+    out. Values compare as trimmed text (``1`` matches ``"1"``, ``true`` matches ``"true"``). Give exactly one of
+    ``equals``, ``in``, ``not_in``, ``present``.
+
+    Example (a passport number only when the ID-type field says so)::
+
+        - type: identifier
+          vendor: ID_NO
+          scheme: PASSPORT
+          direction: in
+          when: {vendor: ID_TYPE, in: ["03", "04"]}
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    vendor: str | None = Field(default=None, description="Vendor path whose value decides.")
+    canonical: str | None = Field(default=None, description="Canonical path whose value decides.")
+    equals: Any = Field(default=None, description="Run when the value equals this.")
+    in_: list[Any] | None = Field(default=None, alias="in", description="Run when the value is one of these.")
+    not_in: list[Any] | None = Field(default=None, description="Run when the value is none of these (or missing).")
+    present: bool | None = Field(default=None, description="true: run when a value is there; false: when not.")
+
+    _path: Path | None = PrivateAttr(default=None)
+    _tests: int = PrivateAttr(default=0)
+
+    def compile(self, ctx: _CompileContext, rel: tuple[str | int, ...]) -> None:
+        if (self.vendor is None) == (self.canonical is None):
+            ctx.error(rel, "when: needs exactly one of vendor or canonical")
+            return
+        given = [k for k in ("equals", "in_", "not_in", "present") if k in self.model_fields_set]
+        if len(given) != 1:
+            ctx.error(rel, "when: needs exactly one of equals, in, not_in, present")
+        if self.vendor is not None:
+            self._path = _compile_path(ctx, (*rel, "vendor"), self.vendor, canonical=False)
+        else:
+            assert self.canonical is not None
+            self._path = _compile_path(ctx, (*rel, "canonical"), self.canonical, canonical=True)
+            leaf = _canonical_leaf(ctx, self._path) if self._path else None
+            values = [self.equals] if "equals" in self.model_fields_set else (self.in_ or self.not_in or [])
+            if leaf and leaf.allowed:
+                for v in values:
+                    if _as_text(v) not in leaf.allowed:
+                        ctx.error((*rel, "equals" if "equals" in self.model_fields_set else
+                                   ("in" if self.in_ is not None else "not_in")),
+                                  f"{v!r} is not a valid {self.canonical} (valid: {', '.join(sorted(leaf.allowed))})")
+
+    def holds(self, value: Any) -> bool:
+        text = _as_text(value)
+        missing = text is None or text == ""
+        if self.present is not None:
+            return self.present != missing
+        if self.not_in is not None:
+            return missing or text not in {_as_text(x) for x in self.not_in}
+        if missing:
+            return False
+        if self.in_ is not None:
+            return text in {_as_text(x) for x in self.in_}
+        return text == _as_text(self.equals)
+
+    def holds_in(self, rec: _InRecord) -> bool:
+        if self._path is None:
+            return True
+        return self.holds(path_get(rec.raw if self.vendor is not None else rec.canon, self._path))
+
+    def holds_out(self, rec: _OutRecord) -> bool:
+        if self._path is None:
+            return True
+        return self.holds(path_get(rec.payload if self.vendor is not None else rec.party, self._path))
+
+
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -145,6 +228,8 @@ class _Step(BaseModel):
     direction: Direction = Field(default="both", description="in (vendor → canonical), out, or both.")
     party_type: PartyTypeName | None = Field(default=None, description=(
         "Run the step only for parties of this type (mappings whose party type is decided per record)."))
+    when: StepCondition | None = Field(default=None, description=(
+        "Run the step only if a vendor or canonical value matches (equals, in, not_in, present)."))
 
     def runs(self, direction: str) -> bool:
         return self.direction in (direction, "both")
@@ -153,8 +238,19 @@ class _Step(BaseModel):
         """Whether the step runs for a party of ``party_type`` (always, unless the step names a type)."""
         return self.party_type is None or party_type is None or plain_value(party_type) == self.party_type
 
+    def compile_all(self, ctx: _CompileContext) -> None:
+        """:meth:`compile` and the ``when:`` condition."""
+        self.compile(ctx)
+        if self.when is not None:
+            self.when.compile(ctx, ("when",))
+
     def compile(self, ctx: _CompileContext) -> None:
         """Parse paths and build transform chains; report problems through ``ctx`` (relative key paths)."""
+
+    def when_vendor_paths(self) -> list[Path]:
+        """The vendor path a ``when:`` reads (the in direction reads it from the record)."""
+        w = self.when
+        return [w._path] if w is not None and w.vendor is not None and w._path is not None else []
 
     def vendor_paths(self) -> list[Path]:
         return []
@@ -723,6 +819,50 @@ class UniquePart(BaseModel):
         "Keep only the last N characters (after the mask). A unique key cut short can collide."))
 
 
+def _compile_part(ctx: _CompileContext, rel: tuple[str | int, ...], part: UniquePart) -> tuple[Path | None, bool]:
+    """Check one part of a built value (unique_masked, format): its path, its mask, the CRM projection.
+    Returns the compiled path and whether the part is a unique key in full."""
+    cpath = _compile_path(ctx, (*rel, "canonical"), part.canonical, canonical=True)
+    if part.mask is not None and part.mask not in MASK_KINDS:
+        ctx.error((*rel, "mask"), f"unknown mask kind {part.mask!r}; known: {', '.join(sorted(MASK_KINDS))}")
+    if cpath is None:
+        return None, False
+    unique = cpath.template() in _UNIQUE_KEYS and part.mask is None and part.last is None
+    if not ctx.profile.is_crm:
+        return cpath, unique
+    proj = _crm_projection(cpath, ctx.party_type)
+    if cpath.template() == "identifiers[].value" and cpath.selector_value("scheme") in _ORG_SCHEMES:
+        proj = "push"
+    if proj in ("never", "derived", "internal"):
+        ctx.error((*rel, "canonical"), f"{cpath.text} is not part of the CRM projection "
+                                       f"({proj}; docs/canonical.md §3): it cannot be part of a value")
+    elif proj == "masked":
+        kind = mask_kind_for(cpath, ctx.party_type) or "generic"
+        if part.mask is None:
+            ctx.error((*rel, "canonical"), f"{cpath.text} is personal data (C2): give the part "
+                                           f"mask: {kind} so only the minimised form goes out")
+        elif part.mask != kind:
+            ctx.error((*rel, "mask"), f"{cpath.text} is masked as {kind} in a CRM projection; "
+                                      f"mask {part.mask!r} may show more of it")
+    return cpath, unique
+
+
+def _part_text(rec: _OutRecord, vpath: Path, part: UniquePart, cpath: Path | None, required: bool) -> str | None:
+    """The text of one part (masked, cut), or None when it is empty (a record problem when ``required``)."""
+    value = plain_value(path_get(rec.party, cpath)) if cpath is not None else None
+    text = "" if value is None else str(value).strip()
+    if not text:
+        if required:
+            rec.problem(vpath.text, part.canonical, "the vendor field is mandatory but this part of its value is "
+                                                    "empty")
+        return None
+    if part.mask is not None:
+        text = mask(part.mask, text)
+    if part.last is not None:
+        text = text[-part.last:]
+    return text
+
+
 #: canonical path templates whose full value is unique per party (what makes a unique_masked value unique)
 _UNIQUE_KEYS = frozenset({"party_id", "source_refs[].system_id"})
 
@@ -782,32 +922,9 @@ class UniqueMaskedStep(_Step):
         self._cpaths = []
         unique = False
         for i, part in enumerate(self.parts):
-            cpath = _compile_path(ctx, ("parts", i, "canonical"), part.canonical, canonical=True)
+            cpath, is_key = _compile_part(ctx, ("parts", i), part)
             self._cpaths.append(cpath)
-            if part.mask is not None and part.mask not in MASK_KINDS:
-                ctx.error(("parts", i, "mask"), f"unknown mask kind {part.mask!r}; known: "
-                                                f"{', '.join(sorted(MASK_KINDS))}")
-            if cpath is None:
-                continue
-            if cpath.template() in _UNIQUE_KEYS and part.mask is None and part.last is None:
-                unique = True
-            if not ctx.profile.is_crm:
-                continue
-            proj = _crm_projection(cpath, ctx.party_type)
-            if (cpath.template() == "identifiers[].value"
-                    and cpath.selector_value("scheme") in _ORG_SCHEMES):
-                proj = "push"
-            if proj in ("never", "derived", "internal"):
-                ctx.error(("parts", i, "canonical"), f"{cpath.text} is not part of the CRM projection "
-                                                     f"({proj}; docs/canonical.md §3): it cannot be part of a value")
-            elif proj == "masked":
-                kind = mask_kind_for(cpath, ctx.party_type) or "generic"
-                if part.mask is None:
-                    ctx.error(("parts", i, "canonical"), f"{cpath.text} is personal data (C2): give the part "
-                                                         f"mask: {kind} so only the minimised form goes out")
-                elif part.mask != kind:
-                    ctx.error(("parts", i, "mask"), f"{cpath.text} is masked as {kind} in a CRM projection; "
-                                                    f"mask {part.mask!r} may show more of it")
+            unique = unique or is_key
         if not unique:
             ctx.error(("parts",), "no part is a unique key in full (party_id, or source_refs[system=X].system_id "
                                   "without last:): two parties can get the same value (last: 4 of a party_id "
@@ -823,17 +940,9 @@ class UniqueMaskedStep(_Step):
         pieces: list[str] = []
         labels = " + ".join(p.canonical for p in self.parts)
         for part, cpath in zip(self.parts, self._cpaths, strict=True):
-            value = plain_value(path_get(rec.party, cpath)) if cpath is not None else None
-            text = "" if value is None else str(value).strip()
-            if not text:
-                if self.required:
-                    rec.problem(vpath.text, part.canonical, "the vendor field is mandatory but this part of its "
-                                                            "value is empty")
+            text = _part_text(rec, vpath, part, cpath, self.required)
+            if text is None:
                 return
-            if part.mask is not None:
-                text = mask(part.mask, text)
-            if part.last is not None:
-                text = text[-part.last:]
             pieces.append(text)
         value = self.separator.join(pieces)
         if self.max_length is not None and len(value) > self.max_length:
@@ -843,10 +952,205 @@ class UniqueMaskedStep(_Step):
         rec.put(vpath, value, labels, None, None, "unique minimised value")
 
 
-Step = Annotated[FieldStep | CodeStep | IdentifierStep | ContactStep | ConsentStep | ConstantStep | UniqueMaskedStep,
-                 Field(discriminator="type")]
+class FormatStep(_Step):
+    """Out only: one vendor field gets a text built from several canonical values by a template.
+
+    ``template`` names the parts in braces (``{name}``); each part is a canonical value, masked and/or cut to its
+    last characters like a ``unique_masked`` part, and ``validate`` applies the same checks (a personal part is
+    masked for a CRM, nothing outside the CRM projection). Every placeholder must be a part and every part used.
+    A missing part means no value (a record error when ``required``). Braces are doubled to write them: ``{{``.
+
+    Example (a unique minimised display name)::
+
+        - type: format
+          vendor: Account_Name
+          template: "{name} ({branch}-{key})"
+          parts:
+            name: {canonical: name.legal_zh, mask: name}
+            branch: {canonical: home_branch.branch_code}
+            key: {canonical: party_id}
+          required: true                                  # → 张* (0101-6f1c2b0e-…)
+    """
+
+    type: Literal["format"]
+    direction: Literal["out"] = Field(default="out", description="Always out: the value is built, never read.")
+    vendor: str = Field(description="Vendor path the text is written to.")
+    template: str = Field(min_length=1, description="The text with {part} placeholders.")
+    parts: dict[str, UniquePart] = Field(min_length=1, description="The named values the template uses.")
+    required: bool = Field(default=False, description="A missing part is a record error (default: field left out).")
+    max_length: int | None = Field(default=None, ge=1, description="Longest value the vendor field takes.")
+
+    _vpath: Path | None = PrivateAttr(default=None)
+    _cpaths: dict[str, Path | None] = PrivateAttr(default_factory=dict)
+
+    def vendor_paths(self) -> list[Path]:
+        return [self._vpath] if self._vpath else []
+
+    def canonical_paths(self) -> list[Path]:
+        return [p for p in self._cpaths.values() if p is not None]
+
+    def compile(self, ctx: _CompileContext) -> None:
+        self._vpath = _compile_path(ctx, ("vendor",), self.vendor, canonical=False)
+        try:
+            fields = [(f, spec or conv) for _, f, spec, conv in string.Formatter().parse(self.template)
+                      if f is not None]
+            used = [f for f, _ in fields]
+            bad = [f for f, odd in fields if odd]
+        except ValueError as exc:
+            ctx.error(("template",), f"bad template: {exc} (write a literal brace as {{{{ or }}}})")
+            used, bad = [], []
+        for f in bad:
+            ctx.error(("template",), f"placeholder {{{f}}}: no format spec or conversion (the parts say how)")
+        for f in dict.fromkeys(used):
+            if f not in self.parts:
+                ctx.error(("template",), f"placeholder {{{f}}} is not a part; parts: {', '.join(self.parts)}")
+        for name, part in self.parts.items():
+            if name not in used:
+                ctx.error(("parts", name), f"part {name!r} is not used in the template")
+            cpath, _ = _compile_part(ctx, ("parts", name), part)
+            self._cpaths[name] = cpath
+
+    def apply_in(self, rec: _InRecord) -> None:  # pragma: no cover - direction is always out
+        return
+
+    def apply_out(self, rec: _OutRecord) -> None:
+        vpath = self._vpath
+        if vpath is None:
+            return
+        texts: dict[str, str] = {}
+        for name, part in self.parts.items():
+            text = _part_text(rec, vpath, part, self._cpaths.get(name), self.required)
+            if text is None:
+                return
+            texts[name] = text
+        labels = " + ".join(p.canonical for p in self.parts.values())
+        try:
+            value = self.template.format(**texts)
+        except (KeyError, IndexError, ValueError):
+            rec.problem(vpath.text, labels, "the template does not fit its parts")
+            return
+        if self.max_length is not None and len(value) > self.max_length:
+            rec.problem(vpath.text, labels, f"the value has {len(value)} characters, more than max_length "
+                                            f"{self.max_length}")
+            return
+        rec.put(vpath, value, labels, None, None, "formatted")
+
+
+class SelectStep(_Step):
+    """One vendor value goes to the canonical path its sibling vendor field chooses.
+
+    In: the ``by`` field's value picks a case and the value is mapped to that case's canonical path (a value with
+    no case is a record error, or skipped with ``unknown: skip``). Out: the first case whose canonical path holds a
+    value writes it to ``vendor`` and the case key to ``by``. An identifier or contact-point case masks on the way
+    out like an ``identifier``/``contact`` step.
+
+    Example (FLEXCUBE: the ID scheme comes from the record's ID-type field)::
+
+        - type: select
+          vendor: IDNUMBER
+          by: IDTYPE
+          cases:
+            "01": identifiers[scheme=CN_RIC].value
+            "02": identifiers[scheme=PASSPORT].value
+            "03": identifiers[scheme=HK_MO_PERMIT].value
+          transform: [trim, upper]
+    """
+
+    type: Literal["select"]
+    vendor: str = Field(description="Vendor path of the value.")
+    by: str = Field(description="Vendor path of the sibling field whose value chooses the case.")
+    cases: dict[str, str] = Field(min_length=1, description="Value of 'by' → canonical path of the value.")
+    unknown: Literal["error", "skip"] = Field(default="error", description=(
+        "In: a 'by' value with no case is a record error (error) or leaves the value out (skip)."))
+    transform: list[TransformSpec] = Field(default_factory=list, description="Transforms for both directions.")
+    in_: list[TransformSpec] = Field(default_factory=list, alias="in", description="Extra in transforms.")
+    out: list[TransformSpec] = Field(default_factory=list, description="Extra out transforms.")
+    required: bool = Field(default=False, description="A missing value is a record error.")
+    out_mask: str | None = Field(default=None, description="Mask kind applied last on the way out ('none': clear).")
+    unmasked_reason: str | None = Field(default=None, description="Out to a CRM: why a C2 value goes in clear.")
+
+    _case_steps: dict[str, _ValueStep] = PrivateAttr(default_factory=dict)
+    _vpath: Path | None = PrivateAttr(default=None)
+    _bypath: Path | None = PrivateAttr(default=None)
+
+    def vendor_paths(self) -> list[Path]:
+        return [p for p in (self._vpath, self._bypath) if p is not None]
+
+    def canonical_paths(self) -> list[Path]:
+        return [p for st in self._case_steps.values() for p in st.canonical_paths()]
+
+    def _case_step(self, canonical: str) -> _ValueStep:
+        common: dict[str, Any] = {
+            "vendor": self.vendor, "transform": self.transform, "in": self.in_, "out": self.out,
+            "out_mask": self.out_mask, "unmasked_reason": self.unmasked_reason, "direction": self.direction,
+            "description": self.description}
+        try:
+            p = parse_path(canonical)
+        except ValueError:
+            p = None
+        if p is not None and p.template() == "identifiers[].value" and p.selector_value("scheme"):
+            return IdentifierStep(type="identifier", scheme=p.selector_value("scheme"), **common)
+        if p is not None and p.template() == "contact_points[].value" and p.selector_value("type"):
+            return ContactStep(type="contact", contact_type=p.selector_value("type"), **common)
+        return FieldStep(type="field", canonical=canonical, **common)
+
+    def compile(self, ctx: _CompileContext) -> None:
+        self._vpath = _compile_path(ctx, ("vendor",), self.vendor, canonical=False)
+        self._bypath = _compile_path(ctx, ("by",), self.by, canonical=False)
+        seen: set[tuple[tuple[str | int, ...], str]] = set()
+        outer = ctx.problems
+        for key, canonical in self.cases.items():
+            ctx.problems = []
+            step = self._case_step(canonical)
+            step.compile(ctx)
+            for rel, msg, sev in ctx.problems:
+                rel = ("cases", key) if rel[:1] in (("canonical",), ("scheme",), ("contact_type",)) else rel
+                if (rel, msg) not in seen:
+                    seen.add((rel, msg))
+                    outer.append((rel, msg, sev))
+            self._case_steps[key] = step
+        ctx.problems = outer
+
+    def apply_in(self, rec: _InRecord) -> None:
+        if self._bypath is None or self._vpath is None:
+            return
+        key = _as_text(path_get(rec.raw, self._bypath))
+        if not key:
+            value = path_get(rec.raw, self._vpath)
+            if value not in (None, "") or self.required:
+                rec.problem(self._bypath.text, "(select)", f"no {self._bypath.text} value to choose where "
+                                                           f"{self._vpath.text} goes")
+            return
+        step = self._case_steps.get(key)
+        if step is None:
+            if self.unknown == "error":
+                rec.problem(self._bypath.text, "(select)", f"{self._bypath.text} value {key!r} has no case "
+                                                           f"(cases: {', '.join(self.cases)})")
+            return
+        if self.required:
+            step.required = True
+        step.apply_in(rec)
+
+    def apply_out(self, rec: _OutRecord) -> None:
+        if self._bypath is None:
+            return
+        for key, step in self._case_steps.items():
+            cpath = step._cpath
+            if cpath is None or path_get(rec.party, cpath) in (None, ""):
+                continue
+            step.apply_out(rec)
+            rec.put(self._bypath, key, "(select)", None, None, f"case of {cpath.text}")
+            return
+        if self.required:
+            rec.problem(self._vpath.text if self._vpath else self.vendor, "(select)",
+                        "the vendor field is mandatory but no case has a value")
+
+
+Step = Annotated[FieldStep | CodeStep | IdentifierStep | ContactStep | ConsentStep | ConstantStep | UniqueMaskedStep
+                 | FormatStep | SelectStep, Field(discriminator="type")]
 
 
 STEP_TYPES: dict[str, type[_Step]] = {"field": FieldStep, "code": CodeStep, "identifier": IdentifierStep,
                                       "contact": ContactStep, "consent": ConsentStep, "constant": ConstantStep,
-                                      "unique_masked": UniqueMaskedStep}
+                                      "unique_masked": UniqueMaskedStep, "format": FormatStep,
+                                      "select": SelectStep}

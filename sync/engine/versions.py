@@ -108,7 +108,7 @@ class Versions(Recording):
                 tx.put_job_mappings(ctx.name, versions=base["versions"], texts=base["texts"], pending=current)
             ctx.rederive = bool(full_refresh or changed or (state is not None and state["pending"] is not None))
             for ref, old in changed.items():
-                text = (state or {}).get("texts", {}).get(old or "")
+                text = (state or {}).get("texts", {}).get(old or "") or (tx.mapping_text(old) if old else None)
                 previous = _mapping_from_text(ref, text) if text else None
                 if previous is not None:
                     ctx.previous_mappings[ref] = previous

@@ -98,6 +98,7 @@ from crmbridge.sync.state.tables import (  # re-exported: the store's tables, de
     erasures,
     identity_index,
     job_leases,
+    mapping_versions,
     runs,
     snapshots,
     write_intents,
@@ -705,6 +706,46 @@ class StoreTx:
         if after is not None:
             q = q.where(snapshots.c.party_id > after)
         return list(self.connection.execute(q.order_by(snapshots.c.party_id).limit(limit)).scalars())
+
+    # -- mapping versions (the text of every mapping version used) ---------------------------------
+    def archive_mapping(self, *, content_hash: str, system: str, obj: str, file_name: str, text: str) -> bool:
+        """Archive one mapping version's text (idempotent: a hash already archived is left as it is); whether it
+        was new."""
+        return self._insert_ignore(mapping_versions, {
+            "content_hash": content_hash, "system": system, "object": obj, "file_name": file_name, "text": text,
+            "first_seen_at": self._now()}, ["content_hash"])
+
+    def mapping_versions(self, file_or_system_object: str) -> list[dict[str, Any]]:
+        """The archived versions of a mapping, oldest first (without their text): by file name (a path's last part
+        is used: ``mappings/zoho_contacts.yaml`` → ``zoho_contacts.yaml``) or by ``system/object``
+        (``zoho/Contacts``; ``zoho.Contacts`` too)."""
+        t = mapping_versions
+        key = file_or_system_object.replace("\\", "/").rsplit("/", 1)[-1] if file_or_system_object.endswith(
+            (".yaml", ".yml")) else None
+        if key is not None:
+            cond = t.c.file_name == key
+        else:
+            system, _, obj = file_or_system_object.replace(".", "/", 1).partition("/")
+            cond = and_(t.c.system == system, t.c.object == obj)
+        q = (select(t.c.content_hash, t.c.system, t.c.object, t.c.file_name, t.c.first_seen_at)
+             .where(cond).order_by(t.c.first_seen_at, t.c.content_hash))
+        return [dict(r) for r in self.connection.execute(q).mappings()]
+
+    def mapping_version(self, content_hash: str) -> dict[str, Any] | None:
+        """One archived version (text included) by its hash, or by a prefix of at least 8 characters that only
+        one version has; ``None`` when none (or several) match."""
+        t = mapping_versions
+        h = content_hash.strip().lower()
+        if len(h) < 8:
+            return None
+        cond = t.c.content_hash == h if len(h) >= 64 else t.c.content_hash.startswith(h, autoescape=True)
+        rows = [dict(r) for r in self.connection.execute(select(t).where(cond).limit(2)).mappings()]
+        return rows[0] if len(rows) == 1 else None
+
+    def mapping_text(self, content_hash: str) -> str | None:
+        """The archived text of a mapping version (hash or unique prefix, see :meth:`mapping_version`)."""
+        row = self.mapping_version(content_hash)
+        return None if row is None else str(row["text"])
 
     def snapshots_of_party(self, party_id: str) -> list[dict[str, Any]]:
         """Every snapshot row of ``party_id`` (any system and object)."""

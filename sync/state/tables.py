@@ -46,6 +46,7 @@ __all__ = [
     "erasures",
     "identity_index",
     "job_leases",
+    "mapping_versions",
     "metadata",
     "runs",
     "snapshots",
@@ -259,6 +260,20 @@ erasure_keys = Table(
     Index(None, "erasure_id"),
 )
 
+
+#: the text of every mapping version a run used (content hash = ``Mapping.version_hash``, the SHA-256 of the file's
+#: bytes, as snapshots and ledger entries record it): ``crmbridge mapping history|show --version|diff``
+mapping_versions = Table(
+    "mapping_versions", metadata,
+    Column("content_hash", String(_HASH), primary_key=True),
+    Column("system", String(_SYS), nullable=False),
+    Column("object", String(_OBJ), nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Index(None, "system", "object"),
+    Index(None, "file_name"),
+)
 
 # ---------------------------------------------------------------------------------------------- keys
 class DataKey(Base):

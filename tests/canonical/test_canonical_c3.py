@@ -51,12 +51,17 @@ def test_nested_lists_and_chinese_keys() -> None:
 
 
 def test_keys_without_data_are_tolerated() -> None:
-    refuse_c3({"otp_verified": True, "has_pin": False, "password": None, "pin": "", "name": "x"}, "t")
+    record = {"otp_verified": True, "has_pin": False, "password": None, "pin": "", "name": "x"}
+    assert find_c3(record) == []
+    refuse_c3(record, "t")   # raises on a finding
+    assert find_c3({**record, "pin": "1234"}) != []   # the same key with a value is a finding
 
 
 def test_clean_record_passes() -> None:
-    refuse_c3({"name": "张三", "mobile": "13812345678", "pinyin": "ZHANG San", "expires_on": "2030-01-01",
-               "addresses": [{"postcode": "100020"}]}, "t")
+    record = {"name": "张三", "mobile": "13812345678", "pinyin": "ZHANG San", "expires_on": "2030-01-01",
+              "addresses": [{"postcode": "100020"}]}
+    assert find_c3(record) == []   # "pinyin" contains "pin": a name spelling is no PIN
+    refuse_c3(record, "t")
 
 
 def test_many_offenders_are_summarised() -> None:

@@ -121,6 +121,7 @@ def _pairs_in_zoho(env: DemoEnvironment, rt: Runtime, pairs: list[tuple[int, int
     return out
 
 
+@pytest.mark.slow   # slow tier: distributed: concurrent sessions
 @pytest.mark.postgres
 def test_party_locks_serialise_overlapping_batches_and_die_with_their_session(pg_url) -> None:  # type: ignore[no-untyped-def]
     a = types.SimpleNamespace(store=StateStore.from_url(pg_url))
@@ -150,6 +151,7 @@ def test_party_locks_serialise_overlapping_batches_and_die_with_their_session(pg
         b.store.dispose()
 
 
+@pytest.mark.slow   # slow tier: distributed: concurrent batches
 @pytest.mark.postgres
 def test_two_records_of_one_person_in_concurrent_batches_make_one_party(tmp_path, pg_url) -> None:  # type: ignore[no-untyped-def]
     n = 16

@@ -44,7 +44,7 @@ from crmbridge.sync.report import COMPLETED, EXIT_CODES
 from crmbridge.sync.runners.distributed import BatchStatus, close_celery_app, dispatch, dist_batches, make_celery_app
 from crmbridge.sync.state.ledger import Action, Ledger
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.slow]   # slow tier: Celery workers, one killed
 
 JOB = "core_to_zoho"
 BATCH = 4

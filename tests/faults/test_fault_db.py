@@ -21,6 +21,8 @@ from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED, RunReport
 
+pytestmark = pytest.mark.slow   # slow tier: state database locked and dropped mid-run
+
 BAD = 0.1
 DATA_SEED = 11
 CUSTOMERS = 150

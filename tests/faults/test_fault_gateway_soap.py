@@ -14,6 +14,8 @@ from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
 
+pytestmark = pytest.mark.slow   # slow tier: full syncs through gateway faults
+
 N = 30
 
 

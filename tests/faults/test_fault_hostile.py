@@ -43,6 +43,8 @@ from crmbridge.core.errors import AdapterError, BadResponseError, ConfigurationE
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
 
+pytestmark = pytest.mark.slow   # slow tier: the hostile-input fault suite
+
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = sorted((REPO / "mappings").glob("*.yaml"))
 CLI = [sys.executable, "-m", "crmbridge"]

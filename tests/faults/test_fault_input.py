@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from crmbridge.adapters.registry import target_profile
@@ -35,6 +35,8 @@ from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.report import COMPLETED
+
+pytestmark = pytest.mark.slow   # slow tier: generated bad input (hypothesis) through mappings, configs and runs
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = sorted((REPO / "mappings").glob("*.yaml"))
@@ -105,6 +107,7 @@ def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @FAST
 @given(cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=3)),
                                             max_size=3))
+@example(cut=1.0, flips=[])      # the intact file loads: the "loads" branch is checked on every run
 def test_corrupted_configs_load_or_fail_located(demo_config: Path, cut: float,
                                                 flips: list[tuple[float, bytes]]) -> None:
     CASES["config-corrupted"] += 1
@@ -116,14 +119,18 @@ def test_corrupted_configs_load_or_fail_located(demo_config: Path, cut: float,
     path = demo_config.parent / "corrupted.yaml"
     path.write_bytes(bytes(data))
     try:
-        load_config(path)
+        cfg = load_config(path)
     except ConfigurationError as exc:
         _located(exc, "corrupted.yaml")
+    else:
+        CASES["config-corrupted-loaded"] += 1
+        _loaded_as_written(cfg, yaml.safe_load(bytes(data).decode("utf-8")))
 
 
 @FAST
 @given(patch=st.dictionaries(st.sampled_from(["state", "keys", "systems", "jobs", "logging", "extra"]), json_values,
                              min_size=1, max_size=3))
+@example(patch={"logging": {}, "jobs": {}})   # sections that load: the "loads" branch is checked on every run
 def test_configs_with_random_sections_fail_located(demo_config: Path, patch: dict[str, Any]) -> None:
     CASES["config-random"] += 1
     cfg = yaml.safe_load(demo_config.read_text())
@@ -131,9 +138,29 @@ def test_configs_with_random_sections_fail_located(demo_config: Path, patch: dic
     path = demo_config.parent / "patched.yaml"
     path.write_text(json.dumps(cfg, allow_nan=True), encoding="utf-8", errors="surrogatepass")
     try:
-        load_config(path)
+        loaded = load_config(path)
     except ConfigurationError as exc:
         _located(exc, "patched.yaml")
+    else:
+        CASES["config-random-loaded"] += 1
+        assert "extra" not in patch, "an unknown top-level section was accepted"
+        _loaded_as_written(loaded, cfg)
+
+
+def _loaded_as_written(cfg: Any, doc: Any) -> None:
+    """A configuration that loads says what its file says: every system and job of the document, each job between
+    the systems and objects written, each system with its adapter; nothing dropped, nothing invented."""
+    assert isinstance(doc, dict), f"a {type(doc).__name__} document loaded as a configuration"
+    systems, jobs = doc.get("systems") or {}, doc.get("jobs") or {}
+    assert set(cfg.systems) == {str(k) for k in systems}
+    assert set(cfg.jobs) == {str(k) for k in jobs}
+    for name, system in cfg.systems.items():
+        assert system.adapter == systems[name]["adapter"]
+    for name, job in cfg.jobs.items():
+        assert (job.source, job.target) == (jobs[name]["source"], jobs[name]["target"])
+        assert {job.source_system, job.target_system} <= set(cfg.systems), "a job names a system not configured"
+    assert cfg.state.url == ((doc.get("state") or {}).get("url") or cfg.state.url)
+    assert cfg.keys.master_key == doc["keys"]["master_key"]
 
 
 # ============================================================================== vendor records through mappings

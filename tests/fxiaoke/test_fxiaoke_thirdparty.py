@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs
 
-pytestmark = pytest.mark.thirdparty
+pytestmark = [pytest.mark.thirdparty, pytest.mark.slow]   # slow tier: an independent vendor client
 
 fx_api = pytest.importorskip("fxiaoke.api")
 fx_query = pytest.importorskip("fxiaoke.op_query")

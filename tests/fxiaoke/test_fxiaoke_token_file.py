@@ -87,6 +87,7 @@ def _runs(sim: FxiaokeSimulator, tmp_path: Path, cache: Path | None, n: int) -> 
     return out
 
 
+@pytest.mark.slow   # slow tier: processes started together
 def test_processes_started_together_share_one_token_through_the_encrypted_file(
         sim: FxiaokeSimulator, tmp_path: Path) -> None:
     cache = tmp_path / "state" / "fxiaoke.token"

@@ -71,6 +71,7 @@ def _run(config: Path, stdout: Path) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=str(config.parent))
 
 
+@pytest.mark.slow   # slow tier: cron runs as processes, logrotate
 def test_a_cron_run_logs_through_logrotate_writes_the_textfile_and_notifies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRMBRIDGE_TEST_HOOK_SECRET", HOOK_SECRET)

@@ -45,6 +45,7 @@ def _observability_config(d: dict[str, Any], *, log_file: Path, port: int, hook:
     d["jobs"][JOB]["expected_duration_seconds"] = 1
 
 
+@pytest.mark.slow   # slow tier: a scheduler process
 def test_scheduler_process_metrics_json_logs_and_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRMBRIDGE_TEST_HOOK_SECRET", HOOK_SECRET)
     port, dead_port, log_file = free_port(), free_port(), tmp_path / "scheduler.jsonl"

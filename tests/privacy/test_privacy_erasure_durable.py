@@ -292,6 +292,7 @@ def test_a_refused_propagation_is_ledgered_warned_and_done_by_the_next_run(env, 
 # ------------------------------------------------------------------------------------------------ crash safety
 
 
+@pytest.mark.slow   # slow tier: a crash mid-propagation, on both databases
 @pytest.mark.parametrize("policy", ["deactivate", "propagate"])
 def test_a_crash_between_the_crms_answer_and_the_commit_leaves_the_propagation_pending_then_done(
         env, rt, capsys, policy: str) -> None:  # type: ignore[no-untyped-def]

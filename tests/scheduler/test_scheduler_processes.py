@@ -23,6 +23,8 @@ from crmbridge.sync.reconcile import reconcile
 from crmbridge.sync.runners.scheduler import job_status
 from crmbridge.sync.state.store import StateStore
 
+pytestmark = pytest.mark.slow   # slow tier: scheduler processes started, signalled and killed
+
 
 def _complete_without_duplicates(env) -> int:  # type: ignore[no-untyped-def]
     """Reconciles the job (every source customer that belongs in Zoho is there, nothing extra) and checks no party

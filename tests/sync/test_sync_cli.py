@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from crmbridge.adapters.base import WriteItem
 
 CRMBRIDGE = Path(sys.executable).with_name("crmbridge")
@@ -20,6 +22,7 @@ def cli(env, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
                           text=True, timeout=timeout, env=dict(os.environ, COLUMNS="160"))
 
 
+@pytest.mark.slow   # slow tier: CLI processes over full syncs
 def test_run_prints_a_summary_and_dry_run_a_plan(env) -> None:  # type: ignore[no-untyped-def]
     plan = cli(env, "run", "core_to_zoho", "--dry-run")
     assert plan.returncode == 3, plan.stderr   # partial: the demo's bad records would be dead-lettered
@@ -42,6 +45,7 @@ def test_a_failing_run_exits_non_zero_and_says_why(env) -> None:  # type: ignore
     assert "failed" in run.stdout and "unreachable" in run.stdout and "zoho" in run.stdout
 
 
+@pytest.mark.slow   # slow tier: CLI processes over full syncs
 def test_dead_letters_are_listed_and_shown_masked(env) -> None:  # type: ignore[no-untyped-def]
     from sync_helpers import CUSTOMERS, custno, synthetic
 
@@ -59,6 +63,7 @@ def test_dead_letters_are_listed_and_shown_masked(env) -> None:  # type: ignore[
             assert c.mobile not in first.stdout
 
 
+@pytest.mark.slow   # slow tier: CLI processes over full syncs
 def test_conflicts_are_listed_shown_and_resolved_from_the_command_line(env, rt) -> None:  # type: ignore
     assert cli(env, "run", "core_fxiaoke").returncode == 3
     person = next(r for r in env.fxiaoke.records("AccountObj") if r.get("party_type__c") == "INDIVIDUAL")

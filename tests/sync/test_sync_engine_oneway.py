@@ -231,6 +231,7 @@ def test_a_core_clock_running_ahead_does_not_hide_consent(env, rt) -> None:  # t
     assert report.actions[Action.SKIPPED_NO_CONSENT] == 0
 
 
+@pytest.mark.slow   # slow tier: thousands of records
 def test_an_unset_batch_size_fills_the_targets_concurrent_upserts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A batch's writes go out alone: with 100-record batches about a quarter of every 100-record Zoho upsert stays
     empty (bad, out-of-scope and unconsented records); unset, the batch fills concurrency × 100, so the upserts

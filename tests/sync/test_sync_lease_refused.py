@@ -22,6 +22,8 @@ from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import JobRunner, run_job
 from crmbridge.sync.report import COMPLETED, EXIT_CODES
 
+pytestmark = pytest.mark.slow   # slow tier: second processes racing for a job's lease
+
 JOB = "core_to_zoho"
 #: a holder on another host: never taken over as a dead process of this one
 ELSEWHERE = "batch-host-2:4242:feedbeef"

@@ -18,7 +18,7 @@ import pytest
 from crmbridge.adapters.simulator import Knobs
 from crmbridge.adapters.zoho.simulator import ZohoSimulator
 
-pytestmark = pytest.mark.thirdparty
+pytestmark = [pytest.mark.thirdparty, pytest.mark.slow]   # slow tier: Zoho's own SDK against the simulator
 
 SCRIPT = r'''
 import json, os, sys

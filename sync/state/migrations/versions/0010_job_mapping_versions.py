@@ -5,7 +5,7 @@ a re-derivation under way: a changed mapping makes the next run re-derive every 
 (resumable after a crash), and a dry run shows what the change does in the vendor's terms.
 
 Revision ID: 0010
-Revises: 0008 (0009 once the mapping archive's migration is merged)
+Revises: 0009
 Create Date: 2026-12-07 22:00:00
 """
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0010'
-down_revision: str | Sequence[str] | None = '0008'   # re-chain after 0009 (mapping archive)
+down_revision: str | Sequence[str] | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
