@@ -40,6 +40,14 @@ def run(
     distributed: Annotated[bool, typer.Option(
         "--distributed", help="Split the run into batches executed by `crmbridge worker` processes (Celery; "
                               "state on PostgreSQL); the same as `crmbridge dispatch JOB`.")] = False,
+    full_refresh: Annotated[bool, typer.Option(
+        "--full-refresh", help="Read the source from the start (the cursor is reset; resumable, nothing lost, no "
+                               "duplicate) and re-derive every record; only changed payloads are written.")] = False,
+    resync: Annotated[bool, typer.Option(
+        "--resync", help="Re-push every record the job holds at the target from stored state, without reading "
+                         "the source.")] = False,
+    only_field: Annotated[str | None, typer.Option(
+        "--only-field", help="With --resync: push only this target field (beside the key field).")] = None,
 ) -> None:
     """Run one job now: a progress bar on a terminal, a summary whose rows add up to the records read. Exit 0
     succeeded, 3 partial (records dead-lettered or in conflict), 1 failed, 4 a system unreachable, 5 suspicious,
@@ -50,6 +58,14 @@ def run(
     who = cli_actor(actor)   # the operating-system user and host; --actor is an annotation beside them
     if distributed and dry_run:
         raise typer.BadParameter("a dry run is planned in this process; drop --distributed", param_hint="--dry-run")
+    if distributed and (full_refresh or resync):
+        raise typer.BadParameter("a full refresh or a resync runs in this process; drop --distributed",
+                                 param_hint="--distributed")
+    if only_field is not None and not resync:
+        raise typer.BadParameter("--only-field applies to --resync", param_hint="--only-field")
+    if resync and full_refresh:
+        raise typer.BadParameter("--resync re-pushes stored state, --full-refresh re-reads the source: choose one",
+                                 param_hint="--resync")
     if distributed:
         from crmbridge.core.extras import require_extra
 
@@ -63,7 +79,8 @@ def run(
 
                 report = dispatch(rt, job, actor=who, progress=lambda n: bar.advance(task, n))
             else:
-                report = run_job(rt, job, dry_run=dry_run, actor=who, progress=lambda n: bar.advance(task, n))
+                report = run_job(rt, job, dry_run=dry_run, actor=who, progress=lambda n: bar.advance(task, n),
+                                 full_refresh=full_refresh, resync=resync, only_field=only_field)
             obs.done(report)
     finally:
         rt.close()
@@ -103,6 +120,9 @@ def reconcile(
         console.print(t)
         for reason, n in sorted(rep.not_pushed.items()):
             console.print(f"not pushed by design — {reason}: {n}")
+        for pid in rep.different[:show]:   # which target fields differ, per record (names only, no values)
+            console.print(f"different: {pid}: {', '.join(rep.different_fields.get(pid, [])) or '?'}",
+                          highlight=False)
         for label, ids in (("different (party ids)", rep.different), ("missing (source ids)", rep.missing),
                            ("extra (target ids)", rep.extra),
                            ("unmanaged, created in the target (target ids)"

@@ -11,7 +11,8 @@ Target records crmbridge never wrote (no cross-reference and no party id in the 
 users created themselves) are *unmanaged*: listed, but they do not make the job incomplete unless asked
 (``count_unmanaged``), since a CRM is expected to hold records of its own.
 
-Memory grows with the number of parties (an id and a hash each), not with the records' size.
+Memory grows with the number of parties (an id and a hash per mapped field each: a different record names the
+target fields that differ), not with the records' size.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ReconcileReport:
     target_records: int = 0
     matched: int = 0
     different: list[str] = field(default_factory=list)     # party ids
+    #: party id -> the target fields whose values differ from what the source projects (names, never values)
+    different_fields: dict[str, list[str]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)       # source external ids
     extra: list[str] = field(default_factory=list)         # target external ids (crmbridge's records)
     unmanaged: list[str] = field(default_factory=list)     # target external ids crmbridge never wrote
@@ -51,7 +54,9 @@ class ReconcileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"job": self.job, "source_records": self.source_records, "target_records": self.target_records,
-                "matched": self.matched, "different": self.different, "missing": self.missing,
+                "matched": self.matched, "different": self.different,
+                "different_fields": {p: self.different_fields.get(p, []) for p in self.different},
+                "missing": self.missing,
                 "extra": self.extra, "unmanaged": self.unmanaged, "count_unmanaged": self.count_unmanaged,
                 "not_pushed": self.not_pushed, "complete": self.complete}
 
@@ -78,7 +83,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
     smap, tmap = rt.mapping(job.source_mapping), rt.mapping(job.target_mapping)
     key = rt.indexer().field_key("content-hash")
     report = ReconcileReport(job_name, count_unmanaged=count_unmanaged)
-    expected: dict[str, tuple[str, list[str]]] = {}   # party id -> (hash of projected payload, its fields)
+    # party id -> (hash of projected payload, keyed hash of each field's value)
+    expected: dict[str, tuple[str, dict[str, str]]] = {}
     with rt.store.transaction() as tx:
         for page in src.extract(job.source_object, fields=smap.vendor_fields("in") or None):
             for raw in page.records:
@@ -105,7 +111,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                     continue
                 payload = tmap.map_out(party)
                 fields_ = sorted(k for k in payload if k != tmap.spec.key_field)
-                expected[pid] = (keyed_hash({k: _norm(payload[k]) for k in fields_}, key), fields_)
+                expected[pid] = (keyed_hash({k: _norm(payload[k]) for k in fields_}, key),
+                                 {k: keyed_hash(_norm(payload[k]), key) for k in fields_})
             if progress:
                 progress(len(page.records))
         key_path = parse_path(tmap.spec.key_field) if tmap.spec.key_field else None
@@ -129,8 +136,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                     report.extra.append(raw.external_id)
                     continue
                 seen.add(pid)
-                want, fields_ = expected[pid]
-                got = keyed_hash({k: _norm(raw.data.get(k)) for k in fields_}, key)
+                want, per_field = expected[pid]
+                got = keyed_hash({k: _norm(raw.data.get(k)) for k in per_field}, key)
                 if got == want:
                     report.matched += 1
                 elif pid in in_review:   # held back on purpose until a reviewer settles its conflict
@@ -138,6 +145,8 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
                         report.not_pushed.get("conflict waiting for review", 0) + 1)
                 else:
                     report.different.append(pid)
+                    report.different_fields[pid] = sorted(
+                        k for k, h in per_field.items() if keyed_hash(_norm(raw.data.get(k)), key) != h)
             if progress:
                 progress(len(page.records))
     for pid in expected.keys() - seen:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from crmbridge.sync.state.ledger import Action
 
-__all__ = ["COMPLETED", "EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "PlannedChange", "RunReport", "outcome_of",
-           "render_plan", "render_summary"]
+__all__ = ["COMPLETED", "EXIT_CODES", "NOT_SYNCED", "OUTCOMES", "Action", "MappingChange", "PlannedChange", "RunReport",
+           "outcome_of", "render_plan", "render_summary"]
 
 
 @dataclass
@@ -24,6 +24,31 @@ class PlannedChange:
     party_id: str | None
     fields: dict[str, tuple[str, str]] = field(default_factory=dict)   # path -> (masked before, masked after)
     reason: str | None = None
+    #: the target's fields that would change, in the vendor's terms: field path -> (masked before, masked after)
+    target_fields: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": str(self.action), "source_id": self.source_id, "party_id": self.party_id,
+                "reason": self.reason, "fields": {p: list(v) for p, v in self.fields.items()},
+                "target_fields": {p: {"before": b, "after": a} for p, (b, a) in self.target_fields.items()}}
+
+
+@dataclass
+class MappingChange:
+    """A dry run's account of a changed mapping: how many records it would update, and which target fields."""
+
+    mapping: str
+    records: int = 0
+    fields: set[str] = field(default_factory=set)
+
+    @property
+    def message(self) -> str:
+        return (f"{self.records} record{'s' if self.records != 1 else ''} will be updated because mapping "
+                f"{self.mapping} changed" + (f": fields {', '.join(sorted(self.fields))}" if self.fields else ""))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mapping": self.mapping, "records": self.records, "fields": sorted(self.fields),
+                "message": self.message}
 
 
 #: what each record read ends as; a run accounts for every record it read in exactly one of these
@@ -83,6 +108,8 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     plan: list[PlannedChange] = field(default_factory=list)
     planned_write_calls: int = 0
+    #: a dry run: the job's changed mappings and what they would update (said first in the plan)
+    mapping_changes: list[MappingChange] = field(default_factory=list)
     #: system -> how far ahead of this host's clock its records were seen stamped in this run, in seconds (the
     #: newest modified stamp of a page minus the instant the page was read: a lower bound, only a clock running
     #: ahead shows); absent: none seen ahead. Measured and reported, never compensated.
@@ -165,7 +192,17 @@ class RunReport:
                 "api_calls": self.api_calls,
                 "retries": self.retries, "throttled": self.throttled, "credits_remaining": self.credits_remaining,
                 "duration_seconds": round(self.duration_seconds, 3), "error": self.error, "warnings": self.warnings,
-                "clock_ahead_seconds": dict(self.clock_ahead_seconds)}
+                "clock_ahead_seconds": dict(self.clock_ahead_seconds),
+                **({"plan": [p.as_dict() for p in self.plan if p.action != Action.SKIPPED_UNCHANGED],
+                    "planned_write_calls": self.planned_write_calls,
+                    "estimated_api_calls": self.estimated_api_calls,
+                    "mapping_changes": [c.as_dict() for c in self.mapping_changes]} if self.dry_run else {})}
+
+    @property
+    def estimated_api_calls(self) -> int:
+        """A dry run's estimate of the vendor calls the real run would make: the reads the plan made, and the
+        write calls it planned (in the target's batch sizes)."""
+        return sum(self.api_calls.values()) + self.planned_write_calls
 
 
 _STATUS_STYLE = {"succeeded": "green", "partial": "bold yellow", "failed": "bold red", "suspicious": "yellow",
@@ -226,13 +263,16 @@ def render_summary(report: RunReport, console: Console | None = None) -> None:
 def render_plan(report: RunReport, console: Console | None = None, *, limit: int = 50) -> None:
     """The dry-run plan: counts by action, then masked field-level diffs per record."""
     console = console or Console()
+    for change in report.mapping_changes:   # said first: a changed mapping is why records would be updated
+        console.print(f"[bold yellow]{change.message}[/]", highlight=False)
     render_summary(report, console)
-    console.print(f"write calls it would make: {report.planned_write_calls}")
+    console.print(f"write calls it would make: {report.planned_write_calls} "
+                  f"(API calls in all, estimated: {report.estimated_api_calls})")
     shown = [p for p in report.plan if p.action not in (Action.SKIPPED_UNCHANGED,)]
     for p in shown[:limit]:
         head = f"[bold]{p.action}[/] {p.source_id}" + (f" → party {p.party_id}" if p.party_id else "")
         console.print(head + (f" ({p.reason})" if p.reason else ""))
-        for path, (before, after) in sorted(p.fields.items()):
+        for path, (before, after) in sorted((p.target_fields or p.fields).items()):
             console.print(f"    {path}: [red]{before or '∅'}[/] → [green]{after or '∅'}[/]", highlight=False)
     if len(shown) > limit:
         console.print(f"… and {len(shown) - limit} more records")

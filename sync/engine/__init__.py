@@ -8,6 +8,8 @@ The package's parts, along the engine's seams:
 * :mod:`.lease`: a job's :class:`Lease` (one run of a job at a time);
 * :mod:`.identity`: which existing party a new record is (match rules over blind indexes);
 * :mod:`.oneway`, :mod:`.twoway`, :mod:`.erasure`, :mod:`.records`: the steps of a run;
+* :mod:`.versions`: mapping versions per job (a changed mapping re-derives every record), full refresh, resync;
+* :mod:`.vendorplan`: plans in the vendor's terms (target fields that would change, masked);
 * :mod:`.runner`: :class:`JobRunner`, :func:`run_job` and :func:`process_batch`, the per-batch step a local run
   and a distributed worker share.
 
@@ -57,6 +59,8 @@ from crmbridge.sync.engine.runner import (
 )
 from crmbridge.sync.engine.stream import batched, reading
 from crmbridge.sync.engine.twoway import RECOVERED
+from crmbridge.sync.engine.vendorplan import flat_payload, vendor_changes
+from crmbridge.sync.engine.versions import RESYNC_REASON
 
 __all__ = [
     "CLOCK_AHEAD_WARN_SECONDS",
@@ -65,6 +69,7 @@ __all__ = [
     "ERASED_NAME",
     "LEASE_TTL_SECONDS",
     "RECOVERED",
+    "RESYNC_REASON",
     "SUSPICIOUS_DROP_FROM",
     "TOMBSTONE",
     "BatchKind",
@@ -82,6 +87,7 @@ __all__ = [
     "correlation_id",
     "echo_hash",
     "effective_batch_size",
+    "flat_payload",
     "identity_keys",
     "index_identities",
     "iso",
@@ -100,5 +106,6 @@ __all__ = [
     "record_hash",
     "run_job",
     "snapshot_row",
+    "vendor_changes",
     "watermark_of",
 ]

@@ -131,6 +131,15 @@ class RunContext:
     #: two-way: party id -> (the target's record found for a create a run that did not finish journaled, that
     #: intent's id): merged with the source like any two-way change instead of overwritten (JobRunner._guard_intents)
     recovered: dict[str, tuple[RawRecord, int]] = field(default_factory=dict)
+    #: re-derive every record read, even one whose source record is unchanged since the job last read it (a
+    #: changed mapping, a full refresh; see :mod:`crmbridge.sync.engine.versions`): the payload hash still makes
+    #: an unchanged target payload cost no call
+    rederive: bool = False
+    #: cursor keys this run reads from the start (a changed mapping or a full refresh resets them)
+    from_start: set[str] = field(default_factory=set)
+    #: mapping reference -> the mapping of the version the job last completed a run with, where it changed (a
+    #: plan compares the payload it would send with the one that version made of the same state)
+    previous_mappings: dict[str, Mapping] = field(default_factory=dict)
 
 
 

@@ -118,7 +118,7 @@ class OneWay(Recording):
         boundary dedupe: its dispatcher moves the cursor)."""
         c = tx.get_cursor(ctx.name, side.cursor_key)
         ordered = moves and bool(getattr(side.adapter, "ordered_extract", True))
-        if c is None or c.value is None:
+        if c is None or c.value is None or side.cursor_key in ctx.from_start:   # from the start (versions.py)
             return CursorState(side.cursor_key, None, {}, ctx.job.overlap_seconds, ordered)
         return CursorState(side.cursor_key, parse_iso(c.value), dict(c.boundary), ctx.job.overlap_seconds, ordered)
 
@@ -197,7 +197,7 @@ class OneWay(Recording):
             d.action, d.error, d.stage = Action.FAILED, raw.error, "read"
             return d
         d.party_id = tx.get_xref(src.system, src.object, raw.external_id)
-        if d.party_id is not None and not raw.deleted:
+        if d.party_id is not None and not raw.deleted and not ctx.rederive:
             seen = tx.get_read_hash(ctx.name, src.system, src.object, raw.external_id)
             if seen is not None and seen.record_hash == d.raw_hash:
                 return d.quiet("unchanged")   # re-read in the overlap window, unchanged since it was handled

@@ -15,8 +15,9 @@ from crmbridge.canonical.masking import mask, mask_canonical
 from crmbridge.core.errors import FatalSyncError, RecordError, SystemUnavailableError
 from crmbridge.sync.engine.base import RunnerBase
 from crmbridge.sync.engine.context import CursorState, Decision, RunContext, Side, iso
-from crmbridge.sync.merge import diff, flatten
-from crmbridge.sync.report import PlannedChange, outcome_of
+from crmbridge.sync.engine.vendorplan import mapped_out, vendor_changes
+from crmbridge.sync.merge import diff, flatten, unflatten
+from crmbridge.sync.report import MappingChange, PlannedChange, outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.lineage import write_lineage
 from crmbridge.sync.state.store import StoreTx
@@ -272,7 +273,33 @@ class Recording(RunnerBase):
                 action=action, source_id=d.raw.external_id, party_id=d.party_id,
                 fields={p: (masked_value(p, b, ptype) or "", masked_value(p, a, ptype) or "")
                         for p, (b, a) in changed.items()},
-                reason=d.reason or (f"{d.stage}: {d.error}" if d.error else None)))
+                reason=d.reason or (f"{d.stage}: {d.error}" if d.error else None),
+                target_fields=self._target_fields(ctx, d)))
+
+    def _target_fields(self, ctx: RunContext, d: Decision) -> dict[str, tuple[str, str]]:
+        """A planned write in the vendor's terms: the target fields it changes, masked (see
+        :mod:`crmbridge.sync.engine.vendorplan`); a changed mapping's share is added to the run's account of it."""
+        if d.item is None:
+            return {}
+        tgt, job = ctx.target, ctx.job
+        stored = unflatten(d.previous) if d.previous is not None else None
+        old_map = ctx.previous_mappings.get(job.target_mapping, tgt.mapping)
+        before = mapped_out(old_map, stored, d.party_id)
+        fields = vendor_changes(before, d.item.payload, tgt.mapping)
+        if fields and d.previous is not None and ctx.previous_mappings:
+            if job.target_mapping in ctx.previous_mappings:   # what the new mapping alone changes
+                why = job.target_mapping
+                fields_m = vendor_changes(before, mapped_out(tgt.mapping, stored, d.party_id) or {}, tgt.mapping)
+            else:                                             # the source's mapping changed what is derived
+                why, fields_m = next(iter(ctx.previous_mappings)), fields
+            if fields_m:
+                change = next((c for c in ctx.report.mapping_changes if c.mapping == why), None)
+                if change is None:
+                    change = MappingChange(why)
+                    ctx.report.mapping_changes.append(change)
+                change.records += 1
+                change.fields.update(fields_m)
+        return fields
 
     def _advance(self, tx: StoreTx, ctx: RunContext, cur: CursorState, decisions: list[Decision]) -> None:
         """Move the watermark to the newest record of the batch (extraction is oldest first), remembering the

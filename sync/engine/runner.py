@@ -44,6 +44,7 @@ from crmbridge.sync.engine.context import BatchKind, BatchResult, CursorState, R
 from crmbridge.sync.engine.erasure import Erasure
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease
 from crmbridge.sync.engine.twoway import TwoWay
+from crmbridge.sync.engine.versions import Versions
 from crmbridge.sync.report import RunReport
 from crmbridge.sync.state.ledger_trust import publish_configured
 from crmbridge.sync.state.store import RunStatus
@@ -71,7 +72,7 @@ def effective_batch_size(job: JobConfig, target: Adapter) -> int:
 
 
 
-class JobRunner(TwoWay, Erasure):
+class JobRunner(Versions, TwoWay, Erasure):
     """Runs one configured job once (see the module docstring).
 
     Args:
@@ -113,13 +114,26 @@ class JobRunner(TwoWay, Erasure):
                    rt.mapping(job.source_mapping))
         tgt = Side(job.target_system, job.target_object, rt.adapter(job.target_system),
                    rt.mapping(job.target_mapping))
-        return RunContext(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report, dry_run,
-                          self.actor, track_progress=track_progress)
+        ctx = RunContext(run_id, self.name, job, src, tgt, rt.indexer().field_key("content-hash"), report, dry_run,
+                         self.actor, track_progress=track_progress)
+        with rt.store.transaction(read_only=True) as tx:   # a re-derivation under way (a worker's batch too)
+            self.note_rederivation(tx, ctx)
+        return ctx
 
     # ================================================================================== the run
-    def run(self, *, dry_run: bool = False) -> RunReport:
+    def run(self, *, dry_run: bool = False, full_refresh: bool = False, resync: bool = False,
+            only_field: str | None = None) -> RunReport:
         """Run the job. Record-level problems are dead letters, not exceptions; a fatal problem ends the run with
-        status ``failed`` and the cursor where the last committed batch left it."""
+        status ``failed`` and the cursor where the last committed batch left it.
+
+        A mapping changed since the job's last completed run is applied to every record (see
+        :mod:`crmbridge.sync.engine.versions`); ``full_refresh``: read the source from the start; ``resync``:
+        re-push the target from stored state without reading the source (only ``only_field`` when given)."""
+        if only_field is not None and not resync:
+            raise ConfigurationError("only_field applies to a resync")
+        if resync and full_refresh:
+            raise ConfigurationError("a resync re-pushes stored state; a full refresh re-reads the source: "
+                                     "choose one")
         rt, job = self.rt, self.job
         started = time.monotonic()
         for ref in (job.source_mapping, job.target_mapping):   # a configuration error fails before the lease
@@ -151,11 +165,20 @@ class JobRunner(TwoWay, Erasure):
             full_scan = False
             try:
                 self.propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
-                full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
+                if resync:
+                    self._run_resync(ctx, only_field)
+                else:
+                    self.prepare_versions(ctx, full_refresh=full_refresh)
+                    full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
+                    if job.direction == "two_way" and job.target_mapping in ctx.previous_mappings:
+                        # merges compare canonical states: what the new target mapping changes is pushed apart
+                        self._run_resync(ctx, changed_since=ctx.previous_mappings[job.target_mapping])
                 report.status = "succeeded"
                 self._warn_clock_ahead(report)
                 self.flag_suspicious(report, previous, full_scan)
                 report.conclude(job.max_failed_ratio)
+                if not resync:
+                    self.complete_versions(ctx)   # a completed run: its mapping versions are the job's
                 if report.status == "failed" and tgt.adapter.stats.consecutive_failed_calls and any(
                         k.endswith(": unreachable") for k, _ in report.refusals.most_common(1)):
                     report.unreachable = tgt.system   # refused mostly because the target did not answer
@@ -261,6 +284,8 @@ def process_batch(runner: JobRunner, ctx: RunContext, raws: list[RawRecord], kin
 
 
 def run_job(rt: Runtime, job_name: str, *, dry_run: bool = False, actor: str = "user",
-            progress: Callable[[int], None] | None = None) -> RunReport:
-    """Run one job once; see :class:`JobRunner`."""
-    return JobRunner(rt, job_name, actor=actor, progress=progress).run(dry_run=dry_run)
+            progress: Callable[[int], None] | None = None, full_refresh: bool = False, resync: bool = False,
+            only_field: str | None = None) -> RunReport:
+    """Run one job once; see :class:`JobRunner` and :meth:`JobRunner.run`."""
+    return JobRunner(rt, job_name, actor=actor, progress=progress).run(
+        dry_run=dry_run, full_refresh=full_refresh, resync=resync, only_field=only_field)

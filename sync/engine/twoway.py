@@ -145,7 +145,7 @@ class TwoWay(OneWay):
                     fresh.append(raw)
                     continue
                 seen = tx.get_read_hash(ctx.name, side.system, side.object, raw.external_id)
-                if retry or seen is None or seen.record_hash != record_hash(raw, ctx.hash_key):
+                if retry or ctx.rederive or seen is None or seen.record_hash != record_hash(raw, ctx.hash_key):
                     known.append((pid, raw))
                 else:
                     ctx.report.read += 1
@@ -311,7 +311,9 @@ class TwoWay(OneWay):
                     ctx.report.actions[Action.UPDATED] += 1
                     ctx.report.plan.append(PlannedChange(Action.UPDATED, d.raw.external_id, d.party_id,
                                                          {p: ("", masked_value(p, v, None) or "")
-                                                          for p, v in fields_.items()}, reason=side))
+                                                          for p, v in fields_.items()}, reason=side,
+                                                         target_fields=self._target_fields(ctx, d)
+                                                         if side == "to_target" else {}))
         ctx.report.planned_write_calls += len([1 for x in (m.to_target, m.to_source) if x])
 
     def _record_merge(self, tx: StoreTx, ctx: RunContext, m: _Merge, d: Decision, conflicts: list[Any],

@@ -576,6 +576,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
                 report.status = "succeeded"
                 runner.flag_suspicious(report, previous, full_scan)
                 report.conclude(runner.job.max_failed_ratio)   # refused records: partial, or failed above the ratio
+                runner.complete_versions(ctx)
         except (CrmBridgeError, OSError, DBAPIError) as exc:
             report.status = "failed"
             report.error = _masked_error(exc)
@@ -598,6 +599,7 @@ def dispatch(rt: Runtime, job_name: str, *, app: Celery | None = None, actor: st
 def _dispatch_run(rt: Runtime, runner: JobRunner, ctx: RunContext, app: Celery, settings: DistributedConfig,
                   poll_seconds: float, progress: Callable[[int], None] | None) -> tuple[bool, list[dict[str, Any]]]:
     runner.propagate_erasures(ctx)   # erasures pending at the job's target first, as a single-process run
+    runner.prepare_versions(ctx)     # a changed mapping: from the start, every record re-derived (workers too)
     with rt.store.transaction() as tx:
         cursor = runner.cursor(tx, ctx, ctx.source)
     full_scan = cursor.since is None

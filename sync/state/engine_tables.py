@@ -11,7 +11,7 @@ from crmbridge.sync.security.protect import register_encrypted_column
 from crmbridge.sync.state.db import Base
 from crmbridge.sync.state.store import UTCDateTime
 
-__all__ = ["ReadHash", "dist_batches", "read_hashes"]
+__all__ = ["ReadHash", "dist_batches", "job_mapping_versions", "read_hashes"]
 
 #: the keyed hash (and version) of the record each job last read from a system, by the record's external id: an
 #: overlap re-read whose hash is unchanged was handled already (each job its own: two jobs reading the same
@@ -24,6 +24,19 @@ read_hashes = Table(
     Column("external_id", String(255), primary_key=True),
     Column("record_hash", String(128), nullable=False),
     Column("version", String(64)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: the mapping versions (content hashes, by mapping reference) each job last completed a run with, the mapping text
+#: of those versions (to show what a changed mapping changes in the vendor's terms), and the versions of a
+#: re-derivation under way (set when a run starts re-deriving every record after a mapping change or a full
+#: refresh, cleared when a run completes it: a run that crashed in between resumes it from the cursor)
+job_mapping_versions = Table(
+    "job_mapping_versions", Base.metadata,
+    Column("job", String(128), primary_key=True),
+    Column("versions", JSON, nullable=False, default=dict),
+    Column("texts", JSON, nullable=False, default=dict),
+    Column("pending", JSON),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

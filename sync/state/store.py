@@ -697,6 +697,16 @@ class StoreTx:
                      {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
                       "version": version, "synced_at": self._now()})
 
+    def snapshot_party_ids(self, system: str, obj: str, *, after: str | None = None,
+                           limit: int = 500) -> list[str]:
+        """Party ids with a live snapshot (not a deletion's tombstone) at (system, object), in order, after
+        ``after`` (a resync pages through them)."""
+        q = select(snapshots.c.party_id).where(snapshots.c.system == system, snapshots.c.object == obj,
+                                               snapshots.c.content_hash != "tombstone")   # the engine's TOMBSTONE
+        if after is not None:
+            q = q.where(snapshots.c.party_id > after)
+        return list(self.connection.execute(q.order_by(snapshots.c.party_id).limit(limit)).scalars())
+
     # -- mapping versions (the text of every mapping version used) ---------------------------------
     def archive_mapping(self, *, content_hash: str, system: str, obj: str, file_name: str, text: str) -> bool:
         """Archive one mapping version's text (idempotent: a hash already archived is left as it is); whether it
@@ -1079,6 +1089,28 @@ class StoreTx:
             n += self.connection.execute(delete(t).where(
                 tuple_(t.c.system, t.c.object, t.c.external_id).in_(chunk))).rowcount or 0
         return int(n)
+
+    # mapping versions a job ran with (a changed mapping is re-derived on every record)
+    def get_job_mappings(self, job: str) -> dict[str, Any] | None:
+        """The mapping versions ``job`` last completed a run with: ``{"versions": {ref: hash}, "texts": {hash:
+        mapping text}, "pending": {ref: hash} | None}`` (pending: a re-derivation under way), or ``None``."""
+        from crmbridge.sync.state.engine_tables import job_mapping_versions as t
+
+        r = self.connection.execute(select(t.c.versions, t.c.texts, t.c.pending).where(t.c.job == job)).first()
+        if r is None:
+            return None
+        return {"versions": dict(r.versions or {}), "texts": dict(r.texts or {}),
+                "pending": dict(r.pending) if r.pending is not None else None}
+
+    def put_job_mappings(self, job: str, *, versions: Mapping[str, str], texts: Mapping[str, str],
+                         pending: Mapping[str, str] | None) -> None:
+        """Store the mapping versions ``job`` completed a run with (and their texts) and the re-derivation under
+        way (``None``: none)."""
+        from crmbridge.sync.state.engine_tables import job_mapping_versions as t
+
+        self._upsert(t, {"job": job}, {"versions": dict(versions), "texts": dict(texts),
+                                       "pending": dict(pending) if pending is not None else None,
+                                       "updated_at": self._now()})
 
     # distributed runs' batches
     def add_dist_batch(self, **values: Any) -> int:
