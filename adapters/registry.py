@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from crmbridge.canonical.mapping import TargetProfile
 from crmbridge.core.errors import UnknownAdapterError
 
 if TYPE_CHECKING:
     from crmbridge.adapters.base import Adapter
     from crmbridge.adapters.simulator import Simulator
+    from crmbridge.canonical.mapping import TargetProfile
 
 __all__ = [
     "adapter_class", "adapter_names", "register", "registered", "simulator_class", "simulator_names", "target_profile",
