@@ -147,6 +147,8 @@ def target_profile(name: str, obj: str) -> TargetProfile:
     """What the canonical layer needs to know about adapter ``name`` writing ``obj``: its role (system of record or
     CRM), the object's mandatory fields and its source-system naming, read from the adapter class. Pass it to
     ``load_mapping(path, profile=target_profile)``. Raises UnknownAdapterError for an unregistered name."""
+    from crmbridge.canonical.mapping import TargetProfile  # when used: the CLI imports this registry at start-up
+
     cls = adapter_class(name)
     role = "system_of_record" if cls.role == "system_of_record" else "crm"
     return TargetProfile(role=role, mandatory_fields=tuple(cls.mandatory_fields.get(obj, ())),
