@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from crmbridge.canonical.mapping import TargetProfile
 from crmbridge.core.errors import UnknownAdapterError
 
 if TYPE_CHECKING:
     from crmbridge.adapters.base import Adapter
     from crmbridge.adapters.simulator import Simulator
+    from crmbridge.canonical.mapping import TargetProfile
 
 __all__ = [
     "adapter_class", "adapter_names", "register", "registered", "simulator_class", "simulator_names", "target_profile",
@@ -147,6 +147,8 @@ def target_profile(name: str, obj: str) -> TargetProfile:
     """What the canonical layer needs to know about adapter ``name`` writing ``obj``: its role (system of record or
     CRM), the object's mandatory fields and its source-system naming, read from the adapter class. Pass it to
     ``load_mapping(path, profile=target_profile)``. Raises UnknownAdapterError for an unregistered name."""
+    from crmbridge.canonical.mapping import TargetProfile  # when used: the CLI imports this registry at start-up
+
     cls = adapter_class(name)
     role = "system_of_record" if cls.role == "system_of_record" else "crm"
     return TargetProfile(role=role, mandatory_fields=tuple(cls.mandatory_fields.get(obj, ())),

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from crmbridge.config import PACKAGE_ROOT, check_secrets, config_json_schema, load_config
 from crmbridge.core.errors import ConfigurationError
 
 __all__ = ["register"]
@@ -20,7 +19,8 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="Configuration file (default: $CRMBRIDGE_CONFIG, else config/crmbridge.yaml).",
     envvar="CRMBRIDGE_CONFIG", show_envvar=True)]
 
-SCHEMA_FILE = PACKAGE_ROOT / "config" / "schema.json"
+#: config/schema.json of the package (its root is the parent of cli/; crmbridge.config, heavier, says the same)
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "config" / "schema.json"
 
 
 def _fail(lines: list[str]) -> None:
@@ -32,6 +32,8 @@ def _fail(lines: list[str]) -> None:
 @config_app.command("check")
 def check(config: ConfigOption = None) -> None:
     """Validate the file and resolve every secret reference; print OK or every error (exit 2)."""
+    from crmbridge.config import check_secrets, load_config
+
     try:
         cfg = load_config(config)
     except ConfigurationError as exc:
@@ -58,6 +60,8 @@ def schema(
     = False,
 ) -> None:
     """Print the JSON Schema of the configuration file (editors use it to check crmbridge.yaml)."""
+    from crmbridge.config import config_json_schema
+
     text = json.dumps(config_json_schema(), indent=2, ensure_ascii=False) + "\n"
     target = SCHEMA_FILE if write else output
     if target is None:

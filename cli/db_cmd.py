@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
 from crmbridge.core.errors import ConfigurationError
 
@@ -37,6 +36,8 @@ def _url(config: Path | None, url: str | None) -> str:
 
 
 def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 

@@ -22,7 +22,6 @@ from crmbridge.cli.actor import ActorOption, cli_actor
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.cli.ledger_trust_cmd import publish_after
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.security.privacy import erase_party, lift_erasure
 
 __all__ = ["register"]
 
@@ -47,6 +46,8 @@ def erase(
     config: ConfigOption = None, url: UrlOption = None,
 ) -> None:
     """Erase PARTY_ID's personal data from crmbridge's stores (irreversible) and keep it from coming back."""
+    from crmbridge.sync.security.privacy import erase_party
+
     who = cli_actor(actor)   # the operating-system user and host; --actor is an annotation beside them
     if lift:
         _lift(party_id, identifier, reason, who, yes, config, url)
@@ -78,6 +79,8 @@ def erase(
 
 def _lift(party_id: str | None, identifier: str | None, reason: str | None, actor: str, yes: bool,
           config: object, url: str | None) -> None:
+    from crmbridge.sync.security.privacy import lift_erasure
+
     ident = None
     if identifier is not None:
         scheme, sep, value = identifier.partition(":")

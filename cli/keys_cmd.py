@@ -11,19 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmbridge.config import CrmBridgeConfig, load_config
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.security.crypto import FieldCipher, generate_master_key, load_key_provider
-from crmbridge.sync.security.protect import reencrypt
-from crmbridge.sync.state.ledger import Action, LedgerEntryIn, LedgerSigner, generate_signing_key
-from crmbridge.sync.state.migrate import upgrade
-from crmbridge.sync.state.store import StateStore, StoreTx, open_engine, open_private
+
+if TYPE_CHECKING:
+    from crmbridge.config import CrmBridgeConfig
+    from crmbridge.sync.security.crypto import FieldCipher
+    from crmbridge.sync.state.ledger import LedgerSigner
+    from crmbridge.sync.state.store import StateStore, StoreTx
 
 __all__ = ["ConfigOption", "SecurityContext", "UrlOption", "register"]
 
@@ -46,10 +46,14 @@ class SecurityContext:
 
     @classmethod
     def load(cls, config: Path | None, url: str | None) -> SecurityContext:
+        from crmbridge.config import load_config
+
         cfg = load_config(config)
         return cls(cfg, url or cfg.state.url)
 
     def cipher(self, master_key: str | None = None) -> FieldCipher:
+        from crmbridge.sync.security.crypto import FieldCipher, load_key_provider
+
         keys = self.config.keys
         provider = load_key_provider(master_key or keys.master_key,
                                      provider=None if master_key else keys.effective_provider,
@@ -57,6 +61,8 @@ class SecurityContext:
         return FieldCipher(provider, algorithm=keys.algorithm)
 
     def signer(self, *, required: bool = False) -> LedgerSigner | None:
+        from crmbridge.sync.state.ledger import LedgerSigner
+
         ref = self.config.keys.signing_key
         if ref is None:
             if required:
@@ -75,6 +81,8 @@ class SecurityContext:
     def store(self) -> Iterator[StateStore]:
         """The state store, disposed of afterwards. Connected once: an unreachable state database is one clear
         error naming host and port (exit 4)."""
+        from crmbridge.sync.state.store import StateStore, open_engine
+
         store = StateStore(open_engine(self.url))
         try:
             yield store
@@ -90,6 +98,8 @@ class SecurityContext:
 
 
 def _write_secret_file(path: Path, content: str) -> None:
+    from crmbridge.sync.state.store import open_private
+
     if path.exists():
         raise ConfigurationError(f"{path} already exists; refusing to overwrite a key file")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +118,10 @@ def init(
         "if it does not exist.")] = True,
 ) -> None:
     """Create the schema if needed, the first data key version, the blind-index key and the signing key."""
+    from crmbridge.sync.security.crypto import generate_master_key
+    from crmbridge.sync.state.ledger import generate_signing_key
+    from crmbridge.sync.state.migrate import upgrade
+
     ctx = SecurityContext.load(config, url)
     master_ref = None
     if new_master_key_file is not None:
@@ -144,6 +158,8 @@ def rotate(
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per re-encryption batch.")] = 500,
 ) -> None:
     """Add a new data key version: new values use it, old versions keep decrypting."""
+    from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+
     ctx = SecurityContext.load(config, url)
     cipher = ctx.cipher()
     with ctx.transaction() as tx:
@@ -163,6 +179,8 @@ def rotate(
 
 
 def _reencrypt(ctx: SecurityContext, cipher: FieldCipher, batch_size: int, max_batches: int | None) -> None:
+    from crmbridge.sync.security.protect import reencrypt
+
     with ctx.store() as store:
         report = reencrypt(store, cipher, batch_size=batch_size, max_batches=max_batches)
     for label, n in sorted(report.columns.items()):

@@ -19,18 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crmbridge.canonical.masking import mask_canonical
 from crmbridge.cli.actor import ActorOption, RevealReasonOption, check_reveal, record_reveal
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.state.ledger import (
-    Action,
-    canonical_json,
-    decode_entry,
-    export_ledger,
-    load_public_key,
-)
-from crmbridge.sync.state.store import open_private
 
 __all__ = ["register"]
 
@@ -168,6 +159,8 @@ ValuesOption = Annotated[bool, typer.Option(
 
 
 def _read(ctx: SecurityContext, **filters: Any) -> list[dict[str, Any]]:
+    from crmbridge.sync.state.ledger import decode_entry
+
     with ctx.transaction(refuse_writes=True) as tx:
         return [decode_entry(e) for e in tx.ledger().iter_entries(**filters)]
 
@@ -202,12 +195,16 @@ def _by_class(path: str, value: Any) -> Any:
     """A stored value as shown: one that carries the mask character was masked by its class when written and is
     shown as stored; any other is masked now by its path's class (an entry written by a writer that took a list
     of personal values such as ``name.aliases`` for C1 shows nothing in clear). C1 values stay readable."""
+    from crmbridge.canonical.masking import mask_canonical
+
     if value is None or value in ("[]", "{}", "") or "*" in str(value):
         return value
     return mask_canonical(path, value)
 
 
 def _print_values(entries: list[dict[str, Any]], clear: dict[int, Any] | None = None) -> None:
+    from crmbridge.sync.state.ledger import canonical_json
+
     for e in entries:
         head = f"{e['seq']} · {e['recorded_at'][:19].replace('T', ' ')} · {e['action']}"
         if e.get("job"):
@@ -276,6 +273,8 @@ def history(
     reveal: RevealOption = False, reason: RevealReasonOption = None, actor: ActorOption = None,
 ) -> None:
     """One party's history across runs: by party id, by identifier (blind index) or by a system's record id."""
+    from crmbridge.sync.state.ledger import decode_entry
+
     party_id = party_id or party_arg
     given = [x is not None for x in (party_id, identifier, record_id)]
     if sum(given) != 1:
@@ -340,6 +339,9 @@ def export(
     A full JSONL export verifies offline (`ledger verify --file`); a filtered one (--since/--until/--job/--action)
     is for reading: its gaps are reported as missing entries.
     """
+    from crmbridge.sync.state.ledger import Action, export_ledger
+    from crmbridge.sync.state.store import open_private
+
     if fmt not in ("csv", "jsonl"):
         raise ConfigurationError(f"unknown format {fmt!r}; use csv or jsonl", where="--format")
     known = {a.value for a in Action}
@@ -388,6 +390,7 @@ def verify(
     needs a key the operators cannot replace.
     """
     from crmbridge.sync.state import verify_ledger as vl
+    from crmbridge.sync.state.ledger import load_public_key
     from crmbridge.sync.state.ledger_trust import read_published, verify_database, verify_loaded
 
     keys = [load_public_key(p) for p in public_key or []]
@@ -441,6 +444,8 @@ def public_key_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Print (or write) the Ed25519 public key auditors verify checkpoints with."""
+    from crmbridge.sync.state.store import open_private
+
     ctx = SecurityContext.load(config, None)
     signer = ctx.signer(required=True)
     assert signer is not None

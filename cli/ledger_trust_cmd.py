@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,17 +20,19 @@ from crmbridge.cli.actor import cli_actor
 from crmbridge.cli.keys_cmd import ConfigOption, SecurityContext, UrlOption
 from crmbridge.cli.ledger_cmd import ledger_app
 from crmbridge.core.errors import ConfigurationError
-from crmbridge.sync.state.ledger import LedgerSigner, generate_signing_key, load_public_key
-from crmbridge.sync.state.ledger_trust import fingerprint, publish_configured, rotate_signing_key, sign_now
+
+if TYPE_CHECKING:
+    from crmbridge.sync.state.ledger import LedgerSigner
 
 __all__ = ["publish_after"]
 
 console = Console()
 
 
-
 def publish_after(ctx: SecurityContext) -> None:
     """Publish the checkpoints just committed to ``ledger.publish`` (a failed target is retried next time)."""
+    from crmbridge.sync.state.ledger_trust import publish_configured
+
     if not ctx.config.ledger.publish:
         return
     with ctx.store() as store:
@@ -41,6 +43,8 @@ def publish_after(ctx: SecurityContext) -> None:
 @ledger_app.command("checkpoint")
 def checkpoint_cmd(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Sign the current head now (and publish it): entries appended since the last checkpoint become signed."""
+    from crmbridge.sync.state.ledger_trust import sign_now
+
     ctx = SecurityContext.load(config, url)
     signer = ctx.signer(required=True)
     with ctx.transaction() as tx:
@@ -60,6 +64,9 @@ def fingerprint_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Print the signing key's fingerprint: pin it in ledger.trusted_keys and give it to the auditors to keep."""
+    from crmbridge.sync.state.ledger import load_public_key
+    from crmbridge.sync.state.ledger_trust import fingerprint
+
     if public_key is not None:
         sys.stdout.write(fingerprint(load_public_key(public_key)) + "\n")
         return
@@ -78,6 +85,9 @@ def rotate_signing_key_cmd(
     config: ConfigOption = None, url: UrlOption = None,
 ) -> None:
     """New ledger signing key: the hand-over is ledgered and signed by both keys; verify follows the chain."""
+    from crmbridge.sync.state.ledger import generate_signing_key
+    from crmbridge.sync.state.ledger_trust import fingerprint, rotate_signing_key
+
     ctx = SecurityContext.load(config, url)
     old = ctx.signer(required=True)
     assert old is not None
@@ -113,6 +123,8 @@ def rotate_signing_key_cmd(
 @ledger_app.command("publish")
 def publish_cmd(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Publish every checkpoint not yet sent to the ledger.publish targets (runs do it after each run)."""
+    from crmbridge.sync.state.ledger_trust import publish_configured
+
     ctx = SecurityContext.load(config, url)
     if not ctx.config.ledger.publish:
         raise ConfigurationError("no publishing target configured", where="ledger.publish")

@@ -15,30 +15,22 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crmbridge.adapters._json import loads
-from crmbridge.adapters.registry import target_profile
-from crmbridge.canonical.c3 import mapping_c3_fields, refuse_c3
-from crmbridge.canonical.mapping import (
-    MappingProblem,
-    TraceRow,
-    check_mapping_file,
-    keypath,
-    line_for,
-    load_mapping,
-    mapping_json_schema,
-    validate_against,
-)
-from crmbridge.canonical.masking import mask
 from crmbridge.cli._common import ConfigOption
 from crmbridge.cli.actor import ActorOption, RevealReasonOption, check_reveal, record_reveal
 from crmbridge.core.errors import BadResponseError, ForbiddenDataError, ValidationError
+
+if TYPE_CHECKING:
+    from crmbridge.canonical.mapping import (
+        MappingProblem,
+        TraceRow,
+    )
 
 __all__ = ["register"]
 
@@ -80,6 +72,9 @@ def validate(
 
     With --config and no FILES: the mappings the configuration's jobs use, each with its job's system (and the
     configuration's canonical extensions declared)."""
+    from crmbridge.adapters.registry import target_profile
+    from crmbridge.canonical.mapping import check_mapping_file, validate_against
+
     out = Console(highlight=False, soft_wrap=True)
     if config is not None:
         from crmbridge.config import load_config
@@ -122,8 +117,14 @@ def validate(
 def _validate_jobs(cfg: Any, out: Console, *, quiet: bool, against: str | None) -> int:
     """Check every mapping the configuration's jobs use, loaded for its end of the job (that system's adapter
     profile); the exit code (0, or EXIT_CONFIG when any has an error)."""
-    from crmbridge.adapters.registry import adapter_class
-    from crmbridge.canonical.mapping import TargetProfile
+    from crmbridge.adapters.registry import adapter_class, target_profile
+    from crmbridge.canonical.mapping import (
+        MappingProblem,
+        TargetProfile,
+        check_mapping_file,
+        line_for,
+        validate_against,
+    )
 
     if not cfg.jobs:
         out.print(f"{cfg.source_file}: no jobs to validate", markup=False)
@@ -177,6 +178,9 @@ def _validate_jobs(cfg: Any, out: Console, *, quiet: bool, against: str | None) 
 
 def c3_problems(mapping: Any, file: str) -> list[MappingProblem]:
     """A step (or header) reading or writing a C3-looking vendor field, located in the file."""
+    from crmbridge.canonical.c3 import mapping_c3_fields
+    from crmbridge.canonical.mapping import MappingProblem, keypath, line_for
+
     return [MappingProblem(file, line_for(mapping.lines, rel), keypath(rel), msg)
             for rel, msg in mapping_c3_fields(mapping)]
 
@@ -196,6 +200,8 @@ def _adapter_for(system: str, config: Path | None) -> Any:
 
 
 def _show(value: Any, kind: str | None, reveal: bool) -> str:
+    from crmbridge.canonical.masking import mask
+
     if value is None:
         return ""
     if isinstance(value, list | tuple):
@@ -263,6 +269,11 @@ def preview(
     config: ConfigOption = None,
 ) -> None:
     """Map one record through a mapping and show what goes where (personal data masked unless --reveal)."""
+    from crmbridge.adapters._json import loads
+    from crmbridge.adapters.registry import target_profile
+    from crmbridge.canonical.c3 import refuse_c3
+    from crmbridge.canonical.mapping import load_mapping
+
     cfg = None
     if reveal or config is not None:
         from crmbridge.config import load_config
@@ -427,6 +438,8 @@ def diff(
 @mapping_app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of the mapping language."""
+    from crmbridge.canonical.mapping import mapping_json_schema
+
     typer.echo(json.dumps(mapping_json_schema(), indent=2, ensure_ascii=False))
 
 

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from crmbridge.adapters.registry import simulator_class, simulator_names
-from crmbridge.adapters.simulator import Knobs
+from crmbridge.adapters.registry import simulator_names
 
 __all__ = ["register"]
 
@@ -32,6 +31,9 @@ def simulate(
                         "simulator's module docstring lists its knobs).")] = None,
 ) -> None:
     """Serve one vendor simulator (real HTTP or SOAP on loopback) until Ctrl-C."""
+    from crmbridge.adapters.registry import simulator_class
+    from crmbridge.adapters.simulator import Knobs
+
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise typer.BadParameter("simulators bind to loopback only", param_hint="--host")
     cls = simulator_class(system)
