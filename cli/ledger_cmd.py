@@ -203,8 +203,6 @@ def _by_class(path: str, value: Any) -> Any:
 
 
 def _print_values(entries: list[dict[str, Any]], clear: dict[int, Any] | None = None) -> None:
-    from crmbridge.sync.state.ledger import canonical_json
-
     for e in entries:
         head = f"{e['seq']} · {e['recorded_at'][:19].replace('T', ' ')} · {e['action']}"
         if e.get("job"):
@@ -236,6 +234,8 @@ def _print_values(entries: list[dict[str, Any]], clear: dict[int, Any] | None = 
 
 def _shown(value: Any) -> str:
     """A stored payload or answer value as JSON text (masked when it was written: shown as stored)."""
+    from crmbridge.sync.state.ledger import canonical_json
+
     return canonical_json(value) if isinstance(value, dict | list) else json.dumps(value, ensure_ascii=False)
 
 
