@@ -83,6 +83,11 @@ def test_an_extension_flows_from_core_to_both_crms_encrypted_at_rest_ledgered_an
     crm_records = {("zoho_cn", r["id"]): r for r in zoho}
     crm_records.update({("fxiaoke", r["_id"]): r for r in env.fxiaoke.records("AccountObj")})
 
+    versions = {job: {Path(ref).name: rt.mapping(ref).version_hash
+                      for ref in (rt.config.jobs[job].source_mapping, rt.config.jobs[job].target_mapping)}
+                for job in ("core_to_zoho", "core_fxiaoke")}
+    assert set(versions["core_fxiaoke"]) == {"corebank_soap_customer.yaml", "fxiaoke_accountobj.yaml"}
+
     # at rest: the clear value is in the snapshot, encrypted; the database file never holds it in clear
     pids = [r["Party_ID"] for r in managed]
     seen: set[str] = set()
@@ -96,6 +101,8 @@ def test_an_extension_flows_from_core_to_both_crms_encrypted_at_rest_ledgered_an
             assert value in dates.values()
             seen.add(value)
             assert value.encode() not in snap.blob
+            # the snapshot records the version of each mapping that produced it
+            assert snap.mapping_versions == versions["core_to_zoho"]
     assert seen
     rt.store.engine.dispose()   # the WAL is checkpointed into the file
     db = Path(env.config()["state"]["url"].removeprefix("sqlite:///"))
@@ -118,6 +125,10 @@ def test_an_extension_flows_from_core_to_both_crms_encrypted_at_rest_ledgered_an
                                                                        else ZOHO_FIELD] == MASKED
                 assert e["masked_after"][PATH] == MASKED
                 assert ledger.decrypt_diff(raw_entry)[PATH][1] in dates.values()
+                # the ledger entry and the party's snapshot name the same mapping versions (two-way too)
+                assert e["mapping_versions"] == versions[job]
+                snap = tx.get_snapshot(e["party_id"], e["target_system"], e["target_object"])
+                assert snap is not None and snap.mapping_versions == versions[job]
                 text = json.dumps([raw_entry[k] for k in ("payload", "masked_after", "masked_before")], default=str)
                 assert not any(v in text for v in seen)
 
