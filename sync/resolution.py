@@ -19,7 +19,7 @@ from crmbridge.sync.engine import correlation_id, echo_hash, masked_value, new_c
 from crmbridge.sync.merge import flatten, unflatten
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.ledger_trust import publish_configured
-from crmbridge.sync.state.lineage import write_lineage
+from crmbridge.sync.state.lineage import mapping_versions, write_lineage
 
 __all__ = ["Resolution", "conflict_values", "resolve_conflict"]
 
@@ -99,7 +99,8 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
         blob = tx.seal(rt.cipher, "snapshots", "blob",
                     row=snapshot_row(pid, job.target_system, job.target_object), value=canonical)
         tx.put_snapshot(pid, job.target_system, job.target_object, content_hash=party.content_hash(key), blob=blob,
-                        written_hash=echo_hash(flatten(canonical), t_paths, key))
+                        written_hash=echo_hash(flatten(canonical), t_paths, key),
+                        mapping_versions=mapping_versions(smap, tmap))
         if not tx.resolve_conflict(conflict_id, take, actor=actor):
             raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
         ptype = str(party.party_type)

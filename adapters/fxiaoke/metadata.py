@@ -86,6 +86,8 @@ CUSTOM_FIELDS = [
        options=_opts("PROSPECT", "ONBOARDING", "ACTIVE", "DORMANT", "FROZEN", "CLOSED", "DECEASED", "DISSOLVED",
                      "MERGED")),
     _f("kyc_next_review__c", "下次KYC复核日", "date", define_type="custom"),
+    # text: the relationship start date is personal data, the CRM receives its masked form (an extension field)
+    _f("customer_since__c", "建立关系日期(掩码)", "text", define_type="custom", max_length=20),
     _f("consent_marketing__c", "营销同意", "true_or_false", define_type="custom"),
     _f("consent_sms__c", "短信营销同意", "true_or_false", define_type="custom"),
     _f("consent_call__c", "电话营销同意", "true_or_false", define_type="custom"),

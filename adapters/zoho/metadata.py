@@ -18,6 +18,7 @@ Home_Branch          text (20)             both         branch code
 Lifecycle_Stage      text (20)             both         PROSPECT ... MERGED
 Risk_Rating          picklist              both         LOW|MEDIUM|HIGH|PROHIBITED (not mapped yet)
 KYC_Next_Review      date                  both         next KYC review (not mapped yet)
+Customer_Since       text (20)             both         date the relationship began, masked (an extension field)
 ==================== ===================== ============ ================================================
 """
 
@@ -149,6 +150,8 @@ def _custom(segments: tuple[str, ...], organisation: bool) -> tuple[FieldDef, ..
         FieldDef("Lifecycle_Stage", "Lifecycle Stage", "text", 20, custom=True),
         FieldDef("Risk_Rating", "Risk Rating", "picklist", 120, custom=True, picklist=("-None-", *_RISK)),
         FieldDef("KYC_Next_Review", "KYC Next Review", "date", custom=True),
+        # text, not date: personal data, so the CRM receives the masked form (``****-**-**``)
+        FieldDef("Customer_Since", "Customer Since (masked)", "text", 20, custom=True),
     )
 
 

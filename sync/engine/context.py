@@ -15,6 +15,7 @@ from crmbridge.config import JobConfig
 from crmbridge.core.errors import RecordError
 from crmbridge.sync.report import RunReport
 from crmbridge.sync.state.ledger import Action
+from crmbridge.sync.state.lineage import mapping_versions
 
 __all__ = ["BatchKind", "BatchResult", "CursorState", "Decision", "RunContext", "Side", "StopRequested", "iso",
            "parse_iso"]
@@ -141,6 +142,11 @@ class RunContext:
     #: plan compares the payload it would send with the one that version made of the same state)
     previous_mappings: dict[str, Mapping] = field(default_factory=dict)
 
+    @property
+    def mapping_versions(self) -> dict[str, str]:
+        """File name -> version (content hash) of the source and target mappings: what a snapshot written by this
+        run records, as its ledger entries do."""
+        return mapping_versions(self.source.mapping, self.target.mapping)
 
 
 @dataclass

@@ -176,11 +176,12 @@ class Recording(RunnerBase):
                         row=snapshot_row(d.party_id, tgt.system, tgt.object), value=d.canonical)
             tx.put_snapshot(d.party_id, tgt.system, tgt.object,
                             content_hash=d.content_hash or d.party.content_hash(ctx.hash_key),
-                            blob=blob, written_hash=d.echo_hash or d.payload_hash)
+                            blob=blob, written_hash=d.echo_hash or d.payload_hash,
+                            mapping_versions=ctx.mapping_versions)
         elif d.action is Action.DELETED and d.party_id and d.target_id:
             tx.delete_xref(tgt.system, tgt.object, d.target_id)
             tx.put_snapshot(d.party_id, tgt.system, tgt.object, content_hash=TOMBSTONE, blob=b"",
-                            written_hash=TOMBSTONE)
+                            written_hash=TOMBSTONE, mapping_versions=ctx.mapping_versions)
         elif d.action is Action.CONFLICT and d.party_id:
             tx.add_conflict(ctx.name, d.party_id, ["*"], run_id=ctx.run_id or None)
         if d.intent_id is not None:

@@ -421,7 +421,7 @@ class TwoWay(OneWay):
             blob = tx.seal(self.rt.cipher, "snapshots", "blob", row=snapshot_row(pid, tgt.system, tgt.object),
                            value=d.canonical)
             tx.put_snapshot(pid, tgt.system, tgt.object, content_hash=d.party.content_hash(ctx.hash_key),
-                            blob=blob, written_hash=d.echo_hash)
+                            blob=blob, written_hash=d.echo_hash, mapping_versions=ctx.mapping_versions)
 
     def _remember_reads(self, tx: StoreTx, ctx: RunContext, raw_s: RawRecord | None,
                         raw_t: RawRecord | None) -> None:

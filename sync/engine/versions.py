@@ -178,7 +178,7 @@ class Versions(Recording):
                                     blob=tx.seal(self.rt.cipher, "snapshots", "blob",
                                                  row=snapshot_row(d.party_id or "", tgt.system, tgt.object),
                                                  value=d.canonical),
-                                    written_hash=d.payload_hash)
+                                    written_hash=d.payload_hash, mapping_versions=ctx.mapping_versions)
                     if d.intent_id is not None:
                         tx.complete_write_intent(d.intent_id, external_id=d.target_id)
                     entries.append(self._entry(ctx, d, reason=d.reason))

@@ -199,6 +199,8 @@ class Snapshot:
     written_hash: str | None
     version: str | None
     synced_at: datetime
+    #: file name -> version (content hash) of each mapping that produced it (``None``: written before 0011)
+    mapping_versions: dict[str, str] | None = None
 
 
 
@@ -690,12 +692,16 @@ class StoreTx:
         return None if r is None else Snapshot(**dict(r))
 
     def put_snapshot(self, party_id: str, system: str, obj: str, *, content_hash: str, blob: bytes,
-                     written_hash: str | None = None, version: str | None = None) -> None:
-        """Store the last canonical state synced for (party, system, object). ``blob`` is ciphertext."""
+                     written_hash: str | None = None, version: str | None = None,
+                     mapping_versions: Mapping[str, str] | None = None) -> None:
+        """Store the last canonical state synced for (party, system, object). ``blob`` is ciphertext;
+        ``mapping_versions`` the version of each mapping that produced it, by file name
+        (:func:`crmbridge.sync.state.lineage.mapping_versions`)."""
         self._snap_c.pop((party_id, system, obj), None)
         self._upsert(snapshots, {"party_id": party_id, "system": system, "object": obj},
                      {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
-                      "version": version, "synced_at": self._now()})
+                      "version": version, "synced_at": self._now(),
+                      "mapping_versions": dict(mapping_versions) if mapping_versions else None})
 
     def snapshot_party_ids(self, system: str, obj: str, *, after: str | None = None,
                            limit: int = 500) -> list[str]:

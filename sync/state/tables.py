@@ -150,6 +150,8 @@ snapshots = Table(
     Column("written_hash", String(_HASH)),
     Column("version", String(64)),
     Column("synced_at", UTCDateTime, nullable=False),
+    # file name -> version (content hash) of each mapping that produced it, as in ledger entries (NULL before 0011)
+    Column("mapping_versions", JSON),
 )
 
 dead_letters = Table(
