@@ -146,6 +146,9 @@ class WriteResult:
     version: str | None = None
     modified_at: datetime | None = None
     error: RecordError | None = None
+    #: the vendor's id of the request that carried the write (a trace id), when its answer names one: the ledger's
+    #: correlation id, which the vendor's support can look up
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

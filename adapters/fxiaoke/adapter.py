@@ -388,7 +388,7 @@ class FxiaokeAdapter(Adapter):
                 fields["owner"] = _owner_list(owner) if owner is not None else [
                     cfg.default_owner or self.client.open_user_id()]
                 new_id = self.client.create(obj, fields, **flags)
-                return WriteResult(item.key, WriteStatus.CREATED, new_id)
+                return WriteResult(item.key, WriteStatus.CREATED, new_id, request_id=self.client.last_trace_id())
             current = found[0]
             target = str(current["_id"])
         elif item.expected_version is not None or owner is not None:
@@ -408,7 +408,7 @@ class FxiaokeAdapter(Adapter):
             self.client.update(obj, target, changes, **flags)
         if owner_change:
             self.client.change_owner(obj, target, _owner_list(owner))
-        return WriteResult(item.key, WriteStatus.UPDATED, target)
+        return WriteResult(item.key, WriteStatus.UPDATED, target, request_id=self.client.last_trace_id())
 
     def _delete_batch(self, obj: str, external_ids: list[str]) -> list[WriteResult]:
         out = []

@@ -80,14 +80,22 @@ class FxiaokeClient:
     # ------------------------------------------------------------------ transport
     def _post(self, path: str, body: Mapping[str, Any], *, record_level: bool = False,
               token_endpoint: bool = False, sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        resp = self._http("POST", f"{self.base_url}{path}", json=body,
-                          params={"thirdTraceId": str(uuid.uuid4())},
+        ours = str(uuid.uuid4())
+        resp = self._http("POST", f"{self.base_url}{path}", json=body, params={"thirdTraceId": ours},
                           headers={"Content-Type": "application/json"})
         self._last.headers = dict(resp.headers)
         self._last.received = time.time()
-        return check_response(resp.status_code, resp.content, where=path, record_level=record_level,
-                              token_endpoint=token_endpoint, headers=resp.headers,
-                              duplicate_codes=self.duplicate_codes, sent=sent)
+        doc = check_response(resp.status_code, resp.content, where=path, record_level=record_level,
+                             token_endpoint=token_endpoint, headers=resp.headers,
+                             duplicate_codes=self.duplicate_codes, sent=sent)
+        trace = doc.get("traceId")
+        # the vendor's trace id names the request in its logs; our thirdTraceId when the answer carries none
+        self._last.trace = trace if isinstance(trace, str) and trace.strip() else ours
+        return doc
+
+    def last_trace_id(self) -> str | None:
+        """The trace id of this thread's last successful call (Fxiaoke's ``traceId``, else our ``thirdTraceId``)."""
+        return getattr(self._last, "trace", None)
 
     def last_headers(self) -> tuple[dict[str, str], float | None]:
         """The headers of this thread's last response and when it arrived (epoch seconds), for doctor."""

@@ -168,6 +168,8 @@ def test_two_way_entries_are_labelled_by_their_direction(env, rt) -> None:  # ty
         rec = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == e["target_id"])
         assert e["payload"] == masked_payload({k: rec.get(k) for k in e["payload"]}, fx_m)
         assert e["payload"]["party_id__c"] == e["party_id"]
+        # the correlation id is Fxiaoke's own trace id of the create call: its support can look the request up
+        assert e["correlation_id"].startswith("E-O."), e["correlation_id"]
         # only what this record was sent: an organisation gets no mobile, a field left out for want of consent
         # was not received
         if e["payload"]["party_type__c"] == "ORGANISATION":
