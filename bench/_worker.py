@@ -249,6 +249,13 @@ def sdk(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib()}
 
 
+def reference(args: argparse.Namespace) -> dict[str, Any]:
+    """The bare reference sync of bench/bench_reference.py (no crmbridge code), in this process."""
+    from bench_reference import reference_sync
+
+    return {"reference": reference_sync(args.config), "peak_rss_mib": peak_rss_mib()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -260,6 +267,8 @@ def main() -> None:
     f = sub.add_parser("floor")
     f.add_argument("--config", required=True)
     f.add_argument("--job", action="append", required=True)
+    ref = sub.add_parser("reference")
+    ref.add_argument("--config", required=True)
     for name in ("zwrite", "sdk"):
         z = sub.add_parser(name)
         z.add_argument("--config", required=True)
@@ -267,7 +276,7 @@ def main() -> None:
         z.add_argument("--zoho-url")
         z.add_argument("--repeat", type=int, default=1)
     args = p.parse_args()
-    out = {"run": run, "floor": floor, "zwrite": zwrite, "sdk": sdk}[args.cmd](args)
+    out = {"run": run, "floor": floor, "zwrite": zwrite, "sdk": sdk, "reference": reference}[args.cmd](args)
     sys.stdout.write(json.dumps(out) + "\n")
 
 
