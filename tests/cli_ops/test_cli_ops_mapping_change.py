@@ -55,6 +55,7 @@ def _add_field(env: DemoEnvironment, tmp_path: Path) -> None:
     env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+@pytest.mark.slow   # a command-line run over a full sync: the slow tier
 def test_the_dry_run_says_what_a_mapping_change_updates_first(synced, tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = synced
     _add_field(env, tmp_path)
@@ -81,6 +82,7 @@ def test_the_dry_run_says_what_a_mapping_change_updates_first(synced, tmp_path) 
     assert all(r.get("Department") for r in env.zoho.stores["Contacts"].records.values())
 
 
+@pytest.mark.slow   # a command-line run over a full sync: the slow tier
 def test_resync_full_refresh_and_reconcile_from_the_command_line(synced) -> None:  # type: ignore[no-untyped-def]
     env = synced
     store = env.zoho.stores["Contacts"].records

@@ -129,6 +129,7 @@ def _cli(env: DemoEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, env=dict(os.environ, COLUMNS="200"))
 
 
+@pytest.mark.slow   # a command-line run over a full sync: the slow tier
 def test_deadletters_retry_refuses_a_record_that_now_carries_c3(env: DemoEnvironment) -> None:
     custno = CustomerStore.custno(0)
     env.core.store.touch(custno, mobile="138123456789")              # dead-lettered: not a valid mobile

@@ -83,6 +83,7 @@ def env(tmp_path: Path) -> Iterator[DemoEnvironment]:
         yield e
 
 
+@pytest.mark.slow   # a command-line run over a full sync: the slow tier
 def test_deadletters_conflicts_and_ledger_show_nothing_in_clear(env: DemoEnvironment) -> None:
     env.core.store.touch(CustomerStore.custno(0), mobile=MOBILE_12)
     env.core.store.touch(CustomerStore.custno(2), id_number=SHORT_ID)

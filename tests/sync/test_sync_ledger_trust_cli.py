@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from crmbridge.adapters.base import WriteItem
@@ -23,6 +24,7 @@ def cli(env, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
                           text=True, timeout=timeout, env=dict(os.environ, COLUMNS="200"))
 
 
+@pytest.mark.slow   # a command-line run over a full sync: the slow tier
 def test_resolve_after_the_last_run_then_verify_signed_export(env, rt, tmp_path: Path) -> None:  # type: ignore
     heads = tmp_path / "outside-state" / "ledger-heads.jsonl"
     fp = cli(env, "ledger", "fingerprint")
