@@ -65,7 +65,9 @@ class Runtime:
         with self._lock:
             if ref not in self._mappings:
                 m = load_mapping(self.config.mapping_path(ref), profile=target_profile)
-                with _state_database(self.config.state.url), self.store.transaction() as tx:
+                # the database was opened at bootstrap: a connection dropped here is the store's own "state
+                # database unavailable ... the transaction did not complete", not "cannot open"
+                with self.store.transaction() as tx:
                     archive_mapping(tx, m)
                 self._mappings[ref] = m
             return self._mappings[ref]
