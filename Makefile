@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml uv.lock
 	$(BIN)/pip install --quiet "uv>=0.5,<0.14"
 	$(BIN)/uv export --quiet --frozen --no-emit-project --all-extras --no-header -o $(VENV)/requirements.lock.txt
 	$(BIN)/pip install --quiet --require-hashes -r $(VENV)/requirements.lock.txt
-	$(BIN)/pip install --quiet --no-deps -e ".[test,dev,postgres,distributed]"
+	$(BIN)/pip install --quiet --no-deps -e ".[test,dev,postgres,distributed,console]"
 	touch $@
 
 demo: $(BIN)/.installed      ## the main job: a full sync on the built-in simulators, embedded SQLite

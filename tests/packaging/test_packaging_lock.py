@@ -74,6 +74,6 @@ def test_core_install_has_no_broker_or_postgresql_driver() -> None:
     assert [Requirement(r).name for r in extras["postgres"]] == ["psycopg"]
     # the Makefile's development install takes every extra
     make = (REPO / "Makefile").read_text()
-    assert re.search(r'pip install .*-e "\.\[test,dev,postgres,distributed\]"', make)
+    assert re.search(r'pip install .*-e "\.\[test,dev,postgres,distributed,console\]"', make)
     # ... at the locked versions
     assert re.search(r"uv export .*--frozen .*--all-extras", make) and "--require-hashes" in make
