@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "crmbridge.cli.demo_cmd",
     "crmbridge.cli.scheduler_cmd",
     "crmbridge.cli.worker_cmd",
+    "crmbridge.cli.console_cmd",
 ]
 
 app = typer.Typer(

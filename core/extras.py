@@ -26,6 +26,7 @@ __all__ = ["EXTRAS", "MissingExtraError", "installed_version", "missing_modules"
 EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg",),
     "distributed": ("celery", "kombu", "redis"),
+    "console": ("starlette", "jinja2", "uvicorn", "multipart", "argon2"),
 }
 
 
@@ -76,7 +77,7 @@ def require_extra(extra: str, *modules: str, purpose: str | None = None, where: 
     for it) are installed.
 
     Args:
-        extra: ``postgres`` or ``distributed``.
+        extra: ``postgres``, ``distributed`` or ``console``.
         modules: the import names needed (default: every module of the extra).
         purpose: what needs them, for the message (e.g. ``"crmbridge worker"``).
         where: the configuration key concerned, if any.

@@ -40,6 +40,9 @@ __all__ = [
     "UTCDateTime",
     "apscheduler_jobs",
     "conflicts",
+    "console_requests",
+    "console_sessions",
+    "console_users",
     "cursors",
     "dead_letters",
     "erasure_keys",
@@ -276,6 +279,57 @@ mapping_versions = Table(
     Index(None, "system", "object"),
     Index(None, "file_name"),
 )
+
+# ---------------------------------------------------------------------------------------------- console
+#: the console's local users (``crmbridge users``): Argon2id password hashes, never the password; roles as a JSON list
+console_users = Table(
+    "console_users", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    Column("last_sign_in_at", UTCDateTime),
+)
+
+#: signed-in console sessions: the SHA-256 of the cookie's random token (a stolen database holds no usable session),
+#: the session's CSRF token, an absolute and an idle expiry
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "username"),
+    Index(None, "expires_at"),
+)
+
+#: four-eyes requests (reveal a C2 value in clear, erase a party): requested by one user with a reason, approved or
+#: rejected by a different one; an approved reveal expires
+console_requests = Table(
+    "console_requests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),             # reveal | erasure
+    Column("party_id", String(_PARTY), nullable=False),
+    Column("fields", JSON, nullable=False),                 # canonical paths (reveal); [] for an erasure
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),           # pending | approved | rejected | expired | done
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(64)),
+    Column("decided_at", UTCDateTime),
+    Column("decision_reason", Text),
+    Column("expires_at", UTCDateTime),
+    Index(None, "status", "requested_at"),
+    Index(None, "party_id"),
+)
+
 
 # ---------------------------------------------------------------------------------------------- keys
 class DataKey(Base):

@@ -82,8 +82,9 @@ def test_a_missing_module_names_the_extra_to_install() -> None:
 
     require_extra("distributed")
     require_extra("postgres")
+    require_extra("console")
     with pytest.raises(ValueError):
-        require_extra("console")
+        require_extra("no-such-extra")
 
 
 def test_postgresql_urls_get_the_installed_driver() -> None:
