@@ -77,61 +77,131 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
     wrote: list[str] = []
     # each write's lineage for the ledger: (written to the job's target?, its mapping, item, answer, correlation id)
     sent: list[tuple[bool, Any, WriteItem, Any, str]] = []
+    s_id, t_id = (s_ext[0][2] if s_ext else None), (t_ext[0][2] if t_ext else None)
+    source = {"system": job.source_system, "object": job.source_object, "id": s_id}
+    target = {"system": job.target_system, "object": job.target_object, "id": t_id}
+    ptype = str(party.party_type)
+    side = _Sides(source, target, row["job"], pid, path, ptype, values, chosen, smap, tmap, actor)
+    plan: list[tuple[bool, Any, Any, WriteItem]] = []
     if values["target"].get(path) != chosen and t_ext:
-        item = WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2], key_field=tmap.spec.key_field)
-        call = new_call_id()
-        r = tgt.write(job.target_object, [item])[0]
-        _check(r.status, r.error, job.target_system)
-        wrote.append(job.target_system)
-        sent.append((True, tmap, item, r, correlation_id(r, call)))
+        plan.append((True, tmap, tgt, WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2],
+                                                key_field=tmap.spec.key_field)))
     if values["source"].get(path) != chosen and s_ext and path_filter(smap.owned_canonical_paths("out"))(path):
-        item = WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
-                         expected_version=s_read.version if s_read else None)
+        plan.append((False, smap, src, WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
+                                                 expected_version=s_read.version if s_read else None)))
+    for to_target, mapping, adapter, item in plan:
+        system = job.target_system if to_target else job.source_system
+        obj = job.target_object if to_target else job.source_object
         call = new_call_id()
-        r = src.write(job.source_object, [item])[0]
-        _check(r.status, r.error, job.source_system)
-        wrote.append(job.source_system)
-        sent.append((False, smap, item, r, correlation_id(r, call)))
+        try:
+            r = adapter.write(obj, [item])[0]
+            _check(r.status, r.error, system)
+        except CrmBridgeError as exc:
+            # a vendor that refused (or could not be reached) after another side was already written leaves a
+            # changed vendor record: whatever was written is ledgered with the refusal, never lost; the conflict
+            # stays open for another try
+            _ledger_failure(rt, side, sent, system, (
+                f"conflict {conflict_id} resolution not completed: {system} refused ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); already written to {', '.join(wrote) or 'none'}; the conflict stays open"))
+            raise
+        wrote.append(system)
+        sent.append((to_target, mapping, item, r, correlation_id(r, call)))
     key = rt.indexer().field_key("content-hash")
     t_paths = path_filter(tmap.owned_canonical_paths("in"))
     canonical = party.canonical_dict()
-    with rt.store.transaction() as tx:
-        blob = tx.seal(rt.cipher, "snapshots", "blob",
-                    row=snapshot_row(pid, job.target_system, job.target_object), value=canonical)
-        tx.put_snapshot(pid, job.target_system, job.target_object, content_hash=party.content_hash(key), blob=blob,
-                        written_hash=echo_hash(flatten(canonical), t_paths, key),
-                        mapping_versions=mapping_versions(smap, tmap))
-        if not tx.resolve_conflict(conflict_id, take, actor=actor):
-            raise ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
-        ptype = str(party.party_type)
-        ledger = tx.ledger(rt.signer, cipher=rt.cipher)
-        reason = f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}"
-        s_id, t_id = (s_ext[0][2] if s_ext else None), (t_ext[0][2] if t_ext else None)
-        source = {"system": job.source_system, "object": job.source_object, "id": s_id}
-        target = {"system": job.target_system, "object": job.target_object, "id": t_id}
-        entries = []
-        # the decision carries its first write's lineage; a second write (--take value) is an entry of its own,
-        # each labelled in the direction it went
-        for n, (to_target, mapping, item, answer, cid) in enumerate(sent):
-            frm, to = (source, target) if to_target else (target, source)
-            entries.append(LedgerEntryIn(
-                action=Action.CONFLICT_RESOLVED if n == 0 else Action.UPDATED, job=row["job"], party_id=pid,
-                **{f"{k}_{f}": v for k, side in (("source", frm), ("target", to)) for f, v in side.items()},
-                mapping_version=mapping.version_hash, actor=actor, reason=reason, **write_lineage(
-                    mapping=mapping, payload=item.payload, result=answer, party_type=ptype, correlation_id=cid,
-                    changed={path: (values["target" if to_target else "source"].get(path), chosen)},
-                    mappings=(smap, tmap))))
-        if not entries:
-            entries.append(LedgerEntryIn(
-                action=Action.CONFLICT_RESOLVED, job=row["job"], party_id=pid,
-                **{f"{k}_{f}": v for k, side in (("source", source), ("target", target)) for f, v in side.items()},
-                changed_fields=[path], before={path: masked_value(path, values["target"].get(path), ptype)},
-                after={path: masked_value(path, chosen, ptype)}, diff={path: [values["base"].get(path), chosen]},
-                actor=actor, reason=reason))
-        ledger.append(entries)
-        ledger.checkpoint()   # the decision is signed now, not at the next run's end
+    try:
+        _settle(rt, side, sent, wrote, conflict_id, take, canonical=canonical, t_paths=t_paths, key=key, party=party)
+    except _TakenMeanwhile:
+        # two reviewers at once: the other one's decision stands; what this one already wrote is still ledgered
+        err = ConfigurationError(f"conflict {conflict_id} was resolved by someone else meanwhile")
+        if sent:
+            _ledger_failure(rt, side, sent, side.target["system"], (
+                f"conflict {conflict_id} was resolved by someone else meanwhile; this resolution had already "
+                f"written to {', '.join(wrote)}"))
+        raise err from None
     publish_configured(rt.config, rt.store.engine)
     return Resolution(conflict_id, path, wrote)
+
+
+class _TakenMeanwhile(Exception):
+    """Another reviewer resolved the conflict between this one's read and its decision."""
+
+
+def _settle(rt: Runtime, side: _Sides, sent: list[tuple[bool, Any, WriteItem, Any, str]], wrote: list[str],
+            conflict_id: int, take: str, *, canonical: dict[str, Any], t_paths: Any, key: bytes, party: Any) -> None:
+    """The decision's own transaction: the new synced state, the conflict closed, the ledger entries, signed."""
+    pid = side.party_id
+    target, tobj = side.target["system"], side.target["object"]
+    with rt.store.transaction() as tx:
+        blob = tx.seal(rt.cipher, "snapshots", "blob", row=snapshot_row(pid, target, tobj), value=canonical)
+        tx.put_snapshot(pid, target, tobj, content_hash=party.content_hash(key), blob=blob,
+                        written_hash=echo_hash(flatten(canonical), t_paths, key),
+                        mapping_versions=mapping_versions(side.smap, side.tmap))
+        if not tx.resolve_conflict(conflict_id, take, actor=side.actor):
+            raise _TakenMeanwhile
+        ledger = tx.ledger(rt.signer, cipher=rt.cipher)
+        reason = f"conflict {conflict_id} resolved: took {take}; written to {', '.join(wrote) or 'none'}"
+        entries = side.written_entries(sent, reason, Action.CONFLICT_RESOLVED)
+        if not entries:
+            entries.append(side.decision_entry(Action.CONFLICT_RESOLVED, reason))
+        ledger.append(entries)
+        ledger.checkpoint()   # the decision is signed now, not at the next run's end
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """What every ledger entry of one resolution shares: the two sides' records, the field, its values, the
+    mappings and the actor."""
+
+    source: dict[str, Any]
+    target: dict[str, Any]
+    job: str
+    party_id: str
+    path: str
+    party_type: str
+    values: dict[str, dict[str, Any]]
+    chosen: Any
+    smap: Any
+    tmap: Any
+    actor: str
+
+    def _sides(self, to_target: bool) -> dict[str, Any]:
+        frm, to = (self.source, self.target) if to_target else (self.target, self.source)
+        return {f"{k}_{f}": v for k, side in (("source", frm), ("target", to)) for f, v in side.items()}
+
+    def written_entries(self, sent: list[tuple[bool, Any, WriteItem, Any, str]], reason: str,
+                        first: Action) -> list[LedgerEntryIn]:
+        """One entry per vendor write: the first carries the decision, a second (--take value) is an entry of its
+        own; each labelled in the direction it went, with what was sent and what the vendor answered."""
+        return [LedgerEntryIn(
+            action=first if n == 0 else Action.UPDATED, job=self.job, party_id=self.party_id,
+            **self._sides(to_target), mapping_version=mapping.version_hash, actor=self.actor, reason=reason,
+            **write_lineage(mapping=mapping, payload=item.payload, result=answer, party_type=self.party_type,
+                            correlation_id=cid, mappings=(self.smap, self.tmap),
+                            changed={self.path: (self.values["target" if to_target else "source"].get(self.path),
+                                                 self.chosen)}))
+            for n, (to_target, mapping, item, answer, cid) in enumerate(sent)]
+
+    def decision_entry(self, action: Action, reason: str, *, to_target: bool = True) -> LedgerEntryIn:
+        """The decision alone (nothing written, or a write that failed), with masked values."""
+        return LedgerEntryIn(
+            action=action, job=self.job, party_id=self.party_id, **self._sides(to_target),
+            changed_fields=[self.path],
+            before={self.path: masked_value(self.path, self.values["target"].get(self.path), self.party_type)},
+            after={self.path: masked_value(self.path, self.chosen, self.party_type)},
+            diff={self.path: [self.values["base"].get(self.path), self.chosen]}, actor=self.actor, reason=reason)
+
+
+def _ledger_failure(rt: Runtime, side: _Sides, sent: list[tuple[bool, Any, WriteItem, Any, str]], system: str,
+                    reason: str) -> None:
+    """Ledger a resolution a vendor refused: the writes already made (so no vendor change goes unrecorded) and
+    the refusal itself, signed at once."""
+    with rt.store.transaction() as tx:
+        ledger = tx.ledger(rt.signer, cipher=rt.cipher)
+        entries = side.written_entries(sent, reason, Action.UPDATED)
+        entries.append(side.decision_entry(Action.FAILED, reason, to_target=system == side.target["system"]))
+        ledger.append(entries)
+        ledger.checkpoint()
 
 
 def _check(status: WriteStatus, error: CrmBridgeError | None, system: str) -> None:

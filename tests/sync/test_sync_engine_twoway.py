@@ -89,6 +89,36 @@ def test_a_crm_edit_of_a_golden_field_is_a_conflict_not_an_overwrite(env, rt, sy
         assert Ledger(tx.connection, rt.signer, cipher=rt.cipher).verify(rt.signer.public_key).ok
 
 
+def test_a_resolution_the_crm_refuses_is_ledgered_and_the_conflict_stays_open(env, rt, synced,  # type: ignore
+                                                                                fast_retry) -> None:
+    """A vendor that refuses (here: Fxiaoke busy on every call) leaves the conflict open and a signed 'failed'
+    entry naming the reviewer; the next try resolves it."""
+    from crmbridge.core.errors import CrmBridgeError
+
+    person = individuals_with_email(env)[3]
+    rm_edit(rt, person["_id"], name="李四光")
+    assert run_job(rt, JOB).actions[Action.CONFLICT] == 1
+    with rt.store.transaction() as tx:
+        (conflict,) = tx.list_conflicts(JOB)
+        before = len(list(Ledger(tx.connection).iter_entries(job=JOB)))
+    env.fxiaoke.knobs.error_rate = 1.0
+    try:
+        with pytest.raises(CrmBridgeError):
+            resolve_conflict(rt, conflict["id"], take="source", actor="user:reviewer")
+    finally:
+        env.fxiaoke.knobs.error_rate = 0.0
+    with rt.store.transaction() as tx:
+        assert tx.get_conflict(conflict["id"])["status"] == "open"
+        new = list(Ledger(tx.connection).iter_entries(job=JOB))[before:]
+    assert [e["action"] for e in new] == ["failed"]
+    assert new[0]["actor"] == "user:reviewer" and "not completed: fxiaoke refused" in new[0]["reason"]
+    assert "李四光" not in str(new)
+    assert resolve_conflict(rt, conflict["id"], take="source", actor="user:reviewer").wrote_to == ["fxiaoke"]
+    with rt.store.transaction() as tx:
+        assert tx.get_conflict(conflict["id"])["status"] == "resolved"
+        assert Ledger(tx.connection, rt.signer, cipher=rt.cipher).verify(rt.signer.public_key).ok
+
+
 def test_crm_automation_touching_other_fields_is_an_echo(env, rt, synced) -> None:  # type: ignore[no-untyped-def]
     person = individuals_with_email(env)[2]
     rm_edit(rt, person["_id"], remark="assigned to campaign 2026Q4")   # a field the job never reads
