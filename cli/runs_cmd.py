@@ -89,6 +89,7 @@ def _view(run: dict[str, Any]) -> dict[str, Any]:
         "duration_seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
         "counts": counts, "reason": mask_text(reason) if reason else None,
         "actor": run.get("actor"), "host": run.get("host"), "pid": run.get("pid"),
+        "crmbridge_version": run.get("crmbridge_version"),
     }
 
 
@@ -171,7 +172,8 @@ def show_run(
                   + (" [dim](dry run)[/]" if r["dry_run"] else ""))
     console.print(f"started {r['started_at'] or '-'}  finished {r['finished_at'] or '-'}  "
                   f"duration {_duration(r['duration_seconds'])}", highlight=False)
-    console.print(f"by {r['actor'] or '-'} on {r['host'] or '-'} (pid {r['pid'] or '-'})", highlight=False)
+    console.print(f"by {r['actor'] or '-'} on {r['host'] or '-'} (pid {r['pid'] or '-'}), crmbridge "
+                  f"{r['crmbridge_version'] or 'version not recorded'}", highlight=False)
     if r["reason"]:
         console.print(f"reason: {r['reason']}", markup=False, highlight=False)
     counts = r["counts"]

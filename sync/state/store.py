@@ -82,6 +82,7 @@ from sqlalchemy.exc import (
 )
 
 from crmbridge.core.errors import ConfigurationError, FatalSyncError, SystemUnavailableError
+from crmbridge.core.extras import installed_version
 from crmbridge.sync.state.db import chunked, make_engine
 from crmbridge.sync.state.keys import KeyRepository
 from crmbridge.sync.state.tables import (  # re-exported: the store's tables, defined with every other table
@@ -333,7 +334,8 @@ class StoreTx:
         """Record a run as started; returns its id."""
         res = self.connection.execute(insert(runs).values(
             job=job, status=RunStatus.RUNNING.value, dry_run=dry_run, started_at=self._now(), counts={},
-            actor=actor, host=socket.gethostname()[:255], pid=os.getpid()).returning(runs.c.id))
+            actor=actor, host=socket.gethostname()[:255], pid=os.getpid(),
+            crmbridge_version=installed_version()[:64]).returning(runs.c.id))
         return int(res.scalar_one())
 
     def finish_run(self, run_id: int, status: RunStatus | str, *, counts: Mapping[str, int] | None = None,

@@ -103,6 +103,8 @@ runs = Table(
     Column("error_summary", Text),
     Column("host", String(255)),
     Column("pid", Integer),
+    # the crmbridge release that ran it (an auditor's "which code made this decision"); NULL before revision 0016
+    Column("crmbridge_version", String(64)),
     Index(None, "job", "started_at"),
     Index(None, "status"),
 )

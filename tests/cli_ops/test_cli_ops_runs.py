@@ -102,6 +102,11 @@ def test_runs_show_breaks_the_counts_out_with_the_top_refusal_reasons(history) -
     # the engine's own run: its bad records' refusals are ranked by stage and code, and 3 of 12 refused is above
     # the job's max_failed_ratio of 10 %: failed, not succeeded
     assert plain.exit_code == 0 and "top refusal reasons" in plain.output and "map_in: " in plain.output
+    # which release made the decisions: the installed version, as crmbridge --version prints it
+    from crmbridge.core.extras import installed_version
+
+    assert _cli(env, "runs", "show", str(first))["crmbridge_version"] == installed_version() != "unknown"
+    assert f"crmbridge {installed_version()}" in plain.output
     assert "failed" in plain.output
     missing = CliRunner().invoke(app, ["runs", "show", "9999", "--config", str(env.config_path)])
     assert isinstance(missing.exception, ConfigurationError) and "no run 9999" in str(missing.exception)
