@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from crmbridge.adapters.base import WriteItem, WriteStatus
@@ -72,6 +73,15 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
         t_ext = tx.xrefs_for_party(pid, job.target_system, job.target_object)
         s_ext = tx.xrefs_for_party(pid, job.source_system, job.source_object)
         s_read = tx.get_read_hash(row["job"], job.source_system, job.source_object, s_ext[0][2]) if s_ext else None
+    source_writable = path_filter(smap.owned_canonical_paths("out"))(path)
+    if values["source"].get(path) != chosen and not source_writable:
+        # the source is the system of record for this field and the job never writes it there: a different value
+        # kept in the CRM alone would be overwritten by the next run (or, for a name, contradict its parts)
+        raise ConfigurationError(
+            f"conflict {conflict_id}: {path} is owned by {job.source_system} (its mapping "
+            f"{Path(smap.path).name} reads it and never writes it), so only {job.source_system}'s value can be "
+            f"kept: resolve with --take source, or change it in {job.source_system} and run the job",
+            where=f"conflicts resolve {conflict_id}")
     flat[path] = chosen
     party = parse_party({**unflatten(flat), "party_id": str(uuid.UUID(pid))})
     wrote: list[str] = []
@@ -86,7 +96,7 @@ def resolve_conflict(rt: Runtime, conflict_id: int, *, take: Literal["source", "
     if values["target"].get(path) != chosen and t_ext:
         plan.append((True, tmap, tgt, WriteItem(key=pid, payload=tmap.map_out(party), external_id=t_ext[0][2],
                                                 key_field=tmap.spec.key_field)))
-    if values["source"].get(path) != chosen and s_ext and path_filter(smap.owned_canonical_paths("out"))(path):
+    if values["source"].get(path) != chosen and s_ext and source_writable:
         plan.append((False, smap, src, WriteItem(key=pid, payload=smap.map_out(party), external_id=s_ext[0][2],
                                                  expected_version=s_read.version if s_read else None)))
     for to_target, mapping, adapter, item in plan:

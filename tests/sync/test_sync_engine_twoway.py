@@ -119,6 +119,31 @@ def test_a_resolution_the_crm_refuses_is_ledgered_and_the_conflict_stays_open(en
         assert Ledger(tx.connection, rt.signer, cipher=rt.cipher).verify(rt.signer.public_key).ok
 
 
+def test_keeping_the_crm_value_of_a_field_the_core_owns_is_refused_clearly(env, rt, synced) -> None:  # type: ignore
+    """The name is golden in the core (its mapping reads it, never writes it): --take target cannot stick, so it is
+    refused with what to do instead, nothing is written and the conflict stays open."""
+    from crmbridge.core.errors import ConfigurationError
+
+    person = individuals_with_email(env)[4]
+    rm_edit(rt, person["_id"], name="赵六")
+    assert run_job(rt, JOB).actions[Action.CONFLICT] == 1
+    with rt.store.transaction() as tx:
+        (conflict,) = tx.list_conflicts(JOB)
+        before = len(list(Ledger(tx.connection).iter_entries()))
+    calls = sum(env.fxiaoke.requests_seen.values()) + sum(env.core.requests_seen.values())
+    for take, value in (("target", None), ("value", "孙七")):
+        with pytest.raises(ConfigurationError) as err:
+            resolve_conflict(rt, conflict["id"], take=take, value=value, actor="user:reviewer")  # type: ignore[arg-type]
+        assert "name.legal_zh is owned by corebank" in str(err.value) and "--take source" in str(err.value)
+        assert "赵六" not in str(err.value) and "孙七" not in str(err.value)
+    with rt.store.transaction() as tx:
+        assert tx.get_conflict(conflict["id"])["status"] == "open"
+        assert len(list(Ledger(tx.connection).iter_entries())) == before
+    assert sum(env.fxiaoke.requests_seen.values()) + sum(env.core.requests_seen.values()) == calls   # no vendor call
+    fx_now = next(r for r in env.fxiaoke.records("AccountObj") if r["_id"] == person["_id"])
+    assert fx_now["name"] == "赵六"
+
+
 def test_crm_automation_touching_other_fields_is_an_echo(env, rt, synced) -> None:  # type: ignore[no-untyped-def]
     person = individuals_with_email(env)[2]
     rm_edit(rt, person["_id"], remark="assigned to campaign 2026Q4")   # a field the job never reads
