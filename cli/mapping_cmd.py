@@ -48,12 +48,13 @@ class DirectionOpt(StrEnum):
 
 
 def _default_files() -> list[Path]:
-    here = sorted(Path("mappings").glob("*.yaml"))
+    # mappings/rules.yaml beside them is a rules file (crmbridge rules validate), not a mapping
+    here = sorted(p for p in Path("mappings").glob("*.yaml") if p.name != "rules.yaml")
     if here:
         return here
     import crmbridge.mappings as pkg
 
-    return sorted(Path(pkg.__file__).parent.glob("*.yaml"))
+    return sorted(p for p in Path(pkg.__file__).parent.glob("*.yaml") if p.name != "rules.yaml")
 
 
 @mapping_app.command("validate")
