@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crmbridge.cli._common import ConfigOption
-from crmbridge.core.errors import BadResponseError, ForbiddenDataError, ValidationError
+from crmbridge.core.errors import BadResponseError, ConfigurationError, ForbiddenDataError, ValidationError
 
 __all__ = ["register"]
 
@@ -75,7 +75,6 @@ def _from_store(config: Path | None, party_id: str) -> tuple[dict[str, Any], lis
     """The party's newest stored snapshot, its holdings (none stored yet: an empty list) and its history (every
     stored snapshot's time and AUM band), read in a unit of work the database refuses writes in."""
     from crmbridge.cli.keys_cmd import SecurityContext
-    from crmbridge.core.errors import ConfigurationError
 
     ctx = SecurityContext.load(config, None)
     cipher = ctx.cipher()
@@ -138,7 +137,12 @@ def preview(
             day = dt.date.fromisoformat(as_of)
         except ValueError:
             raise typer.BadParameter(f"{as_of!r} is not a date YYYY-MM-DD", param_hint="--as-of") from None
-    rules = load_rules(file)
+    try:
+        rules = load_rules(file)
+    except ConfigurationError as exc:      # a RulesLoadError: every problem, located
+        for pr in getattr(exc, "problems", None) or [exc]:
+            err.print(str(pr), markup=False)
+        sys.exit(EXIT_CONFIG)
     try:
         if party is not None:
             try:
@@ -155,6 +159,9 @@ def preview(
                 sys.exit(EXIT_CONFIG)
         p, holdings, history, note = doc
         derivation = derive(p, holdings, history, rules, as_of=day)
+    except ConfigurationError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(EXIT_CONFIG)
     except ForbiddenDataError as exc:
         err.print(f"input refused: {exc.message}", markup=False)
         sys.exit(EXIT_RECORD)
