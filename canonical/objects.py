@@ -1,4 +1,4 @@
-"""Canonical objects beside the party (docs/canonical.md §7): :class:`Holding`, :class:`Interaction` and
+"""Canonical objects beside the party (docs/canonical.md §10): :class:`Holding`, :class:`Interaction` and
 :class:`CampaignResponse`.
 
 Each follows the party model's conventions (:mod:`crmbridge.canonical.model`): unknown keys rejected, input values
@@ -117,7 +117,7 @@ class InteractionChannel(StrEnum):
 class ComplaintCategory(StrEnum):
     """Consumer-complaint cause categories as the regulators' complaint statistics group them (the financial
     consumer-protection complaint classification of the PBoC and NFRA; codes are crmbridge's, the grouping is
-    unverified against the current official text, see docs/canonical.md §7)."""
+    unverified against the current official text, see docs/canonical.md §10)."""
 
     SERVICE_ATTITUDE_QUALITY = "SERVICE_ATTITUDE_QUALITY"      # 服务态度及服务质量
     MARKETING_PRACTICE = "MARKETING_PRACTICE"                  # 营销方式和手段
