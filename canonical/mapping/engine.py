@@ -117,7 +117,7 @@ class Mapping:
                               profile=self.profile)
         for i, step in enumerate(spec.steps):
             ctx.problems = []
-            ctx.party_type = step.party_type or self.model_key
+            ctx.party_type = (step.party_type if self.canonical == "Party" else None) or self.model_key
             if step.party_type and self.canonical != "Party":
                 ctx.error(("party_type",), f"party_type applies to Party mappings; this one maps {self.canonical}")
             if step.party_type and self.fixed_party_type and step.party_type != self.fixed_party_type:
@@ -214,8 +214,9 @@ class Mapping:
     def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
         """Canonical paths the mapping writes (``in``) or reads (``out``), selectors included."""
         seen: dict[str, None] = {}
-        if direction == "in" and self.canonical == "Party":
-            seen.setdefault("party_type")
+        if direction == "in":
+            if self.canonical == "Party":
+                seen.setdefault("party_type")
             if self.source_system:
                 seen.setdefault(f"source_refs[system={self.source_system}].system_id")
         for _, step in self._steps(direction):

@@ -69,7 +69,7 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
                     out.append((("code_tables", name, "vendor_values"),
                                 f"vendor value {v!r} is not covered by map", "error"))
     for i, step in enumerate(spec.steps):
-        ctx.party_type = step.party_type or m.model_key
+        ctx.party_type = (step.party_type if spec.canonical == "Party" else None) or m.model_key
         table_name = step.table if isinstance(step, CodeStep) else None
         tables = [table_name] if table_name else []
         if isinstance(step, _ValueStep):

@@ -49,7 +49,9 @@ def test_shipped_object_mapping_is_clean_and_maps_its_sample(name: str) -> None:
     assert isinstance(obj, SHIPPED[name])
     assert obj.party_source.system == "FLEXCUBE" and obj.party_source.system_id == raw["CUSTNO"]
     assert obj.source_refs[0].system_id == m.external_id(raw)
-    assert "party_type" not in m.owned_canonical_paths("in")
+    owned = m.owned_canonical_paths("in")
+    assert "party_type" not in owned and "source_refs[system=FLEXCUBE].system_id" in owned
+    assert "party_source.system_id" in owned
 
 
 @pytest.mark.parametrize("name", ["corebank_soap_interaction", "corebank_soap_campaign_response"])
@@ -143,6 +145,7 @@ def test_party_type_is_refused_on_an_object_and_required_on_a_party(tmp_path: Pa
     step_type = HOLDING.replace("    canonical: party_source.system_id\n",
                                 "    canonical: party_source.system_id\n    party_type: INDIVIDUAL\n")
     errors = problems_of(tmp_path, step_type)
+    assert len(errors) == 3, errors    # party_type, CRYPTO, name.legal_zh: party_source still checked as a Holding path
     where = f"m.yaml:{line_of(step_type, '    party_type:')}: steps[0].party_type: "
     assert any(e.startswith(where + "party_type applies to Party mappings") for e in errors), errors
 
