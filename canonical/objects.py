@@ -52,15 +52,15 @@ from crmbridge.canonical.model import (
 )
 
 __all__ = [
+    "Balance",
     "CANONICAL_OBJECTS",
     "CHANNEL_CONSENT",
-    "Balance",
     "CampaignChannel",
     "CampaignResponse",
     "CanonicalObject",
     "ComplaintCategory",
-    "HoldingStatus",
     "Holding",
+    "HoldingStatus",
     "ID_FIELDS",
     "Interaction",
     "InteractionChannel",

@@ -45,12 +45,12 @@ from crmbridge.canonical.rules._language import (
 
 __all__ = [
     "BAND_ORDER",
-    "FACTS",
     "Case",
     "Condition",
     "CustomerLifecycle",
     "Derivation",
     "DerivedFields",
+    "FACTS",
     "Fact",
     "HistoryPoint",
     "Rule",
