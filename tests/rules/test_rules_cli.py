@@ -72,18 +72,17 @@ def test_preview_refuses_a_bad_document_and_bad_options(tmp_path) -> None:
     assert res.exit_code == 2
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, url: str) -> Path:
     key = tmp_path / "master.key"
     key.write_text(base64.b64encode(os.urandom(32)).decode(), encoding="utf-8")
     key.chmod(0o600)
     cfg = tmp_path / "crmbridge.yaml"
-    cfg.write_text(f"state:\n  url: sqlite:///{tmp_path / 'state.db'}\nkeys:\n  master_key: file:master.key\n",
-                   encoding="utf-8")
+    cfg.write_text(f"state:\n  url: {url}\nkeys:\n  master_key: file:master.key\n", encoding="utf-8")
     return cfg
 
 
-def test_preview_from_the_state_store_uses_sealed_snapshots_as_history(tmp_path) -> None:
-    cfg = _config(tmp_path)
+def test_preview_from_the_state_store_uses_sealed_snapshots_as_history(tmp_path, db_url) -> None:
+    cfg = _config(tmp_path, db_url)
     pid = PARTY["party_id"]
     rt = bootstrap(cfg)
     try:
