@@ -76,6 +76,36 @@ class Derivation:
         """The derived fields as the classified model."""
         return DerivedFields.model_validate(self.fields)
 
+    def apply_to(self, party: Any) -> tuple[Party, list[str]]:
+        """The party with the derived fields placed where a party mapping reads them, and the fields left out.
+
+        ``segment`` becomes ``segment.code`` (``segment.source`` = ``rules:<first 12 of the version>``, the tier
+        kept only when the code is unchanged); ``lifecycle_stage`` and ``churn_risk`` become
+        ``extensions.<field>`` when the configuration declares an extension of that name (its declared class
+        must be C1, as the derived field's); a field with nowhere to go is returned in the second list.
+
+        Raises:
+            ValidationError: the result is not a valid party, or a declared extension is not C1.
+        """
+        from crmbridge.canonical.extensions import declared_extensions
+
+        data = _as_party(party)
+        left: list[str] = []
+        declared = declared_extensions()
+        for name, value in self.fields.items():
+            if name == "segment":
+                old = data.get("segment") or {}
+                data["segment"] = {"code": value, "tier": old.get("tier") if old.get("code") == value else None,
+                                   "source": f"rules:{self.rules_version[:12]}"}
+            elif name in declared:
+                if declared[name].data_class != "C1":
+                    raise ValidationError(f"extension {name!r} is declared {declared[name].data_class}; a derived "
+                                          f"{name} is C1", field=f"extensions.{name}", code="class_mismatch")
+                data.setdefault("extensions", {})[name] = value
+            else:
+                left.append(name)
+        return parse_party(data, where="derived party"), left
+
 
 class Rules:
     """A loaded, checked rules file."""

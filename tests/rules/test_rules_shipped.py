@@ -137,3 +137,26 @@ def test_derivation_carries_the_rules_version_and_a_masked_trace(rules) -> None:
     assert d.model().segment == "WEALTH"
     text = repr(d.trace)
     assert "850000" not in text and "张三" not in text
+
+
+def test_derived_fields_are_placed_where_party_mappings_read_them(rules) -> None:
+    from crmbridge.canonical.extensions import ExtensionField, extensions_declared
+    from crmbridge.core.errors import ValidationError
+
+    d = derive(party("GE_30M"), [holding(closed="2025-05-15")], [], rules, as_of=AS_OF)
+    assert d.fields == {"segment": "PRIVATE", "lifecycle_stage": "WIN_BACK", "churn_risk": True}
+    placed, left = d.apply_to(party("GE_30M"))
+    assert placed.segment.code == "PRIVATE" and placed.segment.source == f"rules:{d.rules_version[:12]}"
+    assert placed.segment.tier is None                       # the core's tier belonged to its WEALTH code
+    assert left == ["lifecycle_stage", "churn_risk"]
+    stage = ExtensionField.model_validate({"type": "enum", "class": "C1", "description": "derived",
+                                           "values": ["ACQUISITION", "GROWTH", "RETENTION", "WIN_BACK"]})
+    risk = ExtensionField.model_validate({"type": "boolean", "class": "C1", "description": "derived"})
+    with extensions_declared({"lifecycle_stage": stage, "churn_risk": risk}):
+        placed, left = d.apply_to(party("GE_30M"))
+        assert left == [] and placed.extensions == {"lifecycle_stage": "WIN_BACK", "churn_risk": True}
+    personal = ExtensionField.model_validate({"type": "boolean", "class": "C2", "mask": "generic",
+                                              "description": "wrongly personal"})
+    with extensions_declared({"churn_risk": personal}), pytest.raises(ValidationError) as info:
+        d.apply_to(party("GE_30M"))
+    assert info.value.code == "class_mismatch"
