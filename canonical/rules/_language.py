@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from crmbridge.canonical.classification import FieldPolicy, classified, field_policies
 from crmbridge.canonical.model import AUM_BANDS, CanonicalModel, SegmentCode, aum_band
@@ -229,9 +229,14 @@ class Condition(BaseModel):
             raise ValueError("a fact needs exactly one of equals, in, not_in, gt, gte, lt, lte, present, contains")
         return self
 
+    _op: str | None = PrivateAttr(default=None)
+
     @property
     def operator(self) -> str:
-        return next(o for o in _OPERATORS if o in self.model_fields_set)
+        """The comparison given (``in_`` for ``in``); computed once, conditions are evaluated per party."""
+        if self._op is None:
+            self._op = next(o for o in _OPERATORS if o in self.model_fields_set)
+        return self._op
 
     @property
     def operand(self) -> Any:
