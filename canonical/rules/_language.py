@@ -207,8 +207,9 @@ class Condition(BaseModel):
         "A named fact (aum_band, band_drop, open_holdings…), party.<canonical path> or derived.<field>."))
     days: int | None = Field(default=None, ge=1, le=3650, description="Window in days (band_drop).")
     equals: Any = Field(default=None, description="The value equals this.")
-    in_: list[Any] | None = Field(default=None, alias="in", description="The value is one of these.")
-    not_in: list[Any] | None = Field(default=None, description="The value is none of these (or missing).")
+    in_: list[Any] | None = Field(default=None, alias="in", min_length=1, description="The value is one of these.")
+    not_in: list[Any] | None = Field(default=None, min_length=1, description=(
+        "The value is none of these (or missing)."))
     gt: Decimal | None = Field(default=None, description="The value is greater than this.")
     gte: Decimal | None = Field(default=None, description="The value is at least this.")
     lt: Decimal | None = Field(default=None, description="The value is less than this.")
@@ -227,6 +228,8 @@ class Condition(BaseModel):
                 raise ValueError("comparisons (equals, in, gte…) and days go with fact:")
         elif len(ops) != 1:
             raise ValueError("a fact needs exactly one of equals, in, not_in, gt, gte, lt, lte, present, contains")
+        elif getattr(self, ops[0]) is None:
+            raise ValueError(f"{ops[0].rstrip('_')}: null compares nothing; to test a missing value use present: false")
         return self
 
     _op: str | None = PrivateAttr(default=None)

@@ -72,6 +72,8 @@ def line_of(text: str, needle: str, nth: int = 1) -> int:
     ("{fact: aum_band, equals: GE_30M}", "{fact: aum_band, equals: GE_30M, colour: red}",
      "rules[0].cases[0].when.colour", "unknown key 'colour'"),
     ("  - name: seg", "  - name: Seg-1", "rules[0].name", "should match pattern"),
+    ("equals: GE_30M", "equals: null", "rules[0].cases[0].when", "null compares nothing"),
+    ("equals: GE_30M", "in: []", "rules[0].cases[0].when.in", "at least 1 item"),
     ("description: test\nrules", "rules", "description", "required key 'description' is missing"),
 ])
 def test_problem_is_located(tmp_path, old, new, where, message) -> None:
