@@ -26,6 +26,8 @@ SHIPPED = {"corebank_soap_holding": Holding, "corebank_soap_interaction": Intera
 app = typer.Typer()
 mapping_cmd.register(app)
 runner = CliRunner()
+PARTY_ID = "6f1c2b0e-8d2a-4c35-9e61-2b7f4a1d9c10"
+ACCOUNT = "430202000100012345"
 
 
 def sample(name: str) -> dict:
@@ -211,3 +213,55 @@ def test_cli_validate_reports_a_broken_object_mapping_with_its_line(tmp_path: Pa
     assert res.exit_code == 2
     line = next(i for i, t in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "matures" in t)
     assert f"holding.yaml:{line}: steps[" in res.output and "matures" in res.output
+
+
+CRM_CASES = """\
+canonical: Interaction
+system: zoho
+object: Cases
+version: 1
+description: test
+external_id: id
+key_field: Crmb_Ref
+steps:
+  - {type: constant, canonical: party_source.system, value: ZOHO}
+  - {type: field, vendor: Contact_Id, canonical: party_source.system_id}
+  - {type: field, vendor: Description, canonical: summary}
+"""
+
+CRM_HOLDINGS = """\
+canonical: Holding
+system: zoho
+object: Holdings
+version: 1
+description: test
+external_id: id
+key_field: Holding_ID
+steps:
+  - {type: constant, canonical: party_source.system, value: ZOHO}
+  - {type: field, vendor: Contact, canonical: party_source.system_id}    # the parent's Zoho id (cross-reference)
+  - {type: field, vendor: Product, canonical: product_code}
+  - {type: constant, canonical: product_family, value: DEPOSIT}
+  - {type: field, vendor: Account, canonical: account_number, direction: out, out_mask: account_short}
+  - {type: field, vendor: Band, canonical: balance.band, direction: out}
+"""
+
+
+def test_a_crm_mapping_of_an_object_is_minimised_by_the_objects_classes(tmp_path: Path) -> None:
+    errors = problems_of(tmp_path, CRM_CASES)
+    assert any(f"m.yaml:{line_of(CRM_CASES, 'summary')}: steps[2].canonical: summary is never pushed to a CRM" in e
+               for e in errors), errors
+    unmasked = CRM_HOLDINGS.replace(", out_mask: account_short", "")
+    errors = problems_of(tmp_path, unmasked)
+    assert any(f"m.yaml:{line_of(unmasked, 'Account')}: steps[4].canonical: account_number is personal data (C2)"
+               in e for e in errors), errors
+    path = tmp_path / "h.yaml"
+    path.write_text(CRM_HOLDINGS, encoding="utf-8")
+    m = load_mapping(path, profile=target_profile)
+    h = parse_object("Holding", {"holding_id": "0b6f2a51-3c1e-4d7e-9a43-5e2c8f1d7a20", "party_id": PARTY_ID,
+                                 "party_source": {"system": "ZOHO", "system_id": "5725767000000419001"},
+                                 "product_family": "DEPOSIT", "product_code": "TD", "account_number": ACCOUNT,
+                                 "balance": {"amount": "900000.00"}})
+    out = m.map_out(h)
+    assert out == {"Holding_ID": "0b6f2a51-3c1e-4d7e-9a43-5e2c8f1d7a20", "Contact": "5725767000000419001",
+                   "Product": "TD", "Account": "**************2345", "Band": "500K_6M"}
