@@ -5,6 +5,8 @@ Importing this package is cheap: names are loaded from their modules on first ac
 
 Modules:
     model           Individual / Organisation (pydantic), parse_party, canonical JSON and content hash
+    objects         Holding, Interaction, CampaignResponse beside the party, parse_object
+    rules           segmentation and lifecycle rules: load_rules, derive (crmbridge.canonical.rules)
     identifiers     RIC, USCC, permits...: normalise_identifier and check digits
     phones          normalise_phone (E.164, phonenumbers), normalise_email
     classification  JR/T 0171 class and treatment of every field: field_policies, iter_classified_values
@@ -30,6 +32,9 @@ _EXPORTS: dict[str, str] = {
     "RiskRating": "model", "Segment": "model", "SegmentCode": "model", "SizeClass": "model", "SourceRef": "model",
     "VOLATILE_FIELDS": "model", "Verification": "model", "VerificationMethod": "model", "aum_band": "model",
     "parse_party": "model", "record_error": "model",
+    # objects beside the party
+    "CANONICAL_OBJECTS": "objects", "CampaignResponse": "objects", "Holding": "objects", "Interaction": "objects",
+    "parse_object": "objects",
     # identifiers
     "IdentifierScheme": "identifiers", "NormalisedId": "identifiers", "normalise_identifier": "identifiers",
     "ric_birth_date": "identifiers", "ric_check_digit": "identifiers", "ric_gender": "identifiers",
@@ -110,6 +115,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only; names r
         aum_band,
         parse_party,
         record_error,
+    )
+    from crmbridge.canonical.objects import (
+        CANONICAL_OBJECTS,
+        CampaignResponse,
+        Holding,
+        Interaction,
+        parse_object,
     )
     from crmbridge.canonical.phones import Phone, PhoneKind, normalise_email, normalise_phone
     from crmbridge.canonical.synthetic import SyntheticCustomer, customer_at, generate_customers

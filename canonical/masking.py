@@ -94,7 +94,8 @@ def vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...],
             out[loc] = out.get(loc) or kind
 
     spec = mapping.spec  # type: ignore[attr-defined]
-    fixed = mapping.fixed_party_type  # type: ignore[attr-defined]
+    # the party type, or the canonical object's name for a mapping of a Holding, Interaction...
+    fixed = getattr(mapping, "model_key", None) or mapping.fixed_party_type  # type: ignore[attr-defined]
     for step in spec.steps:
         ptype = step.party_type or fixed
         kinds = [canonical_kind(p.text, ptype) for p in step.canonical_paths()]

@@ -31,6 +31,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 COMMAND_MODULES = [
     "crmbridge.cli.simulate_cmd",
     "crmbridge.cli.mapping_cmd",
+    "crmbridge.cli.rules_cmd",
     "crmbridge.cli.config_cmd",
     "crmbridge.cli.db_cmd",
     "crmbridge.cli.keys_cmd",

@@ -48,12 +48,13 @@ class DirectionOpt(StrEnum):
 
 
 def _default_files() -> list[Path]:
-    here = sorted(Path("mappings").glob("*.yaml"))
+    # mappings/rules.yaml beside them is a rules file (crmbridge rules validate), not a mapping
+    here = sorted(p for p in Path("mappings").glob("*.yaml") if p.name != "rules.yaml")
     if here:
         return here
     import crmbridge.mappings as pkg
 
-    return sorted(Path(pkg.__file__).parent.glob("*.yaml"))
+    return sorted(p for p in Path(pkg.__file__).parent.glob("*.yaml") if p.name != "rules.yaml")
 
 
 @mapping_app.command("validate")
@@ -258,7 +259,7 @@ def _note(r: TraceRow, reveal: bool, direction: str) -> str:
 def preview(
     file: Annotated[Path, typer.Argument(help="The mapping file.")],
     record: Annotated[Path, typer.Option("--record", "-r", help="JSON file: a vendor record (in) or a canonical "
-                                                              "party (out).")],
+                                                              "record of the mapping's object (out).")],
     direction: Annotated[DirectionOpt, typer.Option(
         "--direction", "-d", help="in: vendor → canonical; out: canonical → vendor.")] = DirectionOpt.IN,
     reveal: Annotated[bool, typer.Option(
@@ -302,11 +303,12 @@ def preview(
             if reveal:
                 _ledger_reveal(cfg, mapping, rows, reason, actor, record_id=mapping.external_id(data))
             console.print(_table(title, rows, reveal, "in"))
-            console.print(f"valid {party.party_type.value} (external id {mapping.external_id(data)})", markup=False)
+            what = party.party_type.value if mapping.canonical == "Party" else mapping.canonical
+            console.print(f"valid {what} (external id {mapping.external_id(data)})", markup=False)
         else:
-            from crmbridge.canonical.model import parse_party
+            from crmbridge.canonical.objects import parse_object
 
-            party = parse_party(data, where=str(record))
+            party = parse_object(mapping.canonical, data, where=str(record))
             _, rows = mapping.trace_out(party)
             if reveal:
                 _ledger_reveal(cfg, mapping, rows, reason, actor, party_id=str(party.party_id))

@@ -128,6 +128,7 @@ MASK_KINDS: dict[str, Callable[[str], str]] = {
     "amount": lambda v: "***",
     "date": lambda v: "****-**-**",
     "generic": lambda v: _keep(v, 1, 1),
+    "text": lambda v: f"***({len(v)} chars)",     # free text (a complaint summary): nothing of it, only its length
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from crmbridge.canonical.mapping.introspect import model_key
 from crmbridge.canonical.mapping.policy import _show
 from crmbridge.canonical.mapping.profile import UNDECLARED, TargetProfile
 from crmbridge.canonical.mapping.spec import MappingSpec, PartyTypeRule
@@ -30,6 +31,7 @@ from crmbridge.canonical.mapping.yamlio import keypath
 from crmbridge.canonical.model import (
     AnyParty,
 )
+from crmbridge.canonical.objects import ID_FIELDS, object_classes
 from crmbridge.canonical.transforms import (
     Transform,
     TransformContext,
@@ -84,6 +86,23 @@ class Mapping:
     def fixed_party_type(self) -> str | None:
         return self.spec.party_type if isinstance(self.spec.party_type, str) else None
 
+    # ---- the canonical object (``canonical:``; issue 20): Party by default, else Holding, Interaction...
+    @property
+    def canonical(self) -> str:
+        """The canonical object the mapping maps (``Party``, ``Holding``, ``Interaction``, ``CampaignResponse``)."""
+        return self.spec.canonical
+
+    @property
+    def id_field(self) -> str:
+        """The canonical field holding the mapped record's own canonical id (``party_id``, ``holding_id``...): what
+        ``key_field`` carries and what ``map_in(..., party_id=)`` sets."""
+        return ID_FIELDS[self.spec.canonical]
+
+    @property
+    def model_key(self) -> str | None:
+        """What the steps' canonical paths are checked against: the fixed party type, or the object's name."""
+        return model_key(self.spec.canonical, self.fixed_party_type)
+
     @property
     def source_system(self) -> str | None:
         return self.spec.source_system or self.profile.source_system
@@ -94,17 +113,19 @@ class Mapping:
     def _compile(self) -> list[tuple[tuple[str | int, ...], str, str]]:
         spec = self.spec
         out: list[tuple[tuple[str | int, ...], str, str]] = []
-        ctx = _CompileContext(code_tables=spec.code_tables, party_type=self.fixed_party_type, system=spec.system,
+        ctx = _CompileContext(code_tables=spec.code_tables, party_type=self.model_key, system=spec.system,
                               profile=self.profile)
         for i, step in enumerate(spec.steps):
             ctx.problems = []
-            ctx.party_type = step.party_type or self.fixed_party_type
+            ctx.party_type = (step.party_type if self.canonical == "Party" else None) or self.model_key
+            if step.party_type and self.canonical != "Party":
+                ctx.error(("party_type",), f"party_type applies to Party mappings; this one maps {self.canonical}")
             if step.party_type and self.fixed_party_type and step.party_type != self.fixed_party_type:
                 ctx.error(("party_type",), f"this mapping is for {self.fixed_party_type} parties only")
             step.compile_all(ctx)
             out.extend((("steps", i, *rel), msg, sev) for rel, msg, sev in ctx.problems)
         ctx.problems = []
-        ctx.party_type = self.fixed_party_type
+        ctx.party_type = self.model_key
         for key in ("external_id", "key_field"):
             txt = getattr(spec, key)
             if txt:
@@ -194,7 +215,8 @@ class Mapping:
         """Canonical paths the mapping writes (``in``) or reads (``out``), selectors included."""
         seen: dict[str, None] = {}
         if direction == "in":
-            seen.setdefault("party_type")
+            if self.canonical == "Party":
+                seen.setdefault("party_type")
             if self.source_system:
                 seen.setdefault(f"source_refs[system={self.source_system}].system_id")
         for _, step in self._steps(direction):
@@ -205,6 +227,8 @@ class Mapping:
     # ---- in
     def _party_type(self, raw: AbcMapping[str, Any], rec: _InRecord) -> str | None:
         rule = self.spec.party_type
+        if rule is None:        # not a Party mapping
+            return None
         if isinstance(rule, str):
             return rule
         v = path_get(raw, self._type_rule) if self._type_rule else None
@@ -232,9 +256,10 @@ class Mapping:
                 try:
                     pid = uuid.UUID(str(key))
                 except ValueError:
-                    rec.problem(self._key.text, "party_id", "not a crmbridge party id (UUID)")
+                    rec.problem(self._key.text, self.id_field,
+                                f"not a crmbridge {self.id_field.replace('_', ' ')} (UUID)")
         if pid is not None:
-            rec.canon["party_id"] = pid
+            rec.canon[self.id_field] = pid
         ext = path_get(raw, self._external)
         if ext in (None, ""):
             rec.problem(self._external.text, "source_refs[].system_id", "record has no id")
@@ -306,7 +331,7 @@ class Mapping:
         return self._validate(rec)
 
     def _validate(self, rec: _InRecord) -> Any:
-        adapter = _party_adapter()
+        adapter = _party_adapter() if self.canonical == "Party" else _object_adapter(self.canonical)
         try:
             return adapter.validate_python(rec.canon)
         except PydanticValidationError as exc:
@@ -366,11 +391,12 @@ class Mapping:
             raise ValidationError(f"this mapping is for {fixed} parties, not {ptype}", field="party_type",
                                   code="wrong_party_type", where=self._where())
         if self._key is not None:
-            pid = data.get("party_id")
+            idf = self.id_field
+            pid = data.get(idf)
             if pid is None:
-                rec.problem(self._key.text, "party_id", "the party has no party_id for the key field")
+                rec.problem(self._key.text, idf, f"the {self.canonical} has no {idf} for the key field")
             else:
-                rec.put(self._key, str(pid), "party_id", pid, None)
+                rec.put(self._key, str(pid), idf, pid, None)
         rule = self.spec.party_type
         if isinstance(rule, PartyTypeRule) and self._type_rule is not None and ptype:
             code = next((k for k, v in rule.map.items() if v == ptype), None)
@@ -389,6 +415,12 @@ class Mapping:
 def _party_adapter() -> TypeAdapter[Any]:
     """Validates a canonical dict as an Individual or an Organisation (built once, on first use)."""
     return TypeAdapter(AnyParty)
+
+
+@cache
+def _object_adapter(name: str) -> TypeAdapter[Any]:
+    """Validates a canonical dict as the canonical object ``name`` (Holding, Interaction, CampaignResponse)."""
+    return TypeAdapter(object_classes(name)[0])
 
 
 def path_get_loc(obj: Any, loc: Sequence[str | int]) -> Any:

@@ -16,15 +16,33 @@ from crmbridge.canonical.model import (
     Individual,
     Organisation,
 )
+from crmbridge.canonical.objects import CANONICAL_OBJECTS
 from crmbridge.core.paths import Path, PathKey, PathSelect, plain_value
+
+#: the canonical objects beside the party, by name (crmbridge.canonical.objects.CANONICAL_OBJECTS without Party)
+_OTHER_OBJECTS: dict[str, tuple[type[BaseModel], ...]] = {
+    k: v for k, v in CANONICAL_OBJECTS.items() if k != "Party"}
 
 #: the model class of each party type
 PARTY_CLASS: dict[str, type[BaseModel]] = {"INDIVIDUAL": Individual, "ORGANISATION": Organisation}
 
 
 def _classes_for(party_type: str | None) -> list[type[BaseModel]]:
-    """The model classes a path of a ``party_type`` party is looked up in (both when the type is not known)."""
-    return [PARTY_CLASS[party_type]] if party_type in PARTY_CLASS else list(PARTY_CLASS.values())
+    """The model classes a path of a ``party_type`` party is looked up in (both when the type is not known).
+
+    ``party_type`` may also name a canonical object other than the party (``Holding``, ``Interaction``,
+    ``CampaignResponse``: what a mapping's ``canonical:`` declares, see :func:`model_key`): its class."""
+    if party_type in PARTY_CLASS:
+        return [PARTY_CLASS[party_type]]
+    if party_type is not None and party_type in _OTHER_OBJECTS:
+        return list(_OTHER_OBJECTS[party_type])
+    return list(PARTY_CLASS.values())
+
+
+def model_key(canonical: str, party_type: str | None) -> str | None:
+    """What a mapping's paths are checked against: the party type for a Party mapping (``None``: either), else the
+    canonical object's name (``Holding``...)."""
+    return party_type if canonical == "Party" else canonical
 
 
 def _unwrap(tp: Any) -> list[Any]:

@@ -53,8 +53,15 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
     spec = m.spec
     out: list[tuple[tuple[str | int, ...], str, str]] = []
     # code tables: canonical values valid, inverse unambiguous where the out direction uses it, coverage
-    ctx = _CompileContext(code_tables=spec.code_tables, party_type=m.fixed_party_type, system=spec.system,
+    ctx = _CompileContext(code_tables=spec.code_tables, party_type=m.model_key, system=spec.system,
                           profile=m.profile)
+    # the canonical object: a Party mapping says its party type, another object has none
+    if spec.canonical == "Party" and spec.party_type is None:
+        out.append((("party_type",), "required key 'party_type' is missing (INDIVIDUAL, ORGANISATION or a rule: "
+                                     "this file maps the canonical Party)", "error"))
+    elif spec.canonical != "Party" and spec.party_type is not None:
+        out.append((("party_type",), f"party_type applies to Party mappings; this file maps canonical "
+                                     f"{spec.canonical} (remove party_type)", "error"))
     for name, table in spec.code_tables.items():
         if table.vendor_values is not None:
             for v in table.vendor_values:
@@ -62,7 +69,7 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
                     out.append((("code_tables", name, "vendor_values"),
                                 f"vendor value {v!r} is not covered by map", "error"))
     for i, step in enumerate(spec.steps):
-        ctx.party_type = step.party_type or m.fixed_party_type
+        ctx.party_type = (step.party_type if spec.canonical == "Party" else None) or m.model_key
         table_name = step.table if isinstance(step, CodeStep) else None
         tables = [table_name] if table_name else []
         if isinstance(step, _ValueStep):
@@ -119,7 +126,7 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
                 out.append((("steps",), f"mandatory {spec.system} {spec.object} field {f!r} is not mapped in the "
                                         "out direction", "error"))
     if m.profile.is_crm and spec.key_field is None:
-        out.append((("key_field",), "a CRM mapping needs key_field (the vendor field holding party_id) for "
+        out.append((("key_field",), f"a CRM mapping needs key_field (the vendor field holding {m.id_field}) for "
                                     "idempotent upserts", "error"))
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,9 @@ from crmbridge.canonical.transforms import (
     CodeTable,
     transform_names,
 )
+
+#: the canonical objects a mapping file can declare (``canonical:``), see crmbridge.canonical.objects
+CanonicalObjectName = Literal["Party", "Holding", "Interaction", "CampaignResponse"]
 
 
 class PartyTypeRule(BaseModel):
@@ -52,10 +55,11 @@ class DeletedWhen(BaseModel):
 
 
 class MappingSpec(BaseModel):
-    """A mapping file: one (system, object) ↔ the canonical party.
+    """A mapping file: one (system, object) ↔ a canonical object (the party unless ``canonical:`` says otherwise).
 
     Example::
 
+        canonical: Party          # the default; Holding, Interaction, CampaignResponse
         system: zoho
         object: Contacts
         version: 1
@@ -70,11 +74,15 @@ class MappingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="crmbridge mapping")
 
+    canonical: CanonicalObjectName = Field(default="Party", description=(
+        "The canonical object the file maps: Party (the default), Holding, Interaction or CampaignResponse. "
+        "Canonical paths, classes and masks are checked against that object's fields (docs/canonical.md)."))
     system: str = Field(description="Adapter name (zoho, fxiaoke, corebank_soap, corebank_rest, memory).")
     object: str = Field(description="Vendor object (Contacts, AccountObj, Customer…).")
     version: int | str = Field(description="Version of this mapping; bump it on every change.")
     description: str = Field(description="What the mapping is for, including custom vendor fields it relies on.")
-    party_type: PartyTypeName | PartyTypeRule = Field(description="INDIVIDUAL, ORGANISATION, or a rule.")
+    party_type: PartyTypeName | PartyTypeRule | None = Field(default=None, description=(
+        "INDIVIDUAL, ORGANISATION, or a rule: required for a Party mapping, not allowed for another object."))
     source_system: str | None = Field(default=None, description=(
         "SourceRef.system recorded on the way in (ZOHO, FXIAOKE, FLEXCUBE, T24, FINACLE, FINERACT); defaults "
         "from the adapter name."))
@@ -116,6 +124,6 @@ def mapping_json_schema() -> dict[str, Any]:
     _patch(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://crmbridge.invalid/mapping.schema.json"
-    schema["description"] = ("A crmbridge mapping: one (system, object) ↔ the canonical party. "
+    schema["description"] = ("A crmbridge mapping: one (system, object) ↔ a canonical object (Party by default). "
                              "See mappings/README.md.")
     return schema

@@ -30,9 +30,9 @@ def test_import_is_light() -> None:
 
 
 def test_modules_pin_their_all() -> None:
-    from crmbridge.canonical import c3, classification, identifiers, model, phones, synthetic
+    from crmbridge.canonical import c3, classification, identifiers, model, objects, phones, rules, synthetic
 
-    for mod in (c3, classification, identifiers, model, phones, synthetic):
+    for mod in (c3, classification, identifiers, model, objects, phones, rules, synthetic):
         assert mod.__all__ == sorted(mod.__all__), mod.__name__
         for name in mod.__all__:
             assert hasattr(mod, name), (mod.__name__, name)

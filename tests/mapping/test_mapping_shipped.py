@@ -154,7 +154,7 @@ def test_published_schema_is_current_and_validates_shipped_yaml():
     published = json.loads((MAPPINGS / "mapping.schema.json").read_text(encoding="utf-8"))
     assert published == mapping_json_schema(), "regenerate: crmbridge mapping schema > mappings/mapping.schema.json"
     validator = jsonschema.Draft202012Validator(published)
-    for path in sorted(MAPPINGS.glob("*.yaml")):
+    for path in sorted(p for p in MAPPINGS.glob("*.yaml") if p.name != "rules.yaml"):   # rules: own schema
         errors = list(validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8"))))
         assert errors == [], (path.name, [e.message for e in errors])
     broken = yaml.safe_load((MAPPINGS / "zoho_contacts.yaml").read_text(encoding="utf-8"))

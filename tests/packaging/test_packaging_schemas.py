@@ -58,7 +58,7 @@ def test_config_example_names_its_schema_and_validates() -> None:
 def test_every_shipped_mapping_names_its_schema_and_validates() -> None:
     schema = json.loads(SCHEMAS["mapping"].read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
-    files = sorted((REPO / "mappings").glob("*.yaml"))
+    files = sorted(p for p in (REPO / "mappings").glob("*.yaml") if p.name != "rules.yaml")   # rules: own schema
     assert files
     for path in files:
         first = path.read_text(encoding="utf-8").splitlines()[0]
