@@ -89,6 +89,8 @@ class SignIn:
     token: str | None
     principal: Principal | None
     refusal: str | None = None     # "invalid", "locked", "disabled"
+    #: this attempt was the failure that locked the user out (the console ledgers a ``locked-out`` entry)
+    locked_now: bool = False
 
 
 class SessionService:
@@ -119,7 +121,7 @@ class SessionService:
                 repo.update_user(username, failed_attempts=0 if locked else failed,
                                  locked_until=now + timedelta(minutes=self.settings.lockout_minutes)
                                  if locked else user.locked_until)
-                return SignIn(None, None, "locked" if locked else "invalid")
+                return SignIn(None, None, "locked" if locked else "invalid", locked_now=locked)
             values: dict[str, object] = {"failed_attempts": 0, "locked_until": None, "last_sign_in_at": now}
             if needs_rehash(user.password_hash):
                 values["password_hash"] = hash_password(password)
