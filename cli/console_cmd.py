@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from crmbridge.cli._common import ConfigOption, console, runtime
@@ -251,7 +252,8 @@ def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print the u
     for r in rows:
         t.add_row(r["username"], ", ".join(r["roles"]), "yes" if r["disabled"] else "no", r["locked_until"] or "no",
                   str(r["failed_attempts"]), r["last_sign_in_at"] or "never", r["password_changed_at"] or "")
-    console.print(t)
+    # piped or captured: wide enough for every column whole (a terminal wraps by its own width)
+    (console if console.is_terminal else Console(width=140)).print(t)
     if not rows:
         console.print("no console users yet: crmbridge users add NAME --role ROLE", highlight=False)
 
