@@ -112,7 +112,9 @@ class SessionService:
                 hash_password(password)          # the same work as a real check: timing tells nothing
                 return SignIn(None, None, "invalid")
             if user.disabled:
-                return SignIn(None, None, "disabled")
+                # only the right password learns that the user is disabled (a guesser learns nothing)
+                right = verify_password(user.password_hash, password)
+                return SignIn(None, None, "disabled" if right else "invalid")
             if user.locked_until is not None and user.locked_until > now:
                 return SignIn(None, None, "locked")
             if not verify_password(user.password_hash, password):

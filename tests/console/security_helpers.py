@@ -28,11 +28,13 @@ ROLE_USER = {"auditor": "audrey", "operator": "oscar", "steward": "stella", "adm
 
 
 @contextmanager
-def served_world(tmp: Path, settings: ConsoleSettings | None = None) -> Iterator[Served]:
-    """The console over a demo environment whose two jobs have run once (as conftest's ``served``)."""
+def served_world(tmp: Path, settings: ConsoleSettings | None = None, *,
+                 state_url: str | None = None) -> Iterator[Served]:
+    """The console over a demo environment whose two jobs have run once (as conftest's ``served``); SQLite, or the
+    database at ``state_url``."""
     from crmbridge.sync.engine import run_job
 
-    with DemoEnvironment(tmp / "demo", customers=30, bad_fraction=0.1, seed=11) as env:
+    with DemoEnvironment(tmp / "demo", customers=30, bad_fraction=0.1, seed=11, state_url=state_url) as env:
         rt = bootstrap(env.config_path)
         try:
             for job in sorted(rt.config.jobs)[:2]:

@@ -147,6 +147,8 @@ def test_users_cli_add_list_passwd_disable_enable(world: Served) -> None:
     assert s.get(f"{world.url}/", allow_redirects=False).status_code == 303
     r = _sign_in(world, "nina", "another long passphrase")
     assert r.status_code == 401 and "disabled" in r.text
+    r = _sign_in(world, "nina", "a wrong guess entirely")          # a guesser is not told the user exists
+    assert r.status_code == 401 and "disabled" not in r.text and "Wrong user name or password" in r.text
     listed = {u["username"]: u for u in json.loads(cli(world, "users", "list", "--json").stdout)}
     assert listed["nina"]["disabled"] is True
     assert cli(world, "users", "enable", "nina").returncode == 0
