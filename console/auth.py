@@ -128,6 +128,7 @@ class SessionService:
             if needs_rehash(user.password_hash):
                 values["password_hash"] = hash_password(password)
             repo.update_user(username, **values)
+            repo.purge_sessions(now)             # sessions past their absolute expiry: nobody can use them
             token = secrets.token_urlsafe(32)
             csrf = secrets.token_urlsafe(32)
             th = token_hash(token)

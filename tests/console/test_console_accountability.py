@@ -5,6 +5,8 @@ and its effect on sessions; ``crmbridge ledger verify`` afterwards."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from console_world import PASSWORD, Served, csrf_of
 from security_helpers import cli, clock_of, entries, head, served_world, verify
 
 from crmbridge.console.settings import ConsoleSettings
+from crmbridge.sync.state import verify_ledger
 
 SETTINGS = ConsoleSettings(lockout_threshold=3, lockout_minutes=10, session_hours=2, idle_minutes=20)
 
@@ -175,8 +178,19 @@ def test_an_admin_disables_a_user_in_the_console_and_their_session_ends(world: S
                       allow_redirects=False).status_code == 400
 
 
-def test_the_ledger_verifies_signed_and_crmbridge_ledger_verify_passes(world: Served) -> None:
+def test_the_ledger_verifies_signed_and_crmbridge_ledger_verify_passes(world: Served, tmp_path: Path) -> None:
     result = verify(world.runtime)
     assert result.ok, result.problems[:3]
     done = cli(world, "ledger", "verify", "--require-signed")
     assert done.returncode == 0, done.stdout + done.stderr
+    # an export verifies offline with the standalone verifier (standard library + cryptography), console entries
+    # and all
+    export, pem = tmp_path / "ledger.jsonl", tmp_path / "key.pem"
+    assert cli(world, "ledger", "export", "-o", str(export)).returncode == 0
+    assert cli(world, "ledger", "public-key", "-o", str(pem)).returncode == 0
+    lines = export.read_text(encoding="utf-8")
+    for action in ("signed-in", "sign-in-refused", "locked-out", "signed-out", "user-changed"):
+        assert f'"action":"{action}"' in lines.replace(": ", ":"), action
+    offline = subprocess.run([sys.executable, str(Path(verify_ledger.__file__)), str(export), "--public-key",
+                              str(pem), "--require-signed"], capture_output=True, text=True, timeout=120)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
