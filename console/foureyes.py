@@ -150,9 +150,11 @@ def decide(target: Any, principal: Any, request_id: int, *, kind: str, approve: 
            audit: Any = None) -> dict[str, Any]:
     """Approve or reject a pending request of ``kind`` (the caller checked the role: ``reveal.approve`` /
     ``erasure.approve``) by a user other than its requester; ledgered. An approved erasure is executed here.
-    Returns the request as decided."""
+    Returns the request as decided. A requester deciding their own request is ledgered through ``audit`` (by
+    default the console's hook, when ``target`` is a ConsoleRequest or the ConsoleState)."""
     rt = _rt(target)
     settings = _settings(target)
+    audit = audit if audit is not None else getattr(getattr(target, "state", target), "audit", None)
     why = _reason(reason, "a decision")
     with rt.store.transaction(read_only=True) as tx:
         req = ConsoleRepository(tx).request(request_id)
