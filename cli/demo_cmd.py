@@ -29,8 +29,13 @@ def demo(
     customers: Annotated[int, typer.Option(help="Customers seeded in the core-banking simulator.")] = 300,
     bad_fraction: Annotated[float, typer.Option(help="Fraction of customers with a realistic defect.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 7,
-    serve: Annotated[bool, typer.Option("--serve", help="Keep the simulators running afterwards (Ctrl-C stops).")]
+    serve: Annotated[bool, typer.Option("--serve", help="Keep the simulators running afterwards and serve the web "
+                                                        "console with one demo user per role (Ctrl-C stops).")]
     = False,
+    console_host: Annotated[str, typer.Option("--console-host", help="With --serve: the console's address.")]
+    = "127.0.0.1",
+    console_port: Annotated[int, typer.Option("--console-port", help="With --serve: the console's port (0: any "
+                                                                     "free one).")] = 8470,
 ) -> None:
     """Start the simulators and run the example syncs end to end on embedded SQLite."""
 
@@ -116,20 +121,84 @@ def demo(
             f"{exe} ledger verify\n"
             f"{exe} deadletters list\n"
             + (f"{exe} conflicts show {conflicts[0]['id']}\n" if conflicts else "")
-            + f"{exe} demo --serve    (keeps the simulators up for run --dry-run, reconcile...)",
+            + f"{exe} demo --serve    (the simulators stay up, and the web console with demo users)",
             title="look deeper"))
-        rt.close()
         if serve:
-            console.print("simulators keep running; Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            _serve_console(rt, console_host, console_port)
+        rt.close()
     finally:
         env.stop()
     if failed:
         raise typer.Exit(1)
+
+
+#: the demo's console users, one per role (their passwords are drawn afresh on every run, never fixed anywhere)
+DEMO_USERS = {"auditor": ["auditor"], "operator": ["operator"], "steward": ["steward"], "admin": ["admin"]}
+
+
+def demo_password() -> str:
+    """A random password that passes the console's strength check (Argon2id-hashed like any other)."""
+    import secrets
+
+    from crmbridge.console.passwords import check_strength
+
+    while True:
+        password = secrets.token_urlsafe(15)
+        if check_strength(password) is None:
+            return password
+
+
+def _serve_console(rt: object, host: str, port: int) -> None:
+    """Add the demo users, print their sign-ins and serve the console until Ctrl-C (the simulators keep running
+    meanwhile); without the console extra, keep the simulators only."""
+    from crmbridge.core.errors import CrmBridgeError
+    from crmbridge.core.extras import require_extra
+
+    try:
+        require_extra("console", purpose="the demo's console")
+    except CrmBridgeError as exc:
+        console.print(f"{exc}\nsimulators keep running; Ctrl-C to stop", highlight=False)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
+    import socket
+
+    import uvicorn
+
+    from crmbridge.console.app import create_app
+    from crmbridge.console.passwords import hash_password
+    from crmbridge.sync.state.console import ConsoleRepository
+    from crmbridge.sync.state.ledger import Action, LedgerEntryIn
+
+    store, signer, cipher = rt.store, rt.signer, rt.cipher  # type: ignore[attr-defined]
+    passwords = {name: demo_password() for name in DEMO_USERS}
+    with store.transaction() as tx:
+        repo = ConsoleRepository(tx)
+        ledger = tx.ledger(signer, cipher=cipher)
+        for name, roles in DEMO_USERS.items():
+            repo.add_user(name, hash_password(passwords[name]), roles, created_by=cli_actor("demo"), now=store.clock())
+            ledger.append([LedgerEntryIn(action=Action.USER_CHANGED, actor=cli_actor("demo"), source_system="console",
+                                         source_object="user", source_id=name,
+                                         reason=f"console user {name}: added with roles {', '.join(roles)}")])
+        ledger.checkpoint()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}/"
+    console.print(Panel.fit("\n".join(f"{name:<9} {passwords[name]}   ({', '.join(roles)})"
+                                      for name, roles in DEMO_USERS.items()),
+                            title="console sign-ins (passwords drawn for this run only)"), highlight=False)
+    console.print(f"crmbridge console on {url} · the simulators keep running · Ctrl-C stops both", highlight=False)
+    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(create_app(rt), log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def _short(path: Path) -> str:

@@ -64,7 +64,9 @@ def _side(e: dict[str, Any], side: str) -> str:
 _COLUMNS = (("seq", 8), ("time (UTC)", 16), ("action", 17), ("party", 8), ("source→target / why", 36),
             ("by", 10))
 #: entries that record a person's decision: the table shows why (their reason) instead of the route
-_DECISIONS = frozenset(("conflict", "conflict-resolved", "erased", "erasure-lifted", "key-rotated", "revealed"))
+_DECISIONS = frozenset(("conflict", "conflict-resolved", "erased", "erasure-lifted", "key-rotated", "revealed",
+                        "signed-in", "sign-in-refused", "signed-out", "locked-out", "refused", "user-changed",
+                        "four-eyes-requested", "four-eyes-approved", "four-eyes-rejected"))
 TABLE_WIDTH = 100
 
 

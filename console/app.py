@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from crmbridge.console.actions import console_actor, make_audit
 from crmbridge.console.auth import SessionService
 from crmbridge.console.settings import ConsoleSettings
 from crmbridge.console.web import COOKIE, ConsoleState, endpoint, render, route
@@ -31,6 +32,8 @@ __all__ = ["PAGE_MODULES", "create_app"]
 #: the page groups; each module has ``routes() -> list[Route]``
 PAGE_MODULES = [
     "crmbridge.console.pages.dashboard",
+    "crmbridge.console.pages.requests",
+    "crmbridge.console.pages.users",
 ]
 
 _PRE_CSRF = "crmbridge_signin_csrf"
@@ -65,9 +68,11 @@ async def sign_in_page(request: Request) -> Response:
         return Response("CSRF token missing or wrong: reload the sign-in page", status_code=403)
     result = await run_in_threadpool(state.sessions.sign_in, username, password)
     if state.audit is not None:
-        await run_in_threadpool(state.audit, "signed-in" if result.token else "sign-in-refused",
-                                f"{username}@console" if username else "(no name)@console",
+        who = console_actor(username)
+        await run_in_threadpool(state.audit, "signed-in" if result.token else "sign-in-refused", who,
                                 why=result.refusal)
+        if result.locked_now:
+            await run_in_threadpool(state.audit, "locked-out", who, why=str(state.settings.lockout_threshold))
     if result.token is None:
         message = {"locked": "This user is locked after repeated failures; try again later or ask an administrator.",
                    "disabled": "This user is disabled."}.get(result.refusal or "", "Wrong user name or password.")
@@ -96,7 +101,8 @@ def sign_out(req: Any) -> Response:
 def create_app(runtime: Any, settings: ConsoleSettings | None = None) -> Starlette:
     """The console over ``runtime`` (:func:`crmbridge.sync.bootstrap.bootstrap`)."""
     settings = settings or ConsoleSettings()
-    state = ConsoleState(runtime=runtime, settings=settings, sessions=SessionService(runtime.store, settings))
+    state = ConsoleState(runtime=runtime, settings=settings, sessions=SessionService(runtime.store, settings),
+                         audit=make_audit(runtime))
     routes: list[Route | Mount] = [
         Route("/login", sign_in_page, methods=["GET", "POST"]),
         route("/logout", sign_out),

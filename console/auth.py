@@ -89,6 +89,8 @@ class SignIn:
     token: str | None
     principal: Principal | None
     refusal: str | None = None     # "invalid", "locked", "disabled"
+    #: this attempt was the failure that locked the user out (the console ledgers a ``locked-out`` entry)
+    locked_now: bool = False
 
 
 class SessionService:
@@ -110,7 +112,9 @@ class SessionService:
                 hash_password(password)          # the same work as a real check: timing tells nothing
                 return SignIn(None, None, "invalid")
             if user.disabled:
-                return SignIn(None, None, "disabled")
+                # only the right password learns that the user is disabled (a guesser learns nothing)
+                right = verify_password(user.password_hash, password)
+                return SignIn(None, None, "disabled" if right else "invalid")
             if user.locked_until is not None and user.locked_until > now:
                 return SignIn(None, None, "locked")
             if not verify_password(user.password_hash, password):
@@ -119,11 +123,12 @@ class SessionService:
                 repo.update_user(username, failed_attempts=0 if locked else failed,
                                  locked_until=now + timedelta(minutes=self.settings.lockout_minutes)
                                  if locked else user.locked_until)
-                return SignIn(None, None, "locked" if locked else "invalid")
+                return SignIn(None, None, "locked" if locked else "invalid", locked_now=locked)
             values: dict[str, object] = {"failed_attempts": 0, "locked_until": None, "last_sign_in_at": now}
             if needs_rehash(user.password_hash):
                 values["password_hash"] = hash_password(password)
             repo.update_user(username, **values)
+            repo.purge_sessions(now)             # sessions past their absolute expiry: nobody can use them
             token = secrets.token_urlsafe(32)
             csrf = secrets.token_urlsafe(32)
             th = token_hash(token)

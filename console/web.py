@@ -103,11 +103,13 @@ def endpoint(action: str, *, methods: list[str] | None = None) -> Callable[[Call
                 raw = await request.form()
                 form = {k: v for k, v in raw.items() if isinstance(v, str)}
                 if not hmac.compare_digest(form.get("csrf_token", ""), principal.csrf_token):
-                    _audit(state, "refused", principal.actor, action=action, why="csrf")
+                    await run_in_threadpool(_audit, state, "refused", principal.actor, action=action, why="csrf",
+                                            path=request.url.path)
                     return Response("CSRF token missing or wrong: reload the page and try again", status_code=403)
             creq = ConsoleRequest(request, principal, state, form)
             if not principal.may(action):
-                _audit(state, "refused", principal.actor, action=action, why="role")
+                await run_in_threadpool(_audit, state, "refused", principal.actor, action=action, why="role",
+                                        path=request.url.path)
                 return render(creq, "forbidden.html", status_code=403, action=action)
             return await run_in_threadpool(handler, creq)
 

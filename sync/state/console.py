@@ -117,10 +117,25 @@ class ConsoleRepository:
         row = self._conn.execute(select(console_requests).where(console_requests.c.id == request_id)).first()
         return dict(row._mapping) if row is not None else None
 
-    def requests(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def requests(self, *, status: str | None = None, limit: int = 100, before: int | None = None,
+                 exclude_status: str | None = None) -> list[dict[str, Any]]:
+        """Requests newest first (``before``: ids below it, the next page), of one status or all but one."""
         q = select(console_requests).order_by(console_requests.c.id.desc()).limit(limit)
         if status is not None:
             q = q.where(console_requests.c.status == status)
+        if exclude_status is not None:
+            q = q.where(console_requests.c.status != exclude_status)
+        if before is not None:
+            q = q.where(console_requests.c.id < before)
+        return [dict(r._mapping) for r in self._conn.execute(q)]
+
+    def active_reveals(self, username: str, party_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The approved reveal requests of ``username`` for ``party_id`` that have not expired at ``now``."""
+        c = console_requests.c
+        q = (select(console_requests)
+             .where(c.party_id == party_id, c.kind == "reveal", c.status == "approved", c.requested_by == username,
+                    c.expires_at > now)
+             .order_by(c.id))
         return [dict(r._mapping) for r in self._conn.execute(q)]
 
     def decide_request(self, request_id: int, *, expected_status: str, status: str, **values: Any) -> bool:

@@ -123,6 +123,25 @@ class Action(enum.StrEnum):
     KEY_ROTATED = "key-rotated"
     #: personal data shown in clear to someone (``--reveal``): who, which fields of which party, why
     REVEALED = "revealed"
+    # -- the console's accountability (crmbridge.console; the actor is ``user@console``) --------------------
+    #: a user signed in to the console
+    SIGNED_IN = "signed-in"
+    #: a sign-in refused; the reason says why (invalid, locked, disabled) and the name as given
+    SIGN_IN_REFUSED = "sign-in-refused"
+    #: a user signed out
+    SIGNED_OUT = "signed-out"
+    #: a user locked out after repeated failed sign-ins
+    LOCKED_OUT = "locked-out"
+    #: a console action refused: the role may not take it, or the form's CSRF token was missing or wrong
+    REFUSED = "refused"
+    #: a console user added, changed (password, roles), disabled, enabled or unlocked (``crmbridge users``)
+    USER_CHANGED = "user-changed"
+    #: a four-eyes request (reveal a C2 value in clear, erase a party) filed with its reason
+    FOUR_EYES_REQUESTED = "four-eyes-requested"
+    #: a four-eyes request approved by a second user (never the requester)
+    FOUR_EYES_APPROVED = "four-eyes-approved"
+    #: a four-eyes request rejected
+    FOUR_EYES_REJECTED = "four-eyes-rejected"
 
 
 def canonical_json(value: Any) -> str:
