@@ -127,7 +127,7 @@ class ZohoConfig(AdapterConfig):
     members_relation: str = Field("Campaigns.Contacts", pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$",
                                   description=(
         "object name of campaign membership: {parent module}.{related list API name}; records are members "
-        "with their Member_Status (docs/vendors/zoho.md §13)"))
+        "with their Member_Status (docs/vendors/zoho.md §15)"))
     member_fields: list[str] = Field(default_factory=lambda: ["Party_ID", "Modified_Time"], description=(
         "member fields read with each campaign member (the related list needs fields)"))
     token_cache: str | None = Field(None, description=(
@@ -664,7 +664,7 @@ class ZohoAdapter(Adapter):
                 raise BadResponseError(f"{obj} member of {pid} without an id", vendor=VENDOR)
             if "Member_Status" not in r:
                 raise BadResponseError(f"{obj}: the related list does not return Member_Status (see "
-                                       "docs/vendors/zoho.md §13)", vendor=VENDOR)
+                                       "docs/vendors/zoho.md §15)", vendor=VENDOR)
             member = {k: v for k, v in r.items() if k not in ("id", "Member_Status")}
             data = {"Campaign": {"id": pid, "name": pname}, "Member": {"id": str(r["id"])},
                     "Member_Status": r["Member_Status"], **member}

@@ -235,7 +235,7 @@ ACCOUNTS = ModuleDef("Accounts", "Account", "Account_Name", "Account_Name", numb
     *_custom(_SEGMENTS_ORG, organisation=True),
 ))
 
-#: Cases (docs/vendors/zoho.md §12): the standard fields of the SDK's ``Field.Cases`` that need no module the
+#: Cases (docs/vendors/zoho.md §14): the standard fields of the SDK's ``Field.Cases`` that need no module the
 #: simulator lacks (Product_Name → Products and Deal_Name → Deals are left out), plus the bank's custom fields
 CASES = ModuleDef("Cases", "Case", "Subject", "Subject", number=7, fields=(
     FieldDef("Owner", "Case Owner", "ownerlookup"),
@@ -266,7 +266,7 @@ CASES = ModuleDef("Cases", "Case", "Subject", "Subject", number=7, fields=(
     FieldDef("Bank_Status", "Bank Status", "text", 40, custom=True),
 ))
 
-#: Campaigns (docs/vendors/zoho.md §13): the SDK's ``Field.Campaigns`` without Currency (multi-currency orgs only)
+#: Campaigns (docs/vendors/zoho.md §15): the SDK's ``Field.Campaigns`` without Currency (multi-currency orgs only)
 CAMPAIGNS = ModuleDef("Campaigns", "Campaign", "Campaign_Name", "Campaign_Name", number=9, fields=(
     FieldDef("Owner", "Campaign Owner", "ownerlookup"),
     FieldDef("Campaign_Name", "Campaign Name", "text", 120, mandatory=True),
@@ -295,7 +295,7 @@ HOLDING_STATUSES = ("ACTIVE", "DORMANT", "FROZEN", "MATURED", "CLOSED")
 
 def holdings_module(api_name: str = "Holdings", *, plural: str = "Holdings", number: int = 61) -> ModuleDef:
     """The bank's custom module for product holdings under the API name the org gave it (``Holdings``, or
-    ``CustomModule1`` when the module was created without one; docs/vendors/zoho.md §11).
+    ``CustomModule1`` when the module was created without one; docs/vendors/zoho.md §13).
 
     Custom modules have the system ``Name`` field (their duplicate-check field) and an owner; the rest are the
     bank's fields, ``Holding_Key`` unique (the upsert key) and lookups to Contacts and Accounts.

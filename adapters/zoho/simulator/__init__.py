@@ -86,7 +86,7 @@ ZGID = "710002345"
 DISCRETE_LIMIT = 2000
 TOKEN_LIMIT = 100_000
 #: the org's campaign member statuses (knob ``member_statuses``, comma-separated): Zoho's values are org data and
-#: not documented as a list; these are the ones seen in Zoho's own samples and UI (docs/vendors/zoho.md §13)
+#: not documented as a list; these are the ones seen in Zoho's own samples and UI (docs/vendors/zoho.md §15)
 MEMBER_STATUSES = ("Planning", "Active", "Invited", "Sent", "Received", "Opened", "Responded", "Bounced", "Opted Out")
 _VERSION = re.compile(r"^v(?:2|2\.1|[3-9])$")
 _MAX = 10**20
@@ -1168,7 +1168,7 @@ class ZohoSimulator(Simulator):
         return Response.json({"data": results}, 200 if all(ok) else 207 if any(ok) else 400)
 
     # ------------------------------------------------------------------ related lists (campaign members)
-    #: (module, related list) pairs served: both directions of Campaigns <-> Contacts (docs/vendors/zoho.md §13)
+    #: (module, related list) pairs served: both directions of Campaigns <-> Contacts (docs/vendors/zoho.md §15)
     RELATIONS = {("Campaigns", "Contacts"), ("Contacts", "Campaigns")}
 
     def _related_lists(self, req: Request) -> Response:
