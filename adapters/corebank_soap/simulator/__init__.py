@@ -69,6 +69,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from crmbridge.adapters.corebank_soap.simulator.accounts import AccountStore
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.synthetic import SyntheticCustomer, customer_at
 
@@ -90,6 +91,7 @@ WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-uti
 PASSWORD_DIGEST = ("http://docs.oasis-open.org/wss/2004/01/"
                    "oasis-200401-wss-username-token-profile-1.0#PasswordDigest")
 FCUBS_NS = "http://fcubs.ofss.com/service/FCUBSCustomerService"
+FCUBS_ACC_NS = "http://fcubs.ofss.com/service/FCUBSAccService"
 
 #: a parser that cannot be made to read files or the network: no DTD loading, no entity expansion
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
@@ -689,21 +691,96 @@ _FCUBS_IGNORED = {"CUSTNO", "MODNO", "Custpersonal/MOBISDNO"}
 
 
 class CorebankSoapSimulator(_SoapSimulator):
-    """FLEXCUBE-style ``FCUBSCustomerService`` (QueryCustomer, ModifyCustomer, QueryCustomersModifiedSince)."""
+    """FLEXCUBE-style ``FCUBSCustomerService`` (QueryCustomer, ModifyCustomer, QueryCustomersModifiedSince) and,
+    on the same host as a FLEXCUBE gateway serves both, ``FCUBSAccService`` at ``account_path`` (QueryCustAcc and
+    the QueryAccountsModifiedSince change list; :mod:`.accounts`, knob ``orphan_accounts``)."""
 
     vendor = "corebank-soap"
     service_path = "/FCUBSCustomerService/FCUBSCustomerService"
+    account_path = "/FCUBSAccService/FCUBSAccService"
 
     def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  **modes: Any) -> None:
         super().__init__(knobs, host=host, port=port, **modes)
-        self.wsdl_text = resources.files("crmbridge.adapters.corebank_soap").joinpath(
-            "fcubs_customer.wsdl").read_text(encoding="utf-8")
+        pkg = resources.files("crmbridge.adapters.corebank_soap")
+        self.wsdl_text = pkg.joinpath("fcubs_customer.wsdl").read_text(encoding="utf-8")
+        self.account_wsdl_text = pkg.joinpath("fcubs_account.wsdl").read_text(encoding="utf-8")
+        self._service = threading.local()   # which service the request in this thread was posted to
+        self.accounts = AccountStore(self.store.n, self.knobs.seed, self.store.custno,
+                                     orphans=int(self.knobs.extra.get("orphan_accounts", 0)), clock=self._core_clock,
+                                     since_boundary=self.store.since_boundary)
+
+    @property
+    def account_wsdl_url(self) -> str:
+        return f"{self.url}{self.account_path}?wsdl"
+
+    @property
+    def account_endpoint(self) -> str:
+        return f"{self.url}{self.account_path}"
+
+    def handle(self, req: Request) -> Response:
+        on_accounts = req.path.rstrip("/") == self.account_path
+        if req.method == "GET" and on_accounts and "wsdl" in {k.lower() for k in req.query}:
+            text = re.sub(r'(<soap:address\s+location=")http://localhost[^"]*(")',
+                          rf"\g<1>{self.account_endpoint}\g<2>", self.account_wsdl_text)
+            return Response(200, text.encode("utf-8"), {"Content-Type": "text/xml; charset=UTF-8"})
+        if req.method == "POST" and req.path.rstrip("/") not in (self.service_path, self.account_path):
+            return Response(404, b"not found", {"Content-Type": "text/plain"})
+        self._service.ns = FCUBS_ACC_NS if on_accounts else FCUBS_NS
+        return super().handle(req)
 
     def operations(self) -> dict[str, Callable[[etree._Element, dict[str, Any]], Any]]:
-        return {f"{{{FCUBS_NS}}}QUERYCUSTOMER_IOFS_REQ": self._query,
-                f"{{{FCUBS_NS}}}MODIFYCUSTOMER_FSFS_REQ": self._modify,
-                f"{{{FCUBS_NS}}}QUERYCUSTMODSINCE_IOFS_REQ": self._changes}
+        ops: dict[str, Callable[[etree._Element, dict[str, Any]], Any]] = {
+            f"{{{FCUBS_NS}}}QUERYCUSTOMER_IOFS_REQ": self._query,
+            f"{{{FCUBS_NS}}}MODIFYCUSTOMER_FSFS_REQ": self._modify,
+            f"{{{FCUBS_NS}}}QUERYCUSTMODSINCE_IOFS_REQ": self._changes,
+            f"{{{FCUBS_ACC_NS}}}QUERYCUSTACC_IOFS_REQ": self._acc_query,
+            f"{{{FCUBS_ACC_NS}}}QUERYACCMODSINCE_IOFS_REQ": self._acc_changes}
+        # each service answers only its own operations (the other's are unknown at its endpoint)
+        ns = getattr(self._service, "ns", FCUBS_NS)
+        return {tag: fn for tag, fn in ops.items() if tag.startswith(f"{{{ns}}}")}
+
+    def _acc_reply(self, name: str, request: dict[str, Any], body: dict[str, Any], status: str = "SUCCESS"
+                   ) -> etree._Element:
+        el = etree.Element(f"{{{FCUBS_ACC_NS}}}{name}", nsmap={"fcub": FCUBS_ACC_NS})
+        build(el, "FCUBS_HEADER", self._header(request, status), FCUBS_ACC_NS)
+        build(el, "FCUBS_BODY", body, FCUBS_ACC_NS)
+        return el
+
+    def _acc_query(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
+        self._header(request, "")
+        q = self._body(request, "Cust-Account-IO")
+        acc = str(q.get("ACC") or "")
+        rec = self.accounts.get(acc)
+        if rec is None or (q.get("BRN") not in (None, "") and q.get("BRN") != rec["BRN"]):
+            raise BusinessFailure("ST-ACC-001", "Account does not exist")
+        return self._acc_reply("QUERYCUSTACC_IOFS_RES", request, {"Cust-Account-Full": rec})
+
+    def _acc_changes(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
+        self._header(request, "")
+        q = self._body(request, "Cust-Account-Changes-IO")
+        bounds = []
+        for name in ("FROM", "UNTIL"):
+            raw = q.get(name) or None
+            if raw is not None:
+                try:
+                    raw = datetime.fromisoformat(str(raw)).isoformat()
+                except ValueError as exc:
+                    raise BusinessFailure("ST-REQ-001", f"{name} is not a timestamp (YYYY-MM-DDTHH:MM:SS)") from exc
+            bounds.append(raw)
+        try:
+            page_no = int(q.get("PAGE_NO") or 1)
+            size = int(q.get("PAGE_SIZE") or 100)
+        except ValueError as exc:
+            raise SoapFault("soapenv:Client", "Malformed request: PAGE_NO/PAGE_SIZE are not numbers") from exc
+        if page_no < 1 or not 1 <= size <= self.max_page_size:
+            raise BusinessFailure("ST-REQ-001", f"PAGE_NO must be >= 1 and PAGE_SIZE 1..{self.max_page_size}")
+        as_of = self.accounts.newest_stamp
+        records, total = self.accounts.page(bounds[0], page_no, size, bounds[1])
+        return self._acc_reply("QUERYACCMODSINCE_IOFS_RES", request, {
+            "Page-Info": {"PAGE_NO": page_no, "PAGE_SIZE": size, "TOTAL_RECORDS": total,
+                          "HAS_MORE": "Y" if page_no * size < total else "N", "AS_OF": as_of},
+            "Cust-Account-Full": records})
 
     def authenticate(self, envelope: etree._Element, body: dict[str, Any]) -> None:
         self.check_username_token(envelope)
@@ -732,6 +809,9 @@ class CorebankSoapSimulator(_SoapSimulator):
 
     def business_reply(self, op_tag: str, request: dict[str, Any], failure: BusinessFailure) -> etree._Element:
         name = local(op_tag).replace("_REQ", "_RES")
+        if op_tag.startswith(f"{{{FCUBS_ACC_NS}}}"):
+            return self._acc_reply(name, request, {"FCUBS_ERROR_RESP": {"ERROR": {"ECODE": failure.code,
+                                                                                  "EDESC": failure.text}}}, "FAILURE")
         return self._reply(name, request, {"FCUBS_ERROR_RESP": {"ERROR": {"ECODE": failure.code,
                                                                           "EDESC": failure.text}}}, "FAILURE")
 
