@@ -47,9 +47,11 @@ def sim() -> Iterator[ComplaintSimulator]:
         yield s  # type: ignore[misc]
 
 
-def test_registered_by_name() -> None:
+def test_registered_by_name_and_seeds_its_records() -> None:
     assert adapter_class("complaints") is ComplaintsAdapter
     assert simulator_class("complaints") is ComplaintSimulator
+    with ComplaintSimulator(Knobs(records=12, seed=3)) as sim:
+        assert sim.count() == 12 and "12 complaints" in sim.banner()[0]
 
 
 def test_create_is_idempotent_and_status_comes_back_incrementally(sim: ComplaintSimulator) -> None:
@@ -80,7 +82,7 @@ def test_retried_post_with_the_same_key_replays(sim: ComplaintSimulator) -> None
 
 
 def test_expired_idempotency_key_is_covered_by_the_lookup() -> None:
-    with ComplaintSimulator(Knobs(extra={"idempotency_ttl": 0})) as sim, make(sim) as ad:  # type: ignore[arg-type]
+    with ComplaintSimulator(Knobs(records=0, extra={"idempotency_ttl": 0})) as sim, make(sim) as ad:  # type: ignore[arg-type]
         ad.write("complaints", [WriteItem(key="case-e", payload=case(1), known_new=True)])
         # the service forgot the key at once: only the lookup by source_case_id prevents a second complaint
         res = ad.write("complaints", [WriteItem(key="case-e", payload=case(1))])
@@ -114,7 +116,7 @@ def test_problem_documents_on_the_wire(sim: ComplaintSimulator) -> None:
 
 
 def test_record_failures_and_a_customer_not_yet_at_the_bank() -> None:
-    with ComplaintSimulator(Knobs(extra={"party_must_exist": True})) as sim, make(sim) as ad:  # type: ignore[arg-type]
+    with ComplaintSimulator(Knobs(records=0, extra={"party_must_exist": True})) as sim, make(sim) as ad:  # type: ignore[arg-type]
         sim.know_party("party-1")
         res = ad.write("complaints", [
             WriteItem(key="a", payload=case(1), known_new=True),

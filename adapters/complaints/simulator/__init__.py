@@ -93,6 +93,12 @@ class ComplaintSimulator(Simulator):
         self.parties: set[str] = set()
         self._seq = 0
         self.retry_after = 1.0
+        self.seed(self.knobs.records)
+
+    def banner(self) -> list[str]:
+        return [f"complaint service simulator: {len(self.complaints)} complaints (seed {self.knobs.seed})",
+                f"API root  {self.url}/api/v1/complaints",
+                "API key   ComplaintSimulator.api_key (or Knobs.extra['api_key']), sent as Authorization: Bearer"]
 
     # ------------------------------------------------------------------ direct access (tests)
     def know_party(self, party_id: str) -> None:
