@@ -12,10 +12,12 @@ import pytest
 import requests
 from corebank_rest_support import FAST, set_env
 
+from crmbridge.adapters.base import Adapter
 from crmbridge.adapters.corebank_rest import CorebankRestAdapter, CorebankRestConfig
 from crmbridge.adapters.corebank_rest.adapter import FINERACT_SAVINGS_ACCOUNTS, PaginationConfig
 from crmbridge.adapters.corebank_rest.simulator import FINERACT_PREFIX, CorebankRestSimulator
 from crmbridge.adapters.simulator import Knobs
+from crmbridge.testing.contract import AdapterContract, ContractHarness
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +113,44 @@ def test_accounts_are_read_only(sim: CorebankRestSimulator) -> None:
         res = ad.write("SavingsAccount", [WriteItem(key="k", payload={"externalId": "x"}, external_id="1")])
         assert res[0].status is WriteStatus.FAILED and "read-only" in str(res[0].error)
         assert sim.savings["1"]["externalId"] is None
+
+
+class SavingsHarness(ContractHarness):
+    """The read-only contract on Fineract savings accounts (no writes, no modification times: full scans)."""
+
+    object_name = "SavingsAccount"
+    key_field = None
+    page_size = 5
+    supports_write = False
+    supports_delete = False
+    token_auth = False
+
+    def __init__(self, sim: CorebankRestSimulator) -> None:
+        self.simulator = sim
+        self.sim = sim
+
+    def make_adapter(self, *, bad_credentials: bool = False) -> Adapter:
+        ad = adapter(self.sim, auth={"type": "basic", "username": "mifos",
+                                     "password": "env:CB_REST_BAD" if bad_credentials else "env:CB_REST_PASSWORD"})
+        ad.config.resources["SavingsAccount"] = FINERACT_SAVINGS_ACCOUNTS.model_copy(update={"pagination": (
+            PaginationConfig(style="offset", page_size=self.page_size, total_path="totalFilteredRecords"))})
+        return ad
+
+    def seed(self, n: int) -> None:
+        self.sim.seed_savings(n)
+
+    def payload(self, i: int, variant: int = 0) -> dict:
+        return {}
+
+    def count(self) -> int:
+        return len(self.sim.savings)
+
+    def ids(self) -> set[str]:
+        return set(self.sim.savings)
+
+
+class TestSavingsContract(AdapterContract):
+    @pytest.fixture
+    def harness(self) -> Iterator[SavingsHarness]:
+        with CorebankRestSimulator(Knobs(records=4)) as sim:
+            yield SavingsHarness(sim)  # type: ignore[arg-type]

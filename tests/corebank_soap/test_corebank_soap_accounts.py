@@ -13,9 +13,11 @@ import pytest
 import requests
 from corebank_soap_support import FAST
 
+from crmbridge.adapters.base import Adapter
 from crmbridge.adapters.corebank_soap import FCUBS_ACCOUNTS, CorebankSoapAdapter, CorebankSoapConfig
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator
 from crmbridge.adapters.simulator import Knobs
+from crmbridge.testing.contract import AdapterContract, ContractHarness
 
 
 @pytest.fixture
@@ -90,3 +92,42 @@ def test_accounts_of_customers_not_yet_in_the_customer_feed() -> None:
         known = {sim.store.custno(i) for i in range(6)}
         orphans = [r for r in recs if r.data["CUSTNO"] not in known]
         assert len(orphans) == 2
+
+
+class AccountsHarness(ContractHarness):
+    """The read-only contract on the FLEXCUBE account change list."""
+
+    object_name = "Account"
+    key_field = None
+    page_size = 5
+    supports_write = False
+    supports_delete = False
+    token_auth = True   # wsse:MessageExpired → a fresh UsernameToken, once (as the customer service)
+    modified_granularity = timedelta(seconds=2)
+
+    def __init__(self, sim: CorebankSoapSimulator) -> None:
+        self.simulator = sim
+        self.sim = sim
+
+    def make_adapter(self, *, bad_credentials: bool = False) -> Adapter:
+        pw = "env:CRMBRIDGE_TEST_CORE_PW_BAD" if bad_credentials else "env:CRMBRIDGE_TEST_CORE_PW"
+        return accounts_adapter(self.sim, page_size=self.page_size, password=pw)
+
+    def seed(self, n: int) -> None:
+        self.sim.reseed_accounts(n)
+
+    def payload(self, i: int, variant: int = 0) -> dict:
+        return {}
+
+    def count(self) -> int:
+        return len(self.sim.accounts)
+
+    def ids(self) -> set[str]:
+        return set(self.sim.accounts.numbers)
+
+
+class TestAccountsContract(AdapterContract):
+    @pytest.fixture
+    def harness(self) -> Iterator[AccountsHarness]:
+        with CorebankSoapSimulator(Knobs(records=40, seed=5)) as sim:
+            yield AccountsHarness(sim)  # type: ignore[arg-type]

@@ -298,6 +298,17 @@ class CorebankRestSimulator(Simulator):
             sid += 1
             self.savings[str(sid)] = savings_account(sid, n + 1000 + sid, None, rng, date(2026, 11, 1))
 
+    def seed_savings(self, n: int) -> None:
+        """Hold exactly ``n`` savings accounts (of the seeded clients, round robin; tests)."""
+        with self.lock:
+            rng = random.Random(f"corebank-savings:{self.knobs.seed}:{n}")
+            clients = sorted(self.records, key=int) or ["1"]
+            self.savings = {}
+            for sid in range(1, n + 1):
+                cid = clients[(sid - 1) % len(clients)]
+                self.savings[str(sid)] = savings_account(sid, int(cid), self.records.get(cid, {}).get("displayName"),
+                                                         rng, date(2020, 1, 1) + timedelta(days=sid))
+
     def set_account_status(self, kind: str, aid: str, status: int, on: date | None = None) -> None:
         """Change a savings account (``kind="savings"``) or loan status as the core's back office would; closing
         sets ``timeline.closedOnDate`` and zeroes the balance."""

@@ -710,6 +710,12 @@ class CorebankSoapSimulator(_SoapSimulator):
                                      orphans=int(self.knobs.extra.get("orphan_accounts", 0)), clock=self._core_clock,
                                      since_boundary=self.store.since_boundary)
 
+    def reseed_accounts(self, n: int) -> None:
+        """Hold exactly ``n`` accounts, one per customer from the first (tests)."""
+        with self.lock:
+            self.accounts = AccountStore(self.store.n, self.knobs.seed, self.store.custno, clock=self._core_clock,
+                                         since_boundary=self.store.since_boundary, exactly=n)
+
     @property
     def account_wsdl_url(self) -> str:
         return f"{self.url}{self.account_path}?wsdl"

@@ -26,14 +26,16 @@ class AccountStore:
 
     def __init__(self, customers: int, seed: int, custno: Callable[[int], str], *, orphans: int = 0,
                  base_time: datetime = datetime(2025, 6, 1, 8, 0, 0), step_seconds: int = 23,
-                 clock: Callable[[], datetime], since_boundary: str = "inclusive") -> None:
+                 clock: Callable[[], datetime], since_boundary: str = "inclusive", exactly: int | None = None) -> None:
+        """``exactly``: hold that many accounts, one per customer from the first (tests), instead of ``c % 3``."""
         self.seed = seed
         self.custno = custno
         self.clock = clock
         self.since_boundary = since_boundary
         self.lock = threading.RLock()
         self.base_time, self.step = base_time, timedelta(seconds=step_seconds)
-        owners = [(c, k) for c in range(customers) for k in range(c % 3)]
+        owners = ([(c, 0) for c in range(exactly)] if exactly is not None
+                  else [(c, k) for c in range(customers) for k in range(c % 3)])
         owners += [(customers + 100 + j, 0) for j in range(orphans)]
         self._owners = owners
         self._by_acc = {self._acc(c, k): j for j, (c, k) in enumerate(owners)}
