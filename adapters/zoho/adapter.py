@@ -259,6 +259,11 @@ class ZohoAdapter(Adapter):
         return fields
 
     def _describe(self, obj: str) -> list[FieldInfo]:
+        if obj == self.config.members_relation:
+            # a member record: the related module's fields (read with each member) and the relation's own
+            related = self._relation(obj)[1]
+            return [FieldInfo("Campaign", "lookup", read_only=True), FieldInfo("Member", "lookup", required=True),
+                    FieldInfo("Member_Status", "picklist"), *self._describe(related)]
         out = []
         for f in self._field_meta(obj, fresh=True):
             picks = f.get("pick_list_values") if isinstance(f.get("pick_list_values"), list) else []
@@ -425,6 +430,8 @@ class ZohoAdapter(Adapter):
         the edition, the page size, the If-Modified-Since boundary (found by reading), clock skew (``Date``), the
         API-credit header, and the deleted-records read. System-wide findings are reported with the first object."""
         out: list[Finding] = []
+        if obj == self.config.members_relation:
+            return self._probe_members(obj)
         module = self._module(obj)
         newest = {"fields": "Modified_Time", "per_page": 1, "sort_by": "Modified_Time", "sort_order": "desc"}
         try:
@@ -457,6 +464,30 @@ class ZohoAdapter(Adapter):
             out.append(Finding("operation", "fail", f"deleted-records read of {obj} failed (deletions will not "
                                f"propagate): {type(exc).__name__}: {exc}", obj=obj))
         return out
+
+    def _probe_members(self, obj: str) -> list[Finding]:
+        """The members relation: the parent module lists, its related list exists under the configured name
+        (``/settings/related_lists``), and a member read returns ``Member_Status`` (docs/vendors/zoho.md §15)."""
+        parent, related = self._relation(obj)
+        try:
+            _, body = self._probe_get("/settings/related_lists", {"module": parent})
+        except AdapterError as exc:
+            return [Finding("operation", "fail", f"related lists of {parent}: {type(exc).__name__}: {exc}", obj=obj)]
+        lists = body.get("related_lists") if isinstance(body, dict) else None
+        names = sorted(str(r.get("api_name")) for r in lists or [] if isinstance(r, dict))
+        if related not in names:
+            return [Finding("operation", "fail", f"{parent} has no related list {related!r}; it has: "
+                            f"{', '.join(names) or 'none'} (members_relation)", obj=obj)]
+        out = [Finding("operation", "ok", f"{parent} has the related list {related}", obj=obj)]
+        try:
+            page = self._members_page(obj, None)
+        except BadResponseError as exc:
+            return [*out, Finding("operation", "fail", str(exc), obj=obj)]
+        except AdapterError as exc:
+            return [*out, Finding("reachable", "fail", f"reading members failed: {type(exc).__name__}: {exc}",
+                                  obj=obj)]
+        seen = "read" if page.records else "no members to read yet: Member_Status in lists not checked"
+        return [*out, Finding("operation", "ok" if page.records else "info", f"campaign members: {seen}", obj=obj)]
 
     def _probe_data_centre(self) -> Finding:
         host = urlsplit(self.config.api_domain).hostname or ""

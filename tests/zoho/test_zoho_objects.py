@@ -260,3 +260,24 @@ class TestZohoHoldingsContract(AdapterContract):
         with ZohoSimulator(Knobs(records=0, extra={"holdings_module": API})) as sim:
             sim.clock = TickingClock()
             yield HoldingsHarness(sim)  # type: ignore[arg-type]
+
+
+def test_doctor_probes_the_members_relation(sim: ZohoSimulator) -> None:
+    cid = _contact(sim, 60)
+    with make_adapter(sim) as ad:
+        empty = ad.doctor({"Campaigns.Contacts": []})
+        assert any(f.status == "info" and "no members" in f.detail for f in empty)
+        camp = _campaign(ad, "医保宣传")
+        sim.relate(camp, cid, "Sent")
+        found = ad.doctor({"Campaigns.Contacts": []})
+        assert any(f.status == "ok" and "related list Contacts" in f.detail for f in found)
+        assert not any(f.status == "fail" for f in found), found
+    with make_adapter(sim, members_relation="Campaigns.Leads") as ad:
+        bad = ad.doctor({"Campaigns.Leads": []})
+        assert any(f.status == "fail" and "no related list 'Leads'" in f.detail for f in bad)
+
+
+def test_describe_of_members_names_the_relation_fields(sim: ZohoSimulator) -> None:
+    with make_adapter(sim) as ad:
+        names = [f.name for f in ad.describe("Campaigns.Contacts")]
+    assert names[:3] == ["Campaign", "Member", "Member_Status"] and "Party_ID" in names
