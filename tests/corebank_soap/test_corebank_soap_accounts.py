@@ -131,3 +131,20 @@ class TestAccountsContract(AdapterContract):
     def harness(self) -> Iterator[AccountsHarness]:
         with CorebankSoapSimulator(Knobs(records=40, seed=5)) as sim:
             yield AccountsHarness(sim)  # type: ignore[arg-type]
+
+
+def test_the_documented_yaml_is_the_shipped_configuration() -> None:
+    """docs/corebank_soap.md shows FCUBS_ACCOUNTS in YAML: the two must not drift apart."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "corebank_soap.md").read_text(encoding="utf-8")
+    block = re.search(r"## Accounts \(holdings\).*?```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    system = yaml.safe_load(block.group(1))["systems"]["core_accounts"]
+    documented = CorebankSoapConfig.model_validate({**system, "password": "env:X"})
+    shipped = CorebankSoapConfig.model_validate({**FCUBS_ACCOUNTS, "password": "env:X"})
+    for key in ("wsdl", "object_name", "record", "operations", "business_errors"):
+        assert getattr(documented, key) == getattr(shipped, key), key
