@@ -23,6 +23,7 @@ from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
     FieldInfo,
+    Finding,
     Page,
     RawRecord,
     WriteItem,
@@ -32,7 +33,13 @@ from crmbridge.adapters.base import (
 from crmbridge.adapters.complaints.client import ComplaintClient, parse_time
 from crmbridge.adapters.complaints.errors import VENDOR, to_record_error
 from crmbridge.adapters.errortable import Classified, ErrorKind
-from crmbridge.core.errors import BadResponseError, ConfigurationError, RequestError
+from crmbridge.core.errors import (
+    AdapterError,
+    AuthenticationError,
+    BadResponseError,
+    ConfigurationError,
+    RequestError,
+)
 from crmbridge.core.secrets import SecretRef, resolve_secret
 
 __all__ = ["ComplaintsAdapter", "ComplaintsConfig", "OBJECT"]
@@ -160,6 +167,20 @@ class ComplaintsAdapter(Adapter):
         if not isinstance(items, list):
             raise BadResponseError("complaint list without items", vendor=VENDOR)
         return self._raw(items[0]) if items else None
+
+    def _probe(self, obj: str) -> list[Finding]:
+        """``crmbridge doctor``: the API key is accepted and the list answers (one read of one complaint)."""
+        self._object(obj)
+        try:
+            body, resp = self.client.call("GET", "/complaints?page_size=1")
+        except AuthenticationError as exc:
+            return [Finding("authenticated", "fail", f"API key refused: {exc}", obj=obj)]
+        except AdapterError as exc:
+            return [Finding("reachable", "fail", f"listing complaints failed: {type(exc).__name__}: {exc}", obj=obj)]
+        ok = isinstance(body, dict) and isinstance(body.get("items"), list)
+        return [Finding("authenticated", "ok", "the API key is accepted", obj=obj),
+                Finding("operation", "ok" if ok else "fail", "list answered HTTP " f"{resp.status_code}" +
+                        ("" if ok else " without items (not the complaint service's API?)"), obj=obj)]
 
     def _describe(self, obj: str) -> list[FieldInfo]:
         self._object(obj)

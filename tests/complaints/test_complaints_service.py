@@ -189,3 +189,12 @@ class TestComplaintsContract(AdapterContract):
     def harness(self) -> Iterator[ComplaintsHarness]:
         with ComplaintSimulator(Knobs(records=0)) as sim:
             yield ComplaintsHarness(sim)  # type: ignore[arg-type]
+
+
+def test_doctor(sim: ComplaintSimulator) -> None:
+    with make(sim) as ad:
+        found = ad.doctor({"complaints": ["priority", "summary"]})
+    assert [f.status for f in found] == ["ok", "ok", "ok"], found
+    with make(sim, bad=True) as ad:
+        refused = ad.doctor({"complaints": []})
+    assert any(f.check == "authenticated" and f.status == "fail" for f in refused)

@@ -281,3 +281,35 @@ def test_describe_of_members_names_the_relation_fields(sim: ZohoSimulator) -> No
     with make_adapter(sim) as ad:
         names = [f.name for f in ad.describe("Campaigns.Contacts")]
     assert names[:3] == ["Campaign", "Member", "Member_Status"] and "Party_ID" in names
+
+
+class CasesHarness(HoldingsHarness):
+    object_name = "Cases"
+    key_field = "Case_Key"
+
+    def make_adapter(self, *, bad_credentials: bool = False) -> Adapter:
+        return make_adapter(self.sim, bad_secret=bad_credentials, page_size=self.page_size, overlap_seconds=5,
+                            key_field="Case_Key")
+
+    def seed(self, n: int) -> None:
+        self.sim.reset("Cases", n)
+
+    def payload(self, i: int, variant: int = 0) -> dict:
+        return {"Subject": f"投诉 {i}", "Status": ("New", "Escalated", "On Hold")[variant % 3], "Priority": "High"}
+
+    def count(self) -> int:
+        return self.sim.count("Cases")
+
+    def ids(self) -> set[str]:
+        return set(self.sim.stores["Cases"].records)
+
+    def invalid_payload(self, i: int) -> dict:
+        return {"Subject": f"投诉 {i}"}   # Status is mandatory
+
+
+class TestZohoCasesContract(AdapterContract):
+    @pytest.fixture
+    def harness(self) -> Iterator[CasesHarness]:
+        with ZohoSimulator(Knobs(records=0)) as sim:
+            sim.clock = TickingClock()
+            yield CasesHarness(sim)  # type: ignore[arg-type]
