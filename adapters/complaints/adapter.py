@@ -178,9 +178,11 @@ class ComplaintsAdapter(Adapter):
         except AdapterError as exc:
             return [Finding("reachable", "fail", f"listing complaints failed: {type(exc).__name__}: {exc}", obj=obj)]
         ok = isinstance(body, dict) and isinstance(body.get("items"), list)
+        said = f"list answered HTTP {resp.status_code}"
+        if not ok:
+            said += " without items (not the complaint service's API?)"
         return [Finding("authenticated", "ok", "the API key is accepted", obj=obj),
-                Finding("operation", "ok" if ok else "fail", "list answered HTTP " f"{resp.status_code}" +
-                        ("" if ok else " without items (not the complaint service's API?)"), obj=obj)]
+                Finding("operation", "ok" if ok else "fail", said, obj=obj)]
 
     def _describe(self, obj: str) -> list[FieldInfo]:
         self._object(obj)
