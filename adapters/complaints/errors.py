@@ -40,7 +40,6 @@ ERROR_TABLE = ErrorTable(codes={
     "IDEMPOTENCY_KEY_REUSED": ErrorRule(ErrorKind.REJECTED,
                                         message="the idempotency key was used for another complaint"),
     "IDEMPOTENCY_KEY_MISSING": ErrorRule(ErrorKind.REQUEST, message="the service requires an Idempotency-Key"),
-    "IDEMPOTENCY_IN_PROGRESS": ErrorRule(ErrorKind.TRANSIENT, message="the same key is being processed"),
     "NOT_FOUND": ErrorRule(ErrorKind.NOT_FOUND, message="no such complaint"),
     "VERSION_MISMATCH": ErrorRule(ErrorKind.CONFLICT, message="the complaint changed since the version written"),
     "INVALID_TRANSITION": ErrorRule(ErrorKind.REJECTED, message="the complaint's state does not allow the change"),

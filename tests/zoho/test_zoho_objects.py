@@ -313,3 +313,20 @@ class TestZohoCasesContract(AdapterContract):
         with ZohoSimulator(Knobs(records=0)) as sim:
             sim.clock = TickingClock()
             yield CasesHarness(sim)  # type: ignore[arg-type]
+
+
+def test_membership_seen_from_the_contact_side(sim: ZohoSimulator) -> None:
+    cid = _contact(sim, 70)
+    camp = sim.add("Campaigns", Campaign_Name="Z", Status="Active")
+    sim.relate(camp, cid, "Responded")
+    h = {"Authorization": f"Zoho-oauthtoken {_token(sim)}"}
+    rows = requests.get(f"{sim.url}/crm/v8/Contacts/{cid}/Campaigns?fields=Campaign_Name", headers=h,
+                        timeout=5).json()["data"]
+    assert rows == [{"Campaign_Name": "Z", "id": camp, "Member_Status": "Responded"}]
+
+
+def test_an_org_without_the_custom_module_fails_the_call_not_the_records(zoho_sim) -> None:
+    from crmbridge.core.errors import RequestError
+    sim = zoho_sim(extra={"holdings_module": ""})
+    with make_adapter(sim) as ad, pytest.raises(RequestError, match="INVALID_MODULE|module"):
+        ad.write("Holdings", [WriteItem(key="k", payload=_holding(1, None), key_field="Holding_Key")])
