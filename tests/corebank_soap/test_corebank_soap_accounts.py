@@ -148,3 +148,27 @@ def test_the_documented_yaml_is_the_shipped_configuration() -> None:
     shipped = CorebankSoapConfig.model_validate({**FCUBS_ACCOUNTS, "password": "env:X"})
     for key in ("wsdl", "object_name", "record", "operations", "business_errors"):
         assert getattr(documented, key) == getattr(shipped, key), key
+
+
+def test_a_marketing_opt_out_is_written_back_as_a_consent_udf(sim: CorebankSoapSimulator) -> None:
+    """CRM → core for campaign responses: an opt-out withdraws the marketing consent, a UDF of Customer-Full, through
+    ModifyCustomer; the adapter needs only the UDF paths in ``operations.modify.writable`` (configuration)."""
+    from corebank_soap_support import fcubs_config
+
+    from crmbridge.adapters.base import WriteItem, WriteStatus
+    from crmbridge.adapters.corebank_soap.adapter import ModifyOperation
+
+    writable = [*ModifyOperation().writable, "UDFDETAILS.FLDNAM", "UDFDETAILS.FLDVAL"]
+    cfg = fcubs_config(sim, operations={"list": {"paging": {"page_size": 10}}, "modify": {"writable": writable}})
+    custno = sim.store.custno(2)
+    before = sim.store.get(custno)
+    with CorebankSoapAdapter(cfg) as ad:
+        res = ad.write("Customer", [WriteItem(key="p", external_id=custno, payload={
+            "UDFDETAILS": [{"FLDNAM": "CONSENT_MARKETING_SMS", "FLDVAL": "N"}]})])
+        golden = ad.write("Customer", [WriteItem(key="p", external_id=custno, payload={
+            "UDFDETAILS": [{"FLDNAM": "AUM_AMOUNT", "FLDVAL": "1"}]})])
+    after = sim.store.get(custno)
+    assert res[0].status is WriteStatus.UPDATED and after["consent_sms"] == "N"
+    assert int(after["modno"]) == int(before["modno"]) + 1
+    assert golden[0].status is WriteStatus.FAILED and "not amendable" in str(golden[0].error)
+    assert sim.store.get(custno)["aum"] == after["aum"]

@@ -154,7 +154,7 @@ def neutral_customer(i: int, seed: int, bad_fraction: float = 0.0) -> dict[str, 
 
 
 # ============================================================================================== the store
-_WRITABLE = ("mobile", "email", "phone", "province", "city", "district", "street")
+_WRITABLE = ("mobile", "email", "phone", "province", "city", "district", "street", "consent_sms", "consent_email")
 
 
 class CustomerStore:
@@ -688,6 +688,8 @@ _FCUBS_CHANGES = {  # Customer-Full path → neutral key (what ModifyCustomer ma
     ("ADDRLN1",): "province", ("ADDRLN2",): "city", ("ADDRLN3",): "district", ("ADDRLN4",): "street",
 }
 _FCUBS_IGNORED = {"CUSTNO", "MODNO", "Custpersonal/MOBISDNO"}
+#: UDFs a CRM may write back: the marketing consents (an opt-out withdraws one)
+_UDF_WRITABLE = {"CONSENT_MARKETING_SMS": "consent_sms", "CONSENT_MARKETING_EMAIL": "consent_email"}
 
 
 class CorebankSoapSimulator(_SoapSimulator):
@@ -848,8 +850,11 @@ class CorebankSoapSimulator(_SoapSimulator):
             value = _get(full, *path)
             if value is not None:
                 changes[key] = value
-        known = {"/".join(p) for p in _FCUBS_CHANGES} | _FCUBS_IGNORED | {"Custpersonal", "Custcorp"}
+        changes.update(self._udf_changes(full.get("UDFDETAILS")))
+        known = {"/".join(p) for p in _FCUBS_CHANGES} | _FCUBS_IGNORED | {"Custpersonal", "Custcorp", "UDFDETAILS"}
         for k, v in full.items():
+            if k == "UDFDETAILS":
+                continue   # read above
             if isinstance(v, dict):
                 for sub in v:
                     if f"{k}/{sub}" not in known:
@@ -859,6 +864,22 @@ class CorebankSoapSimulator(_SoapSimulator):
         user = str(_get(request, "FCUBS_HEADER", "USERID") or self.username)
         rec = self.store.modify(custno, None if modno_raw in (None, "") else int(modno_raw), changes, user)
         return self._reply("MODIFYCUSTOMER_FSFS_RES", request, {"Customer-Full": fcubs_record(rec)})
+
+    @staticmethod
+    def _udf_changes(udfs: Any) -> dict[str, Any]:
+        """UDFDETAILS in a ModifyCustomer: only the marketing-consent UDFs are amendable through this channel (the
+        bank's choice of channel rights), with Y or N; any other UDF is refused like a golden field."""
+        entries = udfs if isinstance(udfs, list) else [udfs] if isinstance(udfs, dict) else []
+        out: dict[str, Any] = {}
+        for e in entries:
+            name = e.get("FLDNAM") if isinstance(e, dict) else None
+            key = _UDF_WRITABLE.get(str(name))
+            if key is None:
+                raise BusinessFailure("ST-VALS-020", f"Field not amendable through this channel: UDF {name}")
+            if e.get("FLDVAL") not in ("Y", "N"):
+                raise BusinessFailure("ST-VALS-012", f"UDF {name} takes Y or N")
+            out[key] = e["FLDVAL"]
+        return out
 
     def _changes(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
         self._header(request, "")
