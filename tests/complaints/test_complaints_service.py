@@ -198,3 +198,11 @@ def test_doctor(sim: ComplaintSimulator) -> None:
     with make(sim, bad=True) as ad:
         refused = ad.doctor({"complaints": []})
     assert any(f.check == "authenticated" and f.status == "fail" for f in refused)
+
+
+def test_resending_a_closed_complaint_unchanged_is_not_a_failure(sim: ComplaintSimulator) -> None:
+    with make(sim) as ad:
+        first = ad.write("complaints", [WriteItem(key="y", payload=case(1), known_new=True)])[0]
+        sim.advance(first.external_id, "CLOSED")
+        again = ad.write("complaints", [WriteItem(key="y", payload=case(1))])[0]
+    assert again.status is WriteStatus.UNCHANGED and again.external_id == first.external_id

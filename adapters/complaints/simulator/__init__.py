@@ -250,9 +250,9 @@ class ComplaintSimulator(Simulator):
         errors = self._validate(body, creating=False)
         if errors:
             return problem(422, "VALIDATION_FAILED", "Validation failed", f"{len(errors)} field(s) invalid", errors)
-        if rec["status"] in _FINAL:
-            return problem(409, "INVALID_TRANSITION", "Complaint closed", f"a {rec['status']} complaint is final")
         changed = {k: v for k, v in body.items() if rec.get(k) != v}
+        if changed and rec["status"] in _FINAL:   # repeating what it holds is fine; changing a final one is not
+            return problem(409, "INVALID_TRANSITION", "Complaint closed", f"a {rec['status']} complaint is final")
         if changed:
             rec.update(changed, version=rec["version"] + 1, updated_at=max(self.clock(), rec["updated_at"] + 0.001))
         return Response.json(self._render(rec), 200, {"ETag": f'"{rec["version"]}"'})
