@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _BUILTIN_ADAPTERS = {
+    "complaints": "crmbridge.adapters.complaints:ComplaintsAdapter",
     "corebank_rest": "crmbridge.adapters.corebank_rest:CorebankRestAdapter",
     "corebank_soap": "crmbridge.adapters.corebank_soap:CorebankSoapAdapter",
     "fxiaoke": "crmbridge.adapters.fxiaoke:FxiaokeAdapter",
@@ -38,6 +39,7 @@ _BUILTIN_ADAPTERS = {
 }
 
 _BUILTIN_SIMULATORS = {
+    "complaints": "crmbridge.adapters.complaints.simulator:ComplaintSimulator",
     "corebank_rest": "crmbridge.adapters.corebank_rest.simulator:CorebankRestSimulator",
     "corebank_soap": "crmbridge.adapters.corebank_soap.simulator:CorebankSoapSimulator",
     "fxiaoke": "crmbridge.adapters.fxiaoke.simulator:FxiaokeSimulator",

@@ -113,6 +113,8 @@ __all__ = [
     "CorebankRestConfig",
     "EmbedConfig",
     "FINERACT_CLIENTS",
+    "FINERACT_LOANS",
+    "FINERACT_SAVINGS_ACCOUNTS",
     "PaginationConfig",
     "PathsConfig",
     "ResourceConfig",
@@ -307,6 +309,26 @@ FINERACT_CLIENTS = ResourceConfig(
                                       value="documentKey")},
 )
 
+#: Fineract's ``/v1/savingsaccounts`` (``SavingsAccountData``; docs/vendors/corebank.md §6): read-only holdings. The
+#: list has no modification filter (a read is a full scan; the engine's content hashes find changes) and returns
+#: every account when ``limit`` is absent, so the adapter always sends it.
+FINERACT_SAVINGS_ACCOUNTS = ResourceConfig(
+    list_path="/v1/savingsaccounts", item_path="/v1/savingsaccounts/{id}", write_path=None,
+    find_paths={"externalId": "/v1/savingsaccounts/external-id/{key}"},
+    params={"orderBy": "id", "sortOrder": "ASC"},
+    pagination=PaginationConfig(style="offset", page_size=200, total_path="totalFilteredRecords"),
+    paths=PathsConfig(list="pageItems", item="", id="id"),
+)
+
+#: Fineract's ``/v1/loans`` (``LoanAccountData``; docs/vendors/corebank.md §6): read-only, as savings.
+FINERACT_LOANS = ResourceConfig(
+    list_path="/v1/loans", item_path="/v1/loans/{id}", write_path=None,
+    find_paths={"externalId": "/v1/loans/external-id/{key}"},
+    params={"orderBy": "id", "sortOrder": "ASC"},
+    pagination=PaginationConfig(style="offset", page_size=200, total_path="totalFilteredRecords"),
+    paths=PathsConfig(list="pageItems", item="", id="id"),
+)
+
 
 class BusinessErrorRule(BaseModel):
     """A bank-specific error and what it means (tried before the built-in table)."""
@@ -330,7 +352,8 @@ class CorebankRestConfig(AdapterConfig):
     headers: dict[str, str] = Field(default_factory=lambda: {"Fineract-Platform-TenantId": "default"})
     verify: bool | str = Field(True, description="TLS verification: true, false, or a CA bundle path")
     timezone: TimeZoneName = Field("UTC", description="zone of dates without an offset (Fineract: the tenant's zone)")
-    resources: dict[str, ResourceConfig] = Field(default_factory=lambda: {"Client": FINERACT_CLIENTS})
+    resources: dict[str, ResourceConfig] = Field(default_factory=lambda: {
+        "Client": FINERACT_CLIENTS, "SavingsAccount": FINERACT_SAVINGS_ACCOUNTS, "LoanAccount": FINERACT_LOANS})
     business_errors: list[BusinessErrorRule] = Field(default_factory=list)
     error_paths: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in
                                                                         DEFAULT_ERROR_PATHS.items()})

@@ -5,6 +5,6 @@ The vendor folder: ``adapter`` (the class and its configuration), ``client`` (th
 from the WSDL), ``simulator`` (the simulated service).
 """
 
-from crmbridge.adapters.corebank_soap.adapter import CorebankSoapAdapter, CorebankSoapConfig
+from crmbridge.adapters.corebank_soap.adapter import FCUBS_ACCOUNTS, CorebankSoapAdapter, CorebankSoapConfig
 
-__all__ = ["CorebankSoapAdapter", "CorebankSoapConfig"]
+__all__ = ["FCUBS_ACCOUNTS", "CorebankSoapAdapter", "CorebankSoapConfig"]

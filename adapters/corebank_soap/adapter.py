@@ -107,7 +107,7 @@ from crmbridge.core.errors import (
 from crmbridge.core.secrets import SecretRef, resolve_secret
 from crmbridge.core.types import TimeZoneName
 
-__all__ = ["CorebankSoapAdapter", "CorebankSoapConfig"]
+__all__ = ["FCUBS_ACCOUNTS", "CorebankSoapAdapter", "CorebankSoapConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,30 @@ class CorebankSoapConfig(AdapterConfig):
     record: RecordConfig = RecordConfig()
     operations: OperationsConfig = OperationsConfig()
 
+
+#: The FLEXCUBE ``FCUBSAccService`` holdings feed as a system's configuration (a second ``corebank_soap`` system
+#: beside the customer one; docs/vendors/corebank.md §7): the account change list, QueryCustAcc for one account,
+#: read-only, a closed account (``RECORD_STAT=C``) a tombstone. Use ``CorebankSoapConfig.model_validate({**
+#: FCUBS_ACCOUNTS, "endpoint": ..., "username": ..., "password": ...})`` or write the same keys in YAML.
+FCUBS_ACCOUNTS: Mapping[str, Any] = {
+    "adapter": "corebank_soap",
+    "wsdl": "package:fcubs_account.wsdl",
+    "object_name": "Account",
+    "header": {"values": {"SOURCE": "CRMBRIDGE", "UBSCOMP": "FCUBS", "USERID": "CRMBRIDGE", "BRANCH": "000",
+                          "MODULEID": "CA", "SERVICE": "FCUBSAccService"}},
+    "business_errors": [{"code": "ST-ACC-001", "kind": "not_found", "message": "no such account"}],
+    "record": {"id": "ACC", "version": "MODNO", "modified_at": "CHECKERSTAMP", "closed_path": "RECORD_STAT",
+               "closed_values": ["C"]},
+    "operations": {
+        "list": {"operation": "QueryAccountsModifiedSinceIO", "name": "QueryAccountsModifiedSince",
+                 "since": "FCUBS_BODY.Cust-Account-Changes-IO.FROM", "records": "FCUBS_BODY.Cust-Account-Full",
+                 "paging": {"page": "FCUBS_BODY.Cust-Account-Changes-IO.PAGE_NO",
+                            "size": "FCUBS_BODY.Cust-Account-Changes-IO.PAGE_SIZE"}},
+        "get": {"operation": "QueryCustAccIO", "name": "QueryCustAcc", "id": "FCUBS_BODY.Cust-Account-IO.ACC",
+                "record": "FCUBS_BODY.Cust-Account-Full"},
+        "modify": None,
+    },
+}
 
 
 class CorebankSoapAdapter(Adapter):

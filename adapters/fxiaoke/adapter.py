@@ -97,6 +97,9 @@ class FxiaokeConfig(AdapterConfig):
     trigger_workflow: bool = False
     trigger_approval_flow: bool = False
     key_field: str = "party_id__c"
+    objects: dict[str, str] = Field(default_factory=dict, description=(
+        "object name used by jobs and mappings -> the tenant's object API name, e.g. {Holding: object_Ab12c__c} "
+        "(custom objects get system-generated names: read them from object/list); unlisted names are used as they are"))
     default_owner: str | None = Field(None, pattern=r"^FSUID_[0-9A-Za-z]+$",
                                       description="owner of created records when the payload has none "
                                                   "(default: the operator)")
@@ -227,6 +230,10 @@ class FxiaokeAdapter(Adapter):
         return config
 
     # ------------------------------------------------------------------ reads
+    def _api(self, obj: str) -> str:
+        """The tenant's object API name for the object name ``obj`` (``objects`` in the configuration)."""
+        return self.cfg.objects.get(obj, obj)
+
     def _to_raw(self, obj: str, row: Mapping[str, Any]) -> RawRecord:
         version = row.get("version")
         deleted = row.get("life_status") == "invalid" or row.get("is_deleted") is True
@@ -260,7 +267,7 @@ class FxiaokeAdapter(Adapter):
                         {"field_name": "_id", "operator": "GT", "field_values": [st["last_id"]]}]
             orders = [{"fieldName": "_id", "isAsc": True}]
         projection = sorted({*fields, "_id", LMT, "life_status", "is_deleted"}) if fields else []
-        rows = self.client.query(obj, {"limit": limit, "offset": st["offset"], "filters": filters,
+        rows = self.client.query(self._api(obj), {"limit": limit, "offset": st["offset"], "filters": filters,
                                        "orders": orders, "fieldProjection": projection})
         kept = rows if low is None else [r for r in rows if _lmt(r) >= low]
         seen = set(st["seen"])
@@ -303,14 +310,14 @@ class FxiaokeAdapter(Adapter):
 
     def _get(self, obj: str, external_id: str) -> RawRecord | None:
         try:
-            return self._to_raw(obj, self.client.get(obj, external_id))
+            return self._to_raw(obj, self.client.get(self._api(obj), external_id))
         except Exception as exc:
             if is_not_found(exc):
                 return None
             raise
 
     def _find_all(self, obj: str, key_field: str, key: str) -> list[dict[str, Any]]:
-        return self.client.query(obj, {"limit": 2, "offset": 0, "fieldProjection": [],
+        return self.client.query(self._api(obj), {"limit": 2, "offset": 0, "fieldProjection": [],
                                        "filters": [{"field_name": key_field, "operator": "EQ",
                                                     "field_values": [key]}],
                                        "orders": [{"fieldName": "_id", "isAsc": True}]})
@@ -387,12 +394,12 @@ class FxiaokeAdapter(Adapter):
                 fields = {**payload, key_field: item.key}
                 fields["owner"] = _owner_list(owner) if owner is not None else [
                     cfg.default_owner or self.client.open_user_id()]
-                new_id = self.client.create(obj, fields, **flags)
+                new_id = self.client.create(self._api(obj), fields, **flags)
                 return WriteResult(item.key, WriteStatus.CREATED, new_id, request_id=self.client.last_trace_id())
             current = found[0]
             target = str(current["_id"])
         elif item.expected_version is not None or owner is not None:
-            current = self.client.get(obj, target)
+            current = self.client.get(self._api(obj), target)
         if current is not None and item.expected_version is not None \
                 and str(current.get("version")) != str(item.expected_version):
             return WriteResult(item.key, WriteStatus.CONFLICT, target, version=str(current.get("version")))
@@ -405,18 +412,18 @@ class FxiaokeAdapter(Adapter):
                                version=None if current is None else str(current.get("version")),
                                modified_at=None if current is None else _from_ms(current.get(LMT)))
         if changes:
-            self.client.update(obj, target, changes, **flags)
+            self.client.update(self._api(obj), target, changes, **flags)
         if owner_change:
-            self.client.change_owner(obj, target, _owner_list(owner))
+            self.client.change_owner(self._api(obj), target, _owner_list(owner))
         return WriteResult(item.key, WriteStatus.UPDATED, target, request_id=self.client.last_trace_id())
 
     def _delete_batch(self, obj: str, external_ids: list[str]) -> list[WriteResult]:
         out = []
         for oid in external_ids:
             try:
-                self.client.invalidate(obj, oid)
+                self.client.invalidate(self._api(obj), oid)
                 if self.cfg.hard_delete:
-                    self.client.delete(obj, [oid])
+                    self.client.delete(self._api(obj), [oid])
                 out.append(WriteResult(oid, WriteStatus.DELETED, oid))
             except RecordRejectedError as exc:
                 if is_not_found(exc):  # already gone: deleting is idempotent
@@ -427,7 +434,7 @@ class FxiaokeAdapter(Adapter):
 
     # ------------------------------------------------------------------ metadata, tokens
     def _describe(self, obj: str) -> list[FieldInfo]:
-        return field_infos(self.client.describe(obj))
+        return field_infos(self.client.describe(self._api(obj)))
 
     def _invalidate_token(self) -> None:
         self.client.invalidate_token()
@@ -453,7 +460,7 @@ class FxiaokeAdapter(Adapter):
                      orders: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         info = {"limit": limit, "offset": 0, "filters": filters or [], "fieldProjection": ["_id", LMT],
                 "orders": orders or [{"fieldName": LMT, "isAsc": True}, {"fieldName": "_id", "isAsc": True}]}
-        return self._retrying(lambda: self.client.query(obj, info))
+        return self._retrying(lambda: self.client.query(self._api(obj), info))
 
     def _probe_page_size(self, obj: str) -> Finding:
         configured = self.cfg.page_size

@@ -9,7 +9,7 @@ from typing import Any
 
 from crmbridge.adapters.base import FieldInfo
 
-__all__ = ["CUSTOM_FIELDS", "DESCRIBES", "field_infos"]
+__all__ = ["CUSTOM_FIELDS", "DESCRIBES", "field_infos", "holding_describe"]
 
 _READ_ONLY_TYPES = frozenset({"formula", "count", "quote", "auto_number"})
 #: system fields a write may set (owner on create / through changeOwner; record_type on create)
@@ -140,3 +140,83 @@ DESCRIBES = {
     "object_party__c": _describe("object_party__c", "客户主数据", [*_SYSTEM_FIELDS, *_PARTY_OBJECT_FIELDS,
                                                                *CUSTOM_FIELDS], "custom"),
 }
+
+
+# ------------------------------------------------------------------ beyond the party (docs/vendors/fxiaoke.md §12)
+#: 工单 (work order / service case): preset, but its fields are largely tenant-configured; the preset fields here are
+#: those a public tenant mapping used (name, owner, record_type, account_id → AccountObj), the rest are the bank's
+_CASE_FIELDS = [
+    _f("name", "工单编号", "text", is_required=True, max_length=100),
+    _f("account_id", "公司名称", "object_reference", target_api_name="AccountObj"),
+    _f("case_key__c", "案件键", "text", define_type="custom", is_unique=True, max_length=64),
+    _f("contact_id__c", "联系人", "object_reference", define_type="custom", target_api_name="ContactObj"),
+    _f("case_status__c", "工单状态", "select_one", define_type="custom",
+       options=_opts("NEW", "IN_PROGRESS", "ESCALATED", "RESOLVED", "CLOSED")),
+    _f("priority__c", "优先级", "select_one", define_type="custom", options=_opts("LOW", "MEDIUM", "HIGH", "URGENT")),
+    _f("channel_code__c", "受理渠道", "text", define_type="custom", max_length=20),
+    _f("business_code__c", "业务类别", "text", define_type="custom", max_length=20),
+    _f("reason_code__c", "投诉原因", "text", define_type="custom", max_length=20),
+    _f("summary__c", "问题描述", "long_text", define_type="custom", max_length=2000),
+    _f("received_time__c", "受理时间", "date_time", define_type="custom"),
+    _f("due_time__c", "办结时限", "date_time", define_type="custom"),
+    _f("sla_breached__c", "超时", "true_or_false", define_type="custom"),
+    _f("bank_complaint_id__c", "行内投诉编号", "text", define_type="custom", max_length=64),
+    _f("bank_status__c", "行内处理状态", "text", define_type="custom", max_length=40),
+]
+
+#: 市场活动: field API names beyond name are unverified (read object/describe on the tenant)
+_MARKETING_EVENT_FIELDS = [
+    _f("name", "活动名称", "text", is_required=True, max_length=100),
+    _f("begin_time", "开始日期", "date"),
+    _f("end_time", "结束日期", "date"),
+    _f("event_type", "活动类型", "select_one", options=_opts("1", "2", "3", "other")),
+    _f("campaign_key__c", "活动键", "text", define_type="custom", is_unique=True, max_length=64),
+]
+
+#: 活动成员: the links and the status field's API names are unverified; no preset opt-out field is documented, so
+#: the bank's opt_out__c stands for a tenant custom field
+_CAMPAIGN_MEMBER_FIELDS = [
+    _f("name", "成员编号", "text", max_length=100),
+    _f("marketing_event_id", "市场活动", "object_reference", is_required=True, target_api_name="MarketingEventObj"),
+    _f("contact_id", "联系人", "object_reference", target_api_name="ContactObj"),
+    _f("campaign_members_status", "成员状态", "select_one",
+       options=_opts("invited", "registered", "attended", "responded", "converted", "declined")),
+    _f("member_key__c", "成员键", "text", define_type="custom", is_unique=True, max_length=64),
+    _f("opt_out__c", "退订", "true_or_false", define_type="custom"),
+]
+
+
+def holding_describe(api: str = "object_holding__c") -> dict[str, Any]:
+    """The bank's custom object for product holdings under the API name the tenant has (system-generated, e.g.
+    ``object_Ab12c__c``), with lookups (``object_reference``) to AccountObj and ContactObj."""
+    if not api.endswith("__c"):
+        raise ValueError(f"a custom object's API name ends in __c, not {api!r}")
+    fields = [
+        _f("name", "持有产品", "text", is_required=True, max_length=100),
+        _f("holding_key__c", "持有键", "text", define_type="custom", is_unique=True, max_length=64),
+        _f("account_id__c", "客户", "object_reference", define_type="custom", target_api_name="AccountObj"),
+        _f("contact_id__c", "联系人", "object_reference", define_type="custom", target_api_name="ContactObj"),
+        _f("party_id__c", "Party ID", "text", define_type="custom", max_length=64),
+        _f("product_type__c", "产品大类", "select_one", define_type="custom",
+           options=_opts("DEPOSIT", "WEALTH", "FUND", "INSURANCE", "LOAN", "CARD")),
+        _f("product_code__c", "产品代码", "text", define_type="custom", max_length=40),
+        _f("product_name__c", "产品名称", "text", define_type="custom", max_length=100),
+        _f("holding_status__c", "持有状态", "select_one", define_type="custom",
+           options=_opts("ACTIVE", "DORMANT", "FROZEN", "MATURED", "CLOSED")),
+        _f("account_no_masked__c", "账号(掩码)", "text", define_type="custom", max_length=40),
+        _f("currency__c", "币种", "text", define_type="custom", max_length=3),
+        _f("balance_band__c", "余额区间", "select_one", define_type="custom",
+           options=_opts("<50K", "50K-500K", "500K-6M", "6M-30M", ">30M")),
+        _f("open_date__c", "开立日期", "date", define_type="custom"),
+        _f("close_date__c", "销户日期", "date", define_type="custom"),
+    ]
+    return _describe(api, "产品持有", [*_SYSTEM_FIELDS, *fields], "custom")
+
+
+DESCRIBES.update({
+    "CasesObj": _describe("CasesObj", "工单", [*_SYSTEM_FIELDS, *_CASE_FIELDS], "package"),
+    "MarketingEventObj": _describe("MarketingEventObj", "市场活动", [*_SYSTEM_FIELDS, *_MARKETING_EVENT_FIELDS],
+                                   "package"),
+    "CampaignMembersObj": _describe("CampaignMembersObj", "活动成员", [*_SYSTEM_FIELDS, *_CAMPAIGN_MEMBER_FIELDS],
+                                    "package"),
+})

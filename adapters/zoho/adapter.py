@@ -50,6 +50,7 @@ from crmbridge.core.errors import (
     BadResponseError,
     ConfigurationError,
     PermissionDeniedError,
+    RecordRejectedError,
     RequestError,
     TokenExpiredError,
 )
@@ -120,6 +121,15 @@ class ZohoConfig(AdapterConfig):
         "second earlier, as for exclusive. `crmbridge doctor` detects it by reading"))
     page_size: int = Field(200, ge=1, le=200, description="per_page on list calls")
     require_china_dc: bool = Field(True, description="refuse non-CN Zoho hosts (PIPL data localisation)")
+    modules: dict[str, str] = Field(default_factory=dict, description=(
+        "object name used by jobs and mappings -> the org's module API name, e.g. {Holdings: CustomModule1} (a custom "
+        "module created without an API name gets CustomModule<n>); unlisted names are used as they are"))
+    members_relation: str = Field("Campaigns.Contacts", pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$",
+                                  description=(
+        "object name of campaign membership: {parent module}.{related list API name}; records are members "
+        "with their Member_Status (docs/vendors/zoho.md §15)"))
+    member_fields: list[str] = Field(default_factory=lambda: ["Party_ID", "Modified_Time"], description=(
+        "member fields read with each campaign member (the related list needs fields)"))
     token_cache: str | None = Field(None, description=(
         "file sharing the access token among this system's processes (encrypted, mode 0600; relative to the "
         "configuration's folder). Unset: one token per process - Zoho grants 10 per 10 minutes"))
@@ -207,11 +217,15 @@ class ZohoAdapter(Adapter):
     def _invalidate_token(self) -> None:
         self.client.invalidate_token()
 
-    @staticmethod
-    def _module(obj: str) -> str:
-        if not _API_NAME.match(obj):
-            raise RequestError(f"{obj!r} is not a Zoho module API name", vendor=VENDOR)
-        return "/" + quote(obj)
+    def _api(self, obj: str) -> str:
+        """The org's module API name for the object name ``obj`` (``modules`` in the configuration)."""
+        name = self.config.modules.get(obj, obj)
+        if not _API_NAME.match(name):
+            raise RequestError(f"{name!r} is not a Zoho module API name", vendor=VENDOR)
+        return name
+
+    def _module(self, obj: str) -> str:
+        return "/" + quote(self._api(obj))
 
     def _since_header(self, since: datetime | None) -> str | None:
         if since is None:
@@ -236,7 +250,7 @@ class ZohoAdapter(Adapter):
             cached = self._fields.get(obj)
         if cached is not None and not fresh:
             return cached
-        body = self._call("GET", "/settings/fields", params={"module": obj})
+        body = self._call("GET", "/settings/fields", params={"module": self._api(obj)})
         fields = list_of(body, "fields", obj) if body is not None else []
         if not all(isinstance(f, dict) and isinstance(f.get("api_name"), str) for f in fields):
             raise BadResponseError(f"field metadata of {obj} has items without api_name", vendor=VENDOR)
@@ -245,6 +259,11 @@ class ZohoAdapter(Adapter):
         return fields
 
     def _describe(self, obj: str) -> list[FieldInfo]:
+        if obj == self.config.members_relation:
+            # a member record: the related module's fields (read with each member) and the relation's own
+            related = self._relation(obj)[1]
+            return [FieldInfo("Campaign", "lookup", read_only=True), FieldInfo("Member", "lookup", required=True),
+                    FieldInfo("Member_Status", "picklist"), *self._describe(related)]
         out = []
         for f in self._field_meta(obj, fresh=True):
             picks = f.get("pick_list_values") if isinstance(f.get("pick_list_values"), list) else []
@@ -286,6 +305,8 @@ class ZohoAdapter(Adapter):
     # ------------------------------------------------------------------ reads
     def _list_page(self, obj: str, *, since: datetime | None, fields: Sequence[str] | None,
                    state: Any) -> Page:
+        if obj == self.config.members_relation:
+            return self._members_page(obj, state)
         st: dict[str, Any] = state or {"page": 1, "token": None, "read": 0, "ims": self._since_header(since),
                                        "last": None}
         ps = self.config.page_size
@@ -354,6 +375,8 @@ class ZohoAdapter(Adapter):
         return Page(out, page + 1 if info.get("more_records") is True else None)
 
     def _get(self, obj: str, external_id: str) -> RawRecord | None:
+        if obj == self.config.members_relation:
+            return self._get_member(obj, external_id)
         if not external_id.isdigit():
             return None
         try:
@@ -371,7 +394,9 @@ class ZohoAdapter(Adapter):
         if not _API_NAME.match(key_field):
             raise ConfigurationError(f"{key_field!r} is not a Zoho field API name", where=f"find {obj}")
         value = key.replace("\\", "\\\\").replace("'", "\\'")
-        query = f"select id, Modified_Time from {obj} where {key_field} = '{value}' order by id asc limit 2"
+        if obj == self.config.members_relation:
+            return None  # a membership has no key field at Zoho: PUT on the relation is idempotent
+        query = f"select id, Modified_Time from {self._api(obj)} where {key_field} = '{value}' order by id asc limit 2"
         body = self._call("POST", "/coql", body={"select_query": query})
         if body is None:
             return None
@@ -405,6 +430,8 @@ class ZohoAdapter(Adapter):
         the edition, the page size, the If-Modified-Since boundary (found by reading), clock skew (``Date``), the
         API-credit header, and the deleted-records read. System-wide findings are reported with the first object."""
         out: list[Finding] = []
+        if obj == self.config.members_relation:
+            return self._probe_members(obj)
         module = self._module(obj)
         newest = {"fields": "Modified_Time", "per_page": 1, "sort_by": "Modified_Time", "sort_order": "desc"}
         try:
@@ -437,6 +464,30 @@ class ZohoAdapter(Adapter):
             out.append(Finding("operation", "fail", f"deleted-records read of {obj} failed (deletions will not "
                                f"propagate): {type(exc).__name__}: {exc}", obj=obj))
         return out
+
+    def _probe_members(self, obj: str) -> list[Finding]:
+        """The members relation: the parent module lists, its related list exists under the configured name
+        (``/settings/related_lists``), and a member read returns ``Member_Status`` (docs/vendors/zoho.md §15)."""
+        parent, related = self._relation(obj)
+        try:
+            _, body = self._probe_get("/settings/related_lists", {"module": parent})
+        except AdapterError as exc:
+            return [Finding("operation", "fail", f"related lists of {parent}: {type(exc).__name__}: {exc}", obj=obj)]
+        lists = body.get("related_lists") if isinstance(body, dict) else None
+        names = sorted(str(r.get("api_name")) for r in lists or [] if isinstance(r, dict))
+        if related not in names:
+            return [Finding("operation", "fail", f"{parent} has no related list {related!r}; it has: "
+                            f"{', '.join(names) or 'none'} (members_relation)", obj=obj)]
+        out = [Finding("operation", "ok", f"{parent} has the related list {related}", obj=obj)]
+        try:
+            page = self._members_page(obj, None)
+        except BadResponseError as exc:
+            return [*out, Finding("operation", "fail", str(exc), obj=obj)]
+        except AdapterError as exc:
+            return [*out, Finding("reachable", "fail", f"reading members failed: {type(exc).__name__}: {exc}",
+                                  obj=obj)]
+        seen = "read" if page.records else "no members to read yet: Member_Status in lists not checked"
+        return [*out, Finding("operation", "ok" if page.records else "info", f"campaign members: {seen}", obj=obj)]
 
     def _probe_data_centre(self) -> Finding:
         host = urlsplit(self.config.api_domain).hostname or ""
@@ -554,6 +605,8 @@ class ZohoAdapter(Adapter):
     def _write_batch(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
         """Upsert by key. Items with an ``expected_version`` go in their own call with If-Unmodified-Since
         (a header, so one call per version); results come back in the batch's order."""
+        if obj == self.config.members_relation:
+            return self._write_members(obj, batch)
         groups: dict[tuple[str, str | None], list[int]] = {}
         for i, item in enumerate(batch):
             key_field = item.key_field or self.config.key_field
@@ -608,3 +661,121 @@ class ZohoAdapter(Adapter):
             status = WriteStatus.DELETED if kind == "success" else WriteStatus.FAILED
             out.append(WriteResult(ext, status, ext, error=error))
         return out
+
+    # ------------------------------------------------------------------ campaign members (a related list)
+    def _relation(self, obj: str) -> tuple[str, str]:
+        parent, _, related = obj.partition(".")
+        return self._api(parent), related
+
+    def _members_page(self, obj: str, state: Any) -> Page:
+        """Members of every campaign, one related-list page per call: ``{parent}/{id}/{related}`` with ``fields``,
+        ``page`` and ``per_page`` (≤200, no page_token). Zoho does not say whether If-Modified-Since on a related
+        list sees a member status change, so this is a full scan (the engine's content hash finds the changes)."""
+        parent, related = self._relation(obj)
+        st: dict[str, Any] = state or {"parents": None, "ppage": 1, "idx": 0, "page": 1}
+        if st["parents"] is None or (st["idx"] >= len(st["parents"]) and st.get("pmore")):
+            body = self._call("GET", "/" + quote(parent), params={
+                "fields": "id,Campaign_Name" if parent == "Campaigns" else "id", "per_page": 200,
+                "page": st["ppage"], "sort_by": "id", "sort_order": "asc"})
+            rows = list_of(body, "data", parent) if body is not None else []
+            info = body.get("info") if body is not None and isinstance(body.get("info"), dict) else {}
+            st = {"parents": [(str(r["id"]), r.get("Campaign_Name")) for r in rows if isinstance(r, dict)
+                              and isinstance(r.get("id"), str | int)],
+                  "ppage": st["ppage"] + 1, "idx": 0, "page": 1, "pmore": info.get("more_records") is True}
+            if not st["parents"]:
+                return Page([], None, full_scan=True)
+        pid, pname = st["parents"][st["idx"]]
+        fields = ",".join(dict.fromkeys(["id", *self.config.member_fields]))
+        body = self._call("GET", f"/{quote(parent)}/{pid}/{quote(related)}",
+                          params={"fields": fields, "page": st["page"], "per_page": self.config.page_size})
+        rows = list_of(body, "data", obj) if body is not None else []
+        records = []
+        for r in rows:
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str | int):
+                raise BadResponseError(f"{obj} member of {pid} without an id", vendor=VENDOR)
+            if "Member_Status" not in r:
+                raise BadResponseError(f"{obj}: the related list does not return Member_Status (see "
+                                       "docs/vendors/zoho.md §15)", vendor=VENDOR)
+            member = {k: v for k, v in r.items() if k not in ("id", "Member_Status")}
+            data = {"Campaign": {"id": pid, "name": pname}, "Member": {"id": str(r["id"])},
+                    "Member_Status": r["Member_Status"], **member}
+            records.append(RawRecord(obj, f"{pid}:{r['id']}", data, modified_at=parse_time(
+                r.get("Modified_Time"), obj)))
+        info = body.get("info") if body is not None and isinstance(body.get("info"), dict) else {}
+        if info.get("more_records") is True and rows:
+            nxt: dict[str, Any] | None = {**st, "page": st["page"] + 1}
+        elif st["idx"] + 1 < len(st["parents"]):
+            nxt = {**st, "idx": st["idx"] + 1, "page": 1}
+        elif st.get("pmore"):
+            nxt = {**st, "idx": st["idx"] + 1, "page": 1}
+        else:
+            nxt = None
+        return Page(records, nxt, full_scan=True)
+
+    def _get_member(self, obj: str, external_id: str) -> RawRecord | None:
+        pid, _, mid = external_id.partition(":")
+        if not (pid.isdigit() and mid.isdigit()):
+            return None
+        parent, related = self._relation(obj)
+        fields = ",".join(dict.fromkeys(["id", *self.config.member_fields]))
+        try:
+            body = self._call("GET", f"/{quote(parent)}/{pid}/{quote(related)}/{mid}", params={"fields": fields})
+        except RequestError as exc:
+            if exc.vendor_code == "INVALID_DATA":  # the campaign is gone
+                return None
+            raise
+        rows = list_of(body, "data", obj) if body is not None else []
+        if not rows or not isinstance(rows[0], dict):
+            return None
+        r = rows[0]
+        data = {"Campaign": {"id": pid}, "Member": {"id": mid}, "Member_Status": r.get("Member_Status"),
+                **{k: v for k, v in r.items() if k not in ("id", "Member_Status")}}
+        return RawRecord(obj, external_id, data, modified_at=parse_time(r.get("Modified_Time"), obj))
+
+    @staticmethod
+    def _ref(value: Any) -> str | None:
+        if isinstance(value, dict):
+            value = value.get("id")
+        return str(value) if isinstance(value, str | int) and str(value).isdigit() else None
+
+    def _write_members(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
+        """Set member statuses: one ``PUT {parent}/{id}/{related}`` per campaign with ``{"data": [{"id": member,
+        "Member_Status": …}]}`` (≤100 per call, the batch maximum). The payload names ``Campaign`` and ``Member``
+        (ids or ``{"id": …}`` lookups) and ``Member_Status``."""
+        parent, related = self._relation(obj)
+        results: list[WriteResult | None] = [None] * len(batch)
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(batch):
+            pid, mid = self._ref(item.payload.get("Campaign")), self._ref(item.payload.get("Member"))
+            if pid is None or mid is None:
+                results[i] = WriteResult(item.key, WriteStatus.FAILED, item.external_id, error=RecordRejectedError(
+                    "a campaign member needs Campaign and Member ids (the parent not yet in Zoho?)",
+                    code="missing_parent"))
+                continue
+            groups.setdefault(pid, []).append(i)
+        for pid, idxs in groups.items():
+            path = f"/{quote(parent)}/{pid}/{quote(related)}"
+            rows = [{"id": self._ref(batch[i].payload["Member"]),
+                     **{k: v for k, v in batch[i].payload.items() if k not in ("Campaign", "Member", "id")}}
+                    for i in idxs]
+            try:
+                resp = self._call("PUT", path, body={"data": rows}, items=True)
+            except RequestError as exc:
+                if exc.vendor_code != "INVALID_DATA":
+                    raise
+                for i in idxs:  # the campaign itself is unknown to Zoho
+                    results[i] = WriteResult(batch[i].key, WriteStatus.FAILED, batch[i].external_id,
+                                             error=RecordRejectedError(f"campaign {pid}: {exc}", code="invalid_parent"))
+                continue
+            items = list_of(resp, "data", obj) if resp is not None else []
+            raise_for_request_items(items, where=f"PUT {path}")
+            if len(items) != len(idxs):
+                raise BadResponseError(f"{len(items)} results for {len(idxs)} members", vendor=VENDOR,
+                                       where=f"PUT {path}")
+            for j, (i, z) in enumerate(zip(idxs, items, strict=True)):
+                kind, error = classify_item(z, index=j, where=f"PUT {path}")
+                ext = f"{pid}:{rows[j]['id']}"
+                results[i] = (WriteResult(batch[i].key, WriteStatus.UPDATED if batch[i].external_id
+                                          else WriteStatus.CREATED, ext) if kind == "success"
+                              else WriteResult(batch[i].key, WriteStatus.FAILED, batch[i].external_id, error=error))
+        return [r for r in results if r is not None]

@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AUM_BANDS", "CUSTOM_FIELDS", "FieldDef", "LIFECYCLE", "MODULES", "ModuleDef"]
+__all__ = ["AUM_BANDS", "CAMPAIGNS", "CASES", "CUSTOM_FIELDS", "FieldDef", "HOLDING_STATUSES", "LIFECYCLE", "MODULES",
+           "ModuleDef", "PRODUCT_TYPES", "holdings_module"]
 
 _JSON_TYPE = {
     "text": "string", "textarea": "string", "email": "string", "phone": "string", "website": "string",
@@ -52,9 +53,9 @@ class FieldDef:
     lookup: str | None = None
     decimal_place: int | None = None
 
-    def render(self, module: str, index: int, module_id: str) -> dict[str, Any]:
+    def render(self, module: str, index: int, module_id: str, number: int | None = None) -> dict[str, Any]:
         """This field as ``/settings/fields`` returns it (every key airbyte and the SDK read is present)."""
-        fid = str(5725767000000002000 + _MODULE_NUMBER[module] * 1000 + index)
+        fid = str(5725767000000002000 + (number if number is not None else _MODULE_NUMBER[module]) * 1000 + index)
         return {
             "api_name": self.api_name,
             "id": fid,
@@ -75,7 +76,7 @@ class FieldDef:
                  "type": "used", "colour_code": None}
                 for i, v in enumerate(self.picklist)
             ],
-            "lookup": ({"module": {"api_name": self.lookup, "id": _MODULE_IDS[self.lookup]},
+            "lookup": ({"module": {"api_name": self.lookup, "id": _module_id(self.lookup)},
                         "display_label": self.lookup, "api_name": self.lookup, "id": fid}
                        if self.lookup and self.data_type == "lookup" else {}),
             "currency": {"rounding_option": "normal", "precision": 2} if self.data_type == "currency" else {},
@@ -103,21 +104,27 @@ class ModuleDef:
     duplicate_field: str          # the system duplicate-check field (§4.5)
     display_field: str            # what deleted records and lookups show as the name
     fields: tuple[FieldDef, ...]
+    number: int = 0               # position in the org's module list (ids derive from it)
+    generated_type: str = "default"   # default | custom (``/settings/modules``, OAS enum)
+    plural: str = ""              # plural label (a custom module's API name may differ: CustomModule1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {f.api_name: f for f in self.fields})
 
     @property
     def id(self) -> str:
-        return _MODULE_IDS[self.api_name]
+        return str(5725767000000002000 + self.number * 100 + 75)
 
     def field(self, api_name: str) -> FieldDef | None:
-        return _FIELD_INDEX[self.api_name].get(api_name)
+        return self._index.get(api_name)  # type: ignore[attr-defined,no-any-return]
 
     def render(self) -> dict[str, Any]:
         return {
-            "api_name": self.api_name, "module_name": self.api_name, "id": self.id,
-            "singular_label": self.singular, "plural_label": self.api_name, "api_supported": True,
-            "generated_type": "default", "status": "visible", "visible": True, "creatable": True,
+            "api_name": self.api_name, "module_name": self.plural or self.api_name, "id": self.id,
+            "singular_label": self.singular, "plural_label": self.plural or self.api_name, "api_supported": True,
+            "generated_type": self.generated_type, "status": "visible", "visible": True, "creatable": True,
             "editable": True, "deletable": True, "viewable": True, "convertable": False,
-            "sequence_number": _MODULE_NUMBER[self.api_name], "modified_time": None,
+            "sequence_number": self.number, "modified_time": None,
             "profiles": [{"name": "Administrator", "id": "5725767000000026011"}],
         }
 
@@ -163,7 +170,7 @@ _SYSTEM = (
     FieldDef("Last_Activity_Time", "Last Activity Time", "datetime", read_only=True),
 )
 
-CONTACTS = ModuleDef("Contacts", "Contact", "Email", "Full_Name", (
+CONTACTS = ModuleDef("Contacts", "Contact", "Email", "Full_Name", number=3, fields=(
     FieldDef("Owner", "Contact Owner", "ownerlookup"),
     FieldDef("Salutation", "Salutation", "picklist", 120, picklist=("-None-", "Mr.", "Mrs.", "Ms.", "Dr.", "Prof.")),
     FieldDef("First_Name", "First Name", "text", 40),
@@ -193,7 +200,7 @@ CONTACTS = ModuleDef("Contacts", "Contact", "Email", "Full_Name", (
     *_custom(_SEGMENTS_IND, organisation=False),
 ))
 
-ACCOUNTS = ModuleDef("Accounts", "Account", "Account_Name", "Account_Name", (
+ACCOUNTS = ModuleDef("Accounts", "Account", "Account_Name", "Account_Name", number=2, fields=(
     FieldDef("Owner", "Account Owner", "ownerlookup"),
     FieldDef("Account_Name", "Account Name", "text", 200, mandatory=True),
     FieldDef("Account_Number", "Account Number", "text", 40),
@@ -228,10 +235,101 @@ ACCOUNTS = ModuleDef("Accounts", "Account", "Account_Name", "Account_Name", (
     *_custom(_SEGMENTS_ORG, organisation=True),
 ))
 
-MODULES: dict[str, ModuleDef] = {m.api_name: m for m in (CONTACTS, ACCOUNTS)}
-_MODULE_NUMBER = {"Contacts": 3, "Accounts": 2}
-_MODULE_IDS = {name: str(5725767000000002000 + n * 100 + 75) for name, n in _MODULE_NUMBER.items()}
-_FIELD_INDEX = {m.api_name: {f.api_name: f for f in m.fields} for m in MODULES.values()}
+#: Cases (docs/vendors/zoho.md §14): the standard fields of the SDK's ``Field.Cases`` that need no module the
+#: simulator lacks (Product_Name → Products and Deal_Name → Deals are left out), plus the bank's custom fields
+CASES = ModuleDef("Cases", "Case", "Subject", "Subject", number=7, fields=(
+    FieldDef("Owner", "Case Owner", "ownerlookup"),
+    FieldDef("Case_Number", "Case Number", "autonumber", 30, read_only=True),
+    FieldDef("Subject", "Subject", "text", 255, mandatory=True),
+    FieldDef("Status", "Status", "picklist", 120, mandatory=True,
+             picklist=("New", "Escalated", "On Hold", "Closed")),
+    FieldDef("Priority", "Priority", "picklist", 120, picklist=("-None-", "High", "Medium", "Low")),
+    FieldDef("Case_Origin", "Case Origin", "picklist", 120, picklist=("-None-", "Email", "Phone", "Web")),
+    FieldDef("Case_Reason", "Case Reason", "picklist", 120,
+             picklist=("-None-", "User did not attend any training", "Complex functionality",
+                       "Existing problem", "Instructions not clear", "New problem")),
+    FieldDef("Type", "Type", "picklist", 120, picklist=("-None-", "Question", "Problem", "Feature Request")),
+    FieldDef("Account_Name", "Account Name", "lookup", lookup="Accounts"),
+    FieldDef("Related_To", "Related To", "lookup", lookup="Contacts"),
+    FieldDef("Reported_By", "Reported By", "text", 120),
+    FieldDef("Email", "Email", "email", 100),
+    FieldDef("Phone", "Phone", "phone", 30),
+    FieldDef("Description", "Description", "textarea", 32000),
+    FieldDef("Solution", "Solution", "textarea", 32000),
+    FieldDef("Internal_Comments", "Internal Comments", "textarea", 32000),
+    *_SYSTEM,
+    FieldDef("Case_Key", "Case Key", "text", 64, unique=True, custom=True),
+    FieldDef("Complaint_Category", "Complaint Category", "text", 20, custom=True),
+    FieldDef("Due_Date", "Due Date", "date", custom=True),
+    FieldDef("SLA_Breached", "SLA Breached", "boolean", custom=True),
+    FieldDef("Bank_Complaint_ID", "Bank Complaint ID", "text", 64, custom=True),
+    FieldDef("Bank_Status", "Bank Status", "text", 40, custom=True),
+))
+
+#: Campaigns (docs/vendors/zoho.md §15): the SDK's ``Field.Campaigns`` without Currency (multi-currency orgs only)
+CAMPAIGNS = ModuleDef("Campaigns", "Campaign", "Campaign_Name", "Campaign_Name", number=9, fields=(
+    FieldDef("Owner", "Campaign Owner", "ownerlookup"),
+    FieldDef("Campaign_Name", "Campaign Name", "text", 120, mandatory=True),
+    FieldDef("Type", "Type", "picklist", 120,
+             picklist=("-None-", "Conference", "Webinar", "Trade Show", "Public Relations", "Partners",
+                       "Referral Program", "Advertisement", "Banner Ads", "Direct mail", "Email", "Telemarketing",
+                       "Others")),
+    FieldDef("Status", "Status", "picklist", 120,
+             picklist=("-None-", "Planning", "Active", "Inactive", "Complete")),
+    FieldDef("Start_Date", "Start Date", "date"),
+    FieldDef("End_Date", "End Date", "date"),
+    FieldDef("Parent_Campaign", "Parent Campaign", "lookup", lookup="Campaigns"),
+    FieldDef("Budgeted_Cost", "Budgeted Cost", "currency", 16, decimal_place=2),
+    FieldDef("Actual_Cost", "Actual Cost", "currency", 16, decimal_place=2),
+    FieldDef("Expected_Revenue", "Expected Revenue", "currency", 16, decimal_place=2),
+    FieldDef("Expected_Response", "Expected Response", "integer", 9),
+    FieldDef("Num_sent", "Numbers sent", "integer", 9),
+    FieldDef("Description", "Description", "textarea", 32000),
+    *_SYSTEM,
+))
+
+#: product families of a holding (canonical Holding.product_family)
+PRODUCT_TYPES = ("DEPOSIT", "WEALTH", "FUND", "INSURANCE", "LOAN", "CARD")
+HOLDING_STATUSES = ("ACTIVE", "DORMANT", "FROZEN", "MATURED", "CLOSED")
+
+
+def holdings_module(api_name: str = "Holdings", *, plural: str = "Holdings", number: int = 61) -> ModuleDef:
+    """The bank's custom module for product holdings under the API name the org gave it (``Holdings``, or
+    ``CustomModule1`` when the module was created without one; docs/vendors/zoho.md §13).
+
+    Custom modules have the system ``Name`` field (their duplicate-check field) and an owner; the rest are the
+    bank's fields, ``Holding_Key`` unique (the upsert key) and lookups to Contacts and Accounts.
+    """
+    return ModuleDef(api_name, "Holding", "Name", "Name", number=number, generated_type="custom", plural=plural,
+                     fields=(
+        FieldDef("Owner", "Holding Owner", "ownerlookup"),
+        FieldDef("Name", "Holding Name", "text", 120, mandatory=True),
+        FieldDef("Holding_Key", "Holding Key", "text", 64, unique=True, custom=True),
+        FieldDef("Contact", "Contact", "lookup", lookup="Contacts", custom=True),
+        FieldDef("Account", "Account", "lookup", lookup="Accounts", custom=True),
+        FieldDef("Party_ID", "Party ID", "text", 64, custom=True),
+        FieldDef("Product_Type", "Product Type", "picklist", 120, custom=True, picklist=("-None-", *PRODUCT_TYPES)),
+        FieldDef("Product_Code", "Product Code", "text", 40, custom=True),
+        FieldDef("Product_Name", "Product Name", "text", 120, custom=True),
+        FieldDef("Holding_Status", "Holding Status", "picklist", 120, custom=True,
+                 picklist=("-None-", *HOLDING_STATUSES)),
+        FieldDef("Account_Number_Masked", "Account Number (masked)", "text", 40, custom=True),
+        FieldDef("Currency_Code", "Currency Code", "text", 3, custom=True),
+        FieldDef("Balance_Band", "Balance Band", "text", 20, custom=True),
+        FieldDef("Open_Date", "Open Date", "date", custom=True),
+        FieldDef("Close_Date", "Close Date", "date", custom=True),
+        FieldDef("Maturity_Date", "Maturity Date", "date", custom=True),
+        *_SYSTEM,
+    ))
+
+
+MODULES: dict[str, ModuleDef] = {m.api_name: m for m in (CONTACTS, ACCOUNTS, CASES, CAMPAIGNS)}
+_MODULE_NUMBER = {m.api_name: m.number for m in MODULES.values()}
+
+
+def _module_id(api_name: str) -> str:
+    mod = MODULES.get(api_name)
+    return mod.id if mod is not None else ""
 
 #: the bank's custom fields per module
 CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {m.api_name: tuple(f.api_name for f in m.fields if f.custom)

@@ -315,7 +315,7 @@ def test_the_acme_registration_did_not_outlive_its_test() -> None:
 
 
 def test_package_declares_its_adapters_as_entry_points() -> None:
-    """pyproject.toml: the four vendors are the production adapters (no test adapter among them), and the testing
+    """pyproject.toml: the five packages are the production adapters (no test adapter among them), and the testing
     package is a pytest plugin."""
     import tomllib
 
@@ -324,7 +324,8 @@ def test_package_declares_its_adapters_as_entry_points() -> None:
     assert eps["crmbridge.adapters"] == {
         "zoho": "crmbridge.adapters.zoho:ZohoAdapter", "fxiaoke": "crmbridge.adapters.fxiaoke:FxiaokeAdapter",
         "corebank_soap": "crmbridge.adapters.corebank_soap:CorebankSoapAdapter",
-        "corebank_rest": "crmbridge.adapters.corebank_rest:CorebankRestAdapter"}
+        "corebank_rest": "crmbridge.adapters.corebank_rest:CorebankRestAdapter",
+        "complaints": "crmbridge.adapters.complaints:ComplaintsAdapter"}
     assert eps["pytest11"] == {"crmbridge.testing.plugin": "crmbridge.testing.plugin"}
 
 

@@ -220,7 +220,7 @@ def test_unknown_adapter_lists_known(tmp_path: Path) -> None:
                                    "    adapter: salesforce\n    base_url: http://127.0.0.1:8901"))
     [err] = errors_of(path)
     assert err.startswith(f"{path}:{line_of(path, 'salesforce')}: systems.crm.adapter: unknown adapter 'salesforce'")
-    assert "known adapters: corebank_rest, corebank_soap, fxiaoke, memory, zoho" in err
+    assert "known adapters: complaints, corebank_rest, corebank_soap, fxiaoke, memory, zoho" in err
 
 
 def test_registered_adapter_that_cannot_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

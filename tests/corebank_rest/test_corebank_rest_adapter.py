@@ -17,7 +17,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from crmbridge.adapters._paths import vendor_get, vendor_path
 from crmbridge.adapters.base import WriteItem, WriteStatus
-from crmbridge.adapters.corebank_rest.adapter import FINERACT_CLIENTS, CorebankRestAdapter, CorebankRestConfig
+from crmbridge.adapters.corebank_rest.adapter import (
+    FINERACT_CLIENTS,
+    FINERACT_LOANS,
+    FINERACT_SAVINGS_ACCOUNTS,
+    CorebankRestAdapter,
+    CorebankRestConfig,
+)
 from crmbridge.adapters.corebank_rest.client import parse_vendor_datetime, resolve_link
 from crmbridge.adapters.corebank_rest.simulator import FINERACT_PREFIX, CorebankRestSimulator
 from crmbridge.adapters.registry import adapter_class, simulator_class
@@ -57,7 +63,8 @@ def test_registry_and_default_fineract_config() -> None:
     assert simulator_class("corebank-rest") is CorebankRestSimulator
     cfg = CorebankRestConfig(base_url="https://fineract.bank.local/fineract-provider/api",
                              auth={"type": "basic", "username": "crm", "password": "env:X"})  # type: ignore[arg-type]
-    assert cfg.resources == {"Client": FINERACT_CLIENTS}
+    assert cfg.resources == {"Client": FINERACT_CLIENTS, "SavingsAccount": FINERACT_SAVINGS_ACCOUNTS,
+                             "LoanAccount": FINERACT_LOANS}
     assert cfg.headers == {"Fineract-Platform-TenantId": "default"}
 
 

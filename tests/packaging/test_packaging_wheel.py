@@ -26,6 +26,8 @@ def test_wheel_contents(tmp_path: Path) -> None:
                      "crmbridge/config/crmbridge.yaml", "crmbridge/config/schema.json",
                      "crmbridge/canonical/gb2260_areas.tsv",
                      "crmbridge/adapters/corebank_soap/fcubs_customer.wsdl",
+                     "crmbridge/adapters/corebank_soap/fcubs_account.wsdl",
+                     "crmbridge/adapters/complaints/simulator/__init__.py",
                      "crmbridge/sync/state/migrations/versions/0001_initial_state_store.py",
                      "crmbridge/sync/state/migrations/env.py",
                      "crmbridge/testing/contract.py", "crmbridge/testing/plugin.py",

@@ -202,3 +202,73 @@ def test_official_sdk_reads_by_ids_and_sees_the_bad_type_400(tmp_path: Path, sha
         assert out["bad_type"] == [400, "APIException", "PATTERN_NOT_MATCHED"]
     else:
         assert out["bad_type"][0] == 400 and out["bad_type"][1] == "DeletedRecordsWrapper"
+
+
+CUSTOM_SCRIPT = r'''
+import json, os, sys
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.api.logger import Logger
+from zohocrmsdk.src.com.zoho.crm.api import HeaderMap, ParameterMap
+from zohocrmsdk.src.com.zoho.crm.api.record import APIException, GetRecordsParam, RecordOperations, ResponseWrapper
+from zohocrmsdk.src.com.zoho.crm.api.util import Choice
+
+base, client_id, client_secret, refresh_token, module = sys.argv[1:6]
+here = os.getcwd()
+Initializer.initialize(environment=DataCenter.Environment(base, base + "/oauth/v2/token", base),
+                       token=OAuthToken(client_id=client_id, client_secret=client_secret, refresh_token=refresh_token,
+                                        find_user=False),
+                       store=FileStore(os.path.join(here, "tokens.csv")), sdk_config=SDKConfig(), resource_path=here,
+                       logger=Logger.get_instance(level=Logger.Levels.INFO, file_path=os.path.join(here, "sdk.log")))
+ops = RecordOperations(module)
+out = {"rows": [], "errors": []}
+page = 1
+while True:
+    params = ParameterMap()
+    params.add(GetRecordsParam.fields, "Name,Holding_Key,Product_Type,Contact,Open_Date")
+    params.add(GetRecordsParam.per_page, 20)
+    params.add(GetRecordsParam.page, page)
+    resp = ops.get_records(params, HeaderMap())
+    obj = resp.get_object()
+    if isinstance(obj, APIException):
+        out["errors"].append(obj.get_code().get_value())
+        break
+    for r in obj.get_data():
+        contact = r.get_key_value("Contact")
+        ptype = r.get_key_value("Product_Type")
+        out["rows"].append([str(r.get_id()), r.get_key_value("Holding_Key"),
+                            ptype.get_value() if isinstance(ptype, Choice) else ptype,
+                            str(contact.get_id()) if contact is not None else None,
+                            type(contact).__name__, str(r.get_key_value("Open_Date"))])
+    if not obj.get_info().get_more_records():
+        break
+    page += 1
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_official_sdk_reads_a_custom_module(tmp_path: Path) -> None:
+    """The SDK reads the bank's holdings module under the API name the org gave it (``CustomModule1``): it loads the
+    module's field metadata (a custom module), pages it and parses the Contacts lookup into a record."""
+    script = tmp_path / "sdk_custom.py"
+    script.write_text(CUSTOM_SCRIPT, encoding="utf-8")
+    with ZohoSimulator(Knobs(records=10, seed=3, extra={"holdings_module": "CustomModule1"})) as sim:
+        sim.reset("CustomModule1", 45)
+        seeded = {rid: rec for rid, rec in sim.stores["CustomModule1"].records.items()}
+        proc = subprocess.run([sys.executable, str(script), sim.url, sim.client_id, sim.client_secret,
+                               sim.refresh_token, "CustomModule1"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        seen = dict(sim.requests_seen)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert proc.returncode == 0 and line is not None, proc.stderr[-3000:]
+    out = json.loads(line[len("RESULT "):])
+    assert out["errors"] == []
+    assert {r[0] for r in out["rows"]} == set(seeded) and len(out["rows"]) == 45
+    for rid, key, ptype, contact, kind, _opened in out["rows"]:
+        assert key == seeded[rid]["Holding_Key"] and ptype == seeded[rid]["Product_Type"]
+        assert contact == seeded[rid]["Contact"]["id"] and kind == "Record"
+    assert seen["GET /crm/v8/CustomModule1"] == 3
+    assert seen.get("GET /crm/v8/settings/fields", 0) >= 1

@@ -301,8 +301,9 @@ def test_search_and_coql(sim: ZohoSimulator, auth: dict[str, str]) -> None:
 
 def test_metadata_endpoints(sim: ZohoSimulator, auth: dict[str, str]) -> None:
     modules = _get(sim, auth, "/settings/modules").json()["modules"]
-    assert {m["api_name"] for m in modules} == {"Contacts", "Accounts"}
-    assert all(m["api_supported"] and m["generated_type"] == "default" for m in modules)
+    assert {m["api_name"] for m in modules} == {"Contacts", "Accounts", "Cases", "Campaigns", "Holdings"}
+    assert all(m["api_supported"] for m in modules)
+    assert {m["api_name"] for m in modules if m["generated_type"] == "custom"} == {"Holdings"}
     fields = _get(sim, auth, "/settings/fields", module="Contacts").json()["fields"]
     required_keys = {"json_type", "length", "api_name", "data_type", "decimal_place", "system_mandatory",
                      "display_label", "pick_list_values"}

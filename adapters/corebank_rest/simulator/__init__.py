@@ -62,12 +62,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import random
 import secrets
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
+from crmbridge.adapters.corebank_rest.simulator.accounts import (
+    LOAN_STATUS,
+    loan_account,
+    loan_status,
+    savings_account,
+    savings_status,
+)
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.synthetic import SyntheticCustomer, customer_at
 
@@ -224,6 +232,9 @@ class CorebankRestSimulator(Simulator):
         if x.get("gateway"):
             self.inject_gateway(str(x["gateway"]), int(x.get("gateway_times", 1)))
         self.records: dict[str, dict[str, Any]] = {}
+        #: Fineract savings accounts and loans by id (fineract dialect; :mod:`.accounts`)
+        self.savings: dict[str, dict[str, Any]] = {}
+        self.loans: dict[str, dict[str, Any]] = {}
         self.identifiers: dict[str, list[dict[str, Any]]] = {}
         self.tokens: dict[str, float] = {}
         self.tokens_issued = 0
@@ -262,6 +273,55 @@ class CorebankRestSimulator(Simulator):
                     rec[self._stamp_field] = top
             if self.change_filter and self.records:
                 self._last_ts = max(self._stamp(r) for r in self.records.values())
+            if self.dialect == "fineract":
+                self._seed_accounts(n)
+
+    def _seed_accounts(self, n: int) -> None:
+        """Savings and loan accounts of the first ``n`` clients: client i holds ``i % 3`` savings accounts (one in
+        five of them closed) and a loan when ``i % 4 == 0`` (one in three closed); knob ``orphan_accounts`` adds
+        savings accounts of clients the client list does not hold yet (a child listed before its parent)."""
+        self.savings, self.loans = {}, {}
+        rng = random.Random(f"corebank-accounts:{self.knobs.seed}")
+        sid = lid = 0
+        for i in range(1, n + 1):
+            client = self.records[str(i)]
+            opened = date(2019, 1, 1) + timedelta(days=(i * 37) % 2000)
+            for k in range(i % 3):
+                sid += 1
+                self.savings[str(sid)] = savings_account(sid, i, client.get("displayName"), rng,
+                                                         opened + timedelta(days=k * 90), closed=sid % 5 == 0)
+            if i % 4 == 0:
+                lid += 1
+                self.loans[str(lid)] = loan_account(lid, i, client.get("displayName"), rng, opened,
+                                                    closed=lid % 3 == 0)
+        for _ in range(int(self.knobs.extra.get("orphan_accounts", 0))):
+            sid += 1
+            self.savings[str(sid)] = savings_account(sid, n + 1000 + sid, None, rng, date(2026, 11, 1))
+
+    def seed_savings(self, n: int) -> None:
+        """Hold exactly ``n`` savings accounts (of the seeded clients, round robin; tests)."""
+        with self.lock:
+            rng = random.Random(f"corebank-savings:{self.knobs.seed}:{n}")
+            clients = sorted(self.records, key=int) or ["1"]
+            self.savings = {}
+            for sid in range(1, n + 1):
+                cid = clients[(sid - 1) % len(clients)]
+                self.savings[str(sid)] = savings_account(sid, int(cid), self.records.get(cid, {}).get("displayName"),
+                                                         rng, date(2020, 1, 1) + timedelta(days=sid))
+
+    def set_account_status(self, kind: str, aid: str, status: int, on: date | None = None) -> None:
+        """Change a savings account (``kind="savings"``) or loan status as the core's back office would; closing
+        sets ``timeline.closedOnDate`` and zeroes the balance."""
+        with self.lock:
+            rec = (self.savings if kind == "savings" else self.loans)[str(aid)]
+            rec["status"] = savings_status(status) if kind == "savings" else loan_status(status)
+            closed = status in (600, 601, 602, 700) if kind != "savings" else status in (600, 700, 800)
+            if closed:
+                rec["timeline"]["closedOnDate"] = _arr(on or date(2026, 12, 1))
+                if kind == "savings":
+                    rec["summary"].update(accountBalance=0.0, availableBalance=0.0)
+                else:
+                    rec["summary"].update(principalOutstanding=0.0, totalOutstanding=0.0)
 
     @property
     def _stamp_field(self) -> str:
@@ -400,6 +460,8 @@ class CorebankRestSimulator(Simulator):
             return _servlet_error(401, "Unauthorized", "Unauthorized", req.path,
                                   {"WWW-Authenticate": 'Basic realm="Fineract Platform API"'})
         parts = [p for p in req.path[len(FINERACT_PREFIX):].split("/") if p]
+        if parts and parts[0] in ("savingsaccounts", "loans"):
+            return self._f_accounts(req, parts[0], parts[1:])
         if not parts or parts[0] != "clients":
             return _servlet_error(404, "Not Found", "No static resource", req.path)
         rest = parts[1:]
@@ -422,6 +484,64 @@ class CorebankRestSimulator(Simulator):
                                        "does not exist")
             return Response.json(copy.deepcopy(self.identifiers.get(rest[0], [])))
         return _servlet_error(405, "Method Not Allowed", "Method not allowed", req.path)
+
+    def _f_accounts(self, req: Request, kind: str, rest: list[str]) -> Response:
+        """``/savingsaccounts`` and ``/loans``: list, one by id, one by external id (read-only here)."""
+        table = self.savings if kind == "savingsaccounts" else self.loans
+        what, code = (("Savings account", "error.msg.saving.account.id.invalid") if kind == "savingsaccounts"
+                      else ("Loan", "error.msg.loan.id.invalid"))
+        if req.method != "GET":
+            return _servlet_error(405, "Method Not Allowed", "Method not allowed", req.path)
+        if len(rest) == 2 and rest[0] == "external-id":
+            with self.lock:
+                rec = next((r for r in table.values() if r.get("externalId") == rest[1]), None)
+            if rec is None:
+                return _fineract_error(404, code.replace(".id.", ".external.id."),
+                                       f"{what} with external identifier {rest[1]} does not exist")
+            return Response.json(copy.deepcopy(rec))
+        if len(rest) == 1:
+            with self.lock:
+                rec = table.get(rest[0])
+            if rec is None:
+                return _fineract_error(404, code, f"{what} with identifier {rest[0]} does not exist")
+            return Response.json(copy.deepcopy(rec))
+        if rest:
+            return _servlet_error(404, "Not Found", "No static resource", req.path)
+        try:
+            offset = int(req.q("offset") or 0)
+            limit = int(req.q("limit") or 0)    # no default limit: without one, every account (Fineract)
+        except ValueError:
+            return _fineract_error(400, "validation.msg.validation.errors.exist", "offset and limit must be integers",
+                                   parameter="limit")
+        order_by, sort = req.q("orderBy"), (req.q("sortOrder") or "ASC").upper()
+        if order_by is not None and order_by not in ("id", "accountNo", "externalId", "clientId"):
+            return _fineract_error(400, "error.msg.invalid.orderBy", f"orderBy {order_by} is not supported",
+                                   parameter="orderBy")
+        if sort not in ("ASC", "DESC") or offset < 0:
+            return _fineract_error(400, "error.msg.invalid.sortOrder", "sortOrder must be ASC or DESC",
+                                   parameter="sortOrder")
+        with self.lock:
+            rows = list(table.values())
+            if req.q("externalId") is not None:
+                rows = [r for r in rows if r.get("externalId") == req.q("externalId")]
+            if kind == "loans":
+                if req.q("accountNo") is not None:
+                    rows = [r for r in rows if r["accountNo"] == req.q("accountNo")]
+                if req.q("status") is not None:
+                    raw = req.q("status") or ""
+                    if not raw.lstrip("-").isdigit():   # Integer.parseInt in LoansApiResource
+                        return _fineract_error(500, "error.msg.platform.server.side.error",
+                                               f"For input string: \"{raw}\"")
+                    if int(raw) not in LOAN_STATUS:
+                        return _fineract_error(400, "validation.msg.loan.status.invalid", "unknown loan status",
+                                               parameter="status")
+                    rows = [r for r in rows if r["status"]["id"] == int(raw)]
+            key = order_by or "id"
+            rows.sort(key=lambda r: (r.get(key) is None, r.get(key) if r.get(key) is not None else "", r["id"]),
+                      reverse=sort == "DESC")
+            total = len(rows)
+            page = rows[offset:offset + limit] if limit > 0 else rows[offset:]
+            return Response.json({"totalFilteredRecords": total, "pageItems": copy.deepcopy(page)})
 
     def _basic_ok(self, req: Request) -> bool:
         scheme, _, value = req.headers.get("authorization", "").partition(" ")

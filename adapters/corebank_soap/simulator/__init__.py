@@ -69,6 +69,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from crmbridge.adapters.corebank_soap.simulator.accounts import AccountStore
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.synthetic import SyntheticCustomer, customer_at
 
@@ -90,6 +91,7 @@ WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-uti
 PASSWORD_DIGEST = ("http://docs.oasis-open.org/wss/2004/01/"
                    "oasis-200401-wss-username-token-profile-1.0#PasswordDigest")
 FCUBS_NS = "http://fcubs.ofss.com/service/FCUBSCustomerService"
+FCUBS_ACC_NS = "http://fcubs.ofss.com/service/FCUBSAccService"
 
 #: a parser that cannot be made to read files or the network: no DTD loading, no entity expansion
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
@@ -152,7 +154,7 @@ def neutral_customer(i: int, seed: int, bad_fraction: float = 0.0) -> dict[str, 
 
 
 # ============================================================================================== the store
-_WRITABLE = ("mobile", "email", "phone", "province", "city", "district", "street")
+_WRITABLE = ("mobile", "email", "phone", "province", "city", "district", "street", "consent_sms", "consent_email")
 
 
 class CustomerStore:
@@ -686,24 +688,107 @@ _FCUBS_CHANGES = {  # Customer-Full path → neutral key (what ModifyCustomer ma
     ("ADDRLN1",): "province", ("ADDRLN2",): "city", ("ADDRLN3",): "district", ("ADDRLN4",): "street",
 }
 _FCUBS_IGNORED = {"CUSTNO", "MODNO", "Custpersonal/MOBISDNO"}
+#: UDFs a CRM may write back: the marketing consents (an opt-out withdraws one)
+_UDF_WRITABLE = {"CONSENT_MARKETING_SMS": "consent_sms", "CONSENT_MARKETING_EMAIL": "consent_email"}
 
 
 class CorebankSoapSimulator(_SoapSimulator):
-    """FLEXCUBE-style ``FCUBSCustomerService`` (QueryCustomer, ModifyCustomer, QueryCustomersModifiedSince)."""
+    """FLEXCUBE-style ``FCUBSCustomerService`` (QueryCustomer, ModifyCustomer, QueryCustomersModifiedSince) and,
+    on the same host as a FLEXCUBE gateway serves both, ``FCUBSAccService`` at ``account_path`` (QueryCustAcc and
+    the QueryAccountsModifiedSince change list; :mod:`.accounts`, knob ``orphan_accounts``)."""
 
     vendor = "corebank-soap"
     service_path = "/FCUBSCustomerService/FCUBSCustomerService"
+    account_path = "/FCUBSAccService/FCUBSAccService"
 
     def __init__(self, knobs: Knobs | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  **modes: Any) -> None:
         super().__init__(knobs, host=host, port=port, **modes)
-        self.wsdl_text = resources.files("crmbridge.adapters.corebank_soap").joinpath(
-            "fcubs_customer.wsdl").read_text(encoding="utf-8")
+        pkg = resources.files("crmbridge.adapters.corebank_soap")
+        self.wsdl_text = pkg.joinpath("fcubs_customer.wsdl").read_text(encoding="utf-8")
+        self.account_wsdl_text = pkg.joinpath("fcubs_account.wsdl").read_text(encoding="utf-8")
+        self._service = threading.local()   # which service the request in this thread was posted to
+        self.accounts = AccountStore(self.store.n, self.knobs.seed, self.store.custno,
+                                     orphans=int(self.knobs.extra.get("orphan_accounts", 0)), clock=self._core_clock,
+                                     since_boundary=self.store.since_boundary)
+
+    def reseed_accounts(self, n: int) -> None:
+        """Hold exactly ``n`` accounts, one per customer from the first (tests)."""
+        with self.lock:
+            self.accounts = AccountStore(self.store.n, self.knobs.seed, self.store.custno, clock=self._core_clock,
+                                         since_boundary=self.store.since_boundary, exactly=n)
+
+    @property
+    def account_wsdl_url(self) -> str:
+        return f"{self.url}{self.account_path}?wsdl"
+
+    @property
+    def account_endpoint(self) -> str:
+        return f"{self.url}{self.account_path}"
+
+    def handle(self, req: Request) -> Response:
+        on_accounts = req.path.rstrip("/") == self.account_path
+        if req.method == "GET" and on_accounts and "wsdl" in {k.lower() for k in req.query}:
+            text = re.sub(r'(<soap:address\s+location=")http://localhost[^"]*(")',
+                          rf"\g<1>{self.account_endpoint}\g<2>", self.account_wsdl_text)
+            return Response(200, text.encode("utf-8"), {"Content-Type": "text/xml; charset=UTF-8"})
+        if req.method == "POST" and req.path.rstrip("/") not in (self.service_path, self.account_path):
+            return Response(404, b"not found", {"Content-Type": "text/plain"})
+        self._service.ns = FCUBS_ACC_NS if on_accounts else FCUBS_NS
+        return super().handle(req)
 
     def operations(self) -> dict[str, Callable[[etree._Element, dict[str, Any]], Any]]:
-        return {f"{{{FCUBS_NS}}}QUERYCUSTOMER_IOFS_REQ": self._query,
-                f"{{{FCUBS_NS}}}MODIFYCUSTOMER_FSFS_REQ": self._modify,
-                f"{{{FCUBS_NS}}}QUERYCUSTMODSINCE_IOFS_REQ": self._changes}
+        ops: dict[str, Callable[[etree._Element, dict[str, Any]], Any]] = {
+            f"{{{FCUBS_NS}}}QUERYCUSTOMER_IOFS_REQ": self._query,
+            f"{{{FCUBS_NS}}}MODIFYCUSTOMER_FSFS_REQ": self._modify,
+            f"{{{FCUBS_NS}}}QUERYCUSTMODSINCE_IOFS_REQ": self._changes,
+            f"{{{FCUBS_ACC_NS}}}QUERYCUSTACC_IOFS_REQ": self._acc_query,
+            f"{{{FCUBS_ACC_NS}}}QUERYACCMODSINCE_IOFS_REQ": self._acc_changes}
+        # each service answers only its own operations (the other's are unknown at its endpoint)
+        ns = getattr(self._service, "ns", FCUBS_NS)
+        return {tag: fn for tag, fn in ops.items() if tag.startswith(f"{{{ns}}}")}
+
+    def _acc_reply(self, name: str, request: dict[str, Any], body: dict[str, Any], status: str = "SUCCESS"
+                   ) -> etree._Element:
+        el = etree.Element(f"{{{FCUBS_ACC_NS}}}{name}", nsmap={"fcub": FCUBS_ACC_NS})
+        build(el, "FCUBS_HEADER", self._header(request, status), FCUBS_ACC_NS)
+        build(el, "FCUBS_BODY", body, FCUBS_ACC_NS)
+        return el
+
+    def _acc_query(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
+        self._header(request, "")
+        q = self._body(request, "Cust-Account-IO")
+        acc = str(q.get("ACC") or "")
+        rec = self.accounts.get(acc)
+        if rec is None or (q.get("BRN") not in (None, "") and q.get("BRN") != rec["BRN"]):
+            raise BusinessFailure("ST-ACC-001", "Account does not exist")
+        return self._acc_reply("QUERYCUSTACC_IOFS_RES", request, {"Cust-Account-Full": rec})
+
+    def _acc_changes(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
+        self._header(request, "")
+        q = self._body(request, "Cust-Account-Changes-IO")
+        bounds = []
+        for name in ("FROM", "UNTIL"):
+            raw = q.get(name) or None
+            if raw is not None:
+                try:
+                    raw = datetime.fromisoformat(str(raw)).isoformat()
+                except ValueError as exc:
+                    raise BusinessFailure("ST-REQ-001", f"{name} is not a timestamp (YYYY-MM-DDTHH:MM:SS)") from exc
+            bounds.append(raw)
+        try:
+            page_no = int(q.get("PAGE_NO") or 1)
+            size = int(q.get("PAGE_SIZE") or 100)
+        except ValueError as exc:
+            raise SoapFault("soapenv:Client", "Malformed request: PAGE_NO/PAGE_SIZE are not numbers") from exc
+        if page_no < 1 or not 1 <= size <= self.max_page_size:
+            raise BusinessFailure("ST-REQ-001", f"PAGE_NO must be >= 1 and PAGE_SIZE 1..{self.max_page_size}")
+        as_of = self.accounts.newest_stamp
+        records, total = self.accounts.page(bounds[0], page_no, size, bounds[1])
+        return self._acc_reply("QUERYACCMODSINCE_IOFS_RES", request, {
+            "Page-Info": {"PAGE_NO": page_no, "PAGE_SIZE": size, "TOTAL_RECORDS": total,
+                          "HAS_MORE": "Y" if page_no * size < total else "N", "AS_OF": as_of},
+            "Cust-Account-Full": records})
 
     def authenticate(self, envelope: etree._Element, body: dict[str, Any]) -> None:
         self.check_username_token(envelope)
@@ -732,6 +817,9 @@ class CorebankSoapSimulator(_SoapSimulator):
 
     def business_reply(self, op_tag: str, request: dict[str, Any], failure: BusinessFailure) -> etree._Element:
         name = local(op_tag).replace("_REQ", "_RES")
+        if op_tag.startswith(f"{{{FCUBS_ACC_NS}}}"):
+            return self._acc_reply(name, request, {"FCUBS_ERROR_RESP": {"ERROR": {"ECODE": failure.code,
+                                                                                  "EDESC": failure.text}}}, "FAILURE")
         return self._reply(name, request, {"FCUBS_ERROR_RESP": {"ERROR": {"ECODE": failure.code,
                                                                           "EDESC": failure.text}}}, "FAILURE")
 
@@ -762,8 +850,11 @@ class CorebankSoapSimulator(_SoapSimulator):
             value = _get(full, *path)
             if value is not None:
                 changes[key] = value
-        known = {"/".join(p) for p in _FCUBS_CHANGES} | _FCUBS_IGNORED | {"Custpersonal", "Custcorp"}
+        changes.update(self._udf_changes(full.get("UDFDETAILS")))
+        known = {"/".join(p) for p in _FCUBS_CHANGES} | _FCUBS_IGNORED | {"Custpersonal", "Custcorp", "UDFDETAILS"}
         for k, v in full.items():
+            if k == "UDFDETAILS":
+                continue   # read above
             if isinstance(v, dict):
                 for sub in v:
                     if f"{k}/{sub}" not in known:
@@ -773,6 +864,22 @@ class CorebankSoapSimulator(_SoapSimulator):
         user = str(_get(request, "FCUBS_HEADER", "USERID") or self.username)
         rec = self.store.modify(custno, None if modno_raw in (None, "") else int(modno_raw), changes, user)
         return self._reply("MODIFYCUSTOMER_FSFS_RES", request, {"Customer-Full": fcubs_record(rec)})
+
+    @staticmethod
+    def _udf_changes(udfs: Any) -> dict[str, Any]:
+        """UDFDETAILS in a ModifyCustomer: only the marketing-consent UDFs are amendable through this channel (the
+        bank's choice of channel rights), with Y or N; any other UDF is refused like a golden field."""
+        entries = udfs if isinstance(udfs, list) else [udfs] if isinstance(udfs, dict) else []
+        out: dict[str, Any] = {}
+        for e in entries:
+            name = e.get("FLDNAM") if isinstance(e, dict) else None
+            key = _UDF_WRITABLE.get(str(name))
+            if key is None:
+                raise BusinessFailure("ST-VALS-020", f"Field not amendable through this channel: UDF {name}")
+            if e.get("FLDVAL") not in ("Y", "N"):
+                raise BusinessFailure("ST-VALS-012", f"UDF {name} takes Y or N")
+            out[key] = e["FLDVAL"]
+        return out
 
     def _changes(self, op: etree._Element, request: dict[str, Any]) -> etree._Element:
         self._header(request, "")

@@ -23,7 +23,8 @@ token-endpoint throttle code (14001), the per-interface throttle code (30004, ``
 or ``sim.throttle_code``), invalidated rows hidden from ``data/query`` unless a filter names ``life_status``
 or ``is_deleted`` (``Knobs.extra["query_shows_invalid"]`` flips it), unknown fields in writes dropped.
 
-Knobs.extra: ``app_id``, ``app_secret``, ``permanent_code``, ``contacts`` (ContactObj count, default
+Knobs.extra: ``holdings_object`` (API name of the bank's holdings custom object, default ``object_holding__c``;
+"" for none), ``app_id``, ``app_secret``, ``permanent_code``, ``contacts`` (ContactObj count, default
 ``records``), ``throttle_code``, ``token_calls_per_minute`` (10), ``query_shows_invalid`` (False),
 ``approval_flow_objects`` (()), ``duplicate_rules`` ({}), ``duplicate_rule_code``, ``lmt_filter_exclusive``
 (False).
@@ -61,7 +62,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from crmbridge.adapters.fxiaoke.errors import BUSINESS_CODES, DUPLICATE_RULE_CODE
-from crmbridge.adapters.fxiaoke.metadata import CUSTOM_FIELDS, DESCRIBES
+from crmbridge.adapters.fxiaoke.metadata import CUSTOM_FIELDS, DESCRIBES, holding_describe
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator
 from crmbridge.canonical.identifiers import uscc_check_digit
 from crmbridge.canonical.masking import mask
@@ -286,7 +287,13 @@ class FxiaokeSimulator(Simulator):
         self._trace = itertools.count(1)
         self._ids = random.Random(self.knobs.seed * 7919 + 1)
         self._data_lock = threading.RLock()
-        self.tables = {api: _Table(api, d) for api, d in DESCRIBES.items()}
+        #: the tenant's objects: the preset and bank describes, and the holdings custom object under the API name
+        #: the tenant's system generated (knob ``holdings_object``; "" for a tenant without it)
+        self.describes: dict[str, dict[str, Any]] = dict(DESCRIBES)
+        holdings = str(ex.get("holdings_object", "object_holding__c") or "")
+        if holdings:
+            self.describes[holdings] = holding_describe(holdings)
+        self.tables = {api: _Table(api, d) for api, d in self.describes.items()}
         self._targeted: list[tuple[str, Fault]] = []
         gc_was_on = gc.isenabled()
         gc.disable()  # 200k fresh dicts make the cyclic GC rescan everything, quadratically
@@ -311,7 +318,7 @@ class FxiaokeSimulator(Simulator):
         the normal case for incremental sync). One 128-bit draw per record keeps 100k records fast."""
         rng = random.Random(f"{self.knobs.seed}:{api}")
         with self._data_lock:
-            table = self.tables[api] = _Table(api, DESCRIBES[api])
+            table = self.tables[api] = _Table(api, self.describes[api])
             acc_ids = list(self.tables["AccountObj"].rows) if api == "ContactObj" else []
             offset = 500 if api == "ContactObj" else 0
             for i in range(n):
@@ -319,6 +326,14 @@ class FxiaokeSimulator(Simulator):
                 row = self._system(h, api, SEED_EPOCH_MS + (i // 3) * 1000 + offset)
                 if api == "AccountObj":
                     row.update(self._account_fields(h, rng.getrandbits(128), i))
+                elif "holding_key__c" in table.describe["fields"]:   # the holdings custom object
+                    accounts = list(self.tables["AccountObj"].rows)
+                    family = _pick(["DEPOSIT", "WEALTH", "FUND", "LOAN"], h >> 8)
+                    row.update({"name": f"{family} ****{(h >> 16) % 10**4:04d}", "holding_key__c": f"H{i:09d}",
+                                "product_type__c": family, "holding_status__c": "ACTIVE", "currency__c": "CNY",
+                                "balance_band__c": _pick(["<50K", "50K-500K", "500K-6M"], h >> 40)})
+                    if accounts:
+                        row["account_id__c"] = accounts[i % len(accounts)]
                 else:
                     mobile = _pick(_MOBILE_PREFIXES, h >> 8) + f"{(h >> 16) % 10**8:08d}"
                     row.update({"name": _person_name(h >> 48),
@@ -425,7 +440,7 @@ class FxiaokeSimulator(Simulator):
 
     def clear(self, api: str) -> None:
         with self._data_lock:
-            self.tables[api] = _Table(api, DESCRIBES[api])
+            self.tables[api] = _Table(api, self.describes[api])
 
     def add_records(self, api: str, rows: Iterable[Mapping[str, Any]], *, lmt: int | None = None) -> list[str]:
         """Insert ``rows`` directly (system fields filled; ``lmt`` forces last_modified_time)."""
@@ -1061,14 +1076,14 @@ class FxiaokeSimulator(Simulator):
         api = body.get("apiName") or data.get("apiName")  # clients send it top-level, docs nest it
         if not api:
             raise FxError(32000, "apiName 不能为空", "参数错误")
-        desc = DESCRIBES.get(str(api))
+        desc = self.describes.get(str(api))
         if desc is None:
             raise _biz("OBJECT_NOT_FOUND", f"对象[{api}]不存在")
         return self.ok({"data": {"describe": desc}})
 
     def _object_list(self, path: str, body: dict[str, Any], user: str, hs: bool) -> Response:
         objs = [{"describeApiName": a, "describeDisplayName": d["display_name"], "defineType": d["define_type"],
-                 "isActive": True} for a, d in DESCRIBES.items()]
+                 "isActive": True} for a, d in self.describes.items()]
         return self.ok({"data": {"objects": objs}})
 
 

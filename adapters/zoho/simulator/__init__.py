@@ -5,7 +5,8 @@ Serves, on loopback, the paths, status codes, headers and bodies of docs/vendors
 ``fields`` on v7+, ≤50 fields, ``per_page`` ≤200, ``page`` to record 2000 then bound ``page_token`` to 100,000,
 ``sort_by``/``sort_order``, ``If-Modified-Since`` with 304, 204 without body or Content-Type), single GET,
 insert/update/upsert with per-record results (201/200/207/400/412), field validation from the metadata,
-``/deleted``, delete, search, COQL, ``/settings/modules``, ``/settings/fields``, ``/org``, ``/users``, edition
+``/deleted``, delete, search, COQL, ``/settings/modules``, ``/settings/fields``, ``/settings/related_lists``,
+``/org``, ``/users``, the custom holdings module, Cases, Campaigns and their Contacts related list, edition
 concurrency (429 without Retry-After), ``X-API-CREDITS-REMAINING`` and token expiry.
 
 Knobs (``Knobs.extra``), with their defaults:
@@ -34,6 +35,12 @@ bearer              AUTHENTICATION_FAILURE  answer to "Bearer" tokens (or INVALI
 legacy_expires      False       token response with expires_in_sec and expires_in in ms
 search_lag          0           seconds before a written record is visible to search
 pagination_limit    100000      records reachable by one page/page_token chain (PAGINATION_LIMIT_EXCEEDED)
+holdings_module     Holdings    API name of the bank's custom holdings module ("CustomModule1" when created without
+                                one; "" for an org without it); lookups Contact → Contacts, Account → Accounts
+member_statuses     (see text)  the org's campaign member statuses, comma-separated (others: INVALID_DATA)
+member_status_in_l. True        ``member_status_in_list``: related-list GETs return ``Member_Status`` per member
+related_ims         record      If-Modified-Since on a related list compares the member record's Modified_Time
+                                ("record") or the relation's own change time ("relation"); Zoho does not say
 =================== =========== ===================================================================
 
 Gateway replies (a load balancer in front of Zoho, not Zoho): :meth:`ZohoSimulator.inject_gateway` makes the next
@@ -60,7 +67,14 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from crmbridge.adapters.simulator import Fault, Knobs, Request, Response, Simulator, _Handler
-from crmbridge.adapters.zoho.metadata import AUM_BANDS, MODULES, FieldDef, ModuleDef
+from crmbridge.adapters.zoho.metadata import (
+    AUM_BANDS,
+    MODULES,
+    PRODUCT_TYPES,
+    FieldDef,
+    ModuleDef,
+    holdings_module,
+)
 
 __all__ = ["ZohoSimulator"]
 
@@ -71,6 +85,9 @@ ORG_ID = "5725767000000000101"
 ZGID = "710002345"
 DISCRETE_LIMIT = 2000
 TOKEN_LIMIT = 100_000
+#: the org's campaign member statuses (knob ``member_statuses``, comma-separated): Zoho's values are org data and
+#: not documented as a list; these are the ones seen in Zoho's own samples and UI (docs/vendors/zoho.md §15)
+MEMBER_STATUSES = ("Planning", "Active", "Invited", "Sent", "Received", "Opened", "Responded", "Bounced", "Opted Out")
 _VERSION = re.compile(r"^v(?:2|2\.1|[3-9])$")
 _MAX = 10**20
 
@@ -216,7 +233,15 @@ class ZohoSimulator(Simulator):
         #: wall clock for Modified_Time (tests may replace it)
         self.clock: Callable[[], float] = time.time
         self._mono: Callable[[], float] = time.monotonic
-        self.stores: dict[str, _Store] = {name: _Store(mod) for name, mod in MODULES.items()}
+        #: the org's modules: the standard ones and the bank's custom holdings module under its configured API name
+        #: (knob ``holdings_module``; "" for an org without it)
+        self.modules: dict[str, ModuleDef] = dict(MODULES)
+        custom = str(self.knobs.extra.get("holdings_module", "Holdings") or "")
+        if custom:
+            self.modules[custom] = holdings_module(custom)
+        self.stores: dict[str, _Store] = {name: _Store(mod) for name, mod in self.modules.items()}
+        #: campaign membership: campaign id -> contact id -> {"Member_Status": ..., "_time": epoch}
+        self.members: dict[str, dict[str, dict[str, Any]]] = {}
         self._next_id = 5725767000000500000
         self._tokens: dict[str, float] = {}                  # access token -> monotonic expiry
         self._token_calls: dict[str, deque[float]] = {}     # refresh token -> recent grant times
@@ -242,7 +267,7 @@ class ZohoSimulator(Simulator):
     def reset(self, module: str, n: int) -> None:
         """Replace ``module``'s records with ``n`` deterministic synthetic ones (and clear its recycle bin)."""
         with self.lock:
-            store = self.stores[module] = _Store(MODULES[module])
+            store = self.stores[module] = _Store(self.modules[module])
             rng = random.Random(f"{self.knobs.seed}:{module}")
             base = 1735660800  # 2025-01-01T00:00:00+08:00
             accounts = list(self.stores["Accounts"].records) if module == "Contacts" else []
@@ -293,6 +318,19 @@ class ZohoSimulator(Simulator):
             store.put(rec, old)
             return self._render(store, rec, None)
 
+    def add(self, module: str, **fields: Any) -> str:
+        """Create a record as a CRM user would (no validation: the UI's own rules); returns its id."""
+        with self.lock:
+            store = self.stores[module]
+            now = int(self.clock())
+            owner = {"id": USER["id"]}
+            rid = self._new_id()
+            rec = {"Owner": owner, **fields, "id": rid, "Created_Time": now, "Modified_Time": now,
+                   "Last_Activity_Time": now, "Created_By": owner, "Modified_By": owner}
+            self._derive(store.mod, rec)
+            store.put(rec, None)
+            return rid
+
     def expire_tokens(self) -> None:
         """Invalidate every access token now (as an expiry, a revocation or another data centre's token would)."""
         with self.lock:
@@ -313,6 +351,23 @@ class ZohoSimulator(Simulator):
             "Lifecycle_Stage": d.pick(("ACTIVE", "ACTIVE", "ACTIVE", "DORMANT", "PROSPECT")),
             "KYC_Next_Review": d.pick(_REVIEW_DATES),
         }
+        mod = self.modules[module]
+        if mod.generated_type == "custom":  # the holdings module
+            family = d.pick(PRODUCT_TYPES)
+            contacts = list(self.stores["Contacts"].records)
+            rec = {"Name": f"{family} ****{d.int(10**4):04d}", "Holding_Key": f"FCUBS:{1 + d.int(399):03d}:{i:010d}",
+                   "Party_ID": common["Party_ID"], "Product_Type": family, "Product_Code": f"P{d.int(1000):03d}",
+                   "Holding_Status": d.pick(("ACTIVE", "ACTIVE", "ACTIVE", "CLOSED")), "Currency_Code": "CNY",
+                   "Balance_Band": d.pick(AUM_BANDS), "Open_Date": d.pick(_BIRTH_DATES[-1500:])}
+            if contacts:
+                rec["Contact"] = {"id": contacts[i % len(contacts)]}
+            return rec
+        if module == "Cases":
+            return {"Subject": f"投诉 {i:06d}", "Status": d.pick(("New", "Escalated", "On Hold", "Closed")),
+                    "Priority": d.pick(("High", "Medium", "Low")), "Case_Origin": d.pick(("Email", "Phone", "Web")),
+                    "Case_Key": common["Party_ID"]}
+        if module == "Campaigns":
+            return {"Campaign_Name": f"活动 {i:04d}", "Status": "Active", "Type": "Email"}
         city = d.pick(_CITIES)
         if module == "Accounts":
             name = f"{city[:-1]}{d.pick(_WORDS)}{d.pick(_TRADES)}有限公司"
@@ -512,6 +567,8 @@ class ZohoSimulator(Simulator):
                 return self._modules(req, rest[2] if len(rest) > 2 else None)
             if len(rest) == 2 and rest[1] == "fields" and m == "GET":
                 return self._fields(req)
+            if len(rest) == 2 and rest[1] == "related_lists" and m == "GET":
+                return self._related_lists(req)
             return self._url_pattern()
         if head == "org" and len(rest) == 1:
             return self._org() if m == "GET" else self._method()
@@ -541,6 +598,8 @@ class ZohoSimulator(Simulator):
             return self._deleted(req, store) if m == "GET" else self._method()
         if len(rest) == 2 and sub == "search":
             return self._search(req, store) if m == "GET" else self._method()
+        if len(rest) in (3, 4) and sub.isdigit():
+            return self._related(req, store, sub, rest[2], rest[3] if len(rest) == 4 else None)
         if len(rest) == 2 and sub.isdigit():
             if m == "GET":
                 rec = store.records.get(sub)
@@ -556,25 +615,25 @@ class ZohoSimulator(Simulator):
     def _modules(self, req: Request, api_name: str | None) -> Response:
         ims = _parse_dt(req.headers.get("if-modified-since"))
         if api_name is not None:
-            mod = MODULES.get(api_name)
+            mod = self.modules.get(api_name)
             if mod is None:
                 return _err("INVALID_MODULE", "the module name given seems to be invalid", 400,
                             {"resource_path_index": 0})
             return Response.json({"modules": [mod.render()]})
         if ims is not None and ims >= self._started:
             return Response.empty(304)
-        return Response.json({"modules": [m.render() for m in MODULES.values()]})
+        return Response.json({"modules": [m.render() for m in self.modules.values()]})
 
     def _fields(self, req: Request) -> Response:
         name = req.q("module")
         if not name:
             return _err("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", 400,
                         {"param_name": "module"})
-        mod = MODULES.get(name)
+        mod = self.modules.get(name)
         if mod is None:
             return _err("INVALID_MODULE", "the module name given seems to be invalid", 400,
                         {"param_name": "module"})
-        return Response.json({"fields": [f.render(mod.api_name, i, mod.id) for i, f in enumerate(mod.fields)
+        return Response.json({"fields": [f.render(mod.api_name, i, mod.id, mod.number) for i, f in enumerate(mod.fields)
                                          if f.api_name not in self.missing_fields]})
 
     def _field(self, mod: ModuleDef, name: str) -> FieldDef | None:
@@ -1107,6 +1166,165 @@ class ZohoSimulator(Simulator):
                             "status": "success"})
         ok = [r["status"] == "success" for r in results]
         return Response.json({"data": results}, 200 if all(ok) else 207 if any(ok) else 400)
+
+    # ------------------------------------------------------------------ related lists (campaign members)
+    #: (module, related list) pairs served: both directions of Campaigns <-> Contacts (docs/vendors/zoho.md §15)
+    RELATIONS = {("Campaigns", "Contacts"), ("Contacts", "Campaigns")}
+
+    def _related_lists(self, req: Request) -> Response:
+        name = req.q("module")
+        if not name:
+            return _err("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", 400,
+                        {"param_name": "module"})
+        mod = self.modules.get(name)
+        if mod is None:
+            return _err("INVALID_MODULE", "the module name given seems to be invalid", 400, {"param_name": "module"})
+        out = []
+        for i, (parent, rel) in enumerate(sorted(self.RELATIONS)):
+            if parent != name:
+                continue
+            target = self.modules[rel]
+            out.append({"id": str(int(mod.id) + 500 + i), "sequence_number": str(i + 1), "display_label": rel,
+                        "api_name": rel, "name": rel, "module": {"api_name": rel, "id": target.id},
+                        "href": f"{name}/{{ENTITYID}}/{rel}", "type": "default", "action": None,
+                        "connectedmodule": None, "linkingmodule": None, "visible": True, "status": "visible"})
+        return Response.json({"related_lists": out})
+
+    def _member(self, parent: str, rid: str, other: str) -> dict[str, Any] | None:
+        camp, contact = (rid, other) if parent == "Campaigns" else (other, rid)
+        return self.members.get(camp, {}).get(contact)
+
+    def _related_ids(self, parent: str, rid: str) -> list[str]:
+        if parent == "Campaigns":
+            ids = list(self.members.get(rid, {}))
+        else:
+            ids = [c for c, m in self.members.items() if rid in m]
+        return sorted(ids, key=int)
+
+    def _related(self, req: Request, store: _Store, rid: str, rel: str, sub: str | None) -> Response:
+        parent = store.mod.api_name
+        if (parent, rel) not in self.RELATIONS:
+            return _err("INVALID_DATA", "The relation name given seems to be invalid", 400, {"resource_path_index": 2})
+        if rid not in store.records:
+            return _err("INVALID_DATA", "the related id given seems to be invalid", 400, {"resource_path_index": 1})
+        other = self.stores[rel]
+        if req.method == "GET":
+            return self._related_get(req, parent, rid, other, sub)
+        if req.method == "PUT":
+            return self._related_put(req, parent, rid, other, sub)
+        if req.method == "DELETE":
+            ids = [sub] if sub else [i.strip() for i in (req.q("ids") or "").split(",") if i.strip()]
+            if not ids:
+                return _err("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", 400,
+                            {"param_name": "ids"})
+            results = []
+            for oid in ids:
+                camp, contact = (rid, oid) if parent == "Campaigns" else (oid, rid)
+                if self.members.get(camp, {}).pop(contact, None) is None:
+                    results.append(_item_err("INVALID_DATA", "the related id given seems to be invalid", {"id": oid}))
+                else:
+                    results.append({"code": "SUCCESS", "details": {"id": oid}, "message": "relation removed",
+                                    "status": "success"})
+            return self._items_reply(results)
+        return self._method()
+
+    @staticmethod
+    def _items_reply(results: list[dict[str, Any]]) -> Response:
+        ok = [r["status"] == "success" for r in results]
+        return Response.json({"data": results}, 200 if all(ok) else 207 if any(ok) else 400)
+
+    def _related_get(self, req: Request, parent: str, rid: str, other: _Store, sub: str | None) -> Response:
+        fields = [f for f in (req.q("fields") or "").split(",") if f]
+        if not fields:
+            return _err("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", 400,
+                        {"param_name": "fields"})
+        try:
+            page = int(req.q("page", "1") or 1)
+            per_page = int(req.q("per_page", "200") or 200)
+        except ValueError:
+            return _err("INVALID_DATA", "invalid data", 400, {"param_name": "page"})
+        if not 1 <= per_page <= 200 or page < 1:
+            return _err("INVALID_DATA", "invalid data", 400, {"param_name": "per_page", "maximum_length": 200})
+        ims, bad = self._ims(req)
+        if bad is not None:
+            return bad
+        ids = self._related_ids(parent, rid)
+        if sub is not None:
+            ids = [i for i in ids if i == sub]
+        wanted = req.q("ids")
+        if wanted:
+            keep = {i.strip() for i in wanted.split(",")}
+            ids = [i for i in ids if i in keep]
+        if ims is not None:
+            by_relation = self.knobs.extra.get("related_ims", "record") == "relation"
+            inclusive = self._ims_inclusive()
+
+            def changed(oid: str) -> bool:
+                when = (self._member(parent, rid, oid) or {}).get("_time", 0) if by_relation \
+                    else other.records[oid]["Modified_Time"]
+                return when >= ims if inclusive else when > ims
+            ids = [i for i in ids if changed(i)]
+            if not ids:
+                return Response.empty(304)
+        chunk = ids[(page - 1) * per_page: page * per_page]
+        if not chunk:
+            return Response.empty(204)
+        with_status = bool(self.knobs.extra.get("member_status_in_list", True))
+        rows = []
+        for oid in chunk:
+            row = self._render(other, other.records[oid], fields)
+            if with_status:
+                row["Member_Status"] = (self._member(parent, rid, oid) or {}).get("Member_Status")
+            rows.append(row)
+        more = page * per_page < len(ids)
+        return Response.json({"data": rows, "info": {"per_page": per_page, "count": len(rows), "page": page,
+                                                     "more_records": more}})
+
+    def _related_put(self, req: Request, parent: str, rid: str, other: _Store, sub: str | None) -> Response:
+        try:
+            body = json.loads(req.body.decode("utf-8")) if req.body else None
+        except (ValueError, UnicodeDecodeError):
+            return _err("INVALID_DATA", "either the request body or parameters is in wrong format", 400)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list) or not body["data"]:
+            return _err("REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", 400,
+                        {"api_name": "data", "json_path": "$.data"})
+        rows = body["data"]
+        if len(rows) > 100:
+            return _err("LIMIT_EXCEEDED", "the number of records exceeds the limit", 400,
+                        {"limit": 100, "api_name": "data", "json_path": "$.data"})
+        allowed = self.knobs.extra.get("member_statuses", MEMBER_STATUSES)
+        allowed = allowed.split(",") if isinstance(allowed, str) else list(allowed)
+        now = int(self.clock())
+        results = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                results.append(_item_err("INVALID_DATA", "invalid data", {"json_path": f"$.data[{i}]"}))
+                continue
+            oid = str(sub if sub is not None else row.get("id", ""))
+            if oid not in other.records:
+                results.append(_item_err("INVALID_DATA", "the related id given seems to be invalid",
+                                         {"id": oid, "json_path": f"$.data[{i}].id"}))
+                continue
+            status = row.get("Member_Status")
+            if status is not None and (not isinstance(status, str) or status not in allowed):
+                results.append(_item_err("INVALID_DATA", "invalid data", {
+                    "api_name": "Member_Status", "json_path": f"$.data[{i}].Member_Status",
+                    "expected_data_type": "picklist", "supported_values": allowed}))
+                continue
+            camp, contact = (rid, oid) if parent == "Campaigns" else (oid, rid)
+            rel = self.members.setdefault(camp, {}).setdefault(contact, {"Member_Status": None})
+            if status is not None:
+                rel["Member_Status"] = status
+            rel["_time"] = now
+            results.append({"code": "SUCCESS", "details": {"id": oid}, "message": "relation added",
+                            "status": "success"})
+        return self._items_reply(results)
+
+    def relate(self, campaign_id: str, contact_id: str, status: str | None) -> None:
+        """Make a contact a campaign member (as a marketer would in the CRM); tests."""
+        with self.lock:
+            self.members.setdefault(campaign_id, {})[contact_id] = {"Member_Status": status,
+                                                                     "_time": int(self.clock())}
 
     # ------------------------------------------------------------------ search and COQL
     def _search(self, req: Request, store: _Store) -> Response:
