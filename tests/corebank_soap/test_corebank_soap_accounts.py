@@ -140,7 +140,7 @@ def test_the_documented_yaml_is_the_shipped_configuration() -> None:
 
     import yaml
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "corebank_soap.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs/corebank_soap.md").read_text(encoding="utf-8")
     block = re.search(r"## Accounts \(holdings\).*?```yaml\n(.*?)```", text, re.S)
     assert block is not None
     system = yaml.safe_load(block.group(1))["systems"]["core_accounts"]
