@@ -34,6 +34,7 @@ PAGE_MODULES = [
     "crmbridge.console.pages.dashboard",
     "crmbridge.console.pages.requests",
     "crmbridge.console.pages.users",
+    "crmbridge.console.pages.trigger",
 ]
 
 _PRE_CSRF = "crmbridge_signin_csrf"

@@ -48,6 +48,8 @@ class ConsoleState:
         trim_blocks=True, lstrip_blocks=True))
     #: called for what the console must ledger (sign-ins, refusals): ``audit(event, actor, **details)``
     audit: Callable[..., None] | None = None
+    #: runs triggered from this process (:mod:`crmbridge.console.pages.trigger`)
+    triggers: Any = None
 
 
 @dataclass
