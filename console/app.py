@@ -31,6 +31,12 @@ __all__ = ["PAGE_MODULES", "create_app"]
 #: the page groups; each module has ``routes() -> list[Route]``
 PAGE_MODULES = [
     "crmbridge.console.pages.dashboard",
+    "crmbridge.console.pages.runs",
+    "crmbridge.console.pages.customers",
+    "crmbridge.console.pages.conflicts",
+    "crmbridge.console.pages.dead_letters",
+    "crmbridge.console.pages.ledger",
+    "crmbridge.console.pages.mappings",
 ]
 
 _PRE_CSRF = "crmbridge_signin_csrf"
