@@ -12,6 +12,7 @@ from pathlib import Path
 from console_world import Served, add_users, serve
 
 from crmbridge.adapters.base import WriteItem
+from crmbridge.console.settings import ConsoleSettings
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import bootstrap
 
@@ -29,7 +30,7 @@ class World:
 
 
 @contextmanager
-def world(tmp: Path, *, state_url: str | None = None) -> Iterator[World]:
+def world(tmp: Path, *, state_url: str | None = None, settings: ConsoleSettings | None = None) -> Iterator[World]:
     from crmbridge.sync.engine import run_job
 
     with DemoEnvironment(tmp / "demo", customers=30, bad_fraction=0.1, seed=11, state_url=state_url) as env:
@@ -47,7 +48,7 @@ def world(tmp: Path, *, state_url: str | None = None) -> Iterator[World]:
                 pid = tx.parties_in("zoho_cn", limit=1)[0]
                 custno = [x for x in tx.xrefs_for_party(pid, "corebank", "Customer")][0][2]
             ric = str(env.core.store.get(custno)["id_number"])
-            for url in serve(rt):
+            for url in serve(rt, settings):
                 yield World(Served(url, rt, env), custno, ric)
         finally:
             rt.close()
