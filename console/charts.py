@@ -48,7 +48,7 @@ def _num(v: float) -> str:
 
 
 def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, stacked: bool = False,
-              width: int = 560, height: int = 200) -> Markup:
+              width: int = 540, height: int = 200, max_slot: float = 44.0) -> Markup:
     """An SVG bar chart: one group (or stack) of bars per label, one bar per series.
 
     Args:
@@ -56,6 +56,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, st
         labels: the x-axis labels (run ids, dates); long lists show every n-th label only.
         series: the values, one per label each (a missing value counts as 0).
         stacked: stack the series in one bar per label instead of side by side.
+        max_slot: the widest a label's group may be (a few runs make narrow bars on the left, not slabs).
     """
     left, right, top, bottom = 40, 8, 26, 34
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -80,7 +81,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, st
         out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" font-size="12" '
                    f'text-anchor="middle" fill="#5d6b7a">no runs yet</text>')
     else:
-        slot = plot_w / n
+        slot = min(plot_w / n, float(max_slot))
         gap = min(6.0, slot * 0.2)
         bar_w = (slot - gap) if stacked else (slot - gap) / len(series)
         every = max(1, math.ceil(n / 12))   # at most ~12 labels under the axis

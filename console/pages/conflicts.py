@@ -35,7 +35,11 @@ def masked_sides(rt: Any, row: dict[str, Any]) -> list[dict[str, Any]]:
             v = values[side].get(p)
             return "∅" if v is None else mask_canonical(p, v, None)
 
-        out.append({"path": path, "base": masked("base"), "source": masked("source"), "target": masked("target")})
+        base = values["base"].get(path)
+        out.append({"path": path, "base": masked("base"), "source": masked("source"), "target": masked("target"),
+                    # whether each side moved since the last sync (masks of different values can look alike)
+                    "source_changed": values["source"].get(path) != base,
+                    "target_changed": values["target"].get(path) != base})
     return out
 
 

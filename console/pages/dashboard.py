@@ -72,11 +72,17 @@ def dashboard(req: ConsoleRequest) -> Response:
         for job in jobs:
             last = tx.list_runs(job, limit=1)
             run = last[0] if last else None
-            cursors = views.cursors_of(job)
-            marks = [t for t in (_cursor_time(c["value"]) for c in cursors) if t is not None]
-            lag = (now - max(marks)).total_seconds() if marks else None
-            letters, waiting = tx.open_counts(job)
             cfg = runtime.config.jobs[job]
+            source_key = f"{cfg.source_system}.{cfg.source_object}"
+            sides = []
+            for c in views.cursors_of(job):
+                at = _cursor_time(c["value"])
+                if at is not None:
+                    sides.append({"object": c["object"], "at": at.strftime("%Y-%m-%d %H:%M:%S"),
+                                  "lag": duration(max(0.0, (now - at).total_seconds())),
+                                  "source": c["object"] == source_key})
+            head = next((x for x in sides if x["source"]), sides[0] if sides else None)
+            letters, waiting = tx.open_counts(job)
             rows.append({
                 "job": job, "route": f"{cfg.source_system}.{cfg.source_object} → "
                                      f"{cfg.target_system}.{cfg.target_object}",
@@ -84,8 +90,8 @@ def dashboard(req: ConsoleRequest) -> Response:
                 "run": run, "started": when(run["started_at"]) if run else None,
                 "took": duration((run["finished_at"] - run["started_at"]).total_seconds())
                 if run and run["finished_at"] else "—",
-                "lag": duration(max(0.0, lag)) if lag is not None else "no cursor yet",
-                "lag_seconds": lag, "cursor": max(marks).strftime("%Y-%m-%d %H:%M:%S") if marks else None,
+                "lag": head["lag"] if head else "no cursor yet", "cursor": head["at"] if head else None,
+                "other_sides": [x for x in sides if x is not head],
                 "letters": letters, "conflicts": waiting,
                 "charts": _charts(job, views.recent_runs(job, limit=CHART_RUNS)),
             })
