@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from crmbridge.console.pages._view import int_param, when
 from crmbridge.console.web import ConsoleRequest, endpoint, render, route
+from crmbridge.core.errors import CrmBridgeError
 from crmbridge.core.logsafe import mask_text
 from crmbridge.sync.state.console_views import ConsoleViews
 
@@ -73,7 +74,11 @@ def retry(req: ConsoleRequest) -> Response:
         return render(req, "dead_letters_retried.html", status_code=400, error="No open dead letter to retry.",
                       outcome=None, notes=[])
     notes: list[str] = []
-    outcome = retry_dead_letters(rt, rows, actor=req.principal.actor, say=notes.append)
+    try:
+        outcome = retry_dead_letters(rt, rows, actor=req.principal.actor, say=notes.append)
+    except CrmBridgeError as exc:   # the job is running elsewhere, a system is down...: said, nothing hidden
+        return render(req, "dead_letters_retried.html", status_code=409, outcome=None, notes=[],
+                      error=f"Not retried: {mask_text(str(exc))}")
     reports = [{"run_id": r.run_id, "job": r.job, "status": r.status, "read": r.read,
                 "outcomes": sorted((k, v) for k, v in r.outcomes.items() if v)} for r in outcome.reports]
     with rt.store.transaction(read_only=True, refuse_writes=True) as tx:

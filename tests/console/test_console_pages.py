@@ -232,3 +232,25 @@ def test_list_pages_never_use_offset(w: World, audrey: requests.Session) -> None
         event.remove(engine, "before_cursor_execute", record)
     assert any("ledger_entries" in s for s in seen) and any("FROM runs" in s for s in seen)
     assert all(o == 0 for o in offsets), offsets
+
+
+@pytest.mark.postgres
+def test_every_page_over_postgresql(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    with world(tmp_path_factory.mktemp("pg"), state_url=pg_url, settings=ConsoleSettings(page_size=2)) as wd:
+        s = wd.served.session("audrey")
+        for page in PAGES:
+            r = s.get(wd.url + page)
+            assert r.status_code == 200, (page, r.status_code, r.text[:300])
+            assert wd.ric not in r.text
+        token = csrf_of(s.get(wd.url + "/customers").text)
+        r = s.post(wd.url + "/customers/search", data={"csrf_token": token, "scheme": "CN_RIC", "value": wd.ric},
+                   allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/customers/")
+        assert wd.custno in s.get(wd.url + r.headers["location"]).text
+        first = s.get(wd.url + "/runs").text
+        assert re.findall(r'<tr data-run="(\d+)">', first) == ["3", "2"]
+        html = s.get(wd.url + "/runs/2").text
+        seqs = [int(x) for x in re.findall(r'<tr class="entry" data-seq="(\d+)"', html)]
+        more = [int(x) for x in re.findall(r'data-seq="(\d+)"', s.get(wd.url + f"/runs/2?after={seqs[-1]}").text)]
+        assert len(seqs) == 2 and more and min(more) > max(seqs)
+        assert "OK: " in s.post(wd.url + "/ledger/verify", data={"csrf_token": token}).text
