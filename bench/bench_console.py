@@ -112,9 +112,9 @@ def _fill(engine: Any, total: int) -> dict[str, Any]:
             + frm)
         c.execute(text(sql), {"s": start, "e": total, "rb": run_base, "p": parties})
         c.execute(text("UPDATE ledger_head SET seq = :e WHERE id = 1"), {"e": total})
-    if pg:
+    if pg:   # vacuumed now, so autovacuum does not wake up on the new million rows in the middle of the timings
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("ANALYZE"))
+            c.execute(text("VACUUM ANALYZE"))
     else:
         with engine.begin() as c:
             c.execute(text("ANALYZE"))
