@@ -145,3 +145,25 @@ def test_an_auditors_export_verifies_offline_with_the_standalone_verifier(w: Wor
 def test_a_steward_may_not_export_the_ledger(w: World) -> None:
     r = _post(w, w.served.session("stella"), "/ledger", "/ledger/export", {})
     assert r.status_code == 403 and "ledger.export" in r.text
+
+
+def test_a_retry_while_the_job_runs_elsewhere_says_so(w: World) -> None:
+    store = w.served.runtime.store
+    with store.transaction(read_only=True) as tx:
+        letter = next(d for d in tx.list_dead_letters(status=["open"], limit=100) if d["job"] == "core_to_zoho")
+    assert store.acquire_lease("core_to_zoho", "another-host:4242:cafe", 300)
+    try:
+        r = _post(w, w.served.session("oscar"), "/dead-letters", "/dead-letters/retry", {"ids": str(letter["id"])})
+    finally:
+        store.release_lease("core_to_zoho", "another-host:4242:cafe")
+    assert r.status_code == 409 and "Not retried" in r.text and "already running" in r.text
+
+
+def test_the_dashboard_draws_runs_recorded_before_calls_per_system(w: World) -> None:
+    store = w.served.runtime.store
+    with store.transaction() as tx:   # a run recorded by an earlier crmbridge: API calls as one total
+        run_id = tx.start_run("core_to_zoho", actor="ops@test")
+        tx.finish_run(run_id, "succeeded", counts={"read": 5, "unchanged": 5, "api_calls": 7})
+    html = w.served.session("audrey").get(w.url + "/").text
+    calls = next(s for s in re.findall(r"<svg .*?</svg>", html, re.S) if "core_to_zoho: API calls" in s)
+    assert f"#{run_id} · (runs before per-system counts): 7<" in calls

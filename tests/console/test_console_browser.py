@@ -71,9 +71,10 @@ def _sign_in(page: Page, w: World, user: str, password: str = PASSWORD) -> None:
     page.click("button[type=submit]")
 
 
-def _shot(page: Page, shots: Path, name: str, *, full: bool = False) -> Path:
+def _shot(page: Page, shots: Path, name: str, *, full: bool = False, height: int | None = None) -> Path:
     path = shots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full)
+    clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height} if height else None
+    page.screenshot(path=str(path), full_page=full or bool(height), clip=clip)  # type: ignore[arg-type]
     assert path.stat().st_size > 5_000        # something was drawn
     return path
 
@@ -119,7 +120,7 @@ def test_a_runs_records_with_payload_and_answer(w: World, browser: Browser, shot
     expect(first).to_contain_text("mobile_masked__c")
     expect(page.locator(".answer").first).to_contain_text("status created")
     assert w.ric not in page.content()
-    _shot(page, shots, "05-run-records")
+    _shot(page, shots, "05-run-records", height=1000)   # the first record whole: payload, answer, mappings
     page.context.close()
 
 
