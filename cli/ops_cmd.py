@@ -5,7 +5,7 @@ Values are shown masked; a dead letter's payload is decrypted only to be masked 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -109,7 +109,7 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
     A letter whose record, read again from its system, carries C3 authentication data (a PIN, a CVV...) is refused:
     it is not made due, the refusal names the key paths (never a value), and the command exits 1.
     """
-    from crmbridge.sync.engine import run_job
+    from crmbridge.sync.deadletters import retry_dead_letters
     from crmbridge.sync.report import render_summary
 
     if dl_id is None and not all_:
@@ -122,16 +122,15 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
             rows = [r for r in rows if r is not None]
             if not rows:
                 raise typer.BadParameter(f"no dead letter {dl_id}" if dl_id is not None else "no open dead letters")
-        refused = _c3_refusals(rt, rows)
-        rows = [r for r in rows if r["id"] not in refused]
-        with rt.store.transaction() as tx:
-            for r in rows:
-                tx.mark_dead_letter(r["id"], "open", next_attempt_at=datetime.now(UTC))
-        jobs = sorted({r["job"] for r in rows})
-        if rows:
-            console.print(f"{len(rows)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
-        failed = bool(refused)
-        if run:
+        outcome = retry_dead_letters(rt, rows, actor=cli_actor("deadletters retry"), run=False,
+                                     say=lambda m: console.print(Text(m)))
+        jobs = sorted({r["job"] for r in rows if r["id"] in outcome.due})
+        if outcome.due:
+            console.print(f"{len(outcome.due)} dead letter(s) due now, in job(s): {', '.join(jobs)}")
+        failed = bool(outcome.refused)
+        if run and outcome.due:
+            from crmbridge.sync.engine import run_job
+
             for job in jobs:
                 report = run_job(rt, job, actor=cli_actor("deadletters retry"))
                 render_summary(report, console)
@@ -140,41 +139,6 @@ def dl_retry(dl_id: Annotated[int | None, typer.Argument(help="A dead letter id.
         rt.close()
     if failed:
         raise typer.Exit(1)
-
-
-#: reads in a row that fail before ``deadletters retry`` stops reading a system (the run's breaker judges it)
-_READS_BEFORE_DOWN = 3
-
-
-def _c3_refusals(rt: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
-    """Letters whose record carries C3 data now (read again from its system; the engine reads it the same way to
-    retry it), by id → the refusal. A record that cannot be read, or is gone, is left to the run to judge."""
-    from crmbridge.canonical.c3 import refuse_c3
-    from crmbridge.core.errors import CrmBridgeError, ForbiddenDataError
-
-    out: dict[int, str] = {}
-    down: dict[str, int] = {}    # consecutive read failures per system: a system that is down is not read on
-    for r in rows:
-        if not r["external_id"] or not r["source_system"] or down.get(r["source_system"], 0) >= _READS_BEFORE_DOWN:
-            continue
-        where = f"{r['source_system']}:{r['source_object']}/{r['external_id']}"
-        try:
-            raw = rt.adapter(r["source_system"]).get(r["source_object"], r["external_id"])
-        except (CrmBridgeError, OSError) as exc:
-            down[r["source_system"]] = down.get(r["source_system"], 0) + 1
-            console.print(Text(f"dead letter {r['id']}: {where} could not be read before the retry "
-                               f"({mask_text(str(exc))}); the run reads it again"))
-            continue
-        down[r["source_system"]] = 0
-        data = getattr(raw, "data", raw)
-        if not isinstance(data, dict):
-            continue
-        try:
-            refuse_c3(data, where=where)
-        except ForbiddenDataError as exc:
-            out[r["id"]] = str(exc)
-            console.print(Text(f"dead letter {r['id']} not retried: {exc} (remove it at the source, then retry)"))
-    return out
 
 
 @cf_app.command("list")

@@ -32,9 +32,15 @@ __all__ = ["PAGE_MODULES", "create_app"]
 #: the page groups; each module has ``routes() -> list[Route]``
 PAGE_MODULES = [
     "crmbridge.console.pages.dashboard",
+    "crmbridge.console.pages.trigger",          # /runs/trigger before /runs/{run_id}
+    "crmbridge.console.pages.runs",
+    "crmbridge.console.pages.customers",
+    "crmbridge.console.pages.conflicts",
+    "crmbridge.console.pages.dead_letters",
+    "crmbridge.console.pages.ledger",
+    "crmbridge.console.pages.mappings",
     "crmbridge.console.pages.requests",
     "crmbridge.console.pages.users",
-    "crmbridge.console.pages.trigger",
 ]
 
 _PRE_CSRF = "crmbridge_signin_csrf"

@@ -176,6 +176,8 @@ class RunReport:
         out: dict[str, Any] = {"read": self.read, **{str(k): v for k, v in self.actions.items()},
                                "outcomes": dict(self.outcomes), "api_calls": sum(self.api_calls.values()),
                                "retries": self.retries}
+        if self.api_calls:   # per system, for the console's chart of API calls per system over time
+            out["api_calls_by_system"] = dict(sorted(self.api_calls.items()))
         if self.refusals:
             out["refusals"] = dict(self.refusals.most_common(20))
         if self.unreachable:

@@ -163,7 +163,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         Index("ix_ledger_entries_party_id", "party_id"),
-        Index("ix_ledger_entries_run_id", "run_id"),
+        Index("ix_ledger_entries_run_id_seq", "run_id", "seq"),   # a run's entries in order (console pages)
         Index("ix_ledger_entries_job_recorded_at", "job", "recorded_at"),
         Index("ix_ledger_entries_recorded_at", "recorded_at"),
         Index("ix_ledger_entries_source", "source_system", "source_object", "source_id"),

@@ -4,7 +4,7 @@ An auditor asks which code made a decision: each run records the installed crmbr
 ``crmbridge --version`` prints it). Runs recorded before this revision hold NULL.
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015
 Create Date: 2026-12-08 00:05:00
 """
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic. Only down_revision names another migration (re-chain it there).
 revision: str = '0016'
-down_revision: str | Sequence[str] | None = '0012'
+down_revision: str | Sequence[str] | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
