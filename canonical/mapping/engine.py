@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import collections.abc
+import decimal
+import enum
+import types
+import typing
 import uuid
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    FutureDate,
+    FutureDatetime,
+    NaiveDatetime,
+    PastDate,
+    PastDatetime,
+    SecretBytes,
+    SecretStr,
+    TypeAdapter,
+)
 from pydantic import ValidationError as PydanticValidationError
 
+from crmbridge.canonical.mapping.compiled import CompiledMapping
 from crmbridge.canonical.mapping.policy import _show
 from crmbridge.canonical.mapping.profile import UNDECLARED, TargetProfile
 from crmbridge.canonical.mapping.spec import MappingSpec, PartyTypeRule
@@ -70,6 +87,16 @@ class Mapping:
         self._modified_chain: list[tuple[Transform, str]] = []
         self._deleted: Path | None = None
         self._type_rule: Path | None = None
+        self._plan: CompiledMapping | None = None
+
+    @property
+    def plan(self) -> CompiledMapping:
+        """The mapping compiled into per-record closures (:mod:`~crmbridge.canonical.mapping.compiled`): built at
+        load by :func:`~crmbridge.canonical.mapping.loader.load_mapping`, else on first use."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = CompiledMapping(self)
+        return plan
 
     # ---- header
     @property
@@ -218,7 +245,10 @@ class Mapping:
             return None
         return rule.map[key]
 
-    def _run_in(self, raw: AbcMapping[str, Any], party_id: uuid.UUID | None) -> _InRecord:
+    def _run_in(self, raw: AbcMapping[str, Any], party_id: uuid.UUID | None, *,
+                interpret: bool = False) -> _InRecord:
+        """Map ``raw`` in: through the compiled plan, or (``interpret``: previews, and the reference the compiled
+        plan is tested against) step by step, recording what each step read and wrote."""
         if not isinstance(raw, AbcMapping):
             raise ValidationError("a vendor record must be a JSON object", code="bad_record", where=self._where())
         rec = _InRecord(self, raw)
@@ -250,6 +280,11 @@ class Mapping:
                 ref["source_updated_at"] = mod
                 rec.modified = mod
             rec.canon["source_refs"] = [ref]
+        if not interpret:
+            for when, apply in self.plan.steps_in(ptype):
+                if when is None or when(rec):
+                    apply(rec)
+            return rec
         for i, step in self._steps("in"):
             if step.applies_to(ptype) and (step.when is None or step.when.holds_in(rec)):
                 rec.step_no = i
@@ -288,7 +323,7 @@ class Mapping:
     def trace_in(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None
                  ) -> tuple[dict[str, Any], list[TraceRow]]:
         """Like :meth:`map_in`, also returning what each step read and wrote (for previews)."""
-        rec = self._run_in(raw, party_id)
+        rec = self._run_in(raw, party_id, interpret=True)
         if rec.problems:
             self._raise(rec.problems)
         return rec.canon, rec.trace
@@ -352,13 +387,19 @@ class Mapping:
         Raises:
             ValidationError: the party does not fit this mapping, or a mandatory vendor field has no value.
         """
-        payload, _ = self.trace_out(party)
-        return payload
+        return self._run_out(party, interpret=False).payload
 
     def trace_out(self, party: Any) -> tuple[dict[str, Any], list[TraceRow]]:
         """Like :meth:`map_out`, also returning what each step read and wrote (for previews)."""
-        data = party.model_dump(mode="python") if isinstance(party, BaseModel) else dict(party)
-        data = _unsecret(data)
+        rec = self._run_out(party, interpret=True)
+        return rec.payload, rec.trace
+
+    def _run_out(self, party: Any, *, interpret: bool) -> _OutRecord:
+        if isinstance(party, BaseModel):
+            data = party.model_dump(mode="python")
+            data = _unsecret(data) if interpret else _unsecret_model(type(party), data)
+        else:
+            data = _unsecret(dict(party))
         rec = _OutRecord(self, data)
         ptype = plain_value(data.get("party_type"))
         fixed = self.fixed_party_type
@@ -376,13 +417,18 @@ class Mapping:
             code = next((k for k, v in rule.map.items() if v == ptype), None)
             if code is not None:
                 rec.put(self._type_rule, code, "party_type", ptype, None)
-        for i, step in self._steps("out"):
-            if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
-                rec.step_no = i
-                step.apply_out(rec)
+        if not interpret:
+            for when, apply in self.plan.steps_out(ptype):
+                if when is None or when(rec):
+                    apply(rec)
+        else:
+            for i, step in self._steps("out"):
+                if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
+                    rec.step_no = i
+                    step.apply_out(rec)
         if rec.problems:
             self._raise(rec.problems)
-        return rec.payload, rec.trace
+        return rec
 
 
 @cache
@@ -399,6 +445,52 @@ def path_get_loc(obj: Any, loc: Sequence[str | int]) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return cur
+
+
+def _unsecret_model(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_unsecret` of ``cls``'s python dump, walking only the fields whose declared type can hold a secret
+    (found once per model class: a typed field of the canonical model never dumps a ``SecretStr``; ``Any`` can)."""
+    fields = _secret_fields(cls)
+    if fields:
+        data = {k: (_unsecret(v) if k in fields else v) for k, v in data.items()}
+    return data
+
+
+@cache
+def _secret_fields(cls: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, f in cls.model_fields.items() if _may_hold_secret(f.annotation))
+
+
+#: declared types whose python dump is a plain value (never a secret)
+_PLAIN_TYPES = frozenset({str, bytes, int, float, bool, complex, datetime, date, time, timedelta, decimal.Decimal,
+                          uuid.UUID, AwareDatetime, NaiveDatetime, PastDate, FutureDate, PastDatetime,
+                          FutureDatetime})
+
+
+def _may_hold_secret(tp: Any, depth: int = 0) -> bool:
+    """Whether a value of declared type ``tp`` can hold a ``SecretStr``/``SecretBytes`` anywhere (failing safe: an
+    annotation not understood answers yes)."""
+    if depth > 12:
+        return True
+    if tp is None or tp is type(None):
+        return False
+    if isinstance(tp, type):
+        if issubclass(tp, SecretStr | SecretBytes):
+            return True
+        if issubclass(tp, BaseModel):
+            return any(_may_hold_secret(f.annotation, depth + 1) for f in tp.model_fields.values())
+        if tp in _PLAIN_TYPES or issubclass(tp, enum.Enum):
+            return False
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _may_hold_secret(typing.get_args(tp)[0], depth + 1)
+    if origin is typing.Literal:
+        return False
+    if origin in (typing.Union, types.UnionType, list, tuple, set, frozenset, dict, collections.abc.Sequence,
+                  collections.abc.Mapping):
+        return any(_may_hold_secret(a, depth + 1) for a in typing.get_args(tp) if a is not Ellipsis)
+    return True
 
 
 def _unsecret(v: Any) -> Any:
