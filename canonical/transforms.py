@@ -412,7 +412,9 @@ class PhoneE164(Transform):
     def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
         if value == "":
             return None
-        return phonenumbers.format_number(self._parse(value), phonenumbers.PhoneNumberFormat.E164)
+        from crmbridge.canonical.phones import remember_phone  # the model's validator then needs no second parse
+
+        return remember_phone(self._parse(value))
 
     def to_vendor(self, value: Any, ctx: TransformContext) -> Any:
         if self.format == "e164":
