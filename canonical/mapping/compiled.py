@@ -43,8 +43,8 @@ from crmbridge.core.paths import (
     Path,
     PathIndex,
     PathKey,
+    _cond_value,
     cond_matches,
-    path_set,
     plain_value,
 )
 
@@ -81,28 +81,15 @@ def _get_index(index: int) -> Getter:
 
 
 def _get_select(conds: tuple[tuple[str, str], ...]) -> Getter:
-    if len(conds) == 1:
-        (key, want), = conds
-
-        def get_one(cur: Any) -> Any:
-            if not isinstance(cur, list | tuple):
-                return None
-            for x in cur:
-                if type(x) is dict:
-                    have = x.get(key)
-                    if type(have) is str:   # the common case, exactly what cond_matches decides for it
-                        if have == want:
-                            return x
-                        continue
-                if cond_matches(x, conds):
-                    return x
-            return None
-        return get_one
+    match = _matcher(conds)
 
     def get(cur: Any) -> Any:
         if not isinstance(cur, list | tuple):
             return None
-        return next((x for x in cur if cond_matches(x, conds)), None)
+        for x in cur:
+            if match(x):
+                return x
+        return None
     return get
 
 
@@ -148,7 +135,66 @@ def compile_set(path: Path) -> Setter:
             cur[last] = value
             return names
         return set_keys
-    return lambda obj, value: path_set(obj, path, value)
+    plan: list[tuple[int, Any, bool, type]] = []
+    for n, op in enumerate(ops):
+        last = n == len(ops) - 1
+        fresh: type = dict if not last and isinstance(ops[n + 1], PathKey) else list
+        if isinstance(op, PathKey):
+            plan.append((0, op.name, last, fresh))
+        elif isinstance(op, PathIndex):
+            plan.append((1, op.index, last, fresh))
+        else:
+            plan.append((2, (_matcher(op.conds), op.conds), last, fresh))
+
+    def set_any(obj: dict[str, Any], value: Any) -> tuple[str | int, ...]:
+        loc: list[str | int] = []
+        cur: Any = obj
+        for kind, arg, last, fresh in plan:
+            if kind == 0:
+                if last:
+                    cur[arg] = value
+                else:
+                    nxt = cur.get(arg)
+                    if not isinstance(nxt, dict | list):
+                        nxt = cur[arg] = fresh()
+                    cur = nxt
+                loc.append(arg)
+            elif kind == 1:
+                while len(cur) <= arg:
+                    cur.append(None)
+                if last:
+                    cur[arg] = value
+                elif not isinstance(cur[arg], dict | list):
+                    cur[arg] = fresh()
+                loc.append(arg)
+                cur = cur[arg]
+            else:
+                match, conds = arg
+                idx = next((i for i, x in enumerate(cur) if match(x)), None)
+                if idx is None:
+                    cur.append({k: _cond_value(v) for k, v in conds})
+                    idx = len(cur) - 1
+                if last:
+                    cur[idx] = value
+                loc.append(idx)
+                cur = cur[idx]
+        return tuple(loc)
+    return set_any
+
+
+def _matcher(conds: tuple[tuple[str, str], ...]) -> Callable[[Any], bool]:
+    """``cond_matches(x, conds)`` for fixed ``conds``, a text value of a plain dict compared at once."""
+    if len(conds) != 1:
+        return lambda x: cond_matches(x, conds)
+    (key, want), = conds
+
+    def match(x: Any) -> bool:
+        if type(x) is dict:
+            have = x.get(key)
+            if type(have) is str:
+                return have == want
+        return cond_matches(x, conds)
+    return match
 
 
 def _attr_path(base: Path, key: str) -> Path:
