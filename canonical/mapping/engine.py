@@ -46,6 +46,8 @@ from crmbridge.canonical.mapping.steps import (
 from crmbridge.canonical.mapping.yamlio import keypath
 from crmbridge.canonical.model import (
     AnyParty,
+    Individual,
+    Organisation,
 )
 from crmbridge.canonical.transforms import (
     Transform,
@@ -340,10 +342,15 @@ class Mapping:
             self._raise(rec.problems)
         return self._validate(rec)
 
-    def _validate(self, rec: _InRecord) -> Any:
-        adapter = _party_adapter()
+    def _validate(self, rec: _InRecord, *, union: bool = False) -> Any:
+        """Validate the mapped record as its party type's model (straight to the model when the type is plain
+        text, which is what the discriminated union would pick; ``union``: through the union, the reference)."""
+        ptype = rec.canon.get("party_type")
+        model = None if union or type(ptype) is not str else _PARTY_MODELS.get(ptype)
         try:
-            return adapter.validate_python(rec.canon)
+            if model is not None:
+                return model.model_validate(rec.canon)
+            return _party_adapter().validate_python(rec.canon)
         except PydanticValidationError as exc:
             problems = [self._locate(rec, e) for e in exc.errors(include_url=False, include_input=False)]
             self._raise(problems, code=str(exc.errors()[0]["type"]) if exc.errors() else "invalid")
@@ -429,6 +436,10 @@ class Mapping:
         if rec.problems:
             self._raise(rec.problems)
         return rec
+
+
+#: the model a party type's record validates as (the union's discriminator, without the union)
+_PARTY_MODELS: dict[str, type[BaseModel]] = {"INDIVIDUAL": Individual, "ORGANISATION": Organisation}
 
 
 @cache

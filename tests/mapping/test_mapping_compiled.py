@@ -145,8 +145,8 @@ def check_in(name: str, raw: dict[str, Any]) -> list[Any]:
     # the public entry points: the compiled path against the interpreter's record, validated the same way
     if r.problems:
         ref_party = outcome(m._raise, r.problems)
-    else:
-        ref_party = outcome(m._validate, r)
+    else:   # validated through the discriminated union, as before the straight-to-model dispatch
+        ref_party = outcome(m._validate, r, union=True)
     got_party = outcome(m.to_party, raw, party_id=pid)
     assert ref_party[0] == got_party[0]
     if ref_party[0] == "ok":
