@@ -90,6 +90,7 @@ class Mapping:
         self._deleted: Path | None = None
         self._type_rule: Path | None = None
         self._plan: CompiledMapping | None = None
+        self._owned: dict[str, list[str]] = {}
 
     @property
     def plan(self) -> CompiledMapping:
@@ -221,6 +222,12 @@ class Mapping:
 
     def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
         """Canonical paths the mapping writes (``in``) or reads (``out``), selectors included."""
+        owned = self._owned.get(direction)
+        if owned is None:   # the steps do not change once compiled: worked out once per direction
+            owned = self._owned[direction] = self._owned_canonical_paths(direction)
+        return list(owned)
+
+    def _owned_canonical_paths(self, direction: str) -> list[str]:
         seen: dict[str, None] = {}
         if direction == "in":
             seen.setdefault("party_type")
