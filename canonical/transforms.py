@@ -357,17 +357,12 @@ class Lower(Transform):
         return _strs(value, str.lower)
 
 
+#: full-width ASCII forms U+FF01–U+FF5E → ASCII, the ideographic space U+3000 → " "
+_HALF = {o: o - 0xFEE0 for o in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def _half(s: str) -> str:
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if 0xFF01 <= o <= 0xFF5E:
-            out.append(chr(o - 0xFEE0))
-        elif o == 0x3000:
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return s.translate(_HALF)
 
 
 @register_transform

@@ -43,6 +43,7 @@ from crmbridge.core.paths import (
     Path,
     PathIndex,
     PathKey,
+    PathSelect,
     _cond_value,
     cond_matches,
     plain_value,
@@ -135,6 +136,9 @@ def compile_set(path: Path) -> Setter:
             cur[last] = value
             return names
         return set_keys
+    if (len(ops) == 3 and isinstance(ops[0], PathKey) and isinstance(ops[1], PathSelect)
+            and isinstance(ops[2], PathKey)):
+        return _set_selected(ops[0].name, ops[1].conds, ops[2].name)
     plan: list[tuple[int, Any, bool, type]] = []
     for n, op in enumerate(ops):
         last = n == len(ops) - 1
@@ -180,6 +184,28 @@ def compile_set(path: Path) -> Setter:
                 cur = cur[idx]
         return tuple(loc)
     return set_any
+
+
+def _set_selected(head: str, conds: tuple[tuple[str, str], ...], leaf: str) -> Setter:
+    """``path_set`` of ``head[k=v].leaf`` (``identifiers[scheme=CN_RIC].value``, a consent's attribute): the list,
+    the selected element (appended when missing), the leaf."""
+    match = _matcher(conds)
+
+    def set_selected(obj: dict[str, Any], value: Any) -> tuple[str | int, ...]:
+        items = obj.get(head)
+        if not isinstance(items, dict | list):
+            items = obj[head] = []
+        idx = -1
+        for i, x in enumerate(items):
+            if match(x):
+                idx = i
+                break
+        if idx < 0:
+            items.append({k: _cond_value(v) for k, v in conds})
+            idx = len(items) - 1
+        items[idx][leaf] = value
+        return (head, idx, leaf)
+    return set_selected
 
 
 def _matcher(conds: tuple[tuple[str, str], ...]) -> Callable[[Any], bool]:

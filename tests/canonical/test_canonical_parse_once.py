@@ -123,3 +123,24 @@ _RECORDS = st.recursive(_LEAVES, lambda kids: st.one_of(st.lists(kids, max_size=
 @given(record=st.dictionaries(_KEYS, _RECORDS, max_size=6))
 def test_c3_per_shape_finds_what_walking_every_value_finds(record: dict[Any, Any]) -> None:
     assert find_c3(record) == _find_c3_walking_every_value(record)
+
+
+def _half_char_by_char(s: str) -> str:
+    """fullwidth_to_halfwidth as it was (a loop over the characters): the oracle of the translation table."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if 0xFF01 <= o <= 0xFF5E:
+            out.append(chr(o - 0xFEE0))
+        elif o == 0x3000:
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.one_of(st.characters(min_codepoint=0xFEF0, max_codepoint=0xFF70),
+                                       st.sampled_from("\u3000 a1X张"), st.characters()), max_size=30))
+def test_fullwidth_to_halfwidth_translates_as_the_character_loop_did(text: str) -> None:
+    assert build_transform("fullwidth_to_halfwidth").to_canonical(text, CTX) == _half_char_by_char(text)
