@@ -51,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -375,6 +376,24 @@ class FullwidthToHalfwidth(Transform):
         return _strs(value, _half)
 
 
+@lru_cache(maxsize=1024)  # a record's number is parsed once: two fields from one value, the same value again
+def _parse_phone(text: str, region: str, mobile_only: bool) -> phonenumbers.PhoneNumber:
+    """A valid number (never mutated by its users: the answer is shared); TransformError otherwise (not cached)."""
+    raw = _half(text).strip(_WS)
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        n = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise TransformError("not a phone number") from None
+    if not phonenumbers.is_valid_number(n):
+        raise TransformError("not a valid phone number")
+    if mobile_only and phonenumbers.number_type(n) not in (
+            phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise TransformError("not a mobile number")
+    return n
+
+
 @register_transform
 class PhoneE164(Transform):
     """Parse a phone number (default region CN) into E.164; out in the chosen ``format``.
@@ -390,19 +409,7 @@ class PhoneE164(Transform):
     mobile_only: bool = False
 
     def _parse(self, value: Any) -> phonenumbers.PhoneNumber:
-        raw = _half(str(value)).strip(_WS)
-        if raw.startswith("00"):
-            raw = "+" + raw[2:]
-        try:
-            n = phonenumbers.parse(raw, self.region)
-        except phonenumbers.NumberParseException:
-            raise TransformError("not a phone number") from None
-        if not phonenumbers.is_valid_number(n):
-            raise TransformError("not a valid phone number")
-        if self.mobile_only and phonenumbers.number_type(n) not in (
-                phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
-            raise TransformError("not a mobile number")
-        return n
+        return _parse_phone(str(value), self.region, self.mobile_only)
 
     def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
         if value == "":

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
 from datetime import UTC, datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -217,6 +218,8 @@ def _matcher(conds: tuple[tuple[str, str], ...]) -> Callable[[Any], bool]:
     def match(x: Any) -> bool:
         if type(x) is dict:
             have = x.get(key)
+            if isinstance(have, Enum):   # what cond_matches compares too (a party dumped in python mode)
+                have = have.value
             if type(have) is str:
                 return have == want
         return cond_matches(x, conds)

@@ -19,7 +19,7 @@ from crmbridge.canonical import phones
 from crmbridge.canonical.c3 import _carries_data, c3_rule, find_c3
 from crmbridge.canonical.mapping import load_mapping
 from crmbridge.canonical.phones import normalise_phone
-from crmbridge.canonical.transforms import TransformContext, build_transform
+from crmbridge.canonical.transforms import TransformContext, TransformError, build_transform
 from crmbridge.core.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +144,21 @@ def _half_char_by_char(s: str) -> str:
                                        st.sampled_from("\u3000 a1X张"), st.characters()), max_size=30))
 def test_fullwidth_to_halfwidth_translates_as_the_character_loop_did(text: str) -> None:
     assert build_transform("fullwidth_to_halfwidth").to_canonical(text, CTX) == _half_char_by_char(text)
+
+
+@pytest.mark.parametrize("fmt", ["national", "international", "digits"])
+def test_a_number_parsed_once_formats_out_as_a_fresh_parse_does(fmt: str) -> None:
+    import phonenumbers
+
+    t = build_transform({"name": "phone_e164", "format": fmt})
+    for raw in NUMBERS:
+        e164 = t.to_canonical(raw, CTX)
+        fresh = phonenumbers.parse(e164, "CN")
+        want = (phonenumbers.national_significant_number(fresh) if fmt == "digits" else phonenumbers.format_number(
+            fresh, phonenumbers.PhoneNumberFormat.NATIONAL if fmt == "national"
+            else phonenumbers.PhoneNumberFormat.INTERNATIONAL))
+        assert t.to_vendor(e164, CTX) == want
+        assert t.to_vendor(e164, CTX) == want   # asked again (a second field from the same value)
+    for _ in range(2):   # a refusal is never remembered as a number
+        with pytest.raises(TransformError):
+            t.to_vendor("+8612345678901", CTX)

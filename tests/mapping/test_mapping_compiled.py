@@ -13,6 +13,7 @@ import copy
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from enum import IntEnum, StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -218,8 +219,18 @@ def test_generated_parties_map_out_the_same(name, data):
 # ------------------------------------------------------------------------------------ the compiled paths alone
 _PATHS = ["a", "a.b", "a.b.c", "a[0]", "a[1].b", "a[k=v].b", "a[k=v,j=true].b", "a[k=1]", "a.b[0].c[k=v].d",
           '["x.y"].z']
+class _Kind(StrEnum):
+    V = "v"
+    X = "x"
+
+
+class _Num(IntEnum):
+    ONE = 1
+
+
 _trees = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(0, 3), st.sampled_from(["v", "1", "true", "x"])),
+    st.one_of(st.none(), st.booleans(), st.integers(0, 3), st.sampled_from(["v", "1", "true", "x"]),
+              st.sampled_from([_Kind.V, _Kind.X, _Num.ONE])),   # a party dumped in python mode holds enums
     lambda kids: st.one_of(
         st.lists(kids, max_size=3),
         st.dictionaries(st.sampled_from(["a", "b", "c", "d", "k", "j", "x.y", "z"]), kids, max_size=4)),
@@ -248,4 +259,19 @@ def test_compiled_set_does_what_path_set_does(tree, text, value):
     except Exception as exc:  # noqa: BLE001
         loc_got = type(exc)
     assert loc_got == loc_ref
+    assert got == ref
+
+
+_ITEM_VALUES = st.sampled_from([_Kind.V, _Kind.X, _Num.ONE, "v", "x", "1", 1, True, "true", None, 1.0])
+
+
+@FAST
+@given(items=st.lists(st.dictionaries(st.sampled_from(["k", "j", "b"]), _ITEM_VALUES, max_size=3), max_size=5),
+       text=st.sampled_from(["a[k=v].b", "a[k=1].b", "a[k=true]", "a[k=v,j=x].b", "a[k=x]"]), value=st.integers())
+def test_selectors_compare_enum_text_and_numbers_as_cond_matches_does(items, text, value):
+    p = parse_path(text)
+    tree = {"a": items}
+    assert compile_get(p)(tree) is path_get(tree, p)
+    ref, got = copy.deepcopy(tree), copy.deepcopy(tree)
+    assert compile_set(p)(got, value) == path_set(ref, p, value)
     assert got == ref
