@@ -128,10 +128,30 @@ PAIR_VALUE_KEYS = frozenset({"fldval", "fld_val", "fieldvalue", "field_value", "
                              "attr_value", "udfvalue", "udf_value", "paramvalue"})
 
 
-def _pair(node: Mapping[Any, Any]) -> tuple[str, str, str] | None:
+@lru_cache(maxsize=4096)  # a record's nodes come in a few shapes (the same keys): classified once per shape
+def _shape(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]:
+    """What the keys alone say of a node: its pair-name keys, its pair-value keys, each key's C3 rule."""
+    return (tuple(k for k in keys if k.lower() in PAIR_NAME_KEYS),
+            tuple(k for k in keys if k.lower() in PAIR_VALUE_KEYS),
+            tuple(c3_rule(k) for k in keys))
+
+
+def _shape_of(node: Mapping[Any, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str | None, ...]]:
+    keys = tuple(node)
+    if all(type(k) is str for k in keys):
+        return _shape(keys)   # type: ignore[arg-type]
+    return (tuple(k for k in keys if str(k).lower() in PAIR_NAME_KEYS),   # odd keys (1 and True hash alike)
+            tuple(k for k in keys if str(k).lower() in PAIR_VALUE_KEYS),
+            tuple(c3_rule(str(k)) for k in keys))
+
+
+def _pair(node: Mapping[Any, Any], shape: tuple[tuple[Any, ...], tuple[Any, ...], Any] | None = None,
+          ) -> tuple[str, str, str] | None:
     """``(value key, pair name, rule)`` when ``node`` is a name/value pair whose name is a C3 key."""
-    names = [k for k in node if str(k).lower() in PAIR_NAME_KEYS and isinstance(node[k], str)]
-    values = [k for k in node if str(k).lower() in PAIR_VALUE_KEYS]
+    name_keys, values, _ = shape or _shape_of(node)
+    if not name_keys or not values:
+        return None
+    names = [k for k in name_keys if isinstance(node[k], str)]
     for n in names:
         rule = c3_rule(node[n])
         if rule is None:
@@ -148,17 +168,18 @@ def find_c3(record: Any, where: str = "") -> list[tuple[str, str]]:
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, Mapping):
-            pair = _pair(node)
+            shape = _shape_of(node)
+            pair = _pair(node, shape)
             if pair is not None:
                 vkey, name, rule = pair
                 found.append((f"{path}.{vkey}" if path else vkey, f"pair {name}: {rule}"))
-            for key, value in node.items():
-                sub = f"{path}.{key}" if path else str(key)
-                rule = c3_rule(str(key))
+            for (key, value), rule in zip(node.items(), shape[2], strict=True):
                 if rule is not None and _carries_data(value):
-                    found.append((sub, rule))
-                else:
-                    walk(value, sub)
+                    found.append((f"{path}.{key}" if path else str(key), rule))
+                elif type(value) is not str and value is not None and (
+                        isinstance(value, Mapping) or isinstance(value, Sequence) and not isinstance(
+                            value, str | bytes | bytearray)):   # a leaf holds nothing to walk
+                    walk(value, f"{path}.{key}" if path else str(key))
         elif isinstance(node, Sequence) and not isinstance(node, str | bytes | bytearray):
             for i, item in enumerate(node):
                 walk(item, f"{path}[{i}]")

@@ -93,6 +93,18 @@ def vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...],
         for loc in path_locations(record, path):  # type: ignore[arg-type]
             out[loc] = out.get(loc) or kind
 
+    for vp, kind in _vendor_kind_plan(mapping):
+        note(vp, kind)
+    return out
+
+
+def _vendor_kind_plan(mapping: object) -> list[tuple[object, str | None]]:
+    """Each vendor path the mapping knows with the mask kind of what it feeds, in order (record header fields:
+    C1): what :func:`vendor_kinds` looks for in every record, worked out once per mapping."""
+    plan: list[tuple[object, str | None]] | None = getattr(mapping, "_vendor_kind_plan", None)
+    if plan is not None:
+        return plan
+    plan = []
     spec = mapping.spec  # type: ignore[attr-defined]
     # the party type, or the canonical object's name for a mapping of a Holding, Interaction...
     fixed = getattr(mapping, "model_key", None) or mapping.fixed_party_type  # type: ignore[attr-defined]
@@ -100,11 +112,14 @@ def vendor_kinds(mapping: object, record: object) -> dict[tuple[str | int, ...],
         ptype = step.party_type or fixed
         kinds = [canonical_kind(p.text, ptype) for p in step.canonical_paths()]
         kind = next((k for k in kinds if k), None)
-        for vp in step.vendor_paths():
-            note(vp, kind)
+        plan.extend((vp, kind) for vp in step.vendor_paths())
     for attr in ("_external", "_modified", "_deleted", "_type_rule", "_key"):   # record header fields: C1
-        note(getattr(mapping, attr, None), None)
-    return out
+        plan.append((getattr(mapping, attr, None), None))
+    try:
+        mapping._vendor_kind_plan = plan  # type: ignore[attr-defined]
+    except AttributeError:   # pragma: no cover - a mapping-like object that takes no attributes: per call
+        pass
+    return plan
 
 
 #: what a view shows in place of C3 authentication data

@@ -813,12 +813,15 @@ def _dumps(data: Any) -> bytes:
 def _sort_object_lists(node: Any) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
+            if type(value) is str or value is None:   # a leaf (most of a party): nothing to sort below it
+                continue
             _sort_object_lists(value)
             if key in _OBJECT_LISTS and isinstance(value, list):
                 value.sort(key=_dumps)
     elif isinstance(node, list):
         for item in node:
-            _sort_object_lists(item)
+            if type(item) is not str:
+                _sort_object_lists(item)
 
 
 class Individual(Party):

@@ -81,6 +81,26 @@ def _shown(raw: str) -> str:
     return mask("mobile", raw)
 
 
+#: E.164 text → its :class:`Phone`, for numbers the ``phone_e164`` transform has just parsed and validated: the
+#: model's validator gets that E.164 text next and need not parse it a second time (bounded; values only, never
+#: logged). An E.164 text parses the same whatever the default region, so the answer is the one parsing gives.
+_PARSED: dict[str, Phone] = {}
+_PARSED_MAX = 512
+
+
+def remember_phone(number: object) -> str:
+    """The E.164 form of a parsed, *valid* ``phonenumbers.PhoneNumber``, remembered for :func:`normalise_phone`."""
+    import phonenumbers
+
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)  # type: ignore[arg-type]
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[e164] = Phone(e164=e164, kind=_KIND_BY_TYPE.get(int(phonenumbers.number_type(number)),  # type: ignore[arg-type]
+                                                            PhoneKind.UNKNOWN),
+                          region=phonenumbers.region_code_for_number(number))  # type: ignore[arg-type]
+    return e164
+
+
 def normalise_phone(raw: str, region: str = "CN", *, field: str | None = "contact_points[].value") -> Phone:
     """Parse and validate a phone number; return its E.164 form and kind.
 
@@ -92,6 +112,9 @@ def normalise_phone(raw: str, region: str = "CN", *, field: str | None = "contac
     Raises:
         ValidationError: ``unparsable_phone`` or ``invalid_phone``; the message shows the value masked.
     """
+    known = _PARSED.get(raw) if type(raw) is str else None
+    if known is not None:
+        return known
     import phonenumbers  # lazy: loads its metadata on first use
 
     if not isinstance(raw, str):

@@ -51,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -357,17 +358,12 @@ class Lower(Transform):
         return _strs(value, str.lower)
 
 
+#: full-width ASCII forms U+FF01–U+FF5E → ASCII, the ideographic space U+3000 → " "
+_HALF = {o: o - 0xFEE0 for o in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def _half(s: str) -> str:
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if 0xFF01 <= o <= 0xFF5E:
-            out.append(chr(o - 0xFEE0))
-        elif o == 0x3000:
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return s.translate(_HALF)
 
 
 @register_transform
@@ -378,6 +374,24 @@ class FullwidthToHalfwidth(Transform):
 
     def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
         return _strs(value, _half)
+
+
+@lru_cache(maxsize=1024)  # a record's number is parsed once: two fields from one value, the same value again
+def _parse_phone(text: str, region: str, mobile_only: bool) -> phonenumbers.PhoneNumber:
+    """A valid number (never mutated by its users: the answer is shared); TransformError otherwise (not cached)."""
+    raw = _half(text).strip(_WS)
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        n = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise TransformError("not a phone number") from None
+    if not phonenumbers.is_valid_number(n):
+        raise TransformError("not a valid phone number")
+    if mobile_only and phonenumbers.number_type(n) not in (
+            phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise TransformError("not a mobile number")
+    return n
 
 
 @register_transform
@@ -395,24 +409,14 @@ class PhoneE164(Transform):
     mobile_only: bool = False
 
     def _parse(self, value: Any) -> phonenumbers.PhoneNumber:
-        raw = _half(str(value)).strip(_WS)
-        if raw.startswith("00"):
-            raw = "+" + raw[2:]
-        try:
-            n = phonenumbers.parse(raw, self.region)
-        except phonenumbers.NumberParseException:
-            raise TransformError("not a phone number") from None
-        if not phonenumbers.is_valid_number(n):
-            raise TransformError("not a valid phone number")
-        if self.mobile_only and phonenumbers.number_type(n) not in (
-                phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
-            raise TransformError("not a mobile number")
-        return n
+        return _parse_phone(str(value), self.region, self.mobile_only)
 
     def to_canonical(self, value: Any, ctx: TransformContext) -> Any:
         if value == "":
             return None
-        return phonenumbers.format_number(self._parse(value), phonenumbers.PhoneNumberFormat.E164)
+        from crmbridge.canonical.phones import remember_phone  # the model's validator then needs no second parse
+
+        return remember_phone(self._parse(value))
 
     def to_vendor(self, value: Any, ctx: TransformContext) -> Any:
         if self.format == "e164":

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import collections.abc
+import decimal
+import enum
+import types
+import typing
 import uuid
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    FutureDate,
+    FutureDatetime,
+    NaiveDatetime,
+    PastDate,
+    PastDatetime,
+    SecretBytes,
+    SecretStr,
+    TypeAdapter,
+)
 from pydantic import ValidationError as PydanticValidationError
 
+from crmbridge.canonical.mapping.compiled import CompiledMapping
 from crmbridge.canonical.mapping.introspect import model_key
 from crmbridge.canonical.mapping.policy import _show
 from crmbridge.canonical.mapping.profile import UNDECLARED, TargetProfile
@@ -30,6 +47,8 @@ from crmbridge.canonical.mapping.steps import (
 from crmbridge.canonical.mapping.yamlio import keypath
 from crmbridge.canonical.model import (
     AnyParty,
+    Individual,
+    Organisation,
 )
 from crmbridge.canonical.objects import ID_FIELDS, object_classes
 from crmbridge.canonical.transforms import (
@@ -72,6 +91,17 @@ class Mapping:
         self._modified_chain: list[tuple[Transform, str]] = []
         self._deleted: Path | None = None
         self._type_rule: Path | None = None
+        self._plan: CompiledMapping | None = None
+        self._owned: dict[str, list[str]] = {}
+
+    @property
+    def plan(self) -> CompiledMapping:
+        """The mapping compiled into per-record closures (:mod:`~crmbridge.canonical.mapping.compiled`): built at
+        load by :func:`~crmbridge.canonical.mapping.loader.load_mapping`, else on first use."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = CompiledMapping(self)
+        return plan
 
     # ---- header
     @property
@@ -213,6 +243,12 @@ class Mapping:
 
     def owned_canonical_paths(self, direction: Literal["in", "out"] = "in") -> list[str]:
         """Canonical paths the mapping writes (``in``) or reads (``out``), selectors included."""
+        owned = self._owned.get(direction)
+        if owned is None:   # the steps do not change once compiled: worked out once per direction
+            owned = self._owned[direction] = self._owned_canonical_paths(direction)
+        return list(owned)
+
+    def _owned_canonical_paths(self, direction: str) -> list[str]:
         seen: dict[str, None] = {}
         if direction == "in":
             if self.canonical == "Party":
@@ -242,7 +278,10 @@ class Mapping:
             return None
         return rule.map[key]
 
-    def _run_in(self, raw: AbcMapping[str, Any], party_id: uuid.UUID | None) -> _InRecord:
+    def _run_in(self, raw: AbcMapping[str, Any], party_id: uuid.UUID | None, *,
+                interpret: bool = False) -> _InRecord:
+        """Map ``raw`` in: through the compiled plan, or (``interpret``: previews, and the reference the compiled
+        plan is tested against) step by step, recording what each step read and wrote."""
         if not isinstance(raw, AbcMapping):
             raise ValidationError("a vendor record must be a JSON object", code="bad_record", where=self._where())
         rec = _InRecord(self, raw)
@@ -275,6 +314,11 @@ class Mapping:
                 ref["source_updated_at"] = mod
                 rec.modified = mod
             rec.canon["source_refs"] = [ref]
+        if not interpret:
+            for when, apply in self.plan.steps_in(ptype):
+                if when is None or when(rec):
+                    apply(rec)
+            return rec
         for i, step in self._steps("in"):
             if step.applies_to(ptype) and (step.when is None or step.when.holds_in(rec)):
                 rec.step_no = i
@@ -313,7 +357,7 @@ class Mapping:
     def trace_in(self, raw: AbcMapping[str, Any], *, party_id: uuid.UUID | None = None
                  ) -> tuple[dict[str, Any], list[TraceRow]]:
         """Like :meth:`map_in`, also returning what each step read and wrote (for previews)."""
-        rec = self._run_in(raw, party_id)
+        rec = self._run_in(raw, party_id, interpret=True)
         if rec.problems:
             self._raise(rec.problems)
         return rec.canon, rec.trace
@@ -330,9 +374,18 @@ class Mapping:
             self._raise(rec.problems)
         return self._validate(rec)
 
-    def _validate(self, rec: _InRecord) -> Any:
+    def _validate(self, rec: _InRecord, *, union: bool = False) -> Any:
+        """Validate the mapped record as its party type's model (straight to the model when the type is plain
+        text, which is what the discriminated union would pick; ``union``: through the union, the reference), or
+        as the mapping's canonical object."""
+        ptype = rec.canon.get("party_type")
+        model = None if union or type(ptype) is not str else _PARTY_MODELS.get(ptype)
         adapter = _party_adapter() if self.canonical == "Party" else _object_adapter(self.canonical)
+        if self.canonical != "Party":
+            model = None
         try:
+            if model is not None:
+                return model.model_validate(rec.canon)
             return adapter.validate_python(rec.canon)
         except PydanticValidationError as exc:
             problems = [self._locate(rec, e) for e in exc.errors(include_url=False, include_input=False)]
@@ -377,13 +430,19 @@ class Mapping:
         Raises:
             ValidationError: the party does not fit this mapping, or a mandatory vendor field has no value.
         """
-        payload, _ = self.trace_out(party)
-        return payload
+        return self._run_out(party, interpret=False).payload
 
     def trace_out(self, party: Any) -> tuple[dict[str, Any], list[TraceRow]]:
         """Like :meth:`map_out`, also returning what each step read and wrote (for previews)."""
-        data = party.model_dump(mode="python") if isinstance(party, BaseModel) else dict(party)
-        data = _unsecret(data)
+        rec = self._run_out(party, interpret=True)
+        return rec.payload, rec.trace
+
+    def _run_out(self, party: Any, *, interpret: bool) -> _OutRecord:
+        if isinstance(party, BaseModel):
+            data = party.model_dump(mode="python")
+            data = _unsecret(data) if interpret else _unsecret_model(type(party), data)
+        else:
+            data = _unsecret(dict(party))
         rec = _OutRecord(self, data)
         ptype = plain_value(data.get("party_type"))
         fixed = self.fixed_party_type
@@ -402,13 +461,22 @@ class Mapping:
             code = next((k for k, v in rule.map.items() if v == ptype), None)
             if code is not None:
                 rec.put(self._type_rule, code, "party_type", ptype, None)
-        for i, step in self._steps("out"):
-            if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
-                rec.step_no = i
-                step.apply_out(rec)
+        if not interpret:
+            for when, apply in self.plan.steps_out(ptype):
+                if when is None or when(rec):
+                    apply(rec)
+        else:
+            for i, step in self._steps("out"):
+                if step.applies_to(ptype) and (step.when is None or step.when.holds_out(rec)):
+                    rec.step_no = i
+                    step.apply_out(rec)
         if rec.problems:
             self._raise(rec.problems)
-        return rec.payload, rec.trace
+        return rec
+
+
+#: the model a party type's record validates as (the union's discriminator, without the union)
+_PARTY_MODELS: dict[str, type[BaseModel]] = {"INDIVIDUAL": Individual, "ORGANISATION": Organisation}
 
 
 @cache
@@ -431,6 +499,52 @@ def path_get_loc(obj: Any, loc: Sequence[str | int]) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return cur
+
+
+def _unsecret_model(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_unsecret` of ``cls``'s python dump, walking only the fields whose declared type can hold a secret
+    (found once per model class: a typed field of the canonical model never dumps a ``SecretStr``; ``Any`` can)."""
+    fields = _secret_fields(cls)
+    if fields:
+        data = {k: (_unsecret(v) if k in fields else v) for k, v in data.items()}
+    return data
+
+
+@cache
+def _secret_fields(cls: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, f in cls.model_fields.items() if _may_hold_secret(f.annotation))
+
+
+#: declared types whose python dump is a plain value (never a secret)
+_PLAIN_TYPES = frozenset({str, bytes, int, float, bool, complex, datetime, date, time, timedelta, decimal.Decimal,
+                          uuid.UUID, AwareDatetime, NaiveDatetime, PastDate, FutureDate, PastDatetime,
+                          FutureDatetime})
+
+
+def _may_hold_secret(tp: Any, depth: int = 0) -> bool:
+    """Whether a value of declared type ``tp`` can hold a ``SecretStr``/``SecretBytes`` anywhere (failing safe: an
+    annotation not understood answers yes)."""
+    if depth > 12:
+        return True
+    if tp is None or tp is type(None):
+        return False
+    if isinstance(tp, type):
+        if issubclass(tp, SecretStr | SecretBytes):
+            return True
+        if issubclass(tp, BaseModel):
+            return any(_may_hold_secret(f.annotation, depth + 1) for f in tp.model_fields.values())
+        if tp in _PLAIN_TYPES or issubclass(tp, enum.Enum):
+            return False
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _may_hold_secret(typing.get_args(tp)[0], depth + 1)
+    if origin is typing.Literal:
+        return False
+    if origin in (typing.Union, types.UnionType, list, tuple, set, frozenset, dict, collections.abc.Sequence,
+                  collections.abc.Mapping):
+        return any(_may_hold_secret(a, depth + 1) for a in typing.get_args(tp) if a is not Ellipsis)
+    return True
 
 
 def _unsecret(v: Any) -> Any:

@@ -219,4 +219,5 @@ def load_mapping(path: str | FsPath, *, profile: ProfileSource = None) -> Mappin
     errors = [p for p in problems if p.severity == "error"]
     if errors or m is None:
         raise MappingLoadError(errors or problems)
+    _ = m.plan   # compiled into per-record closures once, here
     return m

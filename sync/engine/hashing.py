@@ -14,6 +14,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from crmbridge.adapters.base import RawRecord
@@ -41,10 +42,23 @@ def payload_hash(payload: dict[str, Any], key: bytes) -> str:
 
 def path_filter(paths: Iterable[str]) -> Callable[[str], bool]:
     """Whether a flat canonical path is one of (or under) the mapping's canonical paths."""
-    plain = tuple(sorted(set(paths)))
+    return _path_filter(tuple(sorted(set(paths))))
+
+
+@lru_cache(maxsize=256)
+def _path_filter(plain: tuple[str, ...]) -> Callable[[str], bool]:
+    # one filter per set of paths (a mapping's), each flat path decided once: records of one shape share their
+    # flat paths (list items are keyed by scheme, type, purpose or system), so per record this is a dict lookup
+    seen: dict[str, bool] = {}
 
     def covered(path: str) -> bool:
-        return any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in plain)
+        hit = seen.get(path)
+        if hit is None:
+            hit = any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in plain)
+            if len(seen) >= 8192:
+                seen.clear()
+            seen[path] = hit
+        return hit
 
     return covered
 
