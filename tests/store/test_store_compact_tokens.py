@@ -171,3 +171,25 @@ def test_the_preset_dictionary_is_frozen() -> None:
 
 
 DICT_DIGEST = "7086b3629647b119"
+
+
+def test_a_new_sqlite_database_has_8_kb_pages_and_an_old_one_keeps_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from crmbridge.sync.state.db import SQLITE_PAGE_SIZE, make_engine
+
+    new = tmp_path / "new.db"
+    upgrade(f"sqlite:///{new}")
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)   # a database created before this change: 4 KB pages, WAL
+    con.execute("PRAGMA page_size=4096")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    eng = make_engine(f"sqlite:///{old}")
+    with eng.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    eng.dispose()
+    sizes = {p.name: sqlite3.connect(p).execute("PRAGMA page_size").fetchone()[0] for p in (new, old)}
+    assert sizes == {"new.db": SQLITE_PAGE_SIZE, "old.db": 4096} and SQLITE_PAGE_SIZE == 8192
