@@ -27,7 +27,7 @@ from typing import Any
 import zeep
 from lxml import etree
 from zeep.xsd.elements.element import Element
-from zeep.xsd.elements.indicators import All, Sequence
+from zeep.xsd.elements.indicators import Sequence
 from zeep.xsd.types.complex import ComplexType
 from zeep.xsd.types.simple import AnySimpleType
 
@@ -114,37 +114,16 @@ def compile_type(xsd_type: Any, depth: int = 0) -> Callable[[Any], Any]:
     if xsd_type.attributes:
         raise Unsupported("declared attributes")
     indicator = xsd_type._element
-    if type(indicator) not in (Sequence, All):
+    if type(indicator) is not Sequence:   # xsd:all, choice, group, simple content: zeep reads them
         raise Unsupported("not a plain sequence")
     spec = _Complex()
     for pos, item in enumerate(indicator):
         if type(item) is not Element or item.qname is None:
             raise Unsupported("a choice, group or any")
-        many = item.max_occurs != 1
-        child = _Child(item.name, many, compile_type(item.type, depth + 1))
+        child = _Child(item.name, item.max_occurs != 1, compile_type(item.type, depth + 1))
         spec.children.append(child)
-        spec.by_tag[item.qname.text] = (pos if type(indicator) is Sequence else 0, child)
-    if type(indicator) is All:   # any order, each at most once
-        for tag, (_, child) in list(spec.by_tag.items()):
-            spec.by_tag[tag] = (0, child)
-        if any(c.many for c in spec.children):
-            raise Unsupported("repeated elements in xsd:all")
-        return _AllReader(spec).read
+        spec.by_tag[item.qname.text] = (pos, child)
     return spec.read
-
-
-@dataclass(slots=True)
-class _AllReader:
-    spec: _Complex
-
-    def read(self, el: Any) -> dict[str, Any]:
-        seen: set[str] = set()
-        for child in el:
-            if isinstance(child.tag, str):
-                if child.tag in seen:
-                    raise Unsupported("an element twice in xsd:all")
-                seen.add(child.tag)
-        return self.spec.read(el)
 
 
 @dataclass(slots=True)
@@ -178,7 +157,7 @@ def _plan(operation: Any, path_names: list[str]) -> _Plan:
         xtype, unwrapped = only.type, True
     names = list(path_names)
     while True:
-        if not isinstance(xtype, ComplexType) or type(xtype._element) not in (Sequence, All):
+        if not isinstance(xtype, ComplexType) or type(xtype._element) is not Sequence:
             raise Unsupported("the records' path crosses an unplain type")
         match = [e for e in xtype._element if type(e) is Element and e.name == names[0]]
         if len(match) != 1:
