@@ -484,7 +484,7 @@ class CorebankSoapAdapter(Adapter):
         if until is not None and op.until:
             set_path(body, op.until, until)
         where = f"{op.operation} page {page_no}" if page_no is not None else op.operation
-        reply = self.client.call(op.operation, body, where=where)
+        reply = self.client.call(op.operation, body, where=where, records=op.records)
         items = get_path(reply, op.records, [])
         if isinstance(items, Mapping):
             items = [items]

@@ -39,6 +39,7 @@ from zeep.xsd.valueobjects import CompoundValue
 
 from crmbridge.adapters._paths import join_path, key_names, vendor_path, vendor_set
 from crmbridge.adapters.corebank_soap.auth import username_token
+from crmbridge.adapters.corebank_soap.bulk import BulkReader
 from crmbridge.adapters.corebank_soap.errors import (
     Classified,
     ErrorKind,
@@ -396,7 +397,9 @@ class SoapClient:
                                              operation_timeout_fn=timeout_fn)
         self.settings = zeep.Settings(strict=True, xml_huge_tree=huge_tree, forbid_dtd=True,
                                       forbid_entities=True, forbid_external=True)
-        self._plugins = list(plugins)
+        #: the change list's records read with lxml (the last plugin: after any that edits the raw reply)
+        self.bulk = BulkReader()
+        self._plugins = [*plugins, self.bulk]
         self._client: zeep.Client | None = None
         self._proxy: Any = None
         self._lock = threading.Lock()
@@ -445,9 +448,11 @@ class SoapClient:
 
     # ------------------------------------------------------------------ the call
     def call(self, operation: str, body: Mapping[str, Any], *, where: str | None = None,
-             check_status: bool = True) -> dict[str, Any]:
+             check_status: bool = True, records: str | None = None) -> dict[str, Any]:
         """Call ``operation`` with ``body`` (the children of its input element) and return the reply as plain
-        data, after the business-status check.
+        data, after the business-status check. ``records``: the reply path of the records of a bulk reply (a
+        change list), read with lxml instead of zeep's objects when the reply is plain
+        (:mod:`crmbridge.adapters.corebank_soap.bulk`); the reply is the same either way.
 
         Raises:
             crmbridge errors only (see :mod:`crmbridge.adapters.corebank_soap.errors`).
@@ -458,11 +463,20 @@ class SoapClient:
         except AttributeError as exc:
             raise ConfigurationError(f"the WSDL port has no operation {operation!r}",
                                      where="operations") from exc
-        with self._slot(), self._translated(operation, where=where, count=True):
-            result = method(**dict(body))
+        names = None
+        if records and all(isinstance(op, PathKey) for op in vendor_path(records).ops):
+            names = key_names(records)
+        self.bulk.expect(names)
+        try:
+            with self._slot(), self._translated(operation, where=where, count=True):
+                result = method(**dict(body))
+        finally:
+            read_here, items = self.bulk.take()
         reply = normalise(result)
         if not isinstance(reply, dict):
             reply = {"_value": reply}
+        if read_here and items is not None and records:
+            set_path(reply, records, items)
         if check_status and self._status is not None:
             failure = self._status.check(reply)
             if failure is not None:

@@ -157,7 +157,7 @@ class OneWay(Recording):
             tx.prepare_party_keys(self.rt.cipher, {
                 d.party_id for d in decisions if d.party_id and d.canonical is not None and not d.silent})
             try:
-                entries = [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
+                entries = self._record_batch(tx, ctx, decisions)
             finally:
                 ctx.open_letters = None
             tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)

@@ -147,6 +147,13 @@ class Recording(RunnerBase):
         if not ctx.dry_run and ctx.run_id and ctx.track_progress:
             tx.note_run_progress(ctx.run_id, {**ctx.report.counts(), "batches": ctx.batches})
 
+    def _record_batch(self, tx: StoreTx, ctx: RunContext, decisions: list[Decision]) -> list[LedgerEntryIn]:
+        """Store a batch's outcomes (:meth:`_record` of each decision that is not silent); its snapshots,
+        cross-references, read hashes and completed intents go as one ``executemany`` per statement kind
+        (:meth:`StoreTx.batched_writes`). Returns the batch's ledger entries."""
+        with tx.batched_writes():
+            return [e for d in decisions if not d.silent for e in self._record(tx, ctx, d)]
+
     def _record(self, tx: StoreTx, ctx: RunContext, d: Decision,
                 ids: tuple[str | None, str | None] | None = None) -> list[LedgerEntryIn]:
         """Store one decision's outcome; returns its ledger entries (``ids``: see :meth:`_entry`)."""

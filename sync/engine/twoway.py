@@ -196,8 +196,9 @@ class TwoWay(OneWay):
         outcome_s = {d.party_id: (d, r, f) for (d, f), r in zip(m.to_source, s_results, strict=True)}
         with self.rt.store.transaction() as tx:
             entries: list[LedgerEntryIn] = []
-            for d, conflicts, moves in m.records:
-                entries.extend(self._record_merge(tx, ctx, m, d, conflicts, moves, outcome_t, outcome_s))
+            with tx.batched_writes():   # one executemany per statement kind for the batch
+                for d, conflicts, moves in m.records:
+                    entries.extend(self._record_merge(tx, ctx, m, d, conflicts, moves, outcome_t, outcome_s))
             tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
             ctx.batches += 1
             self._note_progress(tx, ctx)

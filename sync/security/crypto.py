@@ -8,8 +8,14 @@ How the keys fit together (docs/canonical.md §9)::
               scope "party:<id>"       one key per party and version; destroying them erases the party
               scope "blind-index"      the root key blind indexes are derived from (never rotated)
 
-Every ciphertext is a text token ``cb1:<base64url>`` whose bytes are a 10-byte header (format version,
-algorithm id, data key id ``kid``, key version), a 96-bit random nonce and the AEAD ciphertext + tag.
+Every ciphertext is an envelope: a 10-byte header (format, algorithm id, data key id ``kid``, key version), a
+96-bit random nonce and the AEAD ciphertext + tag. It is stored as a text token ``cb1:<base64url of the envelope>``
+(String/JSON/Text columns) or, in binary columns, as the raw bytes ``0xCB 0x01 <envelope>`` (a quarter smaller).
+The format byte says what was sealed: 1 the value itself, 2 the value deflated first with the preset dictionary
+of :mod:`crmbridge.sync.security._zdict` (``compress=True``: sealed JSON of a canonical party shrinks ~7×; a value
+deflate would not shrink is sealed as format 1). Both forms and both formats are read everywhere, so rows written
+before compression still decrypt. (Compression leaks a value's compressibility through its length; sealed values
+here are records the bank already holds, never attacker-chosen text beside a secret the attacker probes for.)
 The associated data is the header plus ``table``, ``column`` and ``record``, so a token copied into another
 row, column or table fails to decrypt. AES-256-GCM (algorithm id 1) is the default; SM4-GCM (id 2) is the
 national-algorithm alternative. Both coexist: each token names its algorithm and key.
@@ -33,6 +39,7 @@ import struct
 import threading
 import time
 import weakref
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +58,7 @@ from sqlalchemy.orm import Session
 
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, SecretError
 from crmbridge.core.secrets import resolve_secret
+from crmbridge.sync.security._zdict import DICTIONARIES
 from crmbridge.sync.state.keys import KeyRepository, as_connection
 from crmbridge.sync.state.tables import DataKey
 
@@ -67,6 +75,7 @@ __all__ = [
     "Keys",
     "KeyStatus",
     "LocalKeyProvider",
+    "RAW_TOKEN_PREFIX",
     "TOKEN_PREFIX",
     "Token",
     "as_connection",
@@ -80,7 +89,14 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "cb1:"
-FORMAT_VERSION = 1
+#: a token in a binary column: these two bytes, then the envelope itself (no base64); never valid UTF-8
+RAW_TOKEN_PREFIX = b"\xcb\x01"
+FORMAT_VERSION = 1   # the envelope seals the value as it is
+FORMAT_DEFLATE = 2   # the envelope seals the value raw-deflated with preset dictionary 1 (_zdict)
+_FORMATS = (FORMAT_VERSION, FORMAT_DEFLATE)
+_ZDICT = DICTIONARIES[1]
+#: a deflated value is never inflated past this (a sealed value is authenticated, so this is only a backstop)
+_MAX_INFLATED = 64 * 1024 * 1024
 _HEADER = struct.Struct(">BBII")  # format version, algorithm id, kid, key version
 _NONCE = 12
 _TAG = 16
@@ -291,26 +307,30 @@ class EnvelopeHeader:
 
 
 def is_token(value: object) -> bool:
-    """True for a ``cb1:`` token, as text or as the same ASCII bytes (LargeBinary columns)."""
+    """True for a ``cb1:`` token, as text or as the same ASCII bytes, or a raw token (binary columns)."""
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value[:len(TOKEN_PREFIX)]) == TOKEN_PREFIX.encode()
+        head = bytes(value[:len(TOKEN_PREFIX)])
+        return head == TOKEN_PREFIX.encode() or head[:len(RAW_TOKEN_PREFIX)] == RAW_TOKEN_PREFIX
     return isinstance(value, str) and value.startswith(TOKEN_PREFIX)
 
 
 def _split_token(token: str | bytes) -> tuple[bytes, EnvelopeHeader, bytes, bytes]:
     if not is_token(token):
         raise DecryptionError("not a crmbridge ciphertext (missing 'cb1:' envelope)")
-    if not isinstance(token, str):
-        token = bytes(token).decode("ascii", "replace")
-    body = token[len(TOKEN_PREFIX):]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise DecryptionError("ciphertext envelope is not valid base64") from None
+    if not isinstance(token, str) and bytes(token[:len(RAW_TOKEN_PREFIX)]) == RAW_TOKEN_PREFIX:
+        raw = bytes(token[len(RAW_TOKEN_PREFIX):])
+    else:
+        if not isinstance(token, str):
+            token = bytes(token).decode("ascii", "replace")
+        body = token[len(TOKEN_PREFIX):]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise DecryptionError("ciphertext envelope is not valid base64") from None
     if len(raw) < _HEADER.size + _NONCE + _TAG:
         raise DecryptionError("ciphertext envelope is truncated")
     fmt, alg_id, kid, version = _HEADER.unpack_from(raw)
-    if fmt != FORMAT_VERSION:
+    if fmt not in _FORMATS:
         raise DecryptionError(f"unsupported envelope format version {fmt}")
     alg = _BY_ID.get(alg_id)
     if alg is None:
@@ -606,25 +626,46 @@ class FieldCipher:
 
     # ----------------------------------------------------------------------------------- values
 
-    def encrypt(self, keys: Keys, value: str | bytes, *, table: str, column: str, record: object,
-                party_id: object | None = None) -> str:
-        """Encrypt one value bound to ``table``/``column``/``record``.
-
-        With ``party_id`` the value is encrypted under that party's key, so erasing the party shreds it.
-        Returns a text token ``cb1:...`` safe for String and JSON columns.
-        """
+    def _envelope(self, keys: Keys, value: str | bytes, *, table: str, column: str, record: object,
+                  party_id: object | None, compress: bool) -> bytes:
+        """The envelope (header, nonce, ciphertext + tag) of one value, deflated first when ``compress`` and
+        deflate shrinks it."""
         k = KeyRepository.of(keys)
         scope = party_scope(party_id) if party_id is not None else SYSTEM_SCOPE
         kid, version = self._current_key(k, scope)
         alg, key = self._load(k, kid)
-        header = _HEADER.pack(FORMAT_VERSION, alg.ident, kid, version)
-        nonce = os.urandom(_NONCE)
         data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        sealed = _seal(alg, key, nonce, data, _aad(header, table, column, record))
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
+        fmt = FORMAT_VERSION
+        if compress:
+            z = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+            packed = z.compress(data) + z.flush()
+            if len(packed) < len(data):
+                data, fmt = packed, FORMAT_DEFLATE
+        header = _HEADER.pack(fmt, alg.ident, kid, version)
+        nonce = os.urandom(_NONCE)
+        return header + nonce + _seal(alg, key, nonce, data, _aad(header, table, column, record))
+
+    def encrypt(self, keys: Keys, value: str | bytes, *, table: str, column: str, record: object,
+                party_id: object | None = None, compress: bool = False) -> str:
+        """Encrypt one value bound to ``table``/``column``/``record``.
+
+        With ``party_id`` the value is encrypted under that party's key, so erasing the party shreds it; with
+        ``compress`` it is deflated first (format 2) when that makes it smaller.
+        Returns a text token ``cb1:...`` safe for String and JSON columns.
+        """
+        raw = self._envelope(keys, value, table=table, column=column, record=record, party_id=party_id,
+                             compress=compress)
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def encrypt_raw(self, keys: Keys, value: str | bytes, *, table: str, column: str, record: object,
+                    party_id: object | None = None, compress: bool = True) -> bytes:
+        """As :meth:`encrypt`, deflated by default, as a raw token for binary columns (``0xCB 0x01`` + the
+        envelope: no base64)."""
+        return RAW_TOKEN_PREFIX + self._envelope(keys, value, table=table, column=column, record=record,
+                                                 party_id=party_id, compress=compress)
 
     def decrypt(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> bytes:
-        """Decrypt a token; the binding must be the one it was encrypted with.
+        """Decrypt a token (text or raw, any format); the binding must be the one it was encrypted with.
 
         Raises:
             KeyDestroyedError: the party was erased.
@@ -635,27 +676,38 @@ class FieldCipher:
         if alg.name != info.algorithm:
             raise DecryptionError(f"envelope says {info.algorithm} but data key {info.kid} is {alg.name}")
         try:
-            return _open(alg, key, nonce, sealed, _aad(header, table, column, record))
+            plain = _open(alg, key, nonce, sealed, _aad(header, table, column, record))
         except InvalidTag:
             raise DecryptionError(
                 f"ciphertext does not authenticate for {table}.{column} (moved from another record, or tampered)"
             ) from None
+        if info.format_version == FORMAT_DEFLATE:
+            try:
+                z = zlib.decompressobj(-15, _ZDICT)
+                plain, rest = z.decompress(plain, _MAX_INFLATED), z.unconsumed_tail
+            except zlib.error:
+                raise DecryptionError(f"the sealed value of {table}.{column} does not inflate") from None
+            if rest or not z.eof:
+                raise DecryptionError(f"the sealed value of {table}.{column} is incomplete or too large")
+        return plain
 
     def decrypt_text(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> str:
         return self.decrypt(keys, token, table=table, column=column, record=record).decode("utf-8")
 
     def encrypt_json(self, keys: Keys, value: Any, *, table: str, column: str, record: object,
-                     party_id: object | None = None) -> str:
-        """Encrypt a JSON-serialisable value (a snapshot, a diff, a dead-letter payload)."""
+                     party_id: object | None = None, compress: bool = True) -> str:
+        """Encrypt a JSON-serialisable value (a snapshot, a diff, a dead-letter payload), deflated first."""
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        return self.encrypt(keys, text, table=table, column=column, record=record, party_id=party_id)
+        return self.encrypt(keys, text, table=table, column=column, record=record, party_id=party_id,
+                            compress=compress)
 
     def decrypt_json(self, keys: Keys, token: Token, *, table: str, column: str, record: object) -> Any:
         return json.loads(self.decrypt(keys, token, table=table, column=column, record=record))
 
     def reencrypt_token(self, keys: Keys, token: str | bytes, *, table: str, column: str,
-                        record: object) -> str | None:
-        """The token under the newest key version of its scope, or None if it is already current.
+                        record: object) -> Token | None:
+        """The token under the newest key version of its scope, or None if it is already current. The new
+        token keeps the old one's form (text, ASCII bytes or raw) and is deflated when the old one was.
 
         Raises KeyDestroyedError for a shredded value (the caller leaves it as it is).
         """
@@ -669,5 +721,9 @@ class FieldCipher:
             return None
         plain = self.decrypt(k, token, table=table, column=column, record=record)
         party = scope.split(":", 1)[1] if scope.startswith("party:") else None
-        return self.encrypt(k, plain, table=table, column=column, record=record, party_id=party)
-
+        compress = info.format_version == FORMAT_DEFLATE
+        if not isinstance(token, str) and bytes(token[:len(RAW_TOKEN_PREFIX)]) == RAW_TOKEN_PREFIX:
+            return self.encrypt_raw(k, plain, table=table, column=column, record=record, party_id=party,
+                                    compress=compress)
+        text = self.encrypt(k, plain, table=table, column=column, record=record, party_id=party, compress=compress)
+        return text if isinstance(token, str) else text.encode("ascii")

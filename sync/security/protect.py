@@ -103,17 +103,19 @@ def binding_of(table: str, column: str, row: Mapping[str, Any]) -> tuple[str, ob
 
 def seal(keys: Keys, cipher: FieldCipher, table: str, column: str, *, row: Mapping[str, Any], value: Any,
          as_bytes: bool = True) -> Token:
-    """Encrypt ``value`` (JSON-serialised for JSON columns) for ``table.column`` of ``row``.
+    """Encrypt ``value`` (JSON-serialised for JSON columns) for ``table.column`` of ``row``, deflated first.
 
-    Returns bytes for LargeBinary columns (default) or text.
+    Returns a raw token (bytes: ``0xCB 0x01`` + the envelope) for LargeBinary columns (default), or a ``cb1:``
+    text token. Either form, and the ASCII-bytes tokens written before raw tokens existed, is read by
+    :func:`unseal`.
     """
     reg = _reg(table, column)
     record, party = binding_of(table, column, row)
     if reg.json:
-        token = cipher.encrypt_json(keys, value, table=table, column=column, record=record, party_id=party)
-    else:
-        token = cipher.encrypt(keys, value, table=table, column=column, record=record, party_id=party)
-    return token.encode("ascii") if as_bytes else token
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    if as_bytes:
+        return cipher.encrypt_raw(keys, value, table=table, column=column, record=record, party_id=party)
+    return cipher.encrypt(keys, value, table=table, column=column, record=record, party_id=party, compress=True)
 
 
 def unseal(keys: Keys, cipher: FieldCipher, table: str, column: str, *, row: Mapping[str, Any],
@@ -210,7 +212,6 @@ def _reencrypt_row(tx: StoreTx, cipher: FieldCipher, pk: list[str], reg: Encrypt
     if new is None:
         report.current += 1
         return
-    value: Token = new if isinstance(token, str) else new.encode("ascii")
-    tx.update_row(reg.table, {p: row[p] for p in pk}, {reg.column: value})
+    tx.update_row(reg.table, {p: row[p] for p in pk}, {reg.column: new})
     report.rewritten += 1
     report.columns[label] = report.columns.get(label, 0) + 1

@@ -17,8 +17,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["DEFAULT_URL", "MODEL_MODULES", "Base", "chunked", "create_database", "drop_database", "import_models",
-           "make_engine"]
+__all__ = ["DEFAULT_URL", "MODEL_MODULES", "SQLITE_PAGE_SIZE", "Base", "chunked", "create_database", "drop_database",
+           "import_models", "make_engine"]
 
 DEFAULT_URL = "sqlite:///var/crmbridge.db"
 
@@ -52,6 +52,10 @@ def import_models() -> MetaData:
     return Base.metadata
 
 
+#: the page size of a new SQLite state database (bytes)
+SQLITE_PAGE_SIZE = 8192
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine for ``url``. SQLite gets its folder created, WAL journaling, foreign keys on and a busy
     timeout, so a scheduler and a CLI command can share the file."""
@@ -69,6 +73,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
+            # a new database gets 8 KB pages (set before WAL; an existing one keeps its own): a ledger entry
+            # (~1.5 KB) or a sealed snapshot row then wastes less of its page than with 4 KB (issue 19, ~8 % of
+            # the file; PostgreSQL's pages are 8 KB too)
+            cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")

@@ -520,14 +520,15 @@ _JSON_COLUMNS = ("changed_fields", "masked_before", "masked_after", "payload", "
 #  1: changed_fields = [paths], masked_before/after = {path: masked}, diff_enc = token of JSON {path: [b, a]}
 #  2: changed_fields = [paths] (the field list, stored once), masked_before/after = [masked | null] aligned with
 #     it ([] when all null), diff_enc = token of zlib(JSON [[b, a] | null] aligned with it); plus the lineage
+#  3: the columns of 2, each masked value stored once: in masked_before/after, an integer i stands for the value of
+#     the payload's i-th key (keys sorted) when it is that very text; in mapping_versions, "" stands for the entry's
+#     mapping_version; in answer, "id": true for the entry's target_id (decode_entry restores all three)
 _ENCODING_1 = ("seq", "prev_hash", "hash_alg", "recorded_at", "run_id", "job", "source_system", "source_object",
                "source_id", "target_system", "target_object", "target_id", "party_id", "action", "changed_fields",
                "masked_before", "masked_after", "diff_enc", "mapping_version", "actor", "reason")
-_ENCODINGS: dict[int, tuple[str, ...]] = {
-    1: _ENCODING_1,
-    2: (*_ENCODING_1, "enc", "payload", "answer", "correlation_id", "mapping_versions", "actor_note"),
-}
-ENCODING = 2   # what new entries are written in
+_ENCODING_2 = (*_ENCODING_1, "enc", "payload", "answer", "correlation_id", "mapping_versions", "actor_note")
+_ENCODINGS: dict[int, tuple[str, ...]] = {1: _ENCODING_1, 2: _ENCODING_2, 3: _ENCODING_2}
+ENCODING = 3   # what new entries are written in
 _BODY_COLUMNS = list(_ENCODINGS[ENCODING])   # every column a body may have (reading, exporting)
 
 
@@ -587,6 +588,35 @@ def _aligned(fields: Sequence[str], values: Mapping[str, Any]) -> list[Any]:
     return out if any(v is not None for v in out) else []
 
 
+def _payload_refs(payload: Any) -> dict[str, int]:
+    """Masked text → the index of the first sorted payload key holding exactly it (encoding 3)."""
+    refs: dict[str, int] = {}
+    if isinstance(payload, Mapping):
+        for i, key in enumerate(sorted(payload)):
+            v = payload[key]
+            if isinstance(v, str) and len(v) > 2:
+                refs.setdefault(v, i)
+    return refs
+
+
+def _encode_v3(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
+    """The encoding-3 columns of an entry: the field list once, masked values aligned with it (each stored once:
+    a value the masked payload holds is a reference to it), the clear diff compressed then encrypted under the party
+    key, and the lineage."""
+    out = _encode_v2(ledger, e, seq)
+    refs = _payload_refs(out["payload"])
+    if refs:
+        for side in ("masked_before", "masked_after"):
+            out[side] = [refs.get(v, v) if isinstance(v, str) else v for v in out[side]]
+    if out["mapping_versions"] and e.mapping_version:
+        out["mapping_versions"] = {k: ("" if v == e.mapping_version else v) for k, v in out["mapping_versions"].items()}
+    answer = out["answer"]
+    if isinstance(answer, dict) and e.target_id is not None and answer.get("id") == e.target_id:
+        out["answer"] = dict(answer, id=True)
+    out["enc"] = 3
+    return out
+
+
 def _encode_v2(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
     """The encoding-2 columns of an entry: the field list once, masked values aligned with it, the clear diff
     compressed then encrypted under the party key, and the lineage."""
@@ -631,6 +661,20 @@ def decode_entry(rec: Mapping[str, Any]) -> dict[str, Any]:
         out.setdefault(name, None)
     fields = [str(f) for f in out.get("changed_fields") or []]
     out["changed_fields"] = fields
+    if _encoding(rec) == 3:   # each masked value was stored once: resolve the references
+        payload = out.get("payload")
+        keys = sorted(payload) if isinstance(payload, dict) else []
+        for side in ("masked_before", "masked_after"):
+            v = out.get(side)
+            if isinstance(v, list):
+                out[side] = [payload[keys[x]] if type(x) is int and 0 <= x < len(keys) else x  # type: ignore[index]
+                             for x in v]
+        versions = out.get("mapping_versions")
+        if isinstance(versions, dict):
+            out["mapping_versions"] = {k: (out.get("mapping_version") if v == "" else v) for k, v in versions.items()}
+        answer = out.get("answer")
+        if isinstance(answer, dict) and answer.get("id") is True:
+            out["answer"] = dict(answer, id=out.get("target_id"))
     for side in ("masked_before", "masked_after"):
         v = out.get(side)
         if isinstance(v, list):   # encoding 2: aligned with the field list
@@ -700,7 +744,7 @@ class Ledger:
                 "party_id": e.party_id, "action": e.action.value,
                 "mapping_version": e.mapping_version, "actor": e.actor,
                 "reason": None if e.reason is None else mask_text(e.reason),
-                **_encode_v2(self, e, seq),
+                **_encode_v3(self, e, seq),
             }
             data = _body_bytes(body)
             entry_hash = _h(data, alg).hex()

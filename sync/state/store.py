@@ -134,6 +134,11 @@ __all__ = [
 ]
 
 
+#: completing a write intent, prepared once (also sent as one executemany per batch: StoreTx.batched_writes)
+_COMPLETE_INTENT = update(write_intents).where(write_intents.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), external_id=bindparam("b_external_id"), updated_at=bindparam("b_updated_at"))
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -243,7 +248,10 @@ class StoreTx:
     """
 
     def __init__(self, connection: Connection, clock: Callable[[], datetime], *, read_only: bool = False) -> None:
-        self.connection = connection
+        self._conn = connection
+        # writes held back inside batched_writes(): [statement, table name, parameter rows, rows to check]
+        self._pending: list[list[Any]] = []
+        self._batching = False
         #: this unit of work cannot commit (``StateStore.transaction(read_only=True)``)
         self.read_only = read_only
         self._now = clock
@@ -255,6 +263,52 @@ class StoreTx:
         self._erased_c: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._any_erasure: bool | None = None
         self._keys: KeyRepository | None = None
+
+    @property
+    def connection(self) -> Connection:
+        """The SQLAlchemy connection, for other modules (ledger) writing in the same transaction. Writes held back
+        by :meth:`batched_writes` are sent first, so whatever runs on it sees them."""
+        if self._pending:
+            self.flush()
+        return self._conn
+
+    # -- batched writes ------------------------------------------------------------------------
+    @contextmanager
+    def batched_writes(self) -> Iterator[StoreTx]:
+        """Hold back the sync hot path's writes (snapshots, cross-references, read hashes, completed write intents)
+        and send them as one ``executemany`` per statement kind: when the block ends, or earlier as soon as any
+        other statement runs in this transaction (every statement goes through :attr:`connection`, which sends
+        them first), so no read ever misses a held-back write. Statements of one table keep their order; the
+        tables held back have no order between them (no foreign keys, no triggers). Nested blocks join the
+        outer one. What the block raised is raised after its writes were sent (or with the error sending them)."""
+        if self._batching:
+            yield self
+            return
+        self._batching = True
+        try:
+            yield self
+        finally:
+            self._batching = False
+            self.flush()
+
+    def _hold(self, stmt: Any, table: str, params: dict[str, Any], *, check_rows: bool = False) -> None:
+        """Queue one write of ``stmt`` (see :meth:`batched_writes`): appended to the last group of the same
+        statement unless a later group writes the same table (its order is kept)."""
+        for group in reversed(self._pending):
+            if group[0] is stmt:
+                group[2].append(params)
+                return
+            if group[1] == table:
+                break
+        self._pending.append([stmt, table, [params], check_rows])
+
+    def flush(self) -> None:
+        """Send the writes held back by :meth:`batched_writes` now (one ``executemany`` per statement kind)."""
+        pending, self._pending = self._pending, []
+        for stmt, table, rows, check_rows in pending:
+            res = self._conn.execute(stmt, rows)
+            if check_rows and self._conn.dialect.supports_sane_multi_rowcount and res.rowcount != len(rows):
+                raise KeyError(f"{table}: {len(rows) - res.rowcount} of {len(rows)} rows to update do not exist")
 
     # -- protected data and the ledger, in this transaction (callers never hold the connection) ----
     @property
@@ -950,9 +1004,12 @@ class StoreTx:
     def complete_write_intent(self, intent_id: int, *, external_id: str | None = None,
                               failed: bool = False) -> None:
         status = IntentStatus.FAILED if failed else IntentStatus.DONE
-        res = self.connection.execute(update(write_intents).where(write_intents.c.id == intent_id).values(
-            status=status.value, external_id=external_id, updated_at=self._now()))
-        if res.rowcount != 1:
+        params = {"b_id": intent_id, "b_status": status.value, "b_external_id": external_id,
+                  "b_updated_at": self._now()}
+        if self._batching:   # a missing intent is reported when the batch is sent (the transaction fails)
+            self._hold(_COMPLETE_INTENT, write_intents.name, params, check_rows=True)
+            return
+        if self.connection.execute(_COMPLETE_INTENT, params).rowcount != 1:
             raise KeyError(f"no write intent {intent_id}")
 
     def pending_write_intents(self, job: str, *, target_system: str | None = None) -> list[dict[str, Any]]:
@@ -965,7 +1022,7 @@ class StoreTx:
 
     # -- helpers -------------------------------------------------------------------------------
     def _dialect_insert(self, table: Table) -> Any:
-        name = self.connection.dialect.name
+        name = self._conn.dialect.name
         if name == "postgresql":
             return pg_insert(table)
         if name == "sqlite":
@@ -980,13 +1037,16 @@ class StoreTx:
         it per row cost more CPU than the insert itself on the sync hot path (snapshots, xrefs).
         """
         extra = insert_only or {}
-        shape = (self.connection.dialect.name, table.name, tuple(key), tuple(values), tuple(extra))
+        shape = (self._conn.dialect.name, table.name, tuple(key), tuple(values), tuple(extra))
         stmt = _UPSERTS.get(shape)
         if stmt is None:
             ins = self._dialect_insert(table)
             stmt = ins.on_conflict_do_update(index_elements=list(key),
                                              set_={c: ins.excluded[c] for c in values})
             _UPSERTS[shape] = stmt
+        if self._batching:
+            self._hold(stmt, table.name, {**key, **values, **extra})
+            return
         self.connection.execute(stmt, {**key, **values, **extra})
 
     def _insert_ignore(self, table: Table, values: Mapping[str, Any], conflict_cols: Sequence[str]) -> bool:
