@@ -56,18 +56,7 @@ def received_paths(mapping: Any, party_type: str | None = None,
     ``party_type``, only those of the steps that run for that type (an organisation's record gets no mobile); with
     the ``payload`` sent, only those of the steps whose vendor field is in it (a field left out for want of
     consent was not received)."""
-    steps = getattr(getattr(mapping, "spec", None), "steps", None)
-    if (party_type is not None or payload is not None) and steps is not None:
-        def sent(step: Any) -> bool:
-            return payload is None or any(path_locations(payload, vp) for vp in step.vendor_paths())
-
-        paths = [p.text for s in steps if s.runs("out") and (party_type is None or s.applies_to(party_type))
-                 and sent(s) for p in s.canonical_paths()]
-    else:
-        paths = list(mapping.owned_canonical_paths("out"))
-    if getattr(mapping, "spec", None) is not None and getattr(mapping.spec, "key_field", None):
-        paths.append("party_id")
-    return list(dict.fromkeys(paths))
+    return list(_cover(mapping, party_type, payload).prefixes)
 
 
 def _covered(path: str, prefixes: Iterable[str]) -> bool:
@@ -80,12 +69,99 @@ def _covered(path: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
+class _Cover:
+    """The paths one mapping sends for one party type and payload shape, and which changed paths they cover
+    (memoised: the same few shapes recur on every record of a run)."""
+
+    __slots__ = ("memo", "prefixes")
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+        self.memo: dict[str, bool] = {}
+
+    def covers(self, path: str) -> bool:
+        hit = self.memo.get(path)
+        if hit is None:
+            if len(self.memo) > 4096:   # a run of unusual shapes: bounded, not a leak
+                self.memo.clear()
+            hit = self.memo[path] = _covered(path, self.prefixes)
+        return hit
+
+
+class _Plan:
+    """A mapping's out steps as lineage needs them, worked out once: per step the party types it applies to, the
+    vendor paths it fills (each with the top-level key that alone decides presence, when it is that simple) and
+    the canonical paths it reads."""
+
+    def __init__(self, mapping: Any) -> None:
+        self.mapping = mapping
+        steps = getattr(getattr(mapping, "spec", None), "steps", None)
+        self.keyed = bool(getattr(mapping, "spec", None) is not None and getattr(mapping.spec, "key_field", None))
+        self.steps: list[tuple[Any, list[tuple[str | None, Any]], tuple[str, ...]]] | None = None
+        if steps is not None:
+            self.steps = []
+            for st in steps:
+                if not st.runs("out"):
+                    continue
+                vps = [(_simple_key(vp), vp) for vp in st.vendor_paths()]
+                self.steps.append((st, vps, tuple(p.text for p in st.canonical_paths())))
+        self.covers: dict[tuple[Any, ...], _Cover] = {}
+
+
+def _simple_key(vp: Any) -> str | None:
+    from crmbridge.core.paths import PathKey
+
+    ops = getattr(vp, "ops", None)
+    return ops[0].name if ops is not None and len(ops) == 1 and isinstance(ops[0], PathKey) else None
+
+
+#: id(mapping) → its plan (the plan holds the mapping, so an id is never reused while its entry lives)
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(mapping: Any) -> _Plan:
+    plan = _PLANS.get(id(mapping))
+    if plan is None or plan.mapping is not mapping:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = _PLANS[id(mapping)] = _Plan(mapping)
+    return plan
+
+
+def _cover(mapping: Any, party_type: str | None, payload: Mapping[str, Any] | None) -> _Cover:
+    plan = _plan(mapping)
+    if plan.steps is not None and (party_type is not None or payload is not None):
+        applying = [(vps, paths) for st, vps, paths in plan.steps
+                    if party_type is None or st.applies_to(party_type)]
+        if payload is None:
+            sent = (True,) * len(applying)
+        else:
+            sent = tuple(any((key in payload) if key is not None else bool(path_locations(payload, vp))
+                             for key, vp in vps) for vps, _ in applying)
+        key: tuple[Any, ...] = (party_type, sent)
+        cover = plan.covers.get(key)
+        if cover is None:
+            paths = [p for (_, ps), on in zip(applying, sent, strict=True) if on for p in ps]
+            cover = plan.covers[key] = _Cover(_finish(paths, plan.keyed))
+        return cover
+    cover = plan.covers.get(("*",))
+    if cover is None:
+        cover = plan.covers[("*",)] = _Cover(_finish(list(mapping.owned_canonical_paths("out")), plan.keyed))
+    return cover
+
+
+def _finish(paths: list[str], keyed: bool) -> tuple[str, ...]:
+    if keyed:
+        paths.append("party_id")
+    return tuple(dict.fromkeys(paths))
+
+
 def only_received(changed: Mapping[str, Any], mapping: Any, party_type: str | None = None,
                   payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``changed`` (canonical path → anything) restricted to the paths ``mapping`` sends to its system (for a
     party of ``party_type``, in ``payload``, when given: see :func:`received_paths`)."""
-    prefixes = received_paths(mapping, party_type, payload)
-    return {p: v for p, v in changed.items() if _covered(p, prefixes)}
+    cover = _cover(mapping, party_type, payload)
+    return {p: v for p, v in changed.items() if cover.covers(p)}
 
 
 def mapping_versions(*mappings: Any) -> dict[str, str]:
