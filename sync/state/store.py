@@ -134,9 +134,12 @@ __all__ = [
 ]
 
 
-#: completing a write intent, prepared once (also sent as one executemany per batch: StoreTx.batched_writes)
+#: completing a write intent, prepared once (also sent as one executemany per batch: StoreTx.batched_writes): a
+#: failed write's intent is kept, marked failed; a done one is deleted, since the cross-reference, snapshot and
+#: ledger entry committed in the same transaction hold its outcome (the table holds only what is in flight)
 _COMPLETE_INTENT = update(write_intents).where(write_intents.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), external_id=bindparam("b_external_id"), updated_at=bindparam("b_updated_at"))
+_DELETE_INTENT = delete(write_intents).where(write_intents.c.id == bindparam("b_id"))
 
 
 def utcnow() -> datetime:
@@ -1003,13 +1006,15 @@ class StoreTx:
 
     def complete_write_intent(self, intent_id: int, *, external_id: str | None = None,
                               failed: bool = False) -> None:
-        status = IntentStatus.FAILED if failed else IntentStatus.DONE
-        params = {"b_id": intent_id, "b_status": status.value, "b_external_id": external_id,
-                  "b_updated_at": self._now()}
+        if failed:
+            stmt, params = _COMPLETE_INTENT, {"b_id": intent_id, "b_status": IntentStatus.FAILED.value,
+                                              "b_external_id": external_id, "b_updated_at": self._now()}
+        else:
+            stmt, params = _DELETE_INTENT, {"b_id": intent_id}
         if self._batching:   # a missing intent is reported when the batch is sent (the transaction fails)
-            self._hold(_COMPLETE_INTENT, write_intents.name, params, check_rows=True)
+            self._hold(stmt, write_intents.name, params, check_rows=True)
             return
-        if self.connection.execute(_COMPLETE_INTENT, params).rowcount != 1:
+        if self.connection.execute(stmt, params).rowcount != 1:
             raise KeyError(f"no write intent {intent_id}")
 
     def pending_write_intents(self, job: str, *, target_system: str | None = None) -> list[dict[str, Any]]:

@@ -79,9 +79,10 @@ def test_a_batch_sends_one_executemany_per_statement_kind(store: StateStore) -> 
             tx.put_snapshot(f"p-{i}", "fx", "A", content_hash=f"h{i}", blob=b"\xcb\x01sealed")
             tx.complete_write_intent(intents[i], external_id=f"z{i}")
         assert [s for s in seen if not s[0].startswith("BEGIN")] == []   # nothing sent yet
-    writes = [s for s in seen if s[0].startswith(("INSERT", "UPDATE"))]
+    writes = [s for s in seen if s[0].startswith(("INSERT", "UPDATE", "DELETE"))]
     assert len(writes) == 4 and all(many for _, many in writes), writes
     assert _count(store, snapshots) == _count(store, xref) == _count(store, read_hashes) == 40
+    assert _count(store, write_intents) == 0     # a done intent leaves the table: only writes in flight stay
     with store.transaction(refuse_writes=True) as tx:
         assert tx.pending_write_intents("j") == []
         assert tx.get_snapshot("p-7", "fx", "A").content_hash == "h7"  # type: ignore[union-attr]
