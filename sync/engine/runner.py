@@ -41,6 +41,7 @@ from crmbridge.core.errors import ConfigurationError, CrmBridgeError, RetryableE
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine.context import BatchKind, BatchResult, CursorState, RunContext, Side, StopRequested
+from crmbridge.sync.engine.derive import Derive
 from crmbridge.sync.engine.erasure import Erasure
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease
 from crmbridge.sync.engine.responses import Responses, is_response_job
@@ -73,7 +74,7 @@ def effective_batch_size(job: JobConfig, target: Adapter) -> int:
 
 
 
-class JobRunner(Responses, Versions, TwoWay, Erasure):
+class JobRunner(Responses, Derive, Versions, TwoWay, Erasure):
     """Runs one configured job once (see the module docstring).
 
     Args:
