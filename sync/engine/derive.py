@@ -113,7 +113,7 @@ class Derive(Versions):
             d.action, d.stage = Action.FAILED, "derive"
             d.error = exc if isinstance(exc, RecordError) else RecordError(str(exc), code="derive")
             return None
-        if left:
+        if left and not any(w.startswith(f"rules {ctx.job.rules}: derived field") for w in ctx.report.warnings):
             ctx.report.warnings.append(f"rules {ctx.job.rules}: derived field(s) {', '.join(sorted(left))} have no "
                                        "place in the party (declare them as C1 extensions: docs/rules.md §7)")
         d.reason = derived_reason(rules, derivation, str(ctx.job.rules))

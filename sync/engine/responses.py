@@ -297,8 +297,9 @@ class Responses(OneWay):
         for w in r.writes:
             if w.d.intent_id is not None:
                 tx.complete_write_intent(w.d.intent_id, external_id=r.core_id)
-            if w.item is None:
-                ctx.report.warnings.append(f"consent {w.purpose} withdrawn by an opt-out: {w.d.reason}")
+            note = f"consent {w.purpose} withdrawn by an opt-out, but {ctx.target.system} keeps no field for it"
+            if w.item is None and note not in ctx.report.warnings:
+                ctx.report.warnings.append(note)
             w.d.action = Action.UPDATED if w.item is not None else Action.SKIPPED_UNCHANGED
             entries.append(self._response_entry(ctx, w.d, reason=w.d.reason, purpose=w.purpose))
         return entries
@@ -306,7 +307,8 @@ class Responses(OneWay):
     def _response_entry(self, ctx: RunContext, d: Decision, *, reason: str | None,
                         purpose: str | None = None) -> LedgerEntryIn:
         src, tgt = ctx.source, ctx.target
-        changed = ({f"consents[purpose={purpose}].status": ("GRANTED", "WITHDRAWN")}
+        # its state before is not known: the core does not say
+        changed = ({f"consents[purpose={purpose}].status": (None, "WITHDRAWN")}
                    if purpose is not None and d.item is not None else None)
         lineage = write_lineage(mapping=tgt.mapping, payload=d.item.payload if d.item is not None else None,
                                 result=d.result, changed=changed, correlation_id=d.correlation_id,
