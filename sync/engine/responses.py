@@ -104,6 +104,7 @@ class Responses(OneWay):
         with self.rt.store.transaction() as tx:
             cur = self.cursor(tx, ctx, src)
             due = self._due_dead_letters(tx, ctx)
+            self.load_intents(tx, ctx)   # writes a run that did not finish journaled (crash recovery)
         for raws in self._refetch_dead_letters(ctx, due):
             self._response_batch(ctx, raws, None, retry=True)
         for chunk in batched(reading(src, src.adapter.extract(src.object, since=cur.since, fields=None), ctx.report),
@@ -238,6 +239,9 @@ class Responses(OneWay):
             decided = [self._decide_response(tx, ctx, raw, retry=retry) for raw in raws]
             writes = [w for r in decided for w in r.writes if w.item is not None]
             for w in writes:   # journaled before the call: a crash between the call and the record is visible
+                earlier = ctx.pending_intents.pop(w.item.key if w.item else "", None)
+                if earlier is not None:   # a dead run's write of the same withdrawal: setting the flag again is
+                    tx.complete_write_intent(earlier["id"], failed=True)   # harmless, and this one supersedes it
                 w.d.intent_id = tx.add_write_intent(
                     ctx.name, target_system=tgt.system, target_object=tgt.object, key=w.item.key if w.item else "",
                     operation="update", payload_hash=w.d.payload_hash or "", run_id=ctx.run_id or None)

@@ -132,3 +132,62 @@ def test_a_response_of_an_unknown_party_is_a_dead_letter_retried_once_the_party_
         assert tx.list_dead_letters(JOB, status=["open"], limit=10) == []
     entries, ok = _ledger(rt)
     assert ok and [e["party_id"] for e in entries if e["action"] == str(Action.UPDATED)] == [pid]
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_the_core_applied_the_withdrawal_is_recovered_once(env, rt, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL after FLEXCUBE applied the consent update and before crmbridge recorded it (the core holds its reply
+    back): the next run writes the same flag again (harmless), ledgers the withdrawal exactly once and settles the
+    dead run's write intent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from crmbridge.adapters.simulator import Fault
+    from crmbridge.sync.state.store import write_intents
+
+    run_job(rt, "core_to_zoho")
+    opted = next(s for s in _synced(env, rt) if env.core.store.get(s[1])["consent_email"] == "Y")
+    camp = env.zoho.add("Campaigns", Campaign_Name="年终回馈", Status="Active")
+    env.zoho.relate(camp, opted[2], "Opted Out")
+
+    env.core.knobs.timeout_delay = 2.0   # every core call is applied, then its reply held back
+    env.core.inject(Fault.TIMEOUT_AFTER_APPLY, times=50)
+    out = (tmp_path / "killed-run.out").open("wb")
+    p = subprocess.Popen([sys.executable, "-m", "crmbridge", "run", JOB, "--config", str(env.config_path)],
+                         stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 90
+        while env.core.store.get(opted[1])["consent_email"] != "N":
+            assert p.poll() is None, f"the run ended before the core applied the withdrawal ({p.returncode})"
+            assert time.monotonic() < deadline, "no consent update within 90 s"
+            time.sleep(0.002)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        out.close()
+        env.core.clear_faults()
+    with rt.store.transaction() as tx:
+        pending = [dict(r) for r in tx.connection.execute(
+            select(write_intents).where(write_intents.c.job == JOB, write_intents.c.status == "pending")).mappings()]
+    assert [i["key"] for i in pending] == [f"{camp}:{opted[2]}:MARKETING_EMAIL"]   # journaled before the call
+    assert not [e for e in _ledger(rt)[0] if e["action"] == str(Action.UPDATED)]  # nothing recorded
+
+    report = run_job(rt, JOB)
+    assert report.status == "succeeded", report.error
+    assert env.core.store.get(opted[1])["consent_email"] == "N"
+    entries, ok = _ledger(rt)
+    assert ok and [e["party_id"] for e in entries if e["action"] == str(Action.UPDATED)] == [opted[0]]
+    with rt.store.transaction() as tx:
+        left = tx.connection.execute(select(write_intents.c.id).where(
+            write_intents.c.job == JOB, write_intents.c.status == "pending")).all()
+        runs = tx.list_runs(JOB, limit=5)
+    assert left == []
+    assert "crashed" in {r["status"] for r in runs}
+    assert run_job(rt, JOB).outcomes.get("updated", 0) == 0
