@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sync_helpers import BAD, CUSTOMERS, SEED
 
 from crmbridge.canonical.extensions import declare_extensions
 from crmbridge.canonical.rules import load_rules
@@ -31,10 +32,17 @@ STEPS = ("  - {type: field, vendor: Marketing_Stage, canonical: extensions.lifec
 SEGMENT_OUT = {"MASS": "Mass", "AFFLUENT": "Affluent", "WEALTH": "Wealth", "PRIVATE": "Private"}
 
 
-@pytest.fixture
-def ruled(env: DemoEnvironment, tmp_path: Path) -> Iterator[tuple[DemoEnvironment, Runtime, Path]]:
-    """The demo environment whose core → Zoho job names a rules file (a copy of the shipped one), with the derived
-    lifecycle stage and churn risk declared as C1 extensions and pushed by a copy of the Zoho Contacts mapping."""
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ruled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[DemoEnvironment, Runtime, Path]]:
+    """The demo environment (state on SQLite, then PostgreSQL) whose core → Zoho job names a rules file (a copy of
+    the shipped one), with the derived lifecycle stage and churn risk declared as C1 extensions and pushed by a copy
+    of the Zoho Contacts mapping."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=BAD, seed=SEED, state_url=url) as env:
+        yield from _ruled(env, tmp_path)
+
+
+def _ruled(env: DemoEnvironment, tmp_path: Path) -> Iterator[tuple[DemoEnvironment, Runtime, Path]]:
     cfg = yaml.safe_load(env.config_path.read_text())
     cfg["canonical"] = {"extensions": DECLARATION}
     mapping = tmp_path / "zoho_contacts.yaml"
