@@ -191,3 +191,53 @@ def test_a_run_killed_after_the_core_applied_the_withdrawal_is_recovered_once(en
     assert left == []
     assert "crashed" in {r["status"] for r in runs}
     assert run_job(rt, JOB).outcomes.get("updated", 0) == 0
+
+
+def test_a_fxiaoke_campaign_member_opting_out_withdraws_the_consent_read_incrementally(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from crmbridge.adapters.base import WriteItem
+
+    jobs = {
+        "core_to_fx_contacts": {"source": "corebank.Customer", "target": "fxiaoke.ContactObj",
+                                "source_mapping": "corebank_soap_customer.yaml",
+                                "target_mapping": "fxiaoke_contactobj.yaml",
+                                "consent_purpose": "SHARE_WITH_CRM_VENDOR", "match_rules": [["CN_RIC"]]},
+        "fx_responses": {"source": "fxiaoke.CampaignMembersObj", "target": "corebank.Customer",
+                         "source_mapping": "fxiaoke_campaign_members.yaml",
+                         "target_mapping": "corebank_soap_consent.yaml"},
+    }
+    with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=0.1, seed=SEED, jobs=jobs) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            assert run_job(rt, "core_to_fx_contacts").status in ("succeeded", "partial")
+            with rt.store.transaction() as tx:
+                linked = [(pid, tx.xrefs_for_party(pid, "corebank", "Customer")[0][2], cid)
+                          for cid in env.fxiaoke.tables["ContactObj"].rows
+                          if (pid := tx.get_xref("fxiaoke", "ContactObj", cid)) is not None]
+            opted = next(s for s in sorted(linked) if env.core.store.get(s[1])["consent_email"] == "Y")
+            other = next(s for s in sorted(linked) if s != opted)
+            fx = rt.adapter("fxiaoke")   # the marketer's side, through the vendor API
+            event = fx.write("MarketingEventObj", [WriteItem(key="c1", key_field="campaign_key__c", payload={
+                "name": "春季理财节", "begin_time": 1772323200000})])[0].external_id
+            fx.write("CampaignMembersObj", [
+                WriteItem(key="m1", key_field="member_key__c", payload={
+                    "marketing_event_id": event, "contact_id": opted[2], "campaign_members_status": "responded",
+                    "opt_out__c": True}),
+                WriteItem(key="m2", key_field="member_key__c", payload={
+                    "marketing_event_id": event, "contact_id": other[2], "campaign_members_status": "converted"})])
+            report = run_job(rt, "fx_responses")
+            with rt.store.transaction() as tx:
+                letters = tx.list_dead_letters("fx_responses", limit=10)
+            assert report.status == "succeeded", [d["message"] for d in letters]
+            assert report.outcomes["updated"] == 1 and report.outcomes["unchanged"] == 1
+            assert env.core.store.get(opted[1])["consent_email"] == "N"
+            with rt.store.transaction() as tx:
+                led = Ledger(tx.connection, rt.signer, cipher=rt.cipher)
+                entries = list(led.iter_entries(job="fx_responses"))
+            assert [(e["action"], e["party_id"]) for e in entries] == [
+                (str(Action.UPDATED), opted[0]), (str(Action.SKIPPED_UNCHANGED), other[0])]
+            assert "preference: CONVERTED" in entries[1]["reason"]
+            again = run_job(rt, "fx_responses")
+            assert again.read == 0 or again.outcomes.get("updated", 0) == 0
+            assert again.api_calls.get("corebank", 0) == 0
+        finally:
+            rt.close()
