@@ -36,7 +36,7 @@ from crmbridge.adapters.base import RawRecord, WriteItem, WriteStatus
 from crmbridge.canonical.c3 import refuse_c3
 from crmbridge.canonical.objects import CampaignResponse, parse_object
 from crmbridge.core.errors import CrmBridgeError, RecordError
-from crmbridge.sync.engine.context import CursorState, Decision, RunContext
+from crmbridge.sync.engine.context import BatchKind, CursorState, Decision, RunContext
 from crmbridge.sync.engine.hashing import keyed_hash, payload_hash
 from crmbridge.sync.engine.oneway import OneWay
 from crmbridge.sync.engine.records import correlation_id, new_call_id
@@ -112,6 +112,18 @@ class Responses(OneWay):
             self._response_batch(ctx, chunk, cur)
         self.finish_cursor(ctx, cur)
         return cur.since is None
+
+    def process_batch(self, ctx: RunContext, raws: list[RawRecord], kind: BatchKind = BatchKind.EXTRACT, *,
+                      cursor: CursorState | None = None) -> None:
+        """One batch, as a distributed worker hands it over: responses go their own way, parties the party path."""
+        if not is_response_job(ctx):
+            super().process_batch(ctx, raws, kind, cursor=cursor)
+            return
+        if kind is BatchKind.DELETE:   # a deleted membership withdraws nothing: the response it carried stands
+            ctx.report.read += len(raws)
+            ctx.report.count("out_of_scope", len(raws))
+            return
+        self._response_batch(ctx, raws, cursor if kind is BatchKind.EXTRACT else None, retry=kind is BatchKind.RETRY)
 
     # -- deciding --------------------------------------------------------------------------------------
     def _response_hash(self, ctx: RunContext, raw: RawRecord, canon: dict[str, Any]) -> str:

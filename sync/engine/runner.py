@@ -169,6 +169,9 @@ class JobRunner(Responses, Derive, Versions, TwoWay, Erasure):
                 responses = is_response_job(ctx)   # campaign responses → core consents (responses.py)
                 if not responses:   # (a response job's target is the core: nothing is erased there)
                     self.propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
+                if resync and responses:
+                    raise ConfigurationError(f"job {self.name} carries campaign responses: there is no stored state "
+                                             "to re-push (run it without --resync)")
                 if resync:
                     self._run_resync(ctx, only_field)
                 else:
