@@ -5,7 +5,8 @@ derives, for every party it maps in, the rules' fields (:func:`crmbridge.canonic
 
 * the party as just mapped in (its AUM band among others),
 * its holdings in the state store (``StoreTx.holdings_of(party_id)`` where the store has it; none otherwise),
-* its history: the AUM band of every stored snapshot of the party (when it was synced) and the band now,
+* its history: the AUM band of every stored snapshot of the party (when it was synced; the snapshots of both sides
+  of every configured job, read for the whole batch at once) and the band now,
 
 and places them with :meth:`Derivation.apply_to` (``segment.code``, ``extensions.<field>``) before the consent
 check and the map-out: the target mapping pushes them like any field, the snapshot keeps them, the payload hash
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crmbridge.adapters.base import RawRecord
 from crmbridge.canonical.model import Party
 from crmbridge.canonical.rules import Derivation, Rules, derive, load_rules
 from crmbridge.core.errors import CrmBridgeError, RecordError
@@ -93,6 +95,25 @@ class Derive(Versions):
         return out
 
     # -- deriving --------------------------------------------------------------------------------------
+    _known: set[str] | None = None
+
+    def _history_pairs(self) -> list[tuple[str, str]]:
+        """The (system, object)s a party's snapshots are kept for: both sides of every configured job."""
+        pairs = {(j.target_system, j.target_object) for j in self.rt.config.jobs.values()}
+        pairs |= {(j.source_system, j.source_object) for j in self.rt.config.jobs.values()}
+        return sorted(pairs)
+
+    def _prefetch(self, tx: StoreTx, ctx: RunContext, raws: list[RawRecord], *, retry: bool) -> None:
+        """With rules: the batch's known parties' snapshots of every system too (their history), one query per
+        (system, object) for the whole batch instead of one per record."""
+        super()._prefetch(tx, ctx, raws, retry=retry)
+        if self.job_rules() is None or ctx.job.direction != "one_way":
+            return
+        src = ctx.source
+        pids = {p for p in (tx.get_xref(src.system, src.object, r.external_id) for r in raws) if p is not None}
+        self._known = pids
+        tx.prefetch_parties(pids, snapshots_of=self._history_pairs())
+
     def derive_party(self, tx: StoreTx, ctx: RunContext, d: Decision, party: Party) -> Party | None:
         """The party with the rules' derived fields applied (itself when the job has no rules; ``None``: the
         derivation failed and ``d`` says why)."""
@@ -122,8 +143,16 @@ class Derive(Versions):
     def _history(self, tx: StoreTx, party_id: str, party: Party) -> list[dict[str, Any]]:
         """The AUM band of each stored snapshot of the party (when it was synced), then the band now."""
         points: list[dict[str, Any]] = []
-        for row in tx.snapshots_of_party(party_id):
-            if row.get("content_hash") == TOMBSTONE or not row.get("blob") or row.get("synced_at") is None:
+        pairs = self._history_pairs()
+        if self._known is not None and party_id not in self._known:   # minted in this batch: no snapshot anywhere
+            tx.assume_new_party(party_id, snapshots_of=pairs)
+        for system, obj in pairs:
+            snap = tx.get_snapshot(party_id, system, obj)
+            if snap is None:
+                continue
+            row = {"system": system, "object": obj, "content_hash": snap.content_hash, "blob": snap.blob,
+                   "synced_at": getattr(snap, "synced_at", None)}
+            if row["content_hash"] == TOMBSTONE or not row["blob"] or row["synced_at"] is None:
                 continue
             try:
                 data = tx.unseal(self.rt.cipher, "snapshots", "blob", token=row["blob"],
