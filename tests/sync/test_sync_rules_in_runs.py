@@ -128,3 +128,27 @@ def test_a_changed_rules_file_re_derives_every_party_and_a_dry_run_plans_it(rule
         assert run_job(rt2, JOB).outcomes.get("updated", 0) == 0   # re-derived once
     finally:
         rt2.close()
+
+
+def test_rules_on_a_two_way_job_are_refused_and_a_broken_rules_file_fails_the_run_naming_it(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from crmbridge.config import load_config
+    from crmbridge.core.errors import ConfigurationError
+
+    cfg = yaml.safe_load(env.config_path.read_text())
+    two_way = {**cfg, "jobs": {**cfg["jobs"], "core_fxiaoke": {**cfg["jobs"]["core_fxiaoke"], "rules": "rules.yaml"}}}
+    bad = tmp_path / "two_way.yaml"
+    bad.write_text(yaml.safe_dump(two_way, sort_keys=False, allow_unicode=True))
+    with pytest.raises(ConfigurationError, match=r"jobs\.core_fxiaoke.*one-way party jobs"):
+        load_config(bad)
+
+    broken = tmp_path / "rules.yaml"
+    broken.write_text("version: 1\nrules:\n  - name: segment\n    derive: shoe_size\n    cases: [{value: 42}]\n")
+    cfg["jobs"][JOB]["rules"] = str(broken)
+    env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    rt = bootstrap(env.config_path)
+    try:
+        report = run_job(rt, JOB)
+        assert report.status == "failed" and str(broken) in (report.error or "")
+        assert not env.zoho.stores["Contacts"].records   # nothing pushed without its rules
+    finally:
+        rt.close()
