@@ -303,7 +303,8 @@ class Responses(OneWay):
                     tx.complete_write_intent(w.d.intent_id, failed=True)
             err = d.error
             return [self._response_entry(ctx, d, reason=f"{d.stage}: {err.code if err else 'error'}: {err}")]
-        ctx.report.count("updated" if action is Action.UPDATED else "unchanged")
+        wrote = action is Action.UPDATED and any(w.item is not None for w in r.writes)
+        ctx.report.count("updated" if wrote else "unchanged")   # withdrawn in the ledger only: nothing written
         self._resolve_letters(tx, ctx, d.raw)
         tx.put_read_hash(ctx.name, src.system, src.object, d.raw.external_id, record_hash=d.raw_hash or "",
                          version=d.raw.version)
