@@ -93,7 +93,26 @@ def demo(
         step("5 · the one-way job picks up the core's change", "core_to_zoho")
         step("6 · a second run with nothing new: no write calls", "core_to_zoho")
 
-        console.rule("7 · reconciliation: both sides compared record by record")
+        console.rule("7 · a campaign opt-out reaches core banking (Zoho campaign members → core consents)")
+        with rt.store.transaction(refuse_writes=True) as tx:
+            linked = [(cid, tx.xrefs_for_party(pid, "corebank", "Customer"))
+                      for cid in list(env.zoho.stores["Contacts"].records)[:2]
+                      if (pid := tx.get_xref("zoho_cn", "Contacts", str(cid))) is not None]
+        linked = [(cid, refs[0][2]) for cid, refs in linked if refs]
+        if linked:
+            campaign = env.zoho.add("Campaigns", Campaign_Name="春季理财节", Status="Active", Type="Email")
+            env.zoho.relate(campaign, str(linked[0][0]), "Opted Out")
+            if len(linked) > 1:
+                env.zoho.relate(campaign, str(linked[1][0]), "Responded")
+            flag = (env.core.store.get(linked[0][1]) or {}).get("consent_email")
+            console.print(f"Zoho: a customer opts out of the e-mail campaign {campaign}; core banking's e-mail "
+                          f"marketing consent of customer {linked[0][1]} is {flag}")
+            step("7 · the response job withdraws the consent at the core (legal basis ledgered)", "zoho_responses")
+            flag = (env.core.store.get(linked[0][1]) or {}).get("consent_email")
+            console.print(f"core banking: customer {linked[0][1]}'s e-mail marketing consent is now {flag}")
+            step("7 · a second run: the opt-out is not applied twice", "zoho_responses")
+
+        console.rule("8 · reconciliation: both sides compared record by record")
         for job in ("core_to_zoho", "core_fxiaoke"):
             rep = reconcile(rt, job)
             verdict = "[green]complete[/]" if rep.complete else "[red]NOT complete[/]"
@@ -101,7 +120,7 @@ def demo(
                           f"missing, {len(rep.extra)} extra; not pushed by design: "
                           f"{sum(rep.not_pushed.values())} — {verdict}")
 
-        console.rule("8 · the ledger")
+        console.rule("9 · the ledger")
         with rt.store.transaction(refuse_writes=True) as tx:
             ledger = tx.ledger(rt.signer, cipher=rt.cipher)
             pub = rt.signer.public_key if isinstance(rt.signer, LedgerSigner) else None

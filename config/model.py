@@ -376,6 +376,9 @@ class JobConfig(_Model):
     batch_size: int = Field(100, ge=1, le=MAX_BATCH_SIZE, description=(
         "records per batch (one state transaction each); unset: enough to fill the target's concurrent write calls "
         "(vendor batch maximum × concurrency, at least 100: Zoho enterprise 2,000, Fxiaoke 100)"))
+    rules: str | None = Field(None, description=(
+        "segmentation and lifecycle rules file (under mappings/, e.g. rules.yaml; docs/rules.md): a one-way party job "
+        "derives its fields after mapping in and pushes them through the target mapping; a changed file re-derives"))
     match_rules: list[MatchRule] = Field(default_factory=list,
                                          description="tried in order; each a list of canonical keys matched together")
     overlap_seconds: int = Field(60, ge=0, le=86400)
@@ -389,6 +392,13 @@ class JobConfig(_Model):
         "whether the target's own duplicate rules judge this job's creates (Fxiaoke); unset: the system's default"))
     enabled: bool = True
     expected_duration_seconds: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _rules_one_way(self) -> JobConfig:
+        if self.rules is not None and self.direction == "two_way":
+            raise ValueError("rules: derived fields are pushed by one-way party jobs (core → CRM); a two-way job "
+                             "would merge them back into the core")
+        return self
 
     @property
     def source_system(self) -> str:

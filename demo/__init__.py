@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from crmbridge.adapters.corebank_soap.adapter import ModifyOperation
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs, Simulator
@@ -116,7 +117,10 @@ class DemoEnvironment:
             "keys": {"master_key": "file:master.key", "signing_key": "file:ledger-signing.pem"},
             "systems": {
                 "corebank": {"adapter": "corebank_soap", "wsdl": self.core.wsdl_url, "username": self.core.username,
-                             "password": "env:CRMBRIDGE_DEMO_CORE_PASSWORD", "retry": fast},
+                             "password": "env:CRMBRIDGE_DEMO_CORE_PASSWORD", "retry": fast,
+                             # campaign opt-outs are written back as the marketing-consent UDFs (responses job)
+                             "operations": {"modify": {"writable": [*ModifyOperation().writable,
+                                                                    "UDFDETAILS.FLDNAM", "UDFDETAILS.FLDVAL"]}}},
                 "zoho_cn": {"adapter": "zoho", "accounts_url": self.zoho.url, "api_domain": self.zoho.url,
                             "client_id": self.zoho.client_id, "client_secret": "env:CRMBRIDGE_DEMO_ZOHO_CLIENT_SECRET",
                             "refresh_token": "env:CRMBRIDGE_DEMO_ZOHO_REFRESH_TOKEN", "edition": "enterprise",
@@ -133,6 +137,10 @@ class DemoEnvironment:
                     "source_mapping": "corebank_soap_customer.yaml", "target_mapping": "zoho_contacts.yaml",
                     "consent_purpose": "SHARE_WITH_CRM_VENDOR", "match_rules": [["CN_RIC"], ["CN_USCC"]],
                     "delete_policy": "deactivate", "schedule": "*/15 * * * *",
+                },
+                "zoho_responses": {
+                    "source": "zoho_cn.Campaigns.Contacts", "target": "corebank.Customer",
+                    "source_mapping": "zoho_campaign_members.yaml", "target_mapping": "corebank_soap_consent.yaml",
                 },
                 "core_fxiaoke": {
                     "source": "corebank.Customer", "target": "fxiaoke.AccountObj", "direction": "two_way",

@@ -27,18 +27,21 @@ def wsdl_fields(elem_type: Any, record: str, writable: Collection[str]) -> list[
 
     below = {tuple(key_names(w)) for w in writable}
 
-    def walk(t: Any, prefix: tuple[str, ...]) -> None:
+    def walk(t: Any, prefix: tuple[str, ...], optional: bool = False) -> None:
+        # ``optional``: under an optional structure (UDFDETAILS[]{FLDNAM, FLDVAL}), whose own required leaves are
+        # required only when the structure is sent: the record does not require them
         for name, el in getattr(t, "elements", []):
             names = (*prefix, name)
+            required = not el.is_optional and not optional
             if getattr(el.type, "elements", None):
                 # the structure itself (mappings check top-level names), writable if any leaf below is
-                out.append(FieldInfo(name=join_path(names), type="structure", required=not el.is_optional,
+                out.append(FieldInfo(name=join_path(names), type="structure", required=required,
                                      read_only=not any(w[:len(names)] == names and len(w) > len(names)
                                                        for w in below)))
-                walk(el.type, names)
+                walk(el.type, names, not required)
             else:
                 out.append(FieldInfo(name=join_path(names), type=getattr(el.type, "name", None) or "string",
-                                     required=not el.is_optional, read_only=names not in below))
+                                     required=required, read_only=names not in below))
         for name, _attr in getattr(t, "attributes", []):
             out.append(FieldInfo(name=join_path((*prefix, name)), type="string", read_only=True))
 

@@ -19,6 +19,8 @@ Lifecycle_Stage      text (20)             both         PROSPECT ... MERGED
 Risk_Rating          picklist              both         LOW|MEDIUM|HIGH|PROHIBITED (not mapped yet)
 KYC_Next_Review      date                  both         next KYC review (not mapped yet)
 Customer_Since       text (20)             both         date the relationship began, masked (an extension field)
+Marketing_Stage      text (20)             both         ACQUISITION|GROWTH|RETENTION|WIN_BACK (derived by rules)
+Churn_Risk           boolean               both         churn-risk flag (derived by rules)
 ==================== ===================== ============ ================================================
 """
 
@@ -159,6 +161,9 @@ def _custom(segments: tuple[str, ...], organisation: bool) -> tuple[FieldDef, ..
         FieldDef("KYC_Next_Review", "KYC Next Review", "date", custom=True),
         # text, not date: personal data, so the CRM receives the masked form (``****-**-**``)
         FieldDef("Customer_Since", "Customer Since (masked)", "text", 20, custom=True),
+        # derived by the segmentation and lifecycle rules (docs/rules.md §7): extension fields of the party
+        FieldDef("Marketing_Stage", "Marketing Stage", "text", 20, custom=True),
+        FieldDef("Churn_Risk", "Churn Risk", "boolean", custom=True),
     )
 
 

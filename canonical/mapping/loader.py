@@ -125,7 +125,8 @@ def _semantic(m: Mapping) -> list[tuple[tuple[str | int, ...], str, str]]:
             if f not in written:
                 out.append((("steps",), f"mandatory {spec.system} {spec.object} field {f!r} is not mapped in the "
                                         "out direction", "error"))
-    if m.profile.is_crm and spec.key_field is None:
+    if m.profile.is_crm and spec.key_field is None and any(s.runs("out") for s in spec.steps):   # a read-only
+        # mapping (every step in: CRM campaign members read for the core) upserts nothing
         out.append((("key_field",), f"a CRM mapping needs key_field (the vendor field holding {m.id_field}) for "
                                     "idempotent upserts", "error"))
     return out

@@ -211,6 +211,10 @@ class OneWay(Recording):
             return d.quiet("out_of_scope")   # not this job's kind of party (e.g. organisations for Contacts)
         if party.lifecycle_stage in CLOSED_STAGES and ctx.job.delete_policy != "ignore":
             return self._decide_tombstone(tx, ctx, d)
+        derived = self.derive_party(tx, ctx, d, party)   # the job's rules, if any (derive.py)
+        if derived is None:
+            return d
+        party = derived
         # the consent records' own status, capture order and withdrawal decide, never this host's clock against
         # stamps the source's clock made (a core running ahead would otherwise refuse every fresh consent)
         if ctx.job.consent_purpose and not party.has_consent(ctx.job.consent_purpose):
@@ -287,6 +291,10 @@ class OneWay(Recording):
             d.canonical = {k: v for k, v in d.canonical.items() if k != "source_refs"}  # bookkeeping, not merged
             d.echo_hash = echo_hash(flatten(d.canonical), path_filter(tgt.mapping.owned_canonical_paths("in")),
                                     ctx.hash_key)
+
+    def derive_party(self, tx: StoreTx, ctx: RunContext, d: Decision, party: Party) -> Party | None:
+        """The party with derived fields (the rules step, :mod:`crmbridge.sync.engine.derive`); here: as it is."""
+        return party
 
     def _identity_keys(self, ctx: RunContext, party: Party) -> list[tuple[str, str]]:
         return identity_keys(self.rt.indexer(), ctx.job.match_rules, party)

@@ -41,8 +41,10 @@ from crmbridge.core.errors import ConfigurationError, CrmBridgeError, RetryableE
 from crmbridge.core.logsafe import bind_log_context, reset_log_context
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine.context import BatchKind, BatchResult, CursorState, RunContext, Side, StopRequested
+from crmbridge.sync.engine.derive import Derive
 from crmbridge.sync.engine.erasure import Erasure
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease
+from crmbridge.sync.engine.responses import Responses, is_response_job
 from crmbridge.sync.engine.twoway import TwoWay
 from crmbridge.sync.engine.versions import Versions
 from crmbridge.sync.report import RunReport
@@ -72,7 +74,7 @@ def effective_batch_size(job: JobConfig, target: Adapter) -> int:
 
 
 
-class JobRunner(Versions, TwoWay, Erasure):
+class JobRunner(Responses, Derive, Versions, TwoWay, Erasure):
     """Runs one configured job once (see the module docstring).
 
     Args:
@@ -164,12 +166,18 @@ class JobRunner(Versions, TwoWay, Erasure):
             stats_before = [(s.adapter.stats.retries, s.adapter.stats.throttled) for s in (src, tgt)]
             full_scan = False
             try:
-                self.propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
+                responses = is_response_job(ctx)   # campaign responses → core consents (responses.py)
+                if not responses:   # (a response job's target is the core: nothing is erased there)
+                    self.propagate_erasures(ctx)   # erasures pending at this job's target first (PIPL Art. 47)
+                if resync and responses:
+                    raise ConfigurationError(f"job {self.name} carries campaign responses: there is no stored state "
+                                             "to re-push (run it without --resync)")
                 if resync:
                     self._run_resync(ctx, only_field)
                 else:
                     self.prepare_versions(ctx, full_refresh=full_refresh)
-                    full_scan = self._run_two_way(ctx) if job.direction == "two_way" else self._run_one_way(ctx)
+                    full_scan = (self._run_responses(ctx) if responses else self._run_two_way(ctx)
+                                 if job.direction == "two_way" else self._run_one_way(ctx))
                     if job.direction == "two_way" and job.target_mapping in ctx.previous_mappings:
                         # merges compare canonical states: what the new target mapping changes is pushed apart
                         self._run_resync(ctx, changed_since=ctx.previous_mappings[job.target_mapping])
