@@ -19,7 +19,7 @@ from crmbridge.config.model import PACKAGE_ROOT
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
 from crmbridge.sync.engine import run_job
-from crmbridge.sync.state.ledger import Action, Ledger
+from crmbridge.sync.state.ledger import Action, Ledger, decode_entry
 
 JOB = "core_to_zoho"
 DECLARATION = {
@@ -66,7 +66,8 @@ def _entries(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
     with rt.store.transaction() as tx:
         led = Ledger(tx.connection, rt.signer, cipher=rt.cipher)
         assert led.verify(rt.signer.public_key).ok
-        return [e for e in led.iter_entries(job=JOB, run_id=run_id)
+        # as every display reads them: decoded (encoding 3 stores a masked value once, as a reference)
+        return [decode_entry(e) for e in led.iter_entries(job=JOB, run_id=run_id)
                 if e["action"] in (str(Action.CREATED), str(Action.UPDATED))]
 
 
