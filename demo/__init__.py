@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from crmbridge.adapters.corebank_soap import FCUBS_ACCOUNTS
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
 from crmbridge.adapters.simulator import Knobs, Simulator
@@ -117,6 +118,10 @@ class DemoEnvironment:
             "systems": {
                 "corebank": {"adapter": "corebank_soap", "wsdl": self.core.wsdl_url, "username": self.core.username,
                              "password": "env:CRMBRIDGE_DEMO_CORE_PASSWORD", "retry": fast},
+                # the core's account service (FCUBSAccService): the holdings feed, a second corebank_soap system
+                "corebank_accounts": {**FCUBS_ACCOUNTS, "endpoint": self.core.account_endpoint,
+                                      "username": self.core.username,
+                                      "password": "env:CRMBRIDGE_DEMO_CORE_PASSWORD", "retry": fast},
                 "zoho_cn": {"adapter": "zoho", "accounts_url": self.zoho.url, "api_domain": self.zoho.url,
                             "client_id": self.zoho.client_id, "client_secret": "env:CRMBRIDGE_DEMO_ZOHO_CLIENT_SECRET",
                             "refresh_token": "env:CRMBRIDGE_DEMO_ZOHO_REFRESH_TOKEN", "edition": "enterprise",
@@ -132,6 +137,12 @@ class DemoEnvironment:
                     "source": "corebank.Customer", "target": "zoho_cn.Contacts",
                     "source_mapping": "corebank_soap_customer.yaml", "target_mapping": "zoho_contacts.yaml",
                     "consent_purpose": "SHARE_WITH_CRM_VENDOR", "match_rules": [["CN_RIC"], ["CN_USCC"]],
+                    "delete_policy": "deactivate", "schedule": "*/15 * * * *",
+                },
+                "core_holdings_to_zoho": {   # holdings after their owners: a holding waits for its Contact
+                    "source": "corebank_accounts.Account", "target": "zoho_cn.Holdings",
+                    "source_mapping": "corebank_soap_account.yaml", "target_mapping": "zoho_holdings.yaml",
+                    "parent": {"source": "corebank.Customer", "target_object": "Contacts"},
                     "delete_policy": "deactivate", "schedule": "*/15 * * * *",
                 },
                 "core_fxiaoke": {

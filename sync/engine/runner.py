@@ -43,6 +43,7 @@ from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine.context import BatchKind, BatchResult, CursorState, RunContext, Side, StopRequested
 from crmbridge.sync.engine.erasure import Erasure
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease
+from crmbridge.sync.engine.objects import ObjectSync
 from crmbridge.sync.engine.twoway import TwoWay
 from crmbridge.sync.engine.versions import Versions
 from crmbridge.sync.report import RunReport
@@ -72,7 +73,7 @@ def effective_batch_size(job: JobConfig, target: Adapter) -> int:
 
 
 
-class JobRunner(Versions, TwoWay, Erasure):
+class JobRunner(ObjectSync, Versions, TwoWay, Erasure):
     """Runs one configured job once (see the module docstring).
 
     Args:
@@ -139,6 +140,7 @@ class JobRunner(Versions, TwoWay, Erasure):
         for ref in (job.source_mapping, job.target_mapping):   # a configuration error fails before the lease
             rt.mapping(ref)
         rt.adapter(job.source_system)
+        self.check_object_job()   # holdings, cases...: crmbridge.sync.engine.objects
         size = effective_batch_size(job, rt.adapter(job.target_system))
         if size != job.batch_size:
             job = self.job = job.model_copy(update={"batch_size": size})
