@@ -14,6 +14,7 @@ from crmbridge.sync.bootstrap import Runtime, bootstrap
 from crmbridge.sync.engine import run_job
 
 JOB = "core_holdings_to_zoho"
+RULES = Path(__file__).resolve().parents[2] / "mappings" / "rules.yaml"
 CUSTOMERS = 24
 
 
@@ -130,3 +131,35 @@ def test_dry_run_writes_nothing(world) -> None:  # type: ignore[no-untyped-def]
         assert all(tx.get_xref("corebank_accounts", "Account", a) is None for a in env.core.accounts.numbers)
     real = run_job(rt, JOB)
     assert real.outcomes["created"] == len(want) == len(holdings(env))
+
+
+def test_rules_preview_reads_the_stored_holdings(tmp_path: Path) -> None:
+    """``crmbridge rules preview --party`` derives from the holdings the job stored: a customer whose every account
+    was closed is WIN_BACK and at churn risk (mappings/rules.yaml)."""
+    from typer.testing import CliRunner
+
+    from crmbridge.cli.main import app
+
+    with DemoEnvironment(tmp_path / "demo", customers=CUSTOMERS, bad_fraction=0.0, seed=5) as env:
+        rt = bootstrap(env.config_path)
+        try:
+            run_job(rt, "core_to_zoho")
+            run_job(rt, JOB)
+            want = expected(env, rt)
+            owners: dict[str, list[str]] = {}
+            for acc in want:
+                owners.setdefault(env.core.accounts.get(acc)["CUSTNO"], []).append(acc)
+            custno, accs = max(owners.items(), key=lambda kv: len(kv[1]))
+            for acc in accs:
+                env.core.accounts.change(acc, RECORD_STAT="C", CURBAL="0.00")
+            assert run_job(rt, JOB).outcomes["deleted"] == len(accs)
+            with rt.store.transaction(read_only=True) as tx:
+                pid = tx.get_xref("corebank", "Customer", custno)
+        finally:
+            rt.close()
+        res = CliRunner().invoke(app, ["rules", "preview", str(RULES), "--party", pid,
+                                       "--config", str(env.config_path)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"{len(accs)} stored holding(s)" in res.output
+    assert "WIN_BACK" in res.output and "churn_risk=true" in res.output
+    assert not any(a in res.output for a in accs), "account numbers are masked in the preview"
