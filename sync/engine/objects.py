@@ -27,6 +27,7 @@ extraction oldest first, closures, lease, ledger checkpoints, dry runs)::
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from typing import Any
 
 from crmbridge.adapters.base import UNCERTAIN_CODES, RawRecord, WriteItem
 from crmbridge.canonical.c3 import refuse_c3, without_c3
-from crmbridge.canonical.model import hash_canonical
+from crmbridge.canonical.model import SourceRef, hash_canonical
 from crmbridge.canonical.objects import CanonicalObject, parse_object
 from crmbridge.core.errors import ConfigurationError, CrmBridgeError, FatalSyncError, RecordError
 from crmbridge.sync.engine.context import BatchKind, CursorState, Decision, RunContext
@@ -201,8 +202,10 @@ class ObjectSync(OneWay):
             if job.delete_policy == "propagate":
                 return d   # the one-way write deletes it at the target (by target id)
         try:
-            payload = tgt.mapping.map_out({**d.canonical, "party_source": {"system": tgt.system,
-                                                                           "system_id": parent_tid}})
+            # the lookup names the parent as the target knows it (its id there, from the cross-reference)
+            payload = tgt.mapping.map_out(obj.model_copy(update={"party_source": SourceRef(
+                system=tgt.system, system_id=parent_tid, object=(job.parent.target_object if job.parent else None))}))
+            payload = json.loads(json.dumps(payload, default=str))   # ids (UUID) as the JSON the vendor receives
         except RecordError as exc:
             d.action, d.error, d.stage = Action.FAILED, exc, "deactivate" if d.closed else "map_out"
             return d
