@@ -144,6 +144,8 @@ class DemoEnvironment:
                     "source_mapping": "corebank_soap_account.yaml", "target_mapping": "zoho_holdings.yaml",
                     "parent": {"source": "corebank.Customer", "target_object": "Contacts"},
                     "delete_policy": "deactivate", "schedule": "*/15 * * * *",
+                    # organisations' and unconsented customers' accounts wait for a Contact that never comes
+                    "max_failed_ratio": 0.5,
                 },
                 "core_fxiaoke": {
                     "source": "corebank.Customer", "target": "fxiaoke.AccountObj", "direction": "two_way",

@@ -152,8 +152,9 @@ def test_documented_example_loads(tmp_path: Path) -> None:
         for key in ("source_mapping", "target_mapping"):
             assert resolve_mapping_path(job[key], folder) is not None, f"the example names a missing {job[key]}"
     cfg = load_config(folder / "crmbridge.yaml")
-    assert set(cfg.systems) == {"corebank", "corebank_rest", "zoho_cn", "fxiaoke"}
-    assert len(cfg.jobs) == 3
+    assert set(cfg.systems) == {"corebank", "core_accounts", "corebank_rest", "zoho_cn", "fxiaoke"}
+    assert len(cfg.jobs) == 5
+    assert cfg.jobs["core_holdings_to_zoho"].parent is not None
 
 
 def test_example_documents_every_top_level_key() -> None:
