@@ -366,8 +366,9 @@ class ParentConfig(_Model):
     Customer) and the target object holding the party (``target_object``: the one the lookup field points to)."""
 
     source: ObjectRef = Field(description="system.Object the object's owner id is a record of (e.g. corebank.Customer)")
-    target_object: str = Field(min_length=1, description=(
-        "the target's object holding the party (e.g. Contacts): its id there fills the lookup field"))
+    target_object: str | None = Field(None, min_length=1, description=(
+        "the target's object holding the party (e.g. Contacts): its id there fills the lookup field; unset: the "
+        "target knows parties by crmbridge's party id (the bank's complaint service), which fills it instead"))
 
     @property
     def source_system(self) -> str:

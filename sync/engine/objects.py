@@ -168,7 +168,7 @@ class ObjectSync(OneWay):
         obj = self._map_object(ctx, d, oid)
         if obj is None:
             return d
-        d.closed = raw.deleted or str(getattr(obj, "status", "")) == "CLOSED"
+        d.closed = raw.deleted or (str(getattr(obj, "status", "")) == "CLOSED" and obj.id_field == "holding_id")
         if d.closed and oid is None:
             return d.quiet("out_of_scope")   # type: ignore[return-value]  # closed before it was ever synced
         owner, parent_tid = self._parent(tx, ctx, obj)
@@ -228,9 +228,11 @@ class ObjectSync(OneWay):
             data = src.mapping.map_in(raw.data, party_id=uuid.UUID(oid) if oid else None)
             if raw.deleted and "status" in _fields(src.mapping.canonical):
                 data["status"] = "CLOSED"
-            if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in _fields(
-                    src.mapping.canonical):
-                data["closed_on"] = (raw.modified_at or datetime.now(UTC)).date().isoformat()
+            fields, when = _fields(src.mapping.canonical), raw.modified_at or datetime.now(UTC)
+            if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in fields:
+                data["closed_on"] = when.date().isoformat()          # a holding closed by this change
+            if data.get("status") in ("RESOLVED", "CLOSED") and not data.get("closed_at") and "closed_at" in fields:
+                data["closed_at"] = when.isoformat()                 # a case closed by this change
             obj: CanonicalObject = parse_object(src.mapping.canonical, data, where=where)
         except RecordError as exc:
             d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
@@ -247,6 +249,8 @@ class ObjectSync(OneWay):
             owner = tx.get_xref(parent.source_system, parent.source_object, obj.party_source.system_id)
         if owner is None:
             return None, None
+        if parent.target_object is None:   # the target knows parties by crmbridge's id
+            return owner, owner
         linked = tx.xrefs_for_party(owner, ctx.target.system, parent.target_object)
         return owner, (linked[0][2] if linked else None)
 
