@@ -54,8 +54,9 @@ PARENT_NOT_SYNCED = "parent_not_synced"
 
 
 def is_object_job(ctx: RunContext) -> bool:
-    """Whether the run's source mapping maps a canonical object other than the party."""
-    return ctx.source.mapping.canonical != "Party"
+    """Whether the run's mappings both map the same canonical object other than the party (a job mapping another
+    object onto a party, e.g. campaign responses as consent updates, is the party path's)."""
+    return ctx.source.mapping.canonical != "Party" and ctx.target.mapping.canonical == ctx.source.mapping.canonical
 
 
 @dataclass
@@ -74,12 +75,9 @@ class ObjectSync(OneWay):
         """A configuration error before the run when an object job is not one this engine can run."""
         job, rt = self.job, self.rt
         src, tgt = rt.mapping(job.source_mapping), rt.mapping(job.target_mapping)
-        if src.canonical == "Party" and tgt.canonical == "Party":
-            return
+        if src.canonical == "Party" or src.canonical != tgt.canonical:
+            return   # a party job, or another object onto a party (the party path decides what it accepts)
         where = f"job {self.name}"
-        if src.canonical != tgt.canonical:
-            raise ConfigurationError(f"{where}: the source mapping maps {src.canonical} and the target mapping "
-                                     f"{tgt.canonical}; both must map the same canonical object")
         if job.direction != "one_way":
             raise ConfigurationError(f"{where}: {src.canonical} jobs run one way (direction: one_way)")
         if job.parent is None:
