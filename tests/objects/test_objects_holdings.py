@@ -176,3 +176,27 @@ def test_reconcile_says_it_does_not_compare_holdings_yet(tmp_path: Path) -> None
                 reconcile(rt, JOB)
         finally:
             rt.close()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"parent": None}, "needs 'parent'"),
+    ({"direction": "two_way"}, "run one way"),
+])
+def test_a_holdings_job_it_cannot_run_is_refused_before_it_starts(tmp_path: Path, change: dict[str, Any],
+                                                                  message: str) -> None:
+    import yaml
+
+    from crmbridge.core.errors import ConfigurationError
+
+    with DemoEnvironment(tmp_path / "demo", customers=3, bad_fraction=0.0, seed=5) as env:
+        cfg = yaml.safe_load(env.config_path.read_text())
+        cfg["jobs"][JOB].update(change)
+        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        rt = bootstrap(env.config_path)
+        try:
+            with pytest.raises(ConfigurationError, match=message):
+                run_job(rt, JOB)
+            with rt.store.transaction(read_only=True) as tx:
+                assert tx.list_runs(JOB, limit=5) == [], "refused before a run was recorded"
+        finally:
+            rt.close()
