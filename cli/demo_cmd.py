@@ -65,6 +65,8 @@ def demo(
 
         step("1 · core banking → Zoho CRM Contacts (one-way, individuals with consent)", "core_to_zoho")
         step("2 · core banking ⇄ Fxiaoke AccountObj (two-way; the first run creates the accounts)", "core_fxiaoke")
+        step("2b · core accounts → Zoho Holdings (each after its Contact; accounts of customers not in Zoho wait)",
+             "core_holdings_to_zoho")
 
         console.rule("3 · meanwhile: a relationship manager edits Fxiaoke, core banking changes a customer")
         fx = rt.adapter("fxiaoke")

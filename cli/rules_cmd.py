@@ -3,7 +3,8 @@
 - ``validate [FILES...]`` checks rules files (default ``mappings/rules.yaml``) and prints every problem as
   ``file:line: key.path: message``; exit 2 when any file has an error.
 - ``preview FILE --party ID`` derives the fields of one party from the state store (its stored snapshots: the
-  newest is the party, all of them the AUM-band history; no job stores holdings yet, so none), or
+  newest is the party, all of them the AUM-band history; its holdings as the holdings jobs last read them,
+  ``StoreTx.holdings_of``), or
   ``--input JSON`` from a document ``{"party": {...}, "holdings": [...], "history": [...]}``, and shows the
   derivation step by step, values masked by their class; a bad document exits 3.
 - ``schema`` prints the JSON Schema of the language (``mappings/rules.schema.json`` is this output).
@@ -72,8 +73,9 @@ def validate(
 
 
 def _from_store(config: Path | None, party_id: str) -> tuple[dict[str, Any], list[Any], list[dict[str, Any]], str]:
-    """The party's newest stored snapshot, no holdings (no job stores them yet) and its history (every stored
-    snapshot's time and AUM band), read in a unit of work the database refuses writes in."""
+    """The party's newest stored snapshot, its stored holdings (open and closed, as the holdings jobs last read
+    them) and its history (every stored snapshot's time and AUM band), read in a unit of work the database refuses
+    writes in."""
     from crmbridge.cli.keys_cmd import SecurityContext
 
     ctx = SecurityContext.load(config, None)
@@ -87,15 +89,16 @@ def _from_store(config: Path | None, party_id: str) -> tuple[dict[str, Any], lis
                              row={"party_id": party_id, "system": row["system"], "object": row["object"]})
             if isinstance(data, dict):
                 points.append((row["synced_at"], data))
+        holdings = tx.holdings_of(party_id, cipher=cipher)
     if not points:
         raise ConfigurationError(f"no stored snapshot of party {party_id} (sync it first, or use --input)",
                                  where="state store")
     points.sort(key=lambda p: p[0])
     party = {**points[-1][1], "party_id": party_id}
     history = [{"at": at.isoformat(), "aum_band": (d.get("aum") or {}).get("band")} for at, d in points]
-    note = (f"{len(points)} stored snapshot(s) of party {party_id}; no holdings (no job stores them yet: preview "
-            "holding rules with --input)")
-    return party, [], history, note
+    note = (f"{len(points)} stored snapshot(s) of party {party_id}; {len(holdings)} stored holding(s)"
+            + ("" if holdings else " (no holdings job has read any of this party's)"))
+    return party, holdings, history, note
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], str]:

@@ -360,6 +360,25 @@ class ConflictPolicy(_Model):
         return self.model_copy(update={"owners": owners})
 
 
+class ParentConfig(_Model):
+    """Where an object job (holdings, cases) finds the party its records belong to: the party's cross-reference at
+    the source (``source``: the system.Object whose ids the object's ``party_source`` carries, e.g. the core's
+    Customer) and the target object holding the party (``target_object``: the one the lookup field points to)."""
+
+    source: ObjectRef = Field(description="system.Object the object's owner id is a record of (e.g. corebank.Customer)")
+    target_object: str | None = Field(None, min_length=1, description=(
+        "the target's object holding the party (e.g. Contacts): its id there fills the lookup field; unset: the "
+        "target knows parties by crmbridge's party id (the bank's complaint service), which fills it instead"))
+
+    @property
+    def source_system(self) -> str:
+        return self.source.split(".", 1)[0]
+
+    @property
+    def source_object(self) -> str:
+        return self.source.split(".", 1)[1]
+
+
 class JobConfig(_Model):
     """One sync job: records of ``source`` go to ``target`` through the two mappings."""
 
@@ -392,6 +411,9 @@ class JobConfig(_Model):
         "whether the target's own duplicate rules judge this job's creates (Fxiaoke); unset: the system's default"))
     enabled: bool = True
     expected_duration_seconds: int | None = Field(None, ge=1)
+    parent: ParentConfig | None = Field(None, description=(
+        "object jobs (mappings of Holding, Interaction...): where the owning party is found, at the source and in the "
+        "target; a record whose party is not in the target yet waits as a retryable dead letter"))
 
     @model_validator(mode="after")
     def _rules_one_way(self) -> JobConfig:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from crmbridge.adapters.corebank_soap import FCUBS_ACCOUNTS
 from crmbridge.adapters.corebank_soap.adapter import ModifyOperation
 from crmbridge.adapters.corebank_soap.simulator import CorebankSoapSimulator
 from crmbridge.adapters.fxiaoke.simulator import FxiaokeSimulator
@@ -121,6 +122,10 @@ class DemoEnvironment:
                              # campaign opt-outs are written back as the marketing-consent UDFs (responses job)
                              "operations": {"modify": {"writable": [*ModifyOperation().writable,
                                                                     "UDFDETAILS.FLDNAM", "UDFDETAILS.FLDVAL"]}}},
+                # the core's account service (FCUBSAccService): the holdings feed, a second corebank_soap system
+                "corebank_accounts": {**FCUBS_ACCOUNTS, "endpoint": self.core.account_endpoint,
+                                      "username": self.core.username,
+                                      "password": "env:CRMBRIDGE_DEMO_CORE_PASSWORD", "retry": fast},
                 "zoho_cn": {"adapter": "zoho", "accounts_url": self.zoho.url, "api_domain": self.zoho.url,
                             "client_id": self.zoho.client_id, "client_secret": "env:CRMBRIDGE_DEMO_ZOHO_CLIENT_SECRET",
                             "refresh_token": "env:CRMBRIDGE_DEMO_ZOHO_REFRESH_TOKEN", "edition": "enterprise",
@@ -141,6 +146,14 @@ class DemoEnvironment:
                 "zoho_responses": {
                     "source": "zoho_cn.Campaigns.Contacts", "target": "corebank.Customer",
                     "source_mapping": "zoho_campaign_members.yaml", "target_mapping": "corebank_soap_consent.yaml",
+                },
+                "core_holdings_to_zoho": {   # holdings after their owners: a holding waits for its Contact
+                    "source": "corebank_accounts.Account", "target": "zoho_cn.Holdings",
+                    "source_mapping": "corebank_soap_account.yaml", "target_mapping": "zoho_holdings.yaml",
+                    "parent": {"source": "corebank.Customer", "target_object": "Contacts"},
+                    "delete_policy": "deactivate", "schedule": "*/15 * * * *",
+                    # organisations' and unconsented customers' accounts wait for a Contact that never comes
+                    "max_failed_ratio": 0.5,
                 },
                 "core_fxiaoke": {
                     "source": "corebank.Customer", "target": "fxiaoke.AccountObj", "direction": "two_way",

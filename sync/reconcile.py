@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmbridge.canonical.mapping import parse_path, path_get
-from crmbridge.core.errors import RecordError
+from crmbridge.core.errors import ConfigurationError, RecordError
 from crmbridge.sync.bootstrap import Runtime
 from crmbridge.sync.engine import keyed_hash
 
@@ -81,6 +81,9 @@ def reconcile(rt: Runtime, job_name: str, *, progress: Callable[[int], None] | N
     job = rt.config.jobs[job_name]
     src, tgt = rt.adapter(job.source_system), rt.adapter(job.target_system)
     smap, tmap = rt.mapping(job.source_mapping), rt.mapping(job.target_mapping)
+    if smap.canonical != "Party":
+        raise ConfigurationError(f"job {job_name} syncs {smap.canonical} records: reconcile compares parties only so "
+                                 "far (object jobs: compare with `crmbridge runs show` and the dead letters)")
     key = rt.indexer().field_key("content-hash")
     report = ReconcileReport(job_name, count_unmanaged=count_unmanaged)
     # party id -> (hash of projected payload, keyed hash of each field's value)

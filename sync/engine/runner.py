@@ -44,6 +44,7 @@ from crmbridge.sync.engine.context import BatchKind, BatchResult, CursorState, R
 from crmbridge.sync.engine.derive import Derive
 from crmbridge.sync.engine.erasure import Erasure
 from crmbridge.sync.engine.lease import LEASE_TTL_SECONDS, Lease
+from crmbridge.sync.engine.objects import ObjectSync
 from crmbridge.sync.engine.responses import Responses, is_response_job
 from crmbridge.sync.engine.twoway import TwoWay
 from crmbridge.sync.engine.versions import Versions
@@ -74,7 +75,7 @@ def effective_batch_size(job: JobConfig, target: Adapter) -> int:
 
 
 
-class JobRunner(Responses, Derive, Versions, TwoWay, Erasure):
+class JobRunner(Responses, Derive, ObjectSync, Versions, TwoWay, Erasure):
     """Runs one configured job once (see the module docstring).
 
     Args:
@@ -141,6 +142,7 @@ class JobRunner(Responses, Derive, Versions, TwoWay, Erasure):
         for ref in (job.source_mapping, job.target_mapping):   # a configuration error fails before the lease
             rt.mapping(ref)
         rt.adapter(job.source_system)
+        self.check_object_job()   # holdings, cases...: crmbridge.sync.engine.objects
         size = effective_batch_size(job, rt.adapter(job.target_system))
         if size != job.batch_size:
             job = self.job = job.model_copy(update={"batch_size": size})

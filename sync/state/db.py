@@ -30,6 +30,7 @@ MODEL_MODULES = [
     "crmbridge.sync.state.ledger_trust",
     "crmbridge.sync.state.ledger_archive",
     "crmbridge.sync.state.engine_tables",     # read hashes, distributed batches
+    "crmbridge.sync.state.object_tables",     # holdings, interactions... as last read (issue 20)
 ]
 
 NAMING = {

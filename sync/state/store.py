@@ -1250,6 +1250,40 @@ class StoreTx:
         self.connection.execute(update(b).where(b.c.id == batch_id, b.c.claimed_by == worker[:255],
                                                 b.c.status == running).values(**values))
 
+    # -- canonical objects beside the party (holdings...; sync/state/object_tables.py) ----------
+    def put_object_record(self, cipher: Any, kind: str, object_id: str, party_id: str, *, value: Mapping[str, Any],
+                          content_hash: str, closed: bool = False) -> None:
+        """Store the canonical object ``kind``/``object_id`` of ``party_id`` as last read (sealed)."""
+        from crmbridge.sync.state.object_tables import object_records as t
+
+        row = {"kind": kind, "object_id": object_id, "party_id": party_id}
+        blob = self.seal(cipher, "object_records", "blob", row=row, value=dict(value))
+        self._upsert(t, {"kind": kind, "object_id": object_id},
+                     {"party_id": party_id, "content_hash": content_hash, "blob": blob, "closed": closed,
+                      "updated_at": self._now()})
+
+    def get_object_record(self, cipher: Any, kind: str, object_id: str) -> dict[str, Any] | None:
+        """The canonical object ``kind``/``object_id`` as last stored (decrypted), or ``None``."""
+        from crmbridge.sync.state.object_tables import object_records as t
+
+        r = self.connection.execute(select(t).where(t.c.kind == kind, t.c.object_id == object_id)).mappings().first()
+        if r is None:
+            return None
+        return dict(self.unseal(cipher, "object_records", "blob", row=r, token=r["blob"]))
+
+    def objects_of(self, cipher: Any, kind: str, party_id: str) -> list[dict[str, Any]]:
+        """Every stored canonical object ``kind`` of ``party_id`` (decrypted), open and closed, oldest id first."""
+        from crmbridge.sync.state.object_tables import object_records as t
+
+        rows = self.connection.execute(select(t).where(t.c.party_id == party_id, t.c.kind == kind)
+                                       .order_by(t.c.object_id)).mappings().all()
+        return [dict(self.unseal(cipher, "object_records", "blob", row=r, token=r["blob"])) for r in rows]
+
+    def holdings_of(self, party_id: str, *, cipher: Any) -> list[dict[str, Any]]:
+        """The party's holdings as the holdings jobs last read them (canonical Holding dicts, closed ones included):
+        what the rules engine derives segments and lifecycle from."""
+        return self.objects_of(cipher, "Holding", party_id)
+
 # ---------------------------------------------------------------------------------------------- store
 def database_location(url: str | URL) -> str:
     """Where a state database is, for messages: ``host:port/database`` (``file`` for SQLite); never the user's
