@@ -21,13 +21,21 @@ extraction oldest first, closures, lease, ledger checkpoints, dry runs)::
   job's ``delete_policy`` (``closed_on`` is the closing change's date when the feed carries none).
 * **Stored for the rules**: the canonical object as last read, sealed under the owning party's data key, in
   ``object_records`` (``StoreTx.holdings_of``); the target snapshot keeps only the written payload's hash.
+* **Personal record ids are pseudonyms**: when the source's record id is personal data (a FLEXCUBE account
+  number, C2: the mapping maps the same vendor field to a C2/C3 canonical path), the engine never keeps it: the
+  cross-reference, cursor boundary, dead letters and ledger carry ``h:`` + a keyed hash of it (HMAC under the
+  blind-index key, per system and object), computed the same way at every read, so nothing else changes.
 * **Exactly once**: the Zoho upsert by the key field, or, where the target has no upsert, the write-intent journal
   and a lookup by key before repeating a create (the party path's :meth:`_guard_intents`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,10 +55,53 @@ from crmbridge.sync.report import outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, StoreTx
 
-__all__ = ["PARENT_NOT_SYNCED", "ObjectDecision", "ObjectSync", "is_object_job"]
+__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "personal_record_id",
+           "record_pseudonym"]
+
+log = logging.getLogger(__name__)
 
 #: the dead-letter reason of a child whose parent is not in the target yet (retried by every later run)
 PARENT_NOT_SYNCED = "parent_not_synced"
+
+
+#: the prefix of a pseudonymous record id (a record id that is personal data, never kept as read)
+PSEUDONYM = "h:"
+
+
+def personal_record_id(mapping: Any) -> bool:
+    """Whether ``mapping``'s record id (its ``external_id`` field) is personal data: a step maps the same vendor
+    field to a canonical path classed C2 or C3 (worked out once per mapping; a path of unknown class counts as
+    personal, failing closed)."""
+    cached = getattr(mapping, "_personal_record_id", None)
+    if cached is not None:
+        return bool(cached)
+    from crmbridge.canonical.classification import policy_for
+    from crmbridge.canonical.objects import object_classes
+
+    ext = getattr(mapping.spec, "external_id", None)
+    ext_text = str(getattr(ext, "text", ext) or "")
+    classes = object_classes(mapping.canonical)
+    personal = False
+    for step in mapping.spec.steps:
+        if not ext_text or not any(str(getattr(vp, "text", vp)) == ext_text for vp in step.vendor_paths()):
+            continue
+        for cp in step.canonical_paths():
+            try:
+                personal = personal or policy_for(cp.text, classes).data_class != "C1"
+            except (KeyError, TypeError, ValueError):
+                personal = True
+    try:
+        mapping._personal_record_id = personal
+    except AttributeError:   # a mapping object that takes no attributes: worked out each time
+        pass
+    return personal
+
+
+def record_pseudonym(rt: Any, system: str, obj: str, record_id: str) -> str:
+    """The pseudonym a personal record id is kept under: ``h:`` + the HMAC-SHA-256 of ``system/object/id`` under
+    the blind-index key of record ids (the same at every read; only the key's holder can compute it)."""
+    key = rt.indexer().field_key("record-id")
+    return PSEUDONYM + hmac.new(key, f"{system}/{obj}/{record_id}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def is_object_job(ctx: RunContext) -> bool:
@@ -108,6 +159,7 @@ class ObjectSync(OneWay):
     # -- one batch -----------------------------------------------------------------------------
     def _object_batch(self, ctx: RunContext, raws: list[RawRecord], cursor: CursorState | None, *,
                       retry: bool) -> None:
+        raws = self._pseudonymous(ctx, raws)
         ctx.report.read += len(raws)
         src, tgt = ctx.source, ctx.target
         with self._tx(ctx) as tx:   # decide; new objects' ids are committed before any write
@@ -146,6 +198,46 @@ class ObjectSync(OneWay):
         self.heartbeat(ctx)
         if self.progress is not None:
             self.progress(len(decisions))
+
+    def _refetch_dead_letters(self, ctx: RunContext, due: list[dict[str, Any]]) -> Any:
+        """The party path's refetch, for letters under a pseudonymous record id too: the real id (needed to read
+        the record again) is taken from the letter's sealed copy of the record, never kept in clear. A letter whose
+        copy cannot be read stays as it is, for the next run (never abandoned for want of its id)."""
+        if not is_object_job(ctx) or not personal_record_id(ctx.source.mapping):
+            return super()._refetch_dead_letters(ctx, due)
+        from crmbridge.core.paths import parse_path, path_get
+
+        src = ctx.source
+        real: list[dict[str, Any]] = []
+        with self.rt.store.transaction(read_only=True) as tx:
+            for letter in due:
+                ext = letter["external_id"]
+                if not ext.startswith(PSEUDONYM):
+                    real.append(letter)
+                    continue
+                row = {"job": ctx.name, "source_system": src.system, "source_object": src.object,
+                       "external_id": ext}
+                try:
+                    data = tx.unseal(self.rt.cipher, "dead_letters", "payload", row=row, token=letter["payload"])
+                    rid = path_get(data, parse_path(src.mapping.spec.external_id)) if isinstance(data, dict) else None
+                except CrmBridgeError as exc:
+                    log.warning("dead letter %s: its sealed record cannot be read (%s); it waits", letter["id"],
+                                type(exc).__name__)
+                    continue
+                if rid in (None, ""):
+                    log.warning("dead letter %s: its sealed record has no record id; it waits", letter["id"])
+                    continue
+                real.append({**letter, "external_id": str(rid)})
+        return super()._refetch_dead_letters(ctx, real)
+
+    def _pseudonymous(self, ctx: RunContext, raws: list[RawRecord]) -> list[RawRecord]:
+        """``raws`` with each record id replaced by its pseudonym when the source's ids are personal data (see the
+        module docstring); a retried letter's record already carries one."""
+        if not personal_record_id(ctx.source.mapping):
+            return raws
+        src = ctx.source
+        return [r if r.external_id.startswith(PSEUDONYM) else dataclasses.replace(
+                    r, external_id=record_pseudonym(self.rt, src.system, src.object, r.external_id)) for r in raws]
 
     def _decide_object(self, tx: StoreTx, ctx: RunContext, raw: RawRecord, cursor: CursorState | None, *,
                        retry: bool) -> ObjectDecision:

@@ -27,6 +27,7 @@ from fault_helpers import CLI, COMPLETED_EXITS, REPO
 
 from crmbridge.demo import DemoEnvironment
 from crmbridge.sync.bootstrap import Runtime, bootstrap
+from crmbridge.sync.engine.objects import record_pseudonym
 from crmbridge.sync.report import COMPLETED
 
 pytestmark = pytest.mark.slow
@@ -94,14 +95,22 @@ def _run_killed(env: DemoEnvironment, crm: str, job: str, rng: random.Random, lo
     return False
 
 
+def _pseudonym(rt: Runtime, account: str) -> str:
+    """How the state database knows an account number (personal data): its keyed pseudonym."""
+    return record_pseudonym(rt, "corebank_accounts", "Account", account)
+
+
 def _check(env: DemoEnvironment, rt: Runtime, crm: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """The invariants that hold at any instant; returns (holding id by account, the CRM's holdings)."""
     key = TARGETS[crm][2]
     rows = _rows(env, crm)
     keys = [r.get(key) for r in rows]
     assert len(keys) == len(set(keys)), "a holding is in the CRM twice"
+    # account numbers are personal: the cross-reference knows them by their keyed pseudonym (worked out before the
+    # read transaction: the blind indexer opens one of its own)
+    pseudonyms = {a: _pseudonym(rt, a) for a in env.core.accounts.numbers}
     with rt.store.transaction(read_only=True) as tx:
-        minted = {a: tx.get_xref("corebank_accounts", "Account", a) for a in env.core.accounts.numbers}
+        minted = {a: tx.get_xref("corebank_accounts", "Account", p) for a, p in pseudonyms.items()}
         verified = tx.ledger(rt.signer, cipher=rt.cipher).verify(rt.signer.public_key)
     assert set(keys) <= {m for m in minted.values() if m}, "a holding in the CRM under a key minted twice"
     parents = _parent_ids(env, crm)
@@ -164,7 +173,8 @@ def test_killed_holdings_runs_keep_parent_before_child_without_loss_or_duplicate
             got = {r[TARGETS[crm][2]]: _lookup(r, crm) for r in rows}
             assert len(rows) == len(want), f"seed={seed}: {len(rows)} holdings in the CRM, {len(want)} expected"
             assert all(got.get(minted[a]) == parent for a, parent in want.items()), f"seed={seed}: lost or mislinked"
-            assert {d["external_id"] for d in letters} == set(env.core.accounts.numbers) - set(want)
+            waiting = set(env.core.accounts.numbers) - set(want)
+            assert {d["external_id"] for d in letters} == {_pseudonym(rt, a) for a in waiting}
             assert landed >= kills // 2, f"seed={seed}: only {landed} kills landed inside the work"
             print(f"[fault] {job} {backend}: seed={seed} parent_kills={parent_kills} kills={landed} "
                   f"holdings={len(rows)} waiting={len(letters)}")
