@@ -112,6 +112,7 @@ __all__ = [
     "Verification",
     "VerificationMethod",
     "aum_band",
+    "canonical_dict_of",
     "hash_canonical",
     "parse_party",
     "record_error",
@@ -776,17 +777,7 @@ class Party(CanonicalModel):
 
     def canonical_dict(self, *, include_volatile: bool = False) -> dict[str, Any]:
         """The JSON-able dict behind :meth:`canonical_json` (see the module docstring for the rules)."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        if not include_volatile:
-            for path in VOLATILE_FIELDS:
-                head, _, leaf = path.partition("[].")
-                if leaf:
-                    for item in data.get(head) or ():
-                        item.pop(leaf, None)
-                else:
-                    data.pop(head, None)
-        _sort_object_lists(data)
-        return data
+        return canonical_dict_of(self, include_volatile=include_volatile)
 
     def canonical_json(self, *, include_volatile: bool = False) -> bytes:
         """Stable UTF-8 JSON of the party: sorted keys, compact, object lists sorted, volatile fields excluded."""
@@ -795,6 +786,22 @@ class Party(CanonicalModel):
     def content_hash(self, key: bytes | None = None) -> str:
         """Hex HMAC-SHA256 (with ``key``) or SHA-256 (without) of :meth:`canonical_json`."""
         return hash_canonical(self.canonical_dict(), key)
+
+
+def canonical_dict_of(model: BaseModel, *, include_volatile: bool = False) -> dict[str, Any]:
+    """The canonical JSON-able dict of a party or of an object beside it (one set of rules for both: volatile
+    fields dropped unless asked for, object lists sorted; see the module docstring)."""
+    data: dict[str, Any] = model.model_dump(mode="json")
+    if not include_volatile:
+        for path in VOLATILE_FIELDS:
+            head, _, leaf = path.partition("[].")
+            if leaf:
+                for item in data.get(head) or ():
+                    item.pop(leaf, None)
+            else:
+                data.pop(head, None)
+    _sort_object_lists(data)
+    return data
 
 
 def hash_canonical(data: dict[str, Any], key: bytes | None = None) -> str:

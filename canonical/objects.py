@@ -37,7 +37,6 @@ from pydantic import Field, model_validator
 from crmbridge.canonical.classification import classified
 from crmbridge.canonical.model import (
     PARTY_CLASSES,
-    VOLATILE_FIELDS,
     CanonicalModel,
     ConsentPurpose,
     Money,
@@ -45,8 +44,8 @@ from crmbridge.canonical.model import (
     UtcDateTime,
     _custom,
     _dumps,
-    _sort_object_lists,
     aum_band,
+    canonical_dict_of,
     hash_canonical,
     record_error,
 )
@@ -228,17 +227,7 @@ class CanonicalObject(CanonicalModel):
 
     def canonical_dict(self, *, include_volatile: bool = False) -> dict[str, Any]:
         """The JSON-able dict behind :meth:`canonical_json` (the party's rules, docs/canonical.md §2)."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        if not include_volatile:
-            for path in VOLATILE_FIELDS:
-                head, _, leaf = path.partition("[].")
-                if leaf:
-                    for item in data.get(head) or ():
-                        item.pop(leaf, None)
-                else:
-                    data.pop(head, None)
-        _sort_object_lists(data)
-        return data
+        return canonical_dict_of(self, include_volatile=include_volatile)
 
     def canonical_json(self, *, include_volatile: bool = False) -> bytes:
         return _dumps(self.canonical_dict(include_volatile=include_volatile))
