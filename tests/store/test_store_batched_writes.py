@@ -4,45 +4,18 @@ intent still fails the transaction, and an exception leaves nothing."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import event, func, select
 
 from crmbridge.sync.state.engine_tables import read_hashes
-from crmbridge.sync.state.migrate import upgrade
 from crmbridge.sync.state.store import StateStore, snapshots, write_intents, xref
-
-PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        u = f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
-        upgrade(u)
-        yield u
-        return
-    name = f"crmbridge_batched_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    u = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        upgrade(u)
-        yield u
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    s = StateStore.from_url(url)
+def store(migrated_url: str) -> Iterator[StateStore]:
+    s = StateStore.from_url(migrated_url)
     with s.transaction() as tx:
         for t in (snapshots, xref, read_hashes, write_intents):
             tx.connection.execute(t.delete())

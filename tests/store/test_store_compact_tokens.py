@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from crmbridge.sync.security._zdict import CANONICAL_PARTY_V1
 from crmbridge.sync.security.crypto import (
@@ -27,7 +27,6 @@ from crmbridge.sync.state.migrate import upgrade
 from crmbridge.sync.state.store import StateStore, snapshots
 
 MASTER_KEY = os.urandom(32)   # one per module: the database (and its data keys) is the module's
-PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 #: a canonical party as the engine seals it (made-up values)
 PARTY_DOC = {
@@ -48,31 +47,9 @@ PARTY_DOC = {
 }
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        u = f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
-        upgrade(u)
-        yield u
-        return
-    name = f"crmbridge_tokens_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    u = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        upgrade(u)
-        yield u
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 @pytest.fixture
-def store(url: str) -> Iterator[StateStore]:
-    s = StateStore.from_url(url)
+def store(migrated_url: str) -> Iterator[StateStore]:
+    s = StateStore.from_url(migrated_url)
     with s.transaction() as tx:
         tx.connection.execute(snapshots.delete())
     yield s
