@@ -218,3 +218,60 @@ def test_the_mappings_and_a_diff(w: World, browser: Browser, shots: Path) -> Non
     page.locator("table.mapping-versions a.mono").first.click()
     expect(page.locator("pre.block")).to_contain_text("steps")
     page.context.close()
+
+
+def test_repeated_wrong_passwords_lock_the_user_out(w: World, browser: Browser, shots: Path) -> None:
+    from console_world import add_users
+
+    add_users(w.served.runtime, {"lena": ["auditor"]})
+    page = _page(browser)
+    from crmbridge.console.settings import ConsoleSettings
+
+    for _ in range(ConsoleSettings().lockout_threshold):
+        _sign_in(page, w, "lena", PASSWORD + "?")
+    expect(page.get_by_role("alert")).to_contain_text("locked")
+    _sign_in(page, w, "lena")                      # the right password too, while locked
+    expect(page.get_by_role("alert")).to_contain_text("locked")
+    _shot(page, shots, "10-locked-out")
+    page.context.close()
+
+
+def test_a_reveal_requested_by_an_auditor_and_approved_by_a_steward(w: World, browser: Browser, shots: Path) -> None:
+    rt = w.served.runtime
+    with rt.store.transaction(read_only=True) as tx:
+        pid = tx.get_xref("corebank", "Customer", w.custno)
+    assert pid
+    asker = _page(browser)
+    _sign_in(asker, w, "audrey")
+    asker.goto(f"{w.url}/customers/{pid}/reveal")
+    expect(asker.locator("#fields")).not_to_contain_text(w.ric)          # masked until a second person approves
+    asker.click("text=Request a reveal")
+    # the resident ID number is the party's first identifier
+    ric_row = asker.locator("tr", has=asker.locator("code", has_text="identifiers[0].value"))
+    ric_row.locator("input[type=checkbox]").check()
+    asker.fill("textarea[name=reason]", "complaint 2026-1207: the customer disputes the ID on file")
+    _shot(asker, shots, "11-reveal-request")
+    asker.click("main button[type=submit]")
+    expect(asker.locator("main")).to_contain_text("Pending")
+    expect(asker.locator("main")).to_contain_text("filed")
+
+    approver = _page(browser)
+    _sign_in(approver, w, "stella")
+    approver.goto(f"{w.url}/requests")
+    row = approver.locator("tr", has=approver.locator("text=audrey")).first
+    row.locator("input[name=reason]").fill("checked with the complaint desk")
+    row.locator("button[value=approve]").click()
+    expect(approver.locator("main")).to_contain_text("approved")
+    _shot(approver, shots, "12-reveal-approved")
+    approver.context.close()
+
+    asker.goto(f"{w.url}/customers/{pid}/reveal")
+    expect(asker.locator("p.notice")).to_contain_text("approved by stella")
+    expect(asker.locator("#fields td.clear")).to_contain_text(w.ric)     # the clear value, to the requester only
+    _shot(asker, shots, "13-revealed")
+    asker.context.close()
+    other = _page(browser)
+    _sign_in(other, w, "steve")                    # another steward: still masked for them
+    other.goto(f"{w.url}/customers/{pid}/reveal")
+    expect(other.locator("#fields")).not_to_contain_text(w.ric)
+    other.context.close()
