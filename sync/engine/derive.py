@@ -123,7 +123,8 @@ class Derive(Versions):
         pid = str(party.party_id)
         holdings_of = getattr(tx, "holdings_of", None)   # the holdings job's store method, where it exists
         try:
-            holdings = list(holdings_of(pid)) if callable(holdings_of) and d.party_id is not None else []
+            holdings = (list(holdings_of(pid, cipher=self.rt.cipher))
+                        if callable(holdings_of) and d.party_id is not None else [])
         except CrmBridgeError as exc:
             log.warning("party %s: stored holdings unreadable (%s): derived without holdings", pid, exc)
             holdings = []

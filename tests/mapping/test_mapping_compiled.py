@@ -32,7 +32,7 @@ from crmbridge.core.paths import parse_path, path_get, path_set
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
 SAMPLES = MAPPINGS / "samples"
-SHIPPED = sorted(p.stem for p in MAPPINGS.glob("*.yaml") if p.name != "rules.yaml")   # rules.yaml: not a mapping
+ALL = sorted(p.stem for p in MAPPINGS.glob("*.yaml") if p.name != "rules.yaml")   # rules.yaml: not a mapping
 SAMPLE_OF = {"fxiaoke_accountobj": ["fxiaoke_accountobj", "fxiaoke_accountobj_individual"]}
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -42,12 +42,22 @@ def mapping(name: str) -> Any:
     return load_mapping(MAPPINGS / f"{name}.yaml", profile=target_profile)
 
 
+#: the mappings that read vendor records (each has a sample record); write-only ones (holdings out, the
+#: complaint service, the core's consent write-back) take part as targets of what the others read
+SHIPPED = [n for n in ALL if mapping(n).vendor_paths("in")]
+WRITE_ONLY = [n for n in ALL if n not in SHIPPED]
+TARGETS = ALL
+#: mappings whose record the job completes before validation: Zoho keeps no response time, so the campaign-response
+#: job stamps responded_at when it first reads the member (sync/engine/responses.py)
+ENGINE_COMPLETES = {"zoho_campaign_members"}
+
+
 def samples(name: str) -> list[dict[str, Any]]:
     return [json.loads((SAMPLES / f"{s}.json").read_text(encoding="utf-8")) for s in SAMPLE_OF.get(name, [name])]
 
 
 def test_every_shipped_mapping_has_a_sample():
-    assert SHIPPED, "no shipped mappings found"
+    assert SHIPPED and WRITE_ONLY, "no shipped mappings found"
     for name in SHIPPED:
         assert samples(name)
 
@@ -172,8 +182,10 @@ def check_out(name: str, party: Any) -> None:
 def test_samples_map_the_same_both_ways(name):
     for raw in samples(name):
         parties = check_in(name, raw)
+        if name in ENGINE_COMPLETES:
+            continue   # the same refusal both ways (check_in compared them); the job supplies the rest
         assert parties, f"{name}: the sample itself does not map in"
-        for out_name in SHIPPED:
+        for out_name in TARGETS:
             check_out(out_name, parties[0])
             check_out(out_name, parties[0].canonical_dict(include_volatile=True))
 
@@ -185,14 +197,14 @@ def test_generated_records_map_in_the_same(name, data):
     raw = data.draw(records(name))
     parties = check_in(name, raw)
     for party in parties:   # what the record became goes out through every mapping the same way
-        out_name = data.draw(st.sampled_from(SHIPPED))
+        out_name = data.draw(st.sampled_from(TARGETS))
         check_out(out_name, party)
 
 
 _CONSENT_STATUS = ["GRANTED", "DENIED", "WITHDRAWN"]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", TARGETS)
 @FAST
 @given(data=st.data())
 def test_generated_parties_map_out_the_same(name, data):
