@@ -747,7 +747,7 @@ def _systems_not_a_mapping(value: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _validate_system(name: str, body: Any, source: _Source, errors: list[str]) -> AdapterConfig | None:
-    from crmbridge.adapters.registry import adapter_class
+    from crmbridge.adapters.registry import adapter_config_class
 
     loc: tuple[str | int, ...] = ("systems", name)
     valid_name = bool(re.match(_NAME, name))
@@ -763,7 +763,7 @@ def _validate_system(name: str, body: Any, source: _Source, errors: list[str]) -
                             *(() if adapter is None else (adapter,))))
         return None
     try:
-        cls = adapter_class(adapter)
+        config_cls = adapter_config_class(adapter)   # a built-in's without its transport (issue 19)
     except UnknownAdapterError as exc:
         errors.append(_line(source, loc + ("adapter",), exc.message))
         return None
@@ -777,7 +777,7 @@ def _validate_system(name: str, body: Any, source: _Source, errors: list[str]) -
                             f"adapter {adapter!r} is registered but its class is missing ({exc})"))
         return None
     try:
-        validated = cls.Config.model_validate(dict(body))
+        validated = config_cls.model_validate(dict(body))
         return validated if valid_name else None
     except PydanticValidationError as exc:
         errors.extend(_pydantic_lines(exc, source, loc))
