@@ -1005,12 +1005,12 @@ def config_json_schema() -> dict[str, Any]:
 
     Adapters whose module cannot be imported appear as ``{"adapter": NAME}`` objects without further checks.
     """
-    from crmbridge.adapters.registry import adapter_class, adapter_names
+    from crmbridge.adapters.registry import adapter_config_class, adapter_names
 
     classes: dict[str, type[AdapterConfig]] = {}
     for name in adapter_names():
         try:
-            classes[name] = adapter_class(name).Config
+            classes[name] = adapter_config_class(name)   # a built-in's without its transport (issue 19)
         except (ImportError, AttributeError):
             continue
     unique = list(dict.fromkeys(classes.values()))
