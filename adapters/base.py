@@ -23,11 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, final
+from urllib.parse import urlparse
 
-import requests
 from pydantic import BaseModel, ConfigDict
-from requests.adapters import HTTPAdapter
 
 from crmbridge.core.errors import (
     AdapterError,
@@ -40,6 +39,9 @@ from crmbridge.core.errors import (
 )
 from crmbridge.core.ratelimit import CallGate
 from crmbridge.core.retry import RetryPolicy, call_with_retry
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "Adapter",
@@ -266,7 +268,11 @@ class Adapter(ABC):
         if session is None:
             # as many kept-alive connections as calls in flight: requests keeps 10 per host, so at Zoho's
             # concurrency of 20 half the calls opened a new connection (a TLS handshake each, over the internet)
-            # and threw it away after one call
+            # and threw it away after one call. requests is imported here, not with the module: reading a
+            # configuration (AdapterConfig) does not need it (issue 19)
+            import requests
+            from requests.adapters import HTTPAdapter
+
             session = requests.Session()
             pooled = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, self._gate.concurrency))
             session.mount("https://", pooled)
@@ -467,6 +473,8 @@ class Adapter(ABC):
     def _http(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One HTTP call through the gate (concurrency, rate), with timeouts, counted, and with transport
         failures translated. Status and body are for the vendor's classifier to judge."""
+        import requests  # loaded already (the session is one): a dictionary look-up
+
         kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.timeout))
         with self._gate.slot():
             try:
@@ -498,4 +506,4 @@ def _call_failure(exc: AdapterError, obj: str, size: int) -> RecordError:
 
 
 def _path(url: str) -> str:
-    return requests.utils.urlparse(url).path or url
+    return urlparse(url).path or url

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from crmbridge.core.errors import UnknownAdapterError
 
 if TYPE_CHECKING:
-    from crmbridge.adapters.base import Adapter
+    from crmbridge.adapters.base import Adapter, AdapterConfig
     from crmbridge.adapters.simulator import Simulator
     from crmbridge.canonical.mapping import TargetProfile
 
 __all__ = [
-    "adapter_class", "adapter_names", "register", "registered", "simulator_class", "simulator_names", "target_profile",
-    "unregister", "unregistered",
+    "adapter_class", "adapter_config_class", "adapter_names", "register", "registered", "simulator_class",
+    "simulator_names", "target_profile", "unregister", "unregistered",
 ]
 
 _BUILTIN_ADAPTERS = {
@@ -36,6 +36,16 @@ _BUILTIN_ADAPTERS = {
     "corebank_soap": "crmbridge.adapters.corebank_soap:CorebankSoapAdapter",
     "fxiaoke": "crmbridge.adapters.fxiaoke:FxiaokeAdapter",
     "zoho": "crmbridge.adapters.zoho:ZohoAdapter",
+}
+
+#: the built-in adapters' configuration models, in modules of their own: reading a configuration validates each
+#: system through its model without importing the adapter's transport (zeep, requests; issue 19)
+_BUILTIN_CONFIGS = {
+    "complaints": "crmbridge.adapters.complaints.config:ComplaintsConfig",
+    "corebank_rest": "crmbridge.adapters.corebank_rest.config:CorebankRestConfig",
+    "corebank_soap": "crmbridge.adapters.corebank_soap.config:CorebankSoapConfig",
+    "fxiaoke": "crmbridge.adapters.fxiaoke.config:FxiaokeConfig",
+    "zoho": "crmbridge.adapters.zoho.config:ZohoConfig",
 }
 
 _BUILTIN_SIMULATORS = {
@@ -143,6 +153,16 @@ def adapter_class(name: str) -> type[Adapter]:
     if target is None:
         raise UnknownAdapterError(name, adapter_names())
     return _load(target)
+
+
+def adapter_config_class(name: str) -> type[AdapterConfig]:
+    """The configuration model of adapter ``name`` (its class's ``Config``). A built-in adapter's is read from its
+    light ``config`` module, without the adapter's transport; a registered or installed adapter's from its class.
+    Raises UnknownAdapterError for an unregistered name, ImportError/AttributeError as :func:`adapter_class`."""
+    key = _normalise(name)
+    if key in _BUILTIN_CONFIGS:
+        return _load(_BUILTIN_CONFIGS[key])
+    return adapter_class(name).Config
 
 
 def target_profile(name: str, obj: str) -> TargetProfile:

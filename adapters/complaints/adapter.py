@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 import requests
-from pydantic import Field, field_validator
 
 from crmbridge.adapters.base import (
     Adapter,
@@ -31,6 +30,7 @@ from crmbridge.adapters.base import (
     WriteStatus,
 )
 from crmbridge.adapters.complaints.client import ComplaintClient, parse_time
+from crmbridge.adapters.complaints.config import ComplaintsConfig
 from crmbridge.adapters.complaints.errors import VENDOR, to_record_error
 from crmbridge.adapters.errortable import Classified, ErrorKind
 from crmbridge.core.errors import (
@@ -40,7 +40,7 @@ from crmbridge.core.errors import (
     ConfigurationError,
     RequestError,
 )
-from crmbridge.core.secrets import SecretRef, resolve_secret
+from crmbridge.core.secrets import resolve_secret
 
 __all__ = ["ComplaintsAdapter", "ComplaintsConfig", "OBJECT"]
 
@@ -61,38 +61,6 @@ FIELDS = (
               picklist=("RECEIVED", "ACCEPTED", "IN_PROGRESS", "RESOLVED", "CLOSED", "REJECTED")),
 )
 _PATCHABLE = ("priority", "summary", "due_at", "channel_code", "business_code", "reason_code", "sla_breached")
-
-
-class ComplaintsConfig(AdapterConfig):
-    """A system with ``adapter: complaints``.
-
-    Example (YAML)::
-
-        systems:
-          complaints:
-            adapter: complaints
-            base_url: https://complaints.bank.local/api/v1
-            api_key: file:/run/secrets/complaints_api_key
-            source_system: ZOHO
-    """
-
-    adapter: Literal["complaints"] = "complaints"
-    base_url: str = Field(description="API root, e.g. https://complaints.bank.local/api/v1")
-    api_key: SecretRef = Field(description="bearer API key")
-    source_system: str = Field("CRM", min_length=1, max_length=64,
-                               description="source_system sent with each complaint (the CRM it came from)")
-    page_size: int = Field(100, ge=1, le=100, description="page_size on list calls")
-    overlap_seconds: int = Field(2, ge=0, le=3600, description="updated_since = since minus this")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute URL such as https://complaints.bank.local/api/v1")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-            raise ValueError("plain http is only allowed on loopback (simulators)")
-        return value.rstrip("/")
 
 
 class ComplaintsAdapter(Adapter):

@@ -32,6 +32,7 @@ import requests
 
 from crmbridge.adapters._json import response_json
 from crmbridge.adapters._paths import vendor_get
+from crmbridge.adapters.corebank_rest.config import DEFAULT_ERROR_PATHS
 from crmbridge.adapters.errortable import Classified, ErrorKind, ErrorRule, ErrorTable
 from crmbridge.core.errors import (
     AdapterError,
@@ -88,16 +89,6 @@ ERROR_TABLE = ErrorTable(rules=(
     ErrorKind.NOT_FOUND: RequestError, ErrorKind.CONFLICT: RequestError, ErrorKind.VALIDATION: RequestError,
     ErrorKind.REJECTED: RequestError, ErrorKind.QUOTA: RequestError,
 })
-
-
-#: Where error details are in a body, first found wins (Fineract, OAuth2, generic ``{code, message}``).
-DEFAULT_ERROR_PATHS: Mapping[str, tuple[str, ...]] = {
-    "code": ("errors[0].userMessageGlobalisationCode", "userMessageGlobalisationCode", "error.code", "code",
-             "error"),
-    "message": ("errors[0].defaultUserMessage", "defaultUserMessage", "developerMessage", "error.message",
-                "message", "error_description"),
-    "field": ("errors[0].parameterName", "error.field", "field"),
-}
 
 
 def scrub(text: Any, limit: int = 200) -> str:

@@ -27,19 +27,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import requests
 import zeep
 import zeep.exceptions as zx
 from lxml import etree
-from pydantic import BeforeValidator, SecretStr
+from pydantic import SecretStr
 from zeep.transports import Transport
 from zeep.xsd.valueobjects import CompoundValue
 
 from crmbridge.adapters._paths import join_path, key_names, vendor_path, vendor_set
 from crmbridge.adapters.corebank_soap.auth import username_token
 from crmbridge.adapters.corebank_soap.bulk import BulkReader
+from crmbridge.adapters.corebank_soap.config import SoapPath, soap_path
 from crmbridge.adapters.corebank_soap.errors import (
     Classified,
     ErrorKind,
@@ -142,26 +143,6 @@ class _QuietTranslation(logging.Filter):
 logging.getLogger("zeep.xsd.types.simple").addFilter(_QuietTranslation())
 
 
-def soap_path(text: str) -> str:
-    """A configured path in the one path language. The legacy ``/``-separated form is rewritten: names joined by
-    dots, a numeric segment as ``[n]``, a name holding a dot quoted (``Status/CURR.NO`` → ``Status.["CURR.NO"]``).
-    A path without ``/`` is already in the one language and is returned as it is."""
-    if not isinstance(text, str) or "/" not in text:
-        return text
-    segs = [s for s in text.strip().strip("/").split("/") if s]
-    return join_path([int(s) if s.isdigit() and i else s for i, s in enumerate(segs)])
-
-
-def _soap_path_checked(text: Any) -> Any:
-    if text is None or not isinstance(text, str):
-        return text
-    out = soap_path(text)
-    vendor_path(out)   # ValueError (a pydantic error naming the key) if it does not parse
-    return out
-
-
-#: a path in a SOAP system's configuration: the one path language, or the legacy ``/`` form (rewritten)
-SoapPath = Annotated[str, BeforeValidator(_soap_path_checked)]
 
 
 def get_path(data: Any, path: str | None, default: Any = None) -> Any:

@@ -1,7 +1,8 @@
 """crmbridge.adapters.zoho: the Zoho CRM adapter (REST API v8).
 
-The vendor folder: ``adapter`` (the class), ``client`` (the HTTP transport), ``auth`` (OAuth tokens), ``errors``
-(the error table), ``metadata`` (field metadata), ``simulator`` (the simulated service).
+The vendor folder: ``adapter`` (the class), ``config`` (its configuration model), ``client`` (the HTTP transport),
+``auth`` (OAuth tokens), ``errors`` (the error table), ``metadata`` (field metadata), ``simulator`` (the simulated
+service).
 
 What the sync engine can rely on:
 
@@ -22,8 +23,26 @@ What the sync engine can rely on:
   empty or truncated 200 is a BadResponseError; unknown codes are named (per record: a failed result with code and
   field). ``doctor`` probes authentication, data centre, edition, page size, the If-Modified-Since boundary, clock
   skew and API credits (docs/zoho.md).
+
+The configuration model is imported with the package, the adapter class when first asked for (it imports
+the transport): reading a configuration does not load the transport (issue 19).
 """
 
-from crmbridge.adapters.zoho.adapter import ZohoAdapter, ZohoConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crmbridge.adapters.zoho.config import ZohoConfig
+
+if TYPE_CHECKING:
+    from crmbridge.adapters.zoho.adapter import ZohoAdapter
 
 __all__ = ["ZohoAdapter", "ZohoConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ZohoAdapter":
+        from crmbridge.adapters.zoho.adapter import ZohoAdapter
+
+        return ZohoAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,8 +68,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -1027,10 +1025,15 @@ class StoreTx:
 
     # -- helpers -------------------------------------------------------------------------------
     def _dialect_insert(self, table: Table) -> Any:
+        # each dialect's insert imported on first use: a SQLite store does not load the PostgreSQL dialect (issue 19)
         name = self._conn.dialect.name
         if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
             return pg_insert(table)
         if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             return sqlite_insert(table)
         raise NotImplementedError(f"state store does not support {name}")
 
