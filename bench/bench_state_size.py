@@ -8,6 +8,7 @@ its largest columns. Target: ≤ 3 KB per customer per job (ledger + snapshots +
 
     nice .venv/bin/python bench/bench_state_size.py              # N = 10,000
     nice .venv/bin/python bench/bench_state_size.py --n 10000 --n 100000
+    nice .venv/bin/python bench/bench_state_size.py --n 100000 --job core_to_zoho   # the first job only
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ def created_entries(db: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def measure(n: int, seed: int, timeout: float) -> list[dict[str, Any]]:
+def measure(n: int, seed: int, timeout: float, jobs: tuple[str, ...] = JOBS) -> list[dict[str, Any]]:
     stages = []
     with tempfile.TemporaryDirectory(prefix="crmbridge-bench-") as tmp, \
             DemoEnvironment(Path(tmp) / "demo", customers=n, bad_fraction=0.05, seed=seed) as env:
         db = env.workdir / "crmbridge.db"
         done: list[str] = []
-        for job in JOBS:
+        for job in jobs:
             res = run_worker(["run", "--config", str(env.config_path), "--job", job], timeout=timeout)
             rep = res["reports"][0]
             if rep["status"] not in COMPLETED:  # partial: the seeded bad records are dead letters
@@ -101,6 +102,7 @@ def main() -> None:
     p.add_argument("--n", type=int, action="append", help="customers (repeatable); default 10000")
     p.add_argument("--seed", type=int, default=9)
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--job", action="append", choices=JOBS, help="jobs to run, in order (repeatable); default both")
     args = p.parse_args()
     summary = Table("State database size (SQLite) per customer per job",
                     ["N", "after", "total MiB", "file MiB", "KB/customer", "KB/customer/job", "written by job",
@@ -111,7 +113,7 @@ def main() -> None:
     entries = Table('Median "created" ledger entry (bytes; every column, as stored)',
                     ["N", "job", "entries", "whole entry", "largest columns (median bytes)"])
     for n in args.n or [10_000]:
-        stages = measure(n, args.seed, args.timeout)
+        stages = measure(n, args.seed, args.timeout, tuple(args.job or JOBS))
         for st in stages:
             jobs = len(st["jobs"])
             after = " + ".join(st["jobs"])

@@ -161,10 +161,10 @@ ValuesOption = Annotated[bool, typer.Option(
 
 
 def _read(ctx: SecurityContext, **filters: Any) -> list[dict[str, Any]]:
-    from crmbridge.sync.state.ledger import decode_entry
 
     with ctx.transaction(refuse_writes=True) as tx:
-        return [decode_entry(e) for e in tx.ledger().iter_entries(**filters)]
+        ledger = tx.ledger()
+        return ledger.decode(list(ledger.iter_entries(**filters)))
 
 
 @ledger_app.command("show")
@@ -310,7 +310,8 @@ def history(
             ids, what = [party_id], f"party {party_id}"  # type: ignore[list-item]
         entries = {e["seq"]: e for e in (ledger.iter_entries(party_ids=ids, **window) if ids else [])}
         entries.update({e["seq"]: e for e in own})
-    rows = [decode_entry(entries[k]) for k in sorted(entries)]
+        sets = ledger.version_sets(entries.values())
+    rows = [decode_entry(entries[k], sets) for k in sorted(entries)]
     if not rows:
         if as_json:
             sys.stdout.write("[]\n")

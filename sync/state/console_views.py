@@ -13,6 +13,7 @@ Nothing here decrypts: rows come back as stored (masked values, ciphertext untou
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from sqlalchemy import func, select
 from crmbridge.sync.state.ledger import LedgerCheckpoint, LedgerEntry
 from crmbridge.sync.state.store import StoreTx
 from crmbridge.sync.state.tables import conflicts, cursors, dead_letters, mapping_versions, runs
+from crmbridge.sync.state.version_sets import load_sets as load_version_sets
+from crmbridge.sync.state.version_sets import ref_of as version_set_ref
 
 __all__ = ["ConsoleViews"]
 
@@ -83,7 +86,16 @@ class ConsoleViews:
             q = q.order_by(t.c.seq.desc())
         else:
             q = q.where(t.c.seq > after_seq).order_by(t.c.seq)
-        return [dict(r) for r in self._conn.execute(q.limit(limit + 1)).mappings()]
+        rows = [dict(r) for r in self._conn.execute(q.limit(limit + 1)).mappings()]
+        # encoding 4 names its mapping versions by the key of their set: attached for decode_entry
+        refs = {r["seq"]: version_set_ref(json.loads(r["mapping_versions"])) for r in rows
+                if r.get("enc") == 4 and r.get("mapping_versions")}
+        sets = load_version_sets(self._conn, [[k] for k in refs.values() if k]) if refs else {}
+        for r in rows:
+            found = sets.get(refs.get(r["seq"]) or "")
+            if found is not None:   # (decode_entry would also find it among the sets read)
+                r["mapping_versions_set"] = found
+        return rows
 
     def last_checkpoint(self) -> dict[str, Any] | None:
         t = LedgerCheckpoint.__table__

@@ -31,6 +31,7 @@ MODEL_MODULES = [
     "crmbridge.sync.state.ledger_archive",
     "crmbridge.sync.state.engine_tables",     # read hashes, distributed batches
     "crmbridge.sync.state.object_tables",     # holdings, interactions... as last read (issue 20)
+    "crmbridge.sync.state.version_sets",      # mapping-version sets the ledger and snapshots refer to (issue 19)
 ]
 
 NAMING = {

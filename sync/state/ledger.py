@@ -67,6 +67,11 @@ from crmbridge.core.logsafe import mask_text
 from crmbridge.core.secrets import resolve_secret
 from crmbridge.sync.security.crypto import FieldCipher, as_connection, hash_bytes
 from crmbridge.sync.state.db import Base
+from crmbridge.sync.state.version_sets import ensure_set
+from crmbridge.sync.state.version_sets import load_sets as load_version_sets
+from crmbridge.sync.state.version_sets import ref_of as version_set_ref
+from crmbridge.sync.state.version_sets import remember as remember_version_set
+from crmbridge.sync.state.version_sets import resolve as resolve_version_set
 
 __all__ = [
     "Action",
@@ -523,12 +528,14 @@ _JSON_COLUMNS = ("changed_fields", "masked_before", "masked_after", "payload", "
 #  3: the columns of 2, each masked value stored once: in masked_before/after, an integer i stands for the value of
 #     the payload's i-th key (keys sorted) when it is that very text; in mapping_versions, "" stands for the entry's
 #     mapping_version; in answer, "id": true for the entry's target_id (decode_entry restores all three)
+#  4: the columns of 3, mapping_versions = [key] of its set stored once in mapping_version_sets (see
+#     crmbridge.sync.state.version_sets; decode_entry resolves it with the sets given or attached)
 _ENCODING_1 = ("seq", "prev_hash", "hash_alg", "recorded_at", "run_id", "job", "source_system", "source_object",
                "source_id", "target_system", "target_object", "target_id", "party_id", "action", "changed_fields",
                "masked_before", "masked_after", "diff_enc", "mapping_version", "actor", "reason")
 _ENCODING_2 = (*_ENCODING_1, "enc", "payload", "answer", "correlation_id", "mapping_versions", "actor_note")
-_ENCODINGS: dict[int, tuple[str, ...]] = {1: _ENCODING_1, 2: _ENCODING_2, 3: _ENCODING_2}
-ENCODING = 3   # what new entries are written in
+_ENCODINGS: dict[int, tuple[str, ...]] = {1: _ENCODING_1, 2: _ENCODING_2, 3: _ENCODING_2, 4: _ENCODING_2}
+ENCODING = 4   # what new entries are written in
 _BODY_COLUMNS = list(_ENCODINGS[ENCODING])   # every column a body may have (reading, exporting)
 
 
@@ -599,6 +606,17 @@ def _payload_refs(payload: Any) -> dict[str, int]:
     return refs
 
 
+def _encode_v4(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
+    """The encoding-4 columns of an entry: those of encoding 3, the mapping versions as the key of their set,
+    stored once (in the caller's transaction) in ``mapping_version_sets``."""
+    out = _encode_v3(ledger, e, seq)
+    if e.mapping_versions:
+        out["mapping_versions"] = ensure_set(ledger.conn, {str(k): str(v) for k, v in e.mapping_versions.items()},
+                                             ledger._known_sets)
+    out["enc"] = 4
+    return out
+
+
 def _encode_v3(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
     """The encoding-3 columns of an entry: the field list once, masked values aligned with it (each stored once:
     a value the masked payload holds is a reference to it), the clear diff compressed then encrypted under the party
@@ -646,11 +664,14 @@ def _encode_v2(ledger: Ledger, e: LedgerEntryIn, seq: int) -> dict[str, Any]:
     }
 
 
-def decode_entry(rec: Mapping[str, Any]) -> dict[str, Any]:
+def decode_entry(rec: Mapping[str, Any], sets: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """An entry as read (any encoding) in one shape for display and queries: ``changed_fields`` a list,
-    ``masked_before``/``masked_after`` dicts path → masked value, the lineage keys present (None in encoding 1).
-    Not for verifying: the hash covers the stored form (:meth:`Ledger.iter_entries`)."""
+    ``masked_before``/``masked_after`` dicts path → masked value, the lineage keys present (None in encoding 1),
+    ``mapping_versions`` a dict (encoding 4: its set from ``sets`` — :meth:`Ledger.version_sets` — or from the
+    record's ``mapping_versions_set``). Not for verifying: the hash covers the stored form
+    (:meth:`Ledger.iter_entries`)."""
     out = dict(rec)
+    attached = out.pop("mapping_versions_set", None)
     for name in _JSON_COLUMNS:
         if isinstance(out.get(name), str):
             try:
@@ -661,7 +682,13 @@ def decode_entry(rec: Mapping[str, Any]) -> dict[str, Any]:
         out.setdefault(name, None)
     fields = [str(f) for f in out.get("changed_fields") or []]
     out["changed_fields"] = fields
-    if _encoding(rec) == 3:   # each masked value was stored once: resolve the references
+    if _encoding(rec) == 4:   # the mapping versions' set was stored once: resolve its key
+        ref = out.get("mapping_versions")
+        key = version_set_ref(ref)
+        if sets is None and isinstance(attached, Mapping) and key is not None:
+            sets = {key: dict(attached)}
+        out["mapping_versions"] = resolve_version_set(ref, sets)
+    if _encoding(rec) in (3, 4):   # each masked value was stored once: resolve the references
         payload = out.get("payload")
         keys = sorted(payload) if isinstance(payload, dict) else []
         for side in ("masked_before", "masked_after"):
@@ -709,6 +736,7 @@ class Ledger:
         if self.hash_alg not in ("sha256", "sm3"):
             raise ConfigurationError(f"unknown ledger hash {self.hash_alg!r}; known: sha256, sm3")
         self.checkpoint_every = checkpoint_every
+        self._known_sets: set[str] = set()   # mapping-version sets stored through this ledger
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -744,7 +772,7 @@ class Ledger:
                 "party_id": e.party_id, "action": e.action.value,
                 "mapping_version": e.mapping_version, "actor": e.actor,
                 "reason": None if e.reason is None else mask_text(e.reason),
-                **_encode_v3(self, e, seq),
+                **_encode_v4(self, e, seq),
             }
             data = _body_bytes(body)
             entry_hash = _h(data, alg).hex()
@@ -831,6 +859,7 @@ class Ledger:
             batch = min(batch, limit)
         while True:
             rows = self.conn.execute(q.where(t.c.seq > last).limit(batch)).mappings().all()
+            self._read_version_sets(rows)
             for r in rows:
                 if limit is not None:
                     if limit <= 0:
@@ -842,6 +871,29 @@ class Ledger:
             if len(rows) < batch:
                 return
             last = rows[-1]["seq"]
+
+    def _read_version_sets(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Read the mapping-version sets stored rows (encoding 4) name, so that :func:`decode_entry` resolves them."""
+        refs = []
+        for r in rows:
+            v = r.get("mapping_versions")
+            if r.get("enc") == 4 and isinstance(v, str) and v.startswith("["):
+                try:
+                    refs.append(json.loads(v))
+                except ValueError:
+                    continue
+        if refs:
+            load_version_sets(self.conn, refs)
+
+    def version_sets(self, entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+        """The mapping-version sets the entries (encoding 4, as :meth:`iter_entries` yields them) refer to, by key
+        (for :func:`decode_entry`)."""
+        return load_version_sets(self.conn, [e.get("mapping_versions") for e in entries if _encoding(e) == 4])
+
+    def decode(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:func:`decode_entry` of each entry, their mapping-version sets resolved from the database."""
+        sets = self.version_sets(entries)
+        return [decode_entry(e, sets) for e in entries]
 
     def checkpoints(self) -> list[dict[str, Any]]:
         t = LedgerCheckpoint.__table__
@@ -1020,17 +1072,24 @@ def export_ledger(ledger: Ledger, out: IO[str], *, fmt: str = "jsonl", since: da
         anchor = read_anchor(ledger.conn)
         if anchor is not None:
             out.write(canonical_json({"type": "anchor", **anchor}) + "\n")
+        named: list[Any] = []   # the mapping-version sets encoding-4 entries name by their key
         for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
+            if _encoding(rec) == 4 and version_set_ref(rec.get("mapping_versions")) is not None:
+                named.append(rec["mapping_versions"])
             out.write(canonical_json({"type": "entry", **rec}) + "\n")
             n += 1
         for cp in ledger.checkpoints():
             out.write(canonical_json({"type": "checkpoint", **cp}) + "\n")
+        # each once, at the end: what displays of the export resolve the entries' keys with (no hash covers them;
+        # a set must match its key, which the entry's hash covers)
+        for key, versions in sorted(load_version_sets(ledger.conn, named).items()):
+            out.write(canonical_json({"type": "mapping_version_set", "ref": key, "versions": versions}) + "\n")
         return n
     if fmt == "csv":
         w = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for rec in ledger.iter_entries(since=since, until=until, job=job, actions=actions):
-            row = decode_entry(rec)
+            row = decode_entry(rec, ledger.version_sets([rec]))
             row["changed_fields"] = ";".join(row["changed_fields"])
             for name in ("masked_before", "masked_after", "payload", "answer", "mapping_versions"):
                 row[name] = "" if row[name] is None else canonical_json(row[name])
@@ -1057,6 +1116,10 @@ def read_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                 entries.append(rec)
             elif kind == "checkpoint":
                 cps.append(rec)
+            elif kind == "mapping_version_set":   # what encoding-4 entries name (displays resolve it; not hashed)
+                if not remember_version_set(rec.get("ref"), rec.get("versions")):
+                    raise LedgerError(f"mapping-version set {rec.get('ref')!r} does not match its content (edited)",
+                                      where=f"{path}:{lineno}")
             else:
                 raise LedgerError(f"unknown record type {kind!r}", where=f"{path}:{lineno}")
     return entries, cps

@@ -21,8 +21,9 @@ from typing import Any
 
 __all__ = ["APPEND_ONLY", "apply_grants", "existing_tables", "grant_sql"]
 
-#: tables the service role may only append to and read (the mapping archive too: versions are never rewritten)
-APPEND_ONLY = ("ledger_entries", "ledger_checkpoints", "mapping_versions")
+#: tables the service role may only append to and read (the mapping archive too: versions are never rewritten, nor
+#: the sets of them ledger entries and snapshots name by key)
+APPEND_ONLY = ("ledger_entries", "ledger_checkpoints", "mapping_versions", "mapping_version_sets")
 #: tables the service role may only read
 READ_ONLY = ("ledger_anchor", "alembic_version")
 #: tables the service role reads and updates but never deletes from

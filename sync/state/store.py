@@ -103,6 +103,10 @@ from crmbridge.sync.state.tables import (  # re-exported: the store's tables, de
     write_intents,
     xref,
 )
+from crmbridge.sync.state.version_sets import ensure_set as ensure_version_set
+from crmbridge.sync.state.version_sets import is_key as is_version_set_key
+from crmbridge.sync.state.version_sets import load_sets as load_version_sets
+from crmbridge.sync.state.version_sets import resolve as resolve_version_set
 
 __all__ = [
     "ConflictStatus",
@@ -261,6 +265,8 @@ class StoreTx:
         self._xref_c: dict[tuple[str, str, str], str | None] = {}
         self._xfor_c: dict[tuple[str, str], dict[str, list[tuple[str, str, str]]]] = {}
         self._snap_c: dict[tuple[str, str, str], Snapshot | None] = {}
+        self._known_sets: set[str] = set()                 # mapping-version sets stored in this transaction
+        self._sets_cache: dict[str, dict[str, str]] = {}   # and read in it
         self._erased_c: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._any_erasure: bool | None = None
         self._keys: KeyRepository | None = None
@@ -371,7 +377,7 @@ class StoreTx:
                 for r in self.connection.execute(select(snapshots).where(
                         snapshots.c.system == system, snapshots.c.object == obj,
                         snapshots.c.party_id.in_(chunk))).mappings():
-                    self._snap_c[(r["party_id"], system, obj)] = Snapshot(**dict(r))
+                    self._snap_c[(r["party_id"], system, obj)] = self._snapshot(r)
         for system, obj in set(xrefs_of):
             known = self._xfor_c.setdefault((system, obj), {})
             todo = [p for p in pids if p not in known]
@@ -746,7 +752,18 @@ class StoreTx:
             return self._snap_c[key]
         r = self.connection.execute(_Q_SNAPSHOT, {"q_party_id": party_id, "q_system": system,
                                                    "q_object": obj}).mappings().first()
-        return None if r is None else Snapshot(**dict(r))
+        return None if r is None else self._snapshot(r)
+
+    def _snapshot(self, r: Mapping[str, Any]) -> Snapshot:
+        """A snapshot row as read: its mapping versions resolved when it names their set (written after 0018)."""
+        row = dict(r)
+        row["mapping_versions"] = self._versions(row.get("mapping_versions"))
+        return Snapshot(**row)
+
+    def _versions(self, value: Any) -> Any:
+        if not is_version_set_key(value):
+            return value
+        return resolve_version_set(value, load_version_sets(self.connection, [value], self._sets_cache))
 
     def put_snapshot(self, party_id: str, system: str, obj: str, *, content_hash: str, blob: bytes,
                      written_hash: str | None = None, version: str | None = None,
@@ -758,7 +775,9 @@ class StoreTx:
         self._upsert(snapshots, {"party_id": party_id, "system": system, "object": obj},
                      {"content_hash": content_hash, "blob": blob, "written_hash": written_hash,
                       "version": version, "synced_at": self._now(),
-                      "mapping_versions": dict(mapping_versions) if mapping_versions else None})
+                      # the key of the set, stored once (mapping_version_sets; _snapshot resolves it)
+                      "mapping_versions": ensure_version_set(self.connection, mapping_versions, self._known_sets)
+                      if mapping_versions else None})
 
     def snapshot_party_ids(self, system: str, obj: str, *, after: str | None = None,
                            limit: int = 500) -> list[str]:
@@ -812,9 +831,12 @@ class StoreTx:
 
     def snapshots_of_party(self, party_id: str) -> list[dict[str, Any]]:
         """Every snapshot row of ``party_id`` (any system and object)."""
-        return [dict(r) for r in self.connection.execute(
+        rows = [dict(r) for r in self.connection.execute(
             select(snapshots).where(snapshots.c.party_id == party_id)
             .order_by(snapshots.c.system, snapshots.c.object)).mappings()]
+        for row in rows:
+            row["mapping_versions"] = self._versions(row.get("mapping_versions"))
+        return rows
 
     # -- dead letters --------------------------------------------------------------------------
     def add_dead_letter(self, job: str, *, stage: str, reason_code: str, message: str,

@@ -18,6 +18,9 @@ The export format (JSON Lines, one object per line, as ``crmbridge ledger export
 * ``{"type": "checkpoint", "tree_size": n, "root_hash": ..., "chain_head": ..., "body": ..., "signature": ...,
   "key_id": ...}``: ``body`` is ``"crm-sync-audit\\n<size>\\n<RFC 6962 Merkle root>\\nhead <chain head>\\n"``
   optionally followed by ``"run <run id> start|end\\n"``; ``signature`` is Ed25519 over ``body`` (base64).
+* ``{"type": "mapping_version_set", "ref": key, "versions": {mapping name: content hash}}``: what an entry of
+  encoding 4 names by ``mapping_versions`` = ``[key]`` (not part of any hash: the key is the first 16 bytes of
+  SHA-256 of the set's canonical JSON, base64url, and a set that does not match its key is refused);
 * ``{"type": "anchor", "seq": n, "entry_hash": ..., "hash_alg": ..., "frontier": [[height, hex], ...]}``: entries
   1..n were archived (``crmbridge ledger archive``); the export continues the chain from that anchor.
 
@@ -436,6 +439,16 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Sequence[Mapping[s
 # ------------------------------------------------------------------------------------------------ files
 
 
+def _set_ref(versions: Any) -> str | None:
+    """The key of a mapping-version set: base64url (no padding) of the first 16 bytes of SHA-256 of its canonical
+    JSON (as crmbridge.sync.state.version_sets computes it)."""
+    if not isinstance(versions, dict):
+        return None
+    text = json.dumps({str(k): str(v) for k, v in versions.items()}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode("utf-8")).digest()[:16]).decode("ascii").rstrip("=")
+
+
 def load_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
     """Entries, checkpoints and the archive anchor (if any) of a JSONL export."""
     entries: list[dict[str, Any]] = []
@@ -456,6 +469,10 @@ def load_export(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                 cps.append(rec)
             elif kind == "anchor":
                 anchor = rec
+            elif kind == "mapping_version_set":   # what encoding-4 entries name by its key (not in their hash)
+                if _set_ref(rec.get("versions")) != rec.get("ref"):
+                    raise ValueError(f"{path}:{lineno}: mapping-version set {rec.get('ref')!r} does not match "
+                                     "its content (edited)")
             else:
                 raise ValueError(f"{path}:{lineno}: unknown record type {kind!r}")
     return entries, cps, anchor
@@ -521,7 +538,8 @@ def load_archive(directory: Path, public_keys: Sequence[Ed25519PublicKey], trust
                 continue
             rec = json.loads(line)
             kind = rec.pop("type", None)
-            (entries if kind == "entry" else cps).append(rec)
+            if kind != "mapping_version_set":
+                (entries if kind == "entry" else cps).append(rec)
     entries.sort(key=lambda e: e.get("seq") if isinstance(e.get("seq"), int) else -1)
     return entries, cps
 

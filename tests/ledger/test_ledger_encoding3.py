@@ -33,6 +33,7 @@ from crmbridge.sync.state.ledger import (
     verify_records,
 )
 from crmbridge.sync.state.verify_ledger import verify as offline_verify
+from crmbridge.sync.state.version_sets import set_key
 
 M_SRC, M_TGT = "a" * 64, "b" * 64
 PARTY = "f030765c-8a48-4a1c-b819-4bae90c57354"
@@ -82,20 +83,21 @@ def test_each_masked_value_is_stored_once_and_read_back_whole(env) -> None:  # t
         stored = list(ledger.iter_entries())
         assert ledger.verify(signer.public_key).ok
         diff = ledger.decrypt_diff(stored[0])
+        decoded = ledger.decode(stored)
     after, versions, answer, enc = raw[0]
-    assert enc == 3
+    assert enc == 4   # encoding 3 and the mapping versions' set stored once (test_ledger_encoding4.py)
     # the payload's keys sorted: AUM_Band 0, Customer_Segment 1, Last_Name 2, Mobile 3, Party_ID 4, SMS_Opt_In 5
     assert json.loads(after) == [0, 3, 2, "MASS"]          # "MASS" is not a payload value ("Mass" is)
-    assert "+86193****7932" not in after and json.loads(versions) == {"corebank_soap_customer.yaml": M_SRC,
-                                                                      "zoho_contacts.yaml": ""}
+    assert "+86193****7932" not in after and json.loads(versions) == [set_key(
+        {"corebank_soap_customer.yaml": M_SRC, "zoho_contacts.yaml": M_TGT})]
     assert json.loads(answer) == {"id": True, "status": "created"}
-    e = decode_entry(stored[0])
+    e = decoded[0]
     assert e["masked_after"] == {"aum.band": "50K_500K", "contact_points[type=MOBILE].value": "+86193****7932",
                                  "name.legal_zh": "叶**", "segment.code": "MASS"}
     assert e["mapping_versions"] == {"corebank_soap_customer.yaml": M_SRC, "zoho_contacts.yaml": M_TGT}
     assert e["answer"] == {"id": "5725767000000500001", "status": "created"}
     assert diff == {"aum.band": [None, "50K_500K"], "segment.code": [None, "MASS"]}
-    u = decode_entry(stored[1])   # no payload value to refer to, no id: stored as given
+    u = decoded[1]   # no payload value to refer to, no id: stored as given
     assert u["masked_before"] == {"segment.code": "MASS"} and u["masked_after"] == {"segment.code": "AFFLUENT"}
     assert u["answer"] == {"status": "updated"}
     # ~110 bytes smaller than encoding 2 stored the same three columns
@@ -155,7 +157,7 @@ def test_encoding_2_entries_keep_verifying_beside_encoding_3(env) -> None:  # ty
         assert ledger.verify(signer.public_key).ok
         stored = list(ledger.iter_entries())
     old, new = decode_entry(stored[0]), decode_entry(stored[2])
-    assert (old["enc"], new["enc"]) == (2, 3)
+    assert (old["enc"], new["enc"]) == (2, 4)
     assert old["masked_after"] == {"segment.code": "MASS"} and old["answer"]["id"] == "t1"
     assert old["mapping_versions"] == {"zoho_contacts.yaml": M_TGT}
     assert new["masked_after"]["contact_points[type=MOBILE].value"] == "+86193****7932"
