@@ -56,7 +56,8 @@ from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, StoreTx
 
 __all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "personal_record_id",
-           "record_pseudonym"]
+           "record_pseudonym",
+           "update_only"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ def record_pseudonym(rt: Any, system: str, obj: str, record_id: str) -> str:
     the blind-index key of record ids (the same at every read; only the key's holder can compute it)."""
     key = rt.indexer().field_key("record-id")
     return PSEUDONYM + hmac.new(key, f"{system}/{obj}/{record_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def update_only(mapping: Any) -> bool:
+    """Whether ``mapping`` writes its target only by the target's own record id (its ``key_field`` is its
+    ``external_id``, e.g. Zoho Cases by ``id``): the job updates records the target already holds and that the
+    cross-reference links to the object, and never creates one (a case's status coming back to the CRM)."""
+    spec = mapping.spec
+    return spec.key_field is not None and spec.key_field == spec.external_id
 
 
 def is_object_job(ctx: RunContext) -> bool:
@@ -261,6 +270,8 @@ class ObjectSync(OneWay):
         d.closed = raw.deleted or (str(getattr(obj, "status", "")) == "CLOSED" and obj.id_field == "holding_id")
         if d.closed and oid is None:
             return d.quiet("out_of_scope")   # type: ignore[return-value]  # closed before it was ever synced
+        if update_only(tgt.mapping) and (oid is None or not tx.xrefs_for_party(oid, tgt.system, tgt.object)):
+            return d.quiet("out_of_scope")   # type: ignore[return-value]  # not a record the target holds
         owner, parent_tid = self._parent(tx, ctx, obj)
         if owner is None or parent_tid is None:
             parent = job.parent
