@@ -55,9 +55,8 @@ from crmbridge.sync.report import outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, StoreTx
 
-__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "personal_record_id",
-           "record_pseudonym",
-           "update_only"]
+__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "map_source_object",
+           "personal_record_id", "record_pseudonym", "update_only"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +110,25 @@ def update_only(mapping: Any) -> bool:
     cross-reference links to the object, and never creates one (a case's status coming back to the CRM)."""
     spec = mapping.spec
     return spec.key_field is not None and spec.key_field == spec.external_id
+
+
+def map_source_object(mapping: Any, raw: RawRecord, oid: str | None, *, where: str) -> CanonicalObject:
+    """A source record as its canonical object, as an object job reads it (reconcile projects it the same way): a
+    tombstone is CLOSED, and a closure without a date is dated by its closing change.
+
+    Raises:
+        RecordError: the record cannot be mapped or is not a valid object.
+    """
+    refuse_c3(raw.data, where=where)
+    data = mapping.map_in(raw.data, party_id=uuid.UUID(oid) if oid else None)
+    fields, when = _fields(mapping.canonical), raw.modified_at or datetime.now(UTC)
+    if raw.deleted and "status" in fields:
+        data["status"] = "CLOSED"
+    if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in fields:
+        data["closed_on"] = when.date().isoformat()          # a holding closed by this change
+    if data.get("status") in ("RESOLVED", "CLOSED") and not data.get("closed_at") and "closed_at" in fields:
+        data["closed_at"] = when.isoformat()                 # a case closed by this change
+    return parse_object(mapping.canonical, data, where=where)
 
 
 def is_object_job(ctx: RunContext) -> bool:
@@ -323,22 +341,11 @@ class ObjectSync(OneWay):
         """Map a source record to its canonical object: a tombstone is CLOSED, and a closure without a date is
         dated by its closing change."""
         src, raw = ctx.source, d.raw
-        where = f"{src.system}:{src.object}/{raw.external_id}"
         try:
-            refuse_c3(raw.data, where=where)
-            data = src.mapping.map_in(raw.data, party_id=uuid.UUID(oid) if oid else None)
-            if raw.deleted and "status" in _fields(src.mapping.canonical):
-                data["status"] = "CLOSED"
-            fields, when = _fields(src.mapping.canonical), raw.modified_at or datetime.now(UTC)
-            if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in fields:
-                data["closed_on"] = when.date().isoformat()          # a holding closed by this change
-            if data.get("status") in ("RESOLVED", "CLOSED") and not data.get("closed_at") and "closed_at" in fields:
-                data["closed_at"] = when.isoformat()                 # a case closed by this change
-            obj: CanonicalObject = parse_object(src.mapping.canonical, data, where=where)
+            return map_source_object(src.mapping, raw, oid, where=f"{src.system}:{src.object}/{raw.external_id}")
         except RecordError as exc:
             d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
             return None
-        return obj
 
     def _parent(self, tx: StoreTx, ctx: RunContext, obj: CanonicalObject) -> tuple[str | None, str | None]:
         """(the owning party's canonical id, its id in the target's parent object), each ``None`` when unknown."""

@@ -87,6 +87,16 @@ def test_complaint_status_reaches_the_zoho_case_once(world) -> None:  # type: ig
     third = run_job(rt, STATUS)
     assert third.outcomes.get("updated", 0) == 0 and _writes(env) == quiet, "an unchanged re-run writes nothing"
 
+    from crmbridge.sync.reconcile import reconcile
+
+    rep = reconcile(rt, STATUS)   # the case statuses match the bank's, compared through the cross-reference
+    assert rep.complete and rep.matched == 3, rep.as_dict()
+    env.zoho.touch("Cases", cases[1], Status="Escalated")   # a user reopens a case the bank resolved
+    rep = reconcile(rt, STATUS)
+    with rt.store.transaction(read_only=True) as tx:
+        oid = tx.get_xref("zoho_cn", "Cases", cases[1])
+    assert rep.different == [oid] and rep.different_fields[oid] == ["Status"], rep.as_dict()
+
     # the cases job sees the cases it changed, and sends nothing back to the bank (status is not the bank's input)
     patches = sum(n for k, n in bank.requests_seen.items() if k.startswith(("PATCH", "POST")))
     back = run_job(rt, CASES)
