@@ -55,7 +55,8 @@ from crmbridge.sync.report import outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, StoreTx
 
-__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "map_source_object",
+__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "anonymised_object_payload",
+           "is_object_job", "map_source_object",
            "personal_record_id", "record_pseudonym", "update_only"]
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,34 @@ def map_source_object(mapping: Any, raw: RawRecord, oid: str | None, *, where: s
     return parse_object(mapping.canonical, data, where=where)
 
 
+def anonymised_object_payload(side: Any) -> dict[str, Any]:
+    """What an erased party's object at a CRM is overwritten with: every field the mapping writes emptied (its
+    lookup to the party included), the status CLOSED where the mapping writes one, and the placeholder name in
+    each field the target requires (docs/erasure.md)."""
+    from crmbridge.canonical.mapping.steps import CodeStep
+    from crmbridge.sync.engine.erasure import ERASED_NAME
+
+    mapping = side.mapping
+    payload: dict[str, Any] = dict.fromkeys(mapping.vendor_fields("out"))
+    payload.pop(mapping.spec.key_field or "", None)
+    for step in mapping.spec.steps:
+        if not step.runs("out") or [p.text for p in step.canonical_paths()] != ["status"]:
+            continue
+        vendors = [str(getattr(v, "text", v)) for v in step.vendor_paths()]
+        if len(vendors) != 1:
+            continue
+        value: Any = "CLOSED"
+        if isinstance(step, CodeStep):
+            table = mapping.spec.code_tables.get(step.table)
+            value = (table.out.get("CLOSED") or table.inverse()[0].get("CLOSED")) if table is not None else None
+        if value is not None:
+            payload[vendors[0]] = value
+    for f in side.adapter.describe(side.object):
+        if f.required and not f.read_only and f.name in payload and payload[f.name] is None:
+            payload[f.name] = ERASED_NAME
+    return payload
+
+
 def is_object_job(ctx: RunContext) -> bool:
     """Whether the run's mappings both map the same canonical object other than the party (a job mapping another
     object onto a party, e.g. campaign responses as consent updates, is the party path's)."""
@@ -170,9 +199,35 @@ class ObjectSync(OneWay):
             return
         self._object_batch(ctx, raws, cursor if kind is BatchKind.EXTRACT else None, retry=kind is BatchKind.RETRY)
 
-    def propagate_erasures(self, ctx: RunContext) -> None:
-        if not is_object_job(ctx):   # an erased party's objects are shredded with its data key (object_records)
-            super().propagate_erasures(ctx)   # type: ignore[misc]
+    def _erasure_write_item(self, ctx: RunContext, p: dict[str, Any]) -> WriteItem:
+        """An erased party's object at the target, anonymised (delete policy deactivate or ignore: an erasure is
+        never ignored): every field the mapping writes emptied, the status CLOSED, a placeholder where the target
+        requires a value; written under the object's own key (its canonical id, from the cross-reference)."""
+        if not is_object_job(ctx):
+            return super()._erasure_write_item(ctx, p)   # type: ignore[misc]
+        tgt = ctx.target
+        with self.rt.store.transaction(read_only=True) as tx:
+            oid = tx.get_xref(tgt.system, tgt.object, p["external_id"])
+        if oid is None:
+            raise RecordError(f"{tgt.system}.{tgt.object}/{p['external_id']}: no cross-reference to the object it "
+                              "holds (dropped?): it cannot be anonymised by key", code="no_object_id")
+        return WriteItem(key=oid, payload=anonymised_object_payload(tgt), external_id=p["external_id"],
+                         key_field=tgt.mapping.spec.key_field, duplicate_search=False)
+
+    def _erased_owner(self, tx: StoreTx, ctx: RunContext, d: ObjectDecision, owner: str | None) -> bool:
+        """Suppress (ledgered ``suppressed-erased``, nothing written) a record of an erased party's object: known
+        by its record id (the erasure's source keys) or by its owner (a new object of an erased party, which the
+        erasure then remembers by id)."""
+        if not tx.has_erasures():
+            return False
+        src = ctx.source
+        hit = tx.erasure_for_record(src.system, src.object, d.raw.external_id)
+        if hit is None and owner is not None:
+            er = tx.erasure_for_party(owner)
+            if er is not None:
+                hit = {"party_id": owner, "erased_at": er["erased_at"], "key_id": tx.add_erasure_key(
+                    er["id"], "source", system=src.system, obj=src.object, external_id=d.raw.external_id)}
+        return self._suppress_erased(tx, ctx, d, src, hit)   # type: ignore[attr-defined,no-any-return]
 
     def _due_dead_letters(self, tx: StoreTx, ctx: RunContext) -> list[dict[str, Any]]:
         if not is_object_job(ctx):
@@ -291,6 +346,8 @@ class ObjectSync(OneWay):
         if update_only(tgt.mapping) and (oid is None or not tx.xrefs_for_party(oid, tgt.system, tgt.object)):
             return d.quiet("out_of_scope")   # type: ignore[return-value]  # not a record the target holds
         owner, parent_tid = self._parent(tx, ctx, obj)
+        if self._erased_owner(tx, ctx, d, owner):
+            return d
         if owner is None or parent_tid is None:
             parent = job.parent
             target = f"{tgt.system}.{parent.target_object if parent else '?'}"
