@@ -135,6 +135,9 @@ def test_a_complaint_from_elsewhere_and_a_deleted_case(world) -> None:  # type: 
     assert [d["external_id"] for d in letters] == [complaint[cases[1]]], letters
     assert letters[0]["reason_code"] == "INVALID_DATA" and "id" in letters[0]["message"], letters[0]
 
+    writes = _writes(env)
     again = run_job(rt, STATUS)   # the letter waits for its back-off: nothing written, nothing created
-    assert again.outcomes.get("updated", 0) == 0 and again.outcomes.get("deferred", 0) == 1, again.outcomes
+    assert again.outcomes.get("updated", 0) == 0 and _writes(env) == writes, again.outcomes
     assert env.zoho.count("Cases") == n_cases
+    with rt.store.transaction(read_only=True) as tx:
+        assert len(tx.list_dead_letters(STATUS, status=["open"], limit=10)) == 1, "the letter stays open"
