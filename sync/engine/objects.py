@@ -199,6 +199,29 @@ class ObjectSync(OneWay):
             return
         self._object_batch(ctx, raws, cursor if kind is BatchKind.EXTRACT else None, retry=kind is BatchKind.RETRY)
 
+    def propagate_erasures(self, ctx: RunContext) -> None:
+        """The party path's propagation, but a bank system of record (the complaint service: a complaint is a
+        regulatory record, kept for its retention period, PIPL Art. 47 §2) is not erased by crmbridge: its pending
+        propagations are closed as ``retained`` and ledgered ``suppressed-erased`` (nothing more is sent to it for
+        the party: its objects' reads are suppressed)."""
+        tgt = ctx.target
+        if not is_object_job(ctx) or getattr(tgt.adapter, "role", None) != "system_of_record":
+            super().propagate_erasures(ctx)   # type: ignore[misc]
+            return
+        with self.rt.store.transaction() as tx:
+            pending = tx.pending_propagations(tgt.system, tgt.object) if tx.has_erasures() else []
+            if not pending or ctx.dry_run:
+                return
+            entries = []
+            for p in pending:
+                tx.finish_propagation(p["key_id"], "retained")
+                entries.append(LedgerEntryIn(
+                    action=Action.SUPPRESSED_ERASED, run_id=str(ctx.run_id), job=ctx.name, target_system=tgt.system,
+                    target_object=tgt.object, target_id=p["external_id"], party_id=p["party_id"], actor=ctx.actor,
+                    reason=f"erasure (PIPL Art. 47): {tgt.system} is a bank system of record; its record is "
+                           "retained there (regulatory record), nothing more is sent to it for the party"))
+            tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
+
     def _erasure_write_item(self, ctx: RunContext, p: dict[str, Any]) -> WriteItem:
         """An erased party's object at the target, anonymised (delete policy deactivate or ignore: an erasure is
         never ignored): every field the mapping writes emptied, the status CLOSED, a placeholder where the target

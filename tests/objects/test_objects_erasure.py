@@ -120,3 +120,45 @@ def test_erasure_deletes_the_holdings_under_propagate(world, capsys) -> None:  #
         assert env.zoho.count("Holdings") == n - len(zids)
     finally:
         rt.close()
+
+
+def test_erasure_keeps_the_complaint_at_the_bank_and_suppresses_the_case(world, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The complaint service is a bank system of record: an erased party's complaint is retained there (ledgered,
+    nothing sent), and a later change of the party's case in Zoho is suppressed, never sent."""
+    from crmbridge.adapters.complaints.simulator import ComplaintSimulator
+    from crmbridge.adapters.simulator import Knobs
+
+    env = world
+    with ComplaintSimulator(Knobs(records=0)) as bank:
+        monkeypatch.setenv("CRMBRIDGE_TEST_COMPLAINTS_KEY", bank.api_key)
+        cfg = yaml.safe_load(env.config_path.read_text())
+        cfg["systems"]["complaints"] = {"adapter": "complaints", "base_url": f"{bank.url}/api/v1",
+                                        "api_key": "env:CRMBRIDGE_TEST_COMPLAINTS_KEY", "source_system": "ZOHO"}
+        cfg["jobs"]["cases"] = {"source": "zoho_cn.Cases", "target": "complaints.complaints",
+                                "source_mapping": "zoho_cases.yaml", "target_mapping": "complaints.yaml",
+                                "parent": {"source": "zoho_cn.Contacts"}, "max_failed_ratio": 1.0}
+        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        rt = bootstrap(env.config_path)
+        try:
+            assert run_job(rt, "core_to_zoho").status == "succeeded"
+            contact = sorted(env.zoho.stores["Contacts"].records)[0]
+            case = env.zoho.add("Cases", Subject="理财投诉", Related_To={"id": contact}, Type="Problem",
+                                Case_Origin="Phone", Priority="High", Status="New", Description="风险揭示不充分")
+            assert run_job(rt, "cases").outcomes["created"] == 1
+            with rt.store.transaction(read_only=True) as tx:
+                pid = tx.get_xref("zoho_cn", "Contacts", contact)
+            (complaint,) = bank.complaints.values()
+            before = dict(complaint)
+
+            out = erase(capsys, env, pid or "")
+            assert f"complaints.complaints/{complaint['complaint_id']}" in out, out
+            env.zoho.touch("Cases", case, Priority="Low")   # the erased customer's case changes in Zoho
+            sent = sum(n for k, n in bank.requests_seen.items() if k.startswith(("PATCH", "POST")))
+            run = run_job(rt, "cases")
+            assert run.outcomes.get("suppressed", 0) == 1, run.outcomes
+            assert sum(n for k, n in bank.requests_seen.items() if k.startswith(("PATCH", "POST"))) == sent
+            assert bank.complaints[complaint["complaint_id"]] == before, "the regulatory record is kept as it was"
+            with rt.store.transaction(read_only=True) as tx:
+                assert tx.pending_propagations("complaints", "complaints") == []
+        finally:
+            rt.close()
