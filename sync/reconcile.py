@@ -226,6 +226,9 @@ def _reconcile_objects(rt: Runtime, job_name: str, *, progress: Callable[[int], 
                 oid = tx.get_xref(job.source_system, job.source_object, ext)
                 if raw.deleted and oid is None:
                     continue
+                if only_updates and (oid is None or not tx.xrefs_for_party(oid, job.target_system,
+                                                                            job.target_object)):
+                    continue   # not a record the target holds: the job never creates one
                 try:
                     obj = map_source_object(smap, raw, oid, where=f"{job.source_system}:{job.source_object}")
                 except RecordError:
@@ -244,9 +247,6 @@ def _reconcile_objects(rt: Runtime, job_name: str, *, progress: Callable[[int], 
                 closed = raw.deleted or (str(getattr(obj, "status", "")) == "CLOSED" and obj.id_field == "holding_id")
                 if closed and oid is None:
                     continue   # closed before it was ever synced: out of scope, as in a run
-                if only_updates and (oid is None or not tx.xrefs_for_party(oid, job.target_system,
-                                                                            job.target_object)):
-                    continue   # not a record the target holds: the job never creates one
                 if closed and job.delete_policy == "ignore":
                     _count(report, "closed at the source (delete policy ignore)")
                     left_alone.add(oid or "")

@@ -360,14 +360,14 @@ class ObjectSync(OneWay):
             seen = tx.get_read_hash(ctx.name, src.system, src.object, raw.external_id)
             if seen is not None and seen.record_hash == d.raw_hash:
                 return d.quiet("unchanged")   # type: ignore[return-value]
+        if update_only(tgt.mapping) and (oid is None or not tx.xrefs_for_party(oid, tgt.system, tgt.object)):
+            return d.quiet("out_of_scope")   # type: ignore[return-value]  # not a record the target holds (unread)
         obj = self._map_object(ctx, d, oid)
         if obj is None:
             return d
         d.closed = raw.deleted or (str(getattr(obj, "status", "")) == "CLOSED" and obj.id_field == "holding_id")
         if d.closed and oid is None:
             return d.quiet("out_of_scope")   # type: ignore[return-value]  # closed before it was ever synced
-        if update_only(tgt.mapping) and (oid is None or not tx.xrefs_for_party(oid, tgt.system, tgt.object)):
-            return d.quiet("out_of_scope")   # type: ignore[return-value]  # not a record the target holds
         owner, parent_tid = self._parent(tx, ctx, obj)
         if self._erased_owner(tx, ctx, d, owner):
             return d

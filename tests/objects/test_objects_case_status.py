@@ -114,10 +114,11 @@ def test_a_complaint_from_elsewhere_and_a_deleted_case(world) -> None:  # type: 
     by_case = {r["source_case_id"]: r["complaint_id"] for r in bank.complaints.values()}
     with rt.store.transaction(read_only=True) as tx:
         complaint = {c: by_case[tx.get_xref("zoho_cn", "Cases", c) or ""] for c in cases}
-    # a complaint the bank logged itself (a branch letter): its party is in Zoho, its case is not
+    # a complaint the bank logged itself (a branch letter, with the bank's own JR/T 0169 channel code, which the
+    # status mapping cannot read): its party is in Zoho, its case is not; out of scope, never a dead letter
     with bank.lock:
         own = bank._create({"source_system": "BRANCH", "source_case_id": "BR-0001", "party_id": party,
-                            "priority": "LOW", "summary": "柜面投诉", "channel_code": "BRANCH",
+                            "priority": "LOW", "summary": "柜面投诉", "channel_code": "A0101",
                             "received_at": "2026-01-05T08:00:00.000Z"}, bank.clock())
     env.zoho.stores["Cases"].remove(cases[1])   # a relationship manager deletes the case in Zoho
     n_cases = env.zoho.count("Cases")
