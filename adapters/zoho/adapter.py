@@ -633,7 +633,7 @@ class ZohoAdapter(Adapter):
 
     def _update_by_id(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
         """Update records by their Zoho record id (``key_field: id``): ``PUT /crm/{v}/{Module}`` with ``id`` in
-        each item (docs/vendors/zoho.md §4), for records crmbridge did not create and that carry no key field (a
+        each item (docs/vendors/zoho.md §4.1), for records crmbridge did not create and that carry no key field (a
         case logged in the CRM, whose status comes back from the bank). Never creates: an item without a record id
         fails, and an id Zoho no longer knows (the record was deleted) is Zoho's ``INVALID_DATA`` on the ``id``,
         a record error. Items with an ``expected_version`` go in their own call with If-Unmodified-Since."""

@@ -25,6 +25,12 @@ extraction oldest first, closures, lease, ledger checkpoints, dry runs)::
   number, C2: the mapping maps the same vendor field to a C2/C3 canonical path), the engine never keeps it: the
   cross-reference, cursor boundary, dead letters and ledger carry ``h:`` + a keyed hash of it (HMAC under the
   blind-index key, per system and object), computed the same way at every read, so nothing else changes.
+* **Update-only targets**: a target mapping whose ``key_field`` is its record id (Zoho Cases by ``id``: the status
+  of a case coming back from the bank) only updates records the cross-reference links to the object; anything else
+  is out of scope before it is even mapped, and nothing is created.
+* **Erasure**: an erased party's objects are suppressed at every read (by record id, or by their owner), their CRM
+  records anonymised (:func:`anonymised_object_payload`) or deleted per the delete policy by the next run, never at a
+  bank system of record (retained: a complaint is a regulatory record); their stored records go with the party's.
 * **Exactly once**: the Zoho upsert by the key field, or, where the target has no upsert, the write-intent journal
   and a lookup by key before repeating a create (the party path's :meth:`_guard_intents`).
 """

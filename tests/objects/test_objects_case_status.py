@@ -142,3 +142,23 @@ def test_a_complaint_from_elsewhere_and_a_deleted_case(world) -> None:  # type: 
     assert env.zoho.count("Cases") == n_cases
     with rt.store.transaction(read_only=True) as tx:
         assert len(tx.list_dead_letters(STATUS, status=["open"], limit=10)) == 1, "the letter stays open"
+
+
+def test_the_zoho_adapter_updates_by_record_id_and_never_creates(world) -> None:  # type: ignore[no-untyped-def]
+    from crmbridge.adapters.base import WriteItem, WriteStatus
+
+    env, _bank, rt = world
+    contact = sorted(env.zoho.stores["Contacts"].records)[0]
+    case = _case(env, contact)
+    zoho = rt.adapter("zoho_cn")
+    n = env.zoho.count("Cases")
+    res = zoho.write("Cases", [WriteItem("k1", {"Status": "Escalated"}, external_id=case, key_field="id"),
+                               WriteItem("k2", {"Status": "Closed"}, external_id=None, key_field="id"),
+                               WriteItem("k3", {"Status": "Closed"}, external_id="5725767999999999999",
+                                         key_field="id")])
+    assert [r.status for r in res] == [WriteStatus.UPDATED, WriteStatus.FAILED, WriteStatus.FAILED]
+    assert res[0].external_id == case and env.zoho.record("Cases", case)["Status"] == "Escalated"
+    assert res[1].error is not None and res[1].error.code == "no_record_id"
+    assert res[2].error is not None and res[2].error.code == "INVALID_DATA"
+    assert env.zoho.count("Cases") == n, "no case created"
+    assert env.zoho.requests_seen["PUT /crm/v8/Cases"] == 1, env.zoho.requests_seen
