@@ -71,6 +71,8 @@ TOKEN_WINDOW_LIMIT = 100_000
 MAX_FIELDS = 50
 #: field types that list calls do not return (§3.3)
 _NOT_IN_LISTS = frozenset({"subform", "multiselectlookup"})
+#: ``key_field: id`` in a mapping: update records by their Zoho record id, never create (``_update_by_id``)
+RECORD_ID = "id"
 #: API domain suffix -> data centre (docs/vendors/zoho.md §1)
 _DATA_CENTRES = {".com.cn": "CN", ".com.au": "AU", ".eu": "EU", ".in": "IN", ".jp": "JP", ".ca": "CA", ".sa": "SA",
                  ".uk": "UK", ".com": "US"}
@@ -522,6 +524,8 @@ class ZohoAdapter(Adapter):
         (a header, so one call per version); results come back in the batch's order."""
         if obj == self.config.members_relation:
             return self._write_members(obj, batch)
+        if any(item.key_field == RECORD_ID for item in batch):
+            return self._update_by_id(obj, batch)
         groups: dict[tuple[str, str | None], list[int]] = {}
         for i, item in enumerate(batch):
             key_field = item.key_field or self.config.key_field
@@ -540,6 +544,38 @@ class ZohoAdapter(Adapter):
                                        where=f"POST {path}")
             for j, (i, item) in enumerate(zip(idxs, items, strict=True)):
                 results[i] = self._write_result(batch[i], item, j, f"POST {path}")
+        return [r for r in results if r is not None]
+
+    def _update_by_id(self, obj: str, batch: list[WriteItem]) -> list[WriteResult]:
+        """Update records by their Zoho record id (``key_field: id``): ``PUT /crm/{v}/{Module}`` with ``id`` in
+        each item (docs/vendors/zoho.md §4.1), for records crmbridge did not create and that carry no key field (a
+        case logged in the CRM, whose status comes back from the bank). Never creates: an item without a record id
+        fails, and an id Zoho no longer knows (the record was deleted) is Zoho's ``INVALID_DATA`` on the ``id``,
+        a record error. Items with an ``expected_version`` go in their own call with If-Unmodified-Since."""
+        where = f"PUT {self._module(obj)}"
+        if any(item.key_field != RECORD_ID for item in batch):
+            raise RequestError("a Zoho write batch mixes updates by record id and upserts by key", vendor=VENDOR,
+                               where=where)
+        results: list[WriteResult | None] = [None] * len(batch)
+        groups: dict[str | None, list[int]] = {}
+        for i, item in enumerate(batch):
+            if item.external_id is None:
+                results[i] = WriteResult(item.key, WriteStatus.FAILED, error=RecordRejectedError(
+                    "no Zoho record id to update (key_field id only updates records Zoho already holds)",
+                    code="no_record_id", where=where))
+            else:
+                groups.setdefault(item.expected_version, []).append(i)
+        for version, idxs in groups.items():
+            rows = [{**batch[i].payload, RECORD_ID: batch[i].external_id} for i in idxs]
+            body = {"data": rows, "trigger": list(self.config.trigger)}
+            headers = {"If-Unmodified-Since": version} if version else None
+            resp = self._call("PUT", self._module(obj), body=body, headers=headers, items=True)
+            items = list_of(resp, "data", obj) if resp is not None else []
+            raise_for_request_items(items, where=where)
+            if len(items) != len(idxs):
+                raise BadResponseError(f"{len(items)} results for {len(idxs)} records", vendor=VENDOR, where=where)
+            for j, (i, z) in enumerate(zip(idxs, items, strict=True)):
+                results[i] = self._write_result(batch[i], z, j, where)
         return [r for r in results if r is not None]
 
     def _write_result(self, item: WriteItem, z: Any, index: int, where: str) -> WriteResult:

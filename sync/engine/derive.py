@@ -4,7 +4,7 @@ A one-way party job whose configuration names a rules file (``jobs.<name>.rules:
 derives, for every party it maps in, the rules' fields (:func:`crmbridge.canonical.rules.derive`) from
 
 * the party as just mapped in (its AUM band among others),
-* its holdings in the state store (``StoreTx.holdings_of(party_id)`` where the store has it; none otherwise),
+* its holdings in the state store (``StoreTx.holdings_of(party_id, cipher=…)``),
 * its history: the AUM band of every stored snapshot of the party (when it was synced; the snapshots of both sides
   of every configured job, read for the whole batch at once) and the band now,
 
@@ -121,10 +121,8 @@ class Derive(Versions):
         if rules is None or ctx.job.direction != "one_way":
             return party
         pid = str(party.party_id)
-        holdings_of = getattr(tx, "holdings_of", None)   # the holdings job's store method, where it exists
-        try:
-            holdings = (list(holdings_of(pid, cipher=self.rt.cipher))
-                        if callable(holdings_of) and d.party_id is not None else [])
+        try:   # the party's holdings as the holdings jobs stored them (sealed under its key)
+            holdings = tx.holdings_of(pid, cipher=self.rt.cipher) if d.party_id is not None else []
         except CrmBridgeError as exc:
             log.warning("party %s: stored holdings unreadable (%s): derived without holdings", pid, exc)
             holdings = []

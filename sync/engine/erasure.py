@@ -105,6 +105,13 @@ class Erasure(RunnerBase):
                 ctx.report.count("suppressed", count_reads(raw_s, raw_t))
         return kept
 
+    def _erasure_write_item(self, ctx: RunContext, p: dict[str, Any]) -> WriteItem:
+        """The write that anonymises the erased party's CRM record ``p`` (a pending propagation) under a
+        deactivate policy (object jobs write their object's anonymised form instead)."""
+        tgt = ctx.target
+        return WriteItem(key=p["party_id"], payload=anonymised_payload(tgt, p["party_id"], p["party_type"]),
+                         external_id=p["external_id"], key_field=tgt.mapping.spec.key_field, duplicate_search=False)
+
     def propagate_erasures(self, ctx: RunContext) -> None:
         """Carry out the erasures pending at this job's target, first thing in the run, by the job's delete policy:
         ``propagate`` deletes the CRM record; ``deactivate`` (and ``ignore``: an erasure is never ignored)
@@ -145,12 +152,11 @@ class Erasure(RunnerBase):
                         outcomes.append((p, "gone", None))   # an upsert must not create it again
                         continue
                     try:
-                        payload = anonymised_payload(tgt, p["party_id"], p["party_type"])
+                        item = self._erasure_write_item(ctx, p)
                     except RecordError as exc:
                         outcomes.append((p, "failed", f"anonymise: {exc.code}: {exc}"))
                         continue
-                    items.append((p, WriteItem(key=p["party_id"], payload=payload, external_id=p["external_id"],
-                                               key_field=tgt.mapping.spec.key_field, duplicate_search=False)))
+                    items.append((p, item))
                 results = tgt.adapter.write(tgt.object, [i for _, i in items]) if items else []
                 for (p, item), r in zip(items, results, strict=True):
                     sent[p["key_id"]] = (item.payload, r, correlation_id(r, call))

@@ -25,6 +25,12 @@ extraction oldest first, closures, lease, ledger checkpoints, dry runs)::
   number, C2: the mapping maps the same vendor field to a C2/C3 canonical path), the engine never keeps it: the
   cross-reference, cursor boundary, dead letters and ledger carry ``h:`` + a keyed hash of it (HMAC under the
   blind-index key, per system and object), computed the same way at every read, so nothing else changes.
+* **Update-only targets**: a target mapping whose ``key_field`` is its record id (Zoho Cases by ``id``: the status
+  of a case coming back from the bank) only updates records the cross-reference links to the object; anything else
+  is out of scope before it is even mapped, and nothing is created.
+* **Erasure**: an erased party's objects are suppressed at every read (by record id, or by their owner), their CRM
+  records anonymised (:func:`anonymised_object_payload`) or deleted per the delete policy by the next run, never at a
+  bank system of record (retained: a complaint is a regulatory record); their stored records go with the party's.
 * **Exactly once**: the Zoho upsert by the key field, or, where the target has no upsert, the write-intent journal
   and a lookup by key before repeating a create (the party path's :meth:`_guard_intents`).
 """
@@ -55,8 +61,9 @@ from crmbridge.sync.report import outcome_of
 from crmbridge.sync.state.ledger import Action, LedgerEntryIn
 from crmbridge.sync.state.store import DeadLetterStatus, StoreTx
 
-__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "is_object_job", "personal_record_id",
-           "record_pseudonym"]
+__all__ = ["PARENT_NOT_SYNCED", "PSEUDONYM", "ObjectDecision", "ObjectSync", "anonymised_object_payload",
+           "is_object_job", "map_source_object",
+           "personal_record_id", "record_pseudonym", "update_only"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,61 @@ def record_pseudonym(rt: Any, system: str, obj: str, record_id: str) -> str:
     return PSEUDONYM + hmac.new(key, f"{system}/{obj}/{record_id}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
+def update_only(mapping: Any) -> bool:
+    """Whether ``mapping`` writes its target only by the target's own record id (its ``key_field`` is its
+    ``external_id``, e.g. Zoho Cases by ``id``): the job updates records the target already holds and that the
+    cross-reference links to the object, and never creates one (a case's status coming back to the CRM)."""
+    spec = mapping.spec
+    return spec.key_field is not None and spec.key_field == spec.external_id
+
+
+def map_source_object(mapping: Any, raw: RawRecord, oid: str | None, *, where: str) -> CanonicalObject:
+    """A source record as its canonical object, as an object job reads it (reconcile projects it the same way): a
+    tombstone is CLOSED, and a closure without a date is dated by its closing change.
+
+    Raises:
+        RecordError: the record cannot be mapped or is not a valid object.
+    """
+    refuse_c3(raw.data, where=where)
+    data = mapping.map_in(raw.data, party_id=uuid.UUID(oid) if oid else None)
+    fields, when = _fields(mapping.canonical), raw.modified_at or datetime.now(UTC)
+    if raw.deleted and "status" in fields:
+        data["status"] = "CLOSED"
+    if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in fields:
+        data["closed_on"] = when.date().isoformat()          # a holding closed by this change
+    if data.get("status") in ("RESOLVED", "CLOSED") and not data.get("closed_at") and "closed_at" in fields:
+        data["closed_at"] = when.isoformat()                 # a case closed by this change
+    return parse_object(mapping.canonical, data, where=where)
+
+
+def anonymised_object_payload(side: Any) -> dict[str, Any]:
+    """What an erased party's object at a CRM is overwritten with: every field the mapping writes emptied (its
+    lookup to the party included), the status CLOSED where the mapping writes one, and the placeholder name in
+    each field the target requires (docs/erasure.md)."""
+    from crmbridge.canonical.mapping.steps import CodeStep
+    from crmbridge.sync.engine.erasure import ERASED_NAME
+
+    mapping = side.mapping
+    payload: dict[str, Any] = dict.fromkeys(mapping.vendor_fields("out"))
+    payload.pop(mapping.spec.key_field or "", None)
+    for step in mapping.spec.steps:
+        if not step.runs("out") or [p.text for p in step.canonical_paths()] != ["status"]:
+            continue
+        vendors = [str(getattr(v, "text", v)) for v in step.vendor_paths()]
+        if len(vendors) != 1:
+            continue
+        value: Any = "CLOSED"
+        if isinstance(step, CodeStep):
+            table = mapping.spec.code_tables.get(step.table)
+            value = (table.out.get("CLOSED") or table.inverse()[0].get("CLOSED")) if table is not None else None
+        if value is not None:
+            payload[vendors[0]] = value
+    for f in side.adapter.describe(side.object):
+        if f.required and not f.read_only and f.name in payload and payload[f.name] is None:
+            payload[f.name] = ERASED_NAME
+    return payload
+
+
 def is_object_job(ctx: RunContext) -> bool:
     """Whether the run's mappings both map the same canonical object other than the party (a job mapping another
     object onto a party, e.g. campaign responses as consent updates, is the party path's)."""
@@ -144,8 +206,57 @@ class ObjectSync(OneWay):
         self._object_batch(ctx, raws, cursor if kind is BatchKind.EXTRACT else None, retry=kind is BatchKind.RETRY)
 
     def propagate_erasures(self, ctx: RunContext) -> None:
-        if not is_object_job(ctx):   # an erased party's objects are shredded with its data key (object_records)
+        """The party path's propagation, but a bank system of record (the complaint service: a complaint is a
+        regulatory record, kept for its retention period, PIPL Art. 47 §2) is not erased by crmbridge: its pending
+        propagations are closed as ``retained`` and ledgered ``suppressed-erased`` (nothing more is sent to it for
+        the party: its objects' reads are suppressed)."""
+        tgt = ctx.target
+        if not is_object_job(ctx) or getattr(tgt.adapter, "role", None) != "system_of_record":
             super().propagate_erasures(ctx)   # type: ignore[misc]
+            return
+        with self.rt.store.transaction() as tx:
+            pending = tx.pending_propagations(tgt.system, tgt.object) if tx.has_erasures() else []
+            if not pending or ctx.dry_run:
+                return
+            entries = []
+            for p in pending:
+                tx.finish_propagation(p["key_id"], "retained")
+                entries.append(LedgerEntryIn(
+                    action=Action.SUPPRESSED_ERASED, run_id=str(ctx.run_id), job=ctx.name, target_system=tgt.system,
+                    target_object=tgt.object, target_id=p["external_id"], party_id=p["party_id"], actor=ctx.actor,
+                    reason=f"erasure (PIPL Art. 47): {tgt.system} is a bank system of record; its record is "
+                           "retained there (regulatory record), nothing more is sent to it for the party"))
+            tx.ledger(self.rt.signer, cipher=self.rt.cipher).append(entries)
+
+    def _erasure_write_item(self, ctx: RunContext, p: dict[str, Any]) -> WriteItem:
+        """An erased party's object at the target, anonymised (delete policy deactivate or ignore: an erasure is
+        never ignored): every field the mapping writes emptied, the status CLOSED, a placeholder where the target
+        requires a value; written under the object's own key (its canonical id, from the cross-reference)."""
+        if not is_object_job(ctx):
+            return super()._erasure_write_item(ctx, p)   # type: ignore[misc]
+        tgt = ctx.target
+        with self.rt.store.transaction(read_only=True) as tx:
+            oid = tx.get_xref(tgt.system, tgt.object, p["external_id"])
+        if oid is None:
+            raise RecordError(f"{tgt.system}.{tgt.object}/{p['external_id']}: no cross-reference to the object it "
+                              "holds (dropped?): it cannot be anonymised by key", code="no_object_id")
+        return WriteItem(key=oid, payload=anonymised_object_payload(tgt), external_id=p["external_id"],
+                         key_field=tgt.mapping.spec.key_field, duplicate_search=False)
+
+    def _erased_owner(self, tx: StoreTx, ctx: RunContext, d: ObjectDecision, owner: str | None) -> bool:
+        """Suppress (ledgered ``suppressed-erased``, nothing written) a record of an erased party's object: known
+        by its record id (the erasure's source keys) or by its owner (a new object of an erased party, which the
+        erasure then remembers by id)."""
+        if not tx.has_erasures():
+            return False
+        src = ctx.source
+        hit = tx.erasure_for_record(src.system, src.object, d.raw.external_id)
+        if hit is None and owner is not None:
+            er = tx.erasure_for_party(owner)
+            if er is not None:
+                hit = {"party_id": owner, "erased_at": er["erased_at"], "key_id": tx.add_erasure_key(
+                    er["id"], "source", system=src.system, obj=src.object, external_id=d.raw.external_id)}
+        return self._suppress_erased(tx, ctx, d, src, hit)   # type: ignore[attr-defined,no-any-return]
 
     def _due_dead_letters(self, tx: StoreTx, ctx: RunContext) -> list[dict[str, Any]]:
         if not is_object_job(ctx):
@@ -255,6 +366,8 @@ class ObjectSync(OneWay):
             seen = tx.get_read_hash(ctx.name, src.system, src.object, raw.external_id)
             if seen is not None and seen.record_hash == d.raw_hash:
                 return d.quiet("unchanged")   # type: ignore[return-value]
+        if update_only(tgt.mapping) and (oid is None or not tx.xrefs_for_party(oid, tgt.system, tgt.object)):
+            return d.quiet("out_of_scope")   # type: ignore[return-value]  # not a record the target holds (unread)
         obj = self._map_object(ctx, d, oid)
         if obj is None:
             return d
@@ -262,6 +375,8 @@ class ObjectSync(OneWay):
         if d.closed and oid is None:
             return d.quiet("out_of_scope")   # type: ignore[return-value]  # closed before it was ever synced
         owner, parent_tid = self._parent(tx, ctx, obj)
+        if self._erased_owner(tx, ctx, d, owner):
+            return d
         if owner is None or parent_tid is None:
             parent = job.parent
             target = f"{tgt.system}.{parent.target_object if parent else '?'}"
@@ -312,22 +427,11 @@ class ObjectSync(OneWay):
         """Map a source record to its canonical object: a tombstone is CLOSED, and a closure without a date is
         dated by its closing change."""
         src, raw = ctx.source, d.raw
-        where = f"{src.system}:{src.object}/{raw.external_id}"
         try:
-            refuse_c3(raw.data, where=where)
-            data = src.mapping.map_in(raw.data, party_id=uuid.UUID(oid) if oid else None)
-            if raw.deleted and "status" in _fields(src.mapping.canonical):
-                data["status"] = "CLOSED"
-            fields, when = _fields(src.mapping.canonical), raw.modified_at or datetime.now(UTC)
-            if data.get("status") == "CLOSED" and not data.get("closed_on") and "closed_on" in fields:
-                data["closed_on"] = when.date().isoformat()          # a holding closed by this change
-            if data.get("status") in ("RESOLVED", "CLOSED") and not data.get("closed_at") and "closed_at" in fields:
-                data["closed_at"] = when.isoformat()                 # a case closed by this change
-            obj: CanonicalObject = parse_object(src.mapping.canonical, data, where=where)
+            return map_source_object(src.mapping, raw, oid, where=f"{src.system}:{src.object}/{raw.external_id}")
         except RecordError as exc:
             d.action, d.error, d.stage = Action.FAILED, exc, "map_in"
             return None
-        return obj
 
     def _parent(self, tx: StoreTx, ctx: RunContext, obj: CanonicalObject) -> tuple[str | None, str | None]:
         """(the owning party's canonical id, its id in the target's parent object), each ``None`` when unknown."""

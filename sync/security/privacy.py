@@ -254,7 +254,8 @@ def erase_party(tx: Unit, cipher: FieldCipher, party_id: object, *, ledger: Ledg
 
     1. Records the suppression entry (``erasures`` / ``erasure_keys``): the party's blind-indexed identities
        (its identity-index entries and the blind index of each identifier it held), the vendor records it was
-       known as (cross-references), and, for those in ``targets`` (the (system, object) the jobs write to), a
+       known as (cross-references), its objects' vendor records (holdings, cases: the cross-references of the
+       objects stored for it), and, for those in ``targets`` (the (system, object) the jobs write to), a
        pending propagation the next run of each such job carries out by its delete policy. Later runs skip
        every record matching it with a ledgered ``suppressed-erased``: nothing is ingested or pushed again.
     2. Deletes the rows that belong to the party: every registered encrypted column's table with a party column
@@ -278,6 +279,11 @@ def erase_party(tx: Unit, cipher: FieldCipher, party_id: object, *, ledger: Ledg
             report.rows_deleted[table] = report.rows_deleted.get(table, 0) + n
 
     refs: list[tuple[str, str, str]] = tx.xrefs_for_party(pid) if "xref" in existing else []
+    if "object_records" in existing and "xref" in existing:
+        # its objects (holdings, cases) as the vendors know them: suppressed at the sources, and erased at the
+        # CRMs by each object job's delete policy; their stored records are shredded below with the party's
+        for _kind, oid in tx.object_ids_of_party(pid):
+            refs += [r for r in tx.xrefs_for_party(oid) if r not in refs]
     if "erasures" in existing:
         identities, party_type = _identities_before_erasure(tx, cipher, pid, existing)
         sources = [r for r in refs if (r[0], r[1]) not in target_set]

@@ -1304,6 +1304,14 @@ class StoreTx:
                                        .order_by(t.c.object_id)).mappings().all()
         return [dict(self.unseal(cipher, "object_records", "blob", row=r, token=r["blob"])) for r in rows]
 
+    def object_ids_of_party(self, party_id: str) -> list[tuple[str, str]]:
+        """(kind, object id) of every canonical object stored for ``party_id`` (no decryption: for an erasure,
+        which must find the party's objects' vendor records before it shreds them)."""
+        from crmbridge.sync.state.object_tables import object_records as t
+
+        return [(str(r.kind), str(r.object_id)) for r in self.connection.execute(
+            select(t.c.kind, t.c.object_id).where(t.c.party_id == party_id).order_by(t.c.kind, t.c.object_id))]
+
     def holdings_of(self, party_id: str, *, cipher: Any) -> list[dict[str, Any]]:
         """The party's holdings as the holdings jobs last read them (canonical Holding dicts, closed ones included):
         what the rules engine derives segments and lifecycle from."""

@@ -152,9 +152,10 @@ def test_documented_example_loads(tmp_path: Path) -> None:
         for key in ("source_mapping", "target_mapping"):
             assert resolve_mapping_path(job[key], folder) is not None, f"the example names a missing {job[key]}"
     cfg = load_config(folder / "crmbridge.yaml")
-    assert set(cfg.systems) == {"corebank", "core_accounts", "corebank_rest", "zoho_cn", "fxiaoke"}
+    assert set(cfg.systems) == {"corebank", "core_accounts", "corebank_rest", "zoho_cn", "fxiaoke", "complaints"}
     assert {"core_to_zoho_contacts", "core_to_fxiaoke_accounts", "fxiaoke_contacts_two_way",
-            "zoho_campaign_responses", "core_holdings_to_zoho"} <= set(cfg.jobs)
+            "zoho_campaign_responses", "core_holdings_to_zoho", "zoho_cases_to_complaints",
+            "complaints_status_to_zoho"} <= set(cfg.jobs)
     assert cfg.jobs["core_to_zoho_contacts"].rules is not None
     assert resolve_mapping_path(cfg.jobs["core_to_zoho_contacts"].rules, folder) is not None
     assert cfg.jobs["core_holdings_to_zoho"].parent is not None

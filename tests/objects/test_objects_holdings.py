@@ -182,19 +182,6 @@ def test_rules_preview_reads_the_stored_holdings(tmp_path: Path) -> None:
     assert not any(a in res.output for a in accs), "account numbers are masked in the preview"
 
 
-def test_reconcile_says_it_does_not_compare_holdings_yet(tmp_path: Path) -> None:
-    from crmbridge.core.errors import ConfigurationError
-    from crmbridge.sync.reconcile import reconcile
-
-    with DemoEnvironment(tmp_path / "demo", customers=3, bad_fraction=0.0, seed=5) as env:
-        rt = bootstrap(env.config_path)
-        try:
-            with pytest.raises(ConfigurationError, match="Holding records: reconcile compares parties only"):
-                reconcile(rt, JOB)
-        finally:
-            rt.close()
-
-
 @pytest.mark.parametrize(("change", "message"), [
     ({"parent": None}, "needs 'parent'"),
     ({"direction": "two_way"}, "run one way"),
