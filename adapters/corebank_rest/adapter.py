@@ -61,9 +61,8 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import requests
-from pydantic import ConfigDict
 
-from crmbridge.adapters._paths import vendor_get, vendor_path
+from crmbridge.adapters._paths import vendor_get
 from crmbridge.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -128,19 +127,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_Strict = ConfigDict(extra="forbid")
-
-
-def _check_path(value: str | None) -> str | None:
-    """A configured JSON path must parse in the one path language (crmbridge.core.paths)."""
-    if value is not None:
-        try:
-            vendor_path(value)
-        except ValueError as exc:
-            raise ValueError(f"bad JSON path {value!r}: {exc}") from None
-    return value
-
-
 class CorebankRestAdapter(Adapter):
     """Adapter for a core-banking customer service over REST/JSON."""
 
