@@ -11,46 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from cases_world import CASES, STATUS, add_case, complaints_world
 
-from crmbridge.adapters.complaints.simulator import ComplaintSimulator
-from crmbridge.adapters.simulator import Knobs
 from crmbridge.demo import DemoEnvironment
-from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
-
-CASES = "zoho_cases_to_complaints"
-STATUS = "complaints_status_to_zoho"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    with DemoEnvironment(tmp_path / "demo", customers=8, bad_fraction=0.0, seed=7, state_url=url) as env, \
-            ComplaintSimulator(Knobs(records=0)) as bank:
-        monkeypatch.setenv("CRMBRIDGE_TEST_COMPLAINTS_KEY", bank.api_key)
-        cfg = yaml.safe_load(env.config_path.read_text())
-        cfg["systems"]["complaints"] = {"adapter": "complaints", "base_url": f"{bank.url}/api/v1",
-                                        "api_key": "env:CRMBRIDGE_TEST_COMPLAINTS_KEY", "source_system": "ZOHO"}
-        cfg["jobs"][CASES] = {"source": "zoho_cn.Cases", "target": "complaints.complaints",
-                              "source_mapping": "zoho_cases.yaml", "target_mapping": "complaints.yaml",
-                              "parent": {"source": "zoho_cn.Contacts"}, "max_failed_ratio": 1.0}
-        cfg["jobs"][STATUS] = {"source": "complaints.complaints", "target": "zoho_cn.Cases",
-                               "source_mapping": "complaints_status.yaml", "target_mapping": "zoho_cases_status.yaml",
-                               "parent": {"source": "zoho_cn.Contacts"}, "max_failed_ratio": 1.0}
-        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-        rt = bootstrap(env.config_path)
-        try:
-            assert run_job(rt, "core_to_zoho").status == "succeeded"
-            yield env, bank, rt
-        finally:
-            rt.close()
+    with complaints_world(request, tmp_path, monkeypatch, customers=8, seed=7, status_job=True) as w:
+        yield w
 
 
 def _case(env: DemoEnvironment, contact: str, **over: Any) -> str:
-    return env.zoho.add("Cases", **{"Subject": "理财投诉", "Related_To": {"id": contact}, "Type": "Problem",
-                                    "Case_Origin": "Phone", "Priority": "High", "Status": "New",
-                                    "Description": "客户投诉：理财产品风险揭示不充分。", **over})
+    return add_case(env, contact, "客户投诉：理财产品风险揭示不充分。", **over)
 
 
 def _writes(env: DemoEnvironment) -> int:

@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from cases_world import add_case, complaints_world
 
-from crmbridge.adapters.complaints.simulator import ComplaintSimulator
-from crmbridge.adapters.simulator import Knobs
 from crmbridge.demo import DemoEnvironment
-from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 
 JOB = "zoho_cases_to_complaints"
@@ -23,29 +20,12 @@ SUMMARY = "客户来电投诉：理财产品销售时未充分揭示风险，要
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    with DemoEnvironment(tmp_path / "demo", customers=12, bad_fraction=0.0, seed=4, state_url=url) as env, \
-            ComplaintSimulator(Knobs(records=0)) as bank:
-        monkeypatch.setenv("CRMBRIDGE_TEST_COMPLAINTS_KEY", bank.api_key)
-        cfg = yaml.safe_load(env.config_path.read_text())
-        cfg["systems"]["complaints"] = {"adapter": "complaints", "base_url": f"{bank.url}/api/v1",
-                                        "api_key": "env:CRMBRIDGE_TEST_COMPLAINTS_KEY", "source_system": "ZOHO"}
-        cfg["jobs"][JOB] = {"source": "zoho_cn.Cases", "target": "complaints.complaints",
-                            "source_mapping": "zoho_cases.yaml", "target_mapping": "complaints.yaml",
-                            "parent": {"source": "zoho_cn.Contacts"}, "max_failed_ratio": 1.0}
-        env.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-        rt = bootstrap(env.config_path)
-        try:
-            assert run_job(rt, "core_to_zoho").status == "succeeded"
-            yield env, bank, rt
-        finally:
-            rt.close()
+    with complaints_world(request, tmp_path, monkeypatch, customers=12, seed=4) as w:
+        yield w
 
 
 def _case(env: DemoEnvironment, contact: str, **over: Any) -> str:
-    return env.zoho.add("Cases", **{"Subject": "理财投诉", "Related_To": {"id": contact}, "Type": "Problem",
-                                    "Case_Origin": "Phone", "Priority": "High", "Status": "New",
-                                    "Description": SUMMARY, **over})
+    return add_case(env, contact, SUMMARY, **over)
 
 
 def test_cases_reach_the_complaint_service_once_under_their_party(world) -> None:  # type: ignore[no-untyped-def]
