@@ -17,6 +17,7 @@ from scheduler_support import JOB, demo, edit_config, one_way_job, schedulers, w
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmbridge.config import load_config
+from crmbridge.core.errors import FatalSyncError
 from crmbridge.sync.bootstrap import bootstrap
 from crmbridge.sync.engine import run_job
 from crmbridge.sync.reconcile import reconcile
@@ -55,7 +56,7 @@ def _status(config: Path) -> dict[str, dict]:  # type: ignore[type-arg]
     store = StateStore.from_url(cfg.state.url)
     try:
         return {r["job"]: r for r in job_status(SimpleNamespace(config=cfg, store=store))}
-    except SQLAlchemyError:
+    except (SQLAlchemyError, FatalSyncError):   # the store's "state database unavailable" while it is migrated
         return {}
     finally:
         store.dispose()
