@@ -30,6 +30,26 @@ from crmbridge.core.errors import UnknownAdapterError
 from crmbridge.core.safeyaml import read_bounded, size_problem
 
 
+def _sha256(text: str) -> str:
+    """The content hash of a file read by :func:`read_text` (its UTF-8 bytes: strict decoding round-trips)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_text(path: FsPath, file: str) -> tuple[str | None, MappingProblem | None]:
+    """A mapping or rules file's text, or the one located problem why it cannot be read (unreadable, too large,
+    not UTF-8)."""
+    try:
+        raw = read_bounded(path)
+    except OSError as exc:
+        return None, MappingProblem(file, None, "", f"cannot read the file: {exc.strerror or exc}")
+    if (too_big := size_problem(len(raw))) is not None:
+        return None, MappingProblem(file, None, "", too_big)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, MappingProblem(file, None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")
+
+
 def _structural(data: Any, file: str, lines: dict[tuple[str | int, ...], int]
                 ) -> tuple[MappingSpec | None, list[MappingProblem]]:
     if not isinstance(data, dict):
@@ -153,16 +173,9 @@ def check_mapping_file(path: str | FsPath, *, display: str | None = None, profil
     """
     p = FsPath(path)
     file = display or str(path)
-    try:
-        raw = read_bounded(p)
-    except OSError as exc:
-        return None, [MappingProblem(file, None, "", f"cannot read the file: {exc.strerror or exc}")]
-    if (too_big := size_problem(len(raw))) is not None:
-        return None, [MappingProblem(file, None, "", too_big)]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [MappingProblem(file, None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")]
+    text, problem = read_text(p, file)
+    if text is None:
+        return None, [problem]
     data, lines, problems = _load_yaml(text, file)
     if problems and data is None:
         return None, problems
@@ -177,7 +190,7 @@ def check_mapping_file(path: str | FsPath, *, display: str | None = None, profil
     target, unknown = _resolve_profile(profile, spec)
     if unknown is not None:
         problems.append(MappingProblem(file, line_for(lines, ("system",)), "system", unknown))
-    m = Mapping(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines, profile=target,
+    m = Mapping(spec, path=str(path), version_hash=_sha256(text), lines=lines, profile=target,
                 text=text)
     for rel, msg, sev in (*m._compile(), *_semantic(m)):
         if index_map is not None and len(rel) >= 2 and rel[0] == "steps" and isinstance(rel[1], int):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -13,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from crmbridge.canonical.mapping.introspect import PARTY_CLASS, _allowed_values, resolve_canonical
+from crmbridge.canonical.mapping.loader import _sha256, read_text
 from crmbridge.canonical.mapping.policy import mask_kind_for
 from crmbridge.canonical.mapping.problems import MappingProblem
 from crmbridge.canonical.mapping.yamlio import _align, _friendly, _load_yaml, keypath, line_for
@@ -30,7 +30,6 @@ from crmbridge.canonical.rules._language import (
 )
 from crmbridge.core.errors import MappingError, ValidationError
 from crmbridge.core.paths import parse_path, path_get, plain_value
-from crmbridge.core.safeyaml import read_bounded, size_problem
 
 Rel = tuple[str | int, ...]
 
@@ -238,16 +237,9 @@ def check_rules_file(path: str | FsPath, *, display: str | None = None) -> tuple
     """Load and check one rules file: the rules (None when they cannot be built) and every problem, located."""
     p = FsPath(path)
     file = display or str(path)
-    try:
-        raw = read_bounded(p)
-    except OSError as exc:
-        return None, [MappingProblem(file, None, "", f"cannot read the file: {exc.strerror or exc}")]
-    if (too_big := size_problem(len(raw))) is not None:
-        return None, [MappingProblem(file, None, "", too_big)]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [MappingProblem(file, None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")]
+    text, problem = read_text(p, file)
+    if text is None:
+        return None, [problem]
     data, lines, problems = _load_yaml(text, file)
     if problems and data is None:
         return None, problems
@@ -270,7 +262,7 @@ def check_rules_file(path: str | FsPath, *, display: str | None = None) -> tuple
         return None, problems
     problems += [MappingProblem(file, line_for(lines, rel), keypath(rel), msg) for rel, msg in _semantic(spec)]
     problems.sort(key=lambda pr: (pr.line or 0, pr.path))
-    rules = Rules(spec, path=str(path), version_hash=hashlib.sha256(raw).hexdigest(), lines=lines, text=text)
+    rules = Rules(spec, path=str(path), version_hash=_sha256(text), lines=lines, text=text)
     return (None if problems else rules), problems
 
 
